@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/oar"
+)
+
+// maxStdinLine bounds one JSON line of 'audit append --stdin'.
+const maxStdinLine = 1 << 20
+
+func runAuditAppend(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "audit append", "audit append --action ACTION --actor ACTOR [--resource R] [--tenant T] [--classification C] [--json]\n"+
+		"       sios [--data DIR] audit append --stdin [--json]   (one JSON record per line; one receipt per line)")
+	action := fs.String("action", "", "what was done (required), e.g. brain.invoke")
+	actor := fs.String("actor", "", "who did it: a principal id (required)")
+	resource := fs.String("resource", "", "what it was done to")
+	tenant := fs.String("tenant", "", "the tenant it was done in")
+	class := fs.String("classification", "", "classification of the data involved")
+	stdin := fs.Bool("stdin", false, "read records as JSON lines from standard input")
+	asJSON := fs.Bool("json", false, "print receipts as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("audit append takes no arguments, got %q", fs.Arg(0))
+	}
+	if !*stdin && (*action == "" || *actor == "") {
+		return usageError("audit append needs --action and --actor (or --stdin)")
+	}
+	l, err := e.openLedger(ctx, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	if *stdin {
+		err = appendStream(ctx, l, os.Stdin, e.stdout, *asJSON)
+	} else {
+		var rc *oar.Receipt
+		rc, _, err = l.Append(ctx, &oar.Record{
+			Tenant: *tenant, Actor: oar.Actor{ID: *actor}, Action: *action, Resource: *resource, Classification: *class,
+		})
+		if err == nil {
+			err = printReceipt(e.stdout, rc, *asJSON)
+		}
+	}
+	if cerr := l.Close(context.WithoutCancel(ctx)); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func printReceipt(w io.Writer, rc *oar.Receipt, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, rc)
+	}
+	_, err := fmt.Fprintf(w, "index:        %d\nrecord_hash:  %s\nseal_index:   %d\nproof:        %d hashes\n",
+		rc.Index, rc.RecordHash, rc.SealIndex, len(rc.InclusionProof))
+	return err
+}
+
+// appendStream appends one record per input line with several appenders at once, so
+// that records share seals, and prints each receipt on one line as soon as it is
+// durable. It stops at the end of input or on the first bad line, naming it.
+func appendStream(ctx context.Context, l *ledger.Ledger, in io.Reader, out io.Writer, asJSON bool) error {
+	type line struct {
+		n   int
+		rec *oar.Record
+	}
+	lines := make(chan line)
+	var (
+		mu       sync.Mutex // guards out and firstErr
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	setErr := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ln := range lines {
+				rc, _, err := l.Append(ctx, ln.rec)
+				if err != nil {
+					setErr(fmt.Errorf("line %d: %w", ln.n, err))
+					continue
+				}
+				var b []byte
+				if asJSON {
+					b, _ = json.Marshal(rc)
+				} else {
+					b = fmt.Appendf(nil, "%d %s %d", rc.Index, rc.RecordHash, rc.SealIndex)
+				}
+				mu.Lock()
+				out.Write(append(b, '\n'))
+				mu.Unlock()
+			}
+		}()
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), maxStdinLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		var rec oar.Record
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rec); err != nil {
+			setErr(fmt.Errorf("line %d: not a JSON record: %v", n, err))
+			break
+		}
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		lines <- line{n: n, rec: &rec}
+	}
+	close(lines)
+	wg.Wait()
+	if err := sc.Err(); err != nil && firstErr == nil {
+		firstErr = fmt.Errorf("line %d: %v (lines are limited to %d bytes)", n+1, err, maxStdinLine)
+	}
+	return firstErr
+}

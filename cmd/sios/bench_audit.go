@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
+)
+
+// benchLedgerOptions are shared by the baseline and the ledger so that both batch alike.
+var benchLedgerOptions = ledger.Options{CheckpointInterval: 100 * time.Millisecond}
+
+type auditBenchResult struct {
+	Records      int     `json:"records"`
+	EntryBytes   int     `json:"entry_bytes"`
+	Writers      int     `json:"writers"`
+	BaselinePerS float64 `json:"baseline_per_s"`
+	SignedPerS   float64 `json:"signed_per_s"`
+	Ratio        float64 `json:"ratio"`
+	ReceiptP50   float64 `json:"receipt_p50_ms"`
+	ReceiptP99   float64 `json:"receipt_p99_ms"`
+	Seals        uint64  `json:"seals"`
+	VerifyPerS   float64 `json:"verify_per_s"`
+}
+
+func runBenchAudit(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench audit", "bench audit [--records N] [--writers W] [--json]")
+	records := fs.Int("records", 100000, "records to append in each phase")
+	writers := fs.Int("writers", 512, "concurrent appenders in the ledger phase")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *records < 1 || *writers < 1 {
+		return usageError("--records and --writers must be at least 1")
+	}
+	tmp, err := os.MkdirTemp("", "sios-bench-audit-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	res := auditBenchResult{Records: *records, Writers: *writers}
+	sample := benchRecord(0)
+	sample.V, sample.Kind, sample.Node, sample.Time = oar.Version, oar.KindRecord, "node_aaaaaaaaaaaaaaaaaaaaaaaaaa", oar.FormatTime(time.Now())
+	enc, err := sample.Encode()
+	if err != nil {
+		return err
+	}
+	res.EntryBytes = len(enc)
+
+	progress(e, *asJSON, "baseline: %d raw entries of %d bytes into Tessera POSIX", *records, res.EntryBytes)
+	if res.BaselinePerS, err = benchBaseline(ctx, filepath.Join(tmp, "baseline"), *records, res.EntryBytes); err != nil {
+		return fmt.Errorf("baseline: %v", err)
+	}
+	progress(e, *asJSON, "ledger: %d sealed, signed records from %d writers", *records, *writers)
+	if err := benchSigned(ctx, filepath.Join(tmp, "node"), *records, *writers, &res); err != nil {
+		return fmt.Errorf("ledger: %v", err)
+	}
+	res.Ratio = res.SignedPerS / res.BaselinePerS
+
+	if *asJSON {
+		return printJSON(e.stdout, res)
+	}
+	fmt.Fprintf(e.stdout, "records          %d of %d bytes, %d writers\n", res.Records, res.EntryBytes, res.Writers)
+	fmt.Fprintf(e.stdout, "baseline_per_s   %.0f   (raw Tessera POSIX, same batching, no signing)\n", res.BaselinePerS)
+	fmt.Fprintf(e.stdout, "signed_per_s     %.0f   (target ≥ 20000)\n", res.SignedPerS)
+	fmt.Fprintf(e.stdout, "ratio            %.2f    (target ≥ 0.5)\n", res.Ratio)
+	fmt.Fprintf(e.stdout, "receipt_p50_ms   %.2f\n", res.ReceiptP50)
+	fmt.Fprintf(e.stdout, "receipt_p99_ms   %.2f   (target ≤ 50)\n", res.ReceiptP99)
+	fmt.Fprintf(e.stdout, "seals            %d      (%.0f records per seal)\n", res.Seals, float64(res.Records)/float64(max(res.Seals, 1)))
+	fmt.Fprintf(e.stdout, "verify_per_s     %.0f   (target ≥ 100000)\n", res.VerifyPerS)
+	return nil
+}
+
+func progress(e *env, quiet bool, format string, a ...any) {
+	if !quiet {
+		fmt.Fprintf(e.stderr, "sios: bench: "+format+"\n", a...)
+	}
+}
+
+func benchRecord(i int) *oar.Record {
+	return &oar.Record{
+		Tenant: "bench-tenant", Actor: oar.Actor{ID: fmt.Sprintf("svc-%04d", i%1000), Clearance: "OFFICIAL"},
+		Action: "brain.invoke", Resource: "brain/clinical-coding", Classification: "OFFICIAL",
+		Decision: &oar.Decision{Effect: "allow", Policies: []string{"permit-clearance-at-or-above"}},
+		Inputs:   []oar.Digest{oar.DigestOf("prompt", []byte(fmt.Sprintf("prompt %d", i)))},
+	}
+}
+
+// benchBaseline appends n random entries of the given size straight into Tessera with
+// the ledger's batching and returns entries integrated per second.
+func benchBaseline(ctx context.Context, dir string, n, size int) (float64, error) {
+	key, err := identity.GenerateKey(identity.KindNode)
+	if err != nil {
+		return 0, err
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: dir})
+	if err != nil {
+		return 0, err
+	}
+	ed, _ := key.NoteSigners("bench/baseline")
+	o := benchLedgerOptions
+	opts := tessera.NewAppendOptions().WithCheckpointSigner(ed).
+		WithBatching(ledger.DefaultTesseraBatchSize, ledger.DefaultTesseraBatchAge).
+		WithCheckpointInterval(o.CheckpointInterval).WithPushback(1 << 20)
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	app, shutdown, _, err := tessera.NewAppender(tctx, driver, opts)
+	if err != nil {
+		return 0, err
+	}
+	data := make([][]byte, n)
+	for i := range data {
+		data[i] = make([]byte, size)
+		rand.Read(data[i])
+	}
+	start := time.Now()
+	futs := make([]tessera.IndexFuture, n)
+	for i := range data {
+		futs[i] = app.Add(tctx, tessera.NewEntry(data[i]))
+	}
+	for _, f := range futs {
+		if _, err := f(); err != nil {
+			return 0, err
+		}
+	}
+	elapsed := time.Since(start)
+	if err := shutdown(ctx); err != nil {
+		return 0, err
+	}
+	return float64(n) / elapsed.Seconds(), nil
+}
+
+// benchSigned appends n records through the ledger from w writers, measuring each
+// receipt's latency and the rate until everything is integrated, then verifies.
+func benchSigned(ctx context.Context, dir string, n, w int, res *auditBenchResult) error {
+	init, err := identity.Init(dir, "bench", "", time.Now())
+	if err != nil {
+		return err
+	}
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	l, err := ledger.Open(ctx, filepath.Join(dir, "ledger"), init.Node, benchLedgerOptions)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t := time.Now()
+				if _, _, err := l.Append(ctx, benchRecord(i)); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				lat[i] = time.Since(t)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		l.Close(ctx)
+		return firstErr
+	}
+	if err := l.Sync(ctx); err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	entries := l.Size()
+	if err := l.Close(ctx); err != nil {
+		return err
+	}
+	sortDurations(lat)
+	res.SignedPerS = float64(n) / elapsed.Seconds()
+	res.ReceiptP50, res.ReceiptP99 = ms(percentile(lat, 50)), ms(percentile(lat, 99))
+	res.Seals = entries - uint64(n)
+
+	r, err := ledger.OpenReader(filepath.Join(dir, "ledger"), init.Node.ID(), init.Node.Public())
+	if err != nil {
+		return err
+	}
+	vstart := time.Now()
+	vr, err := r.Verify(ctx, false)
+	if err != nil {
+		return err
+	}
+	res.VerifyPerS = float64(vr.Entries) / time.Since(vstart).Seconds()
+	return nil
+}

@@ -1,0 +1,182 @@
+// Command sios runs and operates a sios node: a Sovereign Intelligence Operating System
+// that governs local AI models and writes a signed audit record for every action.
+//
+// Usage: sios [--data DIR] COMMAND [ARGS]. Run 'sios help' for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+const usageText = `sios — Sovereign Intelligence Operating System
+
+Usage:
+  sios [--data DIR] COMMAND [ARGS]
+
+DIR defaults to $SIOS_DATA, else ./sios-data.
+
+Commands:
+  init      create the node identity (and an institution root key unless --root is given)
+  id        print the node identity
+  audit     append to, inspect, prove, export and verify the signed audit log
+  bench     measure performance (bench audit)
+  help      show this help
+
+Run 'sios COMMAND -h' for a command's flags.
+`
+
+// cliError is an error with an exit status and an optional hint for the operator.
+type cliError struct {
+	err  error
+	hint string
+	code int
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func usageError(format string, a ...any) error {
+	return &cliError{err: fmt.Errorf(format, a...), code: exitUsage}
+}
+
+func withHint(err error, hint string) error {
+	return &cliError{err: err, hint: hint, code: exitFailure}
+}
+
+// env is what every command gets: the data directory and the output streams.
+type env struct {
+	dataDir string
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"init", "create the node identity", runInit},
+		{"id", "print the node identity", runID},
+		{"audit", "the signed audit log", runAudit},
+		{"bench", "performance benchmarks", runBench},
+	}
+}
+
+func main() {
+	quietLibraries()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// quietLibraries keeps library logging (Tessera logs through klog) off the terminal:
+// sios reports what matters itself.
+func quietLibraries() {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("logtostderr", "false")
+	_ = fs.Set("alsologtostderr", "false")
+	_ = fs.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(io.Discard)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("sios", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.dataDir, "data", "", "data directory (default $SIOS_DATA, else ./sios-data)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return exitOK
+		}
+		return report(stderr, usageError("%v", err))
+	}
+	if e.dataDir == "" {
+		e.dataDir = os.Getenv("SIOS_DATA")
+	}
+	if e.dataDir == "" {
+		e.dataDir = "sios-data"
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
+	}
+	name := rest[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return report(stderr, c.run(ctx, e, rest[1:]))
+		}
+	}
+	return report(stderr, &cliError{err: fmt.Errorf("unknown command %q", name), hint: "run 'sios help' for the commands", code: exitUsage})
+}
+
+// report prints err as one 'sios: error:' line (plus a hint) and returns the exit status.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	code, hint := exitFailure, ""
+	var ce *cliError
+	if errors.As(err, &ce) {
+		code, hint = ce.code, ce.hint
+	}
+	if hint == "" {
+		hint = hintFor(err)
+	}
+	fmt.Fprintf(stderr, "sios: error: %v\n", err)
+	if hint != "" {
+		fmt.Fprintf(stderr, "sios: hint: %s\n", hint)
+	}
+	return code
+}
+
+// newFlags makes a command's flag set; parse errors print the command's usage.
+func newFlags(e *env, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: sios [--data DIR] %s\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &cliError{err: err, code: exitUsage}
+	}
+	return nil
+}

@@ -1,0 +1,766 @@
+// JSON Canonicalization Scheme (RFC 8785, "JCS").
+//
+// Canonicalize, AppendCanonical and IsCanonical accept strict I-JSON
+// (RFC 7493) text and produce its RFC 8785 canonical form: no insignificant
+// whitespace, object members sorted by the UTF-16 code units of their names,
+// strings with only the mandatory escapes, and numbers formatted the way
+// ECMAScript's Number.prototype.toString formats an IEEE-754 double.
+//
+// The parser is a single-pass recursive descent that writes canonical output
+// as it goes; objects are reordered in place only when their members arrive
+// out of order, so already-canonical input costs one scan and one copy.
+
+package jcs
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// MaxDepth is the maximum nesting depth of arrays and objects accepted by
+// Canonicalize. A top-level array or object is at depth 1.
+const MaxDepth = 64
+
+// Canonicalize parses the JSON text in and returns its RFC 8785 canonical
+// form. Input must be strict I-JSON; any violation is reported as an error
+// naming the byte offset in in and the reason.
+func Canonicalize(in []byte) ([]byte, error) {
+	// Canonical output is rarely longer than the input (only some number
+	// spellings grow), so len(in) avoids regrowth in the common case.
+	return AppendCanonical(make([]byte, 0, len(in)), in)
+}
+
+// AppendCanonical is Canonicalize appending to dst (to avoid allocations on
+// hot paths). On error it returns dst unchanged in length, although bytes in
+// its spare capacity may have been overwritten. in must not overlap the
+// spare capacity of dst.
+func AppendCanonical(dst, in []byte) ([]byte, error) {
+	p := parserPool.Get().(*parser)
+	p.in = in
+	p.pos = 0
+	p.out = dst
+	err := p.document()
+	out := p.out
+	p.release()
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// IsCanonical reports whether b is already exactly in canonical form, that
+// is, whether b is valid input and Canonicalize(b) would return b unchanged.
+func IsCanonical(b []byte) bool {
+	bp := bufPool.Get().(*[]byte)
+	out, err := AppendCanonical((*bp)[:0], b)
+	ok := err == nil && bytes.Equal(out, b)
+	if cap(out) <= maxPooledBuf {
+		*bp = out[:0]
+		bufPool.Put(bp)
+	}
+	return ok
+}
+
+// maxPooledBuf bounds what pools keep so one huge document does not pin
+// memory forever.
+const maxPooledBuf = 64 << 10
+
+var (
+	parserPool = sync.Pool{New: func() any { return new(parser) }}
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+)
+
+// canonError is the error returned for rejected input.
+type canonError struct {
+	Offset int // byte offset in the input
+	Reason string
+}
+
+func (e *canonError) Error() string {
+	return "jcs: invalid input at byte offset " + strconv.Itoa(e.Offset) + ": " + e.Reason
+}
+
+// member records one object member already written to parser.out, so that
+// an object can be re-sorted after all of its members have been parsed.
+type member struct {
+	start, end int  // span of `"name":value` in out
+	keyOff     int  // unescaped name: out[keyOff:keyOff+keyLen] or keybuf[...]
+	keyLen     int  //
+	inKeybuf   bool // name had escapes in canonical form, so it lives in keybuf
+	inOff      int  // input offset of the name, for error messages
+}
+
+type parser struct {
+	in  []byte
+	pos int
+	out []byte
+
+	// Reused across calls through parserPool; each is used as a stack by
+	// nested objects, which truncate back to their base on return.
+	members []member
+	keybuf  []byte
+	scratch []byte
+}
+
+func (p *parser) release() {
+	p.in, p.out = nil, nil
+	if cap(p.members) > 4096 {
+		p.members = nil
+	}
+	if cap(p.keybuf) > maxPooledBuf {
+		p.keybuf = nil
+	}
+	if cap(p.scratch) > maxPooledBuf {
+		p.scratch = nil
+	}
+	p.members, p.keybuf, p.scratch = p.members[:0], p.keybuf[:0], p.scratch[:0]
+	parserPool.Put(p)
+}
+
+func (p *parser) fail(off int, format string, args ...any) error {
+	return &canonError{Offset: off, Reason: fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) eof(what string) error {
+	return p.fail(len(p.in), "unexpected end of input %s", what)
+}
+
+// badChar describes the byte at off, which was not what the grammar wanted.
+func (p *parser) badChar(off int, want string) error {
+	c := p.in[off]
+	if c >= 0x80 {
+		r, size := utf8.DecodeRune(p.in[off:])
+		if r == utf8.RuneError && size == 1 {
+			return p.fail(off, "invalid UTF-8 byte 0x%02x, expected %s", c, want)
+		}
+		return p.fail(off, "invalid character %q, expected %s", r, want)
+	}
+	return p.fail(off, "invalid character %q, expected %s", c, want)
+}
+
+func (p *parser) document() error {
+	if err := p.value(0); err != nil {
+		return err
+	}
+	p.skipWS()
+	if p.pos < len(p.in) {
+		return p.fail(p.pos, "trailing data after top-level value")
+	}
+	return nil
+}
+
+func (p *parser) skipWS() {
+	for p.pos < len(p.in) {
+		switch p.in[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value parses one JSON value found at nesting depth depth.
+func (p *parser) value(depth int) error {
+	p.skipWS()
+	if p.pos >= len(p.in) {
+		return p.eof("where a value was expected")
+	}
+	switch c := p.in[p.pos]; c {
+	case '{':
+		return p.object(depth + 1)
+	case '[':
+		return p.array(depth + 1)
+	case '"':
+		_, err := p.str()
+		return err
+	case 't':
+		return p.literal("true")
+	case 'f':
+		return p.literal("false")
+	case 'n':
+		return p.literal("null")
+	case 'N', 'I':
+		return p.fail(p.pos, "NaN and Infinity are not valid JSON numbers")
+	default:
+		if c == '-' || isDigit(c) {
+			return p.number()
+		}
+		return p.badChar(p.pos, "a JSON value")
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func (p *parser) literal(lit string) error {
+	rest := p.in[p.pos:]
+	if len(rest) >= len(lit) && string(rest[:len(lit)]) == lit {
+		p.out = append(p.out, lit...)
+		p.pos += len(lit)
+		return nil
+	}
+	if len(rest) < len(lit) && string(rest) == lit[:len(rest)] {
+		return p.eof("in literal " + lit)
+	}
+	return p.fail(p.pos, "invalid literal, expected %s", lit)
+}
+
+func (p *parser) array(depth int) error {
+	if depth > MaxDepth {
+		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
+	}
+	p.pos++
+	p.out = append(p.out, '[')
+	p.skipWS()
+	if p.pos < len(p.in) && p.in[p.pos] == ']' {
+		p.pos++
+		p.out = append(p.out, ']')
+		return nil
+	}
+	for {
+		if err := p.value(depth); err != nil {
+			return err
+		}
+		p.skipWS()
+		if p.pos >= len(p.in) {
+			return p.eof("in array")
+		}
+		switch p.in[p.pos] {
+		case ',':
+			p.pos++
+			p.out = append(p.out, ',')
+		case ']':
+			p.pos++
+			p.out = append(p.out, ']')
+			return nil
+		default:
+			return p.badChar(p.pos, "',' or ']' in array")
+		}
+	}
+}
+
+func (p *parser) object(depth int) error {
+	if depth > MaxDepth {
+		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
+	}
+	p.pos++
+	p.out = append(p.out, '{')
+	p.skipWS()
+	if p.pos < len(p.in) && p.in[p.pos] == '}' {
+		p.pos++
+		p.out = append(p.out, '}')
+		return nil
+	}
+	contentStart := len(p.out)
+	base, keyBase := len(p.members), len(p.keybuf)
+	sorted := true
+	for {
+		p.skipWS()
+		if p.pos >= len(p.in) {
+			return p.eof("in object")
+		}
+		if p.in[p.pos] != '"' {
+			return p.badChar(p.pos, "'\"' starting an object member name")
+		}
+		m := member{start: len(p.out), inOff: p.pos}
+		escaped, err := p.str()
+		if err != nil {
+			return err
+		}
+		if escaped {
+			// Escapes sort by the character they stand for, not by '\\',
+			// so keep an unescaped copy for comparisons.
+			m.keyOff = len(p.keybuf)
+			p.keybuf = unescapeCanonical(p.keybuf, p.out[m.start+1:len(p.out)-1])
+			m.keyLen = len(p.keybuf) - m.keyOff
+			m.inKeybuf = true
+		} else {
+			m.keyOff = m.start + 1
+			m.keyLen = len(p.out) - m.start - 2
+		}
+		p.skipWS()
+		if p.pos >= len(p.in) {
+			return p.eof("after object member name")
+		}
+		if p.in[p.pos] != ':' {
+			return p.badChar(p.pos, "':' after object member name")
+		}
+		p.pos++
+		p.out = append(p.out, ':')
+		if err := p.value(depth); err != nil {
+			return err
+		}
+		m.end = len(p.out)
+		if len(p.members) > base && sorted {
+			switch compareUTF16(p.key(&p.members[len(p.members)-1]), p.key(&m)) {
+			case 0:
+				return p.dupError(&m)
+			case 1:
+				sorted = false
+			}
+		}
+		p.members = append(p.members, m)
+		p.skipWS()
+		if p.pos >= len(p.in) {
+			return p.eof("in object")
+		}
+		c := p.in[p.pos]
+		if c == ',' {
+			p.pos++
+			p.out = append(p.out, ',')
+			continue
+		}
+		if c != '}' {
+			return p.badChar(p.pos, "',' or '}' in object")
+		}
+		p.pos++
+		break
+	}
+	if !sorted {
+		if err := p.reorder(base, contentStart); err != nil {
+			return err
+		}
+	}
+	p.out = append(p.out, '}')
+	p.members = p.members[:base]
+	p.keybuf = p.keybuf[:keyBase]
+	return nil
+}
+
+func (p *parser) key(m *member) []byte {
+	if m.inKeybuf {
+		return p.keybuf[m.keyOff : m.keyOff+m.keyLen]
+	}
+	return p.out[m.keyOff : m.keyOff+m.keyLen]
+}
+
+func (p *parser) dupError(m *member) error {
+	return p.fail(m.inOff, "duplicate object member name %q", p.key(m))
+}
+
+// reorder sorts the members of the object whose content (everything between
+// the braces) starts at out[contentStart:] and whose member records are
+// members[base:], rewriting that content in place.
+func (p *parser) reorder(base, contentStart int) error {
+	ms := p.members[base:]
+	slices.SortFunc(ms, func(a, b member) int {
+		return compareUTF16(p.key(&a), p.key(&b))
+	})
+	for i := 1; i < len(ms); i++ {
+		if compareUTF16(p.key(&ms[i-1]), p.key(&ms[i])) == 0 {
+			// Report the later occurrence, as a streaming reader would.
+			if ms[i-1].inOff > ms[i].inOff {
+				return p.dupError(&ms[i-1])
+			}
+			return p.dupError(&ms[i])
+		}
+	}
+	p.scratch = append(p.scratch[:0], p.out[contentStart:]...)
+	w := contentStart
+	for i := range ms {
+		if i > 0 {
+			p.out[w] = ','
+			w++
+		}
+		w += copy(p.out[w:], p.scratch[ms[i].start-contentStart:ms[i].end-contentStart])
+	}
+	return nil
+}
+
+// compareUTF16 orders valid UTF-8 strings by their UTF-16 code units, as
+// RFC 8785 section 3.2.3 requires. UTF-8 byte order equals code point order,
+// which differs from UTF-16 order only between U+E000..U+FFFF and
+// supplementary characters (encoded as surrogates 0xD800..0xDFFF in UTF-16).
+func compareUTF16(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	if i == n {
+		switch {
+		case len(a) < len(b):
+			return -1
+		case len(a) > len(b):
+			return 1
+		}
+		return 0
+	}
+	ca, cb := a[i], b[i]
+	// With an equal prefix, i is at the same position within a character in
+	// both strings, so if either byte is a lead byte both are. Lead bytes
+	// 0xEE/0xEF start U+E000..U+FFFF; 0xF0..0xF4 start supplementary ones.
+	if ca >= 0xEE && cb >= 0xEE && (ca >= 0xF0) != (cb >= 0xF0) {
+		if ca >= 0xF0 {
+			return -1
+		}
+		return 1
+	}
+	if ca < cb {
+		return -1
+	}
+	return 1
+}
+
+// unescapeCanonical appends to dst the UTF-8 string whose canonical JSON
+// string content (without quotes) is s. Only the escapes that
+// appendCanonicalRune produces can occur.
+func unescapeCanonical(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u': // \u00xx
+			dst = append(dst, unhex(s[i+3])<<4|unhex(s[i+4]))
+			i += 4
+		default: // '"' or '\\'
+			dst = append(dst, s[i])
+		}
+	}
+	return dst
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 0xff
+}
+
+// strSafe marks bytes that are copied through unchanged inside strings.
+var strSafe = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// str parses a string starting at the opening quote and writes its
+// canonical form. escaped reports whether the output contains a backslash.
+func (p *parser) str() (escaped bool, err error) {
+	in := p.in
+	i := p.pos + 1
+	p.out = append(p.out, '"')
+	for {
+		start := i
+		for i < len(in) && strSafe[in[i]] {
+			i++
+		}
+		p.out = append(p.out, in[start:i]...)
+		if i >= len(in) {
+			return escaped, p.eof("in string")
+		}
+		switch c := in[i]; {
+		case c == '"':
+			p.out = append(p.out, '"')
+			p.pos = i + 1
+			return escaped, nil
+		case c == '\\':
+			r, n, err := p.escape(i)
+			if err != nil {
+				return escaped, err
+			}
+			i += n
+			if appendCanonicalRune(&p.out, r) {
+				escaped = true
+			}
+		case c < 0x20:
+			return escaped, p.fail(i, "control character 0x%02x in string must be escaped", c)
+		default:
+			r, size := utf8.DecodeRune(in[i:])
+			if r == utf8.RuneError && size == 1 {
+				return escaped, p.fail(i, "invalid UTF-8 byte 0x%02x in string", c)
+			}
+			if isNoncharacter(r) {
+				return escaped, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
+			}
+			p.out = append(p.out, in[i:i+size]...)
+			i += size
+		}
+	}
+}
+
+// escape decodes the escape sequence at in[i] (a backslash), returning the
+// character and the number of input bytes consumed.
+func (p *parser) escape(i int) (rune, int, error) {
+	in := p.in
+	if i+1 >= len(in) {
+		return 0, 0, p.eof("in string escape")
+	}
+	switch c := in[i+1]; c {
+	case '"', '\\', '/':
+		return rune(c), 2, nil
+	case 'b':
+		return '\b', 2, nil
+	case 'f':
+		return '\f', 2, nil
+	case 'n':
+		return '\n', 2, nil
+	case 'r':
+		return '\r', 2, nil
+	case 't':
+		return '\t', 2, nil
+	case 'u':
+		r, err := p.hex4(i)
+		if err != nil {
+			return 0, 0, err
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return 0, 0, p.fail(i, "lone low surrogate \\u%04x in string", r)
+		case r >= 0xD800 && r <= 0xDBFF:
+			for j, want := range [2]byte{'\\', 'u'} {
+				if i+6+j >= len(in) {
+					return 0, 0, p.eof("in string after high surrogate")
+				}
+				if in[i+6+j] != want {
+					return 0, 0, p.fail(i, "lone high surrogate \\u%04x in string", r)
+				}
+			}
+			lo, err := p.hex4(i + 6)
+			if err != nil {
+				return 0, 0, err
+			}
+			if lo < 0xDC00 || lo > 0xDFFF {
+				return 0, 0, p.fail(i, "high surrogate \\u%04x not followed by a low surrogate (got \\u%04x)", r, lo)
+			}
+			r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
+			if isNoncharacter(r) {
+				return 0, 0, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
+			}
+			return r, 12, nil
+		case isNoncharacter(r):
+			return 0, 0, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
+		}
+		return r, 6, nil
+	default:
+		if c < 0x20 || c >= 0x80 {
+			return 0, 0, p.fail(i, "invalid escape sequence (backslash followed by byte 0x%02x)", c)
+		}
+		return 0, 0, p.fail(i, "invalid escape sequence \\%c", c)
+	}
+}
+
+// hex4 decodes the four hex digits of the \uXXXX escape at in[i].
+func (p *parser) hex4(i int) (rune, error) {
+	var r rune
+	for j := i + 2; j < i+6; j++ {
+		if j >= len(p.in) {
+			return 0, p.eof("in \\u escape")
+		}
+		v := unhex(p.in[j])
+		if v == 0xff {
+			return 0, p.fail(j, "invalid hex digit in \\u escape")
+		}
+		r = r<<4 | rune(v)
+	}
+	return r, nil
+}
+
+// isNoncharacter reports Unicode noncharacters, which I-JSON (RFC 7493
+// section 2.1) forbids alongside surrogates.
+func isNoncharacter(r rune) bool {
+	return r >= 0xFDD0 && r <= 0xFDEF || r&0xFFFE == 0xFFFE
+}
+
+// appendCanonicalRune writes r as it appears inside a canonical string and
+// reports whether that needed a backslash escape (RFC 8785 section 3.2.2.2).
+func appendCanonicalRune(out *[]byte, r rune) bool {
+	b := *out
+	escaped := true
+	switch r {
+	case '"', '\\':
+		b = append(b, '\\', byte(r))
+	case '\b':
+		b = append(b, '\\', 'b')
+	case '\f':
+		b = append(b, '\\', 'f')
+	case '\n':
+		b = append(b, '\\', 'n')
+	case '\r':
+		b = append(b, '\\', 'r')
+	case '\t':
+		b = append(b, '\\', 't')
+	default:
+		if r < 0x20 {
+			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
+		} else {
+			b = utf8.AppendRune(b, r)
+			escaped = false
+		}
+	}
+	*out = b
+	return escaped
+}
+
+// number parses a number and writes its ECMAScript serialization.
+func (p *parser) number() error {
+	in := p.in
+	start := p.pos
+	i := start
+	if in[i] == '-' {
+		i++
+		if i >= len(in) {
+			return p.eof("in number")
+		}
+		if in[i] == 'I' {
+			return p.fail(start, "NaN and Infinity are not valid JSON numbers")
+		}
+	}
+	intStart := i
+	switch {
+	case i < len(in) && in[i] == '0':
+		i++
+		if i < len(in) && isDigit(in[i]) {
+			return p.fail(intStart, "leading zero in number")
+		}
+	case i < len(in) && isDigit(in[i]):
+		for i < len(in) && isDigit(in[i]) {
+			i++
+		}
+	default:
+		return p.badChar(i, "digit in number")
+	}
+	intDigits := i - intStart
+	plain := true
+	if i < len(in) && in[i] == '.' {
+		plain = false
+		i++
+		if i >= len(in) {
+			return p.eof("in number fraction")
+		}
+		if !isDigit(in[i]) {
+			return p.badChar(i, "digit after decimal point")
+		}
+		for i < len(in) && isDigit(in[i]) {
+			i++
+		}
+	}
+	if i < len(in) && (in[i] == 'e' || in[i] == 'E') {
+		plain = false
+		i++
+		if i < len(in) && (in[i] == '+' || in[i] == '-') {
+			i++
+		}
+		if i >= len(in) {
+			return p.eof("in number exponent")
+		}
+		if !isDigit(in[i]) {
+			return p.badChar(i, "digit in exponent")
+		}
+		for i < len(in) && isDigit(in[i]) {
+			i++
+		}
+	}
+	p.pos = i
+	lit := in[start:i]
+	// Integers below 10^15 are exact doubles whose ECMAScript form is their
+	// own decimal spelling, so skip the float round trip for them.
+	if plain && intDigits <= 15 {
+		if intDigits == 1 && in[intStart] == '0' {
+			p.out = append(p.out, '0') // "-0" is 0
+		} else {
+			p.out = append(p.out, lit...)
+		}
+		return nil
+	}
+	// The string does not outlive ParseFloat (its error, which may retain
+	// it, is dropped), and in is not modified meanwhile.
+	f, err := strconv.ParseFloat(unsafe.String(&lit[0], len(lit)), 64)
+	if err != nil {
+		// Syntax was checked above, so this is ErrRange: overflow to ±Inf.
+		// (Underflow silently rounds to zero, as IEEE-754 parsing does.)
+		return p.fail(start, "number %.40s magnitude overflows float64", lit)
+	}
+	p.out = appendES6Number(p.out, f)
+	return nil
+}
+
+// appendES6Number appends the ECMAScript Number.prototype.toString form of
+// the finite double f (ECMA-262 Number::toString, RFC 8785 section
+// 3.2.2.3). strconv's shortest round-trip digits are the digits ECMAScript
+// requires; only the layout differs.
+func appendES6Number(dst []byte, f float64) []byte {
+	if f == 0 {
+		return append(dst, '0') // also -0
+	}
+	var buf [32]byte
+	b := strconv.AppendFloat(buf[:0], f, 'e', -1, 64) // [-]d[.ddd]e±dd[d]
+	if b[0] == '-' {
+		dst = append(dst, '-')
+		b = b[1:]
+	}
+	var digits [20]byte
+	k := 0
+	j := 0
+	for ; b[j] != 'e'; j++ {
+		if b[j] != '.' {
+			digits[k] = b[j]
+			k++
+		}
+	}
+	exp := 0
+	for _, c := range b[j+2:] {
+		exp = exp*10 + int(c-'0')
+	}
+	if b[j+1] == '-' {
+		exp = -exp
+	}
+	// ECMAScript's n: the value is 0.d1d2...dk × 10^n.
+	n := exp + 1
+	switch {
+	case k <= n && n <= 21:
+		dst = append(dst, digits[:k]...)
+		for ; k < n; k++ {
+			dst = append(dst, '0')
+		}
+	case 0 < n && n <= 21:
+		dst = append(dst, digits[:n]...)
+		dst = append(dst, '.')
+		dst = append(dst, digits[n:k]...)
+	case -6 < n && n <= 0:
+		dst = append(dst, '0', '.')
+		for ; n < 0; n++ {
+			dst = append(dst, '0')
+		}
+		dst = append(dst, digits[:k]...)
+	default:
+		dst = append(dst, digits[0])
+		if k > 1 {
+			dst = append(dst, '.')
+			dst = append(dst, digits[1:k]...)
+		}
+		dst = append(dst, 'e')
+		if exp >= 0 {
+			dst = append(dst, '+')
+		}
+		dst = strconv.AppendInt(dst, int64(exp), 10)
+	}
+	return dst
+}

@@ -1,0 +1,123 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
+)
+
+// BenchmarkTesseraPOSIX is the baseline: raw entries of a record's size straight into
+// Tessera with the ledger's default batching.
+func BenchmarkTesseraPOSIX(b *testing.B) {
+	node := newTestNode(b)
+	driver, err := posix.New(context.Background(), posix.Config{Path: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ed, _ := node.Key.NoteSigners("bench")
+	opts := tessera.NewAppendOptions().WithCheckpointSigner(ed).
+		WithBatching(DefaultTesseraBatchSize, DefaultTesseraBatchAge).
+		WithCheckpointInterval(100 * time.Millisecond).WithPushback(1 << 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	app, shutdown, _, err := tessera.NewAppender(ctx, driver, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 460)
+	rand.Read(data)
+	b.ResetTimer()
+	futs := make([]tessera.IndexFuture, b.N)
+	for i := range b.N {
+		e := append([]byte(nil), data...)
+		e[0], e[1], e[2] = byte(i), byte(i>>8), byte(i>>16)
+		futs[i] = app.Add(ctx, tessera.NewEntry(e))
+	}
+	for _, f := range futs {
+		if _, err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	shutdown(context.Background())
+}
+
+// BenchmarkAppend measures sealed, signed appends from 256 concurrent writers until
+// everything is integrated into the log.
+func BenchmarkAppend(b *testing.B) {
+	node := newTestNode(b)
+	l, err := Open(context.Background(), b.TempDir(), node, testOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	work := make(chan int, 1024)
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, _, err := l.Append(context.Background(), testRecord(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := l.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	l.Close(context.Background())
+}
+
+// BenchmarkVerify measures full verification of a log of 20,000 records.
+func BenchmarkVerify(b *testing.B) {
+	node := newTestNode(b)
+	dir := b.TempDir()
+	l, err := Open(context.Background(), dir, node, testOptions)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 20000
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 64 {
+				if _, _, err := l.Append(context.Background(), testRecord(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := l.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		res, err := r.Verify(context.Background(), false)
+		if err != nil || res.Records != n {
+			b.Fatal(res, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*int(r.Size()))/b.Elapsed().Seconds(), "entries/s")
+}

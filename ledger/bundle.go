@@ -1,0 +1,229 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/tessera/client"
+)
+
+// BundleVersion is the "v" of an evidence bundle.
+const BundleVersion = "oar-bundle/1"
+
+// Limits on bundles, which come from outside: named in the errors that enforce them.
+const (
+	MaxBundleSize    = 1 << 30 // bytes of the bundle document
+	MaxBundleEntries = 1 << 24
+	MaxRangeHashes   = 64 // a compact range over a 2^64 tree has at most 64 nodes
+)
+
+// Bundle is an evidence bundle: a run of log entries with everything needed to verify
+// them offline — the node's enrolment certificate (its public keys, signed by the
+// institution root), a signed checkpoint, and the compact-range hashes that join the
+// entries to the checkpoint's tree. It always starts at the first record of a seal's
+// batch and ends with a seal, so that every record in it is covered.
+type Bundle struct {
+	V           string               `json:"v"`
+	Certificate identity.Certificate `json:"certificate"`
+	Checkpoint  string               `json:"checkpoint"`
+	Start       uint64               `json:"start"`
+	Entries     []string             `json:"entries"` // canonical JSON text of entries Start, Start+1, …
+	Left        []string             `json:"left"`    // hex hashes of the compact range [0, Start)
+	Right       []string             `json:"right"`   // hex hashes of the compact range [Start+len(Entries), size)
+}
+
+// Export builds a bundle holding entries from..to-1, widened to whole seal batches.
+func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to uint64) (*Bundle, error) {
+	size := r.cp.Size
+	if size == 0 {
+		return nil, errors.New("the audit log is empty")
+	}
+	if to == 0 || to > size {
+		to = size
+	}
+	if from >= to {
+		return nil, fmt.Errorf("empty range %d..%d (the log has %d entries)", from, to, size)
+	}
+	first, _, err := r.sealAfter(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	last, _, err := r.sealAfter(ctx, to-1)
+	if err != nil {
+		return nil, err
+	}
+	// A seal's batch starts at its First, so from is widened back to it; when from is
+	// itself a seal, the bundle starts with the batch that seal covers.
+	start, end := first.First, last.Index()+1
+	entries, err := r.Entries(ctx, start, end)
+	if err != nil {
+		return nil, err
+	}
+	left, err := client.FetchRangeNodes(ctx, start, r.store.f.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("compact range [0, %d): %v", start, err)
+	}
+	right, err := r.rightRange(ctx, end, size)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bundle{V: BundleVersion, Certificate: cert, Checkpoint: string(r.cp.Raw), Start: start,
+		Entries: make([]string, len(entries)), Left: hexAll(left), Right: hexAll(right)}
+	for i, e := range entries {
+		b.Entries[i] = string(e)
+	}
+	return b, nil
+}
+
+// rightRange computes the compact range [end, size) from the leaf hashes.
+func (r *Reader) rightRange(ctx context.Context, end, size uint64) ([][]byte, error) {
+	rng := rangeFactory.NewEmptyRange(end)
+	for idx := end / 256; idx*256 < size; idx++ {
+		leaves, err := r.store.leafHashes(ctx, idx, size)
+		if err != nil {
+			return nil, err
+		}
+		for k, h := range leaves {
+			if idx*256+uint64(k) >= end {
+				if err := rng.Append(h, nil); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return rng.Hashes(), nil
+}
+
+func hexAll(hs [][]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h)
+	}
+	return out
+}
+
+// ReadBundle decodes a bundle, enforcing MaxBundleSize.
+func ReadBundle(rd io.Reader) (*Bundle, error) {
+	data, err := io.ReadAll(io.LimitReader(rd, MaxBundleSize+1))
+	if err != nil {
+		return nil, err
+	}
+	return ParseBundle(data)
+}
+
+// ParseBundle decodes a bundle document without verifying it.
+func ParseBundle(data []byte) (*Bundle, error) {
+	if len(data) > MaxBundleSize {
+		return nil, fmt.Errorf("bundle is larger than %d bytes (MaxBundleSize)", MaxBundleSize)
+	}
+	var b Bundle
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("bundle is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("bundle has trailing data after the document")
+	}
+	if b.V != BundleVersion {
+		return nil, fmt.Errorf("bundle v is %q, want %q", b.V, BundleVersion)
+	}
+	if len(b.Entries) == 0 || len(b.Entries) > MaxBundleEntries {
+		return nil, fmt.Errorf("bundle holds %d entries; it must hold 1 to %d (MaxBundleEntries)", len(b.Entries), MaxBundleEntries)
+	}
+	if len(b.Left) > MaxRangeHashes || len(b.Right) > MaxRangeHashes {
+		return nil, fmt.Errorf("bundle compact ranges hold more than %d hashes (MaxRangeHashes)", MaxRangeHashes)
+	}
+	return &b, nil
+}
+
+// BundleResult says what a verified bundle proved.
+type BundleResult struct {
+	NodeID  string `json:"node_id"`
+	RootID  string `json:"root_id"`
+	Start   uint64 `json:"start"`
+	End     uint64 `json:"end"`
+	Records uint64 `json:"records"`
+	Seals   uint64 `json:"seals"`
+	Size    uint64 `json:"checkpoint_size"`
+}
+
+// Verify checks the bundle with nothing but its own contents: the certificate's root
+// signature, both checkpoint signatures, every entry and seal, and that the entries sit
+// at their indices in the checkpoint's tree. The caller compares RootID with the
+// institution root it trusts.
+func (b *Bundle) Verify() (*BundleResult, error) {
+	nodePub, _, err := b.Certificate.Verify()
+	if err != nil {
+		return nil, err
+	}
+	cp, err := ParseCheckpoint([]byte(b.Checkpoint), b.Certificate.NodeID, nodePub)
+	if err != nil {
+		return nil, err
+	}
+	end := b.Start + uint64(len(b.Entries))
+	if end < b.Start || end > cp.Size {
+		return nil, fmt.Errorf("bundle entries %d..%d lie beyond the checkpoint's %d entries", b.Start, end-1, cp.Size)
+	}
+	left, err := unhexAll(b.Left, "left")
+	if err != nil {
+		return nil, err
+	}
+	right, err := unhexAll(b.Right, "right")
+	if err != nil {
+		return nil, err
+	}
+	rng, err := rangeFactory.NewRange(0, b.Start, left)
+	if err != nil {
+		return nil, fmt.Errorf("left compact range: %v", err)
+	}
+	c := newChain(b.Certificate.NodeID, nodePub, b.Start)
+	for _, s := range b.Entries {
+		e := []byte(s)
+		leaf := oar.RecordHash(e)
+		if err := c.add(e, leaf); err != nil {
+			return nil, err
+		}
+		if err := rng.Append(leaf, nil); err != nil {
+			return nil, err
+		}
+	}
+	if p := c.pending(); p > 0 {
+		return nil, &VerifyError{Index: c.batchFirst, Reason: fmt.Sprintf("the bundle ends with %d records not covered by a seal", p)}
+	}
+	rr, err := rangeFactory.NewRange(end, cp.Size, right)
+	if err != nil {
+		return nil, fmt.Errorf("right compact range: %v", err)
+	}
+	if err := rng.AppendRange(rr, nil); err != nil {
+		return nil, err
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(root, cp.Root) {
+		return nil, fmt.Errorf("entries %d..%d with the bundle's compact ranges do not give the checkpoint's root: they are not the log's entries at those indices", b.Start, end-1)
+	}
+	return &BundleResult{NodeID: b.Certificate.NodeID, RootID: b.Certificate.RootID, Start: b.Start, End: end,
+		Records: c.records, Seals: c.seals, Size: cp.Size}, nil
+}
+
+func unhexAll(ss []string, what string) ([][]byte, error) {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		h, err := hex.DecodeString(s)
+		if err != nil || len(h) != oar.HashSize {
+			return nil, fmt.Errorf("bundle %s[%d] must be %d bytes of hex", what, i, oar.HashSize)
+		}
+		out[i] = h
+	}
+	return out, nil
+}

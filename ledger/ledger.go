@@ -1,0 +1,494 @@
+// Package ledger is a node's signed, append-only audit log.
+//
+// Entries are Open Audit Records (package oar) stored in a C2SP tlog-tiles log written
+// by Tessera's POSIX driver. Records are sealed in micro-batches: the Merkle root of a
+// batch is signed with ML-DSA-65 and Ed25519 and logged as a seal entry right after the
+// batch. Append returns a receipt (seal plus inclusion proof) only once the record and
+// its seal are durable in the journal, a group-commit write-ahead log that Tessera
+// integrates from and that is replayed after a crash. Tessera's checkpoints over the
+// whole log carry Ed25519 and ML-DSA-65 signed-note signatures.
+//
+// One process at a time may hold a ledger directory.
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
+)
+
+// Paths inside a ledger directory.
+const (
+	logDirName     = "log"
+	journalDirName = "journal"
+	seenFileName   = "seen-checkpoint"
+)
+
+// Options configures a Ledger. Zero values take the defaults noted.
+type Options struct {
+	// SealMaxRecords caps the records under one seal (default 4096).
+	SealMaxRecords int
+	// SealMaxDelay is how long the sealer waits for more records once one arrives
+	// (default 0: a seal covers whatever queued while the previous one was written).
+	SealMaxDelay time.Duration
+	// TesseraBatchSize and TesseraBatchAge set Tessera's sequencing batches
+	// (defaults 4096 and 20ms).
+	TesseraBatchSize uint
+	TesseraBatchAge  time.Duration
+	// CheckpointInterval is how often Tessera may publish a checkpoint (default 1s,
+	// at least 100ms).
+	CheckpointInterval time.Duration
+	// JournalSegmentSize is the size at which the journal starts a new segment (default 64 MiB).
+	JournalSegmentSize int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Defaults for Tessera's sequencing batches.
+const (
+	DefaultTesseraBatchSize = 4096
+	DefaultTesseraBatchAge  = 20 * time.Millisecond
+)
+
+func (o *Options) setDefaults() {
+	if o.SealMaxRecords <= 0 || o.SealMaxRecords > oar.MaxSealCount {
+		o.SealMaxRecords = 4096
+	}
+	if o.TesseraBatchSize == 0 {
+		o.TesseraBatchSize = DefaultTesseraBatchSize
+	}
+	if o.TesseraBatchAge == 0 {
+		o.TesseraBatchAge = DefaultTesseraBatchAge
+	}
+	if o.CheckpointInterval < 100*time.Millisecond {
+		o.CheckpointInterval = time.Second
+	}
+	if o.JournalSegmentSize <= 0 {
+		o.JournalSegmentSize = 64 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("ledger is closed")
+
+// Ledger appends records to a node's audit log. It is safe for concurrent use.
+type Ledger struct {
+	dir    string
+	node   *identity.Node
+	opts   Options
+	lock   *os.File
+	jrnl   *journal
+	store  *store
+	add    tessera.AddFn
+	tstop  func(context.Context) error
+	cancel context.CancelFunc
+
+	closeMu sync.RWMutex
+	closed  bool // guarded by closeMu
+
+	reqs chan *pending
+	feed chan *batch
+	futs chan future
+	done chan struct{} // closed when the waiter has drained
+
+	// owned by the sealer goroutine
+	next uint64
+	seq  uint64
+	prev []byte
+
+	assigned   atomic.Uint64 // entries journaled so far: the log size once integrated
+	integrated atomic.Uint64
+	failMu     sync.Mutex
+	failure    error // guarded by failMu; sticky: once set, appends fail
+}
+
+type pending struct {
+	entry []byte
+	hash  []byte
+	done  chan result
+}
+
+type result struct {
+	receipt *oar.Receipt
+	err     error
+}
+
+type future struct {
+	index uint64
+	f     tessera.IndexFuture
+}
+
+// Open opens (creating if needed) the ledger in dir for node, replaying any journal
+// frames that Tessera had not integrated before a crash.
+func Open(ctx context.Context, dir string, node *identity.Node, opts Options) (*Ledger, error) {
+	opts.setDefaults()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{dir: dir, node: node, opts: opts, lock: lock, store: newStore(filepath.Join(dir, logDirName))}
+	if err := l.start(ctx); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Ledger) start(ctx context.Context) error {
+	driver, err := posix.New(ctx, posix.Config{Path: filepath.Join(l.dir, logDirName), HTTPClient: noNetwork})
+	if err != nil {
+		return err
+	}
+	ed, ml := l.node.Key.NoteSigners(Origin(l.node.ID()))
+	aopts := tessera.NewAppendOptions().
+		WithCheckpointSigner(ed, ml).
+		WithBatching(l.opts.TesseraBatchSize, l.opts.TesseraBatchAge).
+		WithCheckpointInterval(l.opts.CheckpointInterval).
+		WithPushback(1 << 20).
+		// Never re-sign an unchanged tree: a checkpoint is only made for new entries.
+		WithCheckpointRepublishInterval(0)
+	tctx, cancel := context.WithCancel(context.Background())
+	appender, shutdown, reader, err := tessera.NewAppender(tctx, driver, aopts)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("open audit log: %v", err)
+	}
+	l.add, l.tstop, l.cancel = appender.Add, shutdown, cancel
+	size, err := reader.IntegratedSize(ctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("audit log size: %v", err)
+	}
+	l.integrated.Store(size)
+
+	jrnl, batches, err := openJournal(filepath.Join(l.dir, journalDirName), l.opts.JournalSegmentSize)
+	if err != nil {
+		cancel()
+		return err
+	}
+	l.jrnl = jrnl
+	if n := len(batches); n > 0 && batches[0].first > size {
+		cancel()
+		return fmt.Errorf("journal starts at entry %d but the log holds only %d: entries are missing", batches[0].first, size)
+	}
+	if err := l.resume(ctx, size, batches); err != nil {
+		cancel()
+		return err
+	}
+
+	l.assigned.Store(l.next)
+	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
+	l.feed = make(chan *batch, 64)
+	l.futs = make(chan future, 1<<16)
+	l.done = make(chan struct{})
+	go l.sealer()
+	go l.feeder()
+	go l.waiter()
+	for _, b := range batches {
+		if b.end() <= size {
+			continue
+		}
+		if b.first < size { // Tessera integrated part of this batch before the crash
+			b = &batch{first: size, entries: b.entries[size-b.first:]}
+		}
+		l.feed <- b
+	}
+	return nil
+}
+
+// resume finds the last seal, from the journal or else the log, to continue the chain.
+func (l *Ledger) resume(ctx context.Context, size uint64, batches []*batch) error {
+	var last []byte
+	l.next = size
+	if n := len(batches); n > 0 {
+		b := batches[n-1]
+		last = b.entries[len(b.entries)-1]
+		l.next = max(size, b.end())
+	} else if size > 0 {
+		es, err := l.store.entries(ctx, size-1, size, size)
+		if err != nil {
+			return err
+		}
+		last = es[0]
+	}
+	if last == nil {
+		return nil
+	}
+	e, err := oar.Parse(last)
+	if err != nil {
+		return fmt.Errorf("last log entry %d: %v", l.next-1, err)
+	}
+	if e.Kind != oar.KindSeal {
+		return fmt.Errorf("log ends with an unsealed record at index %d and the journal holds nothing to complete it", l.next-1)
+	}
+	l.seq, l.prev = e.Seal.Seq+1, oar.RecordHash(last)
+	return nil
+}
+
+// Node is the ledger's node identity.
+func (l *Ledger) Node() *identity.Node { return l.node }
+
+// Append logs the record and returns its receipt once the record and its seal are
+// durable. Members left empty are filled: v, kind, node and time.
+func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error) {
+	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
+	if r.Time == "" {
+		r.Time = oar.FormatTime(l.opts.Now())
+	}
+	entry, err := r.Encode()
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit record: %w", err)
+	}
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), done: make(chan result, 1)}
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		return nil, nil, ErrClosed
+	}
+	if err := l.err(); err != nil {
+		l.closeMu.RUnlock()
+		return nil, nil, err
+	}
+	select {
+	case l.reqs <- p:
+	case <-ctx.Done():
+		l.closeMu.RUnlock()
+		return nil, nil, ctx.Err()
+	}
+	l.closeMu.RUnlock()
+	select {
+	case res := <-p.done:
+		return res.receipt, entry, res.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+func (l *Ledger) err() error {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	return l.failure
+}
+
+func (l *Ledger) fail(err error) {
+	l.failMu.Lock()
+	defer l.failMu.Unlock()
+	if l.failure == nil {
+		l.failure = fmt.Errorf("audit ledger stopped: %v (restart the node to recover from the journal)", err)
+	}
+}
+
+// sealer groups queued records into batches, seals and journals each, hands out
+// receipts and passes the batch on to Tessera.
+func (l *Ledger) sealer() {
+	defer close(l.feed)
+	max := l.opts.SealMaxRecords
+	group := make([]*pending, 0, max)
+	for {
+		p, ok := <-l.reqs
+		if !ok {
+			return
+		}
+		group = append(group[:0], p)
+		open := l.gather(&group, max)
+		l.commit(group)
+		if !open {
+			return
+		}
+	}
+}
+
+// gather adds queued requests to group up to max, waiting up to SealMaxDelay for more.
+// It reports false once the request channel is closed.
+func (l *Ledger) gather(group *[]*pending, max int) bool {
+	var timer <-chan time.Time
+	if l.opts.SealMaxDelay > 0 {
+		t := time.NewTimer(l.opts.SealMaxDelay)
+		defer t.Stop()
+		timer = t.C
+	}
+	for len(*group) < max {
+		select {
+		case p, ok := <-l.reqs:
+			if !ok {
+				return false
+			}
+			*group = append(*group, p)
+			continue
+		default:
+		}
+		if timer == nil {
+			return true
+		}
+		select {
+		case p, ok := <-l.reqs:
+			if !ok {
+				return false
+			}
+			*group = append(*group, p)
+		case <-timer:
+			return true
+		}
+	}
+	return true
+}
+
+func (l *Ledger) commit(group []*pending) {
+	if err := l.err(); err != nil {
+		for _, p := range group {
+			p.done <- result{err: err}
+		}
+		return
+	}
+	hashes := make([][]byte, len(group))
+	entries := make([][]byte, len(group), len(group)+1)
+	for i, p := range group {
+		hashes[i], entries[i] = p.hash, p.entry
+	}
+	first := l.next
+	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, first, hashes, l.prev, l.opts.Now())
+	if err == nil {
+		err = l.jrnl.write(&batch{first: first, entries: append(entries, sealEntry)})
+	}
+	if err != nil {
+		l.fail(err)
+		for _, p := range group {
+			p.done <- result{err: l.err()}
+		}
+		return
+	}
+	sealIndex := first + uint64(len(group))
+	l.next, l.seq, l.prev = sealIndex+1, l.seq+1, oar.RecordHash(sealEntry)
+	l.assigned.Store(l.next)
+	proofs := oar.MerkleProofs(hashes)
+	for i, p := range group {
+		p.done <- result{receipt: oar.NewReceipt(first+uint64(i), hashes[i], sealIndex, sealEntry, proofs[i])}
+	}
+	l.feed <- &batch{first: first, entries: append(entries, sealEntry)}
+}
+
+// feeder passes journaled batches to Tessera in order, so that Tessera assigns each
+// entry the index the journal and the receipts already gave it.
+func (l *Ledger) feeder() {
+	defer close(l.futs)
+	ctx := context.Background()
+	for b := range l.feed {
+		for i, e := range b.entries {
+			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, tessera.NewEntry(e))}
+		}
+	}
+}
+
+// waiter checks each index Tessera assigns and releases journal segments it covers.
+func (l *Ledger) waiter() {
+	defer close(l.done)
+	for f := range l.futs {
+		idx, err := f.f()
+		if err == nil && idx.Index != f.index {
+			err = fmt.Errorf("Tessera assigned index %d to entry %d", idx.Index, f.index)
+		}
+		if err != nil {
+			l.fail(err)
+			continue
+		}
+		if l.integrated.Load() < f.index+1 {
+			l.integrated.Store(f.index + 1)
+		}
+		if f.index%1024 == 0 {
+			l.jrnl.release(f.index + 1)
+		}
+	}
+}
+
+// Close stops accepting records, waits until everything is integrated and covered by
+// a published checkpoint, records that checkpoint as seen, and releases the directory.
+func (l *Ledger) Close(ctx context.Context) error {
+	l.closeMu.Lock()
+	if l.closed {
+		l.closeMu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	l.closeMu.Unlock()
+	<-l.done
+	err := l.err()
+	if err == nil {
+		if serr := l.tstop(ctx); serr != nil {
+			err = fmt.Errorf("publish final checkpoint: %v", serr)
+		}
+	}
+	l.cancel()
+	if err == nil {
+		if cp, cerr := l.store.checkpoint(); cerr == nil {
+			err = l.noteSeen(cp)
+		}
+	}
+	if jerr := l.jrnl.close(l.integrated.Load()); err == nil && l.err() == nil {
+		err = jerr
+	}
+	l.lock.Close()
+	return err
+}
+
+// Size is the number of entries journaled so far (records and seals); Tessera may
+// still be integrating the last of them.
+func (l *Ledger) Size() uint64 { return l.assigned.Load() }
+
+// Sync waits until every entry journaled before the call is integrated into the log.
+func (l *Ledger) Sync(ctx context.Context) error {
+	target := l.assigned.Load()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for l.integrated.Load() < target {
+		if err := l.err(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// noteSeen records cp as the latest checkpoint this node has seen of its own log, if it
+// is newer than the one recorded. Verification later demands consistency with it.
+func (l *Ledger) noteSeen(cp []byte) error {
+	return noteSeen(l.dir, l.node, cp)
+}
+
+func noteSeen(dir string, node *identity.Node, raw []byte) error {
+	cp, err := ParseCheckpoint(raw, node.ID(), node.Public())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, seenFileName)
+	if old, err := os.ReadFile(path); err == nil {
+		if prev, err := ParseCheckpoint(old, node.ID(), node.Public()); err == nil && prev.Size >= cp.Size {
+			if prev.Size == cp.Size && !bytes.Equal(prev.Root, cp.Root) {
+				return fmt.Errorf("checkpoint at size %d has a different root than the one seen before", cp.Size)
+			}
+			return nil
+		}
+	}
+	return identity.ReplaceFile(path, raw, 0o600)
+}

@@ -1,0 +1,233 @@
+package ledger
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/oar"
+)
+
+var testOptions = Options{CheckpointInterval: 100 * time.Millisecond}
+
+func newTestNode(t testing.TB) *identity.Node {
+	t.Helper()
+	res, err := identity.Init(t.TempDir(), "test-node", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Node
+}
+
+func openTest(t testing.TB, dir string, node *identity.Node) *Ledger {
+	t.Helper()
+	l, err := Open(context.Background(), dir, node, testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func testRecord(i int) *oar.Record {
+	return &oar.Record{Tenant: "t1", Actor: oar.Actor{ID: fmt.Sprintf("user-%d", i)}, Action: "test.append",
+		Resource: fmt.Sprintf("res-%d", i)}
+}
+
+// appendN appends n records from w goroutines and returns receipts and entries by index.
+func appendN(t testing.TB, l *Ledger, n, w int) (map[uint64]*oar.Receipt, map[uint64][]byte) {
+	t.Helper()
+	var mu sync.Mutex
+	receipts := map[uint64]*oar.Receipt{}
+	entries := map[uint64][]byte{}
+	var wg sync.WaitGroup
+	errs := make(chan error, w)
+	for g := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += w {
+				rc, e, err := l.Append(context.Background(), testRecord(i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				if _, dup := receipts[rc.Index]; dup {
+					mu.Unlock()
+					errs <- fmt.Errorf("index %d handed out twice", rc.Index)
+					return
+				}
+				receipts[rc.Index], entries[rc.Index] = rc, e
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return receipts, entries
+}
+
+func TestConcurrentAppendsNoLossNoDuplicate(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l := openTest(t, dir, node)
+	const n = 2000
+	receipts, entries := appendN(t, l, n, 32)
+	if len(receipts) != n {
+		t.Fatalf("got %d receipts, want %d", len(receipts), n)
+	}
+	for i, rc := range receipts {
+		if _, err := rc.Verify(node.Public(), entries[i]); err != nil {
+			t.Fatalf("receipt %d: %v", i, err)
+		}
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != n || res.Entries != n+res.Seals {
+		t.Fatalf("verify: %+v, want %d records", res, n)
+	}
+	for i, e := range entries {
+		got, err := r.Entry(context.Background(), i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(e) {
+			t.Fatalf("entry %d differs from what was appended", i)
+		}
+	}
+}
+
+func TestReopenContinuesTheSealChain(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	for round := range 3 {
+		l := openTest(t, dir, node)
+		rs, _ := appendN(t, l, 10, 2)
+		if len(rs) != 10 {
+			t.Fatalf("round %d: %d receipts", round, len(rs))
+		}
+		if err := l.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 30 {
+		t.Fatalf("verified %d records, want 30", res.Records)
+	}
+	// A fresh Verify records the checkpoint as seen; a later one checks consistency.
+	if err := r.NoteSeen(node); err != nil {
+		t.Fatal(err)
+	}
+	res, err = r.Verify(context.Background(), false)
+	if err != nil || res.SeenSize != r.Size() {
+		t.Fatalf("second verify: %+v, %v", res, err)
+	}
+}
+
+func TestSecondWriterIsRefused(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l := openTest(t, dir, node)
+	defer l.Close(context.Background())
+	_, err := Open(context.Background(), dir, node, testOptions)
+	le, ok := err.(*LockedError)
+	if !ok {
+		t.Fatalf("second Open: %v, want a LockedError", err)
+	}
+	if le.Dir != dir {
+		t.Fatalf("LockedError names %q, want %q", le.Dir, dir)
+	}
+}
+
+func TestAppendAfterCloseFails(t *testing.T) {
+	node := newTestNode(t)
+	l := openTest(t, t.TempDir(), node)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Append(context.Background(), testRecord(1)); err != ErrClosed {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestInvalidRecordIsRefusedAndNothingLogged(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l := openTest(t, dir, node)
+	for name, rec := range map[string]*oar.Record{
+		"no actor":       {Action: "a"},
+		"no action":      {Actor: oar.Actor{ID: "u"}},
+		"bad class":      {Actor: oar.Actor{ID: "u"}, Action: "a", Classification: "PUBLIC"},
+		"long resource":  {Actor: oar.Actor{ID: "u"}, Action: "a", Resource: string(make([]byte, oar.MaxFieldLen+1))},
+		"bad digest hex": {Actor: oar.Actor{ID: "u"}, Action: "a", Inputs: []oar.Digest{{Name: "x", SHA256: "zz"}}},
+	} {
+		if _, _, err := l.Append(context.Background(), rec); err == nil {
+			t.Errorf("%s: appended, want an error", name)
+		}
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if l.Size() != 0 {
+		t.Fatalf("log holds %d entries after only invalid appends", l.Size())
+	}
+}
+
+func TestReceiptRejectsTampering(t *testing.T) {
+	node := newTestNode(t)
+	l := openTest(t, t.TempDir(), node)
+	defer l.Close(context.Background())
+	rc, entry, err := l.Append(context.Background(), testRecord(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newTestNode(t)
+	cases := map[string]func(r oar.Receipt) (oar.Receipt, []byte, identity.PublicKey){
+		"other record": func(r oar.Receipt) (oar.Receipt, []byte, identity.PublicKey) {
+			return r, append([]byte(nil), entry[:len(entry)-2]...), node.Public()
+		},
+		"wrong key": func(r oar.Receipt) (oar.Receipt, []byte, identity.PublicKey) { return r, entry, other.Public() },
+		"wrong index": func(r oar.Receipt) (oar.Receipt, []byte, identity.PublicKey) {
+			r.Index++
+			return r, entry, node.Public()
+		},
+		"bad proof": func(r oar.Receipt) (oar.Receipt, []byte, identity.PublicKey) {
+			r.InclusionProof = append([]string{hex.EncodeToString(make([]byte, 32))}, r.InclusionProof...)
+			return r, entry, node.Public()
+		},
+	}
+	for name, mutate := range cases {
+		r, e, pub := mutate(*rc)
+		if _, err := r.Verify(pub, e); err == nil {
+			t.Errorf("%s: receipt verified", name)
+		}
+	}
+	if _, err := rc.Verify(node.Public(), entry); err != nil {
+		t.Fatalf("untouched receipt: %v", err)
+	}
+	_ = filepath.Join
+}

@@ -1,0 +1,91 @@
+package oar
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// KindReceipt marks a receipt document (receipts are handed out, never logged).
+const KindReceipt = "receipt"
+
+// MaxProofLen bounds an inclusion proof: a seal covers at most 2^16 records.
+const MaxProofLen = 16
+
+// Receipt proves that a record is in the log under a signed seal. It verifies with the
+// node's public keys alone: the record hash is in the seal's Merkle root (inclusion
+// proof), and the seal carries the node's ML-DSA-65 and Ed25519 signatures.
+type Receipt struct {
+	V              string          `json:"v"`
+	Kind           string          `json:"kind"`
+	Index          uint64          `json:"index"`
+	RecordHash     string          `json:"record_hash"`
+	SealIndex      uint64          `json:"seal_index"`
+	InclusionProof []string        `json:"inclusion_proof"`
+	Seal           json.RawMessage `json:"seal"`
+}
+
+// NewReceipt assembles a receipt from the seal entry bytes and the record's proof.
+func NewReceipt(index uint64, recordHash []byte, sealIndex uint64, sealEntry []byte, path [][]byte) *Receipt {
+	p := make([]string, len(path))
+	for i, h := range path {
+		p[i] = hex.EncodeToString(h)
+	}
+	return &Receipt{V: Version, Kind: KindReceipt, Index: index, RecordHash: hex.EncodeToString(recordHash),
+		SealIndex: sealIndex, InclusionProof: p, Seal: sealEntry}
+}
+
+// Verify checks the receipt against the node's public keys. When entry is not nil it
+// must be the record the receipt is for. It returns the verified seal.
+func (r *Receipt) Verify(pub identity.PublicKey, entry []byte) (*Seal, error) {
+	if r.V != Version || r.Kind != KindReceipt {
+		return nil, fmt.Errorf("not an %s receipt", Version)
+	}
+	rh, err := hex.DecodeString(r.RecordHash)
+	if err != nil || len(rh) != HashSize {
+		return nil, fmt.Errorf("record_hash must be %d bytes of hex", HashSize)
+	}
+	if entry != nil && !bytes.Equal(RecordHash(entry), rh) {
+		return nil, fmt.Errorf("record_hash does not match the record")
+	}
+	if len(r.InclusionProof) > MaxProofLen {
+		return nil, fmt.Errorf("inclusion_proof has %d hashes, more than %d (MaxProofLen)", len(r.InclusionProof), MaxProofLen)
+	}
+	sealEntry, err := jcs.Canonicalize(r.Seal)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %v", err)
+	}
+	e, err := Parse(sealEntry)
+	if err != nil {
+		return nil, err
+	}
+	if e.Kind != KindSeal {
+		return nil, fmt.Errorf("seal member holds a %s", e.Kind)
+	}
+	s := e.Seal
+	if s.Index() != r.SealIndex {
+		return nil, fmt.Errorf("seal_index %d, but the seal is logged at %d", r.SealIndex, s.Index())
+	}
+	if r.Index < s.First || r.Index >= s.First+s.Count {
+		return nil, fmt.Errorf("index %d is outside the seal's records %d..%d", r.Index, s.First, s.First+s.Count-1)
+	}
+	path := make([][]byte, len(r.InclusionProof))
+	for i, h := range r.InclusionProof {
+		if path[i], err = hex.DecodeString(h); err != nil || len(path[i]) != HashSize {
+			return nil, fmt.Errorf("inclusion_proof[%d] must be %d bytes of hex", i, HashSize)
+		}
+	}
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index-s.First, s.Count, rh, path, s.RootBytes()); err != nil {
+		return nil, fmt.Errorf("inclusion proof: %v", err)
+	}
+	if err := s.VerifySignature(pub); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,242 @@
+// Package oar is the Open Audit Record, version 1: the entries of a sios audit log,
+// their canonical encoding, hashing, seals and receipts. It is pure: no I/O, no clocks.
+//
+// The format is published in docs/open-audit-record.md with test vectors in
+// oar/testdata; anything here that changes bytes on the wire changes that document.
+package oar
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
+)
+
+// Version is the value of every entry's "v" member.
+const Version = "oar/1"
+
+// Entry kinds. Only append to this list: a published kind never changes meaning.
+const (
+	KindRecord = "record"
+	KindSeal   = "seal"
+)
+
+// MaxEntrySize is the largest canonical entry: the C2SP tlog-tiles limit (2-byte length).
+const MaxEntrySize = 1<<16 - 1
+
+// Limits on attacker-controlled record content, named in errors when exceeded.
+const (
+	MaxFieldLen = 1024 // any single string field
+	MaxDigests  = 64   // inputs, outputs
+	MaxLinks    = 64
+	MaxParties  = 16
+)
+
+// Classifications, in order. Only append, and only at the top.
+var Classifications = []string{"OFFICIAL", "OFFICIAL-SENSITIVE", "SECRET", "TOP-SECRET"}
+
+// Record is one audited action.
+type Record struct {
+	V              string            `json:"v"`
+	Kind           string            `json:"kind"`
+	Time           string            `json:"time"`
+	Node           string            `json:"node"`
+	Tenant         string            `json:"tenant,omitempty"`
+	Actor          Actor             `json:"actor"`
+	Action         string            `json:"action"`
+	Resource       string            `json:"resource,omitempty"`
+	Decision       *Decision         `json:"decision,omitempty"`
+	Classification string            `json:"classification,omitempty"`
+	Inputs         []Digest          `json:"inputs,omitempty"`
+	Outputs        []Digest          `json:"outputs,omitempty"`
+	Links          []Link            `json:"links,omitempty"`
+	Parties        []json.RawMessage `json:"parties,omitempty"`
+	Detail         json.RawMessage   `json:"detail,omitempty"`
+}
+
+// Actor is the principal on whose behalf the action was taken.
+type Actor struct {
+	ID        string `json:"id"`
+	Clearance string `json:"clearance,omitempty"`
+}
+
+// Decision is a governance decision and the policies that made it.
+type Decision struct {
+	Effect   string   `json:"effect"` // "allow" or "deny"
+	Policies []string `json:"policies,omitempty"`
+}
+
+// Digest names a piece of content by its SHA-256, never by its text.
+type Digest struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size,omitempty"`
+}
+
+// Link points at another record by its record hash.
+type Link struct {
+	Rel        string `json:"rel"`
+	RecordHash string `json:"record_hash"`
+}
+
+// DigestOf returns the Digest of content.
+func DigestOf(name string, content []byte) Digest {
+	s := sha256.Sum256(content)
+	return Digest{Name: name, SHA256: hex.EncodeToString(s[:]), Size: int64(len(content))}
+}
+
+// FormatTime is the record time format: RFC 3339, UTC, nanoseconds.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// Validate checks the record's required members and limits.
+func (r *Record) Validate() error {
+	if r.V != Version {
+		return fmt.Errorf("v is %q, want %q", r.V, Version)
+	}
+	if r.Kind != KindRecord {
+		return fmt.Errorf("kind is %q, want %q", r.Kind, KindRecord)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil {
+		return fmt.Errorf("time %q is not RFC 3339", r.Time)
+	}
+	for _, f := range []struct{ name, val string }{
+		{"node", r.Node}, {"actor.id", r.Actor.ID}, {"action", r.Action},
+	} {
+		if f.val == "" {
+			return fmt.Errorf("%s is required", f.name)
+		}
+	}
+	for _, f := range []struct{ name, val string }{
+		{"node", r.Node}, {"tenant", r.Tenant}, {"actor.id", r.Actor.ID}, {"actor.clearance", r.Actor.Clearance},
+		{"action", r.Action}, {"resource", r.Resource}, {"classification", r.Classification},
+	} {
+		if len(f.val) > MaxFieldLen {
+			return fmt.Errorf("%s is %d bytes, more than the limit of %d (MaxFieldLen)", f.name, len(f.val), MaxFieldLen)
+		}
+	}
+	if c := r.Actor.Clearance; c != "" && ClassificationRank(c) < 0 {
+		return fmt.Errorf("actor.clearance %q is not one of %v", c, Classifications)
+	}
+	if c := r.Classification; c != "" && ClassificationRank(c) < 0 {
+		return fmt.Errorf("classification %q is not one of %v", c, Classifications)
+	}
+	if d := r.Decision; d != nil && d.Effect != "allow" && d.Effect != "deny" {
+		return fmt.Errorf("decision.effect %q must be allow or deny", d.Effect)
+	}
+	if len(r.Inputs) > MaxDigests || len(r.Outputs) > MaxDigests {
+		return fmt.Errorf("more than %d inputs or outputs (MaxDigests)", MaxDigests)
+	}
+	if len(r.Links) > MaxLinks {
+		return fmt.Errorf("more than %d links (MaxLinks)", MaxLinks)
+	}
+	if len(r.Parties) > MaxParties {
+		return fmt.Errorf("more than %d parties (MaxParties)", MaxParties)
+	}
+	for _, d := range append(append([]Digest(nil), r.Inputs...), r.Outputs...) {
+		if b, err := hex.DecodeString(d.SHA256); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("digest %q: sha256 must be 64 lowercase hex digits", d.Name)
+		}
+	}
+	for _, l := range r.Links {
+		if b, err := hex.DecodeString(l.RecordHash); err != nil || len(b) != sha256.Size {
+			return fmt.Errorf("link %q: record_hash must be 64 lowercase hex digits", l.Rel)
+		}
+	}
+	return nil
+}
+
+// ClassificationRank is the position of c in Classifications, or -1.
+func ClassificationRank(c string) int {
+	for i, x := range Classifications {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Encode validates r and returns its canonical (RFC 8785) encoding: the exact bytes
+// that are logged and hashed.
+func (r *Record) Encode() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return encode(r)
+}
+
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b, err := jcs.Canonicalize(buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("encoded entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
+	}
+	return b, nil
+}
+
+// Entry is a parsed log entry: exactly one of Record and Seal is set.
+type Entry struct {
+	Kind   string
+	Record *Record
+	Seal   *Seal
+}
+
+// ErrNotCanonical marks entries whose bytes are not their own canonical encoding.
+var ErrNotCanonical = errors.New("entry is not in canonical form (RFC 8785)")
+
+// Parse decodes a log entry, requiring that its bytes are canonical and that it is a
+// valid record or seal.
+func Parse(b []byte) (*Entry, error) {
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
+	}
+	if !jcs.IsCanonical(b) {
+		return nil, ErrNotCanonical
+	}
+	// One decode into the union of both kinds' members; kind picks the result.
+	var w struct {
+		Record
+		Seq   uint64              `json:"seq"`
+		First uint64              `json:"first"`
+		Count uint64              `json:"count"`
+		Root  string              `json:"root"`
+		Prev  string              `json:"prev"`
+		Sig   *identity.Signature `json:"sig"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("entry: %v", err)
+	}
+	if w.V != Version {
+		return nil, fmt.Errorf("entry v is %q, want %q", w.V, Version)
+	}
+	switch w.Kind {
+	case KindRecord:
+		r := w.Record
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("record: %v", err)
+		}
+		return &Entry{Kind: KindRecord, Record: &r}, nil
+	case KindSeal:
+		s := &Seal{V: w.V, Kind: w.Kind, Node: w.Node, Seq: w.Seq, First: w.First, Count: w.Count,
+			Root: w.Root, Prev: w.Prev, Time: w.Time, Sig: w.Sig}
+		if err := s.validate(); err != nil {
+			return nil, err
+		}
+		return &Entry{Kind: KindSeal, Seal: s}, nil
+	default:
+		return nil, fmt.Errorf("entry kind %q is not %q or %q", w.Kind, KindRecord, KindSeal)
+	}
+}
