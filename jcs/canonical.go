@@ -1,15 +1,11 @@
-// JSON Canonicalization Scheme (RFC 8785, "JCS").
+// Package jcs implements the JSON Canonicalization Scheme (RFC 8785, "JCS"): the
+// canonical encoding that every signed or hashed sios document uses.
 //
 // Canonicalize, AppendCanonical and IsCanonical accept strict I-JSON
 // (RFC 7493) text and produce its RFC 8785 canonical form: no insignificant
 // whitespace, object members sorted by the UTF-16 code units of their names,
 // strings with only the mandatory escapes, and numbers formatted the way
 // ECMAScript's Number.prototype.toString formats an IEEE-754 double.
-//
-// The parser is a single-pass recursive descent that writes canonical output
-// as it goes; objects are reordered in place only when their members arrive
-// out of order, so already-canonical input costs one scan and one copy.
-
 package jcs
 
 import (
@@ -40,7 +36,7 @@ func Canonicalize(in []byte) ([]byte, error) {
 // its spare capacity may have been overwritten. in must not overlap the
 // spare capacity of dst.
 func AppendCanonical(dst, in []byte) ([]byte, error) {
-	p := parserPool.Get().(*parser)
+	p := jcsParserPool.Get().(*jcsParser)
 	p.in = in
 	p.pos = 0
 	p.out = dst
@@ -56,82 +52,84 @@ func AppendCanonical(dst, in []byte) ([]byte, error) {
 // IsCanonical reports whether b is already exactly in canonical form, that
 // is, whether b is valid input and Canonicalize(b) would return b unchanged.
 func IsCanonical(b []byte) bool {
-	bp := bufPool.Get().(*[]byte)
+	bp := jcsBufPool.Get().(*[]byte)
 	out, err := AppendCanonical((*bp)[:0], b)
 	ok := err == nil && bytes.Equal(out, b)
-	if cap(out) <= maxPooledBuf {
+	if cap(out) <= jcsMaxPooled {
 		*bp = out[:0]
-		bufPool.Put(bp)
+		jcsBufPool.Put(bp)
 	}
 	return ok
 }
 
-// maxPooledBuf bounds what pools keep so one huge document does not pin
+// jcsMaxPooled bounds what pools keep so one huge document does not pin
 // memory forever.
-const maxPooledBuf = 64 << 10
+const jcsMaxPooled = 64 << 10
 
 var (
-	parserPool = sync.Pool{New: func() any { return new(parser) }}
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+	jcsParserPool = sync.Pool{New: func() any { return new(jcsParser) }}
+	jcsBufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 )
 
-// canonError is the error returned for rejected input.
-type canonError struct {
+// jcsError is the error returned for rejected input.
+type jcsError struct {
 	Offset int // byte offset in the input
 	Reason string
 }
 
-func (e *canonError) Error() string {
+func (e *jcsError) Error() string {
 	return "jcs: invalid input at byte offset " + strconv.Itoa(e.Offset) + ": " + e.Reason
 }
 
-// member records one object member already written to parser.out, so that
+// jcsMember records one object member already written to jcsParser.out, so that
 // an object can be re-sorted after all of its members have been parsed.
-type member struct {
-	start, end int  // span of `"name":value` in out
-	keyOff     int  // unescaped name: out[keyOff:keyOff+keyLen] or keybuf[...]
-	keyLen     int  //
-	inKeybuf   bool // name had escapes in canonical form, so it lives in keybuf
-	inOff      int  // input offset of the name, for error messages
+type jcsMember struct {
+	start, end     int  // span of `"name":value` in out
+	keyOff, keyLen int  // unescaped name, in out or (if inKeybuf) in keybuf
+	inKeybuf       bool // name needed escapes in canonical form
+	inOff          int  // input offset of the name, for error messages
 }
 
-type parser struct {
+// jcsParser is a single-pass recursive descent parser that writes canonical
+// output as it goes; objects are reordered in place only when their members
+// arrive out of order, so already-canonical input costs one scan and one copy.
+type jcsParser struct {
 	in  []byte
 	pos int
 	out []byte
 
-	// Reused across calls through parserPool; each is used as a stack by
+	// Reused across calls through jcsParserPool; each is used as a stack by
 	// nested objects, which truncate back to their base on return.
-	members []member
+	members []jcsMember
 	keybuf  []byte
 	scratch []byte
 }
 
-func (p *parser) release() {
+func (p *jcsParser) release() {
 	p.in, p.out = nil, nil
 	if cap(p.members) > 4096 {
 		p.members = nil
 	}
-	if cap(p.keybuf) > maxPooledBuf {
+	if cap(p.keybuf) > jcsMaxPooled {
 		p.keybuf = nil
 	}
-	if cap(p.scratch) > maxPooledBuf {
+	if cap(p.scratch) > jcsMaxPooled {
 		p.scratch = nil
 	}
 	p.members, p.keybuf, p.scratch = p.members[:0], p.keybuf[:0], p.scratch[:0]
-	parserPool.Put(p)
+	jcsParserPool.Put(p)
 }
 
-func (p *parser) fail(off int, format string, args ...any) error {
-	return &canonError{Offset: off, Reason: fmt.Sprintf(format, args...)}
+func (p *jcsParser) fail(off int, format string, args ...any) error {
+	return &jcsError{Offset: off, Reason: fmt.Sprintf(format, args...)}
 }
 
-func (p *parser) eof(what string) error {
+func (p *jcsParser) eof(what string) error {
 	return p.fail(len(p.in), "unexpected end of input %s", what)
 }
 
 // badChar describes the byte at off, which was not what the grammar wanted.
-func (p *parser) badChar(off int, want string) error {
+func (p *jcsParser) badChar(off int, want string) error {
 	c := p.in[off]
 	if c >= 0x80 {
 		r, size := utf8.DecodeRune(p.in[off:])
@@ -143,7 +141,7 @@ func (p *parser) badChar(off int, want string) error {
 	return p.fail(off, "invalid character %q, expected %s", c, want)
 }
 
-func (p *parser) document() error {
+func (p *jcsParser) document() error {
 	if err := p.value(0); err != nil {
 		return err
 	}
@@ -154,7 +152,7 @@ func (p *parser) document() error {
 	return nil
 }
 
-func (p *parser) skipWS() {
+func (p *jcsParser) skipWS() {
 	for p.pos < len(p.in) {
 		switch p.in[p.pos] {
 		case ' ', '\t', '\n', '\r':
@@ -166,7 +164,7 @@ func (p *parser) skipWS() {
 }
 
 // value parses one JSON value found at nesting depth depth.
-func (p *parser) value(depth int) error {
+func (p *jcsParser) value(depth int) error {
 	p.skipWS()
 	if p.pos >= len(p.in) {
 		return p.eof("where a value was expected")
@@ -188,16 +186,16 @@ func (p *parser) value(depth int) error {
 	case 'N', 'I':
 		return p.fail(p.pos, "NaN and Infinity are not valid JSON numbers")
 	default:
-		if c == '-' || isDigit(c) {
+		if c == '-' || jcsIsDigit(c) {
 			return p.number()
 		}
 		return p.badChar(p.pos, "a JSON value")
 	}
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func jcsIsDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func (p *parser) literal(lit string) error {
+func (p *jcsParser) literal(lit string) error {
 	rest := p.in[p.pos:]
 	if len(rest) >= len(lit) && string(rest[:len(lit)]) == lit {
 		p.out = append(p.out, lit...)
@@ -210,7 +208,7 @@ func (p *parser) literal(lit string) error {
 	return p.fail(p.pos, "invalid literal, expected %s", lit)
 }
 
-func (p *parser) array(depth int) error {
+func (p *jcsParser) array(depth int) error {
 	if depth > MaxDepth {
 		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
 	}
@@ -244,7 +242,7 @@ func (p *parser) array(depth int) error {
 	}
 }
 
-func (p *parser) object(depth int) error {
+func (p *jcsParser) object(depth int) error {
 	if depth > MaxDepth {
 		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
 	}
@@ -267,7 +265,7 @@ func (p *parser) object(depth int) error {
 		if p.in[p.pos] != '"' {
 			return p.badChar(p.pos, "'\"' starting an object member name")
 		}
-		m := member{start: len(p.out), inOff: p.pos}
+		m := jcsMember{start: len(p.out), inOff: p.pos}
 		escaped, err := p.str()
 		if err != nil {
 			return err
@@ -276,12 +274,22 @@ func (p *parser) object(depth int) error {
 			// Escapes sort by the character they stand for, not by '\\',
 			// so keep an unescaped copy for comparisons.
 			m.keyOff = len(p.keybuf)
-			p.keybuf = unescapeCanonical(p.keybuf, p.out[m.start+1:len(p.out)-1])
+			p.keybuf = jcsUnescape(p.keybuf, p.out[m.start+1:len(p.out)-1])
 			m.keyLen = len(p.keybuf) - m.keyOff
 			m.inKeybuf = true
 		} else {
 			m.keyOff = m.start + 1
 			m.keyLen = len(p.out) - m.start - 2
+		}
+		// While members arrive in order, comparing with the previous name
+		// both finds duplicates early and proves no reordering is needed.
+		if sorted && len(p.members) > base {
+			switch jcsCompareUTF16(p.key(&p.members[len(p.members)-1]), p.key(&m)) {
+			case 0:
+				return p.dupError(&m)
+			case 1:
+				sorted = false
+			}
 		}
 		p.skipWS()
 		if p.pos >= len(p.in) {
@@ -296,14 +304,6 @@ func (p *parser) object(depth int) error {
 			return err
 		}
 		m.end = len(p.out)
-		if len(p.members) > base && sorted {
-			switch compareUTF16(p.key(&p.members[len(p.members)-1]), p.key(&m)) {
-			case 0:
-				return p.dupError(&m)
-			case 1:
-				sorted = false
-			}
-		}
 		p.members = append(p.members, m)
 		p.skipWS()
 		if p.pos >= len(p.in) {
@@ -332,27 +332,27 @@ func (p *parser) object(depth int) error {
 	return nil
 }
 
-func (p *parser) key(m *member) []byte {
+func (p *jcsParser) key(m *jcsMember) []byte {
 	if m.inKeybuf {
 		return p.keybuf[m.keyOff : m.keyOff+m.keyLen]
 	}
 	return p.out[m.keyOff : m.keyOff+m.keyLen]
 }
 
-func (p *parser) dupError(m *member) error {
+func (p *jcsParser) dupError(m *jcsMember) error {
 	return p.fail(m.inOff, "duplicate object member name %q", p.key(m))
 }
 
 // reorder sorts the members of the object whose content (everything between
 // the braces) starts at out[contentStart:] and whose member records are
 // members[base:], rewriting that content in place.
-func (p *parser) reorder(base, contentStart int) error {
+func (p *jcsParser) reorder(base, contentStart int) error {
 	ms := p.members[base:]
-	slices.SortFunc(ms, func(a, b member) int {
-		return compareUTF16(p.key(&a), p.key(&b))
+	slices.SortFunc(ms, func(a, b jcsMember) int {
+		return jcsCompareUTF16(p.key(&a), p.key(&b))
 	})
 	for i := 1; i < len(ms); i++ {
-		if compareUTF16(p.key(&ms[i-1]), p.key(&ms[i])) == 0 {
+		if jcsCompareUTF16(p.key(&ms[i-1]), p.key(&ms[i])) == 0 {
 			// Report the later occurrence, as a streaming reader would.
 			if ms[i-1].inOff > ms[i].inOff {
 				return p.dupError(&ms[i-1])
@@ -372,11 +372,11 @@ func (p *parser) reorder(base, contentStart int) error {
 	return nil
 }
 
-// compareUTF16 orders valid UTF-8 strings by their UTF-16 code units, as
+// jcsCompareUTF16 orders valid UTF-8 strings by their UTF-16 code units, as
 // RFC 8785 section 3.2.3 requires. UTF-8 byte order equals code point order,
 // which differs from UTF-16 order only between U+E000..U+FFFF and
 // supplementary characters (encoded as surrogates 0xD800..0xDFFF in UTF-16).
-func compareUTF16(a, b []byte) int {
+func jcsCompareUTF16(a, b []byte) int {
 	n := min(len(a), len(b))
 	i := 0
 	for i < n && a[i] == b[i] {
@@ -407,10 +407,10 @@ func compareUTF16(a, b []byte) int {
 	return 1
 }
 
-// unescapeCanonical appends to dst the UTF-8 string whose canonical JSON
+// jcsUnescape appends to dst the UTF-8 string whose canonical JSON
 // string content (without quotes) is s. Only the escapes that
-// appendCanonicalRune produces can occur.
-func unescapeCanonical(dst, s []byte) []byte {
+// jcsAppendRune produces can occur.
+func jcsUnescape(dst, s []byte) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c != '\\' {
@@ -430,7 +430,7 @@ func unescapeCanonical(dst, s []byte) []byte {
 		case 't':
 			dst = append(dst, '\t')
 		case 'u': // \u00xx
-			dst = append(dst, unhex(s[i+3])<<4|unhex(s[i+4]))
+			dst = append(dst, jcsUnhex(s[i+3])<<4|jcsUnhex(s[i+4]))
 			i += 4
 		default: // '"' or '\\'
 			dst = append(dst, s[i])
@@ -439,7 +439,7 @@ func unescapeCanonical(dst, s []byte) []byte {
 	return dst
 }
 
-func unhex(c byte) byte {
+func jcsUnhex(c byte) byte {
 	switch {
 	case c >= '0' && c <= '9':
 		return c - '0'
@@ -451,25 +451,25 @@ func unhex(c byte) byte {
 	return 0xff
 }
 
-// strSafe marks bytes that are copied through unchanged inside strings.
-var strSafe = func() (t [256]bool) {
+// jcsStrSafe marks bytes that are copied through unchanged inside strings.
+var jcsStrSafe = func() (t [256]bool) {
 	for c := 0x20; c < 0x80; c++ {
 		t[c] = c != '"' && c != '\\'
 	}
 	return t
 }()
 
-const hexDigits = "0123456789abcdef"
+const jcsHexDigits = "0123456789abcdef"
 
 // str parses a string starting at the opening quote and writes its
 // canonical form. escaped reports whether the output contains a backslash.
-func (p *parser) str() (escaped bool, err error) {
+func (p *jcsParser) str() (escaped bool, err error) {
 	in := p.in
 	i := p.pos + 1
 	p.out = append(p.out, '"')
 	for {
 		start := i
-		for i < len(in) && strSafe[in[i]] {
+		for i < len(in) && jcsStrSafe[in[i]] {
 			i++
 		}
 		p.out = append(p.out, in[start:i]...)
@@ -487,7 +487,7 @@ func (p *parser) str() (escaped bool, err error) {
 				return escaped, err
 			}
 			i += n
-			if appendCanonicalRune(&p.out, r) {
+			if jcsAppendRune(&p.out, r) {
 				escaped = true
 			}
 		case c < 0x20:
@@ -497,7 +497,7 @@ func (p *parser) str() (escaped bool, err error) {
 			if r == utf8.RuneError && size == 1 {
 				return escaped, p.fail(i, "invalid UTF-8 byte 0x%02x in string", c)
 			}
-			if isNoncharacter(r) {
+			if jcsNoncharacter(r) {
 				return escaped, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
 			}
 			p.out = append(p.out, in[i:i+size]...)
@@ -508,7 +508,7 @@ func (p *parser) str() (escaped bool, err error) {
 
 // escape decodes the escape sequence at in[i] (a backslash), returning the
 // character and the number of input bytes consumed.
-func (p *parser) escape(i int) (rune, int, error) {
+func (p *jcsParser) escape(i int) (rune, int, error) {
 	in := p.in
 	if i+1 >= len(in) {
 		return 0, 0, p.eof("in string escape")
@@ -551,11 +551,11 @@ func (p *parser) escape(i int) (rune, int, error) {
 				return 0, 0, p.fail(i, "high surrogate \\u%04x not followed by a low surrogate (got \\u%04x)", r, lo)
 			}
 			r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
-			if isNoncharacter(r) {
+			if jcsNoncharacter(r) {
 				return 0, 0, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
 			}
 			return r, 12, nil
-		case isNoncharacter(r):
+		case jcsNoncharacter(r):
 			return 0, 0, p.fail(i, "noncharacter U+%04X not allowed in I-JSON string", r)
 		}
 		return r, 6, nil
@@ -568,13 +568,13 @@ func (p *parser) escape(i int) (rune, int, error) {
 }
 
 // hex4 decodes the four hex digits of the \uXXXX escape at in[i].
-func (p *parser) hex4(i int) (rune, error) {
+func (p *jcsParser) hex4(i int) (rune, error) {
 	var r rune
 	for j := i + 2; j < i+6; j++ {
 		if j >= len(p.in) {
 			return 0, p.eof("in \\u escape")
 		}
-		v := unhex(p.in[j])
+		v := jcsUnhex(p.in[j])
 		if v == 0xff {
 			return 0, p.fail(j, "invalid hex digit in \\u escape")
 		}
@@ -583,15 +583,15 @@ func (p *parser) hex4(i int) (rune, error) {
 	return r, nil
 }
 
-// isNoncharacter reports Unicode noncharacters, which I-JSON (RFC 7493
+// jcsNoncharacter reports Unicode noncharacters, which I-JSON (RFC 7493
 // section 2.1) forbids alongside surrogates.
-func isNoncharacter(r rune) bool {
+func jcsNoncharacter(r rune) bool {
 	return r >= 0xFDD0 && r <= 0xFDEF || r&0xFFFE == 0xFFFE
 }
 
-// appendCanonicalRune writes r as it appears inside a canonical string and
+// jcsAppendRune writes r as it appears inside a canonical string and
 // reports whether that needed a backslash escape (RFC 8785 section 3.2.2.2).
-func appendCanonicalRune(out *[]byte, r rune) bool {
+func jcsAppendRune(out *[]byte, r rune) bool {
 	b := *out
 	escaped := true
 	switch r {
@@ -609,7 +609,7 @@ func appendCanonicalRune(out *[]byte, r rune) bool {
 		b = append(b, '\\', 't')
 	default:
 		if r < 0x20 {
-			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
+			b = append(b, '\\', 'u', '0', '0', jcsHexDigits[r>>4], jcsHexDigits[r&0xf])
 		} else {
 			b = utf8.AppendRune(b, r)
 			escaped = false
@@ -620,7 +620,7 @@ func appendCanonicalRune(out *[]byte, r rune) bool {
 }
 
 // number parses a number and writes its ECMAScript serialization.
-func (p *parser) number() error {
+func (p *jcsParser) number() error {
 	in := p.in
 	start := p.pos
 	i := start
@@ -637,11 +637,11 @@ func (p *parser) number() error {
 	switch {
 	case i < len(in) && in[i] == '0':
 		i++
-		if i < len(in) && isDigit(in[i]) {
+		if i < len(in) && jcsIsDigit(in[i]) {
 			return p.fail(intStart, "leading zero in number")
 		}
-	case i < len(in) && isDigit(in[i]):
-		for i < len(in) && isDigit(in[i]) {
+	case i < len(in) && jcsIsDigit(in[i]):
+		for i < len(in) && jcsIsDigit(in[i]) {
 			i++
 		}
 	default:
@@ -655,10 +655,10 @@ func (p *parser) number() error {
 		if i >= len(in) {
 			return p.eof("in number fraction")
 		}
-		if !isDigit(in[i]) {
+		if !jcsIsDigit(in[i]) {
 			return p.badChar(i, "digit after decimal point")
 		}
-		for i < len(in) && isDigit(in[i]) {
+		for i < len(in) && jcsIsDigit(in[i]) {
 			i++
 		}
 	}
@@ -671,10 +671,10 @@ func (p *parser) number() error {
 		if i >= len(in) {
 			return p.eof("in number exponent")
 		}
-		if !isDigit(in[i]) {
+		if !jcsIsDigit(in[i]) {
 			return p.badChar(i, "digit in exponent")
 		}
-		for i < len(in) && isDigit(in[i]) {
+		for i < len(in) && jcsIsDigit(in[i]) {
 			i++
 		}
 	}
@@ -698,15 +698,15 @@ func (p *parser) number() error {
 		// (Underflow silently rounds to zero, as IEEE-754 parsing does.)
 		return p.fail(start, "number %.40s magnitude overflows float64", lit)
 	}
-	p.out = appendES6Number(p.out, f)
+	p.out = jcsAppendNumber(p.out, f)
 	return nil
 }
 
-// appendES6Number appends the ECMAScript Number.prototype.toString form of
+// jcsAppendNumber appends the ECMAScript Number.prototype.toString form of
 // the finite double f (ECMA-262 Number::toString, RFC 8785 section
 // 3.2.2.3). strconv's shortest round-trip digits are the digits ECMAScript
 // requires; only the layout differs.
-func appendES6Number(dst []byte, f float64) []byte {
+func jcsAppendNumber(dst []byte, f float64) []byte {
 	if f == 0 {
 		return append(dst, '0') // also -0
 	}
