@@ -51,6 +51,9 @@ func OpenReader(dir, nodeID string, pub identity.PublicKey) (*Reader, error) {
 // Checkpoint is the verified checkpoint the reader works at.
 func (r *Reader) Checkpoint() *Checkpoint { return r.cp }
 
+// PublicKey is the node key the reader verifies with.
+func (r *Reader) PublicKey() identity.PublicKey { return r.pub }
+
 // Size is the number of entries the checkpoint commits to.
 func (r *Reader) Size() uint64 { return r.cp.Size }
 

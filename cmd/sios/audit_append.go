@@ -28,11 +28,12 @@ func runAuditAppend(ctx context.Context, e *env, args []string) error {
 	class := fs.String("classification", "", "classification of the data involved")
 	stdin := fs.Bool("stdin", false, "read records as JSON lines from standard input")
 	asJSON := fs.Bool("json", false, "print receipts as JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("audit append takes no arguments, got %q", fs.Arg(0))
+	if len(args) > 0 {
+		return usageError("audit append takes no arguments, got %q", args[0])
 	}
 	if !*stdin && (*action == "" || *actor == "") {
 		return usageError("audit append needs --action and --actor (or --stdin)")

@@ -13,14 +13,15 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	out := fs.String("out", "", "write the evidence bundle to FILE (required)")
 	from := fs.Uint64("from", 0, "first index to include")
 	to := fs.Uint64("to", 0, "index after the last one to include (default: the whole log)")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *out == "" {
 		return usageError("audit export needs --out FILE")
 	}
-	if fs.NArg() > 0 {
-		return usageError("audit export takes no arguments, got %q", fs.Arg(0))
+	if len(args) > 0 {
+		return usageError("audit export takes no arguments, got %q", args[0])
 	}
 	r, cert, err := e.openReader()
 	if err != nil {

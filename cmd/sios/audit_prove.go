@@ -13,13 +13,14 @@ import (
 func runAuditProve(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit prove", "audit prove INDEX [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(args) != 1 {
 		return usageError("audit prove needs exactly one INDEX")
 	}
-	i, err := parseIndex(fs.Arg(0))
+	i, err := parseIndex(args[0])
 	if err != nil {
 		return err
 	}

@@ -29,13 +29,14 @@ func newShownEntry(i uint64, e []byte) shownEntry {
 func runAuditShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit show", "audit show INDEX [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(args) != 1 {
 		return usageError("audit show needs exactly one INDEX")
 	}
-	i, err := parseIndex(fs.Arg(0))
+	i, err := parseIndex(args[0])
 	if err != nil {
 		return err
 	}

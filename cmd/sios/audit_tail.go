@@ -12,11 +12,12 @@ func runAuditTail(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit tail", "audit tail [-n N] [--json]")
 	n := fs.Uint64("n", 10, "number of entries")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("audit tail takes no arguments, got %q", fs.Arg(0))
+	if len(args) > 0 {
+		return usageError("audit tail takes no arguments, got %q", args[0])
 	}
 	r, _, err := e.openReader()
 	if err != nil {

@@ -15,11 +15,12 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "audit verify", "audit verify [--bundle FILE] [--json]")
 	bundle := fs.String("bundle", "", "verify this evidence bundle offline instead of the node's log")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("audit verify takes no arguments, got %q", fs.Arg(0))
+	if len(args) > 0 {
+		return usageError("audit verify takes no arguments, got %q", args[0])
 	}
 	if *bundle != "" {
 		return verifyBundle(e, *bundle, *asJSON)

@@ -38,7 +38,8 @@ func runBenchAudit(ctx context.Context, e *env, args []string) error {
 	records := fs.Int("records", 100000, "records to append in each phase")
 	writers := fs.Int("writers", 512, "concurrent appenders in the ledger phase")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *records < 1 || *writers < 1 {

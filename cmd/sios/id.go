@@ -10,7 +10,8 @@ import (
 func runID(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "id", "id [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	cert, pub, err := e.loadCert()

@@ -17,11 +17,12 @@ func runInit(ctx context.Context, e *env, args []string) error {
 	name := fs.String("name", "", "node name (default: the host name)")
 	root := fs.String("root", "", "enrol under the institution root key in this file (default: create a new root)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseFlags(fs, args); err != nil {
+	args, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("init takes no arguments, got %q", fs.Arg(0))
+	if len(args) > 0 {
+		return usageError("init takes no arguments, got %q", args[0])
 	}
 	res, err := identity.Init(e.dataDir, *name, *root, time.Now())
 	if errors.Is(err, identity.ErrExists) {
