@@ -11,6 +11,7 @@ import (
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 )
 
@@ -66,7 +67,7 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 	if err != nil {
 		return nil, err
 	}
-	left, err := client.FetchRangeNodes(ctx, start, r.store.f.ReadTile)
+	left, err := client.FetchRangeNodes(ctx, start, r.store.tile)
 	if err != nil {
 		return nil, fmt.Errorf("compact range [0, %d): %v", start, err)
 	}
@@ -85,13 +86,13 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 // rightRange computes the compact range [end, size) from the leaf hashes.
 func (r *Reader) rightRange(ctx context.Context, end, size uint64) ([][]byte, error) {
 	rng := rangeFactory.NewEmptyRange(end)
-	for idx := end / 256; idx*256 < size; idx++ {
+	for idx := end / layout.EntryBundleWidth; idx*layout.EntryBundleWidth < size; idx++ {
 		leaves, err := r.store.leafHashes(ctx, idx, size)
 		if err != nil {
 			return nil, err
 		}
 		for k, h := range leaves {
-			if idx*256+uint64(k) >= end {
+			if idx*layout.EntryBundleWidth+uint64(k) >= end {
 				if err := rng.Append(h, nil); err != nil {
 					return nil, err
 				}

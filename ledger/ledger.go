@@ -43,7 +43,7 @@ type Options struct {
 	// (default 0: a seal covers whatever queued while the previous one was written).
 	SealMaxDelay time.Duration
 	// TesseraBatchSize and TesseraBatchAge set Tessera's sequencing batches
-	// (defaults 4096 and 20ms).
+	// (defaults 4096 and 100ms).
 	TesseraBatchSize uint
 	TesseraBatchAge  time.Duration
 	// CheckpointInterval is how often Tessera may publish a checkpoint (default 1s,
@@ -58,7 +58,7 @@ type Options struct {
 // Defaults for Tessera's sequencing batches.
 const (
 	DefaultTesseraBatchSize = 4096
-	DefaultTesseraBatchAge  = 20 * time.Millisecond
+	DefaultTesseraBatchAge  = 100 * time.Millisecond
 )
 
 func (o *Options) setDefaults() {
@@ -100,10 +100,11 @@ type Ledger struct {
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
 
-	reqs chan *pending
-	feed chan *batch
-	futs chan future
-	done chan struct{} // closed when the waiter has drained
+	reqs   chan *pending
+	sealed chan *sealed
+	feed   chan *batch
+	futs   chan future
+	done   chan struct{} // closed when the waiter has drained
 
 	// owned by the sealer goroutine
 	next uint64
@@ -195,10 +196,12 @@ func (l *Ledger) start(ctx context.Context) error {
 
 	l.assigned.Store(l.next)
 	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
+	l.sealed = make(chan *sealed, 2)
 	l.feed = make(chan *batch, 64)
 	l.futs = make(chan future, 1<<16)
 	l.done = make(chan struct{})
 	go l.sealer()
+	go l.journaler()
 	go l.feeder()
 	go l.waiter()
 	for _, b := range batches {
@@ -295,20 +298,22 @@ func (l *Ledger) fail(err error) {
 	}
 }
 
-// sealer groups queued records into batches, seals and journals each, hands out
-// receipts and passes the batch on to Tessera.
+// sealer groups queued records into batches and seals each (see seal).
 func (l *Ledger) sealer() {
-	defer close(l.feed)
+	defer close(l.sealed)
 	max := l.opts.SealMaxRecords
-	group := make([]*pending, 0, max)
 	for {
 		p, ok := <-l.reqs
 		if !ok {
 			return
 		}
-		group = append(group[:0], p)
+		group := append(make([]*pending, 0, 64), p)
 		open := l.gather(&group, max)
-		l.commit(group)
+		if err := l.err(); err != nil {
+			failAll(group, err)
+		} else {
+			l.seal(group)
+		}
 		if !open {
 			return
 		}
@@ -350,13 +355,17 @@ func (l *Ledger) gather(group *[]*pending, max int) bool {
 	return true
 }
 
-func (l *Ledger) commit(group []*pending) {
-	if err := l.err(); err != nil {
-		for _, p := range group {
-			p.done <- result{err: err}
-		}
-		return
-	}
+// sealed is a signed batch on its way to the journal.
+type sealed struct {
+	group     []*pending
+	hashes    [][]byte
+	batch     *batch
+	sealIndex uint64
+}
+
+// seal assigns the group its indices, signs its seal and passes it to the journaler.
+// Signing batch k+1 here overlaps with the journal making batch k durable.
+func (l *Ledger) seal(group []*pending) {
 	hashes := make([][]byte, len(group))
 	entries := make([][]byte, len(group), len(group)+1)
 	for i, p := range group {
@@ -364,24 +373,46 @@ func (l *Ledger) commit(group []*pending) {
 	}
 	first := l.next
 	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, first, hashes, l.prev, l.opts.Now())
-	if err == nil {
-		err = l.jrnl.write(&batch{first: first, entries: append(entries, sealEntry)})
-	}
 	if err != nil {
 		l.fail(err)
-		for _, p := range group {
-			p.done <- result{err: l.err()}
-		}
+		failAll(group, l.err())
 		return
 	}
 	sealIndex := first + uint64(len(group))
 	l.next, l.seq, l.prev = sealIndex+1, l.seq+1, oar.RecordHash(sealEntry)
-	l.assigned.Store(l.next)
-	proofs := oar.MerkleProofs(hashes)
-	for i, p := range group {
-		p.done <- result{receipt: oar.NewReceipt(first+uint64(i), hashes[i], sealIndex, sealEntry, proofs[i])}
+	l.sealed <- &sealed{group: group, hashes: hashes, sealIndex: sealIndex,
+		batch: &batch{first: first, entries: append(entries, sealEntry)}}
+}
+
+func failAll(group []*pending, err error) {
+	for _, p := range group {
+		p.done <- result{err: err}
 	}
-	l.feed <- &batch{first: first, entries: append(entries, sealEntry)}
+}
+
+// journaler makes each sealed batch durable, hands out its receipts, and passes it on
+// to Tessera. After a failure every later batch fails too: their indices follow the
+// failed one.
+func (l *Ledger) journaler() {
+	defer close(l.feed)
+	for s := range l.sealed {
+		if err := l.err(); err != nil {
+			failAll(s.group, err)
+			continue
+		}
+		if err := l.jrnl.write(s.batch); err != nil {
+			l.fail(err)
+			failAll(s.group, l.err())
+			continue
+		}
+		l.assigned.Store(s.batch.end())
+		sealEntry := s.batch.entries[len(s.batch.entries)-1]
+		proofs := oar.MerkleProofs(s.hashes)
+		for i, p := range s.group {
+			p.done <- result{receipt: oar.NewReceipt(s.batch.first+uint64(i), s.hashes[i], s.sealIndex, sealEntry, proofs[i])}
+		}
+		l.feed <- s.batch
+	}
 }
 
 // feeder passes journaled batches to Tessera in order, so that Tessera assigns each

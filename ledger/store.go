@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -19,10 +20,9 @@ import (
 // store reads a tlog-tiles directory.
 type store struct {
 	root string
-	f    client.FileFetcher
 }
 
-func newStore(logDir string) *store { return &store{root: logDir, f: client.FileFetcher{Root: logDir}} }
+func newStore(logDir string) *store { return &store{root: logDir} }
 
 func (s *store) checkpoint() ([]byte, error) {
 	p := filepath.Join(s.root, layout.CheckpointPath)
@@ -36,41 +36,59 @@ func (s *store) checkpoint() ([]byte, error) {
 	return os.ReadFile(p)
 }
 
+// readPartial reads the resource at path(p). Tessera writes a partial tile or bundle
+// only for the tree sizes it actually had, and removes partials once the full one
+// exists, so a resource for an older size may be missing: then a larger partial or
+// the full resource holds the same prefix, and exact reports false.
+func (s *store) readPartial(path func(p uint8) string, p uint8) (data []byte, exact bool, err error) {
+	full := filepath.Join(s.root, path(p))
+	data, err = os.ReadFile(full)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return data, true, err
+	}
+	if p == 0 {
+		return nil, false, fmt.Errorf("%s is missing", path(p))
+	}
+	if names, _ := os.ReadDir(filepath.Dir(full)); len(names) > 0 {
+		best := 0
+		for _, n := range names {
+			if w, err := strconv.Atoi(n.Name()); err == nil && w > int(p) && (best == 0 || w < best) {
+				best = w
+			}
+		}
+		if best > 0 {
+			data, err = os.ReadFile(filepath.Join(s.root, path(uint8(best))))
+			return data, false, err
+		}
+	}
+	data, err = os.ReadFile(filepath.Join(s.root, path(0)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("%s is missing", path(p))
+	}
+	return data, false, err
+}
+
 // bundle returns the entries of entry bundle idx in a log of the given size, checking
 // that the bundle holds exactly the entries that size implies.
 func (s *store) bundle(ctx context.Context, idx, size uint64) ([][]byte, error) {
 	want := bundleWidth(idx, size)
-	raw, err := s.f.ReadEntryBundle(ctx, idx, layout.PartialTileSize(0, idx, size))
+	raw, exact, err := s.readPartial(func(p uint8) string { return layout.EntriesPath(idx, p) }, layout.PartialTileSize(0, idx, size))
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("entry bundle %s is missing", layout.EntriesPath(idx, layout.PartialTileSize(0, idx, size)))
-		}
-		return nil, err
+		return nil, fmt.Errorf("entry bundle %d: %v", idx, err)
 	}
 	var b api.EntryBundle
 	if err := b.UnmarshalText(raw); err != nil {
 		return nil, fmt.Errorf("entry bundle %d: %v", idx, err)
 	}
-	switch {
-	case uint64(len(b.Entries)) < want:
-		return nil, fmt.Errorf("entry bundle %d holds %d entries, want %d", idx, len(b.Entries), want)
-	case uint64(len(b.Entries)) > want && layout.PartialTileSize(0, idx, size) != 0:
-		// A partial bundle for exactly this size must hold exactly want entries.
-		if _, perr := os.Stat(filepath.Join(s.root, layout.EntriesPath(idx, layout.PartialTileSize(0, idx, size)))); perr == nil {
-			return nil, fmt.Errorf("entry bundle %d holds %d entries, want %d", idx, len(b.Entries), want)
-		}
-		b.Entries = b.Entries[:want] // the full bundle of a log that has grown since
-	case uint64(len(b.Entries)) > want:
-		return nil, fmt.Errorf("entry bundle %d holds %d entries, want %d", idx, len(b.Entries), want)
+	if got := uint64(len(b.Entries)); got < want || (exact && got != want) {
+		return nil, fmt.Errorf("entry bundle %d holds %d entries, want %d", idx, got, want)
 	}
-	return b.Entries, nil
+	return b.Entries[:want], nil
 }
 
 // leafHashes returns the level-0 hash tile idx for a log of the given size.
 func (s *store) leafHashes(ctx context.Context, idx, size uint64) ([][]byte, error) {
-	want := bundleWidth(idx, size)
-	p := layout.PartialTileSize(0, idx, size)
-	raw, err := s.f.ReadTile(ctx, 0, idx, p)
+	raw, err := s.tile(ctx, 0, idx, layout.PartialTileSize(0, idx, size))
 	if err != nil {
 		return nil, fmt.Errorf("hash tile 0/%d: %v", idx, err)
 	}
@@ -78,10 +96,28 @@ func (s *store) leafHashes(ctx context.Context, idx, size uint64) ([][]byte, err
 	if err := t.UnmarshalText(raw); err != nil {
 		return nil, fmt.Errorf("hash tile 0/%d: %v", idx, err)
 	}
-	if uint64(len(t.Nodes)) < want || (p == 0 && uint64(len(t.Nodes)) != want) {
+	if want := bundleWidth(idx, size); uint64(len(t.Nodes)) != want {
 		return nil, fmt.Errorf("hash tile 0/%d holds %d hashes, want %d", idx, len(t.Nodes), want)
 	}
-	return t.Nodes[:want], nil
+	return t.Nodes, nil
+}
+
+// tile reads hash tile (level, idx) of width p (0 for a full tile), falling back to a
+// wider one and cutting it to p hashes. It has the shape of Tessera's TileFetcherFunc.
+func (s *store) tile(_ context.Context, level, idx uint64, p uint8) ([]byte, error) {
+	raw, exact, err := s.readPartial(func(p uint8) string { return layout.TilePath(level, idx, p) }, p)
+	if err != nil {
+		return nil, err
+	}
+	width := int(p)
+	if width == 0 {
+		width = layout.TileWidth
+	}
+	n := width * 32
+	if len(raw) < n || (exact && len(raw) != n) {
+		return nil, fmt.Errorf("hash tile %d/%d is %d bytes, want %d", level, idx, len(raw), n)
+	}
+	return raw[:n], nil
 }
 
 // entries returns entries [from, to) of a log of the given size.
@@ -114,5 +150,5 @@ func bundleWidth(idx, size uint64) uint64 {
 }
 
 func (s *store) proofBuilder(ctx context.Context, size uint64) (*client.ProofBuilder, error) {
-	return client.NewProofBuilder(ctx, size, s.f.ReadTile)
+	return client.NewProofBuilder(ctx, size, s.tile)
 }
