@@ -135,8 +135,8 @@ func TestEvidenceBundleVerifiesOfflineAndRejectsTampering(t *testing.T) {
 		mutate func(b *ledger.Bundle)
 		want   string
 	}{
-		"wrong key":      {func(b *ledger.Bundle) { b.Certificate = otherCert }, "checkpoint"},
-		"truncated left": {func(b *ledger.Bundle) { b.Left = b.Left[:len(b.Left)-1] }, "compact range"},
+		"wrong key":       {func(b *ledger.Bundle) { b.Certificate = otherCert }, "checkpoint"},
+		"truncated left":  {func(b *ledger.Bundle) { b.Left = b.Left[:len(b.Left)-1] }, "compact range"},
 		"truncated right": {func(b *ledger.Bundle) { b.Right = b.Right[:len(b.Right)-1] }, "compact range"},
 		"swapped records": {func(b *ledger.Bundle) {
 			i := firstRecord(b)
