@@ -24,6 +24,8 @@ import (
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
 )
@@ -193,6 +195,12 @@ func (l *Ledger) start(ctx context.Context) error {
 		cancel()
 		return err
 	}
+	// Never extend a history other than the one this node saw: a log restored from an
+	// old copy or rewritten must be investigated, not appended to.
+	if err := l.checkSeen(ctx); err != nil {
+		cancel()
+		return err
+	}
 
 	l.assigned.Store(l.next)
 	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
@@ -243,6 +251,22 @@ func (l *Ledger) resume(ctx context.Context, size uint64, batches []*batch) erro
 	}
 	l.seq, l.prev = e.Seal.Seq+1, oar.RecordHash(last)
 	return nil
+}
+
+func (l *Ledger) checkSeen(ctx context.Context) error {
+	old, err := readSeen(l.dir, l.node.ID(), l.node.Public())
+	if err != nil || old == nil {
+		return err
+	}
+	raw, err := l.store.checkpoint()
+	if err != nil {
+		return fmt.Errorf("audit log checkpoint: %v", err)
+	}
+	cur, err := ParseCheckpoint(raw, l.node.ID(), l.node.Public())
+	if err != nil {
+		return err
+	}
+	return consistent(ctx, l.store, old, cur)
 }
 
 // Node is the ledger's node identity.
@@ -513,13 +537,63 @@ func noteSeen(dir string, node *identity.Node, raw []byte) error {
 		return err
 	}
 	path := filepath.Join(dir, seenFileName)
-	if old, err := os.ReadFile(path); err == nil {
-		if prev, err := ParseCheckpoint(old, node.ID(), node.Public()); err == nil && prev.Size >= cp.Size {
-			if prev.Size == cp.Size && !bytes.Equal(prev.Root, cp.Root) {
-				return fmt.Errorf("checkpoint at size %d has a different root than the one seen before", cp.Size)
-			}
+	if old, err := readSeen(dir, node.ID(), node.Public()); err != nil {
+		return err
+	} else if old != nil {
+		if err := consistent(context.Background(), newStore(filepath.Join(dir, logDirName)), old, cp); err != nil {
+			return err
+		}
+		if old.Size >= cp.Size {
 			return nil
 		}
 	}
 	return identity.ReplaceFile(path, raw, 0o600)
+}
+
+// readSeen returns the checkpoint this node last saw of its own log, or nil.
+func readSeen(dir, nodeID string, pub identity.PublicKey) (*Checkpoint, error) {
+	path := filepath.Join(dir, seenFileName)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp, err := ParseCheckpoint(raw, nodeID, pub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return cp, nil
+}
+
+// ErrInconsistent marks a log that does not extend the history this node saw before.
+var ErrInconsistent = errors.New("the audit log does not extend the history this node saw")
+
+// consistent checks that cur extends old: an RFC 6962 consistency proof built from the
+// log's tiles takes old's root to cur's.
+func consistent(ctx context.Context, st *store, old, cur *Checkpoint) error {
+	switch {
+	case old.Size > cur.Size:
+		return fmt.Errorf("%w: the log's checkpoint is at size %d, but this node saw one at size %d (entries were removed)", ErrInconsistent, cur.Size, old.Size)
+	case old.Size == cur.Size:
+		if !bytes.Equal(old.Root, cur.Root) {
+			return fmt.Errorf("%w: two different roots at size %d (history was rewritten)", ErrInconsistent, cur.Size)
+		}
+		return nil
+	case old.Size == 0:
+		return nil
+	}
+	pb, err := st.proofBuilder(ctx, cur.Size)
+	if err != nil {
+		return err
+	}
+	p, err := pb.ConsistencyProof(ctx, old.Size, cur.Size)
+	if err != nil {
+		return fmt.Errorf("consistency proof %d→%d: %v", old.Size, cur.Size, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.Size, cur.Size, p, old.Root, cur.Root); err != nil {
+		return fmt.Errorf("%w: the first %d entries changed since this node saw them (history was rewritten)", ErrInconsistent, old.Size)
+	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -150,14 +149,12 @@ var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren
 // is still sealing them) are reported instead of failing.
 func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, error) {
 	size := r.cp.Size
-	var seen *Checkpoint
-	if raw, err := os.ReadFile(filepath.Join(r.dir, seenFileName)); err == nil {
-		if seen, err = ParseCheckpoint(raw, r.nodeID, r.pub); err != nil {
-			return nil, fmt.Errorf("%s: %v", filepath.Join(r.dir, seenFileName), err)
-		}
-		if seen.Size > size {
-			return nil, fmt.Errorf("the log's checkpoint is at size %d, but this node saw one at size %d: entries were removed", size, seen.Size)
-		}
+	seen, err := readSeen(r.dir, r.nodeID, r.pub)
+	if err != nil {
+		return nil, err
+	}
+	if seen != nil && seen.Size > size {
+		return nil, fmt.Errorf("%w: the log's checkpoint is at size %d, but this node saw one at size %d (entries were removed)", ErrInconsistent, size, seen.Size)
 	}
 	c := newChain(r.nodeID, r.pub, 0)
 	rng := rangeFactory.NewEmptyRange(0)
@@ -195,11 +192,14 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 	if err != nil {
 		return nil, err
 	}
+	if size == 0 {
+		root = rfc6962.DefaultHasher.EmptyRoot()
+	}
 	if !bytes.Equal(root, r.cp.Root) {
 		return nil, fmt.Errorf("the tree over all %d entries does not match the checkpoint's root (hash tiles or checkpoint altered)", size)
 	}
 	if seen != nil && !bytes.Equal(seenRoot, seen.Root) {
-		return nil, fmt.Errorf("history was rewritten: the first %d entries do not match the checkpoint this node saw at that size", seen.Size)
+		return nil, fmt.Errorf("%w: the first %d entries do not match the checkpoint this node saw at that size (history was rewritten)", ErrInconsistent, seen.Size)
 	}
 	if p := c.pending(); p > 0 && !allowPending {
 		return nil, &VerifyError{Index: c.batchFirst, Reason: fmt.Sprintf("%d records at the end of the log are not covered by a seal", p)}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,4 +189,43 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestOpenRefusesARestoredOldCopy(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l := openTest(t, dir, node)
+	appendN(t, l, 4, 2)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	old := copyDir(t, dir)
+	l = openTest(t, dir, node)
+	appendN(t, l, 6, 2)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The old copy comes back, but the node remembers what it saw.
+	os.WriteFile(filepath.Join(old, seenFileName), mustRead(t, filepath.Join(dir, seenFileName)), 0o600)
+	_, err := Open(context.Background(), old, node, testOptions)
+	if !errors.Is(err, ErrInconsistent) || !strings.Contains(err.Error(), "entries were removed") {
+		t.Fatalf("Open of a restored old copy: %v, want ErrInconsistent", err)
+	}
+}
+
+func TestVerifyEmptyLog(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l := openTest(t, dir, node)
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil || res.Entries != 0 {
+		t.Fatalf("empty log: %+v, %v", res, err)
+	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/sios-project/sios/oar"
 )
 
-func vectorSeeds(f *testing.F) *Vectors {
+func vectorSeeds(f testing.TB) *Vectors {
 	raw, err := os.ReadFile(filepath.Join("testdata", "vectors.json"))
 	if err != nil {
 		f.Fatal(err)

@@ -47,10 +47,10 @@ func (r *Receipt) Verify(pub identity.PublicKey, entry []byte) (*Seal, error) {
 	if r.V != Version || r.Kind != KindReceipt {
 		return nil, fmt.Errorf("not an %s receipt", Version)
 	}
-	rh, err := hex.DecodeString(r.RecordHash)
-	if err != nil || len(rh) != HashSize {
-		return nil, fmt.Errorf("record_hash must be %d bytes of hex", HashSize)
+	if !isHash(r.RecordHash) {
+		return nil, fmt.Errorf("record_hash must be %d bytes of lowercase hex", HashSize)
 	}
+	rh, _ := hex.DecodeString(r.RecordHash)
 	if entry != nil && !bytes.Equal(RecordHash(entry), rh) {
 		return nil, fmt.Errorf("record_hash does not match the record")
 	}
@@ -77,9 +77,13 @@ func (r *Receipt) Verify(pub identity.PublicKey, entry []byte) (*Seal, error) {
 	}
 	path := make([][]byte, len(r.InclusionProof))
 	for i, h := range r.InclusionProof {
-		if path[i], err = hex.DecodeString(h); err != nil || len(path[i]) != HashSize {
-			return nil, fmt.Errorf("inclusion_proof[%d] must be %d bytes of hex", i, HashSize)
+		if !isHash(h) {
+			return nil, fmt.Errorf("inclusion_proof[%d] must be %d bytes of lowercase hex", i, HashSize)
 		}
+		path[i], _ = hex.DecodeString(h)
+	}
+	if id := pub.ID(identity.NodePrefix); s.Node != id {
+		return nil, fmt.Errorf("the seal names node %s, but the key is node %s's", s.Node, id)
 	}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, r.Index-s.First, s.Count, rh, path, s.RootBytes()); err != nil {
 		return nil, fmt.Errorf("inclusion proof: %v", err)

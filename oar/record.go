@@ -9,7 +9,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+		"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -102,8 +102,8 @@ func (r *Record) Validate() error {
 	if r.Kind != KindRecord {
 		return fmt.Errorf("kind is %q, want %q", r.Kind, KindRecord)
 	}
-	if _, err := time.Parse(time.RFC3339Nano, r.Time); err != nil {
-		return fmt.Errorf("time %q is not RFC 3339", r.Time)
+	if err := checkTime(r.Time); err != nil {
+		return err
 	}
 	for _, f := range []struct{ name, val string }{
 		{"node", r.Node}, {"actor.id", r.Actor.ID}, {"action", r.Action},
@@ -139,14 +139,57 @@ func (r *Record) Validate() error {
 		return fmt.Errorf("more than %d parties (MaxParties)", MaxParties)
 	}
 	for _, d := range append(append([]Digest(nil), r.Inputs...), r.Outputs...) {
-		if b, err := hex.DecodeString(d.SHA256); err != nil || len(b) != sha256.Size {
+		if !isHash(d.SHA256) {
 			return fmt.Errorf("digest %q: sha256 must be 64 lowercase hex digits", d.Name)
+		}
+		if d.Size < 0 || d.Size > maxExactInt {
+			return fmt.Errorf("digest %q: size %d is outside 0..2^53", d.Name, d.Size)
 		}
 	}
 	for _, l := range r.Links {
-		if b, err := hex.DecodeString(l.RecordHash); err != nil || len(b) != sha256.Size {
+		if !isHash(l.RecordHash) {
 			return fmt.Errorf("link %q: record_hash must be 64 lowercase hex digits", l.Rel)
 		}
+	}
+	for i, p := range r.Parties {
+		if !isObject(p) {
+			return fmt.Errorf("parties[%d] must be a JSON object", i)
+		}
+	}
+	if r.Detail != nil && !isObject(r.Detail) {
+		return errors.New("detail must be a JSON object")
+	}
+	return nil
+}
+
+// maxExactInt is the largest integer every JSON implementation holds exactly (2^53).
+const maxExactInt = 1 << 53
+
+// isHash reports whether s is a SHA-256 in lowercase hex, the only spelling allowed,
+// so that one hash has one encoding.
+func isHash(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func isObject(b json.RawMessage) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+// checkTime requires the one spelling FormatTime produces: RFC 3339 in UTC with 'Z'
+// and no trailing zeros in the fraction.
+func checkTime(s string) error {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || FormatTime(t) != s {
+		return fmt.Errorf("time %q is not RFC 3339 UTC as the format requires (e.g. %s)", s, FormatTime(time.Unix(0, 1).UTC()))
 	}
 	return nil
 }
@@ -185,6 +228,21 @@ func encode(v any) ([]byte, error) {
 		return nil, fmt.Errorf("encoded entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
 	}
 	return b, nil
+}
+
+// sameEncoding requires that the entry is exactly the encoding of what was decoded
+// from it. Go's decoder matches member names without regard to case and skips unknown
+// members; this check turns both into errors, so that every implementation reads an
+// entry the same way and every byte of it is covered by its meaning.
+func sameEncoding(b []byte, v any) error {
+	again, err := encode(v)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(again, b) {
+		return errors.New("holds members that are not part of " + Version + " (unknown, misspelt or differently cased)")
+	}
+	return nil
 }
 
 // Entry is a parsed log entry: exactly one of Record and Seal is set.
@@ -228,12 +286,18 @@ func Parse(b []byte) (*Entry, error) {
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("record: %v", err)
 		}
+		if err := sameEncoding(b, &r); err != nil {
+			return nil, fmt.Errorf("record: %v", err)
+		}
 		return &Entry{Kind: KindRecord, Record: &r}, nil
 	case KindSeal:
 		s := &Seal{V: w.V, Kind: w.Kind, Node: w.Node, Seq: w.Seq, First: w.First, Count: w.Count,
 			Root: w.Root, Prev: w.Prev, Time: w.Time, Sig: w.Sig}
 		if err := s.validate(); err != nil {
 			return nil, err
+		}
+		if err := sameEncoding(b, s); err != nil {
+			return nil, fmt.Errorf("seal %d: %v", s.Seq, err)
 		}
 		return &Entry{Kind: KindSeal, Seal: s}, nil
 	default:

@@ -89,13 +89,11 @@ func (s *Seal) validate() error {
 	if s.First+s.Count < s.First {
 		return fmt.Errorf("seal %d: first+count overflows", s.Seq)
 	}
-	if r, err := hex.DecodeString(s.Root); err != nil || len(r) != HashSize {
+	if !isHash(s.Root) {
 		return fmt.Errorf("seal %d: root must be %d bytes of lowercase hex", s.Seq, HashSize)
 	}
-	if s.Prev != "" {
-		if p, err := hex.DecodeString(s.Prev); err != nil || len(p) != HashSize {
-			return fmt.Errorf("seal %d: prev must be empty or %d bytes of lowercase hex", s.Seq, HashSize)
-		}
+	if s.Prev != "" && !isHash(s.Prev) {
+		return fmt.Errorf("seal %d: prev must be empty or %d bytes of lowercase hex", s.Seq, HashSize)
 	}
 	if (s.Seq == 0) != (s.Prev == "") {
 		return fmt.Errorf("seal %d: prev must be empty exactly for the first seal", s.Seq)
@@ -103,8 +101,8 @@ func (s *Seal) validate() error {
 	if s.Node == "" {
 		return fmt.Errorf("seal %d: node is required", s.Seq)
 	}
-	if _, err := time.Parse(time.RFC3339Nano, s.Time); err != nil {
-		return fmt.Errorf("seal %d: time %q is not RFC 3339", s.Seq, s.Time)
+	if err := checkTime(s.Time); err != nil {
+		return fmt.Errorf("seal %d: %v", s.Seq, err)
 	}
 	if s.Sig == nil {
 		return fmt.Errorf("seal %d: sig is required", s.Seq)

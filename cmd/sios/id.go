@@ -29,6 +29,7 @@ func runID(ctx context.Context, e *env, args []string) error {
 		"mldsa65_public_key": cert.Node.MLDSA65,
 		"ed25519_public_key": cert.Node.Ed25519,
 		"root":               cert.RootID,
+		"root_id":            cert.RootID,
 		"checkpoint_origin":  origin,
 		"ed25519_note_vkey":  vkey,
 	}
