@@ -40,11 +40,21 @@ func newChain(nodeID string, pub identity.PublicKey, start uint64) *chain {
 
 func (c *chain) add(entry, leaf []byte) error {
 	e, err := oar.Parse(entry)
-	return c.addParsed(e, err, leaf)
+	return c.addParsed(e, err, leaf, c.checkSeal(e))
 }
 
-// addParsed is add for an entry already parsed (perhaps on another goroutine).
-func (c *chain) addParsed(e *oar.Entry, parseErr error, leaf []byte) error {
+// checkSeal verifies a seal entry's signatures; nil for anything else. It depends on
+// nothing but the entry, so it can run ahead on another goroutine.
+func (c *chain) checkSeal(e *oar.Entry) error {
+	if e == nil || e.Seal == nil {
+		return nil
+	}
+	return e.Seal.VerifySignature(c.pub)
+}
+
+// addParsed is add for an entry already parsed, and if a seal, already checked with
+// checkSeal (perhaps on another goroutine): sigErr is that result.
+func (c *chain) addParsed(e *oar.Entry, parseErr error, leaf []byte, sigErr error) error {
 	i := c.next
 	c.next++
 	bad := func(format string, a ...any) error { return &VerifyError{Index: i, Reason: fmt.Sprintf(format, a...)} }
@@ -84,8 +94,8 @@ func (c *chain) addParsed(e *oar.Entry, parseErr error, leaf []byte) error {
 			return bad("seal %d root does not match records %d..%d (a record was altered, added, removed or reordered)",
 				s.Seq, c.batchFirst, i-1)
 		}
-		if err := s.VerifySignature(c.pub); err != nil {
-			return bad("%v", err)
+		if sigErr != nil {
+			return bad("%v", sigErr)
 		}
 		c.known, c.seq, c.prev = true, s.Seq+1, leaf
 		c.batchFirst, c.hashes = c.next, c.hashes[:0]

@@ -162,7 +162,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 	if seen != nil && seen.Size == 0 {
 		seenRoot = rfc6962.DefaultHasher.EmptyRoot()
 	}
-	for b := range r.parseBundles(ctx, size) {
+	for b := range r.parseBundles(ctx, size, c) {
 		if b.err != nil {
 			return nil, &VerifyError{Index: b.base, Reason: b.err.Error()}
 		}
@@ -171,7 +171,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 			if !bytes.Equal(b.leaves[k], b.tile[k]) {
 				return nil, &VerifyError{Index: i, Reason: "entry bytes do not match the hash the log committed to (the entry was altered)"}
 			}
-			if err := c.addParsed(b.parsed[k], b.errs[k], b.leaves[k]); err != nil {
+			if err := c.addParsed(b.parsed[k], b.errs[k], b.leaves[k], b.sigErrs[k]); err != nil {
 				return nil, err
 			}
 			if err := rng.Append(b.leaves[k], nil); err != nil {
@@ -219,12 +219,13 @@ type parsedBundle struct {
 	leaves  [][]byte // leaf hashes of the stored entries
 	parsed  []*oar.Entry
 	errs    []error
+	sigErrs []error // seal signature checks (checkSeal), done ahead on the workers
 	err     error
 }
 
 // parseBundles reads, hashes and parses the bundles of a log of the given size on all
 // cores, yielding them in order. It stops early at the first unreadable bundle.
-func (r *Reader) parseBundles(ctx context.Context, size uint64) iter.Seq[*parsedBundle] {
+func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain) iter.Seq[*parsedBundle] {
 	return func(yield func(*parsedBundle) bool) {
 		n := (size + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth
 		workers := runtime.GOMAXPROCS(0)
@@ -254,7 +255,7 @@ func (r *Reader) parseBundles(ctx context.Context, size uint64) iter.Seq[*parsed
 				case <-ctx.Done():
 					return
 				}
-				job := func() { f <- r.parseBundle(ctx, idx, size) }
+				job := func() { f <- r.parseBundle(ctx, idx, size, c) }
 				select {
 				case jobs <- job:
 				case <-ctx.Done():
@@ -273,7 +274,7 @@ func (r *Reader) parseBundles(ctx context.Context, size uint64) iter.Seq[*parsed
 	}
 }
 
-func (r *Reader) parseBundle(ctx context.Context, idx, size uint64) *parsedBundle {
+func (r *Reader) parseBundle(ctx context.Context, idx, size uint64, c *chain) *parsedBundle {
 	b := &parsedBundle{base: idx * layout.EntryBundleWidth}
 	if b.entries, b.err = r.store.bundle(ctx, idx, size); b.err != nil {
 		return b
@@ -284,9 +285,11 @@ func (r *Reader) parseBundle(ctx context.Context, idx, size uint64) *parsedBundl
 	b.leaves = make([][]byte, len(b.entries))
 	b.parsed = make([]*oar.Entry, len(b.entries))
 	b.errs = make([]error, len(b.entries))
+	b.sigErrs = make([]error, len(b.entries))
 	for k, e := range b.entries {
 		b.leaves[k] = oar.RecordHash(e)
 		b.parsed[k], b.errs[k] = oar.Parse(e)
+		b.sigErrs[k] = c.checkSeal(b.parsed[k])
 	}
 	return b
 }

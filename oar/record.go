@@ -213,23 +213,6 @@ func (r *Record) Encode() ([]byte, error) {
 	return encode(r)
 }
 
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	b, err := jcs.Canonicalize(buf.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxEntrySize {
-		return nil, fmt.Errorf("encoded entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
-	}
-	return b, nil
-}
-
 // sameEncoding requires that the entry is exactly the encoding of what was decoded
 // from it. Go's decoder matches member names without regard to case and skips unknown
 // members; this check turns both into errors, so that every implementation reads an

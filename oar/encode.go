@@ -1,0 +1,253 @@
+package oar
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/sios-project/sios/jcs"
+)
+
+// The canonical (RFC 8785) encoders of records and seals, written out by hand: member
+// names are ASCII and listed here in sorted order, so each entry is produced in one pass
+// without reflection. encode_test.go checks them against the generic path (encoding/json
+// followed by jcs.Canonicalize) on the test vectors and under fuzzing.
+
+func encode(v any) ([]byte, error) {
+	var b []byte
+	var err error
+	switch x := v.(type) {
+	case *Record:
+		b, err = appendRecord(make([]byte, 0, 512), x)
+	case *Seal:
+		b, err = appendSeal(make([]byte, 0, 5120), x)
+	case Seal:
+		b, err = appendSeal(make([]byte, 0, 5120), &x)
+	default:
+		return nil, fmt.Errorf("oar: cannot encode %T", v)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("encoded entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
+	}
+	return b, nil
+}
+
+// member writes the separator and a member name (ASCII, needing no escapes).
+type object struct {
+	b     []byte
+	first bool
+	err   error
+}
+
+func (o *object) name(n string) {
+	if o.first {
+		o.first = false
+	} else {
+		o.b = append(o.b, ',')
+	}
+	o.b = append(o.b, '"')
+	o.b = append(o.b, n...)
+	o.b = append(o.b, '"', ':')
+}
+
+func (o *object) str(n, v string) {
+	o.name(n)
+	o.b, o.err = appendString(o.b, v, o.err)
+}
+
+func (o *object) optStr(n, v string) {
+	if v != "" {
+		o.str(n, v)
+	}
+}
+
+func (o *object) uint(n string, v uint64) {
+	o.name(n)
+	o.b = strconv.AppendUint(o.b, v, 10)
+}
+
+func (o *object) raw(n string, v []byte) {
+	o.name(n)
+	var err error
+	o.b, err = jcs.AppendCanonical(o.b, v)
+	if err != nil && o.err == nil {
+		o.err = fmt.Errorf("%s: %v", n, err)
+	}
+}
+
+func open(b []byte) *object { return &object{b: append(b, '{'), first: true} }
+
+func (o *object) close() ([]byte, error) { return append(o.b, '}'), o.err }
+
+// end closes the nested object child, which was opened on o's buffer.
+func (o *object) end(child *object) {
+	var err error
+	o.b, err = child.close()
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+var errInvalidUTF8 = errors.New("string is not valid UTF-8")
+
+// appendString writes s as an RFC 8785 string: only '"', '\' and control characters
+// are escaped, everything else is literal UTF-8.
+func appendString(b []byte, s string, err error) ([]byte, error) {
+	if err == nil && !utf8.ValidString(s) {
+		err = errInvalidUTF8
+	}
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\r':
+			b = append(b, '\\', 'r')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"'), err
+}
+
+const hexDigit = "0123456789abcdef"
+
+func appendRecord(b []byte, r *Record) ([]byte, error) {
+	o := open(b)
+	o.str("action", r.Action)
+	o.name("actor")
+	a := open(o.b)
+	a.optStr("clearance", r.Actor.Clearance)
+	a.str("id", r.Actor.ID)
+	o.end(a)
+	o.optStr("classification", r.Classification)
+	if d := r.Decision; d != nil {
+		o.name("decision")
+		do := open(o.b)
+		do.str("effect", d.Effect)
+		if len(d.Policies) > 0 {
+			do.name("policies")
+			do.b = append(do.b, '[')
+			for i, p := range d.Policies {
+				if i > 0 {
+					do.b = append(do.b, ',')
+				}
+				do.b, do.err = appendString(do.b, p, do.err)
+			}
+			do.b = append(do.b, ']')
+		}
+		o.end(do)
+	}
+	if len(r.Detail) > 0 {
+		o.raw("detail", r.Detail)
+	}
+	appendDigests(o, "inputs", r.Inputs)
+	o.str("kind", r.Kind)
+	if len(r.Links) > 0 {
+		o.name("links")
+		o.b = append(o.b, '[')
+		for i, l := range r.Links {
+			if i > 0 {
+				o.b = append(o.b, ',')
+			}
+			lo := open(o.b)
+			lo.str("record_hash", l.RecordHash)
+			lo.str("rel", l.Rel)
+			o.end(lo)
+		}
+		o.b = append(o.b, ']')
+	}
+	o.str("node", r.Node)
+	appendDigests(o, "outputs", r.Outputs)
+	if len(r.Parties) > 0 {
+		o.name("parties")
+		o.b = append(o.b, '[')
+		for i, p := range r.Parties {
+			if i > 0 {
+				o.b = append(o.b, ',')
+			}
+			var err error
+			if o.b, err = jcs.AppendCanonical(o.b, p); err != nil && o.err == nil {
+				o.err = fmt.Errorf("parties[%d]: %v", i, err)
+			}
+		}
+		o.b = append(o.b, ']')
+	}
+	o.optStr("resource", r.Resource)
+	o.optStr("tenant", r.Tenant)
+	o.str("time", r.Time)
+	o.str("v", r.V)
+	return o.close()
+}
+
+func appendDigests(o *object, name string, ds []Digest) {
+	if len(ds) == 0 {
+		return
+	}
+	o.name(name)
+	o.b = append(o.b, '[')
+	for i, d := range ds {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		do := open(o.b)
+		do.str("name", d.Name)
+		do.str("sha256", d.SHA256)
+		if d.Size != 0 {
+			do.name("size")
+			do.b = strconv.AppendInt(do.b, d.Size, 10)
+		}
+		o.end(do)
+	}
+	o.b = append(o.b, ']')
+}
+
+func appendSeal(b []byte, s *Seal) ([]byte, error) {
+	o := open(b)
+	o.uint("count", s.Count)
+	o.uint("first", s.First)
+	o.str("kind", s.Kind)
+	o.str("node", s.Node)
+	o.str("prev", s.Prev)
+	o.str("root", s.Root)
+	o.uint("seq", s.Seq)
+	if s.Sig != nil {
+		o.name("sig")
+		so := open(o.b)
+		so.name("ed25519")
+		so.b = appendBase64(so.b, s.Sig.Ed25519)
+		so.name("ml-dsa-65")
+		so.b = appendBase64(so.b, s.Sig.MLDSA65)
+		o.end(so)
+	}
+	o.str("time", s.Time)
+	o.str("v", s.V)
+	return o.close()
+}
+
+func appendBase64(b, data []byte) []byte {
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, data)
+	return append(b, '"')
+}
