@@ -9,7 +9,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-		"encoding/json"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"

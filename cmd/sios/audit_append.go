@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -38,25 +39,49 @@ func runAuditAppend(ctx context.Context, e *env, args []string) error {
 	if !*stdin && (*action == "" || *actor == "") {
 		return usageError("audit append needs --action and --actor (or --stdin)")
 	}
-	l, err := e.openLedger(ctx, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
+	appendFn, closeFn, err := e.appender(ctx)
 	if err != nil {
 		return err
 	}
 	if *stdin {
-		err = appendStream(ctx, l, os.Stdin, e.stdout, *asJSON)
+		err = appendStream(ctx, appendFn, os.Stdin, e.stdout, *asJSON)
 	} else {
 		var rc *oar.Receipt
-		rc, _, err = l.Append(ctx, &oar.Record{
+		rc, err = appendFn(ctx, &oar.Record{
 			Tenant: *tenant, Actor: oar.Actor{ID: *actor}, Action: *action, Resource: *resource, Classification: *class,
 		})
 		if err == nil {
 			err = printReceipt(e.stdout, rc, *asJSON)
 		}
 	}
-	if cerr := l.Close(context.WithoutCancel(ctx)); err == nil {
+	if cerr := closeFn(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+type appendFunc func(context.Context, *oar.Record) (*oar.Receipt, error)
+
+// appender appends through the running node when there is one (it holds the ledger),
+// else opens the ledger directly.
+func (e *env) appender(ctx context.Context) (appendFunc, func() error, error) {
+	if c := node.DialAdmin(e.dataDir); c != nil {
+		return func(ctx context.Context, r *oar.Record) (*oar.Receipt, error) {
+			var rc oar.Receipt
+			if err := c.Do(ctx, "POST", "/admin/audit/append", node.AdminAppendRequest{Record: r}, &rc); err != nil {
+				return nil, err
+			}
+			return &rc, nil
+		}, func() error { return nil }, nil
+	}
+	l, err := e.openLedger(ctx, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context, r *oar.Record) (*oar.Receipt, error) {
+		rc, _, err := l.Append(ctx, r)
+		return rc, err
+	}, func() error { return l.Close(context.WithoutCancel(ctx)) }, nil
 }
 
 func printReceipt(w io.Writer, rc *oar.Receipt, asJSON bool) error {
@@ -71,7 +96,7 @@ func printReceipt(w io.Writer, rc *oar.Receipt, asJSON bool) error {
 // appendStream appends one record per input line with several appenders at once, so
 // that records share seals, and prints each receipt on one line as soon as it is
 // durable. It stops at the end of input or on the first bad line, naming it.
-func appendStream(ctx context.Context, l *ledger.Ledger, in io.Reader, out io.Writer, asJSON bool) error {
+func appendStream(ctx context.Context, appendFn appendFunc, in io.Reader, out io.Writer, asJSON bool) error {
 	type line struct {
 		n   int
 		rec *oar.Record
@@ -94,7 +119,7 @@ func appendStream(ctx context.Context, l *ledger.Ledger, in io.Reader, out io.Wr
 		go func() {
 			defer wg.Done()
 			for ln := range lines {
-				rc, _, err := l.Append(ctx, ln.rec)
+				rc, err := appendFn(ctx, ln.rec)
 				if err != nil {
 					setErr(fmt.Errorf("line %d: %w", ln.n, err))
 					continue

@@ -32,20 +32,26 @@ Usage:
 DIR defaults to $SIOS_DATA, else ./sios-data.
 
 Commands:
-  init      create the node identity (and an institution root key unless --root is given)
-  id        print the node identity
-  audit     append to, inspect, prove, export and verify the signed audit log
-  bench     measure performance (bench audit)
-  help      show this help
+  up         serve the node: the OpenAI-compatible API on 127.0.0.1:7600 (initialises a fresh DIR)
+  init       create the node identity (and an institution root key unless --root is given)
+  id         print the node identity
+  principal  add a user or service with a clearance; prints its API key once
+  brains     list and show the brain catalogue
+  policy     explain whether a principal may use a brain, and which policies decide
+  ask        ask a running node a question (prints the answer and its audit receipt)
+  audit      append to, inspect, prove, export and verify the signed audit log
+  bench      measure performance (bench audit, bench gateway)
+  help       show this help
 
 Run 'sios COMMAND -h' for a command's flags.
 `
 
 // cliError is an error with an exit status and an optional hint for the operator.
 type cliError struct {
-	err  error
-	hint string
-	code int
+	err   error
+	hint  string
+	code  int
+	quiet bool // the outcome was already printed: exit with code, print nothing more
 }
 
 func (e *cliError) Error() string { return e.err.Error() }
@@ -77,6 +83,11 @@ func commands() []command {
 		{"init", "create the node identity", runInit},
 		{"id", "print the node identity", runID},
 		{"audit", "the signed audit log", runAudit},
+		{"up", "serve the node", runUp},
+		{"principal", "add principals", runPrincipal},
+		{"brains", "the brain catalogue", runBrains},
+		{"policy", "explain policy decisions", runPolicy},
+		{"ask", "ask a running node a question", runAsk},
 		{"bench", "performance benchmarks", runBench},
 	}
 }
@@ -148,6 +159,9 @@ func report(stderr io.Writer, err error) int {
 	var ce *cliError
 	if errors.As(err, &ce) {
 		code, hint = ce.code, ce.hint
+		if ce.quiet {
+			return code
+		}
 	}
 	if hint == "" {
 		hint = hintFor(err)

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// Server serves the OpenAI-compatible API over a Gateway.
+type Server struct {
+	gw  Gateway
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewServer builds the API's handler. log receives one line per failed request.
+func NewServer(gw Gateway, log *slog.Logger) *Server {
+	s := &Server{gw: gw, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/chat/completions", s.authed(s.chat))
+	s.mux.HandleFunc("GET /v1/models", s.authed(s.models))
+	s.mux.HandleFunc("POST /v1/embeddings", s.authed(s.embeddings))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type authedHandler func(w http.ResponseWriter, r *http.Request, p *policy.Principal) error
+
+// authed checks the bearer key, runs h, and turns its error into a response.
+func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := s.authenticate(r, func(p *policy.Principal) error { return h(w, r, p) })
+		if err == nil {
+			return
+		}
+		var ae *Error
+		if !errors.As(err, &ae) {
+			if errors.Is(err, context.Canceled) {
+				return // the caller went away
+			}
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = Errorf(http.StatusInternalServerError, "internal_error", "the node could not complete the request; see its log")
+		} else if ae.Status >= 500 {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", ae.Status, "err", ae.Message)
+		}
+		writeError(w, ae)
+	}
+}
+
+func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) error) error {
+	auth := r.Header.Get("Authorization")
+	key, ok := strings.CutPrefix(auth, "Bearer ")
+	if auth == "" {
+		return Errorf(http.StatusUnauthorized, "missing_api_key", "no API key: send 'Authorization: Bearer KEY'")
+	}
+	if !ok {
+		return Errorf(http.StatusUnauthorized, "invalid_api_key", "the Authorization header must be 'Bearer KEY'")
+	}
+	p, ok := s.gw.Authenticate(strings.TrimSpace(key))
+	if !ok {
+		return Errorf(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+	}
+	return next(p)
+}
+
+// decodeBody reads a JSON body of at most MaxBodyBytes into v.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes (MaxBodyBytes)", MaxBodyBytes)
+		}
+		return Errorf(http.StatusBadRequest, "invalid_body", "could not read the request body")
+	}
+	if len(data) == 0 {
+		return Errorf(http.StatusBadRequest, "invalid_body", "the request body is empty; send a JSON object")
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing the body.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "syntax error at byte " + itoa(se.Offset)
+	case errors.As(err, &te):
+		return "member " + te.Field + " must be " + te.Type.String()
+	}
+	return "malformed"
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

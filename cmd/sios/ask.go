@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sios-project/sios/api"
+	"github.com/sios-project/sios/oar"
+)
+
+func runAsk(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "ask", "ask [--node URL] [--api-key K] [--brain ID] [--json] QUESTION")
+	nodeURL := fs.String("node", "http://127.0.0.1:7600", "the node's API base URL")
+	apiKey := fs.String("api-key", "", "API key (default $SIOS_API_KEY)")
+	brainID := fs.String("brain", "auto", "brain id, or auto for the router")
+	class := fs.String("classification", "", "classification of the question's data (default OFFICIAL)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		return usageError("ask needs a QUESTION")
+	}
+	question := strings.Join(rest, " ")
+	key := *apiKey
+	if key == "" {
+		key = os.Getenv("SIOS_API_KEY")
+	}
+	if key == "" {
+		return usageError("ask needs an API key: --api-key K or $SIOS_API_KEY")
+	}
+	body, _ := json.Marshal(map[string]any{"model": *brainID, "messages": []map[string]string{{"role": "user", "content": question}}})
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(*nodeURL, "/")+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return usageError("--node: %v", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	if *class != "" {
+		req.Header.Set("X-Sios-Classification", *class)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+	if err != nil {
+		return withHint(fmt.Errorf("cannot reach the node at %s: %v", *nodeURL, err), "start it with 'sios up', or point --node at it")
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	receipt := decodeReceiptHeader(resp.Header.Get(api.ReceiptHeader))
+	if resp.StatusCode != http.StatusOK {
+		var eb struct {
+			Error struct {
+				Message string `json:"message"`
+				Code    string `json:"code"`
+			} `json:"error"`
+		}
+		json.Unmarshal(data, &eb)
+		msg := fmt.Errorf("the node refused (%d %s): %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
+		if receipt != nil {
+			return withHint(msg, fmt.Sprintf("the refusal is audit record %d (seal %d)", receipt.Index, receipt.SealIndex))
+		}
+		return msg
+	}
+	var out struct {
+		Model   string `json:"model"`
+		Choices []struct {
+			Message struct {
+				Content string `json:"content"`
+			} `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil || len(out.Choices) == 0 {
+		return fmt.Errorf("the node's answer is not a chat completion")
+	}
+	if *asJSON {
+		return printJSON(e.stdout, map[string]any{"brain": out.Model, "answer": out.Choices[0].Message.Content, "receipt": receipt})
+	}
+	fmt.Fprintf(e.stdout, "%s\n\n", out.Choices[0].Message.Content)
+	fmt.Fprintf(e.stdout, "brain:   %s\n", out.Model)
+	if receipt != nil {
+		fmt.Fprintf(e.stdout, "receipt: record %d, hash %s, sealed at %d\n", receipt.Index, receipt.RecordHash, receipt.SealIndex)
+	}
+	return nil
+}
+
+func decodeReceiptHeader(h string) *oar.Receipt {
+	if h == "" {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return nil
+	}
+	var rc oar.Receipt
+	if json.Unmarshal(b, &rc) != nil {
+		return nil
+	}
+	return &rc
+}

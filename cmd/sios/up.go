@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
+)
+
+func runUp(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "up", "up [--listen ADDR] [--backend URL]")
+	listen := fs.String("listen", "", "API address (default "+node.DefaultListen+", or config.json's listen)")
+	backendURL := fs.String("backend", "", "default model backend: 'builtin' or an OpenAI-compatible base URL such as http://127.0.0.1:11434/v1")
+	grace := fs.Duration("grace", 30*time.Second, "how long in-flight requests may run on at shutdown")
+	args, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return usageError("up takes no arguments, got %q", args[0])
+	}
+	nodeID, adminKey, err := node.Bootstrap(e.dataDir, time.Now())
+	if err != nil {
+		return err
+	}
+	cfg, err := node.LoadConfig(e.dataDir)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *backendURL != "" {
+		cfg.Backend = *backendURL
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	if adminKey != "" {
+		// The bootstrap principal's creation is the first record after init.
+		sp := &policy.StoredPrincipal{Tenant: "default", ID: "admin", Kind: "user", Clearance: "TOP-SECRET", Roles: []string{"admin"}}
+		if _, err := node.AuditPrincipalAdd(ctx, n.Ledger().Append, "bootstrap", sp); err != nil {
+			n.Close(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	if _, _, err := n.Ledger().Append(ctx, &oar.Record{Actor: oar.Actor{ID: "operator"}, Action: "node.start",
+		Resource: n.ID(), Detail: mustJSON(map[string]string{"listen": n.Config().Listen, "backend": n.Config().Backend})}); err != nil {
+		n.Close(context.WithoutCancel(ctx))
+		return err
+	}
+	ln, err := net.Listen("tcp", n.Config().Listen)
+	if err != nil {
+		n.Close(context.WithoutCancel(ctx))
+		return withHint(fmt.Errorf("listen on %s: %v", n.Config().Listen, err), "choose another address with --listen")
+	}
+	ready := func() {
+		if nodeID != "" {
+			fmt.Fprintf(e.stdout, "initialised node %s in %s\n", nodeID, e.dataDir)
+			fmt.Fprintf(e.stdout, "bootstrap admin API key (shown once; store it now): %s\n", adminKey)
+		}
+		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
+			n.ID(), ln.Addr(), n.Config().Backend)
+		if f, ok := e.stdout.(*os.File); ok {
+			f.Sync()
+		}
+	}
+	serveErr := n.Serve(ctx, ln, *grace, ready)
+	log.Info("shutting down: finishing audit records and sealing the ledger")
+	if err := n.Close(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("close the ledger: %v", err)
+	}
+	log.Info("stopped", "node", n.ID())
+	return serveErr
+}

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/backend/mock"
+	"github.com/sios-project/sios/oar"
+)
+
+// runningNode is a 'sios up' process serving on loopback.
+type runningNode struct {
+	dir, url, adminKey string
+	cmd                *exec.Cmd
+	stderr             *strings.Builder
+}
+
+var (
+	keyLine   = regexp.MustCompile(`bootstrap admin API key \(shown once; store it now\): (sios_[a-z0-9]+)`)
+	serveLine = regexp.MustCompile(`serving the OpenAI-compatible API on (http://\S+)/v1`)
+)
+
+// startNode runs 'sios --data dir up --listen 127.0.0.1:0 args...' and waits until it serves.
+func startNode(t *testing.T, dir string, args ...string) *runningNode {
+	t.Helper()
+	cmd := exec.Command(siosBin, append([]string{"--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "5s"}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	n := &runningNode{dir: dir, cmd: cmd, stderr: &strings.Builder{}}
+	cmd.Stderr = n.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(30 * time.Second)
+	for n.url == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("sios up exited before serving: %s", n.stderr)
+			}
+			if m := keyLine.FindStringSubmatch(l); m != nil {
+				n.adminKey = m[1]
+			}
+			if m := serveLine.FindStringSubmatch(l); m != nil {
+				n.url = m[1]
+			}
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("sios up did not start serving within 30s: %s", n.stderr)
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	t.Cleanup(func() { n.stop(t) })
+	return n
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (n *runningNode) stop(t *testing.T) {
+	if n.cmd.ProcessState != nil {
+		return
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- n.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("sios up exited with %v: %s", err, n.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		n.cmd.Process.Kill()
+		t.Errorf("sios up did not stop within 30s of SIGTERM")
+	}
+}
+
+func (n *runningNode) client(key string) *openai.Client {
+	c := openai.NewClient(option.WithBaseURL(n.url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
+	return &c
+}
+
+// addPrincipal adds a principal through the CLI while the node runs, returning its key.
+func (n *runningNode) addPrincipal(t *testing.T, tenant, id, clearance string) string {
+	t.Helper()
+	out := decode[map[string]any](t, ok(t, n.dir, "principal", "add", "--tenant", tenant, "--id", id, "--clearance", clearance, "--json"))
+	key, _ := out["api_key"].(string)
+	if !strings.HasPrefix(key, "sios_") {
+		t.Fatalf("principal add returned no key: %v", out)
+	}
+	return key
+}
+
+func apiError(t *testing.T, err error, status int) *openai.Error {
+	t.Helper()
+	var ae *openai.Error
+	if !errors.As(err, &ae) {
+		t.Fatalf("got %v, want an API error %d", err, status)
+	}
+	if ae.StatusCode != status {
+		t.Fatalf("got status %d (%s), want %d", ae.StatusCode, ae.Message, status)
+	}
+	return ae
+}
+
+func TestOpenAISDKAgainstARunningNode(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir)
+	if n.adminKey == "" {
+		t.Fatal("a fresh node printed no bootstrap admin key")
+	}
+	ctx := context.Background()
+	admin := n.client(n.adminKey)
+
+	models, err := admin.Models.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, m := range models.Data {
+		ids[m.ID] = true
+	}
+	if !ids["auto"] || !ids["calculator"] || len(ids) < 40 {
+		t.Fatalf("admin sees %d models: %v", len(ids), ids)
+	}
+
+	var resp *http.Response
+	chat, err := admin.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "calculator",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("what is 6*7")},
+	}, option.WithResponseInto(&resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := chat.Choices[0].Message.Content; !strings.Contains(got, "= 42") || !strings.Contains(got, "not a language model") {
+		t.Fatalf("calculator answered %q", got)
+	}
+	rc := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt"))
+	if rc == nil || rc.RecordHash == "" {
+		t.Fatalf("no receipt header on a chat response: %v", resp.Header)
+	}
+
+	stream := admin.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+		Model:    "summariser",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("The ledger is signed. It is sealed in batches. Verification is offline. Nothing else.")},
+	})
+	var acc openai.ChatCompletionAccumulator
+	chunks := 0
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+		chunks++
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if chunks < 3 || !strings.Contains(acc.Choices[0].Message.Content, "Summary") {
+		t.Fatalf("stream of %d chunks gave %q", chunks, acc.Choices[0].Message.Content)
+	}
+
+	// Error cases, each in OpenAI's shape with the right status.
+	_, err = n.client("sios_notakey").Models.List(ctx)
+	apiError(t, err, 401)
+	_, err = admin.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "no-such-brain",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	if ae := apiError(t, err, 404); ae.Code != "model_not_found" {
+		t.Fatalf("unknown brain: code %q", ae.Code)
+	}
+	_, err = admin.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "calculator"})
+	apiError(t, err, 400)
+}
+
+func TestClearanceGovernsBrains(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir)
+	ctx := context.Background()
+	official := n.client(n.addPrincipal(t, "hospital", "clerk", "OFFICIAL"))
+	secret := n.client(n.addPrincipal(t, "hospital", "analyst", "SECRET"))
+	const secretBrain = "anti-money-laundering" // SECRET in the embedded catalogue
+	msg := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("review this transaction pattern")}
+
+	var resp *http.Response
+	_, err := official.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: secretBrain, Messages: msg}, option.WithResponseInto(&resp))
+	ae := apiError(t, err, 403)
+	if !strings.Contains(ae.Message, "forbid-read-up") {
+		t.Fatalf("403 does not name the forbid policy: %q", ae.Message)
+	}
+	deny := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt"))
+	if deny == nil {
+		t.Fatal("a denied request carried no receipt")
+	}
+	if _, err := secret.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: secretBrain, Messages: msg}); err != nil {
+		t.Fatalf("SECRET principal: %v", err)
+	}
+	// The OFFICIAL principal does not even see the SECRET brain.
+	models, err := official.Models.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range models.Data {
+		if m.ID == secretBrain {
+			t.Fatal("an OFFICIAL principal is offered a SECRET brain")
+		}
+	}
+	n.stop(t)
+	// The deny is durable and names the forbid policy.
+	shown := decode[map[string]any](t, ok(t, dir, "audit", "show", fmt.Sprint(deny.Index), "--json"))
+	entry := shown["entry"].(map[string]any)
+	d := entry["decision"].(map[string]any)
+	if d["effect"] != "deny" || !strings.Contains(fmt.Sprint(d["policies"]), "forbid-read-up") {
+		t.Fatalf("deny record: %v", entry)
+	}
+	ok(t, dir, "audit", "verify")
+}
+
+// countingListener accepts and counts connections, serving nothing.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) serve() {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		l.accepted.Add(1)
+		c.Close()
+	}
+}
+
+func TestEgressGuardRefusesAnUnlistedBackend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	go cl.serve()
+	defer ln.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(filepath.Join(dir, "brains"), 0o700)
+	os.WriteFile(filepath.Join(dir, "brains", "rogue.yaml"), []byte(fmt.Sprintf(`id: rogue
+kind: domain
+title: Rogue
+system_prompt: You are a test brain whose backend is not on the egress allowlist.
+backend: http://%s/v1
+model: any
+classification: OFFICIAL
+max_tokens: 100
+timeout: 10s
+rate_limit: {requests_per_minute: 60, burst: 10}
+`, ln.Addr())), 0o600)
+	n := startNode(t, dir)
+	_, err = n.client(n.adminKey).Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "rogue",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")}})
+	ae := apiError(t, err, 502)
+	if ae.Code != "egress_refused" || !strings.Contains(ae.Message, "allowlist") {
+		t.Fatalf("egress refusal: %q %q", ae.Code, ae.Message)
+	}
+	if got := cl.accepted.Load(); got != 0 {
+		t.Fatalf("the unlisted backend saw %d connections", got)
+	}
+	n.stop(t)
+	tail := decode[[]map[string]any](t, ok(t, dir, "audit", "tail", "-n", "20", "--json"))
+	found := false
+	for _, e := range tail {
+		if entry, _ := e["entry"].(map[string]any); entry["action"] == "egress.refuse" && entry["resource"] == ln.Addr().String() {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no egress.refuse record for %s in %v", ln.Addr(), tail)
+	}
+}
+
+func TestToolCallOutsideTheAllowlistIsNotRun(t *testing.T) {
+	m := &mock.Server{ToolCall: &backend.ToolCall{Function: backend.FunctionCall{Name: "shell.exec", Arguments: `{"cmd":"rm -rf /"}`}}}
+	ts := httptest.NewServer(m)
+	defer ts.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(filepath.Join(dir, "brains"), 0o700)
+	os.WriteFile(filepath.Join(dir, "brains", "agent.yaml"), []byte(`id: agent
+kind: domain
+title: Agent
+system_prompt: A test brain that may only use the calculator.
+model: mock
+classification: OFFICIAL
+tools: [calculator]
+max_tokens: 200
+timeout: 10s
+rate_limit: {requests_per_minute: 600, burst: 100}
+`), 0o600)
+	n := startNode(t, dir, "--backend", ts.URL+"/v1")
+	chat, err := n.client(n.adminKey).Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "agent",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("clean up the disk")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chat.Choices[0].FinishReason != "length" {
+		t.Fatalf("finish reason %q, want length (the tool rounds ran out)", chat.Choices[0].FinishReason)
+	}
+	n.stop(t)
+	tail := decode[[]map[string]any](t, ok(t, dir, "audit", "tail", "-n", "40", "--json"))
+	denied := 0
+	for _, e := range tail {
+		entry, _ := e["entry"].(map[string]any)
+		if entry["action"] == "tool.call" && entry["resource"] == "tool/shell.exec" {
+			d := entry["decision"].(map[string]any)
+			if d["effect"] != "deny" || !strings.Contains(fmt.Sprint(d["policies"]), "brain-tool-allowlist") {
+				t.Fatalf("tool call record: %v", entry)
+			}
+			if entry["outputs"] != nil {
+				t.Fatalf("a refused tool call has outputs: %v", entry)
+			}
+			denied++
+		}
+	}
+	if denied == 0 {
+		t.Fatal("no tool.call deny record")
+	}
+}
+
+func TestBadRequestsAndBadFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir)
+	post := func(body io.Reader, ctype string) *http.Response {
+		req, _ := http.NewRequest("POST", n.url+"/v1/chat/completions", body)
+		req.Header.Set("Authorization", "Bearer "+n.adminKey)
+		req.Header.Set("Content-Type", ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := post(strings.NewReader(`{"model":`), "application/json"); r.StatusCode != 400 {
+		t.Fatalf("malformed body: %d", r.StatusCode)
+	}
+	if r := post(strings.NewReader(`{"model":"x","messages":"`+strings.Repeat("a", 2<<20)+`"}`), "application/json"); r.StatusCode != 413 {
+		t.Fatalf("oversized body: %d", r.StatusCode)
+	}
+	// Still serving.
+	if _, err := n.client(n.adminKey).Models.List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.stop(t)
+
+	bad := filepath.Join(dir, "policies", "zz-bad.cedar")
+	os.WriteFile(bad, []byte("permit (principal, action, resource)\nwhen { principal.clearance >>> 1 };\n"), 0o600)
+	fails(t, 1, dir, []string{"up", "--listen", "127.0.0.1:0"}, "zz-bad.cedar")
+	os.Remove(bad)
+	os.MkdirAll(filepath.Join(dir, "brains"), 0o700)
+	os.WriteFile(filepath.Join(dir, "brains", "broken.yaml"), []byte("id: broken\nkind: domain\nclassification: PUBLIC\n"), 0o600)
+	fails(t, 1, dir, []string{"up", "--listen", "127.0.0.1:0"}, "broken.yaml")
+}
+
+var _ = oar.Version

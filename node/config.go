@@ -1,0 +1,76 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/sios-project/sios/egress"
+)
+
+// ConfigFile is the node's optional configuration file in the data directory.
+const ConfigFile = "config.json"
+
+// Config is the node configuration. Flags override the file; the file overrides defaults.
+type Config struct {
+	// Listen is the API address (default 127.0.0.1:7600).
+	Listen string `json:"listen,omitempty"`
+	// Backend is the node-wide default model backend: "builtin" (default) or the base
+	// URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1. It is
+	// allowed through the egress guard.
+	Backend string `json:"backend,omitempty"`
+	// BackendAPIKeyEnv names an environment variable holding a bearer key for backends.
+	BackendAPIKeyEnv string `json:"backend_api_key_env,omitempty"`
+	// BackendAccreditation is the highest classification the model backends may receive
+	// (default SECRET). The builtin backend never leaves the process: TOP-SECRET.
+	BackendAccreditation string `json:"backend_accreditation,omitempty"`
+	// EgressAllow lists further host:port destinations the node may dial (other model
+	// servers named in brain files). Nothing else is ever dialled.
+	EgressAllow []string `json:"egress_allow,omitempty"`
+	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
+	// erasable) audit detail; by default records hold digests only.
+	AuditPrompts bool `json:"audit_prompts,omitempty"`
+}
+
+// DefaultListen is the API's default address: loopback only.
+const DefaultListen = "127.0.0.1:7600"
+
+// LoadConfig reads dataDir/config.json if it exists.
+func LoadConfig(dataDir string) (Config, error) {
+	var c Config
+	path := filepath.Join(dataDir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s: %v", path, err)
+	}
+	return c, nil
+}
+
+// egressRule turns a backend URL or host:port into the guard rule that admits it.
+func egressRule(s string) (egress.Rule, error) {
+	host, port := s, ""
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
+		host, port = u.Hostname(), u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+	} else if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || host == "" {
+		return egress.Rule{}, fmt.Errorf("%q is not a URL or host:port with a port", s)
+	}
+	return egress.Rule{Host: host, Port: n}, nil
+}
