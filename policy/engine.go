@@ -1,0 +1,108 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// Engine decides requests against a loaded policy set. It is immutable once loaded (but
+// for a memo that cannot change a decision) and safe for concurrent use.
+type Engine struct {
+	set     *cedar.PolicySet // every policy, keyed by @id
+	permits *cedar.PolicySet // the permits alone, for Explain
+	info    map[types.PolicyID]policyInfo
+	records records // memo of request records; does not change decisions
+}
+
+type policyInfo struct {
+	effect      types.Effect
+	pos         types.Position
+	description string
+}
+
+func (i policyInfo) where() string {
+	return fmt.Sprintf("%s:%d:%d", i.pos.Filename, i.pos.Line, i.pos.Column)
+}
+
+// Decide answers req. It never returns an allow it cannot justify by a permit: see
+// Decision for how each field is filled.
+func (e *Engine) Decide(req Request) Decision {
+	d, _ := e.decide(&req, false)
+	return d
+}
+
+// decide evaluates req; with explain set it also returns the permits that matched,
+// even when a forbid overrode them.
+func (e *Engine) decide(req *Request, explain bool) (Decision, []string) {
+	if err := req.check(); err != nil {
+		return Decision{Errors: []string{"request refused: " + err.Error()}}, nil
+	}
+	ents := &entities{principal: e.records.principal(&req.Principal), resource: e.records.resource(&req.Resource)}
+	cr := cedar.Request{
+		Principal: ents.principal.UID,
+		Action:    actionUIDs[req.Action],
+		Resource:  ents.resource.UID,
+		Context:   e.records.context(&req.Context),
+	}
+	d := e.authorize(ents, cr)
+	var permitted []string
+	if explain {
+		_, diag := cedar.Authorize(e.permits, ents, cr)
+		permitted = reasonIDs(diag.Reasons)
+	}
+	return d, permitted
+}
+
+// authorize runs Cedar and turns its answer into a Decision. Cedar skips a policy whose
+// evaluation fails; for a forbid that would let a permit through, so such a forbid
+// counts as fired.
+func (e *Engine) authorize(ents types.EntityGetter, cr cedar.Request) Decision {
+	decision, diag := cedar.Authorize(e.set, ents, cr)
+	ok := decision == cedar.Allow
+	var d Decision
+	var broken []string // forbids that failed to evaluate
+	if len(diag.Errors) > 0 {
+		d.Errors = make([]string, 0, len(diag.Errors))
+		for _, de := range diag.Errors {
+			info := e.info[de.PolicyID]
+			d.Errors = append(d.Errors, fmt.Sprintf("%s (%s): %s", de.PolicyID, info.where(), de.Message))
+			if info.effect == cedar.Forbid {
+				broken = append(broken, string(de.PolicyID))
+			}
+		}
+		slices.Sort(d.Errors)
+	}
+	switch {
+	case len(broken) > 0 && ok:
+		d.Reasons = broken
+	case len(broken) > 0:
+		d.Reasons = append(reasonIDs(diag.Reasons), broken...)
+	case ok:
+		d.Allow = true
+		d.Reasons = reasonIDs(diag.Reasons)
+	case len(diag.Reasons) > 0:
+		d.Reasons = reasonIDs(diag.Reasons)
+	default:
+		d.Default = true
+	}
+	slices.Sort(d.Reasons)
+	return d
+}
+
+func reasonIDs(rs []cedar.DiagnosticReason) []string {
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = string(r.PolicyID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Len returns the number of loaded policies.
+func (e *Engine) Len() int { return len(e.info) }

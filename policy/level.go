@@ -1,0 +1,74 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Level is a classification (UK Government Security Classifications), used for a
+// principal's clearance, the classification of data and the accreditation ceiling of a
+// brain, memory, backend or peer. Levels are ordered: a higher Level is more sensitive.
+// In Cedar a Level is a Long holding its rank (Official = 1 … TopSecret = 4).
+//
+// The zero Level is not a classification: Decide refuses requests that carry one.
+type Level int
+
+// The classifications, in ascending order. Only append to this list: the ranks are
+// written into policies.
+const (
+	Official          Level = 1 // OFFICIAL
+	OfficialSensitive Level = 2 // OFFICIAL-SENSITIVE
+	Secret            Level = 3 // SECRET
+	TopSecret         Level = 4 // TOP-SECRET
+)
+
+var levelNames = [...]string{
+	Official:          "OFFICIAL",
+	OfficialSensitive: "OFFICIAL-SENSITIVE",
+	Secret:            "SECRET",
+	TopSecret:         "TOP-SECRET",
+}
+
+// Levels returns every classification in ascending order.
+func Levels() []Level { return []Level{Official, OfficialSensitive, Secret, TopSecret} }
+
+// Valid reports whether l is one of the four classifications.
+func (l Level) Valid() bool { return l >= Official && l <= TopSecret }
+
+// String returns the marking, e.g. "OFFICIAL-SENSITIVE", or "Level(n)" for an invalid Level.
+func (l Level) String() string {
+	if !l.Valid() {
+		return fmt.Sprintf("Level(%d)", int(l))
+	}
+	return levelNames[l]
+}
+
+// ParseLevel parses a marking such as "SECRET". Case is ignored and "_" or a space may
+// stand for "-" ("top_secret"), so that markings typed on a command line parse.
+func ParseLevel(s string) (Level, error) {
+	norm := strings.NewReplacer("_", "-", " ", "-").Replace(strings.ToUpper(strings.TrimSpace(s)))
+	for _, l := range Levels() {
+		if norm == levelNames[l] {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown classification %q: want one of %s", s, strings.Join(levelNames[1:], ", "))
+}
+
+// MarshalText encodes l as its marking; an invalid Level is an error.
+func (l Level) MarshalText() ([]byte, error) {
+	if !l.Valid() {
+		return nil, fmt.Errorf("%v is not a classification", l)
+	}
+	return []byte(l.String()), nil
+}
+
+// UnmarshalText parses a marking with ParseLevel.
+func (l *Level) UnmarshalText(b []byte) error {
+	v, err := ParseLevel(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}

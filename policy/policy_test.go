@@ -1,0 +1,510 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sios-project/sios/oar"
+)
+
+// invoke is a request by a principal of tenant "nhs" to invoke a brain in tenant "nhs",
+// with data at the principal's clearance flowing to the brain's classification.
+func invoke(clearance, brain Level) Request {
+	return Request{
+		Principal: Principal{ID: "alice", Tenant: "nhs", Clearance: clearance, Roles: []string{"clinician"}},
+		Action:    ActionInvoke,
+		Resource:  Resource{Type: ResourceBrain, ID: "clinical-coding", Classification: brain, Kind: "domain"},
+		Context:   Context{Tenant: "nhs", DataClassification: min(clearance, brain), TargetAccreditation: brain},
+	}
+}
+
+func toolCall(allowed bool) Request {
+	return Request{
+		Principal: Principal{ID: "alice", Tenant: "nhs", Clearance: Secret},
+		Action:    ActionTool,
+		Resource:  Resource{Type: ResourceTool, ID: "calculator"},
+		Context:   Context{Tenant: "nhs", DataClassification: Official, TargetAccreditation: Secret, ToolAllowed: allowed},
+	}
+}
+
+func with(r Request, f func(*Request)) Request { f(&r); return r }
+
+type decideCase struct {
+	name    string
+	req     Request
+	allow   bool
+	reasons []string
+	deflt   bool
+}
+
+func defaultCases() []decideCase {
+	return []decideCase{
+		{name: "OFFICIAL principal to SECRET brain is read up", req: invoke(Official, Secret),
+			reasons: []string{"forbid-read-up"}},
+		{name: "SECRET principal to SECRET brain", req: invoke(Secret, Secret),
+			allow: true, reasons: []string{"permit-tenant-members"}},
+		{name: "TOP-SECRET principal to OFFICIAL brain", req: invoke(TopSecret, Official),
+			allow: true, reasons: []string{"permit-tenant-members"}},
+		{name: "SECRET data to OFFICIAL brain is flow down",
+			req:     with(invoke(Secret, Official), func(r *Request) { r.Context.DataClassification = Secret }),
+			reasons: []string{"forbid-flow-down"}},
+		{name: "read up and flow down both fire",
+			req:     with(invoke(Official, Secret), func(r *Request) { r.Context.DataClassification, r.Context.TargetAccreditation = TopSecret, Secret }),
+			reasons: []string{"forbid-flow-down", "forbid-read-up"}},
+		{name: "cross-tenant without consent",
+			req:     with(invoke(Secret, Secret), func(r *Request) { r.Context.Tenant = "mod" }),
+			reasons: []string{"forbid-cross-tenant"}},
+		{name: "cross-tenant with consent",
+			req:   with(invoke(Secret, Secret), func(r *Request) { r.Context.Tenant, r.Context.Consent = "mod", true }),
+			allow: true, reasons: []string{"permit-cross-tenant-consent"}},
+		{name: "memory of another tenant without consent",
+			req: with(invoke(Secret, Secret), func(r *Request) {
+				r.Action, r.Resource = ActionMemoryRead, Resource{Type: ResourceMemory, ID: "m1", Classification: Official, Tenant: "mod"}
+			}),
+			reasons: []string{"forbid-cross-tenant"}},
+		{name: "memory of own tenant",
+			req: with(invoke(Secret, Secret), func(r *Request) {
+				r.Action, r.Resource = ActionMemoryWrite, Resource{Type: ResourceMemory, ID: "m1", Classification: Official, Tenant: "nhs"}
+			}),
+			allow: true, reasons: []string{"permit-tenant-members"}},
+		{name: "memory above clearance is read up",
+			req: with(invoke(Official, Official), func(r *Request) {
+				r.Action, r.Resource = ActionMemoryRead, Resource{Type: ResourceMemory, ID: "m1", Classification: Secret, Tenant: "nhs"}
+			}),
+			reasons: []string{"forbid-read-up"}},
+		{name: "tool allowed by allowlist and policy", req: toolCall(true),
+			allow: true, reasons: []string{"permit-brain-tools"}},
+		{name: "tool not on the allowlist", req: toolCall(false),
+			reasons: []string{"forbid-tool-not-allowlisted"}},
+		{name: "admin with role admin",
+			req: with(invoke(Secret, Secret), func(r *Request) {
+				r.Action, r.Principal.Roles = ActionAdmin, []string{"clinician", "admin"}
+			}),
+			allow: true, reasons: []string{"permit-admins"}},
+		{name: "admin without role admin is denied by default",
+			req:   with(invoke(Secret, Secret), func(r *Request) { r.Action = ActionAdmin }),
+			deflt: true},
+		{name: "admin without roles is denied by default",
+			req:   with(invoke(Secret, Secret), func(r *Request) { r.Action, r.Principal.Roles = ActionAdmin, nil }),
+			deflt: true},
+		{name: "invoke on a peer is denied by default",
+			req: with(invoke(Secret, Secret), func(r *Request) {
+				r.Resource = Resource{Type: ResourcePeer, ID: "node-b", Classification: Secret}
+			}),
+			deflt: true},
+	}
+}
+
+func check(t *testing.T, e *Engine, c decideCase) {
+	t.Helper()
+	d := e.Decide(c.req)
+	if d.Allow != c.allow || !slices.Equal(d.Reasons, c.reasons) || d.Default != c.deflt || len(d.Errors) > 0 {
+		t.Errorf("Decide = %+v, want allow=%v reasons=%v default=%v no errors\n%s",
+			d, c.allow, c.reasons, c.deflt, e.Explain(c.req))
+	}
+}
+
+func TestDecideDefaults(t *testing.T) {
+	e, err := Load(t.TempDir()) // no policies directory: the embedded defaults
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range defaultCases() {
+		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
+	}
+}
+
+// writePolicies makes dataDir/policies holding the default set and the given files.
+func writePolicies(t *testing.T, files map[string]string) string {
+	t.Helper()
+	data := t.TempDir()
+	if err := WriteDefaults(data); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(data, Dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return data
+}
+
+const permitAll = "@id(\"operator-permit-all\")\npermit (principal, action, resource);\n"
+
+// An operator's blanket permit adds permits, but every forbid still holds.
+func TestPermitAllCannotOverrideForbids(t *testing.T) {
+	e, err := Load(writePolicies(t, map[string]string{"operator.cedar": permitAll}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range defaultCases() {
+		if c.allow {
+			c.reasons = append(c.reasons, "operator-permit-all")
+			slices.Sort(c.reasons)
+		}
+		if c.deflt { // now permitted by the blanket permit
+			c.allow, c.deflt, c.reasons = true, false, []string{"operator-permit-all"}
+		}
+		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
+	}
+}
+
+// A tool call needs both the brain's allowlist and a permit.
+func TestToolNeedsAllowlistAndPolicy(t *testing.T) {
+	forbidCalc := "@id(\"no-calculator\")\nforbid (principal, action == Sios::Action::\"tool\", resource == Sios::Tool::\"calculator\");\n"
+	noToolPermit := strings.Replace(string(defaultPolicies), `@id("permit-brain-tools")`, `@id("permit-brain-tools") @disabled`, 1)
+	noToolPermit = strings.Replace(noToolPermit, `action == Sios::Action::"tool",
+  resource is Sios::Tool
+)
+when { context.tool_allowed }`, `action == Sios::Action::"tool",
+  resource is Sios::Tool
+)
+when { false }`, 1)
+	withForbid, err := Load(writePolicies(t, map[string]string{"tools.cedar": forbidCalc}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutPermit, err := LoadBytes("no-tool-permit.cedar", []byte(noToolPermit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, _ := Load(t.TempDir())
+	cases := []struct {
+		name    string
+		e       *Engine
+		allowed bool
+		want    bool
+		reasons []string
+	}{
+		{"allowlist yes, policy yes", defaults, true, true, []string{"permit-brain-tools"}},
+		{"allowlist no, policy yes", defaults, false, false, []string{"forbid-tool-not-allowlisted"}},
+		{"allowlist yes, policy forbids the tool", withForbid, true, false, []string{"no-calculator"}},
+		{"allowlist yes, no permit for tools", withoutPermit, true, false, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := c.e.Decide(toolCall(c.allowed))
+			if d.Allow != c.want || !slices.Equal(d.Reasons, c.reasons) {
+				t.Errorf("Decide = %+v, want allow=%v reasons=%v", d, c.want, c.reasons)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		want  []string // regexps the error must match; "DIR" is the policies directory
+	}{
+		{"syntax error names file, line and column",
+			map[string]string{"bad.cedar": "@id(\"a\")\npermit (principal, action, resource)\nwhen { principal.x == };\n"},
+			[]string{`DIR/bad\.cedar:3:\d+: `}},
+		{"missing semicolon",
+			map[string]string{"bad.cedar": "\n\n@id(\"a\")\npermit (principal, action, resource)"},
+			[]string{`DIR/bad\.cedar:\d+:\d+: `}},
+		{"number out of range names the line",
+			map[string]string{"big.cedar": "@id(\"a\")\npermit (principal, action, resource)\nwhen {\n  context.n == 99999999999999999999999\n};\n"},
+			[]string{`DIR/big\.cedar:4: .*out of range`}},
+		{"bad escape names the line",
+			map[string]string{"esc.cedar": "@id(\"a\")\npermit (principal, action, resource)\nwhen { context.s == \"\\q\" };\n"},
+			[]string{`DIR/esc\.cedar:3:\d+: `}},
+		{"NUL byte names the line",
+			map[string]string{"nul.cedar": "@id(\"a\")\npermit (principal, action, resource)\n;\x00\n"},
+			[]string{`DIR/nul\.cedar:3(:\d+)?: .*NUL`}},
+		{"duplicate id names both files",
+			map[string]string{"a.cedar": "@id(\"forbid-read-up\")\npermit (principal, action, resource);\n"},
+			[]string{`DIR/default\.cedar:\d+:\d+: duplicate policy @id\("forbid-read-up"\)`, `DIR/a\.cedar:1:1`}},
+		{"duplicate id in one file",
+			map[string]string{"a.cedar": "@id(\"x\")\npermit (principal, action, resource);\n@id(\"x\")\nforbid (principal, action, resource);\n"},
+			[]string{`DIR/a\.cedar:3:1: duplicate policy @id\("x"\): already defined at DIR/a\.cedar:1:1`}},
+		{"policy without id",
+			map[string]string{"a.cedar": "permit (principal, action, resource);\n"},
+			[]string{`DIR/a\.cedar:1:1: policy has no @id`}},
+		{"empty id",
+			map[string]string{"a.cedar": "@id(\"\") permit (principal, action, resource);\n"},
+			[]string{`DIR/a\.cedar:1:1: @id\(""\) is empty`}},
+		{"file too large",
+			map[string]string{"big.cedar": strings.Repeat("// padding\n", MaxPolicyFileSize/11+1)},
+			[]string{`DIR/big\.cedar: larger than 1048576 bytes \(MaxPolicyFileSize\)`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data := writePolicies(t, c.files)
+			e, err := Load(data)
+			if err == nil {
+				t.Fatalf("Load succeeded (%d policies), want an error", e.Len())
+			}
+			dir := filepath.Join(data, Dir)
+			for _, w := range c.want {
+				re := regexp.MustCompile(strings.ReplaceAll(w, "DIR", regexp.QuoteMeta(dir)))
+				if !re.MatchString(err.Error()) {
+					t.Errorf("error %q does not match %s", err, re)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadTooManyPolicies(t *testing.T) {
+	var b strings.Builder
+	for i := range MaxPolicies {
+		fmt.Fprintf(&b, "@id(\"p%d\") forbid (principal, action, resource);\n", i)
+	}
+	_, err := Load(writePolicies(t, map[string]string{"many.cedar": b.String()}))
+	if err == nil || !strings.Contains(err.Error(), "MaxPolicies") {
+		t.Fatalf("Load = %v, want an error naming MaxPolicies", err)
+	}
+}
+
+func TestLoadEmptyDirectory(t *testing.T) {
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(data, Dir, ".#default.cedar"), []byte("junk"), 0o644) // editor lock: ignored
+	if _, err := Load(data); err == nil || !strings.Contains(err.Error(), "holds no *.cedar policy files") {
+		t.Fatalf("Load = %v, want an error saying the directory holds no policy files", err)
+	}
+}
+
+func TestWriteDefaultsNeverOverwrites(t *testing.T) {
+	data := t.TempDir()
+	if err := WriteDefaults(data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(data, Dir, DefaultFile)
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != string(defaultPolicies) {
+		t.Fatalf("default.cedar = %q, %v; want the embedded defaults", got, err)
+	}
+	edited := "// edited by the operator\n" + string(defaultPolicies)
+	os.WriteFile(path, []byte(edited), 0o644)
+	if err := WriteDefaults(data); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != edited {
+		t.Fatal("WriteDefaults overwrote an edited default.cedar")
+	}
+	os.Remove(path)
+	if err := WriteDefaults(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("WriteDefaults wrote into an existing policies directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(data); len(ents) != 1 {
+		t.Errorf("data directory holds %d entries, want only %s (no leftover temporary directory)", len(ents), Dir)
+	}
+}
+
+// Loading the defaults from disk decides as the embedded set does.
+func TestWrittenDefaultsLoad(t *testing.T) {
+	e, err := Load(writePolicies(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Len() != 8 {
+		t.Errorf("loaded %d policies, want 8", e.Len())
+	}
+	for _, c := range defaultCases() {
+		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
+	}
+}
+
+func TestRequestsThatCannotBeJudgedAreDenied(t *testing.T) {
+	e, _ := Load(t.TempDir())
+	ok := invoke(Secret, Secret)
+	cases := []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"zero clearance", with(ok, func(r *Request) { r.Principal.Clearance = 0 }), "clearance Level(0)"},
+		{"no principal tenant", with(ok, func(r *Request) { r.Principal.Tenant = "" }), "has no tenant"},
+		{"no context tenant", with(ok, func(r *Request) { r.Context.Tenant = "" }), "context has no tenant"},
+		{"zero data classification", with(ok, func(r *Request) { r.Context.DataClassification = 0 }), "data classification"},
+		{"zero target accreditation", with(ok, func(r *Request) { r.Context.TargetAccreditation = 0 }), "target accreditation"},
+		{"brain without classification", with(ok, func(r *Request) { r.Resource.Classification = 0 }), "Brain \"clinical-coding\""},
+		{"unknown action", with(ok, func(r *Request) { r.Action = "invokee" }), `unknown action "invokee"`},
+		{"unknown resource type", with(ok, func(r *Request) { r.Resource.Type = "brain" }), `unknown resource type "brain"`},
+		{"level above TOP-SECRET", with(ok, func(r *Request) { r.Principal.Clearance = 5 }), "Level(5)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := e.Decide(c.req)
+			if d.Allow || d.Default || len(d.Reasons) > 0 || len(d.Errors) != 1 || !strings.Contains(d.Errors[0], c.want) {
+				t.Errorf("Decide = %+v, want a deny with one error containing %q", d, c.want)
+			}
+		})
+	}
+}
+
+// A forbid that fails to evaluate denies: Cedar alone would skip it.
+func TestBrokenForbidDenies(t *testing.T) {
+	broken := "@id(\"forbid-broken\")\nforbid (principal, action, resource) when { context.no_such_key == 1 };\n"
+	e, err := Load(writePolicies(t, map[string]string{"broken.cedar": broken}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.Decide(invoke(Secret, Secret))
+	if d.Allow || !slices.Equal(d.Reasons, []string{"forbid-broken"}) || len(d.Errors) != 1 ||
+		!strings.Contains(d.Errors[0], "broken.cedar:1:1") {
+		t.Errorf("Decide = %+v, want deny by forbid-broken with its error", d)
+	}
+	brokenPermit := "@id(\"permit-broken\")\npermit (principal, action, resource) when { context.no_such_key == 1 };\n"
+	e, _ = Load(writePolicies(t, map[string]string{"broken.cedar": brokenPermit}))
+	d = e.Decide(invoke(Secret, Secret))
+	if !d.Allow || !slices.Equal(d.Reasons, []string{"permit-tenant-members"}) || len(d.Errors) != 1 {
+		t.Errorf("Decide = %+v, want allow by permit-tenant-members with permit-broken's error", d)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	e, _ := Load(t.TempDir())
+	cases := []struct {
+		name string
+		req  Request
+		want []string
+	}{
+		{"read up", invoke(Official, Secret), []string{
+			"decision: deny (forbidden by forbid-read-up)",
+			`principal "alice" (tenant "nhs", clearance OFFICIAL, roles [clinician]) invoke Brain "clinical-coding" (classification SECRET`,
+			"forbid-read-up ((built-in) default.cedar:",
+			"no read up:",
+			"permits that matched but were overridden:\n  permit-tenant-members",
+		}},
+		{"allow", invoke(Secret, Secret), []string{"decision: allow (permitted by permit-tenant-members)", "permitted by:\n  permit-tenant-members"}},
+		{"default deny", with(invoke(Secret, Secret), func(r *Request) { r.Action = ActionAdmin }),
+			[]string{"decision: deny (by default: no permit matched)"}},
+		{"refused", with(invoke(Secret, Secret), func(r *Request) { r.Context.Tenant = "" }),
+			[]string{"could not be judged", "request refused: context has no tenant"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := e.Explain(c.req)
+			for _, w := range c.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("Explain lacks %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+func TestLevels(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Level
+	}{
+		{"OFFICIAL", Official}, {"OFFICIAL-SENSITIVE", OfficialSensitive}, {"SECRET", Secret},
+		{"TOP-SECRET", TopSecret}, {"top_secret", TopSecret}, {" official-sensitive ", OfficialSensitive},
+	}
+	for _, c := range cases {
+		if got, err := ParseLevel(c.in); got != c.want || err != nil {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	_, err := ParseLevel("RESTRICTED")
+	if err == nil || !strings.Contains(err.Error(), "OFFICIAL, OFFICIAL-SENSITIVE, SECRET, TOP-SECRET") {
+		t.Errorf("ParseLevel(RESTRICTED) error = %v, want one listing the valid values", err)
+	}
+	if !(Official < OfficialSensitive && OfficialSensitive < Secret && Secret < TopSecret) || Official != 1 || TopSecret != 4 {
+		t.Error("levels are not ranked 1..4 in order")
+	}
+	// The audit record spells classifications the same way.
+	var names []string
+	for _, l := range Levels() {
+		names = append(names, l.String())
+	}
+	if !slices.Equal(names, oar.Classifications) {
+		t.Errorf("Levels = %v, oar.Classifications = %v", names, oar.Classifications)
+	}
+}
+
+// Decide is safe for concurrent use and gives the same answer every time.
+func TestDecideConcurrentDeterministic(t *testing.T) {
+	e, _ := Load(writePolicies(t, map[string]string{"operator.cedar": permitAll}))
+	cases := defaultCases()
+	want := make([]Decision, len(cases))
+	for i, c := range cases {
+		want[i] = e.Decide(c.req)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for n := range 200 {
+				i := (g + n) % len(cases)
+				if d := e.Decide(cases[i].req); !equalDecision(d, want[i]) {
+					t.Errorf("%s: Decide = %+v, earlier %+v", cases[i].name, d, want[i])
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func equalDecision(a, b Decision) bool {
+	return a.Allow == b.Allow && a.Default == b.Default && slices.Equal(a.Reasons, b.Reasons) && slices.Equal(a.Errors, b.Errors)
+}
+
+// The record memo never makes two requests share attributes they do not share.
+func TestRecordCache(t *testing.T) {
+	e, _ := Load(t.TempDir())
+	admin := with(invoke(Secret, Secret), func(r *Request) { r.Action = ActionAdmin })
+	cases := []struct {
+		name  string
+		roles []string
+		allow bool
+	}{
+		{"admin", []string{"x", "admin"}, true},
+		{"roles run together", []string{"xadmin"}, false},
+		{"separator inside a role", []string{"x\x00admin"}, false},
+		{"length prefix inside a role", []string{"\x01x\x05admin"}, false},
+		{"admin again", []string{"x", "admin"}, true},
+		{"empty role", []string{""}, false},
+		{"no roles", nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := with(admin, func(r *Request) { r.Principal.Roles = c.roles })
+			if d := e.Decide(r); d.Allow != c.allow {
+				t.Errorf("roles %q: Decide = %+v, want allow=%v", c.roles, d, c.allow)
+			}
+		})
+	}
+	// Past MaxCachedRecords, records are built per request and decisions stay right.
+	for i := range MaxCachedRecords + 10 {
+		tenant := fmt.Sprintf("t%d", i)
+		r := with(invoke(Official, Secret), func(r *Request) { r.Principal.Tenant, r.Context.Tenant = tenant, tenant })
+		if d := e.Decide(r); d.Allow || !slices.Equal(d.Reasons, []string{"forbid-read-up"}) {
+			t.Fatalf("tenant %s: Decide = %+v, want deny by forbid-read-up", tenant, d)
+		}
+		r = with(invoke(Secret, Secret), func(r *Request) { r.Principal.Tenant, r.Context.Tenant = tenant, tenant })
+		if d := e.Decide(r); !d.Allow {
+			t.Fatalf("tenant %s: Decide = %+v, want allow", tenant, d)
+		}
+	}
+	if n := len(e.records.contexts.m); n != MaxCachedRecords {
+		t.Errorf("context cache holds %d records, want MaxCachedRecords (%d)", n, MaxCachedRecords)
+	}
+}
+
+// docs/policy.md quotes the default policies verbatim.
+func TestDocQuotesDefaults(t *testing.T) {
+	doc, err := os.ReadFile("../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```cedar\n"+string(defaultPolicies)+"```") {
+		t.Error("docs/policy.md does not quote policy/default.cedar verbatim: copy it into the doc")
+	}
+}

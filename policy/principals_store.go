@@ -1,0 +1,295 @@
+package policy
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sios-project/sios/identity"
+)
+
+// Limits on the principal store.
+const (
+	MaxPrincipalsFile = 64 << 20
+	MaxPrincipals     = 1_000_000
+)
+
+// PrincipalsFile is the principal store inside a data directory.
+const PrincipalsFile = "principals.json"
+
+// APIKeyPrefix starts every API key, so that a leaked key is recognisable.
+const APIKeyPrefix = "sios_"
+
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,127}$`)
+
+// StoredPrincipal is a user or service as stored: its API keys only as SHA-256 hashes.
+type StoredPrincipal struct {
+	ID        string   `json:"id"`
+	Tenant    string   `json:"tenant"`
+	Kind      string   `json:"kind"` // "user" or "service"
+	Clearance string   `json:"clearance"`
+	Roles     []string `json:"roles,omitempty"`
+	KeyHashes []string `json:"key_hashes"`
+	Created   string   `json:"created"`
+}
+
+type principalsDoc struct {
+	V          string             `json:"v"`
+	Principals []*StoredPrincipal `json:"principals"`
+}
+
+// Principals is the principal store: a JSON file in the data directory, written
+// atomically under an exclusive lock, so that the CLI and a running daemon can share it.
+// A reader picks up changes another process made (Refresh).
+type Principals struct {
+	path string
+
+	mu      sync.RWMutex
+	byKey   map[[32]byte]*StoredPrincipal // guarded by mu
+	byID    map[string]*StoredPrincipal   // guarded by mu; key: tenant + "/" + id
+	modTime time.Time                     // guarded by mu
+	size    int64                         // guarded by mu
+}
+
+// OpenPrincipals loads the store in dataDir (an absent file is an empty store).
+func OpenPrincipals(dataDir string) (*Principals, error) {
+	p := &Principals{path: filepath.Join(dataDir, PrincipalsFile)}
+	if err := p.Refresh(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Refresh reloads the file if it changed since the last load.
+func (p *Principals) Refresh() error {
+	st, err := os.Stat(p.path)
+	if errors.Is(err, os.ErrNotExist) {
+		p.install(nil, time.Time{}, 0)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.mu.RLock()
+	same := st.ModTime().Equal(p.modTime) && st.Size() == p.size
+	p.mu.RUnlock()
+	if same {
+		return nil
+	}
+	doc, err := readPrincipals(p.path)
+	if err != nil {
+		return err
+	}
+	p.install(doc.Principals, st.ModTime(), st.Size())
+	return nil
+}
+
+func readPrincipals(path string) (*principalsDoc, error) {
+	var doc principalsDoc
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &principalsDoc{V: "sios-principals/1"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxPrincipalsFile {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d (MaxPrincipalsFile)", path, len(b), MaxPrincipalsFile)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s is corrupt: %v", path, err)
+	}
+	return &doc, nil
+}
+
+func (p *Principals) install(list []*StoredPrincipal, mod time.Time, size int64) {
+	byKey := map[[32]byte]*StoredPrincipal{}
+	byID := map[string]*StoredPrincipal{}
+	for _, sp := range list {
+		byID[sp.Tenant+"/"+sp.ID] = sp
+		for _, h := range sp.KeyHashes {
+			var k [32]byte
+			if b, err := hex.DecodeString(h); err == nil && len(b) == 32 {
+				copy(k[:], b)
+				byKey[k] = sp
+			}
+		}
+	}
+	p.mu.Lock()
+	p.byKey, p.byID, p.modTime, p.size = byKey, byID, mod, size
+	p.mu.Unlock()
+}
+
+// Authenticate finds the principal holding apiKey. Lookup is by the key's SHA-256, so
+// the comparison time does not depend on how much of a guessed key is right.
+func (p *Principals) Authenticate(apiKey string) (*Principal, bool) {
+	if !strings.HasPrefix(apiKey, APIKeyPrefix) || len(apiKey) > 256 {
+		return nil, false
+	}
+	h := sha256.Sum256([]byte(apiKey))
+	p.mu.RLock()
+	sp, ok := p.byKey[h]
+	p.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	for _, kh := range sp.KeyHashes {
+		if b, err := hex.DecodeString(kh); err == nil && subtle.ConstantTimeCompare(b, h[:]) == 1 {
+			pr, err := sp.Principal()
+			return pr, err == nil
+		}
+	}
+	return nil, false
+}
+
+// Get returns the principal id in tenant.
+func (p *Principals) Get(tenant, id string) (*Principal, bool) {
+	p.mu.RLock()
+	sp, ok := p.byID[tenant+"/"+id]
+	p.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	pr, err := sp.Principal()
+	return pr, err == nil
+}
+
+// List returns every stored principal, sorted by tenant and id.
+func (p *Principals) List() []StoredPrincipal {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make([]StoredPrincipal, 0, len(p.byID))
+	for _, sp := range p.byID {
+		out = append(out, *sp)
+	}
+	slices.SortFunc(out, func(a, b StoredPrincipal) int {
+		return strings.Compare(a.Tenant+"/"+a.ID, b.Tenant+"/"+b.ID)
+	})
+	return out
+}
+
+// Principal converts the stored form to the decision-time form.
+func (sp *StoredPrincipal) Principal() (*Principal, error) {
+	lvl, err := ParseLevel(sp.Clearance)
+	if err != nil {
+		return nil, err
+	}
+	return &Principal{ID: sp.ID, Tenant: sp.Tenant, Clearance: lvl, Roles: sp.Roles}, nil
+}
+
+// NewPrincipal describes a principal to add.
+type NewPrincipal struct {
+	Tenant    string
+	ID        string
+	Kind      string // "user" (default) or "service"
+	Clearance string
+	Roles     []string
+}
+
+// ErrPrincipalExists is returned by Add for a tenant/id that is already stored.
+var ErrPrincipalExists = errors.New("principal already exists")
+
+// Add stores a new principal and returns its API key, which is shown only this once:
+// the store keeps only its hash.
+func (p *Principals) Add(np NewPrincipal, now time.Time) (string, *StoredPrincipal, error) {
+	if np.Kind == "" {
+		np.Kind = "user"
+	}
+	if !idPattern.MatchString(np.ID) {
+		return "", nil, fmt.Errorf("principal id %q must be 1–128 letters, digits, '.', '_', '@' or '-'", np.ID)
+	}
+	if !idPattern.MatchString(np.Tenant) {
+		return "", nil, fmt.Errorf("tenant %q must be 1–128 letters, digits, '.', '_', '@' or '-'", np.Tenant)
+	}
+	if np.Kind != "user" && np.Kind != "service" {
+		return "", nil, fmt.Errorf("principal kind %q must be user or service", np.Kind)
+	}
+	if _, err := ParseLevel(np.Clearance); err != nil {
+		return "", nil, err
+	}
+	for _, r := range np.Roles {
+		if !idPattern.MatchString(r) {
+			return "", nil, fmt.Errorf("role %q must be 1–128 letters, digits, '.', '_', '@' or '-'", r)
+		}
+	}
+	key, hash, err := newAPIKey()
+	if err != nil {
+		return "", nil, err
+	}
+	sp := &StoredPrincipal{ID: np.ID, Tenant: np.Tenant, Kind: np.Kind, Clearance: np.Clearance,
+		Roles: np.Roles, KeyHashes: []string{hash}, Created: now.UTC().Format(time.RFC3339)}
+	err = p.update(func(doc *principalsDoc) error {
+		for _, x := range doc.Principals {
+			if x.Tenant == sp.Tenant && x.ID == sp.ID {
+				return fmt.Errorf("%w: %s in tenant %s", ErrPrincipalExists, sp.ID, sp.Tenant)
+			}
+		}
+		if len(doc.Principals) >= MaxPrincipals {
+			return fmt.Errorf("the store already holds %d principals (MaxPrincipals)", MaxPrincipals)
+		}
+		doc.Principals = append(doc.Principals, sp)
+		return nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return key, sp, nil
+}
+
+// update applies change to the file under an exclusive lock and reloads.
+func (p *Principals) update(change func(*principalsDoc) error) error {
+	lock, err := os.OpenFile(p.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	doc, err := readPrincipals(p.path)
+	if err != nil {
+		return err
+	}
+	doc.V = "sios-principals/1"
+	if err := change(doc); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := identity.ReplaceFile(p.path, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	st, err := os.Stat(p.path)
+	if err != nil {
+		return err
+	}
+	p.install(doc.Principals, st.ModTime(), st.Size())
+	return nil
+}
+
+var keyEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newAPIKey() (key, hash string, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	key = APIKeyPrefix + strings.ToLower(keyEncoding.EncodeToString(b))
+	h := sha256.Sum256([]byte(key))
+	return key, hex.EncodeToString(h[:]), nil
+}

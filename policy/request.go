@@ -1,0 +1,303 @@
+package policy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+
+	"github.com/cedar-policy/cedar-go/types"
+)
+
+// Actions, as named in policies: Sios::Action::"invoke" and so on. Only append to this
+// list: audit records name actions.
+const (
+	ActionInvoke      = "invoke"       // a principal calls a brain
+	ActionTool        = "tool"         // a brain calls a tool on a principal's behalf
+	ActionMemoryRead  = "memory.read"  // read a tenant's memory
+	ActionMemoryWrite = "memory.write" // write a tenant's memory
+	ActionAdmin       = "admin"        // administer the node
+)
+
+// Resource types, as named in policies: Sios::Brain and so on.
+const (
+	ResourceBrain  = "Brain"
+	ResourceTool   = "Tool"
+	ResourceMemory = "Memory"
+	ResourcePeer   = "Peer"
+)
+
+// Request is one question put to the engine: may Principal do Action to Resource in
+// Context? It is plain data; Decide turns it into Cedar entities.
+type Request struct {
+	Principal Principal
+	Action    string // one of the Action constants
+	Resource  Resource
+	Context   Context
+}
+
+// Principal is the person or service on whose behalf the request is made
+// (Sios::Principal).
+type Principal struct {
+	ID        string
+	Tenant    string
+	Clearance Level
+	Roles     []string
+}
+
+// Resource is what the action is done to.
+type Resource struct {
+	Type string // one of the Resource constants
+	ID   string
+	// Classification is the accreditation ceiling of a Brain, the classification of a
+	// Memory, the accreditation of a Peer; unused for a Tool.
+	Classification Level
+	Tenant         string // the tenant a Memory belongs to
+	Kind           string // a Brain's kind: "domain" or "operational"
+}
+
+// Context is what is known about the request beyond its principal and resource.
+type Context struct {
+	Tenant              string // the tenant the request is made in
+	DataClassification  Level  // classification of the data in the request
+	TargetAccreditation Level  // accreditation of where the data would flow: a brain, backend or peer
+	Consent             bool   // the originating tenant granted consent to cross-tenant flow
+	ToolAllowed         bool   // the brain's allowlist allows the tool (ActionTool only)
+}
+
+// Decision is the engine's answer.
+type Decision struct {
+	Allow bool `json:"allow"`
+	// Reasons are the @id values of the policies that determined the decision, sorted:
+	// the forbids that fired on deny, the permits that matched on allow. They go into
+	// the audit record's decision.policies.
+	Reasons []string `json:"reasons,omitempty"`
+	// Default is true when the request was denied because no permit matched and no
+	// forbid fired; Reasons is then empty.
+	Default bool `json:"default,omitempty"`
+	// Errors are policies that could not be evaluated, and why, or why the request
+	// itself was refused. A forbid that cannot be evaluated counts as fired.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Effect returns "allow" or "deny", as audit records spell it.
+func (d Decision) Effect() string {
+	if d.Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// Cedar names. The namespace and attribute names are part of the policy language sios
+// offers operators (docs/policy.md): only add to them.
+const (
+	typePrincipal types.EntityType = "Sios::Principal"
+	typeAction    types.EntityType = "Sios::Action"
+)
+
+var resourceTypes = map[string]types.EntityType{
+	ResourceBrain:  "Sios::Brain",
+	ResourceTool:   "Sios::Tool",
+	ResourceMemory: "Sios::Memory",
+	ResourcePeer:   "Sios::Peer",
+}
+
+var actionUIDs = map[string]types.EntityUID{
+	ActionInvoke:      types.NewEntityUID(typeAction, ActionInvoke),
+	ActionTool:        types.NewEntityUID(typeAction, ActionTool),
+	ActionMemoryRead:  types.NewEntityUID(typeAction, ActionMemoryRead),
+	ActionMemoryWrite: types.NewEntityUID(typeAction, ActionMemoryWrite),
+	ActionAdmin:       types.NewEntityUID(typeAction, ActionAdmin),
+}
+
+// check refuses requests that the default policies could misjudge: a zero Level or an
+// empty tenant would compare as "lowest" or "same" and let data through.
+func (r *Request) check() error {
+	p, res, c := &r.Principal, &r.Resource, &r.Context
+	switch {
+	case p.ID == "":
+		return fmt.Errorf("principal has no id")
+	case p.Tenant == "":
+		return fmt.Errorf("principal %q has no tenant", p.ID)
+	case !p.Clearance.Valid():
+		return fmt.Errorf("principal %q: clearance %v is not a classification", p.ID, p.Clearance)
+	}
+	if _, ok := actionUIDs[r.Action]; !ok {
+		return fmt.Errorf("unknown action %q", r.Action)
+	}
+	if _, ok := resourceTypes[res.Type]; !ok {
+		return fmt.Errorf("unknown resource type %q", res.Type)
+	}
+	if res.ID == "" {
+		return fmt.Errorf("%s has no id", res.Type)
+	}
+	if res.Type != ResourceTool && !res.Classification.Valid() {
+		return fmt.Errorf("%s %q: classification %v is not a classification", res.Type, res.ID, res.Classification)
+	}
+	if res.Type == ResourceMemory && res.Tenant == "" {
+		return fmt.Errorf("memory %q has no tenant", res.ID)
+	}
+	switch {
+	case c.Tenant == "":
+		return fmt.Errorf("context has no tenant")
+	case !c.DataClassification.Valid():
+		return fmt.Errorf("data classification %v is not a classification", c.DataClassification)
+	case !c.TargetAccreditation.Valid():
+		return fmt.Errorf("target accreditation %v is not a classification", c.TargetAccreditation)
+	}
+	return nil
+}
+
+// entities holds the two entities of one request. It is the whole entity store a
+// decision sees: every attribute a policy may read travels in the Request, so nothing
+// is looked up elsewhere and a decision depends on its Request alone.
+type entities struct {
+	principal, resource types.Entity
+}
+
+func (e *entities) Get(uid types.EntityUID) (types.Entity, bool) {
+	switch uid {
+	case e.principal.UID:
+		return e.principal, true
+	case e.resource.UID:
+		return e.resource, true
+	}
+	return types.Entity{}, false
+}
+
+// principalKey holds what a principal's attributes are built from. Roles are encoded
+// injectively (length-prefixed), so that no two role lists share a key.
+type principalKey struct {
+	tenant    string
+	clearance Level
+	roles     string
+}
+
+func newPrincipalKey(p *Principal) principalKey {
+	k := principalKey{tenant: p.Tenant, clearance: p.Clearance}
+	if len(p.Roles) > 0 {
+		var b []byte
+		for _, r := range p.Roles {
+			b = binary.AppendUvarint(b, uint64(len(r)))
+			b = append(b, r...)
+		}
+		k.roles = string(b)
+	}
+	return k
+}
+
+func (k principalKey) record() types.Record {
+	var roles []types.Value
+	for b := []byte(k.roles); len(b) > 0; {
+		n, w := binary.Uvarint(b)
+		roles = append(roles, types.String(b[w:w+int(n)]))
+		b = b[w+int(n):]
+	}
+	return types.NewRecord(types.RecordMap{
+		"tenant":    types.String(k.tenant),
+		"clearance": types.Long(k.clearance),
+		"roles":     types.NewSet(roles...),
+	})
+}
+
+// resourceKey holds what a resource's attributes are built from; name is set for tools
+// alone, whose name is their id.
+type resourceKey struct {
+	typ, name, tenant, kind string
+	classification          Level
+}
+
+func newResourceKey(r *Resource) resourceKey {
+	switch r.Type {
+	case ResourceBrain:
+		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
+	case ResourceTool:
+		return resourceKey{typ: r.Type, name: r.ID}
+	case ResourceMemory:
+		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
+	}
+	return resourceKey{typ: r.Type, classification: r.Classification}
+}
+
+func (k resourceKey) record() types.Record {
+	switch k.typ {
+	case ResourceBrain:
+		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
+	case ResourceTool:
+		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
+	case ResourceMemory:
+		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
+	}
+	return types.NewRecord(types.RecordMap{"accreditation": types.Long(k.classification)})
+}
+
+// contextKey is a Context; it builds the request's context record.
+type contextKey Context
+
+func (k contextKey) record() types.Record {
+	return types.NewRecord(types.RecordMap{
+		"tenant":               types.String(k.Tenant),
+		"data_classification":  types.Long(k.DataClassification),
+		"target_accreditation": types.Long(k.TargetAccreditation),
+		"consent":              types.Boolean(k.Consent),
+		"tool_allowed":         types.Boolean(k.ToolAllowed),
+	})
+}
+
+// recordKey is the fields a Cedar record is built from.
+type recordKey interface {
+	comparable
+	record() types.Record
+}
+
+// recordCache memoizes Cedar records by the request fields they are built from.
+// Building a record (cedar-go hashes and copies it) is over half the cost of a decision,
+// and requests repeat the same few tenants, clearances and brains. Records are
+// immutable, so one may serve many requests at once; a cached record is the one the
+// request would have built, so decisions do not depend on what is cached. Once it holds
+// MaxCachedRecords records the cache keeps no more, so its size does not follow its input.
+type recordCache[K recordKey] struct {
+	mu sync.RWMutex
+	m  map[K]types.Record // guarded by mu
+}
+
+func (c *recordCache[K]) get(k K) types.Record {
+	c.mu.RLock()
+	r, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return r
+	}
+	r = k.record()
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[K]types.Record)
+	}
+	if len(c.m) < MaxCachedRecords {
+		c.m[k] = r
+	}
+	c.mu.Unlock()
+	return r
+}
+
+// records builds the Cedar records of requests, memoized.
+type records struct {
+	principals recordCache[principalKey]
+	resources  recordCache[resourceKey]
+	contexts   recordCache[contextKey]
+}
+
+func (rc *records) principal(p *Principal) types.Entity {
+	return types.Entity{
+		UID:        types.NewEntityUID(typePrincipal, types.String(p.ID)),
+		Attributes: rc.principals.get(newPrincipalKey(p)),
+	}
+}
+
+func (rc *records) resource(r *Resource) types.Entity {
+	return types.Entity{
+		UID:        types.NewEntityUID(resourceTypes[r.Type], types.String(r.ID)),
+		Attributes: rc.resources.get(newResourceKey(r)),
+	}
+}
+
+func (rc *records) context(c *Context) types.Record { return rc.contexts.get(contextKey(*c)) }
