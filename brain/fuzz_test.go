@@ -30,15 +30,18 @@ func FuzzLoadBrainFile(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "keywords: [rota]\ntools: [memory.search]\ntimeout: 1m30s\nrate_limit: {requests_per_minute: 5, burst: 1}\n---\n" + strings.Replace(minimal, "ward-rota", "b", 1)))
 	f.Add([]byte(minimal + "backend: builtin\nbuiltin: redact\n"))
+	f.Add([]byte(minimal + "tools: []\nkeywords: []\narbitration: false\nmodel: ''\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("id: x\nkind: [\n"))
 	f.Add([]byte("---\n---\n"))
+	// One data directory for every input: a fuzzing process runs inputs one at a
+	// time, and a fresh directory per input would halve the rate.
+	dir := f.TempDir()
+	file := filepath.Join(dir, "brains", "fuzz.yaml")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		file := filepath.Join(dir, "brains", "fuzz.yaml")
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
 		if err := os.WriteFile(file, data, 0o644); err != nil {
 			t.Fatal(err)
 		}

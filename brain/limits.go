@@ -21,8 +21,8 @@ const (
 
 	MaxMaxTokens         = 1 << 20          // largest max_tokens
 	MaxTimeout           = 15 * time.Minute // longest timeout
-	MaxRequestsPerMinute = 100_000          // largest rate_limit.requests_per_minute
-	MaxBurst             = 10_000           // largest rate_limit.burst
+	MaxRequestsPerMinute = 6_000_000        // largest rate_limit.requests_per_minute
+	MaxBurst             = 1_000_000        // largest rate_limit.burst
 
 	// MaxRoutePrompt is how many bytes of a prompt the router reads: enough for any
 	// real instruction, and it bounds the work an unauthenticated prompt can cause.

@@ -190,6 +190,9 @@ func parseFile(where string, data []byte) (out []parsed, err error) {
 		if strictErr != nil {
 			return nil, yamlError(where, strictErr)
 		}
+		if k := findMerge(m); k != nil {
+			return nil, fmt.Errorf("%s:%d: merge keys (<<) are not supported in brain files", where, k.Line)
+		}
 		if doc > MaxBrains {
 			return nil, fmt.Errorf("%s:%d: more than %d brains in one file (MaxBrains)", where, m.Line, MaxBrains)
 		}
@@ -214,8 +217,15 @@ func parseFile(where string, data []byte) (out []parsed, err error) {
 }
 
 // applyDefaults fills the optional budget fields the mapping m leaves out (or sets
-// to null). A field that is present keeps its value and must pass validation.
+// to null), and makes empty lists nil, so that "tools: []" and no tools are one
+// brain. A field that is present keeps its value and must pass validation.
 func applyDefaults(b *Brain, m *yaml.Node) {
+	if len(b.Tools) == 0 {
+		b.Tools = nil
+	}
+	if len(b.Keywords) == 0 {
+		b.Keywords = nil
+	}
 	if value(m, "max_tokens") == nil {
 		b.MaxTokens = DefaultMaxTokens
 	}
@@ -231,10 +241,11 @@ func applyDefaults(b *Brain, m *yaml.Node) {
 	}
 }
 
-// value returns the non-null value of key in mapping m, or nil.
-func value(m *yaml.Node, key string) *yaml.Node {
+// entry returns the key and value nodes of key in mapping m (the value with aliases
+// resolved), or nils.
+func entry(m *yaml.Node, key string) (k, v *yaml.Node) {
 	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
+		return nil, nil
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
@@ -242,11 +253,35 @@ func value(m *yaml.Node, key string) *yaml.Node {
 			for v.Kind == yaml.AliasNode && v.Alias != nil {
 				v = v.Alias
 			}
-			if v.ShortTag() == "!!null" {
-				return nil
-			}
-			return v
+			return m.Content[i], v
 		}
+	}
+	return nil, nil
+}
+
+// value returns the non-null value of key in mapping m, or nil.
+func value(m *yaml.Node, key string) *yaml.Node {
+	if _, v := entry(m, key); v != nil && v.ShortTag() != "!!null" {
+		return v
+	}
+	return nil
+}
+
+// findMerge returns the first merge key ("<<") under n, or nil. Merge keys would let
+// a field arrive without appearing in its mapping, so defaults could not tell that
+// it was set; a brain is small enough to write out.
+func findMerge(n *yaml.Node) *yaml.Node {
+	stack := []*yaml.Node{n}
+	for len(stack) > 0 {
+		n, stack = stack[len(stack)-1], stack[:len(stack)-1]
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].ShortTag() == "!!merge" {
+					return n.Content[i]
+				}
+			}
+		}
+		stack = append(stack, n.Content...) // aliases point within the document: not followed
 	}
 	return nil
 }
@@ -259,7 +294,12 @@ func lineOf(m *yaml.Node, path []string) int {
 		var next *yaml.Node
 		switch n.Kind {
 		case yaml.MappingNode:
-			next = value(n, p)
+			k, v := entry(n, p)
+			if v != nil && v.ShortTag() == "!!null" {
+				next = k // a null value: point at its key
+			} else {
+				next = v
+			}
 		case yaml.SequenceNode:
 			if i, err := strconv.Atoi(p); err == nil && i >= 0 && i < len(n.Content) {
 				next = n.Content[i]

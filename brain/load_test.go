@@ -169,6 +169,8 @@ func TestLoadBadFiles(t *testing.T) {
 		{"zero burst", minimal + "rate_limit:\n  requests_per_minute: 5\n  burst: 0\n", 8, "rate_limit.burst: 0 is out of range"},
 		{"bad id", strings.Replace(minimal, "ward-rota", "Ward_Rota", 1), 1, `id: "Ward_Rota" is not a valid id`},
 		{"long id", strings.Replace(minimal, "ward-rota", strings.Repeat("a", brain.MaxIDLen+1), 1), 1, "MaxIDLen"},
+		{"null title", strings.Replace(minimal, "title: Ward rota", "title: ~", 1), 3, "title: required"},
+		{"merge key", minimal + "rate_limit:\n  <<: {burst: 2}\n", 7, "merge keys (<<) are not supported"},
 		{"missing title", strings.Replace(minimal, "title: Ward rota\n", "", 1), 1, `brain "ward-rota": title: required`},
 		{"missing system prompt", strings.Replace(minimal, "system_prompt: Answer questions about the ward rota.\n", "", 1), 1, "system_prompt: required"},
 		{"multi-line title", strings.Replace(minimal, "title: Ward rota", `title: "Ward\nrota"`, 1), 3, "single line"},

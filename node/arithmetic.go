@@ -78,13 +78,13 @@ func (p *arith) sum() (float64, error) {
 }
 
 func (p *arith) product() (float64, error) {
-	v, err := p.power()
+	v, err := p.unary()
 	for err == nil {
 		switch c := p.peek(); c {
 		case '*', '/', '%':
 			p.i++
 			var r float64
-			if r, err = p.power(); err != nil {
+			if r, err = p.unary(); err != nil {
 				break
 			}
 			switch c {
@@ -108,14 +108,15 @@ func (p *arith) product() (float64, error) {
 	return v, err
 }
 
+// power binds tighter than unary minus, so -2^2 is -4, and its exponent may be signed.
 func (p *arith) power() (float64, error) {
-	base, err := p.unary()
+	base, err := p.primary()
 	if err != nil {
 		return 0, err
 	}
 	if p.peek() == '^' {
 		p.i++
-		exp, err := p.power()
+		exp, err := p.unary()
 		if err != nil {
 			return 0, err
 		}
@@ -133,7 +134,12 @@ func (p *arith) unary() (float64, error) {
 	case '+':
 		p.i++
 		return p.unary()
-	case '(':
+	}
+	return p.power()
+}
+
+func (p *arith) primary() (float64, error) {
+	if p.peek() == '(' {
 		p.i++
 		if p.depth++; p.depth > 64 {
 			return 0, errors.New("parentheses nest more than 64 deep")

@@ -178,7 +178,7 @@ var redactions = []struct {
 	{"EMAIL", regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)},
 	{"CARD", regexp.MustCompile(`\b(?:\d[ -]?){13,19}\b`)},
 	{"NHS-NUMBER", regexp.MustCompile(`\b\d{3}[ -]?\d{3}[ -]?\d{4}\b`)},
-	{"NI-NUMBER", regexp.MustCompile(`\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b`)},
+	{"NI-NUMBER", regexp.MustCompile(`\b[A-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b`)},
 	{"PHONE", regexp.MustCompile(`(?:\+44\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b`)},
 	{"POSTCODE", regexp.MustCompile(`\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b`)},
 	{"IP", regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b`)},

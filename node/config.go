@@ -24,6 +24,8 @@ type Config struct {
 	// URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1. It is
 	// allowed through the egress guard.
 	Backend string `json:"backend,omitempty"`
+	// Model is the model a brain uses on a network backend when its file names none.
+	Model string `json:"model,omitempty"`
 	// BackendAPIKeyEnv names an environment variable holding a bearer key for backends.
 	BackendAPIKeyEnv string `json:"backend_api_key_env,omitempty"`
 	// BackendAccreditation is the highest classification the model backends may receive
@@ -32,6 +34,10 @@ type Config struct {
 	// EgressAllow lists further host:port destinations the node may dial (other model
 	// servers named in brain files). Nothing else is ever dialled.
 	EgressAllow []string `json:"egress_allow,omitempty"`
+	// PrincipalRequestsPerMinute and PrincipalBurst bound each principal's requests
+	// across all brains (defaults 600 and 100).
+	PrincipalRequestsPerMinute int `json:"principal_requests_per_minute,omitempty"`
+	PrincipalBurst             int `json:"principal_burst,omitempty"`
 	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
 	// erasable) audit detail; by default records hold digests only.
 	AuditPrompts bool `json:"audit_prompts,omitempty"`

@@ -127,7 +127,7 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 		return n.refuse(ctx, rec, &api.Error{Status: http.StatusForbidden, Type: "permission_error", Code: "policy_denied",
 			Message: fmt.Sprintf("principal %s may not use brain %s (%s) with %s data: %s", p.ID, b.ID, b.Classification, data, why)})
 	}
-	if ok, wait := n.limits.take("principal/"+p.Tenant+"/"+p.ID, DefaultPrincipalPerMinute, DefaultPrincipalBurst); !ok {
+	if ok, wait := n.limits.take("principal/"+p.Tenant+"/"+p.ID, n.cfg.PrincipalRequestsPerMinute, n.cfg.PrincipalBurst); !ok {
 		rec.Decision = &oar.Decision{Effect: "deny", Policies: []string{"rate-limit-principal"}}
 		return n.refuse(ctx, rec, &api.Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded",
 			RetryAfter: wait, Message: fmt.Sprintf("principal %s is over its rate limit; retry after %s", p.ID, wait.Round(time.Millisecond))})
@@ -198,6 +198,16 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 		Temperature: req.Temperature, Tools: n.toolDefs(b)}
 	if be == n.builtin {
 		breq.Model = b.ID
+	} else if breq.Model == "" {
+		breq.Model = n.cfg.Model
+	}
+	if breq.Model == "" {
+		if err := waitAdmission(); err != nil {
+			return err
+		}
+		return n.complete(ctx, p, b, admissionHash, nil, nil, started, &api.Error{Status: http.StatusBadGateway,
+			Type: "api_error", Code: "no_model", Receipt: adm.header,
+			Message: fmt.Sprintf("brain %s names no model for its backend and the node has no default model (config \"model\" or sios up --model)", b.ID)})
 	}
 	var onDelta func(backend.Delta) error
 	if req.Stream {

@@ -72,6 +72,12 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.cfg.Backend == "" {
 		n.cfg.Backend = "builtin"
 	}
+	if n.cfg.PrincipalRequestsPerMinute == 0 {
+		n.cfg.PrincipalRequestsPerMinute = DefaultPrincipalPerMinute
+	}
+	if n.cfg.PrincipalBurst == 0 {
+		n.cfg.PrincipalBurst = DefaultPrincipalBurst
+	}
 	var err error
 	if n.backendLvl, err = policy.ParseLevel(orDefault(n.cfg.BackendAccreditation, "SECRET")); err != nil {
 		return nil, fmt.Errorf("config backend_accreditation: %v", err)

@@ -11,6 +11,7 @@ const benchUsage = `Usage: sios bench SUBCOMMAND
 
 Subcommands:
   audit    the signed audit ledger against raw Tessera POSIX, measured in the same run
+  gateway  the node's overhead over calling a mock model backend directly, at a fixed rate
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -21,6 +22,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	switch args[0] {
 	case "audit":
 		return runBenchAudit(ctx, e, args[1:])
+	case "gateway":
+		return runBenchGateway(ctx, e, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil
