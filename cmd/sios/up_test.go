@@ -383,3 +383,49 @@ func TestBadRequestsAndBadFiles(t *testing.T) {
 }
 
 var _ = oar.Version
+
+func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
+	m := &mock.Server{Latency: 1500 * time.Millisecond, Reply: "finished after shutdown began"}
+	ts := httptest.NewServer(m)
+	defer ts.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir, "--backend", ts.URL+"/v1", "--model", "mock")
+	c := n.client(n.adminKey)
+	type result struct {
+		content string
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		chat, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "legal-contracts",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("review clause 4")}})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		done <- result{content: chat.Choices[0].Message.Content}
+	}()
+	for m.Chats() == 0 && m.Requests() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.stop(t) // SIGTERM while the backend is still working
+	r := <-done
+	if r.err != nil || r.content != "finished after shutdown began" {
+		t.Fatalf("in-flight request: %q, %v", r.content, r.err)
+	}
+	out := ok(t, dir, "audit", "verify")
+	if !strings.HasPrefix(out, "verified ") {
+		t.Fatal(out)
+	}
+	// Both the admission and the completion records were written before exit.
+	tail := decode[[]map[string]any](t, ok(t, dir, "audit", "tail", "-n", "10", "--json"))
+	actions := ""
+	for _, e := range tail {
+		if entry, _ := e["entry"].(map[string]any); entry != nil {
+			actions += fmt.Sprint(entry["action"], " ")
+		}
+	}
+	if !strings.Contains(actions, "brain.invoke") || !strings.Contains(actions, "brain.complete") {
+		t.Fatalf("records after shutdown: %s", actions)
+	}
+}
