@@ -14,3 +14,9 @@ const (
 	// (principal, resource, context attributes) to reuse across decisions.
 	MaxCachedRecords = 4096
 )
+
+// Limits on the principal store (principals.json).
+const (
+	MaxPrincipalsFile = 64 << 20  // bytes of the store file
+	MaxPrincipals     = 1_000_000 // principals in one store
+)

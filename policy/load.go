@@ -53,17 +53,23 @@ func WriteDefaults(dataDir string) error {
 	if err := writeSynced(filepath.Join(tmp, DefaultFile), defaultPolicies); err != nil {
 		return err
 	}
+	syncDir(tmp)
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Lstat(dir); serr == nil {
 			return nil // made meanwhile by someone else: theirs stands
 		}
 		return err
 	}
-	if d, err := os.Open(dataDir); err == nil {
+	syncDir(dataDir)
+	return nil
+}
+
+// syncDir makes a directory's entries durable, as far as the file system allows.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 func writeSynced(path string, data []byte) error {

@@ -481,7 +481,7 @@ func TestRecordCache(t *testing.T) {
 			}
 		})
 	}
-	// Past MaxCachedRecords, records are built per request and decisions stay right.
+	// Past MaxCachedRecords the cache starts over, and decisions stay right.
 	for i := range MaxCachedRecords + 10 {
 		tenant := fmt.Sprintf("t%d", i)
 		r := with(invoke(Official, Secret), func(r *Request) { r.Principal.Tenant, r.Context.Tenant = tenant, tenant })
@@ -493,8 +493,8 @@ func TestRecordCache(t *testing.T) {
 			t.Fatalf("tenant %s: Decide = %+v, want allow", tenant, d)
 		}
 	}
-	if n := len(e.records.contexts.m); n != MaxCachedRecords {
-		t.Errorf("context cache holds %d records, want MaxCachedRecords (%d)", n, MaxCachedRecords)
+	if n := len(e.records.contexts.m); n == 0 || n > MaxCachedRecords {
+		t.Errorf("context cache holds %d records, want 1..MaxCachedRecords (%d)", n, MaxCachedRecords)
 	}
 }
 

@@ -253,8 +253,9 @@ type recordKey interface {
 // Building a record (cedar-go hashes and copies it) is over half the cost of a decision,
 // and requests repeat the same few tenants, clearances and brains. Records are
 // immutable, so one may serve many requests at once; a cached record is the one the
-// request would have built, so decisions do not depend on what is cached. Once it holds
-// MaxCachedRecords records the cache keeps no more, so its size does not follow its input.
+// request would have built, so decisions do not depend on what is cached. When it holds
+// MaxCachedRecords records it starts over: its size does not follow its input, and a
+// flood of one-off requests cannot keep the usual ones out for good.
 type recordCache[K recordKey] struct {
 	mu sync.RWMutex
 	m  map[K]types.Record // guarded by mu
@@ -272,9 +273,10 @@ func (c *recordCache[K]) get(k K) types.Record {
 	if c.m == nil {
 		c.m = make(map[K]types.Record)
 	}
-	if len(c.m) < MaxCachedRecords {
-		c.m[k] = r
+	if len(c.m) >= MaxCachedRecords {
+		clear(c.m)
 	}
+	c.m[k] = r
 	c.mu.Unlock()
 	return r
 }

@@ -21,12 +21,6 @@ import (
 	"github.com/sios-project/sios/identity"
 )
 
-// Limits on the principal store.
-const (
-	MaxPrincipalsFile = 64 << 20
-	MaxPrincipals     = 1_000_000
-)
-
 // PrincipalsFile is the principal store inside a data directory.
 const PrincipalsFile = "principals.json"
 
