@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
@@ -23,7 +24,39 @@ type tool struct {
 
 // tools are the node's tools by name. Only append: audit records name them.
 func tools() map[string]tool {
+	text := json.RawMessage(`{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}`)
+	textArg := func(args json.RawMessage) (string, error) {
+		var a struct {
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(args, &a); err != nil {
+			return "", fmt.Errorf("arguments must be {\"text\": \"...\"}")
+		}
+		return a.Text, nil
+	}
 	return map[string]tool{
+		"redact": {
+			def: backend.FunctionDef{Name: "redact", Description: "Mask personal identifiers (e-mail, phone, NHS, NI and card numbers, postcodes, IP addresses) in a text.", Parameters: text},
+			run: func(_ context.Context, _ *Node, _ *policy.Principal, args json.RawMessage) (string, error) {
+				s, err := textArg(args)
+				return Redact(s), err
+			},
+		},
+		"classify": {
+			def: backend.FunctionDef{Name: "classify", Description: "Suggest a UK Government Security Classification marking for a text.", Parameters: text},
+			run: func(_ context.Context, _ *Node, _ *policy.Principal, args json.RawMessage) (string, error) {
+				s, err := textArg(args)
+				lvl, why := suggestClassification(s)
+				return lvl + ": " + why, err
+			},
+		},
+		"clock": {
+			def: backend.FunctionDef{Name: "clock", Description: "The current date and time (UTC, RFC 3339).",
+				Parameters: json.RawMessage(`{"type":"object","properties":{}}`)},
+			run: func(context.Context, *Node, *policy.Principal, json.RawMessage) (string, error) {
+				return time.Now().UTC().Format(time.RFC3339), nil
+			},
+		},
 		"calculator": {
 			def: backend.FunctionDef{Name: "calculator", Description: "Evaluate an arithmetic expression exactly (+ - * / ^ % and parentheses).",
 				Parameters: json.RawMessage(`{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}`)},
