@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -50,6 +51,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "length of each phase")
 	latency := fs.Duration("backend-latency", 20*time.Millisecond, "the mock backend's fixed service time")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the node phase to FILE")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -98,6 +100,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	sctx, stop := context.WithCancel(ctx)
+	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- nd.Serve(sctx, nodeLn, 10*time.Second, nil) }()
 
@@ -125,8 +128,21 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	progress(e, *asJSON, "direct: %d requests at %d/s to the mock backend (%s service time)", n, *rps, *latency)
 	direct, _, _ := paced(n, *rps, call(mockURL+"/chat/completions", ""))
 	progress(e, *asJSON, "node: %d requests at %d/s through auth, policy, routing, perimeter and audit", n, *rps)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	through, errs, first := paced(n, *rps, call("http://"+nodeLn.Addr().String()+"/v1/chat/completions", key))
 	res.NodeErrors, res.FirstError = errs, first
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 
 	stop()
 	<-served
