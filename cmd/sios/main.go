@@ -95,19 +95,19 @@ func commands() []command {
 
 func main() {
 	quietLibraries()
-	moreProcs()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// moreProcs raises GOMAXPROCS above the core count unless the operator set it. A node
-// spends much of its time in blocking file syscalls (the journal's fdatasync, Tessera's
-// synced writes); each one holds a P until the runtime takes it back, and with only as
-// many Ps as cores, request goroutines queue behind them. Measured with 'sios bench
-// gateway' at 2000 requests/s on 2 cores: overhead p50 28 ms with GOMAXPROCS=2, 3.7 ms
-// with 8.
+// moreProcs raises GOMAXPROCS above the core count for the serving node, unless the
+// operator set it. The node spends much of its time in blocking file syscalls (the
+// journal's fdatasync, Tessera's synced writes); each holds a P until the runtime takes
+// it back, and with only as many Ps as cores, request goroutines queue behind them.
+// Measured with 'sios bench gateway' at 2000 requests/s on 2 cores: overhead p50 28 ms
+// with GOMAXPROCS=2, 4 ms with 4, 1.4 ms with 8. Batch work (bench audit, verify) does
+// better at Go's default, so only 'up' and 'bench gateway' call this.
 func moreProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(4*runtime.NumCPU(), 8))
