@@ -1,0 +1,111 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// fakeGateway answers every chat with its last user message reversed.
+type fakeGateway struct{}
+
+func (fakeGateway) Authenticate(k string) (*policy.Principal, bool) {
+	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, k == "sios_good"
+}
+func (fakeGateway) Models(context.Context, *policy.Principal) ([]Model, error) {
+	return []Model{{ID: "b"}}, nil
+}
+func (fakeGateway) Chat(_ context.Context, _ *policy.Principal, req *ChatRequest, w ChatWriter) error {
+	if req.Model == "forbidden" {
+		return &Error{Status: 403, Type: "permission_error", Code: "policy_denied", Message: "no", Receipt: "r1"}
+	}
+	if err := w.Start(req.Model, "rcpt"); err != nil {
+		return err
+	}
+	text := string(req.Messages[len(req.Messages)-1].Content)
+	for _, word := range strings.Fields(text) {
+		w.Delta(Delta{Content: word + " "})
+	}
+	return w.Finish(&ChatResult{Content: text, Usage: Usage{TotalTokens: 3}})
+}
+func (fakeGateway) Embed(context.Context, *policy.Principal, *EmbeddingRequest) (*EmbeddingResponse, string, error) {
+	return &EmbeddingResponse{Data: []Embedding{{Embedding: []float32{1}}}}, "", nil
+}
+
+func do(t *testing.T, method, path, key, body string) (*http.Response, string) {
+	srv := httptest.NewServer(NewServer(fakeGateway{}, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer srv.Close()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestChatValidationAndErrorShape(t *testing.T) {
+	for _, c := range []struct {
+		name, key, body string
+		status          int
+		code            string
+	}{
+		{"no key", "", `{}`, 401, "missing_api_key"},
+		{"bad key", "sios_bad", `{}`, 401, "invalid_api_key"},
+		{"empty body", "sios_good", ``, 400, "invalid_body"},
+		{"bad json", "sios_good", `{"model":`, 400, "invalid_json"},
+		{"no model", "sios_good", `{"messages":[{"role":"user","content":"x"}]}`, 400, "missing_model"},
+		{"no messages", "sios_good", `{"model":"b"}`, 400, "missing_messages"},
+		{"bad role", "sios_good", `{"model":"b","messages":[{"role":"wizard","content":"x"}]}`, 400, "invalid_role"},
+		{"image part", "sios_good", `{"model":"b","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_json"},
+		{"client tools", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"tools":[{}]}`, 400, "client_tools_unsupported"},
+		{"too large", "sios_good", `{"model":"b","x":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, "request_too_large"},
+		{"forbidden", "sios_good", `{"model":"forbidden","messages":[{"role":"user","content":"x"}]}`, 403, "policy_denied"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := do(t, "POST", "/v1/chat/completions", c.key, c.body)
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, body)
+			}
+			var e errorBody
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Code != c.code || e.Error.Message == "" || e.Error.Type == "" {
+				t.Fatalf("error body %s, want code %s", body, c.code)
+			}
+		})
+	}
+}
+
+func TestChatAnswersAndStreams(t *testing.T) {
+	resp, body := do(t, "POST", "/v1/chat/completions", "sios_good",
+		`{"model":"b","messages":[{"role":"user","content":[{"type":"text","text":"hello "},{"type":"text","text":"world"}]}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) != "rcpt" || !strings.Contains(body, `"content":"hello world"`) {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = do(t, "POST", "/v1/chat/completions", "sios_good",
+		`{"model":"b","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"a b c"}]}`)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := strings.Count(body, "data: ")
+	if events != 1+3+1+1+1 || !strings.HasSuffix(body, "data: [DONE]\n\n") || !strings.Contains(body, `"usage"`) {
+		t.Fatalf("%d events:\n%s", events, body)
+	}
+}
+
+func TestUnknownRouteIsOpenAIShaped(t *testing.T) {
+	resp, body := do(t, "GET", "/v1/nothing", "sios_good", "")
+	if resp.StatusCode != 404 || !strings.Contains(body, `"not_found"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
