@@ -764,3 +764,28 @@ func jcsAppendNumber(dst []byte, f float64) []byte {
 	}
 	return dst
 }
+
+// AppendString appends s to dst as an RFC 8785 string (quotes included). It refuses
+// what the parser refuses, so that every string it writes reads back unchanged:
+// invalid UTF-8 and Unicode noncharacters (I-JSON, RFC 7493 section 2.1).
+func AppendString(dst []byte, s string) ([]byte, error) {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			jcsAppendRune(&dst, rune(c))
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return dst, fmt.Errorf("invalid UTF-8 at byte offset %d", i)
+		}
+		if jcsNoncharacter(r) {
+			return dst, fmt.Errorf("Unicode noncharacter U+%04X at byte offset %d", r, i)
+		}
+		dst = append(dst, s[i:i+size]...)
+		i += size
+	}
+	return append(dst, '"'), nil
+}

@@ -2,10 +2,8 @@ package oar
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/sios-project/sios/jcs"
 )
@@ -93,45 +91,14 @@ func (o *object) end(child *object) {
 	}
 }
 
-var errInvalidUTF8 = errors.New("string is not valid UTF-8")
-
-// appendString writes s as an RFC 8785 string: only '"', '\' and control characters
-// are escaped, everything else is literal UTF-8.
+// appendString writes s as an RFC 8785 string (jcs.AppendString), keeping the first error.
 func appendString(b []byte, s string, err error) ([]byte, error) {
-	if err == nil && !utf8.ValidString(s) {
-		err = errInvalidUTF8
+	b, e := jcs.AppendString(b, s)
+	if err == nil {
+		err = e
 	}
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\r':
-			b = append(b, '\\', 'r')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"'), err
+	return b, err
 }
-
-const hexDigit = "0123456789abcdef"
 
 func appendRecord(b []byte, r *Record) ([]byte, error) {
 	o := open(b)

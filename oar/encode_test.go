@@ -58,4 +58,8 @@ func TestHandEncoderMatchesGenericEncoding(t *testing.T) {
 	if _, err := encode(&Record{Action: "\xff"}); err == nil {
 		t.Fatal("invalid UTF-8 encoded")
 	}
+	// What the encoder writes, the canonical parser must accept: no noncharacters.
+	if _, err := encode(&Record{Action: "a\uffffb"}); err == nil {
+		t.Fatal("a noncharacter was encoded")
+	}
 }

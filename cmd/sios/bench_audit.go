@@ -250,40 +250,18 @@ func benchPaced(ctx context.Context, dir string, n, rate int, res *auditBenchRes
 	if err != nil {
 		return err
 	}
-	lat := make([]time.Duration, n)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	interval := time.Second / time.Duration(rate)
 	start := time.Now()
-	for i := range n {
-		due := start.Add(time.Duration(i) * interval)
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, _, err := l.Append(ctx, benchRecord(i)); err != nil {
-				select {
-				case errs <- err:
-				default:
-				}
-				return
-			}
-			lat[i] = time.Since(due)
-		}()
-	}
-	wg.Wait()
+	lat, failed, first := paced(n, rate, func(i int) error {
+		_, _, err := l.Append(ctx, benchRecord(i))
+		return err
+	})
 	elapsed := time.Since(start)
 	if err := l.Close(ctx); err != nil {
 		return err
 	}
-	select {
-	case err := <-errs:
-		return err
-	default:
+	if failed > 0 {
+		return fmt.Errorf("%d appends failed, the first with: %s", failed, first)
 	}
-	sortDurations(lat)
 	res.RateAchieved = float64(n) / elapsed.Seconds()
 	res.ReceiptP50, res.ReceiptP99 = ms(percentile(lat, 50)), ms(percentile(lat, 99))
 	return nil

@@ -107,8 +107,8 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
 	body := []byte(`{"model":"bench","messages":[{"role":"user","content":"Code this discharge summary: community-acquired pneumonia, type 2 diabetes."}]}`)
-	call := func(url, key string) func() error {
-		return func() error {
+	call := func(url, key string) func(int) error {
+		return func(int) error {
 			req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			if key != "" {
@@ -172,7 +172,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 // paced issues n calls at a fixed rate, each in its own goroutine at its scheduled
 // time, and returns the sorted latencies measured from the scheduled times (so a stall
 // counts against every request it delays) and the number of failed calls.
-func paced(n, rate int, call func() error) ([]time.Duration, int, string) {
+func paced(n, rate int, call func(i int) error) ([]time.Duration, int, string) {
 	lat := make([]time.Duration, n)
 	var mu sync.Mutex
 	failed, first := 0, ""
@@ -187,7 +187,7 @@ func paced(n, rate int, call func() error) ([]time.Duration, int, string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := call()
+			err := call(i)
 			lat[i] = time.Since(due)
 			if err != nil {
 				mu.Lock()
