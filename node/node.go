@@ -28,6 +28,9 @@ import (
 	"github.com/sios-project/sios/policy"
 )
 
+// DefaultSealDelay is the node's ledger SealMaxDelay (see ledger.Options).
+const DefaultSealDelay = 5 * time.Millisecond
+
 // Options builds a Node.
 type Options struct {
 	DataDir string
@@ -110,6 +113,13 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	n.limits = newLimiter(time.Now)
 	lopts := opts.Ledger
+	if lopts.SealMaxDelay == 0 {
+		// Under steady traffic, seal every few milliseconds instead of per request: far
+		// fewer ML-DSA-65 signatures, and the admission record's wait still hides
+		// behind the model's latency. Measured with 'sios bench gateway' at 2000/s:
+		// overhead p50 3 ms → 0.9 ms, p99 23–45 ms → 9–12 ms.
+		lopts.SealMaxDelay = DefaultSealDelay
+	}
 	if n.ledger, err = ledger.Open(ctx, filepath.Join(n.dataDir, "ledger"), n.id, lopts); err != nil {
 		return nil, err
 	}
