@@ -30,7 +30,17 @@ func runBrains(ctx context.Context, e *env, args []string) error {
 		}
 		all := cat.All()
 		if *asJSON {
-			return printJSON(e.stdout, all)
+			// backend and model are always present: "" means the node's default.
+			type listed struct {
+				*brain.Brain
+				Backend string `json:"backend"`
+				Model   string `json:"model"`
+			}
+			out := make([]listed, len(all))
+			for i, b := range all {
+				out[i] = listed{Brain: b, Backend: b.Backend, Model: b.Model}
+			}
+			return printJSON(e.stdout, out)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tKIND\tCLASSIFICATION\tBACKEND\tMODEL\tTITLE")

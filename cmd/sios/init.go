@@ -10,6 +10,7 @@ import (
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 )
 
 func runInit(ctx context.Context, e *env, args []string) error {
@@ -33,6 +34,9 @@ func runInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	node := res.Node
+	if err := policy.WriteDefaults(e.dataDir); err != nil {
+		return err
+	}
 	l, err := ledger.Open(ctx, e.ledgerDir(), node, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		return err
