@@ -13,14 +13,16 @@ import (
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
 )
 
-// benchLedgerOptions are shared by the baseline and the ledger so that both batch alike.
+// benchLedgerOptions are shared by the baseline and the ledger so that both batch alike;
+// the seal delay is the one a serving node uses.
 func benchLedgerOptions() ledger.Options {
-	return ledger.Options{CheckpointInterval: 100 * time.Millisecond}
+	return ledger.Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: node.DefaultSealDelay}
 }
 
 type auditBenchResult struct {
