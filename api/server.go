@@ -25,6 +25,9 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/chat/completions", s.authed(s.chat))
 	s.mux.HandleFunc("GET /v1/models", s.authed(s.models))
 	s.mux.HandleFunc("POST /v1/embeddings", s.authed(s.embeddings))
+	if mg, ok := gw.(MemoryGateway); ok {
+		s.memoryRoutes(mg)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`+"\n")

@@ -19,6 +19,13 @@ const DefaultRoute = "summariser"
 //
 // Route chooses by subject only: whether the caller may use the brain is for policy.
 func (c *Catalogue) Route(prompt string) (b *Brain, reason string) {
+	return c.RouteAmong(prompt, nil)
+}
+
+// RouteAmong is Route restricted to the domain brains for which allowed returns true
+// (nil allows all): the node passes the caller's policy, so "auto" never picks a brain
+// the caller may not use while another one matches.
+func (c *Catalogue) RouteAmong(prompt string, allowed func(*Brain) bool) (b *Brain, reason string) {
 	if len(prompt) > MaxRoutePrompt {
 		prompt = prompt[:MaxRoutePrompt]
 	}
@@ -36,6 +43,9 @@ func (c *Catalogue) Route(prompt string) (b *Brain, reason string) {
 	best, second := -1, -1
 	scores := make([]int, len(c.domain))
 	for i := range c.domain {
+		if allowed != nil && !allowed(c.domain[i]) {
+			continue
+		}
 		for _, h := range hit[i] {
 			if h {
 				scores[i]++
@@ -50,7 +60,16 @@ func (c *Catalogue) Route(prompt string) (b *Brain, reason string) {
 		}
 	}
 	if best < 0 {
-		return c.byID[DefaultRoute].clone(), fmt.Sprintf("no domain brain's keywords occur in the prompt; routed to the default brain %s", DefaultRoute)
+		def := c.byID[DefaultRoute]
+		if allowed == nil || allowed(def) {
+			return def.clone(), fmt.Sprintf("no domain brain's keywords occur in the prompt; routed to the default brain %s", DefaultRoute)
+		}
+		for _, d := range c.domain { // sorted by id
+			if allowed(d) {
+				return d.clone(), fmt.Sprintf("no domain brain's keywords occur in the prompt and the default brain %s is not permitted; routed to %s, the first permitted domain brain", DefaultRoute, d.ID)
+			}
+		}
+		return def.clone(), fmt.Sprintf("no permitted brain matches; routed to the default brain %s", DefaultRoute)
 	}
 	win := c.domain[best]
 	var words []string

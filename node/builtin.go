@@ -15,7 +15,12 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 )
+
+// principalKey carries the invoking principal to the builtin backend, which answers
+// from that principal's tenant memory at its clearance.
+type principalKey struct{}
 
 // Builtin is the offline backend that makes a fresh node useful with no model server.
 // It runs the deterministic operational brains (redaction, classification marking,
@@ -42,6 +47,13 @@ func (bi *Builtin) Chat(ctx context.Context, req backend.ChatRequest, onDelta fu
 		}
 	}
 	answer := bi.answer(ctx, b, prompt)
+	if b.Builtin == brain.BuiltinRetrieval || b.Builtin == brain.BuiltinNone {
+		if p, ok := ctx.Value(principalKey{}).(*policy.Principal); ok {
+			if found := bi.node.retrieve(ctx, p, prompt); found != "" {
+				answer = found
+			}
+		}
+	}
 	text := builtinNotice + "\n" + answer
 	if req.MaxTokens > 0 {
 		text = truncateTokens(text, req.MaxTokens)

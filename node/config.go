@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/policy"
 )
 
 // ConfigFile is the node's optional configuration file in the data directory.
@@ -38,9 +41,55 @@ type Config struct {
 	// across all brains (defaults 600 and 100).
 	PrincipalRequestsPerMinute int `json:"principal_requests_per_minute,omitempty"`
 	PrincipalBurst             int `json:"principal_burst,omitempty"`
+	// Retention forgets memories older than a period: per tenant and per
+	// classification, e.g. {"tenants": {"hospital": "2160h"}, "classifications":
+	// {"SECRET": "720h"}}; the shorter applicable period wins. Checked every minute.
+	Retention RetentionConfig `json:"retention,omitempty"`
 	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
 	// erasable) audit detail; by default records hold digests only.
 	AuditPrompts bool `json:"audit_prompts,omitempty"`
+}
+
+// RetentionConfig is Config.Retention: Go durations by tenant and by classification.
+type RetentionConfig struct {
+	Tenants         map[string]string `json:"tenants,omitempty"`
+	Classifications map[string]string `json:"classifications,omitempty"`
+}
+
+// retention converts the configuration; bad entries were refused by check.
+func (c Config) retention() memory.Retention {
+	r := memory.Retention{PerTenant: map[string]time.Duration{}, PerClassification: map[policy.Level]time.Duration{}}
+	for t, s := range c.Retention.Tenants {
+		if d, err := time.ParseDuration(s); err == nil && d > 0 {
+			r.PerTenant[t] = d
+		}
+	}
+	for l, s := range c.Retention.Classifications {
+		lvl, err1 := policy.ParseLevel(l)
+		d, err2 := time.ParseDuration(s)
+		if err1 == nil && err2 == nil && d > 0 {
+			r.PerClassification[lvl] = d
+		}
+	}
+	return r
+}
+
+// check refuses configuration the node could not honour.
+func (c Config) check() error {
+	for t, s := range c.Retention.Tenants {
+		if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+			return fmt.Errorf("config retention.tenants[%s]: %q is not a positive duration such as \"720h\"", t, s)
+		}
+	}
+	for l, s := range c.Retention.Classifications {
+		if _, err := policy.ParseLevel(l); err != nil {
+			return fmt.Errorf("config retention.classifications: %v", err)
+		}
+		if d, err := time.ParseDuration(s); err != nil || d <= 0 {
+			return fmt.Errorf("config retention.classifications[%s]: %q is not a positive duration such as \"720h\"", l, s)
+		}
+	}
+	return nil
 }
 
 // DefaultListen is the API's default address: loopback only.

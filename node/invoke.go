@@ -102,7 +102,9 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 	var b *brain.Brain
 	var route string
 	if req.Model == "auto" {
-		b, route = n.brains.Route(lastUser(req.Messages))
+		b, route = n.brains.RouteAmong(lastUser(req.Messages), func(c *brain.Brain) bool {
+			return n.decideInvoke(p, c, data).Allow
+		})
 	} else if got, ok := n.brains.Get(req.Model); ok {
 		b = got
 	}
@@ -198,6 +200,7 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 		Temperature: req.Temperature, Tools: n.toolDefs(b)}
 	if be == n.builtin {
 		breq.Model = b.ID
+		cctx = context.WithValue(cctx, principalKey{}, p)
 	} else if breq.Model == "" {
 		breq.Model = n.cfg.Model
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -52,6 +53,7 @@ type Node struct {
 	brains     *brain.Catalogue
 	guard      *egress.Guard
 	builtin    *Builtin
+	memory     *MemoryOps
 	limits     *limiter
 	backendLvl policy.Level
 
@@ -80,6 +82,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	if n.cfg.PrincipalBurst == 0 {
 		n.cfg.PrincipalBurst = DefaultPrincipalBurst
+	}
+	if err := n.cfg.check(); err != nil {
+		return nil, err
 	}
 	var err error
 	if n.backendLvl, err = policy.ParseLevel(orDefault(n.cfg.BackendAccreditation, "SECRET")); err != nil {
@@ -123,6 +128,12 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.ledger, err = ledger.Open(ctx, filepath.Join(n.dataDir, "ledger"), n.id, lopts); err != nil {
 		return nil, err
 	}
+	store, err := memory.Open(n.dataDir, memory.Options{})
+	if err != nil {
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	n.memory = &MemoryOps{Store: store, Append: n.ledger.Append}
 	n.builtin = &Builtin{node: n}
 	return n, nil
 }
@@ -172,6 +183,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}
 	adminSrv := &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	errc := make(chan error, 2)
+	go n.runExpiry(ctx, n.cfg.retention(), time.Minute)
 	go func() { errc <- apiSrv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	if ready != nil {
@@ -195,7 +207,8 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 // Close waits for outstanding audit records, then seals and flushes the ledger.
 func (n *Node) Close(ctx context.Context) error {
 	n.bg.Wait()
-	return n.ledger.Close(ctx)
+	merr := n.memory.Store.Close()
+	return errors.Join(n.ledger.Close(ctx), merr)
 }
 
 // audit appends a record and returns its receipt in header form.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -55,6 +56,26 @@ func tools() map[string]tool {
 				Parameters: json.RawMessage(`{"type":"object","properties":{}}`)},
 			run: func(context.Context, *Node, *policy.Principal, json.RawMessage) (string, error) {
 				return time.Now().UTC().Format(time.RFC3339), nil
+			},
+		},
+		"memory.search": {
+			def: backend.FunctionDef{Name: "memory.search", Description: "Search the tenant's memory (ranked retrieval); returns matching memories with their ids to cite.",
+				Parameters: json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"},"subject":{"type":"string"}},"required":["query"]}`)},
+			run: func(ctx context.Context, n *Node, p *policy.Principal, args json.RawMessage) (string, error) {
+				var a struct {
+					Query   string `json:"query"`
+					Subject string `json:"subject"`
+				}
+				if err := json.Unmarshal(args, &a); err != nil {
+					return "", fmt.Errorf("arguments must be {\"query\": \"...\"}")
+				}
+				res, _, err := n.memory.Search(ctx, actorOf(p), &oar.Decision{Effect: "allow", Policies: []string{"permit-brain-tools"}},
+					memory.Query{Tenant: p.Tenant, Subject: a.Subject, Clearance: p.Clearance, Text: a.Query, Limit: 5})
+				if err != nil {
+					return "", err
+				}
+				b, err := json.Marshal(res)
+				return string(b), err
 			},
 		},
 		"calculator": {

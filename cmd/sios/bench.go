@@ -12,6 +12,7 @@ const benchUsage = `Usage: sios bench SUBCOMMAND
 Subcommands:
   audit    the signed audit ledger against raw Tessera POSIX, measured in the same run
   gateway  the node's overhead over calling a mock model backend directly, at a fixed rate
+  memory   memory add rate, search latency over 100,000 memories, forget time
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -24,6 +25,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return runBenchAudit(ctx, e, args[1:])
 	case "gateway":
 		return runBenchGateway(ctx, e, args[1:])
+	case "memory":
+		return runBenchMemory(ctx, e, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil

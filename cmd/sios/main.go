@@ -40,8 +40,9 @@ Commands:
   brains     list and show the brain catalogue
   policy     explain whether a principal may use a brain, and which policies decide
   ask        ask a running node a question (prints the answer and its audit receipt)
+  memory     add, search, export and forget the tenants' memory (encrypted, erasable)
   audit      append to, inspect, prove, export and verify the signed audit log
-  bench      measure performance (bench audit, bench gateway)
+  bench      measure performance (bench audit, bench gateway, bench memory)
   help       show this help
 
 Run 'sios COMMAND -h' for a command's flags.
@@ -89,6 +90,7 @@ func commands() []command {
 		{"brains", "the brain catalogue", runBrains},
 		{"policy", "explain policy decisions", runPolicy},
 		{"ask", "ask a running node a question", runAsk},
+		{"memory", "customer-owned memory", runMemory},
 		{"bench", "performance benchmarks", runBench},
 	}
 }

@@ -1,0 +1,51 @@
+// Package memory is the node's customer-owned memory: per-subject encryption, ranked
+// search, export, and forgetting that leaves no trace.
+//
+// A memory belongs to a tenant and a subject (a person, a case, a project) and carries a
+// classification, a source, a creation time and its text. The store is one SQLite
+// database, <dataDir>/memory/memory.db (directory 0700, files 0600, WAL mode,
+// secure_delete on for every connection), and one key file, <dataDir>/memory.kek.
+//
+// What is encrypted. Each memory's text is sealed with AES-256-GCM under its subject's
+// 256-bit data key, with a random nonce and additional data binding tenant, subject and
+// memory id ("sios-memory/1", length-prefixed fields), so a sealed text cannot be moved
+// to another memory. Data keys are stored only wrapped (AES-256-GCM, additional data
+// binding tenant and subject) by the node's key-encryption key (KEK): 32 random bytes in
+// memory.kek, created 0600 on first use and refused if group or others may access it.
+// No text is ever written to the database in plaintext. Tenant, subject, source,
+// classification and creation time are stored in clear so that tenancy, clearance and
+// retention can be enforced without keys.
+//
+// What the index holds. Search uses an FTS5 table (contentless) whose tokens are not
+// words but keyed hashes of them: the text is lowercased and split on everything that is
+// not a letter, mark or digit, and each word becomes the first 16 hex digits of
+// HMAC-SHA256(tenant index key, word), where the tenant index key is
+// HMAC-SHA256(KEK, "sios-memory-index/1\n" ‖ tenant). A second column holds a keyed token
+// of the subject. Queries hash their words the same way, so BM25 ranks as usual while
+// the index never holds a word, and one tenant's tokens never match another's. Search
+// returns only the tenant's memories classified at or below the caller's clearance (no
+// read up). Ranking is BM25 over the query's rarer words; see Search for how common
+// words are treated to keep a search's cost bounded.
+//
+// What Forget guarantees, and how. Forget deletes, in one SQLite transaction, the
+// subject's memory rows, their index entries and the subject's wrapped data key
+// (crypto-shredding: any ciphertext that survived anywhere is unreadable without it),
+// and writes a purge-pending marker. After commit the purge runs: FTS5 'optimize' merges
+// the index into one new segment, so no page written before the delete is still in use
+// (FTS5's own secure-delete option has already removed the entries in place, but the
+// segment index keeps copies of term prefixes until the segments are rewritten);
+// PRAGMA secure_delete has zeroed every freed page and every deleted cell; then
+// wal_checkpoint(TRUNCATE) copies the newest pages into the database and truncates the
+// WAL, which held older copies. Only then is the marker cleared. Open re-runs a pending
+// purge, so a crash (kill -9) at any point leaves the subject either untouched (crash
+// before commit) or, once the store is opened again, completely forgotten. No VACUUM is
+// needed: freed pages are zeroed, not merely put on the free list. After Forget returns,
+// no run of the forgotten text, its ciphertext, its index tokens, its subject or its
+// source remains in any file under the data directory; the tests check every 8-byte run.
+// Temporary tables live in memory (temp_store=MEMORY). Outside the store's control:
+// copies the file system or the disk keep of blocks SQLite overwrote, and backups.
+//
+// Expire applies retention periods (per tenant, per classification; the shorter wins)
+// through the same path. Export returns everything held about a subject, decrypted.
+// Callers audit Forget, Expire and Export; the store returns the ids they need for it.
+package memory

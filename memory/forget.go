@@ -1,0 +1,300 @@
+package memory
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// Forgotten names memories that were destroyed, for the caller's audit record.
+type Forgotten struct {
+	Tenant  string   `json:"tenant"`
+	Subject string   `json:"subject"`
+	IDs     []string `json:"ids"` // oldest first
+}
+
+// Forget destroys every memory of the subject: in one transaction it deletes their rows,
+// their full-text index entries and the subject's data key, and marks a purge pending;
+// then the purge scrubs the files (see the package comment). A crash at any point leaves
+// the subject either untouched or, after the next Open, completely forgotten.
+//
+// If the rows are gone but the purge could not finish, Forget returns the result and an
+// error wrapping ErrPurgeIncomplete.
+func (s *Store) Forget(ctx context.Context, tenant, subject string) (*Forgotten, error) {
+	if err := checkName("tenant", tenant, true); err != nil {
+		return nil, err
+	}
+	if err := checkName("subject", subject, true); err != nil {
+		return nil, err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("memory: forget: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT rid, id FROM memories WHERE tenant = ? AND subject = ? ORDER BY created, rid", tenant, subject)
+	if err != nil {
+		return nil, fmt.Errorf("memory: forget: %w", err)
+	}
+	f := &Forgotten{Tenant: tenant, Subject: subject}
+	var rids []int64
+	for rows.Next() {
+		var rid int64
+		var id string
+		if err := rows.Scan(&rid, &id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("memory: forget: %w", err)
+		}
+		rids, f.IDs = append(rids, rid), append(f.IDs, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("memory: forget: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("memory: forget: %w", err)
+	}
+	if len(rids) == 0 {
+		return nil, fmt.Errorf("%w: tenant %q has no memories of subject %q", ErrUnknownSubject, tenant, subject)
+	}
+	if err := s.deleteTx(ctx, tx, rids); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE tenant = ? AND subject = ?", tenant, subject); err != nil {
+		return nil, fmt.Errorf("memory: forget: destroy data key: %w", err)
+	}
+	if err := markPurgeTx(ctx, tx); err != nil {
+		return nil, err
+	}
+	s.at("forget-before-commit")
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("memory: forget: %w", err)
+	}
+	s.at("forget-committed")
+	if err := s.purge(ctx); err != nil {
+		return f, fmt.Errorf("%w: %v", ErrPurgeIncomplete, err)
+	}
+	return f, nil
+}
+
+// deleteTx deletes memories by row id, with their index entries.
+func (s *Store) deleteTx(ctx context.Context, tx *sql.Tx, rids []int64) error {
+	delFTS, err := tx.PrepareContext(ctx, "DELETE FROM fts WHERE rowid = ?")
+	if err != nil {
+		return fmt.Errorf("memory: delete: %w", err)
+	}
+	defer delFTS.Close()
+	delMem, err := tx.PrepareContext(ctx, "DELETE FROM memories WHERE rid = ?")
+	if err != nil {
+		return fmt.Errorf("memory: delete: %w", err)
+	}
+	defer delMem.Close()
+	for _, rid := range rids {
+		if _, err := delFTS.ExecContext(ctx, rid); err != nil {
+			return fmt.Errorf("memory: delete index entry: %w", err)
+		}
+		if _, err := delMem.ExecContext(ctx, rid); err != nil {
+			return fmt.Errorf("memory: delete: %w", err)
+		}
+	}
+	return nil
+}
+
+func markPurgeTx(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO meta(k, v) VALUES('purge_pending', 1)"); err != nil {
+		return fmt.Errorf("memory: mark purge: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) purgePending(ctx context.Context) (bool, error) {
+	var n int
+	if err := s.w.QueryRowContext(ctx, "SELECT count(*) FROM meta WHERE k = 'purge_pending'").Scan(&n); err != nil {
+		return false, fmt.Errorf("memory: read purge marker: %w", err)
+	}
+	return n > 0, nil
+}
+
+// purge scrubs deleted content from the files after a committed delete:
+//
+//  1. FTS5 'optimize' merges the index into one segment, so no segment written
+//     before the delete survives (FTS5 secure-delete already removed the entries);
+//     the old segments' pages are freed and, with secure_delete, zeroed.
+//  2. wal_checkpoint(TRUNCATE) copies the newest page versions into the database and
+//     truncates the WAL, which held earlier versions of the same pages.
+//  3. The marker is cleared, and the WAL checkpointed and truncated again.
+//
+// Each step is idempotent, so a purge interrupted by a crash is simply run again.
+func (s *Store) purge(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, "INSERT INTO fts(fts) VALUES('optimize')"); err != nil {
+		return fmt.Errorf("optimize index: %w", err)
+	}
+	s.at("purge-optimized")
+	if err := s.checkpoint(ctx); err != nil {
+		return err
+	}
+	s.at("purge-checkpointed")
+	if _, err := s.w.ExecContext(ctx, "DELETE FROM meta WHERE k = 'purge_pending'"); err != nil {
+		return fmt.Errorf("clear purge marker: %w", err)
+	}
+	return s.checkpoint(ctx)
+}
+
+// checkpoint runs wal_checkpoint(TRUNCATE) until it completes. It waits (busy_timeout)
+// for readers of older snapshots to finish; a reader that never finishes makes it fail.
+func (s *Store) checkpoint(ctx context.Context) error {
+	var busy, logFrames, done int
+	for attempt := 0; attempt < 3; attempt++ {
+		err := s.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done)
+		if err == nil && busy == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("checkpoint: WAL still in use by another reader (%d of %d frames copied)", done, logFrames)
+}
+
+// Retention sets how long memories are kept. A memory expires when it is older than the
+// shortest period that applies to it: its tenant's, its classification's. A memory to
+// which no period applies is kept.
+type Retention struct {
+	PerTenant         map[string]time.Duration
+	PerClassification map[policy.Level]time.Duration
+}
+
+// Expire forgets, by the same path as Forget, every memory older than its retention
+// period at now, and reports what it destroyed per subject. A subject whose last memory
+// expires loses its data key too.
+func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) ([]Forgotten, error) {
+	minPeriod := time.Duration(0)
+	for t, d := range r.PerTenant {
+		if d <= 0 {
+			return nil, fmt.Errorf("memory: retention period for tenant %q is %v; periods must be positive", t, d)
+		}
+		if minPeriod == 0 || d < minPeriod {
+			minPeriod = d
+		}
+	}
+	for l, d := range r.PerClassification {
+		if !l.Valid() {
+			return nil, fmt.Errorf("memory: retention names classification %v, which is not one", l)
+		}
+		if d <= 0 {
+			return nil, fmt.Errorf("memory: retention period for %v is %v; periods must be positive", l, d)
+		}
+		if minPeriod == 0 || d < minPeriod {
+			minPeriod = d
+		}
+	}
+	if minPeriod == 0 {
+		return nil, nil
+	}
+	nowNS := now.UnixNano()
+
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("memory: expire: %w", err)
+	}
+	defer tx.Rollback()
+	// No memory created at or after now-minPeriod can have expired.
+	rows, err := tx.QueryContext(ctx, `SELECT rid, id, tenant, subject, class, created FROM memories
+		WHERE created < ? ORDER BY tenant, subject, created, rid`, now.Add(-minPeriod).UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("memory: expire: %w", err)
+	}
+	var out []Forgotten
+	var rids []int64
+	for rows.Next() {
+		var rid, created int64
+		var id, tenant, subject string
+		var class int
+		if err := rows.Scan(&rid, &id, &tenant, &subject, &class, &created); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("memory: expire: %w", err)
+		}
+		period, ok := r.PerTenant[tenant]
+		if d, ok2 := r.PerClassification[policy.Level(class)]; ok2 && (!ok || d < period) {
+			period, ok = d, true
+		}
+		if !ok || nowNS-created <= int64(period) {
+			continue
+		}
+		if n := len(out); n == 0 || out[n-1].Tenant != tenant || out[n-1].Subject != subject {
+			out = append(out, Forgotten{Tenant: tenant, Subject: subject})
+		}
+		out[len(out)-1].IDs = append(out[len(out)-1].IDs, id)
+		rids = append(rids, rid)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("memory: expire: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("memory: expire: %w", err)
+	}
+	if len(rids) == 0 {
+		return nil, nil
+	}
+	if err := s.deleteTx(ctx, tx, rids); err != nil {
+		return nil, err
+	}
+	// A subject with no memories left loses its data key.
+	for _, f := range out {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE tenant = ?1 AND subject = ?2
+			AND NOT EXISTS (SELECT 1 FROM memories WHERE tenant = ?1 AND subject = ?2)`, f.Tenant, f.Subject); err != nil {
+			return nil, fmt.Errorf("memory: expire: %w", err)
+		}
+	}
+	if err := markPurgeTx(ctx, tx); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("memory: expire: %w", err)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].Subject < out[j].Subject
+	})
+	if err := s.purge(ctx); err != nil {
+		return out, fmt.Errorf("%w: %v", ErrPurgeIncomplete, err)
+	}
+	return out, nil
+}
+
+// Stats describes the store.
+type Stats struct {
+	Memories     int   `json:"memories"`
+	Subjects     int   `json:"subjects"`
+	Tenants      int   `json:"tenants"`
+	DBBytes      int64 `json:"db_bytes"` // database file, as SQLite accounts it
+	PurgePending bool  `json:"purge_pending"`
+}
+
+// Stats counts what the store holds.
+func (s *Store) Stats(ctx context.Context) (*Stats, error) {
+	var st Stats
+	var pages, pageSize int64
+	err := s.r.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM memories),
+		(SELECT count(*) FROM keys),
+		(SELECT count(DISTINCT tenant) FROM keys),
+		(SELECT count(*) FROM meta WHERE k = 'purge_pending')`).Scan(&st.Memories, &st.Subjects, &st.Tenants, &st.PurgePending)
+	if err != nil {
+		return nil, fmt.Errorf("memory: stats: %w", err)
+	}
+	if err := s.r.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		return nil, fmt.Errorf("memory: stats: %w", err)
+	}
+	if err := s.r.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return nil, fmt.Errorf("memory: stats: %w", err)
+	}
+	st.DBBytes = pages * pageSize
+	return &st, nil
+}

@@ -1,0 +1,272 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// secretTexts are the forgotten subject's memories: distinctive sentences of about 200
+// bytes whose every 8-byte run is checked for after the forget.
+var secretTexts = []string{
+	"Quixotic harbourmaster Wendeline Okonkwo-Brightwater confided that the Zanzibar ledger of 1987 was falsified by Ignatius Pemberton-Vale, who hid the originals beneath floor tile forty-seven.",
+	"Patient reference XQ-7741-ZETA reported vertiginous episodes after ingesting marmalade laced with hypothetical compound Glorbifex; the attending registrar Philippa Quenby-Sotherton escalated it.",
+	"Procurement dossier Halcyon-Umbra: the supplier Frobisher & Lindqvist Maritime quoted 3,418,992.17 pounds for seventeen amphibious dredgers, conditional on the Wexford quayside easement of March.",
+}
+
+const (
+	secretTenant  = "tenant-north"
+	secretSubject = "subject-wendeline-okonkwo-brightwater"
+	secretSource  = "interview-transcript-kappa-9931"
+)
+
+// needlesFor returns every 8-byte run of each text, in its own and its lowercase form.
+func needlesFor(texts ...string) [][]byte {
+	var out [][]byte
+	for _, t := range texts {
+		out = append(out, runs([]byte(t), 8)...)
+		out = append(out, runs([]byte(strings.ToLower(t)), 8)...)
+	}
+	return out
+}
+
+type sealedRow struct {
+	id, tokens string
+	sealed     []byte
+}
+
+// rawSecrets reads, from the database, what the forgotten subject leaves in it while it
+// exists: the sealed texts and the index tokens of words found only in its memories.
+func rawSecrets(t *testing.T, s *Store, others []string) (sealed [][]byte, tokens []string) {
+	t.Helper()
+	rows, err := s.r.Query("SELECT sealed FROM memories WHERE tenant = ? AND subject = ?", secretTenant, secretSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var b []byte
+		rows.Scan(&b)
+		sealed = append(sealed, b)
+	}
+	rows.Close()
+	common := map[string]bool{}
+	for _, o := range others {
+		for _, w := range words(o) {
+			common[w] = true
+		}
+	}
+	h := newHasher(s.indexKey(secretTenant))
+	for _, st := range secretTexts {
+		for _, w := range words(st) {
+			if !common[w] && len(w) >= 4 {
+				tokens = append(tokens, h.token(w))
+			}
+		}
+	}
+	return sealed, tokens
+}
+
+// vocabHas reports whether the index's vocabulary still holds any of the tokens.
+func vocabHas(t *testing.T, s *Store, tokens []string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := s.r.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)"); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, tok := range tokens {
+		var n int
+		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM temp.vocab WHERE term = ?", tok).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			left = append(left, tok)
+		}
+	}
+	return left
+}
+
+// TestForgetLeavesNoTrace is the property the memory store exists for: after Forget, no
+// 8-byte run of the forgotten text — nor of its ciphertext, nor its subject, source or
+// index tokens — is in any file under the data directory, open or closed, while other
+// subjects' memories still search and decrypt.
+func TestForgetLeavesNoTrace(t *testing.T) {
+	tests := []struct {
+		name   string
+		filler int  // other memories in the store
+		big    bool // add one memory of 100 KiB (overflow pages)
+		expire bool // forget through Expire instead of Forget
+		reader bool // hold an idle read connection across the forget
+	}{
+		{name: "small store", filler: 0},
+		{name: "store of 3000 memories", filler: 3000},
+		{name: "memory on overflow pages", filler: 500, big: true},
+		{name: "idle reader during forget", filler: 500, reader: true},
+		{name: "through Expire", filler: 500, expire: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+			s, err := Open(dir, Options{Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { s.Close() }()
+			others := []NewMemory{
+				{Tenant: secretTenant, Subject: "subject-other", Classification: policy.Official, Source: "note", Text: "The quarterly harbour survey found the quayside sound and the dredgers idle."},
+				{Tenant: "tenant-south", Subject: "subject-south", Classification: policy.Official, Source: "note", Text: "Another tenant: the marmalade audit closed without findings."},
+			}
+			var otherTexts []string
+			for _, o := range others {
+				otherTexts = append(otherTexts, o.Text)
+			}
+			if _, err := s.AddBatch(ctx, others); err != nil {
+				t.Fatal(err)
+			}
+			if tc.filler > 0 {
+				fill(t, s, secretTenant, tc.filler, 100, newTextGen(3))
+			}
+			texts := append([]string(nil), secretTexts...)
+			if tc.big {
+				var b strings.Builder
+				for i := 0; b.Len() < 100<<10; i++ {
+					fmt.Fprintf(&b, "Overflowing confidential paragraph %d about Wendeline Okonkwo-Brightwater and the Zanzibar ledger. ", i)
+				}
+				texts = append(texts, b.String())
+			}
+			if tc.expire {
+				now = now.Add(-48 * time.Hour) // the subject's memories are two days older
+			}
+			for i, text := range texts {
+				// Separate transactions, so the WAL holds several versions of pages.
+				if _, err := s.Add(ctx, NewMemory{Tenant: secretTenant, Subject: secretSubject, Classification: policy.Levels()[i%4], Source: secretSource, Text: text}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+			res, err := s.Search(ctx, Query{Tenant: secretTenant, Clearance: policy.TopSecret, Text: "Zanzibar ledger Glorbifex Halcyon-Umbra"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) < 3 || res[0].Subject != secretSubject {
+				t.Fatalf("before forget, search found %d results (first %+v), want the subject's memories", len(res), res)
+			}
+			sealed, tokens := rawSecrets(t, s, otherTexts)
+			if left := vocabHas(t, s, tokens); len(left) != len(tokens) {
+				t.Fatalf("before forget the index holds %d of %d tokens; the check below would prove nothing", len(left), len(tokens))
+			}
+			if got := traces(t, dir, map[string][][]byte{"ciphertext": runsOf(sealed, 16)}); len(got) == 0 {
+				t.Fatal("before forget no ciphertext is found in the files; the check below would prove nothing")
+			}
+			if tc.reader {
+				conn, err := s.r.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+			}
+
+			if tc.expire {
+				fs, err := s.Expire(ctx, now, Retention{PerTenant: map[string]time.Duration{secretTenant: 24 * time.Hour}})
+				if err != nil {
+					t.Fatalf("Expire: %v", err)
+				}
+				if len(fs) != 1 || fs[0].Subject != secretSubject || len(fs[0].IDs) != len(texts) {
+					t.Fatalf("Expire forgot %+v, want the %d memories of %s", fs, len(texts), secretSubject)
+				}
+			} else {
+				f, err := s.Forget(ctx, secretTenant, secretSubject)
+				if err != nil {
+					t.Fatalf("Forget: %v", err)
+				}
+				if len(f.IDs) != len(texts) {
+					t.Fatalf("Forget destroyed %d memories, want %d", len(f.IDs), len(texts))
+				}
+			}
+
+			needles := map[string][][]byte{
+				"plaintext run":  needlesFor(texts...),
+				"ciphertext run": runsOf(sealed, 16),
+				"subject":        {[]byte(secretSubject)},
+				"source":         {[]byte(secretSource)},
+				"index token":    tokenNeedles(tokens),
+			}
+			check := func(stage string) {
+				t.Helper()
+				for _, hit := range traces(t, dir, needles) {
+					t.Errorf("%s: %s", stage, hit)
+				}
+			}
+			check("store open")
+			if left := vocabHas(t, s, tokens); len(left) > 0 {
+				t.Errorf("index vocabulary still holds %d tokens of the forgotten subject", len(left))
+			}
+			checkOthers(t, s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			check("store closed")
+			s = openStore(t, dir)
+			check("store reopened")
+			checkOthers(t, s)
+			if _, err := s.Export(ctx, secretTenant, secretSubject); !errors.Is(err, ErrUnknownSubject) {
+				t.Errorf("Export after forget: %v, want ErrUnknownSubject", err)
+			}
+			res, err = s.Search(ctx, Query{Tenant: secretTenant, Clearance: policy.TopSecret, Subject: secretSubject, Text: "Zanzibar ledger Glorbifex Halcyon-Umbra"})
+			if err != nil || len(res) != 0 {
+				t.Errorf("Search after forget: %d results, %v", len(res), err)
+			}
+		})
+	}
+}
+
+func runsOf(bs [][]byte, n int) [][]byte {
+	var out [][]byte
+	for _, b := range bs {
+		out = append(out, runs(b, n)...)
+	}
+	return out
+}
+
+func tokenNeedles(tokens []string) [][]byte {
+	var out [][]byte
+	for _, t := range tokens {
+		out = append(out, []byte(t))
+	}
+	return out
+}
+
+// checkOthers asserts the memories that were not forgotten still search and decrypt.
+func checkOthers(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
+	for _, c := range []struct{ tenant, query, want string }{
+		{secretTenant, "quarterly harbour survey", "subject-other"},
+		{"tenant-south", "marmalade audit", "subject-south"},
+	} {
+		res, err := s.Search(ctx, Query{Tenant: c.tenant, Clearance: policy.TopSecret, Text: c.query})
+		if err != nil {
+			t.Fatalf("search %q: %v", c.query, err)
+		}
+		if len(res) == 0 || res[0].Subject != c.want || !strings.Contains(strings.ToLower(res[0].Text), strings.Fields(c.query)[0]) {
+			t.Errorf("search %q in %s: %+v, want %s's memory", c.query, c.tenant, res, c.want)
+		}
+	}
+	e, err := s.Export(ctx, "tenant-south", "subject-south")
+	if err != nil || len(e.Memories) != 1 || !bytes.Contains([]byte(e.Memories[0].Text), []byte("marmalade")) {
+		t.Errorf("export of the other tenant's subject: %+v, %v", e, err)
+	}
+}

@@ -1,0 +1,256 @@
+package memory
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// NewMemory is a memory to add.
+type NewMemory struct {
+	Tenant         string
+	Subject        string // the person, case or project the memory is about
+	Classification policy.Level
+	Source         string // where it came from (free text, may be empty)
+	Text           string
+}
+
+// Memory is a stored memory with its text decrypted.
+type Memory struct {
+	ID             string       `json:"id"`
+	Tenant         string       `json:"tenant"`
+	Subject        string       `json:"subject"`
+	Classification policy.Level `json:"classification"`
+	Source         string       `json:"source"`
+	Created        time.Time    `json:"created"`
+	Text           string       `json:"text"`
+}
+
+// idEncoding spells memory ids: lowercase base32, no padding.
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns "mem_" and 26 base32 characters of 128 random bits.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "mem_" + idEncoding.EncodeToString(b[:])
+}
+
+func checkName(what, v string, required bool) error {
+	switch {
+	case v == "" && required:
+		return fmt.Errorf("memory: %s is empty", what)
+	case len(v) > MaxNameBytes:
+		return fmt.Errorf("memory: %s is %d bytes; the limit is %d (MaxNameBytes)", what, len(v), MaxNameBytes)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("memory: %s is not valid UTF-8", what)
+	}
+	return nil
+}
+
+func (m *NewMemory) check() error {
+	if err := checkName("tenant", m.Tenant, true); err != nil {
+		return err
+	}
+	if err := checkName("subject", m.Subject, true); err != nil {
+		return err
+	}
+	if err := checkName("source", m.Source, false); err != nil {
+		return err
+	}
+	if !m.Classification.Valid() {
+		return fmt.Errorf("memory: classification %v is not one of OFFICIAL, OFFICIAL-SENSITIVE, SECRET, TOP-SECRET", m.Classification)
+	}
+	switch {
+	case m.Text == "":
+		return errors.New("memory: text is empty")
+	case len(m.Text) > MaxTextBytes:
+		return fmt.Errorf("memory: text is %d bytes; the limit is %d (MaxTextBytes)", len(m.Text), MaxTextBytes)
+	case !utf8.ValidString(m.Text):
+		return errors.New("memory: text is not valid UTF-8")
+	}
+	return nil
+}
+
+// Add stores one memory and returns it with its id and creation time.
+func (s *Store) Add(ctx context.Context, m NewMemory) (*Memory, error) {
+	ms, err := s.AddBatch(ctx, []NewMemory{m})
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
+// AddBatch stores memories in one transaction: all are stored or none. Invalid input
+// is refused before anything is written; the error names the first bad memory.
+func (s *Store) AddBatch(ctx context.Context, ms []NewMemory) ([]*Memory, error) {
+	if len(ms) > MaxBatch {
+		return nil, fmt.Errorf("memory: batch of %d memories; the limit is %d (MaxBatch)", len(ms), MaxBatch)
+	}
+	for i := range ms {
+		if err := ms[i].check(); err != nil {
+			if len(ms) > 1 {
+				return nil, fmt.Errorf("memory %d of batch: %w", i, err)
+			}
+			return nil, err
+		}
+	}
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	created := s.now().UTC()
+
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("memory: add: %w", err)
+	}
+	defer tx.Rollback()
+	insMem, err := tx.PrepareContext(ctx, `INSERT INTO memories(id, tenant, subject, class, source, created, sealed) VALUES(?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return nil, fmt.Errorf("memory: add: %w", err)
+	}
+	defer insMem.Close()
+	insFTS, err := tx.PrepareContext(ctx, `INSERT INTO fts(rowid, scope, tokens) VALUES(?, ?, ?)`)
+	if err != nil {
+		return nil, fmt.Errorf("memory: add: %w", err)
+	}
+	defer insFTS.Close()
+
+	type subjectKey struct{ tenant, subject string }
+	aeads := make(map[subjectKey]cipher.AEAD)
+	hashers := make(map[string]*hasher)
+	out := make([]*Memory, len(ms))
+	for i, m := range ms {
+		sk := subjectKey{m.Tenant, m.Subject}
+		aead := aeads[sk]
+		if aead == nil {
+			if aead, err = s.dataKeyTx(ctx, tx, m.Tenant, m.Subject); err != nil {
+				return nil, err
+			}
+			aeads[sk] = aead
+		}
+		h := hashers[m.Tenant]
+		if h == nil {
+			h = newHasher(s.indexKey(m.Tenant))
+			hashers[m.Tenant] = h
+		}
+		id := newID()
+		sealed := seal(aead, []byte(m.Text), frame(contentDomain, m.Tenant, m.Subject, id))
+		res, err := insMem.ExecContext(ctx, id, m.Tenant, m.Subject, int(m.Classification), m.Source, created.UnixNano(), sealed)
+		if err != nil {
+			return nil, fmt.Errorf("memory: add: %w", err)
+		}
+		rid, err := res.LastInsertId()
+		if err != nil {
+			return nil, fmt.Errorf("memory: add: %w", err)
+		}
+		if _, err := insFTS.ExecContext(ctx, rid, h.scope(m.Subject), h.document(m.Text)); err != nil {
+			return nil, fmt.Errorf("memory: add: index: %w", err)
+		}
+		out[i] = &Memory{ID: id, Tenant: m.Tenant, Subject: m.Subject, Classification: m.Classification,
+			Source: m.Source, Created: created, Text: m.Text}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("memory: add: %w", err)
+	}
+	return out, nil
+}
+
+// dataKeyTx returns the subject's data key, creating and storing it (wrapped) if the
+// subject is new.
+func (s *Store) dataKeyTx(ctx context.Context, tx *sql.Tx, tenant, subject string) (cipher.AEAD, error) {
+	var wrapped []byte
+	err := tx.QueryRowContext(ctx, "SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", tenant, subject).Scan(&wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		key, wrapped := s.newDataKey(tenant, subject)
+		defer clear(key)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO keys(tenant, subject, wrapped) VALUES(?, ?, ?)", tenant, subject, wrapped); err != nil {
+			return nil, fmt.Errorf("memory: add: store data key: %w", err)
+		}
+		return newGCM(key), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("memory: add: read data key: %w", err)
+	}
+	return s.unwrapDataKey(tenant, subject, wrapped)
+}
+
+// Export is everything the store holds about one subject, decrypted: the document a
+// data-portability request is answered with.
+type Export struct {
+	V        string    `json:"v"` // ExportVersion
+	Tenant   string    `json:"tenant"`
+	Subject  string    `json:"subject"`
+	Exported time.Time `json:"exported"`
+	Memories []Memory  `json:"memories"` // oldest first
+}
+
+// ExportVersion names the Export format. A format once published never changes meaning.
+const ExportVersion = "sios-memory-export/1"
+
+// Export returns every memory of the subject, decrypted, oldest first. Clearance is the
+// caller's business: Export returns memories of every classification.
+func (s *Store) Export(ctx context.Context, tenant, subject string) (*Export, error) {
+	if err := checkName("tenant", tenant, true); err != nil {
+		return nil, err
+	}
+	if err := checkName("subject", subject, true); err != nil {
+		return nil, err
+	}
+	// One read transaction: a consistent snapshot of the rows and the key.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("memory: export: %w", err)
+	}
+	defer tx.Rollback()
+	var wrapped []byte
+	err = tx.QueryRowContext(ctx, "SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", tenant, subject).Scan(&wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: tenant %q has no memories of subject %q", ErrUnknownSubject, tenant, subject)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("memory: export: %w", err)
+	}
+	aead, err := s.unwrapDataKey(tenant, subject, wrapped)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, class, source, created, sealed FROM memories
+		WHERE tenant = ? AND subject = ? ORDER BY created, rid`, tenant, subject)
+	if err != nil {
+		return nil, fmt.Errorf("memory: export: %w", err)
+	}
+	defer rows.Close()
+	e := &Export{V: ExportVersion, Tenant: tenant, Subject: subject, Exported: s.now().UTC(), Memories: []Memory{}}
+	for rows.Next() {
+		m := Memory{Tenant: tenant, Subject: subject}
+		var class int
+		var created int64
+		var sealed []byte
+		if err := rows.Scan(&m.ID, &class, &m.Source, &created, &sealed); err != nil {
+			return nil, fmt.Errorf("memory: export: %w", err)
+		}
+		m.Classification, m.Created = policy.Level(class), time.Unix(0, created).UTC()
+		text, err := open(aead, sealed, frame(contentDomain, tenant, subject, m.ID))
+		if err != nil {
+			return nil, fmt.Errorf("memory: export: memory %s does not decrypt: %w", m.ID, err)
+		}
+		m.Text = string(text)
+		e.Memories = append(e.Memories, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("memory: export: %w", err)
+	}
+	if len(e.Memories) == 0 {
+		return nil, fmt.Errorf("%w: tenant %q has no memories of subject %q", ErrUnknownSubject, tenant, subject)
+	}
+	return e, nil
+}

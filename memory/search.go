@@ -1,0 +1,211 @@
+package memory
+
+import (
+	"cmp"
+	"context"
+	"crypto/cipher"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sios-project/sios/policy"
+)
+
+// Query is a ranked search of one tenant's memories.
+type Query struct {
+	Tenant    string
+	Subject   string       // if set, only this subject's memories
+	Clearance policy.Level // only memories classified at or below it are returned
+	Text      string       // words to look for, at most MaxQueryBytes
+	Limit     int          // 0 means DefaultLimit; above MaxLimit means MaxLimit
+}
+
+// Result is a memory found by Search, with its relevance (higher is better).
+type Result struct {
+	Memory
+	Score float64 `json:"score"`
+}
+
+// Search returns the tenant's memories that contain any of the query's words, ranked by
+// BM25, best first, with their text decrypted. It never returns another tenant's memory
+// or one classified above q.Clearance. A query with no words returns no results.
+//
+// Words held by many memories (probeCap or more, in the subject if one is named) carry
+// little weight in BM25 and would make ranking cost a scan of most of the tenant, so
+// when the query has rarer words only those are searched for (rarest first, within
+// matchBudget). When every word is common, the newest memories holding all the words
+// (or, if none does, any of them) are returned, ranked by BM25 among themselves.
+func (s *Store) Search(ctx context.Context, q Query) ([]Result, error) {
+	if err := checkName("tenant", q.Tenant, true); err != nil {
+		return nil, err
+	}
+	if err := checkName("subject", q.Subject, false); err != nil {
+		return nil, err
+	}
+	if !q.Clearance.Valid() {
+		return nil, fmt.Errorf("memory: clearance %v is not one of OFFICIAL, OFFICIAL-SENSITIVE, SECRET, TOP-SECRET", q.Clearance)
+	}
+	if len(q.Text) > MaxQueryBytes {
+		return nil, fmt.Errorf("memory: query is %d bytes; the limit is %d (MaxQueryBytes)", len(q.Text), MaxQueryBytes)
+	}
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = DefaultLimit
+	case limit > MaxLimit:
+		limit = MaxLimit
+	}
+	hx := newHasher(s.indexKey(q.Tenant))
+	terms := hx.terms(q.Text)
+	if len(terms) == 0 {
+		return []Result{}, nil
+	}
+	scope := ""
+	if q.Subject != "" {
+		scope = "scope : " + hx.scope(q.Subject) + " AND "
+	}
+
+	// One read transaction: the plan, the rows and the keys see one snapshot.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("memory: search: %w", err)
+	}
+	defer tx.Rollback()
+	selective, err := s.selective(ctx, tx, scope, terms)
+	if err != nil {
+		return nil, err
+	}
+
+	// Tokens are keyed by the tenant, so another tenant's index entries cannot match;
+	// the tenant and clearance filters hold regardless.
+	const cols = `SELECT m.id, m.subject, m.class, m.source, m.created, m.sealed, bm25(fts, 0.0, 1.0)
+		FROM fts JOIN memories m ON m.rid = fts.rowid
+		WHERE fts MATCH ?1 AND m.tenant = ?2 AND m.class <= ?3`
+	var hits []hit
+	if len(selective) > 0 {
+		hits, err = s.hits(ctx, tx, cols+" ORDER BY 7 LIMIT ?4", q, scope+"tokens : ("+strings.Join(selective, " OR ")+")", limit)
+	} else {
+		// Every word is common: BM25 gives such words almost no weight, and ranking
+		// every memory holding them would cost a scan of most of the tenant. Take
+		// the newest memories holding all the words (or, failing that, any), ranked.
+		hits, err = s.hits(ctx, tx, cols+" ORDER BY fts.rowid DESC LIMIT ?4", q, scope+"tokens : ("+strings.Join(terms, " AND ")+")", limit)
+		if err == nil && len(hits) == 0 && len(terms) > 1 {
+			hits, err = s.hits(ctx, tx, cols+" ORDER BY fts.rowid DESC LIMIT ?4", q, scope+"tokens : ("+strings.Join(terms, " OR ")+")", limit)
+		}
+		slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(b.Score, a.Score) })
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	aeads := make(map[string]cipher.AEAD)
+	out := make([]Result, 0, len(hits))
+	for _, h := range hits {
+		if h.Classification > q.Clearance || !h.Classification.Valid() || (q.Subject != "" && h.Subject != q.Subject) { // belt and braces
+			continue
+		}
+		aead, ok := aeads[h.Subject]
+		if !ok {
+			var wrapped []byte
+			err := tx.QueryRowContext(ctx, "SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", q.Tenant, h.Subject).Scan(&wrapped)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("memory: search: %w", err)
+			}
+			if err == nil {
+				if aead, err = s.unwrapDataKey(q.Tenant, h.Subject, wrapped); err != nil {
+					return nil, err
+				}
+			}
+			aeads[h.Subject] = aead
+		}
+		if aead == nil {
+			continue // the subject's key is gone: it was forgotten
+		}
+		text, err := open(aead, h.sealed, frame(contentDomain, q.Tenant, h.Subject, h.ID))
+		if err != nil {
+			return nil, fmt.Errorf("memory: search: memory %s does not decrypt: %w", h.ID, err)
+		}
+		h.Text = string(text)
+		out = append(out, h.Result)
+	}
+	return out, nil
+}
+
+type hit struct {
+	Result
+	sealed []byte
+}
+
+// Planning constants: a word found in probeCap or more memories (of the subject, if
+// the query names one) counts as common; the rare words searched together may match at
+// most about matchBudget memories, which bounds the cost of ranking them.
+const (
+	probeCap    = 1000
+	matchBudget = 4000
+)
+
+// selective returns the query's rarer tokens, rarest first, whose matches together
+// stay within matchBudget (always at least the rarest, if it is not common). Common
+// words carry little weight in BM25, so leaving them out barely changes the order of
+// the results while keeping the cost of a search bounded.
+func (s *Store) selective(ctx context.Context, tx *sql.Tx, scope string, terms []string) ([]string, error) {
+	type df struct {
+		t string
+		n int
+	}
+	var dfs []df
+	for _, t := range terms {
+		var n int
+		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)", scope+"tokens : "+t, probeCap).Scan(&n)
+		if err != nil {
+			return nil, fmt.Errorf("memory: search: %w", err)
+		}
+		if n < probeCap {
+			dfs = append(dfs, df{t, n})
+		}
+	}
+	slices.SortStableFunc(dfs, func(a, b df) int { return cmp.Compare(a.n, b.n) })
+	var out []string
+	sum := 0
+	for _, d := range dfs {
+		if d.n == 0 {
+			continue
+		}
+		if len(out) > 0 && sum+d.n > matchBudget {
+			break
+		}
+		out, sum = append(out, d.t), sum+d.n
+	}
+	if len(out) == 0 && len(dfs) > 0 {
+		out = []string{dfs[0].t} // every rare word is absent: nothing will match, cheaply
+	}
+	return out, nil
+}
+
+func (s *Store) hits(ctx context.Context, tx *sql.Tx, query string, q Query, match string, limit int) ([]hit, error) {
+	args := []any{match, q.Tenant, int(q.Clearance), limit}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("memory: search: %w", err)
+	}
+	defer rows.Close()
+	var hits []hit
+	for rows.Next() {
+		var h hit
+		var class int
+		var created int64
+		if err := rows.Scan(&h.ID, &h.Subject, &class, &h.Source, &created, &h.sealed, &h.Score); err != nil {
+			return nil, fmt.Errorf("memory: search: %w", err)
+		}
+		h.Tenant, h.Classification, h.Created = q.Tenant, policy.Level(class), time.Unix(0, created).UTC()
+		h.Score = -h.Score // bm25() is lower-is-better
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("memory: search: %w", err)
+	}
+	return hits, nil
+}
