@@ -27,6 +27,9 @@ type Config struct {
 	// URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1. It is
 	// allowed through the egress guard.
 	Backend string `json:"backend,omitempty"`
+	// EmbeddingModel, with a network Backend, is the embeddings model memory search
+	// re-ranks with. Empty: lexical (BM25) ranking only.
+	EmbeddingModel string `json:"embedding_model,omitempty"`
 	// Model is the model a brain uses on a network backend when its file names none.
 	Model string `json:"model,omitempty"`
 	// BackendAPIKeyEnv names an environment variable holding a bearer key for backends.

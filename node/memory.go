@@ -1,10 +1,13 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +23,51 @@ import (
 type MemoryOps struct {
 	Store  *memory.Store
 	Append func(context.Context, *oar.Record) (*oar.Receipt, []byte, error)
+	// Embed, when set, re-ranks search results by the cosine similarity of their
+	// embeddings to the query's (the configured backend's embeddings model). Vectors
+	// are computed per search and never stored, so there is nothing more to forget.
+	Embed func(ctx context.Context, texts []string) ([][]float32, error)
+}
+
+// rerank orders BM25 candidates by embedding similarity to the query and keeps limit.
+// On an embeddings failure the lexical order stands: ranking degrades, search works.
+func (m *MemoryOps) rerank(ctx context.Context, query string, res []memory.Result, limit int) ([]memory.Result, bool) {
+	if m.Embed == nil || len(res) < 2 {
+		return res, false
+	}
+	texts := make([]string, 0, len(res)+1)
+	texts = append(texts, query)
+	for _, r := range res {
+		texts = append(texts, r.Text)
+	}
+	vecs, err := m.Embed(ctx, texts)
+	if err != nil || len(vecs) != len(texts) {
+		return res, false
+	}
+	for i := range res {
+		res[i].Score = cosine(vecs[0], vecs[i+1])
+	}
+	slices.SortStableFunc(res, func(a, b memory.Result) int { return cmp.Compare(b.Score, a.Score) })
+	if len(res) > limit {
+		res = res[:limit]
+	}
+	return res, true
+}
+
+func cosine(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return 0
+	}
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	if na == 0 || nb == 0 {
+		return 0
+	}
+	return dot / math.Sqrt(na*nb)
 }
 
 func (m *MemoryOps) audit(ctx context.Context, rec *oar.Record) (*oar.Receipt, error) {
@@ -43,10 +91,21 @@ func (m *MemoryOps) Add(ctx context.Context, actor oar.Actor, decision *oar.Deci
 
 // Search runs a query and audits it with the ids it returned.
 func (m *MemoryOps) Search(ctx context.Context, actor oar.Actor, decision *oar.Decision, q memory.Query) ([]memory.Result, *oar.Receipt, error) {
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = memory.DefaultLimit
+	case limit > memory.MaxLimit:
+		limit = memory.MaxLimit
+	}
+	if m.Embed != nil {
+		q.Limit = min(3*limit, memory.MaxLimit) // candidates for re-ranking
+	}
 	res, err := m.Store.Search(ctx, q)
 	if err != nil {
 		return nil, nil, err
 	}
+	res, reranked := m.rerank(ctx, q.Text, res, limit)
 	ids := make([]string, len(res))
 	for i, r := range res {
 		ids[i] = r.ID
@@ -58,7 +117,7 @@ func (m *MemoryOps) Search(ctx context.Context, actor oar.Actor, decision *oar.D
 	rc, err := m.audit(ctx, &oar.Record{
 		Tenant: q.Tenant, Actor: actor, Action: "memory.search", Resource: resource, Decision: decision,
 		Classification: q.Clearance.String(), Inputs: []oar.Digest{oar.DigestOf("query", []byte(q.Text))},
-		Detail: mustJSON(map[string]any{"results": ids}),
+		Detail: mustJSON(map[string]any{"results": ids, "reranked_by_embeddings": reranked}),
 	})
 	return res, rc, err
 }

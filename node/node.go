@@ -134,6 +134,20 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.memory = &MemoryOps{Store: store, Append: n.ledger.Append}
+	if n.cfg.Backend != "builtin" && n.cfg.EmbeddingModel != "" {
+		def, _, err := n.backendFor(&brain.Brain{})
+		if err != nil {
+			store.Close()
+			n.ledger.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+		model := n.cfg.EmbeddingModel
+		n.memory.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			return def.Embed(ctx, model, texts)
+		}
+	}
 	n.builtin = &Builtin{node: n}
 	return n, nil
 }

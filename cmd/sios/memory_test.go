@@ -7,12 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/sios-project/sios/backend/mock"
 )
 
 // plaintextRuns reports which 8-byte runs of text appear in any file under dir.
@@ -132,4 +134,39 @@ func TestMemoryThroughTheAPIRespectsClearance(t *testing.T) {
 func mustMarshal(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestMemorySearchReranksWithTheBackendsEmbeddings(t *testing.T) {
+	m := &mock.Server{Dimensions: 16}
+	ts := httptest.NewServer(m)
+	defer ts.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir, "--backend", ts.URL+"/v1", "--model", "mock", "--embedding-model", "mock-embed")
+	key := n.addPrincipal(t, "lab", "analyst", "OFFICIAL")
+	for _, text := range []string{"reagent stock low in freezer two", "reagent order placed with supplier", "freezer two alarm tested"} {
+		ok(t, dir, "memory", "add", "--tenant", "lab", "--subject", "freezer-2", "--classification", "OFFICIAL", text)
+	}
+	ok(t, dir, "memory", "add", "--tenant", "lab", "--subject", "vault", "--classification", "SECRET", "reagent vault combination")
+	req, _ := http.NewRequest("POST", n.url+"/v1/memory/search", strings.NewReader(`{"query":"reagent freezer"}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Data []map[string]any `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(out.Data) != 3 {
+		t.Fatalf("search: %d %v", resp.StatusCode, out.Data)
+	}
+	for _, r := range out.Data {
+		if r["classification"] != "OFFICIAL" {
+			t.Fatalf("re-ranking let a %v memory through", r["classification"])
+		}
+	}
+	if m.Embeds() == 0 {
+		t.Fatal("the backend's embeddings were not used")
+	}
 }

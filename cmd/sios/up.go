@@ -18,6 +18,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	listen := fs.String("listen", "", "API address (default "+node.DefaultListen+", or config.json's listen)")
 	backendURL := fs.String("backend", "", "default model backend: 'builtin' or an OpenAI-compatible base URL such as http://127.0.0.1:11434/v1")
 	model := fs.String("model", "", "model to use on the backend for brains whose file names none")
+	embeddingModel := fs.String("embedding-model", "", "embeddings model on the backend that memory search re-ranks with")
 	grace := fs.Duration("grace", 30*time.Second, "how long in-flight requests may run on at shutdown")
 	args, err := parseFlags(fs, args)
 	if err != nil {
@@ -43,6 +44,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	if *model != "" {
 		cfg.Model = *model
+	}
+	if *embeddingModel != "" {
+		cfg.EmbeddingModel = *embeddingModel
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log})
