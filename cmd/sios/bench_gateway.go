@@ -59,7 +59,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 || *rps < 1 || *duration <= 0 {
 		return usageError("bench gateway takes --rps ≥ 1 and --duration > 0, and no arguments")
 	}
-	moreProcs()
+	tuneForServing()
 	n := int(float64(*rps) * duration.Seconds())
 	res := gatewayBenchResult{RPS: *rps, Requests: n, BackendLatency: ms(*latency)}
 

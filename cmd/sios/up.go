@@ -27,7 +27,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usageError("up takes no arguments, got %q", args[0])
 	}
-	moreProcs()
+	tuneForServing()
 	nodeID, adminKey, err := node.Bootstrap(e.dataDir, time.Now())
 	if err != nil {
 		return err
