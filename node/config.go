@@ -57,6 +57,16 @@ type Config struct {
 type RetentionConfig struct {
 	Tenants         map[string]string `json:"tenants,omitempty"`
 	Classifications map[string]string `json:"classifications,omitempty"`
+	// Every is how often expired memories are looked for (default "1m").
+	Every string `json:"every,omitempty"`
+}
+
+// every is the retention check interval.
+func (r RetentionConfig) every() time.Duration {
+	if d, err := time.ParseDuration(r.Every); err == nil && d > 0 {
+		return d
+	}
+	return time.Minute
 }
 
 // retention converts the configuration; bad entries were refused by check.
@@ -82,6 +92,11 @@ func (c Config) check() error {
 	for t, s := range c.Retention.Tenants {
 		if d, err := time.ParseDuration(s); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.tenants[%s]: %q is not a positive duration such as \"720h\"", t, s)
+		}
+	}
+	if e := c.Retention.Every; e != "" {
+		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
+			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
 		}
 	}
 	for l, s := range c.Retention.Classifications {

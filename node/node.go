@@ -197,7 +197,11 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}
 	adminSrv := &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	errc := make(chan error, 2)
-	go n.runExpiry(ctx, n.cfg.retention(), time.Minute)
+	n.bg.Add(1) // Close waits for it: an expiry in progress finishes before the store closes
+	go func() {
+		defer n.bg.Done()
+		n.runExpiry(ctx, n.cfg.retention(), n.cfg.Retention.every())
+	}()
 	go func() { errc <- apiSrv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	if ready != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/sios-project/sios/backend/mock"
@@ -168,5 +169,38 @@ func TestMemorySearchReranksWithTheBackendsEmbeddings(t *testing.T) {
 	}
 	if m.Embeds() == 0 {
 		t.Fatal("the backend's embeddings were not used")
+	}
+}
+
+func TestRetentionForgetsExpiredMemories(t *testing.T) {
+	dir := initNode(t)
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"retention":{"classifications":{"OFFICIAL":"1s"},"every":"200ms"}}`), 0o600)
+	ok(t, dir, "memory", "add", "--tenant", "t", "--subject", "short-lived", "--classification", "OFFICIAL", "Ephemeral visitor badge number 4471.")
+	ok(t, dir, "memory", "add", "--tenant", "t", "--subject", "kept", "--classification", "SECRET", "Long-term vault inventory.")
+	n := startNode(t, dir)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res := decode[[]map[string]any](t, ok(t, dir, "memory", "search", "--tenant", "t", "--clearance", "TOP-SECRET", "badge vault", "--json"))
+		if len(res) == 1 && res[0]["subject"] == "kept" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the expired memory is still there: %v", res)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	n.stop(t)
+	tail := decode[[]map[string]any](t, ok(t, dir, "audit", "tail", "-n", "30", "--json"))
+	found := false
+	for _, e := range tail {
+		if entry, _ := e["entry"].(map[string]any); entry["action"] == "memory.expire" && entry["resource"] == "memory/short-lived" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("no memory.expire record")
+	}
+	if runs := plaintextRuns(t, dir, "Ephemeral visitor badge number 4471."); len(runs) > 0 {
+		t.Fatalf("expired text survives: %v", runs)
 	}
 }
