@@ -76,7 +76,7 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 		return nil, err
 	}
 	b := &Bundle{V: BundleVersion, Certificate: cert, Checkpoint: string(r.cp.Raw), Start: start,
-		Entries: make([]string, len(entries)), Left: hexAll(left), Right: hexAll(right)}
+		Entries: make([]string, len(entries)), Left: oar.HexHashes(left), Right: oar.HexHashes(right)}
 	for i, e := range entries {
 		b.Entries[i] = string(e)
 	}
@@ -100,14 +100,6 @@ func (r *Reader) rightRange(ctx context.Context, end, size uint64) ([][]byte, er
 		}
 	}
 	return rng.Hashes(), nil
-}
-
-func hexAll(hs [][]byte) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h)
-	}
-	return out
 }
 
 // ReadBundle decodes a bundle, enforcing MaxBundleSize.

@@ -2,6 +2,7 @@ package oar
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -14,6 +15,15 @@ const HashSize = sha256.Size
 // RecordHash is the RFC 6962 leaf hash of an entry: SHA-256(0x00 || entry). It is both
 // the record hash named in receipts and links, and the leaf hash in the log's tree.
 func RecordHash(entry []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(entry) }
+
+// HexHashes spells hashes the way the format does: lowercase hex.
+func HexHashes(hs [][]byte) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = hex.EncodeToString(h)
+	}
+	return out
+}
 
 // MerkleRoot is the RFC 6962 Merkle tree hash over already-hashed leaves.
 func MerkleRoot(leaves [][]byte) []byte {

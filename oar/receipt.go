@@ -33,12 +33,8 @@ type Receipt struct {
 
 // NewReceipt assembles a receipt from the seal entry bytes and the record's proof.
 func NewReceipt(index uint64, recordHash []byte, sealIndex uint64, sealEntry []byte, path [][]byte) *Receipt {
-	p := make([]string, len(path))
-	for i, h := range path {
-		p[i] = hex.EncodeToString(h)
-	}
 	return &Receipt{V: Version, Kind: KindReceipt, Index: index, RecordHash: hex.EncodeToString(recordHash),
-		SealIndex: sealIndex, InclusionProof: p, Seal: sealEntry}
+		SealIndex: sealIndex, InclusionProof: HexHashes(path), Seal: sealEntry}
 }
 
 // Verify checks the receipt against the node's public keys. When entry is not nil it

@@ -44,7 +44,7 @@ func runAuditProve(ctx context.Context, e *env, args []string) error {
 	}
 	out := map[string]any{
 		"index": i, "leaf_hash": hex.EncodeToString(leaf), "tree_size": cp.Size,
-		"root": hex.EncodeToString(cp.Root), "inclusion_proof": hexAll(path), "checkpoint": string(cp.Raw),
+		"root": hex.EncodeToString(cp.Root), "inclusion_proof": oar.HexHashes(path), "checkpoint": string(cp.Raw),
 	}
 	if p, err := oar.Parse(entry); err == nil && p.Kind == oar.KindRecord {
 		rc, err := r.Receipt(ctx, i)
@@ -73,12 +73,4 @@ func runAuditProve(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "checkpoint:\n%s", cp.Raw)
 	return nil
-}
-
-func hexAll(hs [][]byte) []string {
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = hex.EncodeToString(h)
-	}
-	return out
 }
