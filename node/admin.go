@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,15 +22,27 @@ import (
 // read the node's keys may administer it, and nobody else can reach it. The CLI uses it
 // to act through a running node (which holds the ledger).
 
-// AdminSocket is the admin socket's path.
-func AdminSocket(dataDir string) string { return filepath.Join(dataDir, "admin.sock") }
+// maxSocketPath is the longest unix socket path the kernel takes (sun_path, less NUL).
+const maxSocketPath = 107
+
+// AdminSocket is the admin socket's path: DIR/admin.sock, or, when that is too long
+// for a unix socket, a name in the temporary directory derived from DIR's absolute path
+// (still mode 0600, so only the data directory's owner can connect).
+func AdminSocket(dataDir string) string {
+	path := filepath.Join(dataDir, "admin.sock")
+	if len(path) <= maxSocketPath {
+		return path
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("sios-admin-%x.sock", sum[:8]))
+}
 
 func listenAdmin(dataDir string) (net.Listener, error) {
 	path := AdminSocket(dataDir)
-	if len(path) > 100 {
-		// sun_path is ~108 bytes; use a relative path from the data directory's parent.
-		return nil, fmt.Errorf("admin socket path %s is too long for a unix socket; use a shorter --data path", path)
-	}
 	os.Remove(path) // a stale socket from a killed node; the ledger lock proves we own the directory
 	ln, err := net.Listen("unix", path)
 	if err != nil {
