@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/jcs"
 )
 
@@ -248,16 +247,8 @@ func Parse(b []byte) (*Entry, error) {
 		return nil, ErrNotCanonical
 	}
 	// One decode into the union of both kinds' members; kind picks the result.
-	var w struct {
-		Record
-		Seq   uint64              `json:"seq"`
-		First uint64              `json:"first"`
-		Count uint64              `json:"count"`
-		Root  string              `json:"root"`
-		Prev  string              `json:"prev"`
-		Sig   *identity.Signature `json:"sig"`
-	}
-	if err := json.Unmarshal(b, &w); err != nil {
+	var w union
+	if err := decodeUnion(b, &w); err != nil {
 		return nil, fmt.Errorf("entry: %v", err)
 	}
 	if w.V != Version {
@@ -266,10 +257,11 @@ func Parse(b []byte) (*Entry, error) {
 	switch w.Kind {
 	case KindRecord:
 		r := w.Record
-		if err := r.Validate(); err != nil {
+		// Unknown or misspelt members first: they explain a missing one best.
+		if err := sameEncoding(b, &r); err != nil {
 			return nil, fmt.Errorf("record: %v", err)
 		}
-		if err := sameEncoding(b, &r); err != nil {
+		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("record: %v", err)
 		}
 		return &Entry{Kind: KindRecord, Record: &r}, nil
