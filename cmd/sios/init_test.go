@@ -91,3 +91,18 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		fails(t, 2, dir, args)
 	}
 }
+
+func TestRootExportAndTrust(t *testing.T) {
+	a := initNode(t)
+	b := initNode(t)
+	rootFile := filepath.Join(t.TempDir(), "a-root.json")
+	ok(t, a, "root", "export", "--out", rootFile)
+	ok(t, b, "trust", "add-root", rootFile)
+	list := decode[[]map[string]any](t, ok(t, b, "trust", "list", "--json"))
+	rootA := decode[map[string]string](t, ok(t, a, "id", "--json"))["root"]
+	if len(list) != 2 || list[1]["root_id"] != rootA || list[0]["own"] != true {
+		t.Fatalf("trust list: %v", list)
+	}
+	os.WriteFile(rootFile, []byte(`{"v":"sios-root/1"}`), 0o644)
+	fails(t, 1, b, []string{"trust", "add-root", rootFile}, rootFile)
+}

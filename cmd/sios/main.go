@@ -42,6 +42,8 @@ Commands:
   policy     explain whether a principal may use a brain, and which policies decide
   ask        ask a running node a question (prints the answer and its audit receipt)
   memory     add, search, export and forget the tenants' memory (encrypted, erasable)
+  root       export the institution root's public key for other operators
+  trust      pin other institutions' roots (trust add-root FILE, trust list)
   audit      append to, inspect, prove, export and verify the signed audit log
   bench      measure performance (bench audit, bench gateway, bench memory)
   help       show this help
@@ -92,6 +94,8 @@ func commands() []command {
 		{"policy", "explain policy decisions", runPolicy},
 		{"ask", "ask a running node a question", runAsk},
 		{"memory", "customer-owned memory", runMemory},
+		{"root", "export the institution root's public key", runRoot},
+		{"trust", "pin other institutions' roots", runTrust},
 		{"bench", "performance benchmarks", runBench},
 	}
 }
