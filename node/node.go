@@ -149,6 +149,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}
 	n.builtin = &Builtin{node: n}
+	if _, err := n.publishFeed(time.Now()); err != nil {
+		store.Close()
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("federation feed: %v", err)
+	}
 	return n, nil
 }
 

@@ -44,6 +44,7 @@ Commands:
   memory     add, search, export and forget the tenants' memory (encrypted, erasable)
   root       export the institution root's public key for other operators
   trust      pin other institutions' roots (trust add-root FILE, trust list)
+  fleet      the federation records this node holds (fleet records)
   audit      append to, inspect, prove, export and verify the signed audit log
   bench      measure performance (bench audit, bench gateway, bench memory)
   help       show this help
@@ -96,6 +97,7 @@ func commands() []command {
 		{"memory", "customer-owned memory", runMemory},
 		{"root", "export the institution root's public key", runRoot},
 		{"trust", "pin other institutions' roots", runTrust},
+		{"fleet", "federation records", runFleet},
 		{"bench", "performance benchmarks", runBench},
 	}
 }

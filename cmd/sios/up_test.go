@@ -429,3 +429,23 @@ func TestSIGTERMLetsInFlightRequestsFinish(t *testing.T) {
 		t.Fatalf("records after shutdown: %s", actions)
 	}
 }
+
+func TestUpPublishesTheNodesFederationFeed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n := startNode(t, dir)
+	n.stop(t)
+	recs := decode[[]map[string]any](t, ok(t, dir, "fleet", "records", "--json"))
+	kinds := []string{}
+	for _, r := range recs {
+		kinds = append(kinds, r["kind"].(string))
+	}
+	if strings.Join(kinds, ",") != "identity,posture,brains,audit" {
+		t.Fatalf("feed kinds: %v", kinds)
+	}
+	// A restart with nothing changed appends nothing.
+	n = startNode(t, dir)
+	n.stop(t)
+	if again := decode[[]map[string]any](t, ok(t, dir, "fleet", "records", "--json")); len(again) != len(recs) {
+		t.Fatalf("restart grew the feed from %d to %d records", len(recs), len(again))
+	}
+}
