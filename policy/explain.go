@@ -34,7 +34,8 @@ func (e *Engine) Explain(req Request) string {
 	case ResourceMemory:
 		fmt.Fprintf(&b, " (classification %v, tenant %q)", r.Classification, r.Tenant)
 	case ResourcePeer:
-		fmt.Fprintf(&b, " (accreditation %v)", r.Classification)
+		fmt.Fprintf(&b, " (accreditation %v, institution %q, attestation %q, same institution %s)",
+			r.Classification, r.Institution, r.Attestation, yesNo(r.SameInstitution))
 	}
 	fmt.Fprintf(&b, "\ncontext: tenant %q, data %v flowing to %v, consent %s, tool allowed %s\n",
 		c.Tenant, c.DataClassification, c.TargetAccreditation, yesNo(c.Consent), yesNo(c.ToolAllowed))

@@ -8,11 +8,12 @@ import (
 // FuzzLoadPolicy feeds arbitrary bytes to the loader as an operator's policy file beside
 // the default set. Loading must not panic; an error must name the file; and whatever
 // loads, the default forbids still hold: no permit can let an OFFICIAL principal invoke a
-// TOP-SECRET brain, send SECRET data to an OFFICIAL brain, or cross tenants without
-// consent.
+// TOP-SECRET brain, send SECRET data to an OFFICIAL brain or peer, or cross tenants
+// without consent.
 func FuzzLoadPolicy(f *testing.F) {
 	f.Add(defaultPolicies)
 	f.Add([]byte(permitAll))
+	f.Add([]byte(peerPolicies))
 	f.Add([]byte(`@id("x") permit (principal, action, resource) when { principal.clearance >= 1 || context.consent };`))
 	f.Add([]byte(`@id("y") forbid (principal == Sios::Principal::"alice", action in [Sios::Action::"invoke"], resource is Sios::Brain) unless { resource.kind like "dom*" };`))
 	f.Add([]byte(`@id("z") permit (principal, action, resource) when { context.n == 99999999999999999999999 };`))
@@ -43,6 +44,8 @@ func FuzzLoadPolicy(f *testing.F) {
 			with(invoke(Secret, Official), func(r *Request) { r.Context.DataClassification = Secret }),
 			with(invoke(Secret, Secret), func(r *Request) { r.Context.Tenant = "mod" }),
 			toolCall(false),
+			peerSend(Secret, Official),
+			with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant = "mod" }),
 		}
 		for _, req := range mustDeny {
 			if d := e.Decide(req); d.Allow {

@@ -34,6 +34,19 @@ func toolCall(allowed bool) Request {
 	}
 }
 
+// peerSend is a request by a SECRET-cleared principal of tenant "nhs" to send data of
+// classification data to peer "node-b" of another institution, attested in software and
+// accredited at peer, with the data flowing to the peer's accreditation.
+func peerSend(data, peer Level) Request {
+	return Request{
+		Principal: Principal{ID: "alice", Tenant: "nhs", Clearance: Secret, Roles: []string{"clinician"}},
+		Action:    ActionPeerSend,
+		Resource: Resource{Type: ResourcePeer, ID: "node-b", Classification: peer,
+			Institution: "root_partner", Attestation: "software"},
+		Context: Context{Tenant: "nhs", DataClassification: data, TargetAccreditation: peer},
+	}
+}
+
 func with(r Request, f func(*Request)) Request { f(&r); return r }
 
 type decideCase struct {
@@ -95,9 +108,25 @@ func defaultCases() []decideCase {
 			req:   with(invoke(Secret, Secret), func(r *Request) { r.Action, r.Principal.Roles = ActionAdmin, nil }),
 			deflt: true},
 		{name: "invoke on a peer is denied by default",
-			req: with(invoke(Secret, Secret), func(r *Request) {
-				r.Resource = Resource{Type: ResourcePeer, ID: "node-b", Classification: Secret}
-			}),
+			req:   with(invoke(Secret, Secret), func(r *Request) { r.Resource = peerSend(Secret, Secret).Resource }),
+			deflt: true},
+		{name: "OFFICIAL data to a peer accredited OFFICIAL", req: peerSend(Official, Official),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "SECRET data to a peer accredited SECRET", req: peerSend(Secret, Secret),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "SECRET data to a peer accredited OFFICIAL is flow down", req: peerSend(Secret, Official),
+			reasons: []string{"forbid-flow-down"}},
+		{name: "OFFICIAL principal sending to a SECRET peer is not read up",
+			req:   with(peerSend(Official, Secret), func(r *Request) { r.Principal.Clearance = Official }),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "peer.send in another tenant without consent",
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant = "mod" }),
+			reasons: []string{"forbid-cross-tenant"}},
+		{name: "peer.send in another tenant with consent is denied by default",
+			req:   with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant, r.Context.Consent = "mod", true }),
+			deflt: true},
+		{name: "peer.send to a brain is denied by default",
+			req:   with(peerSend(Official, Official), func(r *Request) { r.Resource = invoke(Secret, Secret).Resource }),
 			deflt: true},
 	}
 }
@@ -311,8 +340,8 @@ func TestWrittenDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Len() != 8 {
-		t.Errorf("loaded %d policies, want 8", e.Len())
+	if e.Len() != 9 {
+		t.Errorf("loaded %d policies, want 9", e.Len())
 	}
 	for _, c := range defaultCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
@@ -336,6 +365,12 @@ func TestRequestsThatCannotBeJudgedAreDenied(t *testing.T) {
 		{"unknown action", with(ok, func(r *Request) { r.Action = "invokee" }), `unknown action "invokee"`},
 		{"unknown resource type", with(ok, func(r *Request) { r.Resource.Type = "brain" }), `unknown resource type "brain"`},
 		{"level above TOP-SECRET", with(ok, func(r *Request) { r.Principal.Clearance = 5 }), "Level(5)"},
+		{"peer without institution", with(peerSend(Official, Official), func(r *Request) { r.Resource.Institution = "" }),
+			`peer "node-b" has no institution`},
+		{"peer without attestation", with(peerSend(Official, Official), func(r *Request) { r.Resource.Attestation = "" }),
+			`peer "node-b" has no attestation`},
+		{"peer without accreditation", with(peerSend(Official, Official), func(r *Request) { r.Resource.Classification = 0 }),
+			`Peer "node-b": classification Level(0)`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -386,6 +421,12 @@ func TestExplain(t *testing.T) {
 			[]string{"decision: deny (by default: no permit matched)"}},
 		{"refused", with(invoke(Secret, Secret), func(r *Request) { r.Context.Tenant = "" }),
 			[]string{"could not be judged", "request refused: context has no tenant"}},
+		{"peer flow down", peerSend(Secret, Official), []string{
+			"decision: deny (forbidden by forbid-flow-down)",
+			`peer.send Peer "node-b" (accreditation OFFICIAL, institution "root_partner", attestation "software", same institution no)`,
+			"context: tenant \"nhs\", data SECRET flowing to OFFICIAL",
+			"permits that matched but were overridden:\n  permit-peer-send",
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -498,7 +539,7 @@ func TestRecordCache(t *testing.T) {
 	}
 }
 
-// docs/policy.md quotes the default policies verbatim.
+// docs/policy.md quotes the default policies, and the peer policies tested here, verbatim.
 func TestDocQuotesDefaults(t *testing.T) {
 	doc, err := os.ReadFile("../docs/policy.md")
 	if err != nil {
@@ -506,5 +547,119 @@ func TestDocQuotesDefaults(t *testing.T) {
 	}
 	if !strings.Contains(string(doc), "```cedar\n"+string(defaultPolicies)+"```") {
 		t.Error("docs/policy.md does not quote policy/default.cedar verbatim: copy it into the doc")
+	}
+	if !strings.Contains(string(doc), "```cedar\n"+peerPolicies+"```") {
+		t.Error("docs/policy.md does not quote peerPolicies (policy_test.go) verbatim: copy it into the doc")
+	}
+}
+
+// peerPolicies is the operator's peer policy that docs/policy.md shows: which peers may
+// receive which classifications of work.
+const peerPolicies = `// peers.cedar: which peers may receive which classifications of work.
+
+@id("forbid-peer-outside-institution-above-official")
+@description("nothing above OFFICIAL leaves this institution")
+forbid (principal, action == Sios::Action::"peer.send", resource is Sios::Peer)
+when { context.data_classification > 1 && !resource.same_institution };
+
+@id("forbid-peer-software-attestation-secret")
+@description("SECRET and above go only to peers whose identity is held in a TPM")
+forbid (principal, action == Sios::Action::"peer.send", resource is Sios::Peer)
+when { context.data_classification >= 3 && resource.attestation == "software" };
+
+@id("forbid-peer-posture-below-data")
+@description("a peer's own published accreditation must reach the data's classification")
+forbid (principal, action == Sios::Action::"peer.send", resource is Sios::Peer)
+when { resource.accreditation < context.data_classification };
+
+@id("forbid-peer-mod-outside-partner")
+@description("the mod tenant's work goes only to this institution and its partner")
+forbid (principal, action == Sios::Action::"peer.send", resource is Sios::Peer)
+when {
+  context.tenant == "mod" && !resource.same_institution &&
+  resource.institution != "root_partner" // the partner's root id, as 'sios trust list' shows it
+};
+`
+
+// An operator's peer policies take effect beside the defaults, name themselves in the
+// decision, and leave every other action alone.
+func TestPeerSendOperatorPolicies(t *testing.T) {
+	e, err := Load(writePolicies(t, map[string]string{"peers.cedar": peerPolicies}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := func(r *Request) { r.Resource.SameInstitution = true }
+	tpm := func(r *Request) { r.Resource.Attestation = "tpm" }
+	both := func(r *Request) { ours(r); tpm(r) }
+	mod := func(r *Request) { r.Principal.Tenant, r.Context.Tenant = "mod", "mod" }
+	cases := []decideCase{
+		{name: "OFFICIAL to another institution's software peer", req: peerSend(Official, Official),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "OFFICIAL-SENSITIVE to another institution",
+			req:     with(peerSend(OfficialSensitive, Secret), tpm),
+			reasons: []string{"forbid-peer-outside-institution-above-official"}},
+		{name: "OFFICIAL-SENSITIVE within the institution",
+			req:   with(peerSend(OfficialSensitive, Secret), ours),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "SECRET to a software-attested peer of the institution",
+			req:     with(peerSend(Secret, Secret), ours),
+			reasons: []string{"forbid-peer-software-attestation-secret"}},
+		{name: "SECRET to a TPM-attested peer of the institution",
+			req:   with(peerSend(Secret, Secret), both),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "TOP-SECRET to a software-attested peer of another institution",
+			req:     peerSend(TopSecret, TopSecret),
+			reasons: []string{"forbid-peer-outside-institution-above-official", "forbid-peer-software-attestation-secret"}},
+		{name: "flow down is forbidden by the default and the posture rule",
+			req:     with(peerSend(Secret, Official), both),
+			reasons: []string{"forbid-flow-down", "forbid-peer-posture-below-data"}},
+		{name: "posture rule holds when the context overstates the target",
+			req:     with(peerSend(Secret, Official), func(r *Request) { both(r); r.Context.TargetAccreditation = Secret }),
+			reasons: []string{"forbid-peer-posture-below-data"}},
+		{name: "mod tenant to the partner", req: with(peerSend(Official, Official), mod),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "mod tenant to another institution",
+			req:     with(peerSend(Official, Official), func(r *Request) { mod(r); r.Resource.Institution = "root_other" }),
+			reasons: []string{"forbid-peer-mod-outside-partner"}},
+		{name: "invoke is untouched", req: invoke(Secret, Secret),
+			allow: true, reasons: []string{"permit-tenant-members"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
+	}
+}
+
+// The record memo keeps apart peers that differ in one attribute alone: were a field
+// missing from resourceKey, the denied request would be judged on the allowed one's
+// cached record, and allowed.
+func TestPeerRecordCache(t *testing.T) {
+	data := writePolicies(t, map[string]string{"peers.cedar": peerPolicies})
+	mod := func(r *Request) { r.Principal.Tenant, r.Context.Tenant = "mod", "mod" }
+	pairs := []struct {
+		name            string
+		allowed, denied Request
+	}{
+		{"institution",
+			with(peerSend(Official, Official), mod),
+			with(peerSend(Official, Official), func(r *Request) { mod(r); r.Resource.Institution = "root_other" })},
+		{"attestation",
+			with(peerSend(Secret, Secret), func(r *Request) { r.Resource.SameInstitution, r.Resource.Attestation = true, "tpm" }),
+			with(peerSend(Secret, Secret), func(r *Request) { r.Resource.SameInstitution = true })},
+		{"same institution",
+			with(peerSend(OfficialSensitive, Secret), func(r *Request) { r.Resource.SameInstitution = true }),
+			peerSend(OfficialSensitive, Secret)},
+	}
+	for _, p := range pairs {
+		t.Run(p.name, func(t *testing.T) {
+			e, err := Load(data) // an empty memo: the allowed request's record is cached first
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range []Request{p.allowed, p.denied, p.allowed, p.denied} {
+				if d := e.Decide(r); d.Allow != (i%2 == 0) {
+					t.Fatalf("request %d (%+v): Decide = %+v, want allow=%v", i, r.Resource, d, i%2 == 0)
+				}
+			}
+		})
 	}
 }

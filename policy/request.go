@@ -16,6 +16,7 @@ const (
 	ActionMemoryRead  = "memory.read"  // read a tenant's memory
 	ActionMemoryWrite = "memory.write" // write a tenant's memory
 	ActionAdmin       = "admin"        // administer the node
+	ActionPeerSend    = "peer.send"    // the node sends a principal's request to a peer node
 )
 
 // Resource types, as named in policies: Sios::Brain and so on.
@@ -53,6 +54,12 @@ type Resource struct {
 	Classification Level
 	Tenant         string // the tenant a Memory belongs to
 	Kind           string // a Brain's kind: "domain" or "operational"
+	// A Peer's institution (the root id of its institution's certificate), how its
+	// identity is attested ("software" or "tpm") and whether it belongs to this node's
+	// own institution. The caller fills them from the fleet's verified view of the peer.
+	Institution     string
+	Attestation     string
+	SameInstitution bool
 }
 
 // Context is what is known about the request beyond its principal and resource.
@@ -107,6 +114,7 @@ var actionUIDs = map[string]types.EntityUID{
 	ActionMemoryRead:  types.NewEntityUID(typeAction, ActionMemoryRead),
 	ActionMemoryWrite: types.NewEntityUID(typeAction, ActionMemoryWrite),
 	ActionAdmin:       types.NewEntityUID(typeAction, ActionAdmin),
+	ActionPeerSend:    types.NewEntityUID(typeAction, ActionPeerSend),
 }
 
 // check refuses requests that the default policies could misjudge: a zero Level or an
@@ -135,6 +143,14 @@ func (r *Request) check() error {
 	}
 	if res.Type == ResourceMemory && res.Tenant == "" {
 		return fmt.Errorf("memory %q has no tenant", res.ID)
+	}
+	if res.Type == ResourcePeer {
+		switch {
+		case res.Institution == "":
+			return fmt.Errorf("peer %q has no institution", res.ID)
+		case res.Attestation == "":
+			return fmt.Errorf("peer %q has no attestation", res.ID)
+		}
 	}
 	switch {
 	case c.Tenant == "":
@@ -200,10 +216,13 @@ func (k principalKey) record() types.Record {
 }
 
 // resourceKey holds what a resource's attributes are built from; name is set for tools
-// alone, whose name is their id.
+// alone, whose name is their id. Every field a record reads must be in the key, or two
+// resources would share a cached record.
 type resourceKey struct {
-	typ, name, tenant, kind string
-	classification          Level
+	typ, name, tenant, kind  string
+	institution, attestation string
+	sameInstitution          bool
+	classification           Level
 }
 
 func newResourceKey(r *Resource) resourceKey {
@@ -215,7 +234,8 @@ func newResourceKey(r *Resource) resourceKey {
 	case ResourceMemory:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
-	return resourceKey{typ: r.Type, classification: r.Classification}
+	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
+		institution: r.Institution, attestation: r.Attestation, sameInstitution: r.SameInstitution}
 }
 
 func (k resourceKey) record() types.Record {
@@ -227,7 +247,12 @@ func (k resourceKey) record() types.Record {
 	case ResourceMemory:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
-	return types.NewRecord(types.RecordMap{"accreditation": types.Long(k.classification)})
+	return types.NewRecord(types.RecordMap{ // a Peer
+		"accreditation":    types.Long(k.classification),
+		"institution":      types.String(k.institution),
+		"attestation":      types.String(k.attestation),
+		"same_institution": types.Boolean(k.sameInstitution),
+	})
 }
 
 // contextKey is a Context; it builds the request's context record.
