@@ -1,5 +1,7 @@
 package fleet
 
+import "time"
+
 // Caps on attacker-controlled sizes. Every error that enforces one names it.
 const (
 	// MaxRecordSize is the largest canonical record in bytes.
@@ -20,4 +22,37 @@ const (
 	MaxHeld = 4096
 	// MaxSinceBatch is the most records one Since call returns; anti-entropy asks again.
 	MaxSinceBatch = 1024
+)
+
+// Caps of the remote-call formats (fed-call/1, fed-reply/1).
+const (
+	// MaxEnvelopeSize is the largest canonical call envelope in bytes.
+	MaxEnvelopeSize = 16 << 10
+	// MaxReplySize is the largest canonical reply in bytes.
+	MaxReplySize = 16 << 10
+	// MaxReplyMessage is the longest human-readable message in a reply, in bytes.
+	MaxReplyMessage = 1024
+	// MaxClockSkew is how far in the future an envelope may have been issued by the
+	// origin's clock before the target refuses it.
+	MaxClockSkew = 30 * time.Second
+	// MaxEnvelopeLifetime is the longest an envelope may be valid (expires - issued):
+	// it bounds how long a target must remember each nonce.
+	MaxEnvelopeLifetime = 5 * time.Minute
+	// MaxNonces is the most live nonces a ReplayGuard holds; beyond it calls are refused
+	// rather than a nonce forgotten early.
+	MaxNonces = 1 << 20
+)
+
+// Caps of membership and the fleet transport.
+const (
+	// MaxEnrolmentExtension is the largest enrolment extension, in bytes, a peer may
+	// present. An enrolment certificate is about 9 KiB.
+	MaxEnrolmentExtension = 64 << 10
+	// MaxPacketSize is the largest memberlist packet (and so the largest compound
+	// gossip message) the transport carries.
+	MaxPacketSize = 256 << 10
+	// MaxSyncSize is the largest anti-entropy request or answer in bytes.
+	MaxSyncSize = 32 << 20
+	// MaxPending is the most gossiped members awaiting an identity check at once.
+	MaxPending = 1024
 )

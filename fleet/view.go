@@ -3,6 +3,8 @@ package fleet
 import (
 	"maps"
 	"slices"
+
+	"github.com/sios-project/sios/identity"
 )
 
 // NodeView is what a node's feed currently states, with withdrawals applied: what
@@ -73,4 +75,32 @@ func (l *Log) View() []NodeView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// NodeView returns the current state of one node's feed.
+func (l *Log) NodeView(node string) (NodeView, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.feeds[node]
+	if f == nil {
+		return NodeView{}, false
+	}
+	v := f.view
+	v.Brains = slices.Clone(v.Brains)
+	if v.Endpoints != nil {
+		e := *v.Endpoints
+		v.Endpoints = &e
+	}
+	return v, true
+}
+
+// Key returns the public keys of a node whose identity record the log holds.
+func (l *Log) Key(node string) (identity.PublicKey, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.feeds[node]
+	if f == nil {
+		return identity.PublicKey{}, false
+	}
+	return f.key, true
 }

@@ -135,6 +135,7 @@ func (n *Node) adminHandler() http.Handler {
 		writeAdmin(w, rc)
 	})
 	n.adminMemoryRoutes(mux)
+	n.adminFleetRoutes(mux)
 	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, map[string]any{"node_id": n.ID(), "listen": n.cfg.Listen, "log_size": n.ledger.Size()})
 	})

@@ -48,6 +48,17 @@ type Config struct {
 	// classification, e.g. {"tenants": {"hospital": "2160h"}, "classifications":
 	// {"SECRET": "720h"}}; the shorter applicable period wins. Checked every minute.
 	Retention RetentionConfig `json:"retention,omitempty"`
+	// FleetListen is the fleet address (host:port) for membership and remote calls;
+	// empty: the node runs alone.
+	FleetListen string `json:"fleet_listen,omitempty"`
+	// FleetAdvertise is the fleet address peers dial, when it differs from FleetListen.
+	FleetAdvertise string `json:"fleet_advertise,omitempty"`
+	// Accreditation is the highest classification this node is accredited for: it caps
+	// what any brain here may receive and is the posture it publishes to the fleet.
+	// Default: the backends' accreditation (TOP-SECRET with the builtin backend).
+	Accreditation string `json:"accreditation,omitempty"`
+	// Join lists fleet addresses of peers to join at start (any one is enough).
+	Join []string `json:"join,omitempty"`
 	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
 	// erasable) audit detail; by default records hold digests only.
 	AuditPrompts bool `json:"audit_prompts,omitempty"`
@@ -97,6 +108,11 @@ func (c Config) check() error {
 	if e := c.Retention.Every; e != "" {
 		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
+		}
+	}
+	if c.Accreditation != "" {
+		if _, err := policy.ParseLevel(c.Accreditation); err != nil {
+			return fmt.Errorf("config accreditation: %v", err)
 		}
 	}
 	for l, s := range c.Retention.Classifications {

@@ -9,6 +9,7 @@ import (
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 )
 
 // FeedDir is where a node keeps its own federation feed.
@@ -28,10 +29,7 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 			latest[r.Kind] = r.Body
 		}
 	}
-	posture := n.backendLvl.String()
-	if n.cfg.Backend == "builtin" {
-		posture = "TOP-SECRET" // nothing leaves the process
-	}
+	posture := n.posture()
 	brains := fleet.BrainsBody{}
 	for _, b := range n.brains.All() {
 		brains.Brains = append(brains.Brains, fleet.Brain{ID: b.ID, Kind: b.Kind, Classification: b.Classification})
@@ -56,4 +54,18 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 		}
 	}
 	return p, nil
+}
+
+// posture is the highest classification the node is accredited for: its backends'
+// accreditation, or TOP-SECRET with the builtin backend (nothing leaves the process),
+// lowered by the operator's accreditation.
+func (n *Node) posture() string {
+	lvl := n.backendLvl
+	if n.cfg.Backend == "builtin" {
+		lvl = policy.TopSecret
+	}
+	if l, err := policy.ParseLevel(n.cfg.Accreditation); err == nil {
+		lvl = min(lvl, l)
+	}
+	return lvl.String()
 }

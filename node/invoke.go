@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +51,23 @@ func (n *Node) Models(ctx context.Context, p *policy.Principal) ([]api.Model, er
 			out = append(out, api.Model{ID: b.ID, Kind: b.Kind, Classification: b.Classification, Title: b.Title})
 		}
 	}
+	if n.fleet == nil {
+		return out, nil
+	}
+	offered := n.fleet.Offered()
+	for _, id := range slices.Sorted(maps.Keys(offered)) {
+		if _, local := n.brains.Get(id); local {
+			continue
+		}
+		for _, peer := range n.fleet.Candidates(id) {
+			rb, _ := n.findRemote(id)
+			if d := n.decidePeer(p, rb.brain, peer, policy.Official); d.Allow {
+				out = append(out, api.Model{ID: id, Kind: rb.brain.Kind, Classification: rb.brain.Classification,
+					Title: "offered by peer " + peer.NodeID, OwnedBy: peer.NodeID})
+				break
+			}
+		}
+	}
 	return out, nil
 }
 
@@ -69,6 +88,9 @@ func (n *Node) decideInvoke(p *policy.Principal, b *brain.Brain, data policy.Lev
 // accreditation is where a brain's data flows: the lower of the brain's ceiling and its
 // backend's accreditation. The builtin backend never leaves the process.
 func (n *Node) accreditation(b *brain.Brain, brainLvl policy.Level) policy.Level {
+	if l, err := policy.ParseLevel(n.cfg.Accreditation); err == nil {
+		brainLvl = min(brainLvl, l) // the node's own accreditation caps everything on it
+	}
 	if b.Backend == "builtin" || (b.Backend == "" && n.cfg.Backend == "builtin") {
 		return brainLvl
 	}
@@ -108,6 +130,16 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 	} else if got, ok := n.brains.Get(req.Model); ok {
 		b = got
 	}
+	rc := remoteFrom(ctx)
+	if rc != nil {
+		// Served for a peer: the record carries the peer's signed envelope.
+		rec.Parties = []json.RawMessage{rc.envelope}
+		rec.Detail = mustJSON(map[string]string{"origin": rc.origin, "call": rc.call})
+	} else if b == nil && req.Model != "auto" {
+		if rb, ok := n.findRemote(req.Model); ok {
+			return n.chatRemote(ctx, p, req, data, rec, rb, w)
+		}
+	}
 	if b == nil {
 		rec.Resource = "brain/" + req.Model
 		rec.Decision = &oar.Decision{Effect: "deny"}
@@ -121,6 +153,9 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 	}
 	d := n.decideInvoke(p, b, data)
 	rec.Decision = &oar.Decision{Effect: d.Effect(), Policies: d.Reasons}
+	if rc != nil {
+		rc.decision = rec.Decision
+	}
 	if !d.Allow {
 		why := "no policy permits it"
 		if len(d.Reasons) > 0 {
@@ -145,6 +180,9 @@ func (n *Node) Chat(ctx context.Context, p *policy.Principal, req *api.ChatReque
 	admissionHash, err := n.prepare(rec)
 	if err != nil {
 		return err
+	}
+	if rc != nil {
+		rc.record = admissionHash
 	}
 	admitted := make(chan admission, 1)
 	go func() {
@@ -254,6 +292,13 @@ func (n *Node) prepare(rec *oar.Record) (string, error) {
 
 // refuse makes the refusal's record durable, then returns the error carrying its receipt.
 func (n *Node) refuse(ctx context.Context, rec *oar.Record, e *api.Error) error {
+	if rc := remoteFrom(ctx); rc != nil {
+		// The reply to the peer names this record and the decision.
+		if h, err := n.prepare(rec); err == nil {
+			rc.record = h
+		}
+		rc.decision = rec.Decision
+	}
 	_, hdr, err := n.audit(context.WithoutCancel(ctx), rec)
 	if err != nil {
 		n.log.Error("audit refusal", "err", err)

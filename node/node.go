@@ -22,6 +22,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
@@ -39,6 +40,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// Ledger tunes the audit ledger (zero: defaults).
 	Ledger ledger.Options
+	// FleetTiming tunes fleet membership (zero: fleet.DefaultTiming).
+	FleetTiming fleet.Timing
 }
 
 // Node is a running node's state.
@@ -57,8 +60,16 @@ type Node struct {
 	limits     *limiter
 	backendLvl policy.Level
 
-	mu       sync.Mutex
-	backends map[string]backend.Backend // guarded by mu; by base URL
+	feed        *fleet.Publisher   // this node's own federation feed
+	fleetLog    *fleet.Log         // the fleet-wide log
+	fleet       *fleet.Fleet       // nil until Serve starts membership, and when alone
+	fleetTiming fleet.Timing       // from Options
+	replay      *fleet.ReplayGuard // envelopes already served
+
+	mu        sync.Mutex
+	backends  map[string]backend.Backend // guarded by mu; by base URL
+	trust     fleet.Trust                // guarded by mu; see fleetTrust
+	trustRead time.Time                  // guarded by mu
 
 	bg sync.WaitGroup // completion records still being written
 }
@@ -67,7 +78,8 @@ type Node struct {
 // lock). A policy or brain file that does not load is an error naming the file: the
 // node never starts with a partial configuration.
 func Open(ctx context.Context, opts Options) (*Node, error) {
-	n := &Node{dataDir: opts.DataDir, cfg: opts.Config, log: opts.Logger, backends: map[string]backend.Backend{}}
+	n := &Node{dataDir: opts.DataDir, cfg: opts.Config, log: opts.Logger, backends: map[string]backend.Backend{},
+		fleetLog: fleet.NewLog(), fleetTiming: opts.FleetTiming, replay: fleet.NewReplayGuard()}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -93,6 +105,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.id, err = identity.Load(n.dataDir); err != nil {
 		return nil, err
 	}
+	if n.trust, _, err = fleet.LoadTrust(n.dataDir, n.id.Cert); err != nil {
+		return nil, fmt.Errorf("trust store: %v", err)
+	}
+	n.trustRead = time.Now()
 	if n.policy, err = policy.Load(n.dataDir); err != nil {
 		return nil, err
 	}
@@ -149,7 +165,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}
 	n.builtin = &Builtin{node: n}
-	if _, err := n.publishFeed(time.Now()); err != nil {
+	if n.feed, err = n.publishFeed(time.Now()); err != nil {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("federation feed: %v", err)
@@ -209,6 +225,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}()
 	go func() { errc <- apiSrv.Serve(ln) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
+	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
+		apiSrv.Close()
+		adminSrv.Close()
+		os.Remove(AdminSocket(n.dataDir))
+		return fmt.Errorf("fleet: %v", err)
+	}
 	if ready != nil {
 		ready()
 	}
@@ -222,9 +244,14 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	err1 := apiSrv.Shutdown(sctx)
+	var err3 error
+	if n.fleet != nil {
+		// Leave after the API has drained: requests in flight may still be calling peers.
+		err3 = n.fleet.Close(fleetLeaveTimeout)
+	}
 	err2 := adminSrv.Shutdown(sctx)
 	os.Remove(AdminSocket(n.dataDir))
-	return errors.Join(err1, err2)
+	return errors.Join(err1, err2, err3)
 }
 
 // Close waits for outstanding audit records, then seals and flushes the ledger.

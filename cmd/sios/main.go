@@ -44,7 +44,7 @@ Commands:
   memory     add, search, export and forget the tenants' memory (encrypted, erasable)
   root       export the institution root's public key for other operators
   trust      pin other institutions' roots (trust add-root FILE, trust list)
-  fleet      the federation records this node holds (fleet records)
+  fleet      the fleet as this node sees it (fleet peers|routes|records)
   audit      append to, inspect, prove, export and verify the signed audit log
   bench      measure performance (bench audit, bench gateway, bench memory)
   help       show this help

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/node"
@@ -14,11 +15,14 @@ import (
 )
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "up [--listen ADDR] [--backend URL] [--model NAME]")
+	fs := newFlags(e, "up", "up [--listen ADDR] [--fleet-listen ADDR [--join ADDR[,ADDR...]]] [--backend URL] [--model NAME]")
 	listen := fs.String("listen", "", "API address (default "+node.DefaultListen+", or config.json's listen)")
 	backendURL := fs.String("backend", "", "default model backend: 'builtin' or an OpenAI-compatible base URL such as http://127.0.0.1:11434/v1")
 	model := fs.String("model", "", "model to use on the backend for brains whose file names none")
 	embeddingModel := fs.String("embedding-model", "", "embeddings model on the backend that memory search re-ranks with")
+	fleetListen := fs.String("fleet-listen", "", "fleet address (host:port) for membership and remote calls; empty: run alone")
+	fleetAdvertise := fs.String("fleet-advertise", "", "fleet address peers dial, when it differs from --fleet-listen")
+	join := fs.String("join", "", "fleet addresses of peers to join, comma-separated (any one is enough)")
 	grace := fs.Duration("grace", 30*time.Second, "how long in-flight requests may run on at shutdown")
 	args, err := parseFlags(fs, args)
 	if err != nil {
@@ -47,6 +51,23 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	if *embeddingModel != "" {
 		cfg.EmbeddingModel = *embeddingModel
+	}
+	if *fleetListen != "" {
+		cfg.FleetListen = *fleetListen
+	}
+	if *fleetAdvertise != "" {
+		cfg.FleetAdvertise = *fleetAdvertise
+	}
+	if *join != "" {
+		cfg.Join = nil
+		for _, a := range strings.Split(*join, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.Join = append(cfg.Join, a)
+			}
+		}
+	}
+	if len(cfg.Join) > 0 && cfg.FleetListen == "" {
+		return usageError("--join needs --fleet-listen: the address this node gossips on")
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log})
@@ -78,6 +99,13 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
 			n.ID(), ln.Addr(), n.Config().Backend)
+		if f := n.Fleet(); f != nil {
+			fmt.Fprintf(e.stdout, "fleet: listening on %s (mutual TLS)", f.Addr())
+			if len(n.Config().Join) > 0 {
+				fmt.Fprintf(e.stdout, ", joining %s", strings.Join(n.Config().Join, ","))
+			}
+			fmt.Fprintln(e.stdout)
+		}
 		if f, ok := e.stdout.(*os.File); ok {
 			f.Sync()
 		}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -29,6 +30,7 @@ import (
 // runningNode is a 'sios up' process serving on loopback.
 type runningNode struct {
 	dir, url, adminKey string
+	fleetAddr          string // with --fleet-listen
 	cmd                *exec.Cmd
 	stderr             *strings.Builder
 }
@@ -36,6 +38,7 @@ type runningNode struct {
 var (
 	keyLine   = regexp.MustCompile(`bootstrap admin API key \(shown once; store it now\): (sios_[a-z0-9]+)`)
 	serveLine = regexp.MustCompile(`serving the OpenAI-compatible API on (http://\S+)/v1`)
+	fleetLine = regexp.MustCompile(`fleet: listening on (\S+) \(mutual TLS\)`)
 )
 
 // startNode runs 'sios --data dir up --listen 127.0.0.1:0 args...' and waits until it serves.
@@ -57,7 +60,8 @@ func startNode(t *testing.T, dir string, args ...string) *runningNode {
 		close(lines)
 	}()
 	deadline := time.After(30 * time.Second)
-	for n.url == "" {
+	wantFleet := slices.Contains(args, "--fleet-listen")
+	for n.url == "" || wantFleet && n.fleetAddr == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -69,6 +73,9 @@ func startNode(t *testing.T, dir string, args ...string) *runningNode {
 			}
 			if m := serveLine.FindStringSubmatch(l); m != nil {
 				n.url = m[1]
+			}
+			if m := fleetLine.FindStringSubmatch(l); m != nil {
+				n.fleetAddr = m[1]
 			}
 		case <-deadline:
 			cmd.Process.Kill()

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/sios-project/sios/fleet"
+)
+
+// RouteCandidate is one place a brain can run, in order of preference.
+type RouteCandidate struct {
+	NodeID      string `json:"node_id"`
+	Local       bool   `json:"local,omitempty"`
+	Institution string `json:"institution"`
+	State       string `json:"state"`
+	Posture     string `json:"posture"`
+	Attestation string `json:"attestation,omitempty"`
+	RTTMicros   int64  `json:"rtt_us,omitempty"`
+}
+
+// Routes is the route table: for each brain this node or a live peer offers, the
+// candidates that could run it — this node first, then peers by health and latency.
+// Routes to dead or forked peers are withdrawn. Policy narrows the list per request.
+func (n *Node) Routes() map[string][]RouteCandidate {
+	out := map[string][]RouteCandidate{}
+	for _, b := range n.brains.All() {
+		out[b.ID] = []RouteCandidate{{NodeID: n.ID(), Local: true, Institution: n.id.Cert.RootID, State: fleet.StateAlive,
+			Posture: n.posture(), Attestation: fleet.AttestSoftware}}
+	}
+	if n.fleet == nil {
+		return out
+	}
+	for id := range n.fleet.Offered() {
+		for _, p := range n.fleet.Candidates(id) {
+			out[id] = append(out[id], RouteCandidate{NodeID: p.NodeID, Institution: p.Institution, State: p.State,
+				Posture: p.Posture, Attestation: p.Attestation, RTTMicros: p.RTTMicros})
+		}
+	}
+	return out
+}
+
+// errNoFleet answers fleet questions on a node that runs alone.
+var errNoFleet = errors.New("this node runs without a fleet: start it with 'sios up --fleet-listen ADDR [--join ADDR]'")
+
+func (n *Node) adminFleetRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /admin/fleet/peers", func(w http.ResponseWriter, r *http.Request) {
+		if n.fleet == nil {
+			adminError(w, http.StatusConflict, errNoFleet)
+			return
+		}
+		writeAdmin(w, n.fleet.Peers())
+	})
+	mux.HandleFunc("GET /admin/fleet/routes", func(w http.ResponseWriter, r *http.Request) {
+		writeAdmin(w, n.Routes())
+	})
+	mux.HandleFunc("GET /admin/fleet/records", func(w http.ResponseWriter, r *http.Request) {
+		var recs []json.RawMessage
+		for _, v := range n.fleetLog.View() {
+			f, _ := n.fleetLog.Feed(v.Node)
+			for _, rec := range f.Records {
+				recs = append(recs, rec)
+			}
+		}
+		if n.fleet == nil {
+			// Alone, the log holds nothing: show the node's own feed.
+			for _, rec := range n.feed.Records(0) {
+				recs = append(recs, rec)
+			}
+		}
+		if recs == nil {
+			recs = []json.RawMessage{}
+		}
+		writeAdmin(w, recs)
+	})
+}
