@@ -13,6 +13,7 @@ Subcommands:
   audit    the signed audit ledger against raw Tessera POSIX, measured in the same run
   gateway  the node's overhead over calling a mock model backend directly, at a fixed rate
   memory   memory add rate, search latency over 100,000 memories, forget time
+  fleet    an N-node fleet on loopback: record spread, failure detection, remote-call overhead
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -27,6 +28,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return runBenchGateway(ctx, e, args[1:])
 	case "memory":
 		return runBenchMemory(ctx, e, args[1:])
+	case "fleet":
+		return runBenchFleet(ctx, e, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil
