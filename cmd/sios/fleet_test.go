@@ -499,3 +499,16 @@ func TestFleetOfficialNodeNeverReceivesSecretWork(t *testing.T) {
 		t.Fatalf("work served: %v", served)
 	}
 }
+
+func TestDemoFleet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	out := ok(t, "", "demo", "fleet", "--dir", dir)
+	for _, want := range []string{"hospital-a's route table: tumour-board → ", "2 cm lesion", "where to look", "audit show"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	ok(t, filepath.Join(dir, "hospital-a"), "audit", "verify")
+	ok(t, filepath.Join(dir, "lab-c"), "audit", "verify")
+	fails(t, 1, "", []string{"demo", "fleet", "--dir", dir}, "not empty")
+}

@@ -97,7 +97,8 @@ func commands() []command {
 		{"memory", "customer-owned memory", runMemory},
 		{"root", "export the institution root's public key", runRoot},
 		{"trust", "pin other institutions' roots", runTrust},
-		{"fleet", "federation records", runFleet},
+		{"fleet", "the fleet as this node sees it", runFleet},
+		{"demo", "see a fleet of two institutions work (demo fleet)", runDemo},
 		{"bench", "performance benchmarks", runBench},
 	}
 }
