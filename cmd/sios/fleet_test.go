@@ -476,6 +476,12 @@ func TestFleetOfficialNodeNeverReceivesSecretWork(t *testing.T) {
 	if err := chat("OFFICIAL"); err != nil {
 		t.Fatal(err)
 	}
+	// The operator can ask the same question of policy, with O's attributes from the running node.
+	r := sios(t, a, "policy", "check", "--principal", "alice", "--tenant", "default", "--peer", idO, "--classification", "SECRET")
+	if r.code != exitDeny || !strings.Contains(r.stdout, "forbid-flow-down") || !strings.Contains(r.stdout, "accreditation OFFICIAL") {
+		t.Fatalf("policy check --peer does not explain the refusal:\n%s", r.stdout)
+	}
+	ok(t, a, "policy", "check", "--principal", "alice", "--tenant", "default", "--peer", idO, "--classification", "OFFICIAL")
 	// With S (TOP-SECRET) also offering it, SECRET work goes to S, never to O.
 	ns := startNode(t, s, "--fleet-listen", "127.0.0.1:0", "--join", na.fleetAddr)
 	seesAlive(t, a, nodeIDOf(t, s))

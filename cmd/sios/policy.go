@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -12,21 +16,26 @@ import (
 const exitDeny = 3
 
 func runPolicy(ctx context.Context, e *env, args []string) error {
+	const usage = "policy check --principal ID --tenant T (--brain ID | --peer NODEID [--peer-posture LEVEL --peer-institution ROOTID --peer-attestation KIND]) [--classification LEVEL] [--json]"
 	if len(args) == 0 || args[0] != "check" {
-		return usageError("usage: sios [--data DIR] policy check --principal ID --tenant T --brain ID [--classification LEVEL] [--json]")
+		return usageError("usage: sios [--data DIR] %s", usage)
 	}
-	fs := newFlags(e, "policy check", "policy check --principal ID --tenant T --brain ID [--classification LEVEL] [--json]")
+	fs := newFlags(e, "policy check", usage)
 	pid := fs.String("principal", "", "principal id (required)")
 	tenant := fs.String("tenant", "", "the principal's tenant (required)")
-	brainID := fs.String("brain", "", "brain id (required)")
+	brainID := fs.String("brain", "", "brain id: may the principal invoke it here?")
+	peerID := fs.String("peer", "", "peer node id: may the principal's request be sent to it (peer.send)? Its attributes come from the running node's fleet unless given")
+	peerPosture := fs.String("peer-posture", "", "the peer's accreditation (posture)")
+	peerInst := fs.String("peer-institution", "", "the peer's institution root id")
+	peerAttest := fs.String("peer-attestation", "", "the peer's attestation kind (software or tpm)")
 	class := fs.String("classification", "OFFICIAL", "classification of the data the request would carry")
 	asJSON := fs.Bool("json", false, "print JSON")
 	rest, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 || *pid == "" || *tenant == "" || *brainID == "" {
-		return usageError("policy check needs --principal, --tenant and --brain")
+	if len(rest) > 0 || *pid == "" || *tenant == "" || (*brainID == "") == (*peerID == "") {
+		return usageError("policy check needs --principal, --tenant and one of --brain or --peer")
 	}
 	data, err := policy.ParseLevel(*class)
 	if err != nil {
@@ -43,6 +52,13 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	p, ok := ps.Get(*tenant, *pid)
 	if !ok {
 		return withHint(fmt.Errorf("no principal %s in tenant %s", *pid, *tenant), "add one with 'sios principal add'")
+	}
+	if *peerID != "" {
+		req, err := e.peerRequest(ctx, p, *peerID, *peerPosture, *peerInst, *peerAttest, data)
+		if err != nil {
+			return err
+		}
+		return decideAndShow(e, eng, req, *asJSON)
 	}
 	cat, err := brain.Load(e.dataDir)
 	if err != nil {
@@ -61,8 +77,13 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 		Resource: policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: lvl, Kind: b.Kind},
 		Context:  policy.Context{Tenant: p.Tenant, DataClassification: data, TargetAccreditation: lvl},
 	}
+	return decideAndShow(e, eng, req, *asJSON)
+}
+
+// decideAndShow prints the decision (explained, or as JSON) and exits 3 on deny.
+func decideAndShow(e *env, eng *policy.Engine, req policy.Request, asJSON bool) error {
 	d := eng.Decide(req)
-	if *asJSON {
+	if asJSON {
 		reasons := d.Reasons
 		if reasons == nil {
 			reasons = []string{}
@@ -77,4 +98,39 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 		return &cliError{err: fmt.Errorf("denied"), code: exitDeny, quiet: true}
 	}
 	return nil
+}
+
+// peerRequest builds the peer.send question for a peer: its attributes from the flags,
+// else from the running node's view of the fleet.
+func (e *env) peerRequest(ctx context.Context, p *policy.Principal, peerID, posture, inst, attest string, data policy.Level) (policy.Request, error) {
+	if posture == "" || inst == "" || attest == "" {
+		admin := node.DialAdmin(e.dataDir)
+		if admin == nil {
+			return policy.Request{}, withHint(fmt.Errorf("no node is running to say what peer %s states", peerID),
+				"give --peer-posture, --peer-institution and --peer-attestation")
+		}
+		var peers []fleet.Peer
+		if err := admin.Do(ctx, "GET", "/admin/fleet/peers", nil, &peers); err != nil {
+			return policy.Request{}, err
+		}
+		i := slices.IndexFunc(peers, func(x fleet.Peer) bool { return x.NodeID == peerID })
+		if i < 0 {
+			return policy.Request{}, withHint(fmt.Errorf("the running node knows no peer %s", peerID), "'sios fleet peers' lists them")
+		}
+		posture, inst, attest = cmp.Or(posture, peers[i].Posture), cmp.Or(inst, peers[i].Institution), cmp.Or(attest, peers[i].Attestation)
+	}
+	lvl, err := policy.ParseLevel(posture)
+	if err != nil {
+		return policy.Request{}, usageError("peer posture: %v", err)
+	}
+	cert, _, err := e.loadCert()
+	if err != nil {
+		return policy.Request{}, err
+	}
+	return policy.Request{
+		Principal: *p, Action: policy.ActionPeerSend,
+		Resource: policy.Resource{Type: policy.ResourcePeer, ID: peerID, Classification: lvl,
+			Institution: inst, Attestation: attest, SameInstitution: inst == cert.RootID},
+		Context: policy.Context{Tenant: p.Tenant, DataClassification: data, TargetAccreditation: lvl},
+	}, nil
 }
