@@ -57,6 +57,7 @@ type Config struct {
 	Node      *identity.Node
 	Publisher *Publisher // the node's own feed
 	Log       *Log       // the fleet-wide log; the own feed is added to it
+	Archive   *Archive   // where the log is kept on disk (nil: memory only)
 	Trust     func() Trust
 	Listen    string   // fleet address to bind, host:port
 	Advertise string   // fleet address peers dial (default: the bound one)
@@ -131,6 +132,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 			return nil, fmt.Errorf("own feed: %v", err)
 		}
 	}
+	f.save(cfg.Node.ID())
 	var err error
 	if f.cert, err = NewTLSCertificate(cfg.Node, time.Now()); err != nil {
 		return nil, err
@@ -306,9 +308,20 @@ func (f *Fleet) Publish(kind string, body any) error {
 	if _, err := f.cfg.Log.Add(rec, f.cfg.Trust()); err != nil {
 		return err
 	}
+	f.save(f.ID())
 	f.broadcast(rec)
 	f.notify()
 	return nil
+}
+
+// save archives what the log holds of node's feed.
+func (f *Fleet) save(node string) {
+	if f.cfg.Archive == nil {
+		return
+	}
+	if err := f.cfg.Archive.Save(f.cfg.Log, node); err != nil {
+		f.log.Error("fleet archive", "node", node, "err", err)
+	}
 }
 
 // Log is the fleet-wide log this node holds.
@@ -426,6 +439,7 @@ func (f *Fleet) addRecords(recs [][]byte) (applied int, errs []error) {
 		if res.Status == Applied || res.Status == Forked {
 			applied += res.Applied
 			f.broadcast(rec)
+			f.save(res.Node)
 		}
 	}
 	if applied > 0 {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,8 +11,12 @@ import (
 	"github.com/sios-project/sios/oar"
 )
 
-// fleetLeaveTimeout bounds the goodbye to peers at shutdown.
-const fleetLeaveTimeout = 2 * time.Second
+const (
+	// fleetLeaveTimeout bounds the goodbye to peers at shutdown.
+	fleetLeaveTimeout = 2 * time.Second
+	// maxJoin bounds the addresses a node tries at start.
+	maxJoin = 16
+)
 
 // startFleet joins the fleet when the configuration names a fleet address: it starts
 // membership and the fleet API on it, then states this node's endpoints in its feed.
@@ -21,9 +26,17 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /fleet/v1/invoke", n.serveRemote)
+	// Besides the configured join addresses, the peers this node knew when it stopped:
+	// a restarted node finds its fleet even if the one it was told to join is down.
+	join := slices.Clone(n.cfg.Join)
+	for _, v := range n.fleetLog.View() {
+		if v.Node != n.ID() && v.Endpoints != nil && !v.Forked && !slices.Contains(join, v.Endpoints.Fleet) && len(join) < maxJoin {
+			join = append(join, v.Endpoints.Fleet)
+		}
+	}
 	f, err := fleet.Start(ctx, fleet.Config{
-		Node: n.id, Publisher: n.feed, Log: n.fleetLog, Trust: n.fleetTrust,
-		Listen: n.cfg.FleetListen, Advertise: n.cfg.FleetAdvertise, Join: n.cfg.Join,
+		Node: n.id, Publisher: n.feed, Log: n.fleetLog, Archive: n.archive, Trust: n.fleetTrust,
+		Listen: n.cfg.FleetListen, Advertise: n.cfg.FleetAdvertise, Join: join,
 		Refused: n.auditPeerRefusal, Handler: mux, Logger: n.log, Timing: n.fleetTiming,
 	})
 	if err != nil {

@@ -62,6 +62,7 @@ type Node struct {
 
 	feed        *fleet.Publisher   // this node's own federation feed
 	fleetLog    *fleet.Log         // the fleet-wide log
+	archive     *fleet.Archive     // the fleet-wide log on disk
 	fleet       *fleet.Fleet       // nil until Serve starts membership, and when alone
 	fleetTiming fleet.Timing       // from Options
 	replay      *fleet.ReplayGuard // envelopes already served
@@ -109,6 +110,16 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("trust store: %v", err)
 	}
 	n.trustRead = time.Now()
+	if n.archive, err = fleet.OpenArchive(filepath.Join(n.dataDir, "fleet", "log")); err != nil {
+		return nil, fmt.Errorf("fleet log: %v", err)
+	}
+	skipped, err := n.archive.Load(n.fleetLog, n.trust)
+	if err != nil {
+		return nil, fmt.Errorf("fleet log: %v", err)
+	}
+	for _, s := range skipped {
+		n.log.Warn("fleet log: record not loaded", "why", s)
+	}
 	if n.policy, err = policy.Load(n.dataDir); err != nil {
 		return nil, err
 	}
