@@ -9,6 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -188,9 +189,9 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 		if err := f.join(ctx, cfg.Join); err != nil {
 			f.log.Warn("fleet join failed; retrying in the background", "join", strings.Join(cfg.Join, ","), "err", err)
 		}
-		f.wg.Add(1)
-		go f.rejoin()
 	}
+	f.wg.Add(1)
+	go f.rejoin()
 	return f, nil
 }
 
@@ -279,22 +280,39 @@ func (f *Fleet) join(ctx context.Context, addrs []string) error {
 	return nil
 }
 
-// rejoin retries the join addresses while this node knows no live peer.
+// rejoin retries the join addresses while this node knows no live peer, and every
+// few rounds tries one peer it holds dead: a restarted peer, or the other side of a
+// healed partition, is found again without an operator.
 func (f *Fleet) rejoin() {
 	defer f.wg.Done()
 	t := time.NewTicker(f.cfg.Timing.RejoinInterval)
 	defer t.Stop()
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-t.C:
 		}
-		if f.ml.NumMembers() > 1 {
+		if f.ml.NumMembers() <= 1 && len(f.cfg.Join) > 0 {
+			if err := f.join(f.ctx, f.cfg.Join); err != nil {
+				f.log.Debug("fleet rejoin", "err", err)
+			}
 			continue
 		}
-		if err := f.join(f.ctx, f.cfg.Join); err != nil {
-			f.log.Debug("fleet rejoin", "err", err)
+		if round%6 != 0 {
+			continue
+		}
+		var dead []string
+		for _, p := range f.Peers() {
+			if p.State == StateDead && !p.Forked && p.Addr != "" {
+				dead = append(dead, p.Addr)
+			}
+		}
+		if len(dead) > 0 {
+			addr := dead[rand.N(len(dead))]
+			if _, err := f.ml.Join([]string{addr}); err != nil {
+				f.log.Debug("fleet: dead peer still unreachable", "addr", addr, "err", err)
+			}
 		}
 	}
 }
@@ -344,7 +362,11 @@ func (f *Fleet) notify() {
 // Close leaves the fleet gracefully (peers drop this node's routes at once instead of
 // waiting for failure detection), then stops everything.
 func (f *Fleet) Close(timeout time.Duration) error {
-	err := f.ml.Leave(timeout)
+	var err error
+	if lerr := f.ml.Leave(timeout); lerr != nil {
+		// No peer acknowledged in time (they may all be gone): leaving is a courtesy.
+		f.log.Info("fleet leave not acknowledged", "err", lerr)
+	}
 	f.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -375,16 +397,14 @@ func (f *Fleet) refusedHandshake(remote string, err error) {
 	if errors.As(err, &pe) {
 		r.Node = pe.Node
 	}
-	f.refuse(r)
+	// Keyed by address: the node id is the stranger's own claim, free to vary.
+	host, _, _ := net.SplitHostPort(remote)
+	f.refuse(r, "addr "+host)
 }
 
-// refuse reports a refusal, at most once a minute per claimed node (or address), so
-// that a peer retrying cannot flood the audit log.
-func (f *Fleet) refuse(r Refusal) {
-	key := r.Node
-	if key == "" {
-		key, _, _ = net.SplitHostPort(r.Addr)
-	}
+// refuse reports a refusal, at most once a minute per key (a member's node id, or a
+// connecting address), so that a peer retrying cannot flood the audit log.
+func (f *Fleet) refuse(r Refusal, key string) {
 	now := time.Now()
 	f.mu.Lock()
 	last, seen := f.refusals[key]
@@ -557,7 +577,7 @@ func (e *events) NotifyAlive(n *memberlist.Node) error {
 		return nil
 	}
 	if !validNodeID(n.Name) {
-		f.refuse(Refusal{Node: short(n.Name), Addr: n.Address(), Reason: "member name is not a node id"})
+		f.refuse(Refusal{Node: short(n.Name), Addr: n.Address(), Reason: "member name is not a node id"}, "addr "+n.Addr.String())
 		return errors.New("member name is not a node id")
 	}
 	f.checkIdentity(n.Name, n.Address())
@@ -588,7 +608,7 @@ func (f *Fleet) checkIdentity(node, addr string) {
 		if err == nil {
 			err = errors.New("it did not present an identity record")
 		}
-		f.refuse(Refusal{Node: node, Addr: addr, Reason: err.Error()})
+		f.refuse(Refusal{Node: node, Addr: addr, Reason: err.Error()}, "node "+node)
 	}()
 }
 
@@ -721,6 +741,12 @@ func (f *Fleet) Candidates(brain string) []Peer {
 			return 1
 		}
 		if a.RTTMicros != b.RTTMicros {
+			switch { // an unmeasured peer (0) ranks after measured ones
+			case a.RTTMicros == 0:
+				return 1
+			case b.RTTMicros == 0:
+				return -1
+			}
 			return int(a.RTTMicros - b.RTTMicros)
 		}
 		return strings.Compare(a.NodeID, b.NodeID)

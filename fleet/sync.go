@@ -25,8 +25,21 @@ type syncMsg struct {
 	Records []json.RawMessage `json:"records,omitempty"`
 }
 
-func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
+func jsonMarshal(v any) ([]byte, error)   { return Marshal(v) }
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Marshal encodes v as JSON without escaping <, > and &: records, envelopes and
+// replies embedded as json.RawMessage must keep their canonical bytes, which
+// encoding/json's default HTML escaping would change.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
 
 // syncWith exchanges records with the peer at addr (node "" accepts any trusted peer).
 func (f *Fleet) syncWith(ctx context.Context, node, addr string) error {
@@ -57,7 +70,7 @@ func (f *Fleet) syncOnce(ctx context.Context, node, addr string, push [][]byte) 
 	for _, r := range push {
 		req.Records = append(req.Records, r)
 	}
-	body, err := json.Marshal(req)
+	body, err := Marshal(req)
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +154,20 @@ func (f *Fleet) handleSync(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp := syncMsg{Node: f.ID(), Addr: f.Addr(), Digest: f.cfg.Log.Digest()}
+	size := 0
 	for _, rec := range f.cfg.Log.Missing(req.Digest) {
+		if size += len(rec) + 1; size > MaxSyncSize/2 {
+			break // the peer asks again for the rest
+		}
 		resp.Records = append(resp.Records, rec)
 	}
+	out, err := Marshal(resp)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	w.Write(out)
 }
 
 // PeerOf returns the verified enrolment certificate of the peer that made r.

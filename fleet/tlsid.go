@@ -40,6 +40,10 @@ const (
 	tlsLifetime = 30 * 24 * time.Hour
 )
 
+// keyExchanges is the only key exchange fleet TLS offers or accepts: hybrid
+// post-quantum ML-KEM-768 with X25519.
+var keyExchanges = []tls.CurveID{tls.X25519MLKEM768}
+
 // ErrWrongPeer is returned when the peer is a trusted node, but not the one dialled.
 var ErrWrongPeer = errors.New("not the node dialled")
 
@@ -244,7 +248,8 @@ func (p *peerLeaf) check(trust Trust, now time.Time) error {
 // Each handshake runs on a copy of these settings made by GetConfigForClient, the one
 // place that learns the remote address: set ALPN names through protos, as changes to the
 // returned config (or to clones of it) do not reach the handshake.
-// CurvePreferences stays unset so that Go's default, X25519MLKEM768 first, applies.
+// The key exchange is X25519MLKEM768 only: a peer that cannot do post-quantum key
+// exchange is refused rather than quietly downgraded.
 func ServerTLSConfig(cert tls.Certificate, trust func() Trust, protos []string, onRefuse func(remote string, err error)) *tls.Config {
 	pv := NewPeerVerifier(trust)
 	verify := func(remote string) func(tls.ConnectionState) error {
@@ -257,10 +262,11 @@ func ServerTLSConfig(cert tls.Certificate, trust func() Trust, protos []string, 
 		}
 	}
 	base := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   protos,
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: keyExchanges,
+		Certificates:     []tls.Certificate{cert},
+		ClientAuth:       tls.RequireAnyClientCert,
+		NextProtos:       protos,
 	}
 	cfg := base.Clone()
 	cfg.VerifyConnection = verify("") // used only if GetConfigForClient is taken away
@@ -280,13 +286,14 @@ func ServerTLSConfig(cert tls.Certificate, trust func() Trust, protos []string, 
 // server checked as VerifyPeer does against trust(), called on each handshake (with a
 // PeerVerifier of its own, so reuse the config to save repeated checks), and, when
 // wantNode is not "", required to be that node (else the error wraps ErrWrongPeer).
-// CurvePreferences stays unset so that Go's default, X25519MLKEM768 first, applies.
+// The key exchange is X25519MLKEM768 only, as for the server.
 func ClientTLSConfig(cert tls.Certificate, trust func() Trust, protos []string, wantNode string) *tls.Config {
 	pv := NewPeerVerifier(trust)
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   protos,
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: keyExchanges,
+		Certificates:     []tls.Certificate{cert},
+		NextProtos:       protos,
 		// The server's certificate is self-signed: its identity is the enrolment
 		// certificate VerifyConnection checks, not a Web PKI chain.
 		InsecureSkipVerify: true,

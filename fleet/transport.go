@@ -140,9 +140,12 @@ func (t *Transport) DialHTTP(ctx context.Context, node, addr string) (net.Conn, 
 }
 
 func (t *Transport) dial(ctx context.Context, node, addr, proto string) (*tls.Conn, error) {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: t.advertise.IP}}
-	if t.advertise.IP.IsLoopback() != isLoopbackAddr(addr) {
-		d.LocalAddr = nil // a loopback source cannot reach another host, nor the reverse
+	// Connections leave from the listening address, so that peers see the address
+	// they know this node by; not when the node advertises another (NAT) address, nor
+	// across the loopback boundary, which a source address cannot cross.
+	d := &net.Dialer{}
+	if ip := t.ln.Addr().(*net.TCPAddr).IP; t.cfg.Advertise == "" && !ip.IsUnspecified() && ip.IsLoopback() == isLoopbackAddr(addr) {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	td := &tls.Dialer{NetDialer: d, Config: t.cfg.ClientTLS(node, proto)}
 	c, err := td.DialContext(ctx, "tcp", addr)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -263,11 +264,14 @@ func (n *Node) callPeer(ctx context.Context, p *policy.Principal, b fleet.Brain,
 		return res
 	}
 	res.envelope = env
-	body, _ := json.Marshal(remoteRequest{Envelope: env, Payload: payload})
+	body, _ := fleet.Marshal(remoteRequest{Envelope: env, Payload: payload})
 	resp, err := n.fleet.Post(ctx, peer.NodeID, peer.Addr, "/fleet/v1/invoke", body)
 	if err != nil {
 		n.log.Warn("remote call failed", "peer", peer.NodeID, "err", err)
-		res.unreachable = ctx.Err() == nil
+		// Another peer is tried only if this one never got the call: a call that may
+		// have been served must not run twice.
+		var oe *net.OpError
+		res.unreachable = ctx.Err() == nil && errors.As(err, &oe) && oe.Op == "dial"
 		res.err = &api.Error{Status: http.StatusBadGateway, Type: "api_error", Code: "remote_unreachable",
 			Message: fmt.Sprintf("brain %s: peer %s could not be reached", b.ID, peer.NodeID)}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -383,6 +387,7 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 	}
 	cert, err := n.fleet.PeerOf(r)
 	if err != nil {
+		n.refuseEnvelope("", nil, "peer identity: "+err.Error())
 		fail(http.StatusForbidden, "peer_untrusted", "peer identity: "+err.Error())
 		return
 	}
@@ -417,11 +422,6 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "envelope_forged", "the envelope's signature does not verify")
 		return
 	}
-	if err := n.replay.Check(env, n.ID(), time.Now()); err != nil {
-		n.refuseEnvelope(cert.NodeID, rq.Envelope, err.Error())
-		fail(http.StatusForbidden, "envelope_refused", err.Error())
-		return
-	}
 	if sha256Hex(rq.Payload) != env.PayloadDigest {
 		n.refuseEnvelope(cert.NodeID, rq.Envelope, "payload does not match payload_digest")
 		fail(http.StatusBadRequest, "payload_mismatch", "the payload does not match the envelope's payload_digest")
@@ -429,7 +429,19 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 	}
 	var pl remotePayload
 	if err := json.Unmarshal(rq.Payload, &pl); err != nil {
+		n.refuseEnvelope(cert.NodeID, rq.Envelope, "payload: "+err.Error())
 		fail(http.StatusBadRequest, "invalid_payload", "payload: "+err.Error())
+		return
+	}
+	if v, ok := n.fleetLog.NodeView(env.Origin); ok && v.Forked {
+		n.refuseEnvelope(cert.NodeID, rq.Envelope, "the origin's federation feed has forked")
+		fail(http.StatusForbidden, "origin_forked", "the origin's federation feed has forked: this node takes no work from it")
+		return
+	}
+	// Last, so that only a call that would be served uses up its nonce.
+	if err := n.replay.Check(env, n.ID(), time.Now()); err != nil {
+		n.refuseEnvelope(cert.NodeID, rq.Envelope, err.Error())
+		fail(http.StatusForbidden, "envelope_refused", err.Error())
 		return
 	}
 	// The origin vouches for its principal's clearance, but no higher than the
@@ -441,7 +453,13 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 			originPosture = l
 		}
 	}
-	principal := &policy.Principal{ID: env.Principal + "@" + env.Origin, Tenant: env.Tenant, Clearance: min(clearance, originPosture)}
+	// Tenants are names within an institution: another institution's "default" is not
+	// this one's, so its principals work in a tenant qualified by their root.
+	tenant := env.Tenant
+	if cert.RootID != n.id.Cert.RootID {
+		tenant += "@" + cert.RootID
+	}
+	principal := &policy.Principal{ID: env.Principal + "@" + env.Origin, Tenant: tenant, Clearance: min(clearance, originPosture)}
 	rc := &remoteCall{origin: env.Origin, envelope: rq.Envelope, call: fleet.CallHash(rq.Envelope)}
 	ctx := context.WithValue(r.Context(), remoteKey{}, rc)
 	cw := &collectWriter{}
@@ -477,8 +495,12 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 
 // refuseEnvelope audits a refused remote call.
 func (n *Node) refuseEnvelope(peer string, envelope []byte, reason string) {
+	resource := "peer/" + peer
+	if peer == "" {
+		resource = "peer/unknown"
+	}
 	rec := &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse-call", Resource: "peer/" + peer,
+		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse-call", Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-envelope"}},
 		Detail:   mustJSON(map[string]string{"reason": truncate(reason, 512)}),
 	}
@@ -491,8 +513,13 @@ func (n *Node) refuseEnvelope(peer string, envelope []byte, reason string) {
 }
 
 func writeRemote(w http.ResponseWriter, resp *remoteResponse) {
+	b, err := fleet.Marshal(resp)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	w.Write(b)
 }
 
 // truncate cuts s to at most n bytes on a character boundary.
