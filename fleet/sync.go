@@ -189,6 +189,26 @@ func (f *Fleet) Post(ctx context.Context, node, addr, path string, body []byte) 
 	return f.client(node, addr).Do(req)
 }
 
+// Get fetches path from the peer over the fleet's mutual TLS; the caller closes the
+// answer's body.
+func (f *Fleet) Get(ctx context.Context, node, addr, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return f.client(node, addr).Do(req)
+}
+
+// Peer returns what this node knows of one peer.
+func (f *Fleet) Peer(node string) (Peer, bool) {
+	for _, p := range f.Peers() {
+		if p.NodeID == node {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
 // client returns the HTTP client for one peer: connections are kept and reused.
 func (f *Fleet) client(node, addr string) *http.Client {
 	key := node + "@" + addr

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -76,8 +77,9 @@ type Transport struct {
 	httpLn   *connListener
 
 	mu      sync.Mutex
-	senders map[string]*sender // guarded by mu; by address
-	closed  bool               // guarded by mu
+	senders map[string]*sender    // guarded by mu; by address
+	conns   map[net.Conn]struct{} // guarded by mu; accepted connections the transport still owns
+	closed  bool                  // guarded by mu
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -114,6 +116,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		streamCh: make(chan net.Conn, maxStreamBacklog),
 		httpLn:   newConnListener(bound, maxHTTPBacklog),
 		senders:  map[string]*sender{},
+		conns:    map[net.Conn]struct{}{},
 		done:     make(chan struct{}),
 	}
 	t.serverTLS.Store(cfg.ServerTLS)
@@ -187,8 +190,36 @@ func (t *Transport) accept() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		go t.serveConn(c)
+		if !t.track(c) {
+			c.Close()
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveConn(c)
+		}()
 	}
+}
+
+// track registers an accepted connection so that Shutdown can close it; false once
+// the transport is shut down.
+func (t *Transport) track(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+// untrack hands a connection over (to memberlist or the HTTP server) or forgets a
+// closed one.
+func (t *Transport) untrack(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
 }
 
 // serveConn completes the handshake (the server config verifies the peer) and routes
@@ -201,23 +232,30 @@ func (t *Transport) serveConn(c net.Conn) {
 	if err != nil {
 		t.log.Debug("fleet handshake refused", "remote", c.RemoteAddr().String(), "err", err)
 		c.Close()
+		t.untrack(c)
 		return
 	}
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case ProtoPacket:
 		t.readPackets(tc)
+		t.untrack(c)
 	case ProtoStream:
+		// Until memberlist takes it, the stream is the transport's to close (Shutdown
+		// drains streamCh); after that it is memberlist's.
+		t.untrack(c)
 		select {
 		case t.streamCh <- tc:
 		case <-t.done:
 			tc.Close()
 		}
 	case ProtoHTTP:
+		t.untrack(c)
 		if !t.httpLn.put(tc) {
 			tc.Close()
 		}
 	default:
 		tc.Close()
+		t.untrack(c)
 	}
 }
 
@@ -230,10 +268,13 @@ func (t *Transport) readPackets(c *tls.Conn) {
 	if err != nil {
 		return
 	}
-	from, err := net.ResolveTCPAddr("tcp", string(hello))
+	// An IP literal and port only: a name here would make this node resolve whatever a
+	// peer wrote.
+	ap, err := netip.ParseAddrPort(string(hello))
 	if err != nil {
 		return
 	}
+	from := net.TCPAddrFromAddrPort(ap)
 	for {
 		buf, err := readFrame(r, MaxPacketSize)
 		if err != nil {
@@ -342,10 +383,14 @@ func (s *sender) run() {
 		case <-s.t.done:
 			return
 		case <-idle.C:
-			if c != nil {
-				c.Close()
-				c = nil
+			// Unused for a while: close, and leave the map unless packets raced in.
+			s.t.mu.Lock()
+			if len(s.q) == 0 && s.t.senders[s.addr] == s {
+				delete(s.t.senders, s.addr)
+				s.t.mu.Unlock()
+				return
 			}
+			s.t.mu.Unlock()
 			idle.Reset(packetIdle)
 			continue
 		case b := <-s.q:
@@ -443,8 +488,20 @@ func (t *Transport) Shutdown() error {
 	close(t.done)
 	err := t.ln.Close()
 	t.httpLn.Close()
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close() // handshaking and packet connections; their goroutines then end
+	}
+	t.mu.Unlock()
 	t.wg.Wait()
-	return err
+	for { // streams memberlist never picked up
+		select {
+		case c := <-t.streamCh:
+			c.Close()
+		default:
+			return err
+		}
+	}
 }
 
 // connListener is a net.Listener fed with connections accepted elsewhere.
