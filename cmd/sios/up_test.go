@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -32,7 +33,7 @@ type runningNode struct {
 	dir, url, adminKey string
 	fleetAddr          string // with --fleet-listen
 	cmd                *exec.Cmd
-	stderr             *strings.Builder
+	stderr             *syncBuffer
 }
 
 var (
@@ -41,12 +42,30 @@ var (
 	fleetLine = regexp.MustCompile(`fleet: listening on (\S+) \(mutual TLS\)`)
 )
 
+// syncBuffer is a process's output, safe to read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // startNode runs 'sios --data dir up --listen 127.0.0.1:0 args...' and waits until it serves.
 func startNode(t *testing.T, dir string, args ...string) *runningNode {
 	t.Helper()
 	cmd := exec.Command(siosBin, append([]string{"--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "5s"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
-	n := &runningNode{dir: dir, cmd: cmd, stderr: &strings.Builder{}}
+	n := &runningNode{dir: dir, cmd: cmd, stderr: &syncBuffer{}}
 	cmd.Stderr = n.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
