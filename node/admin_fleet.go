@@ -40,6 +40,13 @@ func (n *Node) Routes() map[string][]RouteCandidate {
 	return out
 }
 
+// AdminReplicaRequest designates or withdraws a replica through the running node.
+type AdminReplicaRequest struct {
+	Node    string `json:"node"`
+	Cadence string `json:"cadence,omitempty"`
+	Remove  bool   `json:"remove,omitempty"`
+}
+
 // errNoFleet answers fleet questions on a node that runs alone.
 var errNoFleet = errors.New("this node runs without a fleet: start it with 'sios up --fleet-listen ADDR [--join ADDR]'")
 
@@ -50,6 +57,26 @@ func (n *Node) adminFleetRoutes(mux *http.ServeMux) {
 			return
 		}
 		writeAdmin(w, n.fleet.Peers())
+	})
+	mux.HandleFunc("GET /admin/audit/replicas", func(w http.ResponseWriter, r *http.Request) {
+		writeAdmin(w, n.ReplicaStatuses())
+	})
+	mux.HandleFunc("POST /admin/audit/replicas", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminReplicaRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		c := ReplicaConfig{Node: req.Node, Cadence: req.Cadence}
+		if err := c.check(); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := n.SetReplica(c, req.Remove); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeAdmin(w, n.ReplicaStatuses())
 	})
 	mux.HandleFunc("GET /admin/fleet/routes", func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, n.Routes())

@@ -59,6 +59,12 @@ type Config struct {
 	Accreditation string `json:"accreditation,omitempty"`
 	// Join lists fleet addresses of peers to join at start (any one is enough).
 	Join []string `json:"join,omitempty"`
+	// Replicas are the peers that keep copies of this node's audit log, with the cadence
+	// at which this node tells them its checkpoint.
+	Replicas []ReplicaConfig `json:"replicas,omitempty"`
+	// ReplicateFor lists the nodes or institution roots of OTHER institutions this node
+	// keeps audit copies for when they ask; its own institution's nodes always may.
+	ReplicateFor []string `json:"replicate_for,omitempty"`
 	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
 	// erasable) audit detail; by default records hold digests only.
 	AuditPrompts bool `json:"audit_prompts,omitempty"`
@@ -108,6 +114,11 @@ func (c Config) check() error {
 	if e := c.Retention.Every; e != "" {
 		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
+		}
+	}
+	for _, r := range c.Replicas {
+		if err := r.check(); err != nil {
+			return fmt.Errorf("config replicas: %v", err)
 		}
 	}
 	if c.Accreditation != "" {

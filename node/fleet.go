@@ -24,8 +24,12 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	if n.cfg.FleetListen == "" {
 		return nil
 	}
+	n.replCtx, n.replStop = context.WithCancel(context.WithoutCancel(ctx))
+	n.repl = n.newReplication()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /fleet/v1/invoke", n.serveRemote)
+	mux.HandleFunc("POST /fleet/v1/audit/notify", n.serveNotify)
+	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", n.serveLogFile)
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.
 	join := slices.Clone(n.cfg.Join)
@@ -40,6 +44,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 		Refused: n.auditPeerRefusal, Handler: mux, Logger: n.log, Timing: n.fleetTiming,
 	})
 	if err != nil {
+		n.replStop()
 		return err
 	}
 	n.fleet = f
@@ -51,6 +56,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 			return err
 		}
 	}
+	n.repl.start()
 	n.log.Info("fleet membership started", "fleet", f.Addr(), "join", strings.Join(n.cfg.Join, ","))
 	return nil
 }

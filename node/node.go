@@ -60,9 +60,12 @@ type Node struct {
 	limits     *limiter
 	backendLvl policy.Level
 
-	feed        *fleet.Publisher   // this node's own federation feed
-	fleetLog    *fleet.Log         // the fleet-wide log
-	archive     *fleet.Archive     // the fleet-wide log on disk
+	feed        *fleet.Publisher // this node's own federation feed
+	fleetLog    *fleet.Log       // the fleet-wide log
+	archive     *fleet.Archive   // the fleet-wide log on disk
+	repl        *replication     // audit replication; nil when the node runs alone
+	replCtx     context.Context  // ends replication at shutdown
+	replStop    context.CancelFunc
 	fleet       *fleet.Fleet       // nil until Serve starts membership, and when alone
 	fleetTiming fleet.Timing       // from Options
 	replay      *fleet.ReplayGuard // envelopes already served
@@ -258,6 +261,8 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	var err3 error
 	if n.fleet != nil {
 		// Leave after the API has drained: requests in flight may still be calling peers.
+		n.replStop()
+		n.repl.wg.Wait()
 		err3 = n.fleet.Close(fleetLeaveTimeout)
 	}
 	err2 := adminSrv.Shutdown(sctx)

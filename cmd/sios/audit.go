@@ -14,7 +14,8 @@ Subcommands:
   show     print one entry
   tail     print the last entries
   prove    print an entry's receipt and its inclusion proof in the checkpoint
-  export   write an evidence bundle that verifies offline
+  export   write an evidence bundle that verifies offline (of a kept copy with --source NODEID)
+  replicas the peers keeping copies of this log, and the copies this node keeps (add, remove)
 `
 
 func runAudit(ctx context.Context, e *env, args []string) error {
@@ -23,12 +24,13 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return usageError("audit needs a subcommand")
 	}
 	subs := map[string]func(context.Context, *env, []string) error{
-		"append": runAuditAppend,
-		"verify": runAuditVerify,
-		"show":   runAuditShow,
-		"tail":   runAuditTail,
-		"prove":  runAuditProve,
-		"export": runAuditExport,
+		"append":   runAuditAppend,
+		"verify":   runAuditVerify,
+		"show":     runAuditShow,
+		"tail":     runAuditTail,
+		"prove":    runAuditProve,
+		"export":   runAuditExport,
+		"replicas": runAuditReplicas,
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(e.stdout, auditUsage)

@@ -6,10 +6,13 @@ import (
 	"fmt"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/node"
 )
 
 func runAuditExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit export", "audit export --out FILE [--from I] [--to J]")
+	fs := newFlags(e, "audit export", "audit export [--source NODEID] --out FILE [--from I] [--to J]")
+	source := fs.String("source", "", "export the copy this node keeps of another node's log")
 	out := fs.String("out", "", "write the evidence bundle to FILE (required)")
 	from := fs.Uint64("from", 0, "first index to include")
 	to := fs.Uint64("to", 0, "index after the last one to include (default: the whole log)")
@@ -23,8 +26,18 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usageError("audit export takes no arguments, got %q", args[0])
 	}
-	r, cert, err := e.openReader()
-	if err != nil {
+	var r *ledger.Reader
+	var cert *identity.Certificate
+	if *source != "" {
+		rep, c, err := node.OpenCopy(e.dataDir, *source)
+		if err != nil {
+			return err
+		}
+		if r, err = rep.Reader(); err != nil {
+			return err
+		}
+		cert = c
+	} else if r, cert, err = e.openReader(); err != nil {
 		return err
 	}
 	b, err := r.Export(ctx, *cert, *from, *to)

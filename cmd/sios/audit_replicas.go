@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sios-project/sios/node"
+)
+
+const replicasUsage = `usage: sios [--data DIR] audit replicas [--json]
+       sios [--data DIR] audit replicas add NODEID [--cadence DURATION]
+       sios [--data DIR] audit replicas remove NODEID`
+
+// runAuditReplicas lists the replicas of this node's log and the copies it keeps, or
+// designates and withdraws replicas (in the running node and its config file).
+func runAuditReplicas(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && (args[0] == "add" || args[0] == "remove") {
+		return editReplicas(ctx, e, args[0], args[1:])
+	}
+	fs := newFlags(e, "audit replicas", "audit replicas [--json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError("%s", replicasUsage)
+	}
+	var list []node.ReplicaStatus
+	if admin := node.DialAdmin(e.dataDir); admin != nil {
+		if err := admin.Do(ctx, "GET", "/admin/audit/replicas", nil, &list); err != nil {
+			return err
+		}
+	} else {
+		cfg, err := node.LoadConfig(e.dataDir)
+		if err != nil {
+			return err
+		}
+		for _, r := range cfg.Replicas {
+			list = append(list, node.ReplicaStatus{NodeID: r.Node, Role: "replica", State: "node not running", Cadence: r.Cadence})
+		}
+	}
+	if list == nil {
+		list = []node.ReplicaStatus{}
+	}
+	if *asJSON {
+		return printJSON(e.stdout, list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(e.stdout, "no replicas designated and no copies kept: 'sios audit replicas add NODEID' designates one")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tSIZE\tLAG\tLAST VERIFIED\tSTATE")
+	for _, r := range list {
+		state := r.State
+		if r.Error != "" {
+			state += ": " + r.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.NodeID, r.Role, r.Size, r.LagRecords, r.LastVerified, state)
+	}
+	return tw.Flush()
+}
+
+func editReplicas(ctx context.Context, e *env, verb string, args []string) error {
+	fs := newFlags(e, "audit replicas "+verb, "audit replicas "+verb+" NODEID [--cadence DURATION]")
+	cadence := fs.Duration("cadence", 0, "how often this node tells the replica its checkpoint (default 5s)")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usageError("%s", replicasUsage)
+	}
+	c := node.ReplicaConfig{Node: rest[0]}
+	if *cadence < 0 || (*cadence > 0 && verb == "remove") {
+		return usageError("--cadence must be positive, and only with add")
+	}
+	if *cadence > 0 {
+		c.Cadence = cadence.String()
+	}
+	if admin := node.DialAdmin(e.dataDir); admin != nil {
+		var list []node.ReplicaStatus
+		if err := admin.Do(ctx, "POST", "/admin/audit/replicas", node.AdminReplicaRequest{Node: c.Node, Cadence: c.Cadence, Remove: verb == "remove"}, &list); err != nil {
+			return err
+		}
+	} else if _, err := node.EditReplicas(e.dataDir, c, verb == "remove"); err != nil {
+		return err
+	}
+	if verb == "remove" {
+		fmt.Fprintf(e.stdout, "%s no longer receives this node's audit log (copies it holds stay with it)\n", c.Node)
+	} else {
+		d := node.DefaultCadence
+		if *cadence > 0 {
+			d = *cadence
+		}
+		fmt.Fprintf(e.stdout, "%s keeps a copy of this node's audit log, told every %s\n", c.Node, d.Round(time.Millisecond))
+	}
+	return nil
+}

@@ -1,0 +1,559 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/oar"
+)
+
+// Audit replication. A node names, in its configuration, the peers that hold copies of
+// its audit log and a cadence. Every cadence it tells each replica its latest
+// checkpoint (POST /fleet/v1/audit/notify); the replica fetches what it lacks from the
+// source's log files (GET /fleet/v1/audit/log/PATH, the tlog-tiles layout, served only
+// to designated replicas), verifies everything (ledger.Replica) and keeps a
+// byte-identical copy under DIR/replicas/NODEID. A fork stops replication from that
+// source and is written to the replica's own audit log.
+
+// ReplicaConfig designates a peer that keeps a copy of this node's audit log.
+type ReplicaConfig struct {
+	Node    string `json:"node"`
+	Cadence string `json:"cadence,omitempty"` // a Go duration; default DefaultCadence
+}
+
+// DefaultCadence is how often a source tells its replicas its checkpoint.
+const DefaultCadence = 5 * time.Second
+
+const (
+	// replicaBatch bounds the entries one replication step takes on (back pressure).
+	replicaBatch = 1 << 20
+	// maxLogFile bounds a log file a replica accepts from its source: the largest is an
+	// entry bundle (ledger.Replica checks each kind against its own cap).
+	maxLogFile = ledger.MaxEntryBundleSize
+)
+
+func (c ReplicaConfig) cadence() time.Duration {
+	if d, err := time.ParseDuration(c.Cadence); err == nil && d > 0 {
+		return d
+	}
+	return DefaultCadence
+}
+
+// ReplicaStatus is one line of 'sios audit replicas': a peer keeping a copy of this
+// node's log (role "replica") or a source whose copy this node keeps (role "source").
+type ReplicaStatus struct {
+	NodeID       string `json:"node_id"`
+	Role         string `json:"role"`
+	Size         uint64 `json:"size"`
+	Root         string `json:"root,omitempty"`
+	LagRecords   uint64 `json:"lag_records"`
+	LastVerified string `json:"last_verified,omitempty"`
+	State        string `json:"state"`
+	Error        string `json:"error,omitempty"`
+	Cadence      string `json:"cadence,omitempty"`
+}
+
+// notifyMsg is the body of POST /fleet/v1/audit/notify and its answer.
+type notifyMsg struct {
+	Checkpoint string `json:"checkpoint,omitempty"` // the source's latest checkpoint (request)
+	Size       uint64 `json:"size"`                 // the replica's verified size (answer)
+	Root       string `json:"root,omitempty"`
+	State      string `json:"state,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+type replication struct {
+	n   *Node
+	ctx context.Context
+	wg  sync.WaitGroup
+
+	mu      sync.Mutex
+	targets map[string]*replicaTarget // guarded by mu; replicas of this node
+	copies  map[string]*sourceCopy    // guarded by mu; copies this node keeps
+}
+
+type replicaTarget struct {
+	cfg    ReplicaConfig
+	cancel context.CancelFunc
+	status ReplicaStatus // guarded by replication.mu
+}
+
+type sourceCopy struct {
+	rep      *ledger.Replica
+	running  bool   // an update is in progress; guarded by replication.mu
+	again    bool   // a notification came during it; guarded by replication.mu
+	notified uint64 // size of the latest checkpoint the source announced; guarded
+	status   ReplicaStatus
+}
+
+// ReplicasDir is where a node keeps copies of other nodes' audit logs.
+func ReplicasDir(dataDir string) string { return filepath.Join(dataDir, "replicas") }
+
+// newReplication prepares replication; its handlers may run as soon as the fleet
+// listens, its notifications start with start.
+func (n *Node) newReplication() *replication {
+	return &replication{n: n, ctx: n.replCtx, targets: map[string]*replicaTarget{}, copies: map[string]*sourceCopy{}}
+}
+
+func (r *replication) start() {
+	for _, c := range r.n.cfg.Replicas {
+		r.addTarget(c)
+	}
+}
+
+func (r *replication) addTarget(c ReplicaConfig) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.targets[c.Node]; old != nil {
+		old.cancel()
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	t := &replicaTarget{cfg: c, cancel: cancel, status: ReplicaStatus{NodeID: c.Node, Role: "replica", State: "starting", Cadence: c.cadence().String()}}
+	r.targets[c.Node] = t
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.notifyLoop(ctx, t)
+	}()
+}
+
+func (r *replication) removeTarget(node string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.targets[node]
+	if t == nil {
+		return false
+	}
+	t.cancel()
+	delete(r.targets, node)
+	return true
+}
+
+// notifyLoop tells one replica this node's checkpoint every cadence.
+func (r *replication) notifyLoop(ctx context.Context, t *replicaTarget) {
+	tick := time.NewTicker(t.cfg.cadence())
+	defer tick.Stop()
+	for {
+		r.notifyOnce(ctx, t)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
+	set := func(f func(s *ReplicaStatus)) {
+		r.mu.Lock()
+		f(&t.status)
+		r.mu.Unlock()
+	}
+	cp, err := os.ReadFile(filepath.Join(r.n.dataDir, "ledger", "log", "checkpoint"))
+	if err != nil {
+		set(func(s *ReplicaStatus) { s.State, s.Error = "error", "no checkpoint yet" })
+		return
+	}
+	f := r.n.fleet
+	peer, ok := f.Peer(t.cfg.Node)
+	if !ok || peer.State == fleet.StateDead || peer.Addr == "" {
+		set(func(s *ReplicaStatus) { s.State, s.Error = "unreachable", "the replica is not a live fleet member" })
+		return
+	}
+	body, _ := json.Marshal(notifyMsg{Checkpoint: string(cp)})
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := f.Post(cctx, t.cfg.Node, peer.Addr, "/fleet/v1/audit/notify", body)
+	if err != nil {
+		set(func(s *ReplicaStatus) { s.State, s.Error = "unreachable", err.Error() })
+		return
+	}
+	defer resp.Body.Close()
+	var ans notifyMsg
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
+		msg := ans.Error
+		if msg == "" {
+			msg = fmt.Sprintf("replica answered %d", resp.StatusCode)
+		}
+		set(func(s *ReplicaStatus) { s.State, s.Error = "refused", msg })
+		return
+	}
+	size := r.n.ledger.Size()
+	set(func(s *ReplicaStatus) {
+		s.Size, s.Root, s.State, s.Error = ans.Size, ans.Root, ans.State, ans.Error
+		s.LagRecords = 0
+		if size > ans.Size {
+			s.LagRecords = size - ans.Size
+		}
+		if ans.State == "ok" {
+			s.LastVerified = time.Now().UTC().Format(time.RFC3339)
+		}
+	})
+}
+
+// allowedSource says whether this node keeps a copy for node: one of its own
+// institution, or one the operator listed (by node or root id) in replicate_for.
+func (n *Node) allowedSource(cert *identity.Certificate) bool {
+	return cert.RootID == n.id.Cert.RootID || slices.Contains(n.cfg.ReplicateFor, cert.NodeID) || slices.Contains(n.cfg.ReplicateFor, cert.RootID)
+}
+
+// serveNotify is POST /fleet/v1/audit/notify: a source announces its checkpoint.
+func (n *Node) serveNotify(w http.ResponseWriter, r *http.Request) {
+	cert, err := n.fleet.PeerOf(r)
+	if err != nil {
+		writeNotify(w, http.StatusForbidden, notifyMsg{Error: "peer identity: " + err.Error()})
+		return
+	}
+	if !n.allowedSource(cert) {
+		writeNotify(w, http.StatusForbidden, notifyMsg{Error: fmt.Sprintf("this node keeps no copies for %s of institution %s (config replicate_for)", cert.NodeID, cert.RootID)})
+		return
+	}
+	var req notifyMsg
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeNotify(w, http.StatusBadRequest, notifyMsg{Error: "body: " + err.Error()})
+		return
+	}
+	pub, _, err := cert.Verify()
+	if err != nil {
+		writeNotify(w, http.StatusForbidden, notifyMsg{Error: err.Error()})
+		return
+	}
+	cp, err := ledger.ParseCheckpoint([]byte(req.Checkpoint), cert.NodeID, pub)
+	if err != nil {
+		writeNotify(w, http.StatusBadRequest, notifyMsg{Error: "checkpoint: " + err.Error()})
+		return
+	}
+	sc, err := n.repl.copyOf(cert, pub)
+	if err != nil {
+		n.log.Error("replica", "source", cert.NodeID, "err", err)
+		writeNotify(w, http.StatusInternalServerError, notifyMsg{Error: "the replica could not open its copy"})
+		return
+	}
+	n.repl.mu.Lock()
+	sc.notified = max(sc.notified, cp.Size)
+	n.repl.mu.Unlock()
+	n.repl.kick(cert.NodeID, sc)
+	n.repl.mu.Lock()
+	st := sc.status
+	n.repl.mu.Unlock()
+	writeNotify(w, http.StatusOK, notifyMsg{Size: st.Size, Root: st.Root, State: st.State, Error: st.Error})
+}
+
+func writeNotify(w http.ResponseWriter, status int, m notifyMsg) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(m)
+}
+
+// copyOf opens (once) the copy of a source's log.
+func (r *replication) copyOf(cert *identity.Certificate, pub identity.PublicKey) (*sourceCopy, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if sc := r.copies[cert.NodeID]; sc != nil {
+		return sc, nil
+	}
+	dir := filepath.Join(ReplicasDir(r.n.dataDir), cert.NodeID)
+	if err := os.MkdirAll(ReplicasDir(r.n.dataDir), 0o700); err != nil {
+		return nil, err
+	}
+	// The source's enrolment certificate, beside the copy: an evidence bundle of the
+	// copy carries it, so that it verifies without this node.
+	cb, _ := json.Marshal(cert)
+	if err := identity.ReplaceFile(dir+".cert", cb, 0o600); err != nil {
+		return nil, err
+	}
+	rep, err := ledger.OpenReplica(dir, cert.NodeID, pub)
+	if err != nil {
+		return nil, err
+	}
+	sc := &sourceCopy{rep: rep, status: ReplicaStatus{NodeID: cert.NodeID, Role: "source", Size: rep.Size(), Root: hex.EncodeToString(rep.Root()), State: "ok"}}
+	if halted, fe := rep.Halted(); halted {
+		sc.status.State, sc.status.Error = "forked", fe.Error()
+	}
+	r.copies[cert.NodeID] = sc
+	return sc, nil
+}
+
+// kick starts an update of a copy unless one runs; then it runs once more.
+func (r *replication) kick(node string, sc *sourceCopy) {
+	r.mu.Lock()
+	if sc.running {
+		sc.again = true
+		r.mu.Unlock()
+		return
+	}
+	sc.running = true
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			r.update(node, sc)
+			r.mu.Lock()
+			if !sc.again || r.ctx.Err() != nil {
+				sc.running = false
+				r.mu.Unlock()
+				return
+			}
+			sc.again = false
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// update brings a copy up to its source's checkpoint, verifying everything.
+func (r *replication) update(node string, sc *sourceCopy) {
+	if halted, _ := sc.rep.Halted(); halted {
+		return
+	}
+	f := r.n.fleet
+	peer, ok := f.Peer(node)
+	if !ok || peer.Addr == "" {
+		return
+	}
+	fetch := func(ctx context.Context, path string) ([]byte, error) {
+		resp, err := f.Get(ctx, node, peer.Addr, "/fleet/v1/audit/log/"+path)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("%s: %w", path, fs.ErrNotExist)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s: source answered %d", path, resp.StatusCode)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxLogFile+1))
+		if err == nil && len(b) > maxLogFile {
+			err = fmt.Errorf("%s: more than %d bytes", path, maxLogFile)
+		}
+		return b, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Minute)
+	defer cancel()
+	_, err := sc.rep.Update(ctx, fetch, replicaBatch)
+	r.mu.Lock()
+	st := &sc.status
+	st.Size, st.Root = sc.rep.Size(), hex.EncodeToString(sc.rep.Root())
+	st.LagRecords = 0
+	if sc.notified > st.Size {
+		st.LagRecords = sc.notified - st.Size
+	}
+	var fe *ledger.ForkError
+	switch {
+	case err == nil:
+		st.State, st.Error, st.LastVerified = "ok", "", time.Now().UTC().Format(time.RFC3339)
+	case errors.As(err, &fe):
+		st.State, st.Error = "forked", fe.Error()
+	default:
+		st.State, st.Error = "error", err.Error()
+	}
+	r.mu.Unlock()
+	if fe != nil {
+		r.n.auditFork(node, fe)
+	}
+	if err != nil && fe == nil && !errors.Is(err, ledger.ErrHalted) {
+		r.n.log.Warn("replication", "source", node, "err", err)
+	}
+}
+
+// auditFork writes the alert for a source that presented another history.
+func (n *Node) auditFork(source string, fe *ledger.ForkError) {
+	detail := map[string]any{"reason": fe.Reason, "evidence": filepath.Join(ReplicasDir(n.dataDir), source, ".replica", "evidence")}
+	if _, _, err := n.audit(context.Background(), &oar.Record{
+		Actor: oar.Actor{ID: "node"}, Action: "audit.replica-fork", Resource: "node/" + source,
+		Decision: &oar.Decision{Effect: "deny", Policies: []string{"replica-consistency"}},
+		Inputs:   []oar.Digest{oar.DigestOf("old_checkpoint", fe.Old), oar.DigestOf("new_checkpoint", fe.New)},
+		Detail:   mustJSON(detail),
+	}); err != nil {
+		n.log.Error("audit replica fork", "err", err)
+	}
+	n.log.Error("replication stopped: the source presented a different history", "source", source, "reason", fe.Reason)
+}
+
+// serveLogFile is GET /fleet/v1/audit/log/PATH: this node's log files, in the
+// tlog-tiles layout, for its designated replicas only.
+func (n *Node) serveLogFile(w http.ResponseWriter, r *http.Request) {
+	cert, err := n.fleet.PeerOf(r)
+	if err != nil {
+		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	n.repl.mu.Lock()
+	_, designated := n.repl.targets[cert.NodeID]
+	n.repl.mu.Unlock()
+	if !designated {
+		http.Error(w, "this node's audit log is served only to the replicas its operator designated", http.StatusForbidden)
+		return
+	}
+	p := r.PathValue("path")
+	if !validLogPath(p) {
+		http.Error(w, "not a log file path", http.StatusBadRequest)
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", filepath.FromSlash(p)))
+	if errors.Is(err, fs.ErrNotExist) {
+		http.Error(w, "no such file", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, "read error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(b)
+}
+
+// validLogPath accepts "checkpoint" and paths under tile/ made of the characters the
+// tlog-tiles layout uses, with no empty, "." or ".." element.
+func validLogPath(p string) bool {
+	if p == "checkpoint" {
+		return true
+	}
+	if !strings.HasPrefix(p, "tile/") || len(p) > 128 {
+		return false
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == "" || el == "." || el == ".." {
+			return false
+		}
+	}
+	for _, c := range []byte(p) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '/' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// OpenCopy opens the copy this node keeps of source's log, with the source's enrolment
+// certificate, read-only use (export, verify): no node need run.
+func OpenCopy(dataDir, source string) (*ledger.Replica, *identity.Certificate, error) {
+	dir := filepath.Join(ReplicasDir(dataDir), source)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, nil, fmt.Errorf("this node keeps no copy of %s's audit log (%s)", source, dir)
+	}
+	cert, err := identity.LoadCertificate(dir + ".cert")
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, _, err := cert.Verify()
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := ledger.OpenReplica(dir, source, pub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rep, &cert, nil
+}
+
+// ReplicaStatuses lists the replicas of this node and the copies it keeps.
+func (n *Node) ReplicaStatuses() []ReplicaStatus {
+	if n.repl == nil {
+		return []ReplicaStatus{}
+	}
+	r := n.repl
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := []ReplicaStatus{}
+	for _, t := range r.targets {
+		out = append(out, t.status)
+	}
+	for _, sc := range r.copies {
+		out = append(out, sc.status)
+	}
+	slices.SortFunc(out, func(a, b ReplicaStatus) int {
+		return strings.Compare(a.Role+a.NodeID, b.Role+b.NodeID)
+	})
+	return out
+}
+
+// SetReplica designates (or, with remove, withdraws) a replica of this node's log, in
+// the running node and in its config file.
+func (n *Node) SetReplica(c ReplicaConfig, remove bool) error {
+	cfg, err := EditReplicas(n.dataDir, c, remove)
+	if err != nil {
+		return err
+	}
+	n.cfg.Replicas = cfg.Replicas
+	if n.repl == nil {
+		return nil
+	}
+	if remove {
+		n.repl.removeTarget(c.Node)
+	} else {
+		n.repl.addTarget(c)
+	}
+	return nil
+}
+
+// EditReplicas adds, replaces or removes a replica in DIR/config.json, keeping every
+// other setting as it is.
+func EditReplicas(dataDir string, c ReplicaConfig, remove bool) (Config, error) {
+	if err := c.check(); err != nil {
+		return Config{}, err
+	}
+	path := filepath.Join(dataDir, ConfigFile)
+	raw := map[string]json.RawMessage{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return Config{}, fmt.Errorf("%s: %v", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Config{}, err
+	}
+	cfg, err := LoadConfig(dataDir)
+	if err != nil {
+		return Config{}, err
+	}
+	i := slices.IndexFunc(cfg.Replicas, func(x ReplicaConfig) bool { return x.Node == c.Node })
+	switch {
+	case remove && i < 0:
+		return Config{}, fmt.Errorf("%s is not a designated replica", c.Node)
+	case remove:
+		cfg.Replicas = slices.Delete(cfg.Replicas, i, i+1)
+	case i >= 0:
+		cfg.Replicas[i] = c
+	default:
+		cfg.Replicas = append(cfg.Replicas, c)
+	}
+	if len(cfg.Replicas) == 0 {
+		delete(raw, "replicas")
+	} else {
+		raw["replicas"] = mustJSON(cfg.Replicas)
+	}
+	b, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return Config{}, err
+	}
+	return cfg, identity.ReplaceFile(path, append(b, '\n'), 0o600)
+}
+
+// check refuses a replica designation the node could not honour.
+func (c ReplicaConfig) check() error {
+	if !strings.HasPrefix(c.Node, identity.NodePrefix+"_") {
+		return fmt.Errorf("replica %q is not a node id (node_…)", c.Node)
+	}
+	if c.Cadence != "" {
+		if d, err := time.ParseDuration(c.Cadence); err != nil || d <= 0 {
+			return fmt.Errorf("replica %s: cadence %q is not a positive duration such as \"5s\"", c.Node, c.Cadence)
+		}
+	}
+	return nil
+}
