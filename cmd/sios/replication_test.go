@@ -129,7 +129,22 @@ func TestReplicationToTwoReplicas(t *testing.T) {
 	nb = startNode(t, b, "--fleet-listen", "127.0.0.1:0", "--join", na.fleetAddr)
 	caughtUp("B catches up after a restart")
 
-	na.stop(t)
+	// Kill A while it is still appending: the copies hold what they verified, and export.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cmd := exec.Command(siosBin, "--data", a, "audit", "append", "--stdin")
+		var in bytes.Buffer
+		for i := range 3000 {
+			fmt.Fprintf(&in, `{"actor":{"id":"late"},"action":"test.replicate","resource":"late/%d"}`+"\n", i)
+		}
+		cmd.Stdin = &in
+		cmd.Run() // cut short by the kill
+	}()
+	time.Sleep(300 * time.Millisecond)
+	na.cmd.Process.Kill()
+	na.cmd.Wait()
+	<-done
 	nb.stop(t)
 	nc.stop(t)
 	sizeA := logSize(t, a)
@@ -143,4 +158,70 @@ func TestReplicationToTwoReplicas(t *testing.T) {
 	if sizeA < 10800 {
 		t.Fatalf("A's log has %d entries", sizeA)
 	}
+}
+
+func TestReplicationDetectsAFork(t *testing.T) {
+	site := newInstitution(t, "a", "b")
+	a, b := site.dirs[0], site.dirs[1]
+	idA, idB := nodeIDOf(t, a), nodeIDOf(t, b)
+	ok(t, a, "audit", "replicas", "add", idB, "--cadence", "200ms")
+	appendRecords(t, a, 1000, 0)
+	backup := filepath.Join(t.TempDir(), "ledger")
+	if err := os.CopyFS(backup, os.DirFS(filepath.Join(a, "ledger"))); err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, a, 500, 1000)
+
+	na := startNode(t, a, "--fleet-listen", "127.0.0.1:0")
+	nb := startNode(t, b, "--fleet-listen", "127.0.0.1:0", "--join", na.fleetAddr)
+	copyState := func() node.ReplicaStatus {
+		for _, s := range replicaStatuses(t, b) {
+			if s.NodeID == idA && s.Role == "source" {
+				return s
+			}
+		}
+		return node.ReplicaStatus{}
+	}
+	eventually(t, 60*time.Second, "B copies A", func() (bool, string) {
+		s := copyState()
+		return s.State == "ok" && s.Size >= 1500, fmt.Sprintf("%+v", s)
+	})
+	held := copyState().Size
+
+	// A's operator restores an old copy of its ledger and writes a different history on it.
+	fleetAddr := na.fleetAddr
+	na.stop(t)
+	os.RemoveAll(filepath.Join(a, "ledger"))
+	if err := os.CopyFS(filepath.Join(a, "ledger"), os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, a, 800, 50000)
+	na = startNode(t, a, "--fleet-listen", fleetAddr)
+	eventually(t, 60*time.Second, "B detects the fork", func() (bool, string) {
+		s := copyState()
+		return s.State == "forked", fmt.Sprintf("%+v", s)
+	})
+	time.Sleep(time.Second) // more notifications: replication stays stopped
+	if s := copyState(); s.State != "forked" || s.Size != held {
+		t.Fatalf("after the fork, B's copy moved: %+v (held %d)", s, held)
+	}
+	na.stop(t)
+	nb.stop(t)
+	evidence, _ := filepath.Glob(filepath.Join(b, "replicas", idA, ".replica", "evidence", "*", "*checkpoint"))
+	if len(evidence) != 2 {
+		t.Fatalf("fork evidence kept: %v", evidence)
+	}
+	alerts := 0
+	for _, r := range ledgerRecords(t, b) {
+		if r.Action == "audit.replica-fork" && r.Resource == "node/"+idA {
+			alerts++
+		}
+	}
+	if alerts != 1 {
+		t.Fatalf("B wrote %d fork alerts, want 1", alerts)
+	}
+	// The copy as verified before the fork still exports and verifies offline.
+	bundle := filepath.Join(t.TempDir(), "copy.json")
+	ok(t, b, "audit", "export", "--source", idA, "--out", bundle)
+	ok(t, "", "audit", "verify", "--bundle", bundle)
 }
