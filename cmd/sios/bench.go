@@ -14,6 +14,7 @@ Subcommands:
   gateway  the node's overhead over calling a mock model backend directly, at a fixed rate
   memory   memory add rate, search latency over 100,000 memories, forget time
   fleet    an N-node fleet on loopback: record spread, failure detection, remote-call overhead
+  replication  audit replication between two nodes: entries/s verified, lag under a steady rate
 `
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -30,6 +31,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return runBenchMemory(ctx, e, args[1:])
 	case "fleet":
 		return runBenchFleet(ctx, e, args[1:])
+	case "replication":
+		return runBenchReplication(ctx, e, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil
