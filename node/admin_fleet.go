@@ -78,6 +78,18 @@ func (n *Node) adminFleetRoutes(mux *http.ServeMux) {
 		}
 		writeAdmin(w, n.ReplicaStatuses())
 	})
+	mux.HandleFunc("POST /admin/audit/replicas/resume", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminReplicaRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := n.ResumeCopy(req.Node); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeAdmin(w, n.ReplicaStatuses())
+	})
 	mux.HandleFunc("GET /admin/fleet/routes", func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, n.Routes())
 	})
@@ -100,4 +112,29 @@ func (n *Node) adminFleetRoutes(mux *http.ServeMux) {
 		}
 		writeAdmin(w, recs)
 	})
+}
+
+// ResumeCopy is the operator's action after a source forked: replication from it
+// resumes (the evidence stays). The copy keeps the history it verified; a source that
+// still presents the other history forks again.
+func (n *Node) ResumeCopy(source string) error {
+	if n.repl != nil {
+		n.repl.mu.Lock()
+		sc := n.repl.copies[source]
+		n.repl.mu.Unlock()
+		if sc != nil {
+			if err := sc.rep.Resume(); err != nil {
+				return err
+			}
+			n.repl.mu.Lock()
+			sc.status.State, sc.status.Error = "resumed", ""
+			n.repl.mu.Unlock()
+			return nil
+		}
+	}
+	rep, _, err := OpenCopy(n.dataDir, source)
+	if err != nil {
+		return err
+	}
+	return rep.Resume()
 }

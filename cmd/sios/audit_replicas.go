@@ -11,13 +11,35 @@ import (
 
 const replicasUsage = `usage: sios [--data DIR] audit replicas [--json]
        sios [--data DIR] audit replicas add NODEID [--cadence DURATION]
-       sios [--data DIR] audit replicas remove NODEID`
+       sios [--data DIR] audit replicas remove NODEID
+       sios [--data DIR] audit replicas resume NODEID   (after a fork: replicate from NODEID again)`
 
 // runAuditReplicas lists the replicas of this node's log and the copies it keeps, or
 // designates and withdraws replicas (in the running node and its config file).
 func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && (args[0] == "add" || args[0] == "remove") {
 		return editReplicas(ctx, e, args[0], args[1:])
+	}
+	if len(args) > 0 && args[0] == "resume" {
+		if len(args) != 2 {
+			return usageError("%s", replicasUsage)
+		}
+		if admin := node.DialAdmin(e.dataDir); admin != nil {
+			var list []node.ReplicaStatus
+			if err := admin.Do(ctx, "POST", "/admin/audit/replicas/resume", node.AdminReplicaRequest{Node: args[1]}, &list); err != nil {
+				return err
+			}
+		} else {
+			rep, _, err := node.OpenCopy(e.dataDir, args[1])
+			if err != nil {
+				return err
+			}
+			if err := rep.Resume(); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(e.stdout, "replication from %s resumes; the fork evidence stays in %s\n", args[1], node.ReplicasDir(e.dataDir))
+		return nil
 	}
 	fs := newFlags(e, "audit replicas", "audit replicas [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")

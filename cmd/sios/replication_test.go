@@ -224,4 +224,14 @@ func TestReplicationDetectsAFork(t *testing.T) {
 	bundle := filepath.Join(t.TempDir(), "copy.json")
 	ok(t, b, "audit", "export", "--source", idA, "--out", bundle)
 	ok(t, "", "audit", "verify", "--bundle", bundle)
+	// The operator acts: replication may resume; the evidence stays.
+	ok(t, b, "audit", "replicas", "resume", idA)
+	if rep, _, err := node.OpenCopy(b, idA); err != nil {
+		t.Fatal(err)
+	} else if halted, _ := rep.Halted(); halted {
+		t.Fatal("still halted after resume")
+	}
+	if again, _ := filepath.Glob(filepath.Join(b, "replicas", idA, ".replica", "evidence", "*", "*checkpoint")); len(again) != 2 {
+		t.Fatal("resume removed the evidence")
+	}
 }
