@@ -16,6 +16,7 @@ Subcommands:
   prove    print an entry's receipt and its inclusion proof in the checkpoint
   export   write an evidence bundle that verifies offline (of a kept copy with --source NODEID)
   replicas the peers keeping copies of this log, and the copies this node keeps (add, remove)
+  compare  prove two copies of a log identical up to their common size (--bundle A --bundle B, or --peer NODEID --with DIR2)
 `
 
 func runAudit(ctx context.Context, e *env, args []string) error {
@@ -31,6 +32,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		"prove":    runAuditProve,
 		"export":   runAuditExport,
 		"replicas": runAuditReplicas,
+		"compare":  runAuditCompare,
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(e.stdout, auditUsage)
