@@ -129,6 +129,22 @@ func (r *Reader) InclusionProof(ctx context.Context, i uint64) ([][]byte, error)
 	return pb.InclusionProof(ctx, i)
 }
 
+// ConsistencyProof is the RFC 6962 consistency proof from the tree of the first from
+// entries to the checkpoint's tree (empty when from is 0 or the checkpoint's size).
+func (r *Reader) ConsistencyProof(ctx context.Context, from uint64) ([][]byte, error) {
+	if from > r.cp.Size {
+		return nil, fmt.Errorf("size %d is beyond the log's %d entries", from, r.cp.Size)
+	}
+	if from == 0 || from == r.cp.Size {
+		return [][]byte{}, nil
+	}
+	pb, err := r.store.proofBuilder(ctx, r.cp.Size)
+	if err != nil {
+		return nil, err
+	}
+	return pb.ConsistencyProof(ctx, from, r.cp.Size)
+}
+
 // VerifyResult summarises a successful verification.
 type VerifyResult struct {
 	Entries  uint64 `json:"entries"`

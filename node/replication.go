@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +22,8 @@ import (
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/witness"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Audit replication. A node names, in its configuration, the peers that hold copies of
@@ -29,6 +33,15 @@ import (
 // to designated replicas), verifies everything (ledger.Replica) and keeps a
 // byte-identical copy under DIR/replicas/NODEID. A fork stops replication from that
 // source and is written to the replica's own audit log.
+//
+// Witnessing: a replica is a witness (package witness) of every source it keeps a copy
+// of. After each verified update it cosigns the checkpoint its copy holds
+// (cosignature/v1, its node's Ed25519 key, name WitnessName) and returns the
+// cosignature in its notify answer; the source keeps the latest one of each replica
+// under DIR/ledger/cosignatures/ and serves its checkpoint with them
+// (GET /fleet/v1/audit/checkpoint). The witness also answers the C2SP tlog-witness
+// add-checkpoint call on the fleet API for those sources (submission prefix
+// WitnessPrefix).
 
 // ReplicaConfig designates a peer that keeps a copy of this node's audit log.
 type ReplicaConfig struct {
@@ -66,25 +79,52 @@ type ReplicaStatus struct {
 	State        string `json:"state"`
 	Error        string `json:"error,omitempty"`
 	Cadence      string `json:"cadence,omitempty"`
+	// CosignedSize is, for a replica, the size of this node's checkpoint that the
+	// replica's latest cosignature kept here is over; for a source, the size of the
+	// source's latest checkpoint this node cosigned as its witness. Cosigned says that
+	// it is this node's current checkpoint (replica) or the copy's (source).
+	CosignedSize uint64 `json:"cosigned_size"`
+	Cosigned     bool   `json:"cosigned"`
 }
 
 // notifyMsg is the body of POST /fleet/v1/audit/notify and its answer.
 type notifyMsg struct {
-	Checkpoint string `json:"checkpoint,omitempty"` // the source's latest checkpoint (request)
-	Size       uint64 `json:"size"`                 // the replica's verified size (answer)
+	// Checkpoint is, in the request, the source's latest checkpoint; in the answer, the
+	// source's checkpoint that Cosignature is over (the one the replica's copy holds).
+	Checkpoint string `json:"checkpoint,omitempty"`
+	Size       uint64 `json:"size"` // the replica's verified size (answer)
 	Root       string `json:"root,omitempty"`
 	State      string `json:"state,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Cosignature is the replica's cosignature/v1 note signature line, newline
+	// included, over Checkpoint (answer).
+	Cosignature string `json:"cosignature,omitempty"`
 }
+
+// maxCosignatureLine bounds a cosignature line a source accepts from a replica: the
+// name and base64 of key ID, time and Ed25519 signature.
+const maxCosignatureLine = 512
 
 type replication struct {
 	n   *Node
 	ctx context.Context
 	wg  sync.WaitGroup
 
+	wit        *witness.Witness // nil if it could not be set up (logged)
+	witHandler http.Handler
+
 	mu      sync.Mutex
 	targets map[string]*replicaTarget // guarded by mu; replicas of this node
 	copies  map[string]*sourceCopy    // guarded by mu; copies this node keeps
+	cosigs  map[string]*cosignature   // guarded by mu; by replica, of this node's log
+}
+
+// cosignature is a replica's latest cosignature of this node's checkpoint.
+type cosignature struct {
+	size       uint64
+	body       string // the checkpoint's note text
+	checkpoint []byte // the checkpoint as this node signed it
+	line       []byte // the replica's signature line
 }
 
 type replicaTarget struct {
@@ -99,15 +139,86 @@ type sourceCopy struct {
 	again    bool   // a notification came during it; guarded by replication.mu
 	notified uint64 // size of the latest checkpoint the source announced; guarded
 	status   ReplicaStatus
+	cosigned []byte // the copy's checkpoint as this node's witness cosigned it; guarded
+	cosig    []byte // that cosignature line; guarded
 }
 
 // ReplicasDir is where a node keeps copies of other nodes' audit logs.
 func ReplicasDir(dataDir string) string { return filepath.Join(dataDir, "replicas") }
 
+// WitnessDir is where a node's witness keeps the latest checkpoint it cosigned of each
+// log (package witness).
+func WitnessDir(dataDir string) string { return filepath.Join(dataDir, "witness") }
+
+// CosignaturesDir is where a node keeps the latest cosignature of its checkpoint by
+// each replica: a file per replica node id, holding the checkpoint followed by the
+// cosignature line (a signed note).
+func CosignaturesDir(dataDir string) string { return filepath.Join(dataDir, "ledger", "cosignatures") }
+
+// WitnessPrefix is the tlog-witness submission prefix of a node's witness on the fleet
+// API: add-checkpoint is POST https://<fleet address>/fleet/v1/witness/add-checkpoint.
+const WitnessPrefix = "/fleet/v1/witness"
+
+// WitnessName is the cosigner name of a node's witness: the key name of its
+// cosignatures.
+func WitnessName(nodeID string) string { return "sios/witness/" + nodeID }
+
 // newReplication prepares replication; its handlers may run as soon as the fleet
 // listens, its notifications start with start.
 func (n *Node) newReplication() *replication {
-	return &replication{n: n, ctx: n.replCtx, targets: map[string]*replicaTarget{}, copies: map[string]*sourceCopy{}}
+	r := &replication{n: n, ctx: n.replCtx, targets: map[string]*replicaTarget{}, copies: map[string]*sourceCopy{}, cosigs: map[string]*cosignature{}}
+	signer, err := witness.NewSigner(WitnessName(n.ID()), n.id.Key.Ed25519())
+	if err == nil {
+		r.wit, err = witness.New(WitnessDir(n.dataDir), signer)
+	}
+	if err != nil {
+		n.log.Error("witness: this node cosigns no checkpoints", "err", err)
+	} else {
+		r.witHandler = http.StripPrefix(WitnessPrefix, witness.Handler(r.wit))
+		r.witnessCopies()
+	}
+	r.loadCosignatures()
+	return r
+}
+
+// witnessCopies makes the witness know the sources whose copies this node keeps, so
+// that add-checkpoint serves them before they next notify.
+func (r *replication) witnessCopies() {
+	certs, _ := filepath.Glob(filepath.Join(ReplicasDir(r.n.dataDir), identity.NodePrefix+"_*.cert"))
+	for _, p := range certs {
+		cert, err := identity.LoadCertificate(p)
+		if err != nil {
+			r.n.log.Warn("witness", "certificate", p, "err", err)
+			continue
+		}
+		if pub, _, err := cert.Verify(); err != nil {
+			r.n.log.Warn("witness", "certificate", p, "err", err)
+		} else {
+			r.witnessLog(cert.NodeID, pub)
+		}
+	}
+}
+
+// witnessLog makes the witness know the log of source.
+func (r *replication) witnessLog(source string, pub identity.PublicKey) {
+	if r.wit == nil {
+		return
+	}
+	origin := ledger.Origin(source)
+	ed, ml := pub.NoteVerifiers(origin)
+	if err := r.wit.AddLog(origin, ed, ml); err != nil {
+		r.n.log.Error("witness", "source", source, "err", err)
+	}
+}
+
+// serveAddCheckpoint is POST WitnessPrefix/add-checkpoint: the C2SP tlog-witness call,
+// for the logs this node keeps copies of.
+func (n *Node) serveAddCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if n.repl.witHandler == nil {
+		http.Error(w, "this node's witness is not available", http.StatusServiceUnavailable)
+		return
+	}
+	n.repl.witHandler.ServeHTTP(w, r)
 }
 
 func (r *replication) start() {
@@ -193,6 +304,11 @@ func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 		set(func(s *ReplicaStatus) { s.State, s.Error = "refused", msg })
 		return
 	}
+	if ans.Cosignature != "" {
+		if err := r.collect(t.cfg.Node, ans); err != nil {
+			r.n.log.Warn("cosignature refused", "replica", t.cfg.Node, "err", err)
+		}
+	}
 	size := r.n.ledger.Size()
 	set(func(s *ReplicaStatus) {
 		s.Size, s.Root, s.State, s.Error = ans.Size, ans.Root, ans.State, ans.Error
@@ -204,6 +320,127 @@ func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 			s.LastVerified = time.Now().UTC().Format(time.RFC3339)
 		}
 	})
+}
+
+// collect keeps a replica's cosignature of this node's checkpoint, once the checkpoint
+// proves to be this node's and the cosignature verifies with the replica's key under
+// its witness name. A cosignature of a smaller checkpoint than the one kept is dropped.
+func (r *replication) collect(replica string, ans notifyMsg) error {
+	cp, err := ledger.ParseCheckpoint([]byte(ans.Checkpoint), r.n.ID(), r.n.id.Public())
+	if err != nil {
+		return fmt.Errorf("the checkpoint it cosigned is not this node's: %v", err)
+	}
+	line := ans.Cosignature
+	if len(line) > maxCosignatureLine || !strings.HasPrefix(line, "— "+WitnessName(replica)+" ") || strings.Index(line, "\n") != len(line)-1 {
+		return fmt.Errorf("the cosignature is not one signature line of %s", WitnessName(replica))
+	}
+	key, ok := r.n.fleetLog.Key(replica)
+	if !ok {
+		return errors.New("the fleet log holds no key of the replica")
+	}
+	v, err := witness.NewVerifier(WitnessName(replica), key.Ed25519)
+	if err != nil {
+		return err
+	}
+	signed := append(slices.Clone(cp.Raw), line...)
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		return fmt.Errorf("the cosignature does not verify: %v", err)
+	}
+	c := &cosignature{size: cp.Size, body: n.Text, checkpoint: cp.Raw, line: []byte(line)}
+	r.mu.Lock()
+	old := r.cosigs[replica]
+	if old != nil && old.size > c.size {
+		r.mu.Unlock()
+		return nil
+	}
+	r.cosigs[replica] = c
+	r.mu.Unlock()
+	if old != nil && old.body == c.body {
+		return nil // the same checkpoint: the newer time is kept in memory only
+	}
+	if err := os.MkdirAll(CosignaturesDir(r.n.dataDir), 0o700); err != nil {
+		return err
+	}
+	return identity.ReplaceFile(filepath.Join(CosignaturesDir(r.n.dataDir), replica), signed, 0o600)
+}
+
+// loadCosignatures reads the cosignatures this node kept of its checkpoints.
+func (r *replication) loadCosignatures() {
+	files, _ := filepath.Glob(filepath.Join(CosignaturesDir(r.n.dataDir), identity.NodePrefix+"_*"))
+	for _, p := range files {
+		replica := filepath.Base(p)
+		raw, err := os.ReadFile(p)
+		if err != nil || len(raw) > ledger.MaxCheckpointSize+maxCosignatureLine {
+			r.n.log.Warn("cosignatures", "file", p, "err", err)
+			continue
+		}
+		prefix := []byte("\n— " + WitnessName(replica) + " ")
+		i := bytes.LastIndex(raw, prefix)
+		if i < 0 {
+			r.n.log.Warn("cosignatures", "file", p, "err", "no cosignature line of "+WitnessName(replica))
+			continue
+		}
+		cp, err := ledger.ParseCheckpoint(raw[:i+1], r.n.ID(), r.n.id.Public())
+		if err != nil {
+			r.n.log.Warn("cosignatures", "file", p, "err", err)
+			continue
+		}
+		body, _, _ := strings.Cut(string(cp.Raw), "\n\n")
+		r.cosigs[replica] = &cosignature{size: cp.Size, body: body + "\n", checkpoint: cp.Raw, line: raw[i+1:]}
+	}
+}
+
+// CosignedCheckpoint is this node's newest checkpoint that replicas cosigned, with
+// their cosignatures appended as signature lines; this node's current checkpoint when
+// none did.
+func (n *Node) CosignedCheckpoint() ([]byte, error) {
+	if n.repl != nil {
+		if b := n.repl.cosignedCheckpoint(); b != nil {
+			return b, nil
+		}
+	}
+	return os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", "checkpoint"))
+}
+
+func (r *replication) cosignedCheckpoint() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var newest *cosignature
+	for _, c := range r.cosigs {
+		if newest == nil || c.size > newest.size {
+			newest = c
+		}
+	}
+	if newest == nil {
+		return nil
+	}
+	out := slices.Clone(newest.checkpoint)
+	for _, id := range slices.Sorted(maps.Keys(r.cosigs)) {
+		if c := r.cosigs[id]; c.body == newest.body {
+			out = append(out, c.line...)
+		}
+	}
+	return out
+}
+
+// serveCheckpoint is GET /fleet/v1/audit/checkpoint: CosignedCheckpoint, for any peer.
+func (n *Node) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
+	if _, err := n.fleet.PeerOf(r); err != nil {
+		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	b, err := n.CosignedCheckpoint()
+	if errors.Is(err, fs.ErrNotExist) {
+		http.Error(w, "this node has no checkpoint yet", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		http.Error(w, "read error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(b)
 }
 
 // allowedSource says whether this node keeps a copy for node: one of its own
@@ -249,9 +486,9 @@ func (n *Node) serveNotify(w http.ResponseWriter, r *http.Request) {
 	n.repl.mu.Unlock()
 	n.repl.kick(cert.NodeID, sc)
 	n.repl.mu.Lock()
-	st := sc.status
+	st, cosigned, cosig := sc.status, sc.cosigned, sc.cosig
 	n.repl.mu.Unlock()
-	writeNotify(w, http.StatusOK, notifyMsg{Size: st.Size, Root: st.Root, State: st.State, Error: st.Error})
+	writeNotify(w, http.StatusOK, notifyMsg{Size: st.Size, Root: st.Root, State: st.State, Error: st.Error, Checkpoint: string(cosigned), Cosignature: string(cosig)})
 }
 
 func writeNotify(w http.ResponseWriter, status int, m notifyMsg) {
@@ -281,6 +518,7 @@ func (r *replication) copyOf(cert *identity.Certificate, pub identity.PublicKey)
 	if err != nil {
 		return nil, err
 	}
+	r.witnessLog(cert.NodeID, pub)
 	sc := &sourceCopy{rep: rep, status: ReplicaStatus{NodeID: cert.NodeID, Role: "source", Size: rep.Size(), Root: hex.EncodeToString(rep.Root()), State: "ok"}}
 	if halted, fe := rep.Halted(); halted {
 		sc.status.State, sc.status.Error = "forked", fe.Error()
@@ -364,11 +602,42 @@ func (r *replication) update(node string, sc *sourceCopy) {
 		st.State, st.Error = "error", err.Error()
 	}
 	r.mu.Unlock()
+	if err == nil {
+		r.cosignCopy(ctx, node, sc)
+	}
 	if fe != nil {
 		r.n.auditFork(node, fe)
 	}
 	if err != nil && fe == nil && !errors.Is(err, ledger.ErrHalted) {
 		r.n.log.Warn("replication", "source", node, "err", err)
+	}
+}
+
+// cosignCopy cosigns, as this node's witness, the source's checkpoint its copy holds.
+// The witness asks the copy for the consistency proof from the checkpoint it cosigned
+// before, and refuses a checkpoint smaller than that one (possible when a peer used
+// add-checkpoint with a newer one: the copy cosigns again once it catches up).
+func (r *replication) cosignCopy(ctx context.Context, node string, sc *sourceCopy) {
+	cp := sc.rep.Checkpoint()
+	if r.wit == nil || cp == nil {
+		return
+	}
+	line, err := r.wit.Cosign(ctx, cp, func(ctx context.Context, old uint64) ([][]byte, error) {
+		rd, err := sc.rep.Reader()
+		if err != nil {
+			return nil, err
+		}
+		return rd.ConsistencyProof(ctx, old)
+	})
+	var conflict *witness.ConflictError
+	switch {
+	case err == nil:
+		r.mu.Lock()
+		sc.cosigned, sc.cosig = cp, line
+		r.mu.Unlock()
+	case errors.As(err, &conflict) && conflict.Size > sc.rep.Size():
+	default:
+		r.n.log.Warn("witness: the copy's checkpoint is not cosigned", "source", node, "err", err)
 	}
 }
 
@@ -469,14 +738,27 @@ func (n *Node) ReplicaStatuses() []ReplicaStatus {
 		return []ReplicaStatus{}
 	}
 	r := n.repl
+	current, _ := os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", "checkpoint"))
+	body, _, _ := strings.Cut(string(current), "\n\n")
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	out := []ReplicaStatus{}
-	for _, t := range r.targets {
-		out = append(out, t.status)
+	for id, t := range r.targets {
+		s := t.status
+		if c := r.cosigs[id]; c != nil {
+			s.CosignedSize, s.Cosigned = c.size, c.body == body+"\n"
+		}
+		out = append(out, s)
 	}
 	for _, sc := range r.copies {
 		out = append(out, sc.status)
+	}
+	r.mu.Unlock()
+	for i, s := range out {
+		if s.Role == "source" && r.wit != nil {
+			size, root, ok := r.wit.Cosigned(ledger.Origin(s.NodeID))
+			out[i].CosignedSize = size
+			out[i].Cosigned = ok && size == s.Size && hex.EncodeToString(root) == s.Root
+		}
 	}
 	slices.SortFunc(out, func(a, b ReplicaStatus) int {
 		return strings.Compare(a.Role+a.NodeID, b.Role+b.NodeID)
