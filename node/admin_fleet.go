@@ -90,6 +90,19 @@ func (n *Node) adminFleetRoutes(mux *http.ServeMux) {
 		}
 		writeAdmin(w, n.ReplicaStatuses())
 	})
+	mux.HandleFunc("POST /admin/audit/compare", func(w http.ResponseWriter, r *http.Request) {
+		var req AdminReplicaRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		res, err := n.ComparePeer(r.Context(), req.Node)
+		if err != nil {
+			adminError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeAdmin(w, res)
+	})
 	mux.HandleFunc("GET /admin/fleet/routes", func(w http.ResponseWriter, r *http.Request) {
 		writeAdmin(w, n.Routes())
 	})

@@ -31,6 +31,8 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	mux.HandleFunc("POST /fleet/v1/audit/notify", n.serveNotify)
 	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", n.serveLogFile)
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", n.serveCheckpoint)
+	mux.HandleFunc("GET /fleet/v1/audit/consistency", n.serveConsistency)
+	mux.HandleFunc("GET /fleet/v1/audit/copy", n.serveCopyCheckpoint)
 	mux.HandleFunc("POST "+WitnessPrefix+"/add-checkpoint", n.serveAddCheckpoint) // C2SP tlog-witness
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.

@@ -14,8 +14,11 @@ import (
 )
 
 const compareUsage = `audit compare --bundle A --bundle B [--json]
+       sios [--data DIR] audit compare --peer NODEID [--json]
+         (through the running node: NODEID's log against this node's copy of it, or this
+         node's log against NODEID's copy, by a consistency proof between signed checkpoints)
        sios [--data DIR] audit compare --peer NODEID --with DIR2 [--json]
-         (DIR's copy of NODEID's log against DIR2's; either may be NODEID's own data directory)`
+         (on disk: DIR's copy of NODEID's log against DIR2's; either may be NODEID's own data directory)`
 
 // runAuditCompare proves that two copies of one node's log hold the same history up to
 // their common size, or names the first index where they diverge. It only reads: it
@@ -45,15 +48,24 @@ func runAuditCompare(ctx context.Context, e *env, args []string) error {
 		if c, err = compareBundles(bundles[0], bundles[1]); err != nil {
 			return err
 		}
-	case *peer != "":
-		if *with == "" {
-			return usageError("audit compare --peer needs --with DIR2, the data directory holding the other copy of %s's log", *peer)
+	case *peer != "" && *with == "":
+		// Across the fleet, through the running node.
+		admin := node.DialAdmin(e.dataDir)
+		if admin == nil {
+			return withHint(fmt.Errorf("no node is running on %s to ask %s", e.dataDir, *peer),
+				"start it, or compare two copies on disk with --with DIR2")
 		}
+		var res node.CompareResult
+		if err := admin.Do(ctx, "POST", "/admin/audit/compare", node.AdminReplicaRequest{Node: *peer}, &res); err != nil {
+			return err
+		}
+		c = res.Comparison()
+	case *peer != "":
 		if c, err = compareCopies(ctx, *peer, e.dataDir, *with); err != nil {
 			return err
 		}
 	default:
-		return usageError("audit compare needs --bundle A --bundle B, or --peer NODEID --with DIR2")
+		return usageError("audit compare needs --bundle A --bundle B, or --peer NODEID [--with DIR2]")
 	}
 	if *asJSON {
 		out := map[string]any{"identical": c.Identical, "common_size": c.CommonSize, "root": nil,

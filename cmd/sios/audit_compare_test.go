@@ -103,8 +103,8 @@ func TestAuditCompareBundles(t *testing.T) {
 	})
 	t.Run("usage", func(t *testing.T) {
 		fails(t, 2, "", []string{"audit", "compare", "--bundle", full}, "exactly two --bundle")
-		fails(t, 2, "", []string{"audit", "compare"}, "needs --bundle A --bundle B, or --peer NODEID --with DIR2")
-		fails(t, 2, "", []string{"audit", "compare", "--peer", "x"}, "needs --with DIR2")
+		fails(t, 2, "", []string{"audit", "compare"}, "needs --bundle A --bundle B, or --peer NODEID [--with DIR2]")
+		fails(t, 1, filepath.Join(t.TempDir(), "none"), []string{"audit", "compare", "--peer", "x"}, "no node is running")
 	})
 }
 

@@ -123,6 +123,14 @@ func TestReplicationToTwoReplicas(t *testing.T) {
 		t.Fatalf("B does not report its copy of A: %+v", replicaStatuses(t, b))
 	}
 
+	// audit compare across the fleet, from both sides: one history, proven.
+	for _, tc := range []struct{ dir, peer string }{{a, idB}, {a, idC}, {b, idA}, {c, idA}} {
+		out := ok(t, tc.dir, "audit", "compare", "--peer", tc.peer)
+		if !strings.Contains(out, "identical up to size") {
+			t.Fatalf("compare %s with %s: %s", filepath.Base(tc.dir), tc.peer, out)
+		}
+	}
+
 	// Stop B, keep appending on A, restart B: it catches up and nothing is lost.
 	nb.stop(t)
 	appendRecords(t, a, 300, 10500)
@@ -148,6 +156,12 @@ func TestReplicationToTwoReplicas(t *testing.T) {
 	nb.stop(t)
 	nc.stop(t)
 	sizeA := logSize(t, a)
+	// All three hold the same history: B's copy against C's, and each against A's log.
+	for _, with := range []string{c, a} {
+		if out := ok(t, b, "audit", "compare", "--peer", idA, "--with", with); !strings.Contains(out, "identical up to size") {
+			t.Fatalf("B's copy against %s: %s", with, out)
+		}
+	}
 	for _, d := range []string{b, c} {
 		copyDir := filepath.Join(d, "replicas", idA)
 		sameFiles(t, filepath.Join(a, "ledger", "log"), copyDir)
