@@ -282,7 +282,14 @@ func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain) iter.S
 		defer wg.Wait()
 		defer cancel()
 		for f := range futures {
-			b := <-f
+			var b *parsedBundle
+			select {
+			case b = <-f:
+			case <-ctx.Done():
+				// The producer may have queued this future and then stopped before
+				// handing out its job: nothing will fill it.
+				return
+			}
 			if !yield(b) || b.err != nil {
 				return
 			}

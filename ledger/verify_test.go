@@ -229,3 +229,29 @@ func TestVerifyEmptyLog(t *testing.T) {
 		t.Fatalf("empty log: %+v, %v", res, err)
 	}
 }
+
+// Verify returns when its context ends, at whatever point it is in: it never waits for
+// a bundle nobody will read.
+func TestVerifyStopsWhenCancelled(t *testing.T) {
+	node := newTestNode(t)
+	dir := pristine(t, node, 3000)
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { _, err := r.Verify(ctx, false); done <- err }()
+		time.Sleep(time.Duration(i*100) * time.Microsecond)
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Verify did not return after its context was cancelled", i)
+		}
+	}
+}
