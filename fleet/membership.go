@@ -68,6 +68,9 @@ type Config struct {
 	// Refused is told about each peer refused admission (at the TLS handshake, or a
 	// gossiped member whose identity does not verify). It must not block for long.
 	Refused func(Refusal)
+	// AllowPeer, if set, is consulted before every connection to or from a peer address
+	// (see TransportConfig.AllowPeer).
+	AllowPeer func(addr string) error
 	// Handler serves the rest of the fleet API (paths under /fleet/v1/ other than sync).
 	Handler http.Handler
 	Logger  *slog.Logger
@@ -144,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	f.tr, err = NewTransport(TransportConfig{
 		Listen: cfg.Listen, Advertise: cfg.Advertise, Logger: cfg.Logger,
 		ServerTLS: ServerTLSConfig(f.cert, cfg.Trust, Protos, f.refusedHandshake),
-		ClientTLS: f.clientTLS,
+		ClientTLS: f.clientTLS, AllowPeer: cfg.AllowPeer,
 	})
 	if err != nil {
 		return nil, err

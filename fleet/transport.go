@@ -56,6 +56,10 @@ type TransportConfig struct {
 	// ClientTLS returns the configuration for dialling node ("" when the node is not
 	// known yet, as for a join address) with ALPN name proto.
 	ClientTLS func(node, proto string) *tls.Config
+	// AllowPeer, if set, decides before any connection is made whether a peer address
+	// (host:port to dial, or an inbound connection's remote address) may be used; an
+	// error refuses it. It is called often and must be quick.
+	AllowPeer func(addr string) error
 	Logger    *slog.Logger
 }
 
@@ -143,6 +147,12 @@ func (t *Transport) DialHTTP(ctx context.Context, node, addr string) (net.Conn, 
 }
 
 func (t *Transport) dial(ctx context.Context, node, addr, proto string) (*tls.Conn, error) {
+	if t.cfg.AllowPeer != nil {
+		if err := t.cfg.AllowPeer(addr); err != nil {
+			// A dial error, as if the peer were unreachable: no connection was attempted.
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+		}
+	}
 	// Connections leave from the listening address, so that peers see the address
 	// they know this node by; not when the node advertises another (NAT) address, nor
 	// across the loopback boundary, which a source address cannot cross.
@@ -189,6 +199,13 @@ func (t *Transport) accept() {
 			t.log.Error("fleet accept", "err", err)
 			time.Sleep(100 * time.Millisecond)
 			continue
+		}
+		if t.cfg.AllowPeer != nil {
+			if err := t.cfg.AllowPeer(c.RemoteAddr().String()); err != nil {
+				t.log.Debug("fleet connection refused", "remote", c.RemoteAddr().String(), "err", err)
+				c.Close()
+				continue
+			}
 		}
 		if !t.track(c) {
 			c.Close()

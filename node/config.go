@@ -57,6 +57,12 @@ type Config struct {
 	// what any brain here may receive and is the posture it publishes to the fleet.
 	// Default: the backends' accreditation (TOP-SECRET with the builtin backend).
 	Accreditation string `json:"accreditation,omitempty"`
+	// FleetNetworks, when set, are the only networks (CIDR prefixes such as
+	// "10.20.0.0/16", or single addresses) the node exchanges fleet traffic with: a
+	// peer address outside them is refused before any connection is made (and audited
+	// as egress.refuse), and inbound connections from outside are closed unanswered.
+	// Empty: any address a trusted peer gives (identity is proven by mutual TLS).
+	FleetNetworks []string `json:"fleet_networks,omitempty"`
 	// Join lists fleet addresses of peers to join at start (any one is enough).
 	Join []string `json:"join,omitempty"`
 	// Replicas are the peers that keep copies of this node's audit log, with the cadence
@@ -115,6 +121,9 @@ func (c Config) check() error {
 		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
 		}
+	}
+	if _, err := parseNetworks(c.FleetNetworks); err != nil {
+		return fmt.Errorf("config fleet_networks: %v", err)
 	}
 	for _, r := range c.Replicas {
 		if err := r.check(); err != nil {

@@ -2,11 +2,15 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
 )
@@ -46,6 +50,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 		Node: n.id, Publisher: n.feed, Log: n.fleetLog, Archive: n.archive, Trust: n.fleetTrust,
 		Listen: n.cfg.FleetListen, Advertise: n.cfg.FleetAdvertise, Join: join,
 		Refused: n.auditPeerRefusal, Handler: mux, Logger: n.log, Timing: n.fleetTiming,
+		AllowPeer: n.fleetNetworkGuard(),
 	})
 	if err != nil {
 		n.replStop()
@@ -103,3 +108,72 @@ func (n *Node) Fleet() *fleet.Fleet { return n.fleet }
 
 // FleetLog is the fleet-wide log as this node holds it.
 func (n *Node) FleetLog() *fleet.Log { return n.fleetLog }
+
+// parseNetworks reads fleet_networks: CIDR prefixes or single addresses.
+func parseNetworks(ss []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range ss {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR prefix (10.20.0.0/16) nor an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// fleetNetworkGuard returns the fleet's AllowPeer for fleet_networks (nil when unset).
+// A refusal is audited as egress.refuse, at most once a minute per address, so that a
+// peer retrying cannot flood the log.
+func (n *Node) fleetNetworkGuard() func(addr string) error {
+	nets, _ := parseNetworks(n.cfg.FleetNetworks) // checked at Open
+	if len(nets) == 0 {
+		return nil
+	}
+	var mu sync.Mutex
+	last := map[netip.Addr]time.Time{}
+	return func(addr string) error {
+		err := allowedNetwork(nets, addr)
+		if err == nil {
+			return nil
+		}
+		ap, perr := netip.ParseAddrPort(addr)
+		mu.Lock()
+		quiet := perr == nil && time.Since(last[ap.Addr()]) < time.Minute
+		if perr == nil && !quiet {
+			if len(last) >= 4096 {
+				clear(last)
+			}
+			last[ap.Addr()] = time.Now()
+		}
+		mu.Unlock()
+		if !quiet {
+			n.auditRefusal(egress.Refusal{Network: "tcp", Address: addr, Reason: err.Error()})
+		}
+		return err
+	}
+}
+
+// allowedNetwork decides whether a fleet peer address lies in the operator's networks.
+// A pure decision: no DNS, no I/O.
+func allowedNetwork(nets []netip.Prefix, addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("is not an IP address and port: with fleet_networks set, peers are reached by address, never by a name to resolve")
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range nets {
+		if p.Contains(ip) {
+			return nil
+		}
+	}
+	shown := make([]string, 0, len(nets))
+	for _, p := range nets {
+		shown = append(shown, p.String())
+	}
+	return fmt.Errorf("is outside the fleet networks (fleet_networks: %s)", strings.Join(shown, ", "))
+}

@@ -518,3 +518,38 @@ func TestDemoFleet(t *testing.T) {
 	ok(t, filepath.Join(dir, "lab-c"), "audit", "verify")
 	fails(t, 1, "", []string{"demo", "fleet", "--dir", dir}, "not empty")
 }
+
+// A node whose operator restricts fleet traffic to 127.0.0.2 never connects to a peer on
+// 127.0.0.1, though the peer is of its own institution: the dial is refused before it
+// is made, and audited.
+func TestFleetNetworksRefuseAnOutsidePeer(t *testing.T) {
+	site := newInstitution(t, "a", "d")
+	a, d := site.dirs[0], site.dirs[1]
+	os.WriteFile(filepath.Join(d, "config.json"), []byte(`{"fleet_networks": ["127.0.0.2/32"]}`), 0o600)
+	na := startNode(t, a, "--fleet-listen", "127.0.0.1:0")
+	nd := startNode(t, d, "--fleet-listen", "127.0.0.2:0", "--join", na.fleetAddr)
+	idD := nodeIDOf(t, d)
+	eventually(t, 10*time.Second, "D audits the refused dial", func() (bool, string) {
+		out := ok(t, d, "audit", "tail", "-n", "20")
+		return strings.Contains(out, "egress.refuse") && strings.Contains(out, na.fleetAddr), out
+	})
+	if peerState(peersOf(t, a), idD) == fleet.StateAlive {
+		t.Fatal("A admitted D, which may not reach it")
+	}
+	nd.stop(t)
+	na.stop(t)
+	for _, r := range ledgerRecords(t, a) {
+		if strings.HasPrefix(r.Action, "fleet.") {
+			t.Fatalf("A saw D's traffic: %s %s", r.Action, r.Resource)
+		}
+	}
+	var refusal *oar.Record
+	for _, r := range ledgerRecords(t, d) {
+		if r.Action == "egress.refuse" {
+			refusal = r
+		}
+	}
+	if refusal == nil || !bytes.Contains(refusal.Detail, []byte("fleet_networks")) {
+		t.Fatalf("refusal record: %+v", refusal)
+	}
+}
