@@ -63,6 +63,10 @@ type Config struct {
 	// as egress.refuse), and inbound connections from outside are closed unanswered.
 	// Empty: any address a trusted peer gives (identity is proven by mutual TLS).
 	FleetNetworks []string `json:"fleet_networks,omitempty"`
+	// PeerRequestsPerMinute is the rate of remote calls from all peers together that
+	// this node serves (default 6000); it is stated in the node's limits record, and
+	// calls beyond it are answered 429.
+	PeerRequestsPerMinute int `json:"peer_requests_per_minute,omitempty"`
 	// Join lists fleet addresses of peers to join at start (any one is enough).
 	Join []string `json:"join,omitempty"`
 	// Replicas are the peers that keep copies of this node's audit log, with the cadence
@@ -121,6 +125,9 @@ func (c Config) check() error {
 		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
 		}
+	}
+	if c.PeerRequestsPerMinute < 0 {
+		return fmt.Errorf("config peer_requests_per_minute: %d is negative", c.PeerRequestsPerMinute)
 	}
 	if _, err := parseNetworks(c.FleetNetworks); err != nil {
 		return fmt.Errorf("config fleet_networks: %v", err)

@@ -16,7 +16,8 @@ import (
 func FeedDir(dataDir string) string { return filepath.Join(dataDir, "fleet", "feed") }
 
 // publishFeed brings the node's own federation feed up to date with what it is now:
-// its posture (the backend accreditation), the brains it offers and its audit schema.
+// its posture (the backend accreditation), the brains it offers, its audit schema and
+// the rate of peers' calls it serves.
 // A record is appended only when what it states changed, so restarts add nothing.
 func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 	p, err := fleet.OpenPublisher(FeedDir(n.dataDir), n.id, now)
@@ -41,6 +42,7 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 		{fleet.KindPosture, fleet.PostureBody{Classification: posture}},
 		{fleet.KindBrains, brains},
 		{fleet.KindAudit, fleet.AuditBody{Schema: oar.Version}},
+		{fleet.KindLimits, fleet.LimitsBody{RequestsPerMinute: uint64(n.cfg.PeerRequestsPerMinute)}},
 	} {
 		b, err := json.Marshal(want.body)
 		if err != nil {

@@ -99,6 +99,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.cfg.PrincipalBurst == 0 {
 		n.cfg.PrincipalBurst = DefaultPrincipalBurst
 	}
+	if n.cfg.PeerRequestsPerMinute == 0 {
+		n.cfg.PeerRequestsPerMinute = DefaultPeerRequestsPerMinute
+	}
 	if err := n.cfg.check(); err != nil {
 		return nil, err
 	}

@@ -13,7 +13,10 @@ import (
 const (
 	DefaultPrincipalPerMinute = 600
 	DefaultPrincipalBurst     = 100
-	maxBuckets                = 100_000 // buckets kept before idle ones are dropped
+	// DefaultPeerRequestsPerMinute is the rate of calls from peers a node serves (and
+	// states in its limits record) unless configured.
+	DefaultPeerRequestsPerMinute = 6000
+	maxBuckets                   = 100_000 // buckets kept before idle ones are dropped
 )
 
 type bucket struct {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -436,6 +437,13 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 	if v, ok := n.fleetLog.NodeView(env.Origin); ok && v.Forked {
 		n.refuseEnvelope(cert.NodeID, rq.Envelope, "the origin's federation feed has forked")
 		fail(http.StatusForbidden, "origin_forked", "the origin's federation feed has forked: this node takes no work from it")
+		return
+	}
+	// The rate this node states in its limits record, for all peers together.
+	if ok, wait := n.limits.take("fleet/peers", n.cfg.PeerRequestsPerMinute, max(1, n.cfg.PeerRequestsPerMinute/10)); !ok {
+		n.refuseEnvelope(cert.NodeID, rq.Envelope, "over the peers' rate limit")
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		fail(http.StatusTooManyRequests, "peer_rate_limited", fmt.Sprintf("this node serves at most %d calls a minute from peers (its limits record); retry after %s", n.cfg.PeerRequestsPerMinute, wait.Round(time.Millisecond)))
 		return
 	}
 	// Last, so that only a call that would be served uses up its nonce.

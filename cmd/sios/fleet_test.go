@@ -553,3 +553,33 @@ func TestFleetNetworksRefuseAnOutsidePeer(t *testing.T) {
 		t.Fatalf("refusal record: %+v", refusal)
 	}
 }
+
+// A node states the rate of peers' calls it serves in its limits record, and holds to it.
+func TestFleetPeerRateLimit(t *testing.T) {
+	site := newInstitution(t, "c", "x")
+	c, x := site.dirs[0], site.dirs[1]
+	os.WriteFile(filepath.Join(c, "config.json"), []byte(`{"peer_requests_per_minute": 1}`), 0o600)
+	nc := startNode(t, c, "--fleet-listen", "127.0.0.1:0")
+	idC := nodeIDOf(t, c)
+	certC, _ := identity.LoadCertificate(filepath.Join(c, identity.NodeCertFile))
+	_, rootPub, _ := certC.Verify()
+	px := newPeerClient(t, x, nc.fleetAddr, fleet.NewTrust(rootPub))
+	payload := []byte(`{"messages":[{"role":"user","content":"Summarise: fine."}]}`)
+	now := time.Now()
+	if out := px.call(t, px.envelope(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload), payload); out["reply"] == nil {
+		t.Fatalf("first call refused: %v", out)
+	}
+	out := px.call(t, px.envelope(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload), payload)
+	if e, _ := out["error"].(map[string]any); e == nil || e["code"] != "peer_rate_limited" || e["status"] != float64(429) {
+		t.Fatalf("second call within the minute: %v", out)
+	}
+	var limits map[string]any
+	for _, r := range decode[[]map[string]any](t, ok(t, c, "fleet", "records", "--json")) {
+		if r["kind"] == "limits" && r["node"] == idC {
+			limits = r["body"].(map[string]any)
+		}
+	}
+	if limits["requests_per_minute"] != float64(1) {
+		t.Fatalf("C's limits record: %v", limits)
+	}
+}

@@ -465,7 +465,7 @@ func TestUpPublishesTheNodesFederationFeed(t *testing.T) {
 	for _, r := range recs {
 		kinds = append(kinds, r["kind"].(string))
 	}
-	if strings.Join(kinds, ",") != "identity,posture,brains,audit" {
+	if strings.Join(kinds, ",") != "identity,posture,brains,audit,limits" {
 		t.Fatalf("feed kinds: %v", kinds)
 	}
 	// A restart with nothing changed appends nothing.
