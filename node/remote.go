@@ -282,6 +282,10 @@ func (n *Node) callPeer(ctx context.Context, p *policy.Principal, b fleet.Brain,
 		return res
 	}
 	defer resp.Body.Close()
+	var retryAfter time.Duration
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 && secs < 3600 {
+		retryAfter = time.Duration(secs) * time.Second
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxRemoteOutput+1))
 	var rr remoteResponse
 	if err == nil && len(raw) <= maxRemoteOutput {
@@ -299,7 +303,7 @@ func (n *Node) callPeer(ctx context.Context, p *policy.Principal, b fleet.Brain,
 	if rr.Reply == nil {
 		// The peer refused the envelope itself.
 		if rr.Error != nil && rr.Error.Status >= 400 {
-			res.err = &api.Error{Status: rr.Error.Status, Type: rr.Error.Type, Code: rr.Error.Code,
+			res.err = &api.Error{Status: rr.Error.Status, Type: rr.Error.Type, Code: rr.Error.Code, RetryAfter: retryAfter,
 				Message: fmt.Sprintf("peer %s refused the call: %s", peer.NodeID, rr.Error.Message)}
 			return res
 		}
@@ -329,10 +333,13 @@ func (n *Node) callPeer(ctx context.Context, p *policy.Principal, b fleet.Brain,
 		if code == "" {
 			code = "remote_error"
 		}
-		res.err = &api.Error{Status: status, Type: "", Code: code,
+		res.err = &api.Error{Status: status, Type: "", Code: code, RetryAfter: retryAfter,
 			Message: fmt.Sprintf("peer %s: %s", peer.NodeID, reply.Message)}
-		if status == http.StatusForbidden {
+		switch status {
+		case http.StatusForbidden:
 			res.err.Type = "permission_error"
+		case http.StatusTooManyRequests:
+			res.err.Type = "rate_limit_error"
 		}
 		return res
 	}
@@ -486,6 +493,9 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 			reply.Status = fleet.ReplyDenied
 		}
 		resp.Status = ae.Status
+		if ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((ae.RetryAfter+time.Second-1)/time.Second)))
+		}
 	} else {
 		out, _ := json.Marshal(remoteOutput{Content: cw.content.String(), FinishReason: cw.result.FinishReason, Usage: cw.result.Usage})
 		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(out)

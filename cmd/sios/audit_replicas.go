@@ -75,13 +75,20 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tROLE\tSIZE\tLAG\tLAST VERIFIED\tSTATE")
+	fmt.Fprintln(tw, "NODE\tROLE\tSIZE\tLAG\tCOSIGNED\tLAST VERIFIED\tSTATE")
 	for _, r := range list {
 		state := r.State
 		if r.Error != "" {
 			state += ": " + r.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.NodeID, r.Role, r.Size, r.LagRecords, r.LastVerified, state)
+		cosigned := "-"
+		if r.CosignedSize > 0 {
+			cosigned = fmt.Sprint(r.CosignedSize)
+			if r.Cosigned {
+				cosigned += " (current)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\n", r.NodeID, r.Role, r.Size, r.LagRecords, cosigned, r.LastVerified, state)
 	}
 	return tw.Flush()
 }

@@ -554,24 +554,40 @@ func TestFleetNetworksRefuseAnOutsidePeer(t *testing.T) {
 	}
 }
 
-// A node states the rate of peers' calls it serves in its limits record, and holds to it.
+// A node states the rate of peers' calls it serves in its limits record, and holds to it;
+// an origin's caller learns when to retry.
 func TestFleetPeerRateLimit(t *testing.T) {
-	site := newInstitution(t, "c", "x")
-	c, x := site.dirs[0], site.dirs[1]
+	site := newInstitution(t, "c", "x", "a")
+	c, x, a := site.dirs[0], site.dirs[1], site.dirs[2]
 	os.WriteFile(filepath.Join(c, "config.json"), []byte(`{"peer_requests_per_minute": 1}`), 0o600)
+	os.MkdirAll(filepath.Join(c, "brains"), 0o700)
+	os.WriteFile(filepath.Join(c, "brains", "tumour.yaml"), []byte(tumourBrain), 0o600)
 	nc := startNode(t, c, "--fleet-listen", "127.0.0.1:0")
+	na := startNode(t, a, "--fleet-listen", "127.0.0.1:0", "--join", nc.fleetAddr)
 	idC := nodeIDOf(t, c)
+	seesAlive(t, a, idC)
+	key := na.addPrincipal(t, "default", "alice", "SECRET")
+	ask := func() error {
+		_, err := na.client(key).Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
+			Model: "tumour-board", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Summarise: fine.")}})
+		return err
+	}
+	if err := ask(); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	ae := apiError(t, ask(), http.StatusTooManyRequests)
+	if ae.Response == nil || ae.Response.Header.Get("Retry-After") == "" || !strings.Contains(ae.Message, "peer_requests") && !strings.Contains(ae.Message, "calls a minute") {
+		t.Fatalf("the caller is not told when to retry: %s", ae.Message)
+	}
+
 	certC, _ := identity.LoadCertificate(filepath.Join(c, identity.NodeCertFile))
 	_, rootPub, _ := certC.Verify()
 	px := newPeerClient(t, x, nc.fleetAddr, fleet.NewTrust(rootPub))
 	payload := []byte(`{"messages":[{"role":"user","content":"Summarise: fine."}]}`)
 	now := time.Now()
-	if out := px.call(t, px.envelope(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload), payload); out["reply"] == nil {
-		t.Fatalf("first call refused: %v", out)
-	}
 	out := px.call(t, px.envelope(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload), payload)
 	if e, _ := out["error"].(map[string]any); e == nil || e["code"] != "peer_rate_limited" || e["status"] != float64(429) {
-		t.Fatalf("second call within the minute: %v", out)
+		t.Fatalf("a call over the limit: %v", out)
 	}
 	var limits map[string]any
 	for _, r := range decode[[]map[string]any](t, ok(t, c, "fleet", "records", "--json")) {
