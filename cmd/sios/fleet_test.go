@@ -276,6 +276,17 @@ func TestFleetRefusesAnUntrustedNode(t *testing.T) {
 	if ps := peersOf(t, a); len(ps) != 0 {
 		t.Fatalf("A admitted peers: %+v", ps)
 	}
+	// Nor can D get a brain invoked on A by calling its fleet API directly: the
+	// handshake fails before any request is read.
+	certA, _ := identity.LoadCertificate(filepath.Join(a, identity.NodeCertFile))
+	_, rootA, _ := certA.Verify()
+	pd := newPeerClient(t, d, na.fleetAddr, fleet.NewTrust(rootA))
+	if resp, err := pd.http.Post("https://"+na.fleetAddr+"/fleet/v1/invoke", "application/json", strings.NewReader(`{}`)); err == nil {
+		resp.Body.Close()
+		t.Fatalf("A answered an untrusted node's call with %d", resp.StatusCode)
+	} else if !strings.Contains(err.Error(), "bad certificate") {
+		t.Fatalf("untrusted call failed otherwise: %v", err)
+	}
 	if ps := peersOf(t, d); peerState(ps, nodeIDOf(t, a)) == fleet.StateAlive {
 		t.Fatalf("D counts A as a live peer")
 	}
