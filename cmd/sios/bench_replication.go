@@ -116,6 +116,19 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer stopB()
+	// Timed from the source's first notification, not from start-up: the wait for the
+	// first cadence tick is not replication.
+	if err := waitFor(ctx, time.Minute+2*(*cadence), func() bool {
+		for _, s := range b.ReplicaStatuses() {
+			if s.Role == "source" {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("the source never notified the replica: %v", err)
+	}
+	start = time.Now()
 	progress(e, *asJSON, "replica catching up on %d entries (every entry, seal and tile verified)", a.Ledger().Size())
 	target := a.Ledger().Size()
 	if err := waitFor(ctx, 10*time.Minute, func() bool { return copySize() >= target }); err != nil {
