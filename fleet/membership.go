@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -496,7 +497,7 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 // LocalState is this node's digest, sent in memberlist's push/pull.
 func (d *delegate) LocalState(bool) []byte {
 	f := (*Fleet)(d)
-	b, _ := jsonMarshal(stateMsg{Node: f.ID(), Addr: f.Addr(), Digest: f.cfg.Log.Digest()})
+	b, _ := Marshal(stateMsg{Node: f.ID(), Addr: f.Addr(), Digest: f.cfg.Log.Digest()})
 	return b
 }
 
@@ -506,7 +507,7 @@ func (d *delegate) LocalState(bool) []byte {
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	f := (*Fleet)(d)
 	var st stateMsg
-	if len(buf) > MaxSyncSize || jsonUnmarshal(buf, &st) != nil || st.Node == f.ID() || !validNodeID(st.Node) {
+	if len(buf) > MaxSyncSize || json.Unmarshal(buf, &st) != nil || st.Node == f.ID() || !validNodeID(st.Node) {
 		return
 	}
 	if !f.lacks(st.Digest) {

@@ -25,9 +25,6 @@ type syncMsg struct {
 	Records []json.RawMessage `json:"records,omitempty"`
 }
 
-func jsonMarshal(v any) ([]byte, error)   { return Marshal(v) }
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 // Marshal encodes v as JSON without escaping <, > and &: records, envelopes and
 // replies embedded as json.RawMessage must keep their canonical bytes, which
 // encoding/json's default HTML escaping would change.

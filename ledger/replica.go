@@ -405,14 +405,7 @@ func (r *Replica) commitLocked(s *session) error {
 			return err
 		}
 	}
-	tmp := filepath.Join(r.stagingDir(), layout.CheckpointPath)
-	if err := writeSynced(tmp, s.target.Raw); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(r.dir, layout.CheckpointPath)); err != nil {
-		return err
-	}
-	if err := identity.SyncDir(r.dir); err != nil {
+	if err := identity.ReplaceFile(filepath.Join(r.dir, layout.CheckpointPath), s.target.Raw, 0o644); err != nil {
 		return err
 	}
 	r.mu.Lock()

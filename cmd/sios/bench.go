@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"time"
+
+	"github.com/sios-project/sios/node"
 )
 
 const benchUsage = `Usage: sios bench SUBCOMMAND
@@ -53,3 +57,27 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// serveInProcess serves an opened node on a loopback port until the returned stop is
+// called; stop also closes the node. On failure the node is closed.
+func serveInProcess(ctx context.Context, n *node.Node) (addr string, stop func() error, err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		n.Close(ctx)
+		return "", nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	ready, served := make(chan struct{}), make(chan error, 1)
+	go func() { served <- n.Serve(sctx, ln, 5*time.Second, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-served:
+		cancel()
+		n.Close(ctx)
+		return "", nil, err
+	}
+	return ln.Addr().String(), func() error {
+		cancel()
+		return errors.Join(<-served, n.Close(ctx))
+	}, nil
+}

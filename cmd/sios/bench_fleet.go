@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -258,25 +256,8 @@ func benchRemoteCalls(ctx context.Context, e *env, dir string, res *fleetBenchRe
 		if err != nil {
 			return nil, "", nil, err
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			nd.Close(ctx)
-			return nil, "", nil, err
-		}
-		sctx, stop := context.WithCancel(ctx)
-		ready, served := make(chan struct{}), make(chan error, 1)
-		go func() { served <- nd.Serve(sctx, ln, 5*time.Second, func() { close(ready) }) }()
-		select {
-		case <-ready:
-		case err := <-served:
-			stop()
-			nd.Close(ctx)
-			return nil, "", nil, err
-		}
-		return nd, ln.Addr().String(), func() error {
-			stop()
-			return errors.Join(<-served, nd.Close(ctx))
-		}, nil
+		addr, stop, err := serveInProcess(ctx, nd)
+		return nd, addr, stop, err
 	}
 	progress(e, quiet, "starting two full nodes; node c offers bench-remote")
 	a, apiA, stopA, err := start(dirA, nil)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -77,23 +76,7 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 	if err := appendConcurrently(ctx, a, *records, nil); err != nil {
 		return err
 	}
-	serve := func(n *node.Node) (func() error, error) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		sctx, stop := context.WithCancel(ctx)
-		ready, served := make(chan struct{}), make(chan error, 1)
-		go func() { served <- n.Serve(sctx, ln, 5*time.Second, func() { close(ready) }) }()
-		select {
-		case <-ready:
-		case err := <-served:
-			stop()
-			return nil, err
-		}
-		return func() error { stop(); return errors.Join(<-served, n.Close(ctx)) }, nil
-	}
-	stopA, err := serve(a)
+	_, stopA, err := serveInProcess(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -111,7 +94,7 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 		return 0
 	}
 	start := time.Now()
-	stopB, err := serve(b)
+	_, stopB, err := serveInProcess(ctx, b)
 	if err != nil {
 		return err
 	}
