@@ -59,8 +59,8 @@ func (n *Node) Models(ctx context.Context, p *policy.Principal) ([]api.Model, er
 		if _, local := n.brains.Get(id); local {
 			continue
 		}
-		for _, peer := range n.fleet.Candidates(id) {
-			rb, _ := n.findRemote(id)
+		rb, _ := n.remoteBrain(id, offered[id])
+		for _, peer := range rb.peers {
 			if d := n.decidePeer(p, rb.brain, peer, policy.Official); d.Allow {
 				out = append(out, api.Model{ID: id, Kind: rb.brain.Kind, Classification: rb.brain.Classification,
 					Title: "offered by peer " + peer.NodeID, OwnedBy: peer.NodeID})

@@ -105,7 +105,11 @@ func (n *Node) findRemote(id string) (*remoteBrain, bool) {
 	if n.fleet == nil {
 		return nil, false
 	}
-	all := n.fleet.Offered()[id]
+	return n.remoteBrain(id, n.fleet.Offered()[id])
+}
+
+// remoteBrain builds what the origin knows of brain id from the peers offering it.
+func (n *Node) remoteBrain(id string, all []fleet.Peer) (*remoteBrain, bool) {
 	if len(all) == 0 {
 		return nil, false
 	}
@@ -421,7 +425,12 @@ func (n *Node) serveRemote(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "envelope_forged", "the envelope's origin is not the connecting node")
 		return
 	}
-	pub, _, err := cert.Verify()
+	// The origin's keys: from the fleet log (verified under a pinned root when its
+	// identity record was added), else from its certificate.
+	pub, ok := n.fleetLog.Key(cert.NodeID)
+	if !ok {
+		pub, _, err = cert.Verify()
+	}
 	if err == nil {
 		err = env.Verify(pub)
 	}
