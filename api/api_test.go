@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -19,24 +22,29 @@ type fakeGateway struct{}
 func (fakeGateway) Authenticate(k string) (*policy.Principal, bool) {
 	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, k == "sios_good"
 }
-func (fakeGateway) Models(context.Context, *policy.Principal) ([]Model, error) {
-	return []Model{{ID: "b"}}, nil
+
+func (fakeGateway) Models(*policy.Principal) []invoke.Model {
+	return []invoke.Model{{ID: "b"}}
 }
-func (fakeGateway) Chat(_ context.Context, _ *policy.Principal, req *ChatRequest, w ChatWriter) error {
-	if req.Model == "forbidden" {
-		return &Error{Status: 403, Type: "permission_error", Code: "policy_denied", Message: "no", Receipt: "r1"}
+
+var fakeReceipt = &oar.Receipt{Index: 7}
+
+func (fakeGateway) Chat(_ context.Context, inv *invoke.Invocation, w invoke.Sink) error {
+	if inv.Model == "forbidden" {
+		return &invoke.Error{Code: invoke.CodePolicyDenied, Message: "no", Receipt: fakeReceipt}
 	}
-	if err := w.Start(req.Model, "rcpt"); err != nil {
+	if err := w.Start(inv.Model, fakeReceipt); err != nil {
 		return err
 	}
-	text := string(req.Messages[len(req.Messages)-1].Content)
+	text := inv.Messages[len(inv.Messages)-1].Content
 	for _, word := range strings.Fields(text) {
-		w.Delta(Delta{Content: word + " "})
+		w.Delta(word + " ")
 	}
-	return w.Finish(&ChatResult{Content: text, Usage: Usage{TotalTokens: 3}})
+	return w.Finish(&invoke.Result{Content: text, Usage: backend.Usage{TotalTokens: 3}})
 }
-func (fakeGateway) Embed(context.Context, *policy.Principal, *EmbeddingRequest) (*EmbeddingResponse, string, error) {
-	return &EmbeddingResponse{Data: []Embedding{{Embedding: []float32{1}}}}, "", nil
+
+func (fakeGateway) Embed(context.Context, *invoke.Embedding) (*invoke.Embeddings, error) {
+	return &invoke.Embeddings{Vectors: [][]float32{{1}}}, nil
 }
 
 func do(t *testing.T, method, path, key, body string) (*http.Response, string) {
@@ -89,7 +97,7 @@ func TestChatValidationAndErrorShape(t *testing.T) {
 func TestChatAnswersAndStreams(t *testing.T) {
 	resp, body := do(t, "POST", "/v1/chat/completions", "sios_good",
 		`{"model":"b","messages":[{"role":"user","content":[{"type":"text","text":"hello "},{"type":"text","text":"world"}]}]}`)
-	if resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) != "rcpt" || !strings.Contains(body, `"content":"hello world"`) {
+	if resp.StatusCode != 200 || resp.Header.Get(ReceiptHeader) != EncodeReceipt(fakeReceipt) || !strings.Contains(body, `"content":"hello world"`) {
 		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 	}
 	resp, body = do(t, "POST", "/v1/chat/completions", "sios_good",

@@ -4,11 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -87,11 +90,6 @@ func (r *ChatRequest) MaxOutputTokens() int {
 	return 0
 }
 
-// Delta is a streamed piece of the answer.
-type Delta struct {
-	Content string
-}
-
 // Usage is token accounting, as OpenAI reports it.
 type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
@@ -99,14 +97,9 @@ type Usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-// ChatResult is the outcome of a chat.
-type ChatResult struct {
-	Content      string
-	FinishReason string
-	Usage        Usage
-}
-
-func (r *ChatRequest) validate() error {
+// Validate applies the API's rules to a chat request; a peer's payload passes the same
+// rules (ParsePeerPayload).
+func (r *ChatRequest) Validate() error {
 	if r.Model == "" {
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "missing_model", Param: "model",
 			Message: "model is required: a brain id, or \"auto\" for the router (GET /v1/models lists them)"}
@@ -148,15 +141,15 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, p *policy.Principa
 		return err
 	}
 	req.Classification = r.Header.Get("X-Sios-Classification")
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	cw := &chatWriter{w: w, stream: req.Stream, id: "chatcmpl-" + randomID(), created: time.Now().Unix(),
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage}
-	err := s.gw.Chat(r.Context(), p, &req, cw)
+	err := s.gw.Chat(r.Context(), req.Invocation(p), cw)
 	if err != nil && cw.started {
 		// The stream is open: report in it, in OpenAI's shape, and end it.
-		ae, ok := err.(*Error)
+		ae, ok := asError(err)
 		if !ok {
 			s.log.Error("chat failed mid-stream", "err", err)
 			ae = Errorf(http.StatusInternalServerError, "internal_error", "the node could not complete the request; see its log")
@@ -168,6 +161,37 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, p *policy.Principa
 		return nil
 	}
 	return err
+}
+
+// Invocation is the pipeline's request for this chat request, made by p.
+func (r *ChatRequest) Invocation(p *policy.Principal) *invoke.Invocation {
+	inv := &invoke.Invocation{Principal: p, Model: r.Model, Temperature: r.Temperature, Stream: r.Stream,
+		Classification: r.Classification, Messages: make([]invoke.Message, len(r.Messages))}
+	if m := r.MaxOutputTokens(); m > 0 {
+		inv.MaxTokens = &m
+	}
+	for i, m := range r.Messages {
+		inv.Messages[i] = invoke.Message{Role: m.Role, Content: string(m.Content), Name: m.Name, ToolCallID: m.ToolCallID}
+	}
+	return inv
+}
+
+// ParsePeerPayload reads a remote call's payload (the chat request a peer's principal
+// made) for brain, by exactly the rules of the API's own chat requests.
+func ParsePeerPayload(payload []byte, brain, classification string) (*ChatRequest, *Error) {
+	var req ChatRequest
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return nil, Errorf(http.StatusBadRequest, "invalid_payload", "payload: %s", jsonProblem(err))
+	}
+	req.Model, req.Classification, req.Stream = brain, classification, false
+	if err := req.Validate(); err != nil {
+		var ae *Error
+		if errors.As(err, &ae) {
+			return nil, ae
+		}
+		return nil, Errorf(http.StatusBadRequest, "invalid_payload", "payload: %v", err)
+	}
+	return &req, nil
 }
 
 // chatWriter renders a chat as one JSON response or as an SSE stream.
@@ -182,12 +206,12 @@ type chatWriter struct {
 	content strings.Builder
 }
 
-func (c *chatWriter) Start(brain, receipt string) error {
+func (c *chatWriter) Start(brain string, receipt *oar.Receipt) error {
 	c.model = brain
 	h := c.w.Header()
 	h.Set("X-Sios-Brain", brain)
-	if receipt != "" {
-		h.Set(ReceiptHeader, receipt)
+	if receipt != nil {
+		h.Set(ReceiptHeader, EncodeReceipt(receipt))
 	}
 	if !c.stream {
 		return nil
@@ -207,18 +231,18 @@ func (c *chatWriter) chunk(delta map[string]any, finish *string) map[string]any 
 	}
 }
 
-func (c *chatWriter) Delta(d Delta) error {
+func (c *chatWriter) Delta(content string) error {
 	if !c.stream {
-		c.content.WriteString(d.Content)
+		c.content.WriteString(content)
 		return nil
 	}
-	if d.Content == "" {
+	if content == "" {
 		return nil
 	}
-	return c.event(c.chunk(map[string]any{"content": d.Content}, nil))
+	return c.event(c.chunk(map[string]any{"content": content}, nil))
 }
 
-func (c *chatWriter) Finish(r *ChatResult) error {
+func (c *chatWriter) Finish(r *invoke.Result) error {
 	finish := r.FinishReason
 	if finish == "" {
 		finish = "stop"
@@ -232,7 +256,7 @@ func (c *chatWriter) Finish(r *ChatResult) error {
 			"id": c.id, "object": "chat.completion", "created": c.created, "model": c.model,
 			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": content},
 				"finish_reason": finish}},
-			"usage": r.Usage,
+			"usage": usageOf(r),
 		})
 		return nil
 	}
@@ -240,7 +264,7 @@ func (c *chatWriter) Finish(r *ChatResult) error {
 		return err
 	}
 	if c.usage {
-		u := r.Usage
+		u := usageOf(r)
 		if err := c.event(map[string]any{"id": c.id, "object": "chat.completion.chunk", "created": c.created,
 			"model": c.model, "choices": []any{}, "usage": u}); err != nil {
 			return err
@@ -275,4 +299,8 @@ func randomID() string {
 	b := make([]byte, 12)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func usageOf(r *invoke.Result) Usage {
+	return Usage{PromptTokens: r.Usage.PromptTokens, CompletionTokens: r.Usage.CompletionTokens, TotalTokens: r.Usage.TotalTokens}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -50,16 +51,16 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, p *policy.Pr
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_input", Param: "input",
 			Message: fmt.Sprintf("input must hold 1 to %d strings (MaxEmbeddingInput)", MaxEmbeddingInput)}
 	}
-	resp, receipt, err := s.gw.Embed(r.Context(), p, &req)
+	res, err := s.gw.Embed(r.Context(), &invoke.Embedding{Principal: p, Model: req.Model, Inputs: req.Inputs})
 	if err != nil {
 		return err
 	}
-	if receipt != "" {
-		w.Header().Set(ReceiptHeader, receipt)
+	if res.Receipt != nil {
+		w.Header().Set(ReceiptHeader, EncodeReceipt(res.Receipt))
 	}
-	resp.Object = "list"
-	for i := range resp.Data {
-		resp.Data[i].Object, resp.Data[i].Index = "embedding", i
+	resp := EmbeddingResponse{Object: "list", Model: res.Model, Usage: Usage{PromptTokens: res.Usage, TotalTokens: res.Usage}}
+	for i, v := range res.Vectors {
+		resp.Data = append(resp.Data, Embedding{Object: "embedding", Index: i, Embedding: v})
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil

@@ -1,16 +1,23 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/oar"
 )
 
-// Error is an API error: the status, and what the caller may see. Handlers return it
-// and writeError turns it into OpenAI's error shape in one place. Internal detail
-// (paths, backend addresses, stack) never goes into Message.
+// Error is an error of the API layer itself (authentication, a body that does not
+// decode or validate): the status, and what the caller may see. The pipeline's
+// outcomes (*invoke.Error) are rendered through StatusOf. Handlers return either, and
+// writeError turns it into OpenAI's error shape in one place. Internal detail (paths,
+// backend addresses, stack) never goes into Message.
 type Error struct {
 	Status     int
 	Type       string // OpenAI error type, e.g. invalid_request_error
@@ -18,7 +25,7 @@ type Error struct {
 	Message    string
 	Param      string
 	RetryAfter time.Duration // for 429
-	Receipt    string        // X-Sios-Receipt of the audit record of a refusal
+	Receipt    *oar.Receipt  // the audit record of a refusal
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
@@ -26,6 +33,70 @@ func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Cod
 // Errorf builds an Error.
 func Errorf(status int, code, format string, a ...any) *Error {
 	return &Error{Status: status, Type: errorType(status), Code: code, Message: fmt.Sprintf(format, a...)}
+}
+
+// statuses maps each pipeline outcome to its HTTP status. A code missing here (a peer's
+// newer code) is a 502: the failure was elsewhere.
+var statuses = map[invoke.Code]int{
+	invoke.CodeInvalidRequest:        http.StatusBadRequest,
+	invoke.CodeInvalidClassification: http.StatusBadRequest,
+	invoke.CodeInvalidMemory:         http.StatusBadRequest,
+	invoke.CodeModelNotFound:         http.StatusNotFound,
+	invoke.CodeUnknownSubject:        http.StatusNotFound,
+	invoke.CodePolicyDenied:          http.StatusForbidden,
+	invoke.CodeRateLimited:           http.StatusTooManyRequests,
+	invoke.CodePeerRateLimited:       http.StatusTooManyRequests,
+	invoke.CodeEgressRefused:         http.StatusBadGateway,
+	invoke.CodeTimeBudget:            http.StatusGatewayTimeout,
+	invoke.CodeAuditFailed:           http.StatusServiceUnavailable,
+	invoke.CodeBackendMisconfigured:  http.StatusBadGateway,
+	invoke.CodeNoModel:               http.StatusBadGateway,
+	invoke.CodeBackendError:          http.StatusBadGateway,
+	invoke.CodeBackendUnavailable:    http.StatusBadGateway,
+	invoke.CodeRemoteUnavailable:     http.StatusServiceUnavailable,
+	invoke.CodeRemoteUnreachable:     http.StatusBadGateway,
+	invoke.CodeRemoteTimeout:         http.StatusGatewayTimeout,
+	invoke.CodeRemoteInvalidReply:    http.StatusBadGateway,
+	invoke.CodeRemoteError:           http.StatusBadGateway,
+	invoke.CodePeerUntrusted:         http.StatusForbidden,
+	invoke.CodeMalformedCall:         http.StatusBadRequest,
+	invoke.CodeInvalidEnvelope:       http.StatusBadRequest,
+	invoke.CodeEnvelopeForged:        http.StatusForbidden,
+	invoke.CodePayloadMismatch:       http.StatusBadRequest,
+	invoke.CodeInvalidPayload:        http.StatusBadRequest,
+	invoke.CodeOriginForked:          http.StatusForbidden,
+	invoke.CodeEnvelopeRefused:       http.StatusForbidden,
+	invoke.CodeInternal:              http.StatusInternalServerError,
+}
+
+// StatusOf is the HTTP status and OpenAI error type of a pipeline outcome.
+func StatusOf(c invoke.Code) (status int, typ string) {
+	status, ok := statuses[c]
+	if !ok {
+		status = http.StatusBadGateway
+	}
+	return status, errorType(status)
+}
+
+// fromOutcome renders a pipeline outcome as an API error.
+func fromOutcome(e *invoke.Error) *Error {
+	status, typ := StatusOf(e.Code)
+	return &Error{Status: status, Type: typ, Code: string(e.Code), Message: e.Message, Param: e.Param,
+		RetryAfter: e.RetryAfter, Receipt: e.Receipt}
+}
+
+// asError is err as the API renders it, or false for an error that is neither an API
+// error nor a pipeline outcome (an internal failure).
+func asError(err error) (*Error, bool) {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae, true
+	}
+	var ie *invoke.Error
+	if errors.As(err, &ie) {
+		return fromOutcome(ie), true
+	}
+	return nil, false
 }
 
 func errorType(status int) string {
@@ -66,9 +137,15 @@ func writeError(w http.ResponseWriter, e *Error) {
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
-	if e.Receipt != "" {
-		h.Set(ReceiptHeader, e.Receipt)
+	if e.Receipt != nil {
+		h.Set(ReceiptHeader, EncodeReceipt(e.Receipt))
 	}
 	w.WriteHeader(e.Status)
 	json.NewEncoder(w).Encode(b)
+}
+
+// EncodeReceipt is the X-Sios-Receipt header form of a receipt: unpadded base64url JSON.
+func EncodeReceipt(rc *oar.Receipt) string {
+	b, _ := json.Marshal(rc)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

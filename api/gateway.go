@@ -1,35 +1,40 @@
 // Package api is the node's OpenAI-compatible HTTP API: /v1/chat/completions (with SSE
-// streaming), /v1/models and /v1/embeddings, behind bearer API keys. It only speaks
-// HTTP: every decision — who the caller is, which brain, whether policy allows it, the
-// perimeter and the audit record — is the Gateway's, and every response carries the
-// audit receipt of its admission record in the X-Sios-Receipt header.
+// streaming), /v1/models, /v1/embeddings and the memory endpoints, behind bearer API
+// keys. It only speaks HTTP: it validates what callers send (the same rules for a
+// peer's payload, ParsePeerPayload), hands typed requests to the Gateway (the
+// invocation pipeline, package invoke), and renders the pipeline's typed outcomes as
+// HTTP statuses and OpenAI's error shape in one place. Every response carries the
+// audit receipt of its record in the X-Sios-Receipt header.
 package api
 
 import (
 	"context"
 
+	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
 
 // ReceiptHeader carries the base64url (unpadded) JSON receipt of the request's audit record.
 const ReceiptHeader = "X-Sios-Receipt"
 
-// Gateway is what the API needs from a node. Implementations must be safe for
-// concurrent use; errors meant for the caller are *Error.
+// Gateway is what the API needs from a node (*invoke.Pipeline). Implementations must be
+// safe for concurrent use; outcomes meant for the caller are *invoke.Error.
 type Gateway interface {
 	Authenticate(apiKey string) (*policy.Principal, bool)
-	Models(ctx context.Context, p *policy.Principal) ([]Model, error)
-	Chat(ctx context.Context, p *policy.Principal, req *ChatRequest, w ChatWriter) error
-	Embed(ctx context.Context, p *policy.Principal, req *EmbeddingRequest) (*EmbeddingResponse, string, error)
+	Models(p *policy.Principal) []invoke.Model
+	Chat(ctx context.Context, inv *invoke.Invocation, sink invoke.Sink) error
+	Embed(ctx context.Context, req *invoke.Embedding) (*invoke.Embeddings, error)
 }
 
-// ChatWriter receives a chat's outcome. Start is called once, before any content,
-// with the brain that serves the request and the admission receipt; then Delta for
-// each streamed piece (streaming only); then Finish.
-type ChatWriter interface {
-	Start(brain, receipt string) error
-	Delta(d Delta) error
-	Finish(r *ChatResult) error
+// MemoryGateway is what the memory endpoints need. Every call is governed by policy
+// (memory.read / memory.write) and audited; the receipt is of the call's record.
+type MemoryGateway interface {
+	MemoryAdd(ctx context.Context, p *policy.Principal, subject string, lvl policy.Level, source, text string) (*memory.Memory, *oar.Receipt, error)
+	MemorySearch(ctx context.Context, p *policy.Principal, subject, query string, limit int) ([]memory.Result, *oar.Receipt, error)
+	MemoryExport(ctx context.Context, p *policy.Principal, subject string) (*memory.Export, *oar.Receipt, error)
+	MemoryForget(ctx context.Context, p *policy.Principal, subject string) (*memory.Forgotten, *oar.Receipt, error)
 }
 
 // Model is one entry of /v1/models.

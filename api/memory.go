@@ -1,22 +1,13 @@
 package api
 
 import (
-	"context"
+	"fmt"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 )
-
-// MemoryGateway is what the memory endpoints need from a node. Every call is governed
-// by policy (memory.read / memory.write) and audited; the string returned is the
-// X-Sios-Receipt of the call's audit record.
-type MemoryGateway interface {
-	MemoryAdd(ctx context.Context, p *policy.Principal, req *MemoryAddRequest) (*memory.Memory, string, error)
-	MemorySearch(ctx context.Context, p *policy.Principal, req *MemorySearchRequest) ([]memory.Result, string, error)
-	MemoryExport(ctx context.Context, p *policy.Principal, subject string) (*memory.Export, string, error)
-	MemoryForget(ctx context.Context, p *policy.Principal, subject string) (*memory.Forgotten, string, error)
-}
 
 // MemoryAddRequest is POST /v1/memory.
 type MemoryAddRequest struct {
@@ -38,17 +29,48 @@ type MemorySubjectRequest struct {
 	Subject string `json:"subject"`
 }
 
+// checkMemoryRequest refuses what the store would, with OpenAI-shaped 400s.
+func checkMemoryRequest(subject, text string, needText bool) error {
+	bad := func(param, msg string) error {
+		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_memory", Param: param, Message: msg}
+	}
+	switch {
+	case subject == "":
+		return bad("subject", "subject is required")
+	case len(subject) > memory.MaxNameBytes:
+		return bad("subject", fmt.Sprintf("subject is longer than %d bytes (MaxNameBytes)", memory.MaxNameBytes))
+	case needText && text == "":
+		return bad("text", "text is required")
+	case len(text) > memory.MaxTextBytes:
+		return bad("text", fmt.Sprintf("text is longer than %d bytes (MaxTextBytes)", memory.MaxTextBytes))
+	case !utf8.ValidString(text) || !utf8.ValidString(subject):
+		return bad("text", "subject and text must be valid UTF-8")
+	}
+	return nil
+}
+
 func (s *Server) memoryRoutes(mg MemoryGateway) {
 	s.mux.HandleFunc("POST /v1/memory", s.authed(func(w http.ResponseWriter, r *http.Request, p *policy.Principal) error {
 		var req MemoryAddRequest
 		if err := decodeBody(w, r, &req); err != nil {
 			return err
 		}
-		m, rc, err := mg.MemoryAdd(r.Context(), p, &req)
+		if err := checkMemoryRequest(req.Subject, req.Text, true); err != nil {
+			return err
+		}
+		class := req.Classification
+		if class == "" {
+			class = "OFFICIAL"
+		}
+		lvl, err := policy.ParseLevel(class)
+		if err != nil {
+			return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_classification", Param: "classification", Message: err.Error()}
+		}
+		m, rc, err := mg.MemoryAdd(r.Context(), p, req.Subject, lvl, req.Source, req.Text)
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, rc)
+		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
 		writeJSON(w, http.StatusOK, m)
 		return nil
 	}))
@@ -57,14 +79,14 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err := decodeBody(w, r, &req); err != nil {
 			return err
 		}
-		res, rc, err := mg.MemorySearch(r.Context(), p, &req)
+		res, rc, err := mg.MemorySearch(r.Context(), p, req.Subject, req.Query, req.Limit)
 		if err != nil {
 			return err
 		}
 		if res == nil {
 			res = []memory.Result{}
 		}
-		w.Header().Set(ReceiptHeader, rc)
+		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": res})
 		return nil
 	}))
@@ -73,11 +95,14 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err := decodeBody(w, r, &req); err != nil {
 			return err
 		}
+		if err := checkMemoryRequest(req.Subject, "", false); err != nil {
+			return err
+		}
 		ex, rc, err := mg.MemoryExport(r.Context(), p, req.Subject)
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, rc)
+		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
 		writeJSON(w, http.StatusOK, ex)
 		return nil
 	}))
@@ -86,11 +111,14 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err := decodeBody(w, r, &req); err != nil {
 			return err
 		}
+		if err := checkMemoryRequest(req.Subject, "", false); err != nil {
+			return err
+		}
 		f, rc, err := mg.MemoryForget(r.Context(), p, req.Subject)
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, rc)
+		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
 		writeJSON(w, http.StatusOK, map[string]any{"tenant": f.Tenant, "subject": f.Subject, "forgotten": len(f.IDs)})
 		return nil
 	}))

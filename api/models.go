@@ -7,15 +7,13 @@ import (
 )
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request, p *policy.Principal) error {
-	ms, err := s.gw.Models(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	for i := range ms {
-		ms[i].Object = "model"
-		if ms[i].OwnedBy == "" {
-			ms[i].OwnedBy = "sios"
+	ms := []Model{}
+	for _, m := range s.gw.Models(p) {
+		owner := m.OwnedBy
+		if owner == "" {
+			owner = "sios"
 		}
+		ms = append(ms, Model{ID: m.ID, Object: "model", OwnedBy: owner, Kind: m.Kind, Classification: m.Classification, Title: m.Title})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ms})
 	return nil

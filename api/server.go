@@ -50,8 +50,8 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 		if err == nil {
 			return
 		}
-		var ae *Error
-		if !errors.As(err, &ae) {
+		ae, ok := asError(err)
+		if !ok {
 			if errors.Is(err, context.Canceled) {
 				return // the caller went away
 			}

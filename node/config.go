@@ -4,16 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
+	"github.com/sios-project/sios/replication"
 )
 
 // ConfigFile is the node's optional configuration file in the data directory.
@@ -71,7 +75,7 @@ type Config struct {
 	Join []string `json:"join,omitempty"`
 	// Replicas are the peers that keep copies of this node's audit log, with the cadence
 	// at which this node tells them its checkpoint.
-	Replicas []ReplicaConfig `json:"replicas,omitempty"`
+	Replicas []replication.ReplicaConfig `json:"replicas,omitempty"`
 	// ReplicateFor lists the nodes or institution roots of OTHER institutions this node
 	// keeps audit copies for when they ask; its own institution's nodes always may.
 	ReplicateFor []string `json:"replicate_for,omitempty"`
@@ -114,6 +118,66 @@ func (c Config) retention() memory.Retention {
 	return r
 }
 
+// Defaults for the perimeter's rate limits.
+const (
+	DefaultPrincipalPerMinute = 600
+	DefaultPrincipalBurst     = 100
+	// DefaultPeerRequestsPerMinute is the rate of calls from peers a node serves (and
+	// states in its limits record) unless configured.
+	DefaultPeerRequestsPerMinute = 6000
+)
+
+// withDefaults fills what the configuration leaves unset.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Backend == "" {
+		c.Backend = "builtin"
+	}
+	if c.PrincipalRequestsPerMinute == 0 {
+		c.PrincipalRequestsPerMinute = DefaultPrincipalPerMinute
+	}
+	if c.PrincipalBurst == 0 {
+		c.PrincipalBurst = DefaultPrincipalBurst
+	}
+	if c.PeerRequestsPerMinute == 0 {
+		c.PeerRequestsPerMinute = DefaultPeerRequestsPerMinute
+	}
+	return c
+}
+
+// egressRules are the destinations the egress guard admits: the default backend and
+// egress_allow.
+func (c Config) egressRules() ([]egress.Rule, error) {
+	var rules []egress.Rule
+	for _, s := range append([]string{c.Backend}, c.EgressAllow...) {
+		if s == "builtin" {
+			continue
+		}
+		r, err := egressRule(s)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// posture is the highest classification the node is accredited for: its backends'
+// accreditation, or TOP-SECRET with the builtin backend (nothing leaves the process),
+// lowered by the operator's accreditation.
+func (c Config) posture(backendLvl policy.Level) policy.Level {
+	lvl := backendLvl
+	if c.Backend == "builtin" {
+		lvl = policy.TopSecret
+	}
+	if l, err := policy.ParseLevel(c.Accreditation); err == nil {
+		lvl = min(lvl, l)
+	}
+	return lvl
+}
+
 // check refuses configuration the node could not honour.
 func (c Config) check() error {
 	for t, s := range c.Retention.Tenants {
@@ -133,7 +197,7 @@ func (c Config) check() error {
 		return fmt.Errorf("config fleet_networks: %v", err)
 	}
 	for _, r := range c.Replicas {
-		if err := r.check(); err != nil {
+		if err := r.Check(); err != nil {
 			return fmt.Errorf("config replicas: %v", err)
 		}
 	}
@@ -189,4 +253,50 @@ func egressRule(s string) (egress.Rule, error) {
 		return egress.Rule{}, fmt.Errorf("%q is not a URL or host:port with a port", s)
 	}
 	return egress.Rule{Host: host, Port: n}, nil
+}
+
+// EditReplicas adds, replaces or removes a replica in DIR/config.json, keeping every
+// other setting as it is.
+func EditReplicas(dataDir string, c replication.ReplicaConfig, remove bool) (Config, error) {
+	if err := c.Check(); err != nil {
+		return Config{}, err
+	}
+	path := filepath.Join(dataDir, ConfigFile)
+	raw := map[string]json.RawMessage{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return Config{}, fmt.Errorf("%s: %v", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return Config{}, err
+	}
+	cfg, err := LoadConfig(dataDir)
+	if err != nil {
+		return Config{}, err
+	}
+	i := slices.IndexFunc(cfg.Replicas, func(x replication.ReplicaConfig) bool { return x.Node == c.Node })
+	switch {
+	case remove && i < 0:
+		return Config{}, fmt.Errorf("%s is not a designated replica", c.Node)
+	case remove:
+		cfg.Replicas = slices.Delete(cfg.Replicas, i, i+1)
+	case i >= 0:
+		cfg.Replicas[i] = c
+	default:
+		cfg.Replicas = append(cfg.Replicas, c)
+	}
+	if len(cfg.Replicas) == 0 {
+		delete(raw, "replicas")
+	} else {
+		b, err := json.Marshal(cfg.Replicas)
+		if err != nil {
+			return Config{}, err
+		}
+		raw["replicas"] = b
+	}
+	b, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return Config{}, err
+	}
+	return cfg, identity.ReplaceFile(path, append(b, '\n'), 0o600)
 }

@@ -19,7 +19,7 @@ func FeedDir(dataDir string) string { return filepath.Join(dataDir, "fleet", "fe
 // its posture (the backend accreditation), the brains it offers, its audit schema and
 // the rate of peers' calls it serves.
 // A record is appended only when what it states changed, so restarts add nothing.
-func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
+func (n *Node) publishFeed(now time.Time, posture policy.Level) (*fleet.Publisher, error) {
 	p, err := fleet.OpenPublisher(FeedDir(n.dataDir), n.id, now)
 	if err != nil {
 		return nil, err
@@ -30,7 +30,6 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 			latest[r.Kind] = r.Body
 		}
 	}
-	posture := n.posture()
 	brains := fleet.BrainsBody{}
 	for _, b := range n.brains.All() {
 		brains.Brains = append(brains.Brains, fleet.Brain{ID: b.ID, Kind: b.Kind, Classification: b.Classification})
@@ -39,7 +38,7 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 		kind string
 		body any
 	}{
-		{fleet.KindPosture, fleet.PostureBody{Classification: posture}},
+		{fleet.KindPosture, fleet.PostureBody{Classification: posture.String()}},
 		{fleet.KindBrains, brains},
 		{fleet.KindAudit, fleet.AuditBody{Schema: oar.Version}},
 		{fleet.KindLimits, fleet.LimitsBody{RequestsPerMinute: uint64(n.cfg.PeerRequestsPerMinute)}},
@@ -56,18 +55,4 @@ func (n *Node) publishFeed(now time.Time) (*fleet.Publisher, error) {
 		}
 	}
 	return p, nil
-}
-
-// posture is the highest classification the node is accredited for: its backends'
-// accreditation, or TOP-SECRET with the builtin backend (nothing leaves the process),
-// lowered by the operator's accreditation.
-func (n *Node) posture() string {
-	lvl := n.backendLvl
-	if n.cfg.Backend == "builtin" {
-		lvl = policy.TopSecret
-	}
-	if l, err := policy.ParseLevel(n.cfg.Accreditation); err == nil {
-		lvl = min(lvl, l)
-	}
-	return lvl.String()
 }

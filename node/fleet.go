@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,7 +12,9 @@ import (
 
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/fleetapi"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/replication"
 )
 
 const (
@@ -23,21 +25,20 @@ const (
 )
 
 // startFleet joins the fleet when the configuration names a fleet address: it starts
-// membership and the fleet API on it, then states this node's endpoints in its feed.
+// replication, membership and the fleet API on it, then states this node's endpoints in
+// its feed.
 func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	if n.cfg.FleetListen == "" {
 		return nil
 	}
-	n.replCtx, n.replStop = context.WithCancel(context.WithoutCancel(ctx))
-	n.repl = n.newReplication()
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /fleet/v1/invoke", n.serveRemote)
-	mux.HandleFunc("POST /fleet/v1/audit/notify", n.serveNotify)
-	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", n.serveLogFile)
-	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", n.serveCheckpoint)
-	mux.HandleFunc("GET /fleet/v1/audit/consistency", n.serveConsistency)
-	mux.HandleFunc("GET /fleet/v1/audit/copy", n.serveCopyCheckpoint)
-	mux.HandleFunc("POST "+WitnessPrefix+"/add-checkpoint", n.serveAddCheckpoint) // C2SP tlog-witness
+	n.repl = replication.New(replication.Config{
+		DataDir: n.dataDir, Identity: n.id, FleetLog: n.fleetLog, LogSize: n.ledger.Size, Audit: n.audit, Log: n.log,
+		Replicas: n.cfg.Replicas, ReplicateFor: n.cfg.ReplicateFor,
+	})
+	n.fleetAPI = fleetapi.New(fleetapi.Config{
+		Identity: n.id, Pipeline: n.pipeline, Replication: n.repl, FleetLog: n.fleetLog,
+		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Log: n.log,
+	})
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.
 	join := slices.Clone(n.cfg.Join)
@@ -49,24 +50,52 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	f, err := fleet.Start(ctx, fleet.Config{
 		Node: n.id, Publisher: n.feed, Log: n.fleetLog, Archive: n.archive, Trust: n.fleetTrust,
 		Listen: n.cfg.FleetListen, Advertise: n.cfg.FleetAdvertise, Join: join,
-		Refused: n.auditPeerRefusal, Handler: mux, Logger: n.log, Timing: n.fleetTiming,
+		Refused: n.auditPeerRefusal, Handler: n.fleetAPI.Handler(), Logger: n.log, Timing: n.fleetTiming,
 		AllowPeer: n.fleetNetworkGuard(),
 	})
 	if err != nil {
-		n.replStop()
+		n.repl.Stop()
+		n.repl = nil
 		return err
 	}
+	n.fleetAPI.SetPeerOf(f.PeerOf)
 	n.fleet = f
 	ep := fleet.EndpointsBody{API: apiAddr, Fleet: f.Addr()}
 	if v, ok := n.fleetLog.NodeView(n.ID()); !ok || v.Endpoints == nil || *v.Endpoints != ep {
 		if err := f.Publish(fleet.KindEndpoints, &ep); err != nil {
-			f.Close(fleetLeaveTimeout)
-			n.fleet = nil
+			n.stopFleet()
 			return err
 		}
 	}
-	n.repl.start()
+	n.pipeline.SetFleet(f)
+	n.repl.Start(f)
 	n.log.Info("fleet membership started", "fleet", f.Addr(), "join", strings.Join(n.cfg.Join, ","))
+	return nil
+}
+
+// stopFleet stops replication and leaves the fleet.
+func (n *Node) stopFleet() error {
+	if n.fleet == nil {
+		return nil
+	}
+	n.pipeline.SetFleet(nil)
+	n.repl.Stop()
+	err := n.fleet.Close(fleetLeaveTimeout)
+	n.fleet = nil
+	return err
+}
+
+// setReplica designates (or, with remove, withdraws) a replica of this node's log, in
+// the config file and in the running node.
+func (n *Node) setReplica(c replication.ReplicaConfig, remove bool) error {
+	cfg, err := EditReplicas(n.dataDir, c, remove)
+	if err != nil {
+		return err
+	}
+	n.cfg.Replicas = cfg.Replicas
+	if n.repl != nil {
+		n.repl.SetReplica(c, remove)
+	}
 	return nil
 }
 
@@ -94,7 +123,7 @@ func (n *Node) auditPeerRefusal(r fleet.Refusal) {
 	if r.Node == "" {
 		resource = "peer-address/" + r.Addr
 	}
-	if _, _, err := n.audit(context.Background(), &oar.Record{
+	if err := n.audit(context.Background(), &oar.Record{
 		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse", Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-trust"}},
 		Detail:   mustJSON(map[string]string{"address": r.Addr, "reason": r.Reason}),
@@ -102,12 +131,6 @@ func (n *Node) auditPeerRefusal(r fleet.Refusal) {
 		n.log.Error("audit fleet refusal", "err", err)
 	}
 }
-
-// Fleet is the node's fleet membership, nil when it runs alone.
-func (n *Node) Fleet() *fleet.Fleet { return n.fleet }
-
-// FleetLog is the fleet-wide log as this node holds it.
-func (n *Node) FleetLog() *fleet.Log { return n.fleetLog }
 
 // parseNetworks reads fleet_networks: CIDR prefixes or single addresses.
 func parseNetworks(ss []string) ([]netip.Prefix, error) {
@@ -177,3 +200,15 @@ func allowedNetwork(nets []netip.Prefix, addr string) error {
 	}
 	return fmt.Errorf("is outside the fleet networks (fleet_networks: %s)", strings.Join(shown, ", "))
 }
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Replication is the node's audit replication, nil when it runs alone (or before Serve
+// has started the fleet).
+func (n *Node) Replication() *replication.Replication { return n.repl }

@@ -1,7 +1,9 @@
-// Package node wires a sios node's subsystems into one process: identity, the audit
-// ledger, the policy engine and principals, the brain catalogue, model backends behind
-// the egress guard, and the governed invocation path that the API serves. One Node owns
-// them all; there is no package-level state.
+// Package node is a sios node's owner: it opens the data directory, builds every
+// subsystem from it — identity, the audit ledger, the policy engine and principals,
+// the brain catalogue, model backends behind the egress guard, memory, the invocation
+// pipeline, the fleet and audit replication — owns them (there is no package-level
+// state), and starts and stops them in order. What a request does is the pipeline's
+// (package invoke); how it arrives is the API's (api, fleetapi, admin).
 package node
 
 import (
@@ -14,20 +16,24 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/fleetapi"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
+	"github.com/sios-project/sios/replication"
 )
 
 // DefaultSealDelay is the node's ledger SealMaxDelay (see ledger.Options).
@@ -46,67 +52,47 @@ type Options struct {
 
 // Node is a running node's state.
 type Node struct {
-	dataDir    string
-	cfg        Config
-	log        *slog.Logger
+	dataDir string
+	cfg     Config
+	log     *slog.Logger
+
 	id         *identity.Node
 	ledger     *ledger.Ledger
 	policy     *policy.Engine
 	principals *policy.Principals
 	brains     *brain.Catalogue
 	guard      *egress.Guard
-	builtin    *Builtin
-	memory     *MemoryOps
-	limits     *limiter
-	backendLvl policy.Level
+	memory     *memory.Ops
+	pipeline   *invoke.Pipeline
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
 	archive     *fleet.Archive   // the fleet-wide log on disk
-	repl        *replication     // audit replication; nil when the node runs alone
-	replCtx     context.Context  // ends replication at shutdown
-	replStop    context.CancelFunc
-	fleet       *fleet.Fleet       // nil until Serve starts membership, and when alone
-	fleetTiming fleet.Timing       // from Options
-	replay      *fleet.ReplayGuard // envelopes already served
+	fleetTiming fleet.Timing     // from Options
+	fleetAPI    *fleetapi.API
+	repl        *replication.Replication // nil when the node runs alone
+	fleet       *fleet.Fleet             // nil until Serve starts membership, and when alone
 
 	mu        sync.Mutex
-	backends  map[string]backend.Backend // guarded by mu; by base URL
-	trust     fleet.Trust                // guarded by mu; see fleetTrust
-	trustRead time.Time                  // guarded by mu
+	trust     fleet.Trust // guarded by mu; see fleetTrust
+	trustRead time.Time   // guarded by mu
 
-	bg sync.WaitGroup // completion records still being written
+	bg sync.WaitGroup // background work that Close waits for (retention)
 }
 
 // Open loads everything from the data directory and opens the ledger (holding its
 // lock). A policy or brain file that does not load is an error naming the file: the
 // node never starts with a partial configuration.
 func Open(ctx context.Context, opts Options) (*Node, error) {
-	n := &Node{dataDir: opts.DataDir, cfg: opts.Config, log: opts.Logger, backends: map[string]backend.Backend{},
-		fleetLog: fleet.NewLog(), fleetTiming: opts.FleetTiming, replay: fleet.NewReplayGuard()}
+	n := &Node{dataDir: opts.DataDir, cfg: opts.Config.withDefaults(), log: opts.Logger, fleetLog: fleet.NewLog(), fleetTiming: opts.FleetTiming}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	if n.cfg.Listen == "" {
-		n.cfg.Listen = DefaultListen
-	}
-	if n.cfg.Backend == "" {
-		n.cfg.Backend = "builtin"
-	}
-	if n.cfg.PrincipalRequestsPerMinute == 0 {
-		n.cfg.PrincipalRequestsPerMinute = DefaultPrincipalPerMinute
-	}
-	if n.cfg.PrincipalBurst == 0 {
-		n.cfg.PrincipalBurst = DefaultPrincipalBurst
-	}
-	if n.cfg.PeerRequestsPerMinute == 0 {
-		n.cfg.PeerRequestsPerMinute = DefaultPeerRequestsPerMinute
 	}
 	if err := n.cfg.check(); err != nil {
 		return nil, err
 	}
-	var err error
-	if n.backendLvl, err = policy.ParseLevel(orDefault(n.cfg.BackendAccreditation, "SECRET")); err != nil {
+	backendLvl, err := policy.ParseLevel(orDefault(n.cfg.BackendAccreditation, "SECRET"))
+	if err != nil {
 		return nil, fmt.Errorf("config backend_accreditation: %v", err)
 	}
 	if n.id, err = identity.Load(n.dataDir); err != nil {
@@ -135,21 +121,13 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.principals, err = policy.OpenPrincipals(n.dataDir); err != nil {
 		return nil, err
 	}
-	var rules []egress.Rule
-	for _, s := range append([]string{n.cfg.Backend}, n.cfg.EgressAllow...) {
-		if s == "builtin" {
-			continue
-		}
-		r, err := egressRule(s)
-		if err != nil {
-			return nil, fmt.Errorf("config: %v", err)
-		}
-		rules = append(rules, r)
+	rules, err := n.cfg.egressRules()
+	if err != nil {
+		return nil, fmt.Errorf("config: %v", err)
 	}
 	if n.guard, err = egress.New(rules, n.auditRefusal); err != nil {
 		return nil, fmt.Errorf("config: %v", err)
 	}
-	n.limits = newLimiter(time.Now)
 	lopts := opts.Ledger
 	if lopts.SealMaxDelay == 0 {
 		// Under steady traffic, seal every few milliseconds instead of per request: far
@@ -166,9 +144,14 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	n.memory = &MemoryOps{Store: store, Append: n.ledger.Append}
-	if n.cfg.Backend != "builtin" && n.cfg.EmbeddingModel != "" {
-		def, _, err := n.backendFor(&brain.Brain{})
+	key := ""
+	if n.cfg.BackendAPIKeyEnv != "" {
+		key = os.Getenv(n.cfg.BackendAPIKeyEnv)
+	}
+	backends := backend.NewPool(n.guard.HTTPTransport(), key)
+	n.memory = &memory.Ops{Store: store, Append: n.ledger.Append}
+	if n.cfg.Backend != brain.BackendBuiltin && n.cfg.EmbeddingModel != "" {
+		def, err := backends.Get(n.cfg.Backend)
 		if err != nil {
 			store.Close()
 			n.ledger.Close(context.WithoutCancel(ctx))
@@ -181,8 +164,16 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			return def.Embed(ctx, model, texts)
 		}
 	}
-	n.builtin = &Builtin{node: n}
-	if n.feed, err = n.publishFeed(time.Now()); err != nil {
+	accreditation, _ := policy.ParseLevel(n.cfg.Accreditation) // checked by check; zero when unset
+	n.pipeline = invoke.New(invoke.Config{
+		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
+		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log,
+		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model,
+		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
+		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
+	})
+	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("federation feed: %v", err)
@@ -203,51 +194,51 @@ func (n *Node) ID() string { return n.id.ID() }
 // Ledger is the node's audit ledger.
 func (n *Node) Ledger() *ledger.Ledger { return n.ledger }
 
-// Principals is the principal store.
-func (n *Node) Principals() *policy.Principals { return n.principals }
-
-// Brains is the brain catalogue.
-func (n *Node) Brains() *brain.Catalogue { return n.brains }
-
-// Policy is the policy engine.
-func (n *Node) Policy() *policy.Engine { return n.policy }
-
-// Guard is the egress guard.
-func (n *Node) Guard() *egress.Guard { return n.guard }
-
 // Config is the effective configuration.
 func (n *Node) Config() Config { return n.cfg }
 
-// Serve runs the API on ln and the admin API on the unix socket in the data directory
-// until ctx is done, then shuts down gracefully: it stops accepting, lets in-flight
-// requests finish (up to grace), waits for their audit records, and seals and
-// flushes the ledger. ready, if not nil, is called once both listeners are up.
+// Fleet is the node's fleet membership, nil when it runs alone.
+func (n *Node) Fleet() *fleet.Fleet { return n.fleet }
+
+// FleetLog is the fleet-wide log as this node holds it.
+func (n *Node) FleetLog() *fleet.Log { return n.fleetLog }
+
+// openLog opens the node's own log for reading at its latest checkpoint.
+func (n *Node) openLog() (*ledger.Reader, error) {
+	return ledger.OpenReader(filepath.Join(n.dataDir, "ledger"), n.ID(), n.id.Public())
+}
+
+// Serve runs the API on ln, the fleet (when configured) and the admin API on the unix
+// socket in the data directory until ctx is done, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish (up to grace), stops replication and
+// leaves the fleet. ready, if not nil, is called once every listener is up. Close then
+// waits for the audit records and seals the ledger.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, ready func()) error {
 	apiSrv := &http.Server{
-		Handler:           api.NewServer(n, n.log),
+		Handler:           api.NewServer(n.pipeline, n.log),
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
-	adminLn, err := listenAdmin(n.dataDir)
-	if err != nil {
-		return err
-	}
-	adminSrv := &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	errc := make(chan error, 2)
 	n.bg.Add(1) // Close waits for it: an expiry in progress finishes before the store closes
 	go func() {
 		defer n.bg.Done()
-		n.runExpiry(ctx, n.cfg.retention(), n.cfg.Retention.every())
+		n.memory.RunExpiry(ctx, n.cfg.retention(), n.cfg.Retention.every(), n.log)
 	}()
 	go func() { errc <- apiSrv.Serve(ln) }()
-	go func() { errc <- adminSrv.Serve(adminLn) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
-		adminSrv.Close()
-		os.Remove(AdminSocket(n.dataDir))
 		return fmt.Errorf("fleet: %v", err)
 	}
+	adminLn, err := admin.Listen(n.dataDir)
+	if err != nil {
+		apiSrv.Close()
+		n.stopFleet()
+		return err
+	}
+	adminSrv := &http.Server{Handler: admin.Handler(n.adminDeps()), ReadHeaderTimeout: api.ReadHeaderTimeout}
+	go func() { errc <- adminSrv.Serve(adminLn) }()
 	if ready != nil {
 		ready()
 	}
@@ -261,73 +252,45 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	err1 := apiSrv.Shutdown(sctx)
-	var err3 error
-	if n.fleet != nil {
-		// Leave after the API has drained: requests in flight may still be calling peers.
-		n.replStop()
-		n.repl.wg.Wait()
-		err3 = n.fleet.Close(fleetLeaveTimeout)
-	}
+	// Leave after the API has drained: requests in flight may still be calling peers.
+	err3 := n.stopFleet()
 	err2 := adminSrv.Shutdown(sctx)
-	os.Remove(AdminSocket(n.dataDir))
+	os.Remove(admin.Socket(n.dataDir))
 	return errors.Join(err1, err2, err3)
+}
+
+// adminDeps is what the admin API acts on.
+func (n *Node) adminDeps() admin.Deps {
+	return admin.Deps{
+		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
+		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
+		Routes: n.pipeline.Routes, SetReplica: n.setReplica,
+	}
 }
 
 // Close waits for outstanding audit records, then seals and flushes the ledger.
 func (n *Node) Close(ctx context.Context) error {
 	n.bg.Wait()
+	n.pipeline.Wait()
 	merr := n.memory.Store.Close()
 	return errors.Join(n.ledger.Close(ctx), merr)
 }
 
-// audit appends a record and returns its receipt in header form.
-func (n *Node) audit(ctx context.Context, rec *oar.Record) (*oar.Receipt, string, error) {
-	rc, _, err := n.ledger.Append(ctx, rec)
-	if err != nil {
-		return nil, "", err
-	}
-	return rc, EncodeReceipt(rc), nil
+// audit appends a record of the node's own and waits for it.
+func (n *Node) audit(ctx context.Context, rec *oar.Record) error {
+	_, _, err := n.ledger.Append(ctx, rec)
+	return err
 }
 
 // auditRefusal records an egress refusal. The guard calls it before refusing.
 func (n *Node) auditRefusal(r egress.Refusal) {
 	detail, _ := json.Marshal(map[string]string{"network": r.Network, "address": r.Address, "reason": r.Reason})
-	if _, _, err := n.audit(context.Background(), &oar.Record{
+	if err := n.audit(context.Background(), &oar.Record{
 		Actor: oar.Actor{ID: "node"}, Action: "egress.refuse", Resource: r.Address,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"egress-allowlist"}}, Detail: detail,
 	}); err != nil {
 		n.log.Error("audit egress refusal", "err", err)
 	}
-}
-
-// backendFor returns the client for a brain's backend: builtin, the node default, or
-// a URL. Every network backend dials through the egress guard.
-func (n *Node) backendFor(b *brain.Brain) (backend.Backend, string, error) {
-	target := b.Backend
-	if target == "" {
-		target = n.cfg.Backend
-	}
-	if target == "builtin" {
-		return n.builtin, "builtin", nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if be, ok := n.backends[target]; ok {
-		return be, target, nil
-	}
-	key := ""
-	if n.cfg.BackendAPIKeyEnv != "" {
-		key = os.Getenv(n.cfg.BackendAPIKeyEnv)
-	}
-	be, err := backend.NewOpenAI(target, backend.Options{
-		HTTPClient: &http.Client{Transport: n.guard.HTTPTransport()},
-		APIKey:     key,
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	n.backends[target] = be
-	return be, target, nil
 }
 
 // Bootstrap prepares a fresh data directory: a node identity (with an institution root
@@ -356,11 +319,3 @@ func Bootstrap(dataDir string, now time.Time) (nodeID, apiKey string, err error)
 	}
 	return res.Node.ID(), key, nil
 }
-
-// EncodeReceipt is the X-Sios-Receipt header form of a receipt: unpadded base64url JSON.
-func EncodeReceipt(rc *oar.Receipt) string {
-	b, _ := json.Marshal(rc)
-	return b64url.EncodeToString(b)
-}
-
-func tenantOf(p *policy.Principal) string { return strings.TrimSpace(p.Tenant) }

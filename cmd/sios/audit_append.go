@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/ledger"
-	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -65,10 +65,10 @@ type appendFunc func(context.Context, *oar.Record) (*oar.Receipt, error)
 // appender appends through the running node when there is one (it holds the ledger),
 // else opens the ledger directly.
 func (e *env) appender(ctx context.Context) (appendFunc, func() error, error) {
-	if c := node.DialAdmin(e.dataDir); c != nil {
+	if c := admin.Dial(e.dataDir); c != nil {
 		return func(ctx context.Context, r *oar.Record) (*oar.Receipt, error) {
 			var rc oar.Receipt
-			if err := c.Do(ctx, "POST", "/admin/audit/append", node.AdminAppendRequest{Record: r}, &rc); err != nil {
+			if err := c.Do(ctx, "POST", "/admin/audit/append", admin.AppendRequest{Record: r}, &rc); err != nil {
 				return nil, err
 			}
 			return &rc, nil

@@ -8,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
-	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 )
 
 const compareUsage = `audit compare --bundle A --bundle B [--json]
@@ -50,13 +51,13 @@ func runAuditCompare(ctx context.Context, e *env, args []string) error {
 		}
 	case *peer != "" && *with == "":
 		// Across the fleet, through the running node.
-		admin := node.DialAdmin(e.dataDir)
-		if admin == nil {
+		ac := admin.Dial(e.dataDir)
+		if ac == nil {
 			return withHint(fmt.Errorf("no node is running on %s to ask %s", e.dataDir, *peer),
 				"start it, or compare two copies on disk with --with DIR2")
 		}
-		var res node.CompareResult
-		if err := admin.Do(ctx, "POST", "/admin/audit/compare", node.AdminReplicaRequest{Node: *peer}, &res); err != nil {
+		var res replication.CompareResult
+		if err := ac.Do(ctx, "POST", "/admin/audit/compare", admin.ReplicaRequest{Node: *peer}, &res); err != nil {
 			return err
 		}
 		c = res.Comparison()
@@ -137,7 +138,7 @@ func openLogOf(dataDir, nodeID string) (*ledger.Reader, string, error) {
 		}
 		return r, e.ledgerDir(), err
 	}
-	dir := filepath.Join(node.ReplicasDir(dataDir), nodeID)
+	dir := filepath.Join(replication.ReplicasDir(dataDir), nodeID)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, "", withHint(fmt.Errorf("%s is not %s's data directory and keeps no copy of its log (%s)", dataDir, nodeID, dir),
 			fmt.Sprintf("'sios --data %s audit replicas' lists the copies it keeps", dataDir))

@@ -7,7 +7,7 @@ import (
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
-	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 )
 
 func runAuditExport(ctx context.Context, e *env, args []string) error {
@@ -29,7 +29,7 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	var r *ledger.Reader
 	var cert *identity.Certificate
 	if *source != "" {
-		rep, c, err := node.OpenCopy(e.dataDir, *source)
+		rep, c, err := replication.OpenCopy(e.dataDir, *source)
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 )
 
 const replicasUsage = `usage: sios [--data DIR] audit replicas [--json]
@@ -24,13 +26,13 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 		if len(args) != 2 {
 			return usageError("%s", replicasUsage)
 		}
-		if admin := node.DialAdmin(e.dataDir); admin != nil {
-			var list []node.ReplicaStatus
-			if err := admin.Do(ctx, "POST", "/admin/audit/replicas/resume", node.AdminReplicaRequest{Node: args[1]}, &list); err != nil {
+		if ac := admin.Dial(e.dataDir); ac != nil {
+			var list []replication.ReplicaStatus
+			if err := ac.Do(ctx, "POST", "/admin/audit/replicas/resume", admin.ReplicaRequest{Node: args[1]}, &list); err != nil {
 				return err
 			}
 		} else {
-			rep, _, err := node.OpenCopy(e.dataDir, args[1])
+			rep, _, err := replication.OpenCopy(e.dataDir, args[1])
 			if err != nil {
 				return err
 			}
@@ -38,7 +40,7 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-		fmt.Fprintf(e.stdout, "replication from %s resumes; the fork evidence stays in %s\n", args[1], node.ReplicasDir(e.dataDir))
+		fmt.Fprintf(e.stdout, "replication from %s resumes; the fork evidence stays in %s\n", args[1], replication.ReplicasDir(e.dataDir))
 		return nil
 	}
 	fs := newFlags(e, "audit replicas", "audit replicas [--json]")
@@ -50,9 +52,9 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return usageError("%s", replicasUsage)
 	}
-	var list []node.ReplicaStatus
-	if admin := node.DialAdmin(e.dataDir); admin != nil {
-		if err := admin.Do(ctx, "GET", "/admin/audit/replicas", nil, &list); err != nil {
+	var list []replication.ReplicaStatus
+	if ac := admin.Dial(e.dataDir); ac != nil {
+		if err := ac.Do(ctx, "GET", "/admin/audit/replicas", nil, &list); err != nil {
 			return err
 		}
 	} else {
@@ -61,11 +63,11 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		for _, r := range cfg.Replicas {
-			list = append(list, node.ReplicaStatus{NodeID: r.Node, Role: "replica", State: "node not running", Cadence: r.Cadence})
+			list = append(list, replication.ReplicaStatus{NodeID: r.Node, Role: "replica", State: "node not running", Cadence: r.Cadence})
 		}
 	}
 	if list == nil {
-		list = []node.ReplicaStatus{}
+		list = []replication.ReplicaStatus{}
 	}
 	if *asJSON {
 		return printJSON(e.stdout, list)
@@ -103,16 +105,16 @@ func editReplicas(ctx context.Context, e *env, verb string, args []string) error
 	if len(rest) != 1 {
 		return usageError("%s", replicasUsage)
 	}
-	c := node.ReplicaConfig{Node: rest[0]}
+	c := replication.ReplicaConfig{Node: rest[0]}
 	if *cadence < 0 || (*cadence > 0 && verb == "remove") {
 		return usageError("--cadence must be positive, and only with add")
 	}
 	if *cadence > 0 {
 		c.Cadence = cadence.String()
 	}
-	if admin := node.DialAdmin(e.dataDir); admin != nil {
-		var list []node.ReplicaStatus
-		if err := admin.Do(ctx, "POST", "/admin/audit/replicas", node.AdminReplicaRequest{Node: c.Node, Cadence: c.Cadence, Remove: verb == "remove"}, &list); err != nil {
+	if ac := admin.Dial(e.dataDir); ac != nil {
+		var list []replication.ReplicaStatus
+		if err := ac.Do(ctx, "POST", "/admin/audit/replicas", admin.ReplicaRequest{Node: c.Node, Cadence: c.Cadence, Remove: verb == "remove"}, &list); err != nil {
 			return err
 		}
 	} else if _, err := node.EditReplicas(e.dataDir, c, verb == "remove"); err != nil {
@@ -121,7 +123,7 @@ func editReplicas(ctx context.Context, e *env, verb string, args []string) error
 	if verb == "remove" {
 		fmt.Fprintf(e.stdout, "%s no longer receives this node's audit log (copies it holds stay with it)\n", c.Node)
 	} else {
-		d := node.DefaultCadence
+		d := replication.DefaultCadence
 		if *cadence > 0 {
 			d = *cadence
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 )
 
 type replicationBenchResult struct {
@@ -68,7 +69,7 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 		cfg.FleetListen = "127.0.0.1:0"
 		return node.Open(ctx, node.Options{DataDir: dir, Logger: logger, Config: cfg})
 	}
-	a, err := open(dirA, node.Config{Replicas: []node.ReplicaConfig{{Node: idB.NodeID, Cadence: cadence.String()}}})
+	a, err := open(dirA, node.Config{Replicas: []replication.ReplicaConfig{{Node: idB.NodeID, Cadence: cadence.String()}}})
 	if err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	copySize := func() uint64 {
-		for _, s := range b.ReplicaStatuses() {
+		for _, s := range b.Replication().Statuses() {
 			if s.Role == "source" {
 				return s.Size
 			}
@@ -102,7 +103,7 @@ func runBenchReplication(ctx context.Context, e *env, args []string) error {
 	// Timed from the source's first notification, not from start-up: the wait for the
 	// first cadence tick is not replication.
 	if err := waitFor(ctx, time.Minute+2*(*cadence), func() bool {
-		for _, s := range b.ReplicaStatuses() {
+		for _, s := range b.Replication().Statuses() {
 			if s.Role == "source" {
 				return true
 			}

@@ -17,9 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
-	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -142,14 +143,14 @@ func (d *demo) run(ctx context.Context) error {
 		}
 		d.say("started %-11s API http://%s/v1  fleet %s%s", n.name, n.api, n.fleetAddr, extra)
 	}
-	admin := node.DialAdmin(hospA.dir)
-	if admin == nil {
+	ac := admin.Dial(hospA.dir)
+	if ac == nil {
 		return errors.New("hospital-a's admin socket is not up")
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var routes map[string][]node.RouteCandidate
-		if err := admin.Do(ctx, "GET", "/admin/fleet/routes", nil, &routes); err != nil {
+		var routes map[string][]invoke.RouteCandidate
+		if err := ac.Do(ctx, "GET", "/admin/fleet/routes", nil, &routes); err != nil {
 			return err
 		}
 		if len(routes["tumour-board"]) > 0 {
@@ -164,8 +165,8 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// 5. A clinician at the hospital asks; the OpenAI-compatible API is unchanged.
-	var added node.AdminPrincipalResponse
-	if err := admin.Do(ctx, "POST", "/admin/principals", node.AdminPrincipalRequest{
+	var added admin.PrincipalResponse
+	if err := ac.Do(ctx, "POST", "/admin/principals", admin.PrincipalRequest{
 		Tenant: "default", ID: "dr-jones", Clearance: "SECRET"}, &added); err != nil {
 		return err
 	}

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/node"
 )
 
@@ -40,7 +42,7 @@ func runFleet(ctx context.Context, e *env, args []string) error {
 	if len(rest) > 0 {
 		return usageError("fleet %s takes no arguments", sub)
 	}
-	admin := node.DialAdmin(e.dataDir)
+	admin := admin.Dial(e.dataDir)
 	if admin == nil && sub != "records" {
 		return withHint(fmt.Errorf("no node is running on %s", e.dataDir), "start one with 'sios up --fleet-listen ADDR [--join ADDR]'")
 	}
@@ -52,7 +54,7 @@ func runFleet(ctx context.Context, e *env, args []string) error {
 		}
 		return showPeers(e, peers, *asJSON)
 	case "routes":
-		var routes map[string][]node.RouteCandidate
+		var routes map[string][]invoke.RouteCandidate
 		if err := admin.Do(ctx, "GET", "/admin/fleet/routes", nil, &routes); err != nil {
 			return err
 		}
@@ -88,7 +90,7 @@ func showPeers(e *env, peers []fleet.Peer, asJSON bool) error {
 	return tw.Flush()
 }
 
-func showRoutes(e *env, routes map[string][]node.RouteCandidate, asJSON bool) error {
+func showRoutes(e *env, routes map[string][]invoke.RouteCandidate, asJSON bool) error {
 	if asJSON {
 		return printJSON(e.stdout, routes)
 	}

@@ -9,10 +9,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
-	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -167,25 +167,25 @@ type memoryClient struct {
 }
 
 func (e *env) memoryClient(ctx context.Context) (*memoryClient, func(), error) {
-	if c := node.DialAdmin(e.dataDir); c != nil {
+	if c := admin.Dial(e.dataDir); c != nil {
 		return &memoryClient{
 			add: func(ctx context.Context, nm memory.NewMemory) (*memory.Memory, error) {
 				var m memory.Memory
-				return &m, c.Do(ctx, "POST", "/admin/memory/add", node.AdminMemoryRequest{Tenant: nm.Tenant, Subject: nm.Subject,
+				return &m, c.Do(ctx, "POST", "/admin/memory/add", admin.MemoryRequest{Tenant: nm.Tenant, Subject: nm.Subject,
 					Classification: nm.Classification.String(), Source: nm.Source, Text: nm.Text}, &m)
 			},
 			search: func(ctx context.Context, q memory.Query) ([]memory.Result, error) {
 				var res []memory.Result
-				return res, c.Do(ctx, "POST", "/admin/memory/search", node.AdminMemoryRequest{Tenant: q.Tenant, Subject: q.Subject,
+				return res, c.Do(ctx, "POST", "/admin/memory/search", admin.MemoryRequest{Tenant: q.Tenant, Subject: q.Subject,
 					Clearance: q.Clearance.String(), Text: q.Text, Limit: q.Limit}, &res)
 			},
 			export: func(ctx context.Context, tenant, subject string) (*memory.Export, error) {
 				var ex memory.Export
-				return &ex, c.Do(ctx, "POST", "/admin/memory/export", node.AdminMemoryRequest{Tenant: tenant, Subject: subject}, &ex)
+				return &ex, c.Do(ctx, "POST", "/admin/memory/export", admin.MemoryRequest{Tenant: tenant, Subject: subject}, &ex)
 			},
 			forget: func(ctx context.Context, tenant, subject string) (*memory.Forgotten, error) {
 				var f memory.Forgotten
-				return &f, c.Do(ctx, "POST", "/admin/memory/forget", node.AdminMemoryRequest{Tenant: tenant, Subject: subject}, &f)
+				return &f, c.Do(ctx, "POST", "/admin/memory/forget", admin.MemoryRequest{Tenant: tenant, Subject: subject}, &f)
 			},
 		}, func() {}, nil
 	}
@@ -202,7 +202,7 @@ func (e *env) memoryClient(ctx context.Context) (*memoryClient, func(), error) {
 		l.Close(ctx)
 		return nil, nil, err
 	}
-	ops := &node.MemoryOps{Store: st, Append: l.Append}
+	ops := &memory.Ops{Store: st, Append: l.Append}
 	op := oar.Actor{ID: "operator"}
 	mc := &memoryClient{
 		add: func(ctx context.Context, nm memory.NewMemory) (*memory.Memory, error) {

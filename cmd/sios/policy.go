@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/fleet"
-	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -104,7 +104,7 @@ func decideAndShow(e *env, eng *policy.Engine, req policy.Request, asJSON bool) 
 // else from the running node's view of the fleet.
 func (e *env) peerRequest(ctx context.Context, p *policy.Principal, peerID, posture, inst, attest string, data policy.Level) (policy.Request, error) {
 	if posture == "" || inst == "" || attest == "" {
-		admin := node.DialAdmin(e.dataDir)
+		admin := admin.Dial(e.dataDir)
 		if admin == nil {
 			return policy.Request{}, withHint(fmt.Errorf("no node is running to say what peer %s states", peerID),
 				"give --peer-posture, --peer-institution and --peer-attestation")

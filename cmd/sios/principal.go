@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/ledger"
-	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -47,10 +47,10 @@ func runPrincipal(ctx context.Context, e *env, args []string) error {
 	if *service {
 		kind = "service"
 	}
-	var res node.AdminPrincipalResponse
-	if c := node.DialAdmin(e.dataDir); c != nil {
+	var res admin.PrincipalResponse
+	if c := admin.Dial(e.dataDir); c != nil {
 		// A node is running: it holds the ledger, so the change goes through it.
-		err = c.Do(ctx, "POST", "/admin/principals", node.AdminPrincipalRequest{Tenant: *tenant, ID: *id, Kind: kind,
+		err = c.Do(ctx, "POST", "/admin/principals", admin.PrincipalRequest{Tenant: *tenant, ID: *id, Kind: kind,
 			Clearance: *clearance, Roles: roles}, &res)
 	} else {
 		err = addPrincipalDirect(ctx, e, policy.NewPrincipal{Tenant: *tenant, ID: *id, Kind: kind, Clearance: *clearance, Roles: roles}, &res)
@@ -69,7 +69,7 @@ func runPrincipal(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func addPrincipalDirect(ctx context.Context, e *env, np policy.NewPrincipal, res *node.AdminPrincipalResponse) error {
+func addPrincipalDirect(ctx context.Context, e *env, np policy.NewPrincipal, res *admin.PrincipalResponse) error {
 	n, err := e.loadNode()
 	if err != nil {
 		return err
@@ -83,14 +83,10 @@ func addPrincipalDirect(ctx context.Context, e *env, np policy.NewPrincipal, res
 	if err != nil {
 		return err
 	}
-	key, sp, err := ps.Add(np, time.Now())
+	r, err := admin.AddPrincipal(ctx, ps, l.Append, "operator", np)
 	if err != nil {
 		return err
 	}
-	rc, err := node.AuditPrincipalAdd(ctx, l.Append, "operator", sp)
-	if err != nil {
-		return err
-	}
-	*res = node.AdminPrincipalResponse{Tenant: sp.Tenant, ID: sp.ID, Clearance: sp.Clearance, Roles: sp.Roles, APIKey: key, Receipt: rc}
+	*res = *r
 	return nil
 }

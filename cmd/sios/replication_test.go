@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 )
 
 // appendRecords appends n records through sios audit append --stdin (through the
@@ -35,9 +35,9 @@ func appendRecords(t *testing.T, dir string, n, from int) {
 	}
 }
 
-func replicaStatuses(t *testing.T, dir string) []node.ReplicaStatus {
+func replicaStatuses(t *testing.T, dir string) []replication.ReplicaStatus {
 	t.Helper()
-	return decode[[]node.ReplicaStatus](t, ok(t, dir, "audit", "replicas", "--json"))
+	return decode[[]replication.ReplicaStatus](t, ok(t, dir, "audit", "replicas", "--json"))
 }
 
 func logSize(t *testing.T, dir string) uint64 {
@@ -114,7 +114,7 @@ func TestReplicationToTwoReplicas(t *testing.T) {
 	caughtUp("both replicas catch up")
 
 	// B's view: it keeps a copy of A, verified.
-	var fromB *node.ReplicaStatus
+	var fromB *replication.ReplicaStatus
 	for _, s := range replicaStatuses(t, b) {
 		if s.NodeID == idA && s.Role == "source" {
 			fromB = &s
@@ -189,13 +189,13 @@ func TestReplicationDetectsAFork(t *testing.T) {
 
 	na := startNode(t, a, "--fleet-listen", "127.0.0.1:0")
 	nb := startNode(t, b, "--fleet-listen", "127.0.0.1:0", "--join", na.fleetAddr)
-	copyState := func() node.ReplicaStatus {
+	copyState := func() replication.ReplicaStatus {
 		for _, s := range replicaStatuses(t, b) {
 			if s.NodeID == idA && s.Role == "source" {
 				return s
 			}
 		}
-		return node.ReplicaStatus{}
+		return replication.ReplicaStatus{}
 	}
 	eventually(t, 60*time.Second, "B copies A", func() (bool, string) {
 		s := copyState()
@@ -241,7 +241,7 @@ func TestReplicationDetectsAFork(t *testing.T) {
 	ok(t, "", "audit", "verify", "--bundle", bundle)
 	// The operator acts: replication may resume; the evidence stays.
 	ok(t, b, "audit", "replicas", "resume", idA)
-	if rep, _, err := node.OpenCopy(b, idA); err != nil {
+	if rep, _, err := replication.OpenCopy(b, idA); err != nil {
 		t.Fatal(err)
 	} else if halted, _ := rep.Halted(); halted {
 		t.Fatal("still halted after resume")

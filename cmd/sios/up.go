@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
@@ -77,7 +78,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if adminKey != "" {
 		// The bootstrap principal's creation is the first record after init.
 		sp := &policy.StoredPrincipal{Tenant: "default", ID: "admin", Kind: "user", Clearance: "TOP-SECRET", Roles: []string{"admin"}}
-		if _, err := node.AuditPrincipalAdd(ctx, n.Ledger().Append, "bootstrap", sp); err != nil {
+		if _, err := admin.AuditPrincipalAdd(ctx, n.Ledger().Append, "bootstrap", sp); err != nil {
 			n.Close(context.WithoutCancel(ctx))
 			return err
 		}

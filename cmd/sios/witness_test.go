@@ -14,7 +14,7 @@ import (
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
-	"github.com/sios-project/sios/node"
+	"github.com/sios-project/sios/replication"
 	"github.com/sios-project/sios/witness"
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
@@ -66,7 +66,7 @@ func cosignedBy(t *testing.T, checkpoint []byte, source string, sourceKey identi
 	if _, err := ledger.ParseCheckpoint(checkpoint, source, sourceKey); err != nil {
 		t.Fatalf("not %s's checkpoint: %v\n%s", source, err, checkpoint)
 	}
-	vkey, err := witness.VerifierKey(node.WitnessName(witnessID), witnessKey.Ed25519)
+	vkey, err := witness.VerifierKey(replication.WitnessName(witnessID), witnessKey.Ed25519)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +76,9 @@ func cosignedBy(t *testing.T, checkpoint []byte, source string, sourceKey identi
 	}
 	n, err := note.Open(checkpoint, note.VerifierList(v))
 	if err != nil {
-		t.Fatalf("no cosignature of %s verifies: %v\n%s", node.WitnessName(witnessID), err, checkpoint)
+		t.Fatalf("no cosignature of %s verifies: %v\n%s", replication.WitnessName(witnessID), err, checkpoint)
 	}
-	if len(n.Sigs) != 1 || n.Sigs[0].Name != node.WitnessName(witnessID) {
+	if len(n.Sigs) != 1 || n.Sigs[0].Name != replication.WitnessName(witnessID) {
 		t.Fatalf("verified signatures: %+v", n.Sigs)
 	}
 	if ts, err := fnote.CoSigV1Timestamp(n.Sigs[0]); err != nil || time.Since(ts) > 5*time.Minute {
@@ -101,7 +101,7 @@ func TestWitnessReplicaCosignsAndServesAddCheckpoint(t *testing.T) {
 
 	// B catches up, cosigns what it holds, and A keeps the cosignature of its current
 	// checkpoint.
-	var fromA node.ReplicaStatus
+	var fromA replication.ReplicaStatus
 	eventually(t, 60*time.Second, "A holds B's cosignature of its current checkpoint", func() (bool, string) {
 		for _, s := range replicaStatuses(t, a) {
 			if s.NodeID == idB && s.Role == "replica" {
@@ -110,7 +110,7 @@ func TestWitnessReplicaCosignsAndServesAddCheckpoint(t *testing.T) {
 		}
 		return fromA.State == "ok" && fromA.LagRecords == 0 && fromA.Cosigned && fromA.CosignedSize == fromA.Size && fromA.Size >= 600, fmt.Sprintf("%+v", fromA)
 	})
-	var copyOnB node.ReplicaStatus
+	var copyOnB replication.ReplicaStatus
 	for _, s := range replicaStatuses(t, b) {
 		if s.NodeID == idA && s.Role == "source" {
 			copyOnB = s
@@ -162,26 +162,26 @@ func TestWitnessReplicaCosignsAndServesAddCheckpoint(t *testing.T) {
 	pb := newPeerClient(t, c, nb.fleetAddr, trust)
 	req := (&witness.Request{Old: cosigned, Proof: proof, Checkpoint: latest}).Marshal()
 
-	status, ctype, body := pb.post(t, node.WitnessPrefix+"/add-checkpoint", (&witness.Request{Old: 0, Checkpoint: latest}).Marshal())
+	status, ctype, body := pb.post(t, replication.WitnessPrefix+"/add-checkpoint", (&witness.Request{Old: 0, Checkpoint: latest}).Marshal())
 	if status != http.StatusConflict || ctype != "text/x.tlog.size" || string(body) != fmt.Sprintf("%d\n", cosigned) {
 		t.Fatalf("add-checkpoint with old 0: %d %q %q", status, ctype, body)
 	}
 	badProof := [][]byte{bytes.Clone(proof[0])}
 	badProof[0][0] ^= 1
 	bad := (&witness.Request{Old: cosigned, Proof: append(badProof, proof[1:]...), Checkpoint: latest}).Marshal()
-	if status, _, body = pb.post(t, node.WitnessPrefix+"/add-checkpoint", bad); status != http.StatusUnprocessableEntity {
+	if status, _, body = pb.post(t, replication.WitnessPrefix+"/add-checkpoint", bad); status != http.StatusUnprocessableEntity {
 		t.Fatalf("add-checkpoint with a bad proof: %d %s", status, body)
 	}
-	status, _, body = pb.post(t, node.WitnessPrefix+"/add-checkpoint", req)
+	status, _, body = pb.post(t, replication.WitnessPrefix+"/add-checkpoint", req)
 	if status != http.StatusOK {
 		t.Fatalf("add-checkpoint: %d %s", status, body)
 	}
 	cosignedBy(t, append(bytes.Clone(latest), body...), idA, pubA, idB, pubB)
-	status, _, body = pb.post(t, node.WitnessPrefix+"/add-checkpoint", req) // B has moved on
+	status, _, body = pb.post(t, replication.WitnessPrefix+"/add-checkpoint", req) // B has moved on
 	if status != http.StatusConflict || string(body) != fmt.Sprintf("%d\n", rd.Size()) {
 		t.Fatalf("add-checkpoint again: %d %q", status, body)
 	}
-	if status, _, _ = pb.post(t, node.WitnessPrefix+"/add-checkpoint", []byte("old 0\n\nsios/audit/node_unknown\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAA\n")); status != http.StatusNotFound {
+	if status, _, _ = pb.post(t, replication.WitnessPrefix+"/add-checkpoint", []byte("old 0\n\nsios/audit/node_unknown\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— x AAAA\n")); status != http.StatusNotFound {
 		t.Fatalf("add-checkpoint of an unknown log: %d", status)
 	}
 
@@ -189,7 +189,7 @@ func TestWitnessReplicaCosignsAndServesAddCheckpoint(t *testing.T) {
 	nb.stop(t)
 	nb = startNode(t, b, "--fleet-listen", "127.0.0.1:0")
 	pb = newPeerClient(t, c, nb.fleetAddr, trust)
-	if status, _, body = pb.post(t, node.WitnessPrefix+"/add-checkpoint", req); status != http.StatusConflict || string(body) != fmt.Sprintf("%d\n", rd.Size()) {
+	if status, _, body = pb.post(t, replication.WitnessPrefix+"/add-checkpoint", req); status != http.StatusConflict || string(body) != fmt.Sprintf("%d\n", rd.Size()) {
 		t.Fatalf("add-checkpoint after B's restart: %d %q", status, body)
 	}
 }

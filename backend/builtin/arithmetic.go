@@ -1,4 +1,4 @@
-package node
+package builtin
 
 import (
 	"errors"
@@ -11,9 +11,9 @@ import (
 // maxExpression bounds an arithmetic expression (the parser is recursive).
 const maxExpression = 4096
 
-// evalArithmetic evaluates + - * / % ^ with parentheses and unary minus over decimal
+// EvalArithmetic evaluates + - * / % ^ with parentheses and unary minus over decimal
 // numbers, with the usual precedence (^ binds tightest and to the right).
-func evalArithmetic(src string) (float64, error) {
+func EvalArithmetic(src string) (float64, error) {
 	if len(src) > maxExpression {
 		return 0, fmt.Errorf("expression is longer than %d bytes", maxExpression)
 	}
@@ -170,4 +170,14 @@ func (p *arith) primary() (float64, error) {
 		return 0, fmt.Errorf("%q is not a number", p.s[start:p.i])
 	}
 	return v, nil
+}
+
+// FormatNumber prints a result the way a person writes it: up to 12 significant
+// digits, exponent form only for very large or small magnitudes.
+func FormatNumber(v float64) string {
+	s := fmt.Sprintf("%.12g", v)
+	if strings.Contains(s, "e") {
+		return fmt.Sprintf("%g", v)
+	}
+	return s
 }

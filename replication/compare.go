@@ -1,20 +1,22 @@
-package node
+package replication
 
 import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 )
 
@@ -24,10 +26,10 @@ import (
 // checkpoint of its copy and proves it against its own log. Either way the proof is
 // checked here, against checkpoints signed by the source.
 
-// consistencyMsg is the answer of GET /fleet/v1/audit/consistency?from=N (a source to
+// ConsistencyMsg is the answer of GET /fleet/v1/audit/consistency?from=N (a source to
 // its designated replicas) and of GET /fleet/v1/audit/copy (a replica to the source it
 // keeps a copy of; no proof).
-type consistencyMsg struct {
+type ConsistencyMsg struct {
 	Checkpoint string   `json:"checkpoint"`
 	Proof      [][]byte `json:"proof,omitempty"`
 }
@@ -50,85 +52,66 @@ func (c *CompareResult) Comparison() *ledger.Comparison {
 	return &ledger.Comparison{Identical: c.Identical, CommonSize: c.CommonSize, Root: root, FirstDivergence: c.FirstDivergence, Reason: c.Reason}
 }
 
-func (n *Node) ownReader() (*ledger.Reader, error) {
-	return ledger.OpenReader(filepath.Join(n.dataDir, "ledger"), n.ID(), n.id.Public())
+func (r *Replication) ownReader() (*ledger.Reader, error) {
+	return ledger.OpenReader(filepath.Join(r.cfg.DataDir, "ledger"), r.cfg.Identity.ID(), r.cfg.Identity.Public())
 }
 
-// serveConsistency is GET /fleet/v1/audit/consistency?from=N: this node's checkpoint
-// and the consistency proof to it from the tree of its first N entries.
-func (n *Node) serveConsistency(w http.ResponseWriter, r *http.Request) {
-	cert, err := n.fleet.PeerOf(r)
+// Consistency is GET /fleet/v1/audit/consistency?from=N: this node's checkpoint and
+// the consistency proof to it from the tree of its first N entries, for its designated
+// replicas.
+func (r *Replication) Consistency(ctx context.Context, cert *identity.Certificate, fromText string) (*ConsistencyMsg, error) {
+	if !r.Designated(cert.NodeID) {
+		return nil, fmt.Errorf("%w: consistency proofs are given only to this node's designated replicas", ErrForbidden)
+	}
+	from, err := strconv.ParseUint(fromText, 10, 64)
 	if err != nil {
-		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
-		return
+		return nil, fmt.Errorf("%w: from must be a size", ErrBadRequest)
 	}
-	if !slices.ContainsFunc(n.cfg.Replicas, func(c ReplicaConfig) bool { return c.Node == cert.NodeID }) {
-		http.Error(w, "consistency proofs are given only to this node's designated replicas", http.StatusForbidden)
-		return
-	}
-	from, err := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
+	rd, err := r.ownReader()
 	if err != nil {
-		http.Error(w, "from must be a size", http.StatusBadRequest)
-		return
+		return nil, err
 	}
-	rd, err := n.ownReader()
-	if err != nil {
-		http.Error(w, "the log cannot be read", http.StatusInternalServerError)
-		return
-	}
-	ans := consistencyMsg{Checkpoint: string(rd.Checkpoint().Raw)}
+	ans := &ConsistencyMsg{Checkpoint: string(rd.Checkpoint().Raw)}
 	if from <= rd.Size() {
-		if ans.Proof, err = rd.ConsistencyProof(r.Context(), from); err != nil {
-			http.Error(w, "proof: "+err.Error(), http.StatusInternalServerError)
-			return
+		if ans.Proof, err = rd.ConsistencyProof(ctx, from); err != nil {
+			return nil, err
 		}
 	}
-	writeJSON(w, ans)
+	return ans, nil
 }
 
-// serveCopyCheckpoint is GET /fleet/v1/audit/copy: the checkpoint of the copy this
-// node keeps of the caller's log.
-func (n *Node) serveCopyCheckpoint(w http.ResponseWriter, r *http.Request) {
-	cert, err := n.fleet.PeerOf(r)
-	if err != nil {
-		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
-		return
-	}
+// CopyCheckpoint is GET /fleet/v1/audit/copy: the checkpoint of the copy this node
+// keeps of the caller's log.
+func (r *Replication) CopyCheckpoint(cert *identity.Certificate) (*ConsistencyMsg, error) {
 	pub, _, err := cert.Verify()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusForbidden)
-		return
+		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
-	rd, err := ledger.OpenReplicaReader(filepath.Join(ReplicasDir(n.dataDir), cert.NodeID), cert.NodeID, pub)
+	rd, err := ledger.OpenReplicaReader(filepath.Join(ReplicasDir(r.cfg.DataDir), cert.NodeID), cert.NodeID, pub)
 	if err != nil {
-		http.Error(w, "this node keeps no verified copy of your log", http.StatusNotFound)
-		return
+		return nil, fmt.Errorf("%w: this node keeps no verified copy of your log", ErrNotFound)
 	}
-	writeJSON(w, consistencyMsg{Checkpoint: string(rd.Checkpoint().Raw)})
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(v)
+	return &ConsistencyMsg{Checkpoint: string(rd.Checkpoint().Raw)}, nil
 }
 
 // ComparePeer proves that this node and peer hold one history of a log up to their
 // common size: peer's log against this node's copy of it, or this node's log against
 // peer's copy of it.
-func (n *Node) ComparePeer(ctx context.Context, peer string) (*CompareResult, error) {
-	if n.fleet == nil {
-		return nil, errNoFleet
+func (r *Replication) ComparePeer(ctx context.Context, peer string) (*CompareResult, error) {
+	f := r.fleetRef()
+	if f == nil {
+		return nil, errors.New("this node runs without a fleet: start it with 'sios up --fleet-listen ADDR [--join ADDR]'")
 	}
-	p, ok := n.fleet.Peer(peer)
+	p, ok := f.Peer(peer)
 	if !ok || p.Addr == "" {
 		return nil, fmt.Errorf("%s is not a peer this node knows", peer)
 	}
-	key, ok := n.fleetLog.Key(peer)
+	key, ok := r.cfg.FleetLog.Key(peer)
 	if !ok {
 		return nil, fmt.Errorf("%s's identity is not in the fleet log", peer)
 	}
-	get := func(path string) (*consistencyMsg, error) {
-		resp, err := n.fleet.Get(ctx, peer, p.Addr, path)
+	get := func(path string) (*ConsistencyMsg, error) {
+		resp, err := f.Get(ctx, peer, p.Addr, path)
 		if err != nil {
 			return nil, fmt.Errorf("%s could not be reached: %v", peer, err)
 		}
@@ -140,13 +123,13 @@ func (n *Node) ComparePeer(ctx context.Context, peer string) (*CompareResult, er
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("%s answered %d: %s", peer, resp.StatusCode, truncate(string(b), 200))
 		}
-		var m consistencyMsg
+		var m ConsistencyMsg
 		if len(b) > maxProofAnswer || json.Unmarshal(b, &m) != nil {
 			return nil, fmt.Errorf("%s's answer is not a checkpoint and proof", peer)
 		}
 		return &m, nil
 	}
-	copyDir := filepath.Join(ReplicasDir(n.dataDir), peer)
+	copyDir := filepath.Join(ReplicasDir(r.cfg.DataDir), peer)
 	if _, err := os.Stat(copyDir); err == nil {
 		// This node keeps a copy of peer's log.
 		cr, err := ledger.OpenReplicaReader(copyDir, peer, key)
@@ -171,17 +154,17 @@ func (n *Node) ComparePeer(ctx context.Context, peer string) (*CompareResult, er
 		}
 		return provenOrNot(live.Size, m, pf, live.Root, r1, peer+"'s own log", "this node's copy")
 	}
-	if slices.ContainsFunc(n.cfg.Replicas, func(c ReplicaConfig) bool { return c.Node == peer }) {
+	if r.Designated(peer) {
 		// peer keeps a copy of this node's log.
 		ans, err := get("/fleet/v1/audit/copy")
 		if err != nil {
 			return nil, err
 		}
-		cp, err := ledger.ParseCheckpoint([]byte(ans.Checkpoint), n.ID(), n.id.Public())
+		cp, err := ledger.ParseCheckpoint([]byte(ans.Checkpoint), r.cfg.Identity.ID(), r.cfg.Identity.Public())
 		if err != nil {
 			return nil, fmt.Errorf("%s's copy: %v", peer, err)
 		}
-		own, err := n.ownReader()
+		own, err := r.ownReader()
 		if err != nil {
 			return nil, err
 		}
@@ -206,4 +189,12 @@ func provenOrNot(size1, size2 uint64, pf [][]byte, root1, root2 []byte, name1, n
 	}
 	return &CompareResult{Identical: true, CommonSize: size1, Root: hex.EncodeToString(root1), Reason: fmt.Sprintf(
 		"%s (size %d) and %s (size %d): both checkpoints signed by the log's node, and the RFC 6962 consistency proof between them verifies", name1, size1, name2, size2)}, nil
+}
+
+// truncate cuts s to at most n bytes on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
 }

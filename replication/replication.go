@@ -1,4 +1,20 @@
-package node
+// Package replication is audit replication between nodes. A node names, in its configuration, the peers that hold copies of
+// its audit log and a cadence. Every cadence it tells each replica its latest
+// checkpoint (POST /fleet/v1/audit/notify); the replica fetches what it lacks from the
+// source's log files (GET /fleet/v1/audit/log/PATH, the tlog-tiles layout, served only
+// to designated replicas), verifies everything (ledger.Replica) and keeps a
+// byte-identical copy under DIR/replicas/NODEID. A fork stops replication from that
+// source and is written to the replica's own audit log.
+//
+// Witnessing: a replica is a witness (package witness) of every source it keeps a copy
+// of. After each verified update it cosigns the checkpoint its copy holds
+// (cosignature/v1, its node's Ed25519 key, name WitnessName) and returns the
+// cosignature in its notify answer; the source keeps the latest one of each replica
+// under DIR/ledger/cosignatures/ and serves its checkpoint with them
+// (GET /fleet/v1/audit/checkpoint). The witness also answers the C2SP tlog-witness
+// add-checkpoint call on the fleet API for those sources (submission prefix
+// WitnessPrefix).
+package replication
 
 import (
 	"bytes"
@@ -9,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -25,23 +42,6 @@ import (
 	"github.com/sios-project/sios/witness"
 	"golang.org/x/mod/sumdb/note"
 )
-
-// Audit replication. A node names, in its configuration, the peers that hold copies of
-// its audit log and a cadence. Every cadence it tells each replica its latest
-// checkpoint (POST /fleet/v1/audit/notify); the replica fetches what it lacks from the
-// source's log files (GET /fleet/v1/audit/log/PATH, the tlog-tiles layout, served only
-// to designated replicas), verifies everything (ledger.Replica) and keeps a
-// byte-identical copy under DIR/replicas/NODEID. A fork stops replication from that
-// source and is written to the replica's own audit log.
-//
-// Witnessing: a replica is a witness (package witness) of every source it keeps a copy
-// of. After each verified update it cosigns the checkpoint its copy holds
-// (cosignature/v1, its node's Ed25519 key, name WitnessName) and returns the
-// cosignature in its notify answer; the source keeps the latest one of each replica
-// under DIR/ledger/cosignatures/ and serves its checkpoint with them
-// (GET /fleet/v1/audit/checkpoint). The witness also answers the C2SP tlog-witness
-// add-checkpoint call on the fleet API for those sources (submission prefix
-// WitnessPrefix).
 
 // ReplicaConfig designates a peer that keeps a copy of this node's audit log.
 type ReplicaConfig struct {
@@ -87,8 +87,8 @@ type ReplicaStatus struct {
 	Cosigned     bool   `json:"cosigned"`
 }
 
-// notifyMsg is the body of POST /fleet/v1/audit/notify and its answer.
-type notifyMsg struct {
+// NotifyMsg is the body of POST /fleet/v1/audit/notify and its answer.
+type NotifyMsg struct {
 	// Checkpoint is, in the request, the source's latest checkpoint; in the answer, the
 	// source's checkpoint that Cosignature is over (the one the replica's copy holds).
 	Checkpoint string `json:"checkpoint,omitempty"`
@@ -105,10 +105,39 @@ type notifyMsg struct {
 // name and base64 of key ID, time and Ed25519 signature.
 const maxCosignatureLine = 512
 
-type replication struct {
-	n   *Node
-	ctx context.Context
-	wg  sync.WaitGroup
+// Fleet is what replication needs of the fleet (fleet.Fleet).
+type Fleet interface {
+	Peer(node string) (fleet.Peer, bool)
+	Post(ctx context.Context, node, addr, path string, body []byte) (*http.Response, error)
+	Get(ctx context.Context, node, addr, path string) (*http.Response, error)
+}
+
+// Config is what replication needs of the node.
+type Config struct {
+	DataDir  string
+	Identity *identity.Node
+	// FleetLog holds the peers' verified identities (their keys).
+	FleetLog *fleet.Log
+	// LogSize is the number of entries in this node's log (ledger.Ledger.Size).
+	LogSize func() uint64
+	// Audit appends a record to this node's log (a fork alert).
+	Audit func(ctx context.Context, rec *oar.Record) error
+	Log   *slog.Logger
+	// Replicas are the peers designated to keep copies of this node's log.
+	Replicas []ReplicaConfig
+	// ReplicateFor lists the nodes or roots of other institutions this node keeps
+	// copies for.
+	ReplicateFor []string
+}
+
+// Replication is a node's audit replication: the replicas of its own log, the copies it
+// keeps of others', and its witness. It is safe for concurrent use.
+type Replication struct {
+	cfg   Config
+	ctx   context.Context
+	stop  context.CancelFunc
+	fleet Fleet // set by Start
+	wg    sync.WaitGroup
 
 	wit        *witness.Witness // nil if it could not be set up (logged)
 	witHandler http.Handler
@@ -130,13 +159,13 @@ type cosignature struct {
 type replicaTarget struct {
 	cfg    ReplicaConfig
 	cancel context.CancelFunc
-	status ReplicaStatus // guarded by replication.mu
+	status ReplicaStatus // guarded by Replication.mu
 }
 
 type sourceCopy struct {
 	rep      *ledger.Replica
-	running  bool   // an update is in progress; guarded by replication.mu
-	again    bool   // a notification came during it; guarded by replication.mu
+	running  bool   // an update is in progress; guarded by Replication.mu
+	again    bool   // a notification came during it; guarded by Replication.mu
 	notified uint64 // size of the latest checkpoint the source announced; guarded
 	status   ReplicaStatus
 	cosigned []byte // the copy's checkpoint as this node's witness cosigned it; guarded
@@ -163,16 +192,17 @@ const WitnessPrefix = "/fleet/v1/witness"
 // cosignatures.
 func WitnessName(nodeID string) string { return "sios/witness/" + nodeID }
 
-// newReplication prepares replication; its handlers may run as soon as the fleet
-// listens, its notifications start with start.
-func (n *Node) newReplication() *replication {
-	r := &replication{n: n, ctx: n.replCtx, targets: map[string]*replicaTarget{}, copies: map[string]*sourceCopy{}, cosigs: map[string]*cosignature{}}
-	signer, err := witness.NewSigner(WitnessName(n.ID()), n.id.Key.Ed25519())
+// New prepares replication; its serving methods may be called as soon as the fleet
+// listens, its notifications start with Start. Stop ends it.
+func New(cfg Config) *Replication {
+	ctx, stop := context.WithCancel(context.Background())
+	r := &Replication{cfg: cfg, ctx: ctx, stop: stop, targets: map[string]*replicaTarget{}, copies: map[string]*sourceCopy{}, cosigs: map[string]*cosignature{}}
+	signer, err := witness.NewSigner(WitnessName(cfg.Identity.ID()), cfg.Identity.Key.Ed25519())
 	if err == nil {
-		r.wit, err = witness.New(WitnessDir(n.dataDir), signer)
+		r.wit, err = witness.New(WitnessDir(cfg.DataDir), signer)
 	}
 	if err != nil {
-		n.log.Error("witness: this node cosigns no checkpoints", "err", err)
+		cfg.Log.Error("witness: this node cosigns no checkpoints", "err", err)
 	} else {
 		r.witHandler = http.StripPrefix(WitnessPrefix, witness.Handler(r.wit))
 		r.witnessCopies()
@@ -183,16 +213,16 @@ func (n *Node) newReplication() *replication {
 
 // witnessCopies makes the witness know the sources whose copies this node keeps, so
 // that add-checkpoint serves them before they next notify.
-func (r *replication) witnessCopies() {
-	certs, _ := filepath.Glob(filepath.Join(ReplicasDir(r.n.dataDir), identity.NodePrefix+"_*.cert"))
+func (r *Replication) witnessCopies() {
+	certs, _ := filepath.Glob(filepath.Join(ReplicasDir(r.cfg.DataDir), identity.NodePrefix+"_*.cert"))
 	for _, p := range certs {
 		cert, err := identity.LoadCertificate(p)
 		if err != nil {
-			r.n.log.Warn("witness", "certificate", p, "err", err)
+			r.cfg.Log.Warn("witness", "certificate", p, "err", err)
 			continue
 		}
 		if pub, _, err := cert.Verify(); err != nil {
-			r.n.log.Warn("witness", "certificate", p, "err", err)
+			r.cfg.Log.Warn("witness", "certificate", p, "err", err)
 		} else {
 			r.witnessLog(cert.NodeID, pub)
 		}
@@ -200,34 +230,45 @@ func (r *replication) witnessCopies() {
 }
 
 // witnessLog makes the witness know the log of source.
-func (r *replication) witnessLog(source string, pub identity.PublicKey) {
+func (r *Replication) witnessLog(source string, pub identity.PublicKey) {
 	if r.wit == nil {
 		return
 	}
 	origin := ledger.Origin(source)
 	ed, ml := pub.NoteVerifiers(origin)
 	if err := r.wit.AddLog(origin, ed, ml); err != nil {
-		r.n.log.Error("witness", "source", source, "err", err)
+		r.cfg.Log.Error("witness", "source", source, "err", err)
 	}
 }
 
-// serveAddCheckpoint is POST WitnessPrefix/add-checkpoint: the C2SP tlog-witness call,
-// for the logs this node keeps copies of.
-func (n *Node) serveAddCheckpoint(w http.ResponseWriter, r *http.Request) {
-	if n.repl.witHandler == nil {
-		http.Error(w, "this node's witness is not available", http.StatusServiceUnavailable)
-		return
-	}
-	n.repl.witHandler.ServeHTTP(w, r)
-}
+// WitnessHandler serves the C2SP tlog-witness add-checkpoint call (under
+// WitnessPrefix) for the logs this node keeps copies of; nil when the witness could not
+// be set up.
+func (r *Replication) WitnessHandler() http.Handler { return r.witHandler }
 
-func (r *replication) start() {
-	for _, c := range r.n.cfg.Replicas {
+// Start starts telling the designated replicas this node's checkpoint.
+func (r *Replication) Start(f Fleet) {
+	r.mu.Lock()
+	r.fleet = f
+	r.mu.Unlock()
+	for _, c := range r.cfg.Replicas {
 		r.addTarget(c)
 	}
 }
 
-func (r *replication) addTarget(c ReplicaConfig) {
+func (r *Replication) fleetRef() Fleet {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fleet
+}
+
+// Stop ends notifications and updates, and waits for them.
+func (r *Replication) Stop() {
+	r.stop()
+	r.wg.Wait()
+}
+
+func (r *Replication) addTarget(c ReplicaConfig) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.targets[c.Node]; old != nil {
@@ -243,7 +284,7 @@ func (r *replication) addTarget(c ReplicaConfig) {
 	}()
 }
 
-func (r *replication) removeTarget(node string) bool {
+func (r *Replication) removeTarget(node string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.targets[node]
@@ -256,7 +297,7 @@ func (r *replication) removeTarget(node string) bool {
 }
 
 // notifyLoop tells one replica this node's checkpoint every cadence.
-func (r *replication) notifyLoop(ctx context.Context, t *replicaTarget) {
+func (r *Replication) notifyLoop(ctx context.Context, t *replicaTarget) {
 	tick := time.NewTicker(t.cfg.cadence())
 	defer tick.Stop()
 	for {
@@ -269,24 +310,27 @@ func (r *replication) notifyLoop(ctx context.Context, t *replicaTarget) {
 	}
 }
 
-func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
+func (r *Replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 	set := func(f func(s *ReplicaStatus)) {
 		r.mu.Lock()
 		f(&t.status)
 		r.mu.Unlock()
 	}
-	cp, err := os.ReadFile(filepath.Join(r.n.dataDir, "ledger", "log", "checkpoint"))
+	cp, err := os.ReadFile(filepath.Join(r.cfg.DataDir, "ledger", "log", "checkpoint"))
 	if err != nil {
 		set(func(s *ReplicaStatus) { s.State, s.Error = "error", "no checkpoint yet" })
 		return
 	}
-	f := r.n.fleet
+	f := r.fleetRef()
+	if f == nil {
+		return
+	}
 	peer, ok := f.Peer(t.cfg.Node)
 	if !ok || peer.State == fleet.StateDead || peer.Addr == "" {
 		set(func(s *ReplicaStatus) { s.State, s.Error = "unreachable", "the replica is not a live fleet member" })
 		return
 	}
-	body, _ := json.Marshal(notifyMsg{Checkpoint: string(cp)})
+	body, _ := json.Marshal(NotifyMsg{Checkpoint: string(cp)})
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := f.Post(cctx, t.cfg.Node, peer.Addr, "/fleet/v1/audit/notify", body)
@@ -295,7 +339,7 @@ func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 		return
 	}
 	defer resp.Body.Close()
-	var ans notifyMsg
+	var ans NotifyMsg
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
 		msg := ans.Error
 		if msg == "" {
@@ -306,10 +350,10 @@ func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 	}
 	if ans.Cosignature != "" {
 		if err := r.collect(t.cfg.Node, ans); err != nil {
-			r.n.log.Warn("cosignature refused", "replica", t.cfg.Node, "err", err)
+			r.cfg.Log.Warn("cosignature refused", "replica", t.cfg.Node, "err", err)
 		}
 	}
-	size := r.n.ledger.Size()
+	size := r.cfg.LogSize()
 	set(func(s *ReplicaStatus) {
 		s.Size, s.Root, s.State, s.Error = ans.Size, ans.Root, ans.State, ans.Error
 		s.LagRecords = 0
@@ -325,8 +369,8 @@ func (r *replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 // collect keeps a replica's cosignature of this node's checkpoint, once the checkpoint
 // proves to be this node's and the cosignature verifies with the replica's key under
 // its witness name. A cosignature of a smaller checkpoint than the one kept is dropped.
-func (r *replication) collect(replica string, ans notifyMsg) error {
-	cp, err := ledger.ParseCheckpoint([]byte(ans.Checkpoint), r.n.ID(), r.n.id.Public())
+func (r *Replication) collect(replica string, ans NotifyMsg) error {
+	cp, err := ledger.ParseCheckpoint([]byte(ans.Checkpoint), r.cfg.Identity.ID(), r.cfg.Identity.Public())
 	if err != nil {
 		return fmt.Errorf("the checkpoint it cosigned is not this node's: %v", err)
 	}
@@ -334,7 +378,7 @@ func (r *replication) collect(replica string, ans notifyMsg) error {
 	if len(line) > maxCosignatureLine || !strings.HasPrefix(line, "— "+WitnessName(replica)+" ") || strings.Index(line, "\n") != len(line)-1 {
 		return fmt.Errorf("the cosignature is not one signature line of %s", WitnessName(replica))
 	}
-	key, ok := r.n.fleetLog.Key(replica)
+	key, ok := r.cfg.FleetLog.Key(replica)
 	if !ok {
 		return errors.New("the fleet log holds no key of the replica")
 	}
@@ -359,31 +403,31 @@ func (r *replication) collect(replica string, ans notifyMsg) error {
 	if old != nil && old.body == c.body {
 		return nil // the same checkpoint: the newer time is kept in memory only
 	}
-	if err := os.MkdirAll(CosignaturesDir(r.n.dataDir), 0o700); err != nil {
+	if err := os.MkdirAll(CosignaturesDir(r.cfg.DataDir), 0o700); err != nil {
 		return err
 	}
-	return identity.ReplaceFile(filepath.Join(CosignaturesDir(r.n.dataDir), replica), signed, 0o600)
+	return identity.ReplaceFile(filepath.Join(CosignaturesDir(r.cfg.DataDir), replica), signed, 0o600)
 }
 
 // loadCosignatures reads the cosignatures this node kept of its checkpoints.
-func (r *replication) loadCosignatures() {
-	files, _ := filepath.Glob(filepath.Join(CosignaturesDir(r.n.dataDir), identity.NodePrefix+"_*"))
+func (r *Replication) loadCosignatures() {
+	files, _ := filepath.Glob(filepath.Join(CosignaturesDir(r.cfg.DataDir), identity.NodePrefix+"_*"))
 	for _, p := range files {
 		replica := filepath.Base(p)
 		raw, err := os.ReadFile(p)
 		if err != nil || len(raw) > ledger.MaxCheckpointSize+maxCosignatureLine {
-			r.n.log.Warn("cosignatures", "file", p, "err", err)
+			r.cfg.Log.Warn("cosignatures", "file", p, "err", err)
 			continue
 		}
 		prefix := []byte("\n— " + WitnessName(replica) + " ")
 		i := bytes.LastIndex(raw, prefix)
 		if i < 0 {
-			r.n.log.Warn("cosignatures", "file", p, "err", "no cosignature line of "+WitnessName(replica))
+			r.cfg.Log.Warn("cosignatures", "file", p, "err", "no cosignature line of "+WitnessName(replica))
 			continue
 		}
-		cp, err := ledger.ParseCheckpoint(raw[:i+1], r.n.ID(), r.n.id.Public())
+		cp, err := ledger.ParseCheckpoint(raw[:i+1], r.cfg.Identity.ID(), r.cfg.Identity.Public())
 		if err != nil {
-			r.n.log.Warn("cosignatures", "file", p, "err", err)
+			r.cfg.Log.Warn("cosignatures", "file", p, "err", err)
 			continue
 		}
 		body, _, _ := strings.Cut(string(cp.Raw), "\n\n")
@@ -393,17 +437,19 @@ func (r *replication) loadCosignatures() {
 
 // CosignedCheckpoint is this node's newest checkpoint that replicas cosigned, with
 // their cosignatures appended as signature lines; this node's current checkpoint when
-// none did.
-func (n *Node) CosignedCheckpoint() ([]byte, error) {
-	if n.repl != nil {
-		if b := n.repl.cosignedCheckpoint(); b != nil {
-			return b, nil
-		}
+// none did. Any trusted peer may ask for it.
+func (r *Replication) CosignedCheckpoint() ([]byte, error) {
+	if b := r.cosignedCheckpoint(); b != nil {
+		return b, nil
 	}
-	return os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", "checkpoint"))
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, "ledger", "log", "checkpoint"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: this node has no checkpoint yet", ErrNotFound)
+	}
+	return b, err
 }
 
-func (r *replication) cosignedCheckpoint() []byte {
+func (r *Replication) cosignedCheckpoint() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var newest *cosignature
@@ -424,88 +470,61 @@ func (r *replication) cosignedCheckpoint() []byte {
 	return out
 }
 
-// serveCheckpoint is GET /fleet/v1/audit/checkpoint: CosignedCheckpoint, for any peer.
-func (n *Node) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
-	if _, err := n.fleet.PeerOf(r); err != nil {
-		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
-		return
-	}
-	b, err := n.CosignedCheckpoint()
-	if errors.Is(err, fs.ErrNotExist) {
-		http.Error(w, "this node has no checkpoint yet", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, "read error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write(b)
-}
-
 // allowedSource says whether this node keeps a copy for node: one of its own
 // institution, or one the operator listed (by node or root id) in replicate_for.
-func (n *Node) allowedSource(cert *identity.Certificate) bool {
-	return cert.RootID == n.id.Cert.RootID || slices.Contains(n.cfg.ReplicateFor, cert.NodeID) || slices.Contains(n.cfg.ReplicateFor, cert.RootID)
+func (r *Replication) allowedSource(cert *identity.Certificate) bool {
+	return cert.RootID == r.cfg.Identity.Cert.RootID || slices.Contains(r.cfg.ReplicateFor, cert.NodeID) || slices.Contains(r.cfg.ReplicateFor, cert.RootID)
 }
 
-// serveNotify is POST /fleet/v1/audit/notify: a source announces its checkpoint.
-func (n *Node) serveNotify(w http.ResponseWriter, r *http.Request) {
-	cert, err := n.fleet.PeerOf(r)
-	if err != nil {
-		writeNotify(w, http.StatusForbidden, notifyMsg{Error: "peer identity: " + err.Error()})
-		return
+// Notify is POST /fleet/v1/audit/notify from the source cert: it announces its
+// checkpoint (body is a NotifyMsg), and the answer says how far this node's verified
+// copy is, with this node's cosignature of the copy's checkpoint. A failure of this
+// node's own is logged here and reported to the source without its detail.
+func (r *Replication) Notify(cert *identity.Certificate, body []byte) (*NotifyMsg, error) {
+	if !r.allowedSource(cert) {
+		return nil, fmt.Errorf("%w: this node keeps no copies for %s of institution %s (config replicate_for)", ErrForbidden, cert.NodeID, cert.RootID)
 	}
-	if !n.allowedSource(cert) {
-		writeNotify(w, http.StatusForbidden, notifyMsg{Error: fmt.Sprintf("this node keeps no copies for %s of institution %s (config replicate_for)", cert.NodeID, cert.RootID)})
-		return
-	}
-	var req notifyMsg
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		writeNotify(w, http.StatusBadRequest, notifyMsg{Error: "body: " + err.Error()})
-		return
+	var req NotifyMsg
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrBadRequest, err)
 	}
 	pub, _, err := cert.Verify()
 	if err != nil {
-		writeNotify(w, http.StatusForbidden, notifyMsg{Error: err.Error()})
-		return
+		return nil, fmt.Errorf("%w: %v", ErrForbidden, err)
 	}
 	cp, err := ledger.ParseCheckpoint([]byte(req.Checkpoint), cert.NodeID, pub)
 	if err != nil {
-		writeNotify(w, http.StatusBadRequest, notifyMsg{Error: "checkpoint: " + err.Error()})
-		return
+		return nil, fmt.Errorf("%w: checkpoint: %v", ErrBadRequest, err)
 	}
-	sc, err := n.repl.copyOf(cert, pub)
+	sc, err := r.copyOf(cert, pub)
 	if err != nil {
-		n.log.Error("replica", "source", cert.NodeID, "err", err)
-		writeNotify(w, http.StatusInternalServerError, notifyMsg{Error: "the replica could not open its copy"})
-		return
+		r.cfg.Log.Error("replica", "source", cert.NodeID, "err", err)
+		return nil, errors.New("the replica could not open its copy")
 	}
-	n.repl.mu.Lock()
+	r.mu.Lock()
 	sc.notified = max(sc.notified, cp.Size)
-	n.repl.mu.Unlock()
-	n.repl.kick(cert.NodeID, sc)
-	n.repl.mu.Lock()
+	r.mu.Unlock()
+	r.kick(cert.NodeID, sc)
+	r.mu.Lock()
 	st, cosigned, cosig := sc.status, sc.cosigned, sc.cosig
-	n.repl.mu.Unlock()
-	writeNotify(w, http.StatusOK, notifyMsg{Size: st.Size, Root: st.Root, State: st.State, Error: st.Error, Checkpoint: string(cosigned), Cosignature: string(cosig)})
-}
-
-func writeNotify(w http.ResponseWriter, status int, m notifyMsg) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(m)
+	r.mu.Unlock()
+	if st.State == "error" {
+		// The detail is this node's own (it may name its files): the source learns only
+		// that the copy did not update.
+		st.Error = "the replica could not update its copy; its operator can see why in its log"
+	}
+	return &NotifyMsg{Size: st.Size, Root: st.Root, State: st.State, Error: st.Error, Checkpoint: string(cosigned), Cosignature: string(cosig)}, nil
 }
 
 // copyOf opens (once) the copy of a source's log.
-func (r *replication) copyOf(cert *identity.Certificate, pub identity.PublicKey) (*sourceCopy, error) {
+func (r *Replication) copyOf(cert *identity.Certificate, pub identity.PublicKey) (*sourceCopy, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if sc := r.copies[cert.NodeID]; sc != nil {
 		return sc, nil
 	}
-	dir := filepath.Join(ReplicasDir(r.n.dataDir), cert.NodeID)
-	if err := os.MkdirAll(ReplicasDir(r.n.dataDir), 0o700); err != nil {
+	dir := filepath.Join(ReplicasDir(r.cfg.DataDir), cert.NodeID)
+	if err := os.MkdirAll(ReplicasDir(r.cfg.DataDir), 0o700); err != nil {
 		return nil, err
 	}
 	// The source's enrolment certificate, beside the copy: an evidence bundle of the
@@ -528,7 +547,7 @@ func (r *replication) copyOf(cert *identity.Certificate, pub identity.PublicKey)
 }
 
 // kick starts an update of a copy unless one runs; then it runs once more.
-func (r *replication) kick(node string, sc *sourceCopy) {
+func (r *Replication) kick(node string, sc *sourceCopy) {
 	r.mu.Lock()
 	if sc.running {
 		sc.again = true
@@ -555,11 +574,14 @@ func (r *replication) kick(node string, sc *sourceCopy) {
 }
 
 // update brings a copy up to its source's checkpoint, verifying everything.
-func (r *replication) update(node string, sc *sourceCopy) {
+func (r *Replication) update(node string, sc *sourceCopy) {
 	if halted, _ := sc.rep.Halted(); halted {
 		return
 	}
-	f := r.n.fleet
+	f := r.fleetRef()
+	if f == nil {
+		return
+	}
 	peer, ok := f.Peer(node)
 	if !ok || peer.Addr == "" {
 		return
@@ -606,10 +628,10 @@ func (r *replication) update(node string, sc *sourceCopy) {
 		r.cosignCopy(ctx, node, sc)
 	}
 	if fe != nil {
-		r.n.auditFork(node, fe)
+		r.auditFork(node, fe)
 	}
 	if err != nil && fe == nil && !errors.Is(err, ledger.ErrHalted) {
-		r.n.log.Warn("replication", "source", node, "err", err)
+		r.cfg.Log.Warn("replication", "source", node, "err", err)
 	}
 }
 
@@ -617,7 +639,7 @@ func (r *replication) update(node string, sc *sourceCopy) {
 // The witness asks the copy for the consistency proof from the checkpoint it cosigned
 // before, and refuses a checkpoint smaller than that one (possible when a peer used
 // add-checkpoint with a newer one: the copy cosigns again once it catches up).
-func (r *replication) cosignCopy(ctx context.Context, node string, sc *sourceCopy) {
+func (r *Replication) cosignCopy(ctx context.Context, node string, sc *sourceCopy) {
 	cp := sc.rep.Checkpoint()
 	if r.wit == nil || cp == nil {
 		return
@@ -637,55 +659,41 @@ func (r *replication) cosignCopy(ctx context.Context, node string, sc *sourceCop
 		r.mu.Unlock()
 	case errors.As(err, &conflict) && conflict.Size > sc.rep.Size():
 	default:
-		r.n.log.Warn("witness: the copy's checkpoint is not cosigned", "source", node, "err", err)
+		r.cfg.Log.Warn("witness: the copy's checkpoint is not cosigned", "source", node, "err", err)
 	}
 }
 
 // auditFork writes the alert for a source that presented another history.
-func (n *Node) auditFork(source string, fe *ledger.ForkError) {
-	detail := map[string]any{"reason": fe.Reason, "evidence": filepath.Join(ReplicasDir(n.dataDir), source, ".replica", "evidence")}
-	if _, _, err := n.audit(context.Background(), &oar.Record{
+func (r *Replication) auditFork(source string, fe *ledger.ForkError) {
+	detail := map[string]any{"reason": fe.Reason, "evidence": filepath.Join(ReplicasDir(r.cfg.DataDir), source, ".replica", "evidence")}
+	if err := r.cfg.Audit(context.Background(), &oar.Record{
 		Actor: oar.Actor{ID: "node"}, Action: "audit.replica-fork", Resource: "node/" + source,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"replica-consistency"}},
 		Inputs:   []oar.Digest{oar.DigestOf("old_checkpoint", fe.Old), oar.DigestOf("new_checkpoint", fe.New)},
 		Detail:   mustJSON(detail),
 	}); err != nil {
-		n.log.Error("audit replica fork", "err", err)
+		r.cfg.Log.Error("audit replica fork", "err", err)
 	}
-	n.log.Error("replication stopped: the source presented a different history", "source", source, "reason", fe.Reason)
+	r.cfg.Log.Error("replication stopped: the source presented a different history", "source", source, "reason", fe.Reason)
 }
 
-// serveLogFile is GET /fleet/v1/audit/log/PATH: this node's log files, in the
-// tlog-tiles layout, for its designated replicas only.
-func (n *Node) serveLogFile(w http.ResponseWriter, r *http.Request) {
-	cert, err := n.fleet.PeerOf(r)
-	if err != nil {
-		http.Error(w, "peer identity: "+err.Error(), http.StatusForbidden)
-		return
-	}
-	n.repl.mu.Lock()
-	_, designated := n.repl.targets[cert.NodeID]
-	n.repl.mu.Unlock()
+// LogFile is GET /fleet/v1/audit/log/PATH: this node's log files, in the tlog-tiles
+// layout, for its designated replicas only.
+func (r *Replication) LogFile(cert *identity.Certificate, p string) ([]byte, error) {
+	r.mu.Lock()
+	_, designated := r.targets[cert.NodeID]
+	r.mu.Unlock()
 	if !designated {
-		http.Error(w, "this node's audit log is served only to the replicas its operator designated", http.StatusForbidden)
-		return
+		return nil, fmt.Errorf("%w: this node's audit log is served only to the replicas its operator designated", ErrForbidden)
 	}
-	p := r.PathValue("path")
 	if !validLogPath(p) {
-		http.Error(w, "not a log file path", http.StatusBadRequest)
-		return
+		return nil, fmt.Errorf("%w: not a log file path", ErrBadRequest)
 	}
-	b, err := os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", filepath.FromSlash(p)))
+	b, err := os.ReadFile(filepath.Join(r.cfg.DataDir, "ledger", "log", filepath.FromSlash(p)))
 	if errors.Is(err, fs.ErrNotExist) {
-		http.Error(w, "no such file", http.StatusNotFound)
-		return
+		return nil, fmt.Errorf("%w: no such file", ErrNotFound)
 	}
-	if err != nil {
-		http.Error(w, "read error", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(b)
+	return b, err
 }
 
 // validLogPath accepts "checkpoint" and paths under tile/ made of the characters the
@@ -732,13 +740,9 @@ func OpenCopy(dataDir, source string) (*ledger.Replica, *identity.Certificate, e
 	return rep, &cert, nil
 }
 
-// ReplicaStatuses lists the replicas of this node and the copies it keeps.
-func (n *Node) ReplicaStatuses() []ReplicaStatus {
-	if n.repl == nil {
-		return []ReplicaStatus{}
-	}
-	r := n.repl
-	current, _ := os.ReadFile(filepath.Join(n.dataDir, "ledger", "log", "checkpoint"))
+// Statuses lists the replicas of this node and the copies it keeps.
+func (r *Replication) Statuses() []ReplicaStatus {
+	current, _ := os.ReadFile(filepath.Join(r.cfg.DataDir, "ledger", "log", "checkpoint"))
 	body, _, _ := strings.Cut(string(current), "\n\n")
 	r.mu.Lock()
 	out := []ReplicaStatus{}
@@ -766,69 +770,26 @@ func (n *Node) ReplicaStatuses() []ReplicaStatus {
 	return out
 }
 
-// SetReplica designates (or, with remove, withdraws) a replica of this node's log, in
-// the running node and in its config file.
-func (n *Node) SetReplica(c ReplicaConfig, remove bool) error {
-	cfg, err := EditReplicas(n.dataDir, c, remove)
-	if err != nil {
-		return err
-	}
-	n.cfg.Replicas = cfg.Replicas
-	if n.repl == nil {
-		return nil
-	}
+// SetReplica designates (or, with remove, withdraws) a replica of this node's log in
+// the running node; the caller has recorded it in the node's configuration.
+func (r *Replication) SetReplica(c ReplicaConfig, remove bool) {
 	if remove {
-		n.repl.removeTarget(c.Node)
-	} else {
-		n.repl.addTarget(c)
+		r.removeTarget(c.Node)
+		return
 	}
-	return nil
+	r.addTarget(c)
 }
 
-// EditReplicas adds, replaces or removes a replica in DIR/config.json, keeping every
-// other setting as it is.
-func EditReplicas(dataDir string, c ReplicaConfig, remove bool) (Config, error) {
-	if err := c.check(); err != nil {
-		return Config{}, err
-	}
-	path := filepath.Join(dataDir, ConfigFile)
-	raw := map[string]json.RawMessage{}
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &raw); err != nil {
-			return Config{}, fmt.Errorf("%s: %v", path, err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return Config{}, err
-	}
-	cfg, err := LoadConfig(dataDir)
-	if err != nil {
-		return Config{}, err
-	}
-	i := slices.IndexFunc(cfg.Replicas, func(x ReplicaConfig) bool { return x.Node == c.Node })
-	switch {
-	case remove && i < 0:
-		return Config{}, fmt.Errorf("%s is not a designated replica", c.Node)
-	case remove:
-		cfg.Replicas = slices.Delete(cfg.Replicas, i, i+1)
-	case i >= 0:
-		cfg.Replicas[i] = c
-	default:
-		cfg.Replicas = append(cfg.Replicas, c)
-	}
-	if len(cfg.Replicas) == 0 {
-		delete(raw, "replicas")
-	} else {
-		raw["replicas"] = mustJSON(cfg.Replicas)
-	}
-	b, err := json.MarshalIndent(raw, "", "  ")
-	if err != nil {
-		return Config{}, err
-	}
-	return cfg, identity.ReplaceFile(path, append(b, '\n'), 0o600)
+// Designated says whether node is a designated replica of this node's log.
+func (r *Replication) Designated(node string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.targets[node]
+	return ok
 }
 
 // check refuses a replica designation the node could not honour.
-func (c ReplicaConfig) check() error {
+func (c ReplicaConfig) Check() error {
 	if !strings.HasPrefix(c.Node, identity.NodePrefix+"_") {
 		return fmt.Errorf("replica %q is not a node id (node_…)", c.Node)
 	}
@@ -838,4 +799,50 @@ func (c ReplicaConfig) check() error {
 		}
 	}
 	return nil
+}
+
+// Errors the serving methods return, for the fleet API to answer with the right status.
+// Their text is for the peer; anything else is this node's own failure, which the
+// fleet API logs and answers without its detail.
+var (
+	ErrForbidden  = errors.New("forbidden")
+	ErrNotFound   = errors.New("not found")
+	ErrBadRequest = errors.New("bad request")
+)
+
+// Resume is the operator's action after a source forked: replication from it resumes
+// (the evidence stays). The copy keeps the history it verified; a source that still
+// presents the other history forks again.
+func (r *Replication) Resume(source string) error {
+	r.mu.Lock()
+	sc := r.copies[source]
+	r.mu.Unlock()
+	if sc == nil {
+		return ResumeCopy(r.cfg.DataDir, source)
+	}
+	if err := sc.rep.Resume(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	sc.status.State, sc.status.Error = "resumed", ""
+	r.mu.Unlock()
+	return nil
+}
+
+// ResumeCopy resumes replication into the copy of source's log kept in dataDir, with no
+// node running.
+func ResumeCopy(dataDir, source string) error {
+	rep, _, err := OpenCopy(dataDir, source)
+	if err != nil {
+		return err
+	}
+	return rep.Resume()
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }

@@ -1,4 +1,14 @@
-package node
+// Package builtin is the offline model backend that makes a fresh node useful with no
+// model server. It runs the deterministic operational brains (redaction,
+// classification marking, arithmetic, summarising, audit and policy explanation,
+// routing) and answers domain brains by ranked retrieval from the caller's memory.
+// Every answer says that it comes from the builtin backend, not from a language model.
+//
+// It sits behind backend.Backend like any model server. What it may read is given to
+// it per request, never looked up: For binds a Caller — a memory Retriever and an audit
+// RecordReader already narrowed to what the requesting principal may see — so the
+// backend itself decides nothing about access.
+package builtin
 
 import (
 	"context"
@@ -9,33 +19,67 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/oar"
-	"github.com/sios-project/sios/policy"
 )
 
-// principalKey carries the invoking principal to the builtin backend, which answers
-// from that principal's tenant memory at its clearance.
-type principalKey struct{}
+// Notice opens every answer: the reader must never mistake retrieval for generation.
+const Notice = "[sios builtin backend: deterministic processing and retrieval, not a language model]"
 
-// Builtin is the offline backend that makes a fresh node useful with no model server.
-// It runs the deterministic operational brains (redaction, classification marking,
-// arithmetic, summarising, audit and policy explanation, routing) and answers domain
-// brains by retrieval. Every answer says that it comes from the builtin backend, not
-// from a language model.
-type Builtin struct {
-	node *Node
+// EmbeddingModel is the model name the builtin embeddings report: feature hashing, lexical.
+const EmbeddingModel = "sios-builtin-hashing"
+
+// Passage is one memory a Retriever found.
+type Passage struct {
+	ID             string
+	Subject        string
+	Classification string
+	Created        time.Time
+	Text           string
 }
 
-const builtinNotice = "[sios builtin backend: deterministic processing and retrieval, not a language model]"
+// Retriever searches the memory of the principal a request is made for. Implementations
+// apply that principal's governance (tenant, clearance, policy) and audit the read.
+type Retriever interface {
+	Retrieve(ctx context.Context, question string, limit int) ([]Passage, error)
+}
+
+// RecordReader reads an entry of the node's audit log on behalf of the principal a
+// request is made for; it refuses entries that principal may not read.
+type RecordReader interface {
+	Entry(ctx context.Context, index uint64) (*oar.Entry, error)
+}
+
+// Caller is what one request's principal may read.
+type Caller struct {
+	Memory  Retriever    // nil: retrieval finds nothing
+	Records RecordReader // nil: records cannot be explained
+}
+
+// Backend is the builtin backend. Its zero value is not usable: set Brains.
+type Backend struct {
+	Brains *brain.Catalogue
+	// Policies is the number of Cedar policies the node decides with (the
+	// policy-explainer brain states it).
+	Policies func() int
+}
+
+// For returns the backend serving one request for the given caller.
+func (b *Backend) For(c Caller) backend.Backend { return &bound{b: b, c: c} }
+
+type bound struct {
+	b *Backend
+	c Caller
+}
 
 // Chat implements backend.Backend. req.Model is the brain id.
-func (bi *Builtin) Chat(ctx context.Context, req backend.ChatRequest, onDelta func(backend.Delta) error) (*backend.ChatResponse, error) {
-	b, ok := bi.node.brains.Get(req.Model)
+func (bb *bound) Chat(ctx context.Context, req backend.ChatRequest, onDelta func(backend.Delta) error) (*backend.ChatResponse, error) {
+	b, ok := bb.b.Brains.Get(req.Model)
 	if !ok {
 		return nil, fmt.Errorf("builtin: no brain %q", req.Model)
 	}
@@ -46,15 +90,13 @@ func (bi *Builtin) Chat(ctx context.Context, req backend.ChatRequest, onDelta fu
 			break
 		}
 	}
-	answer := bi.answer(ctx, b, prompt)
+	answer := bb.answer(ctx, b, prompt)
 	if b.Builtin == brain.BuiltinRetrieval || b.Builtin == brain.BuiltinNone {
-		if p, ok := ctx.Value(principalKey{}).(*policy.Principal); ok {
-			if found := bi.node.retrieve(ctx, p, prompt); found != "" {
-				answer = found
-			}
+		if found := bb.retrieve(ctx, prompt); found != "" {
+			answer = found
 		}
 	}
-	text := builtinNotice + "\n" + answer
+	text := Notice + "\n" + answer
 	if req.MaxTokens > 0 {
 		text = truncateTokens(text, req.MaxTokens)
 	}
@@ -68,36 +110,40 @@ func (bi *Builtin) Chat(ctx context.Context, req backend.ChatRequest, onDelta fu
 			}
 		}
 	}
-	pt, ct := countTokens(prompt), countTokens(text)
+	pt, ct := CountTokens(prompt), CountTokens(text)
 	return &backend.ChatResponse{Model: "sios-builtin", Content: text, FinishReason: "stop",
 		Usage: backend.Usage{PromptTokens: pt, CompletionTokens: ct, TotalTokens: pt + ct}, UsageEstimated: true}, nil
 }
 
-func (bi *Builtin) answer(ctx context.Context, b *brain.Brain, prompt string) string {
+func (bb *bound) answer(ctx context.Context, b *brain.Brain, prompt string) string {
 	switch b.Builtin {
 	case brain.BuiltinRedact:
 		return Redact(prompt)
 	case brain.BuiltinClassify:
-		lvl, why := suggestClassification(prompt)
+		lvl, why := SuggestClassification(prompt)
 		return fmt.Sprintf("Suggested marking: %s\nReason: %s", lvl, why)
 	case brain.BuiltinArithmetic:
 		expr := extractExpression(prompt)
-		v, err := evalArithmetic(expr)
+		v, err := EvalArithmetic(expr)
 		if err != nil {
 			return fmt.Sprintf("Could not evaluate %q: %v", expr, err)
 		}
-		return fmt.Sprintf("%s = %s", expr, formatNumber(v))
+		return fmt.Sprintf("%s = %s", expr, FormatNumber(v))
 	case brain.BuiltinSummarise:
 		return summarise(prompt, 3)
 	case brain.BuiltinAuditExplain:
-		return bi.explainRecord(ctx, prompt)
+		return bb.explainRecord(ctx, prompt)
 	case brain.BuiltinPolicyExplain:
+		n := 0
+		if bb.b.Policies != nil {
+			n = bb.b.Policies()
+		}
 		return fmt.Sprintf("This node decides with %d Cedar policies. Forbids always win over permits: no read up "+
 			"(clearance below the brain's or data's classification), no flow down (data to a brain, backend or peer "+
 			"accredited below its classification), no cross-tenant flow without consent. Run 'sios policy check' to "+
-			"see the policies behind any decision.", bi.node.policy.Len())
+			"see the policies behind any decision.", n)
 	case brain.BuiltinRoute:
-		r, why := bi.node.brains.Route(prompt)
+		r, why := bb.b.Brains.Route(prompt)
 		return fmt.Sprintf("Route: %s (%s)", r.ID, why)
 	}
 	return fmt.Sprintf("Brain %s (%s) has no model server configured, and retrieval found nothing: this node "+
@@ -105,24 +151,42 @@ func (bi *Builtin) answer(ctx context.Context, b *brain.Brain, prompt string) st
 		"generated answers.", b.ID, b.Title)
 }
 
+// retrieve answers from the caller's memory, quoting and citing what it found.
+func (bb *bound) retrieve(ctx context.Context, question string) string {
+	if bb.c.Memory == nil {
+		return ""
+	}
+	res, err := bb.c.Memory.Retrieve(ctx, question, 3)
+	if err != nil || len(res) == 0 {
+		return ""
+	}
+	var sb strings.Builder
+	sb.WriteString("From the tenant's memory (ranked retrieval; quoted, not generated):\n")
+	for i, r := range res {
+		text := r.Text
+		if len(text) > 600 {
+			text = text[:600] + "…"
+		}
+		fmt.Fprintf(&sb, "[%d] %s (subject %s, %s, %s): %q\n", i+1, r.ID, r.Subject, r.Classification, r.Created.Format(time.DateOnly), text)
+	}
+	return sb.String()
+}
+
+var recordIndex = regexp.MustCompile(`\d+`)
+
 // explainRecord explains the audit record whose index the prompt names.
-func (bi *Builtin) explainRecord(ctx context.Context, prompt string) string {
-	m := regexp.MustCompile(`\d+`).FindString(prompt)
+func (bb *bound) explainRecord(ctx context.Context, prompt string) string {
+	m := recordIndex.FindString(prompt)
 	if m == "" {
 		return "Name the index of the audit record to explain, e.g. \"explain record 12\"."
 	}
 	idx, _ := strconv.ParseUint(m, 10, 64)
-	r, err := bi.node.reader()
-	if err != nil {
-		return "The audit log cannot be read: " + err.Error()
+	if bb.c.Records == nil {
+		return "The audit log cannot be read here."
 	}
-	entry, err := r.Entry(ctx, idx)
+	e, err := bb.c.Records.Entry(ctx, idx)
 	if err != nil {
-		return fmt.Sprintf("Record %d is not in the checkpointed log yet (%v).", idx, err)
-	}
-	e, err := oar.Parse(entry)
-	if err != nil {
-		return fmt.Sprintf("Entry %d does not parse: %v", idx, err)
+		return fmt.Sprintf("Record %d cannot be explained: %v.", idx, err)
 	}
 	if e.Seal != nil {
 		return fmt.Sprintf("Entry %d is seal %d: it signs (ML-DSA-65 and Ed25519) the Merkle root %s over records %d to %d.",
@@ -153,8 +217,13 @@ func (bi *Builtin) explainRecord(ctx context.Context, prompt string) string {
 
 // Embed implements backend.Backend with deterministic feature hashing: a bag of words
 // hashed into 256 dimensions and normalised. It is lexical, not semantic, and says so
-// in the model name the API reports.
-func (bi *Builtin) Embed(_ context.Context, _ string, input []string) ([][]float32, error) {
+// in its model name (EmbeddingModel).
+func (bb *bound) Embed(_ context.Context, _ string, input []string) ([][]float32, error) {
+	return Embed(input), nil
+}
+
+// Embed is the builtin embedding of each text (see bound.Embed).
+func Embed(input []string) [][]float32 {
 	const dims = 256
 	out := make([][]float32, len(input))
 	for i, s := range input {
@@ -180,7 +249,7 @@ func (bi *Builtin) Embed(_ context.Context, _ string, input []string) ([][]float
 		}
 		out[i] = v
 	}
-	return out, nil
+	return out
 }
 
 var redactions = []struct {
@@ -215,9 +284,9 @@ var markings = []struct {
 		"salary", "disciplinary", "commercial in confidence", "legal privilege", "date of birth"}},
 }
 
-// suggestClassification proposes a UK Government Security Classification marking from
+// SuggestClassification proposes a UK Government Security Classification marking from
 // markers and keywords in the text. It advises; the originator decides.
-func suggestClassification(s string) (string, string) {
+func SuggestClassification(s string) (string, string) {
 	low := strings.ToLower(s)
 	for _, m := range markings {
 		for _, w := range m.words {
@@ -245,10 +314,12 @@ func extractExpression(s string) string {
 	return best
 }
 
+var sentences = regexp.MustCompile(`[^.!?]+[.!?]*`)
+
 // summarise keeps the first n sentences (extractive, deterministic).
 func summarise(s string, n int) string {
 	var out []string
-	for _, sent := range regexp.MustCompile(`[^.!?]+[.!?]*`).FindAllString(s, -1) {
+	for _, sent := range sentences.FindAllString(s, -1) {
 		if t := strings.TrimSpace(sent); t != "" {
 			out = append(out, t)
 		}
@@ -266,11 +337,11 @@ func words(s string) []string {
 	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
 }
 
-// countTokens estimates tokens as about four bytes each, the usual rule of thumb.
-func countTokens(s string) int { return (len(s) + 3) / 4 }
+// CountTokens estimates tokens as about four bytes each, the usual rule of thumb.
+func CountTokens(s string) int { return (len(s) + 3) / 4 }
 
 func truncateTokens(s string, max int) string {
-	if countTokens(s) <= max {
+	if CountTokens(s) <= max {
 		return s
 	}
 	cut := max * 4

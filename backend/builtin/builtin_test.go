@@ -1,9 +1,8 @@
-package node
+package builtin
 
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestEvalArithmetic(t *testing.T) {
@@ -27,7 +26,7 @@ func TestEvalArithmetic(t *testing.T) {
 		{"", 0, "empty"},
 		{"10^400", 0, "finite"},
 	} {
-		got, err := evalArithmetic(c.expr)
+		got, err := EvalArithmetic(c.expr)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("%q: %v, want error %q", c.expr, err, c.err)
@@ -66,30 +65,9 @@ func TestSuggestClassification(t *testing.T) {
 		"this is SECRET operational plan":     "SECRET",
 		"TOP SECRET STRAP 1 material follows": "TOP-SECRET",
 	} {
-		if got, _ := suggestClassification(text); got != want {
+		if got, _ := SuggestClassification(text); got != want {
 			t.Errorf("%q: %s, want %s", text, got, want)
 		}
-	}
-}
-
-func TestLimiter(t *testing.T) {
-	now := time.Unix(0, 0)
-	l := newLimiter(func() time.Time { return now })
-	for i := range 3 {
-		if ok, _ := l.take("k", 60, 3); !ok {
-			t.Fatalf("request %d of a burst of 3 refused", i+1)
-		}
-	}
-	ok, wait := l.take("k", 60, 3)
-	if ok || wait <= 0 || wait > time.Second {
-		t.Fatalf("fourth request: ok=%v wait=%v, want refused with ≤1s wait", ok, wait)
-	}
-	now = now.Add(time.Second)
-	if ok, _ := l.take("k", 60, 3); !ok {
-		t.Fatal("a second later one token should have refilled")
-	}
-	if ok, _ := l.take("other", 60, 3); !ok {
-		t.Fatal("buckets are not separate")
 	}
 }
 

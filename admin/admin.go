@@ -1,0 +1,215 @@
+// Package admin is a node's admin API: the operator's channel to a running node, over a
+// unix socket in the data directory (mode 0600), so that whoever may read the node's
+// keys may administer it and nobody else can reach it. The CLI uses it to act through
+// the running node, which holds the ledger (Dial, Client.Do). Handlers return errors;
+// one function renders them.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
+	"github.com/sios-project/sios/replication"
+)
+
+// maxSocketPath is the longest unix socket path the kernel takes (sun_path, less NUL).
+const maxSocketPath = 107
+
+// maxBody bounds an admin request body.
+const maxBody = 1 << 20
+
+// Socket is the admin socket's path: DIR/admin.sock, or, when that is too long for a
+// unix socket, a name in the temporary directory derived from DIR's absolute path
+// (still mode 0600, so only the data directory's owner can connect).
+func Socket(dataDir string) string {
+	path := filepath.Join(dataDir, "admin.sock")
+	if len(path) <= maxSocketPath {
+		return path
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("sios-admin-%x.sock", sum[:8]))
+}
+
+// Listen listens on the admin socket of dataDir. The caller holds the data directory
+// (its ledger lock), so a socket left by a killed node is removed first.
+func Listen(dataDir string) (net.Listener, error) {
+	path := Socket(dataDir)
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %v", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Deps is what the admin API acts on: the running node's subsystems.
+type Deps struct {
+	DataDir    string
+	NodeID     string
+	Listen     string // the API address, for status
+	Ledger     *ledger.Ledger
+	Principals *policy.Principals
+	Memory     *memory.Ops
+	// Fleet is nil when the node runs alone; so is Replication.
+	Fleet       *fleet.Fleet
+	FleetLog    *fleet.Log
+	Feed        *fleet.Publisher
+	Replication *replication.Replication
+	Routes      func() map[string][]invoke.RouteCandidate
+	// SetReplica designates or withdraws a replica in the configuration and the
+	// running node.
+	SetReplica func(c replication.ReplicaConfig, remove bool) error
+}
+
+// errNoFleet answers fleet questions on a node that runs alone.
+var errNoFleet = errors.New("this node runs without a fleet: start it with 'sios up --fleet-listen ADDR [--join ADDR]'")
+
+// errConflict marks a request that conflicts with what exists (409).
+var errConflict = errors.New("conflict")
+
+// errBadRequest marks a request the admin API cannot take as given (400).
+var errBadRequest = errors.New("bad request")
+
+type handler func(r *http.Request) (any, error)
+
+// Handler is the admin API's routes.
+func Handler(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, h handler) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			out, err := h(r)
+			if err != nil {
+				renderError(w, err)
+				return
+			}
+			writeJSON(w, out)
+		})
+	}
+	route("POST /admin/principals", d.addPrincipal)
+	route("POST /admin/audit/append", d.appendRecord)
+	route("GET /admin/status", func(*http.Request) (any, error) {
+		return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
+	})
+	d.memoryRoutes(route)
+	d.fleetRoutes(route)
+	return mux
+}
+
+// decode reads a JSON request body of at most maxBody bytes into v.
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody)).Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	return nil
+}
+
+// renderError answers an error with its text: the admin API's caller is the node's
+// operator, who may see everything the node sees.
+func renderError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	switch {
+	case errors.Is(err, errConflict), errors.Is(err, policy.ErrPrincipalExists):
+		status = http.StatusConflict
+	case errors.Is(err, errNoFleet):
+		status = http.StatusConflict
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// PrincipalRequest is the admin API's body for adding a principal.
+type PrincipalRequest struct {
+	Tenant    string   `json:"tenant"`
+	ID        string   `json:"id"`
+	Kind      string   `json:"kind,omitempty"`
+	Clearance string   `json:"clearance"`
+	Roles     []string `json:"roles,omitempty"`
+}
+
+// PrincipalResponse returns the new API key, once.
+type PrincipalResponse struct {
+	Tenant    string       `json:"tenant"`
+	ID        string       `json:"id"`
+	Clearance string       `json:"clearance"`
+	Roles     []string     `json:"roles,omitempty"`
+	APIKey    string       `json:"api_key"`
+	Receipt   *oar.Receipt `json:"receipt,omitempty"`
+}
+
+func (d Deps) addPrincipal(r *http.Request) (any, error) {
+	var req PrincipalRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	return AddPrincipal(r.Context(), d.Principals, d.Ledger.Append, "operator", policy.NewPrincipal{
+		Tenant: req.Tenant, ID: req.ID, Kind: req.Kind, Clearance: req.Clearance, Roles: req.Roles})
+}
+
+// AddPrincipal adds a principal and records it (never its key): through the running
+// node's admin API, or by the CLI on a data directory no node holds.
+func AddPrincipal(ctx context.Context, ps *policy.Principals, appendFn func(context.Context, *oar.Record) (*oar.Receipt, []byte, error),
+	actor string, np policy.NewPrincipal) (*PrincipalResponse, error) {
+	key, sp, err := ps.Add(np, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	rc, err := AuditPrincipalAdd(ctx, appendFn, actor, sp)
+	if err != nil {
+		return nil, err
+	}
+	return &PrincipalResponse{Tenant: sp.Tenant, ID: sp.ID, Clearance: sp.Clearance, Roles: sp.Roles, APIKey: key, Receipt: rc}, nil
+}
+
+// AuditPrincipalAdd writes the record of a principal's creation (never its key).
+func AuditPrincipalAdd(ctx context.Context, appendFn func(context.Context, *oar.Record) (*oar.Receipt, []byte, error),
+	actor string, sp *policy.StoredPrincipal) (*oar.Receipt, error) {
+	detail, _ := json.Marshal(map[string]any{"clearance": sp.Clearance, "roles": sp.Roles, "kind": sp.Kind})
+	rc, _, err := appendFn(ctx, &oar.Record{
+		Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: "principal.add",
+		Resource: "principal/" + sp.Tenant + "/" + sp.ID, Decision: &oar.Decision{Effect: "allow", Policies: []string{"operator"}},
+		Detail: detail,
+	})
+	return rc, err
+}
+
+// AppendRequest appends one record through the node.
+type AppendRequest struct {
+	Record *oar.Record `json:"record"`
+}
+
+func (d Deps) appendRecord(r *http.Request) (any, error) {
+	var req AppendRequest
+	if err := decode(r, &req); err != nil || req.Record == nil {
+		return nil, fmt.Errorf("%w: body must be {\"record\": {...}}", errBadRequest)
+	}
+	rc, _, err := d.Ledger.Append(r.Context(), req.Record)
+	return rc, err
+}

@@ -1,0 +1,90 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/sios-project/sios/replication"
+)
+
+// ReplicaRequest designates or withdraws a replica through the running node, resumes
+// replication from a source, or compares with a peer.
+type ReplicaRequest struct {
+	Node    string `json:"node"`
+	Cadence string `json:"cadence,omitempty"`
+	Remove  bool   `json:"remove,omitempty"`
+}
+
+func (d Deps) fleetRoutes(route func(string, handler)) {
+	route("GET /admin/fleet/peers", func(*http.Request) (any, error) {
+		if d.Fleet == nil {
+			return nil, errNoFleet
+		}
+		return d.Fleet.Peers(), nil
+	})
+	route("GET /admin/fleet/routes", func(*http.Request) (any, error) { return d.Routes(), nil })
+	route("GET /admin/fleet/records", func(*http.Request) (any, error) {
+		recs := []json.RawMessage{}
+		for _, v := range d.FleetLog.View() {
+			f, _ := d.FleetLog.Feed(v.Node)
+			for _, rec := range f.Records {
+				recs = append(recs, rec)
+			}
+		}
+		if d.Fleet == nil {
+			// Alone, the log holds nothing: show the node's own feed.
+			for _, rec := range d.Feed.Records(0) {
+				recs = append(recs, rec)
+			}
+		}
+		return recs, nil
+	})
+	route("GET /admin/audit/replicas", func(*http.Request) (any, error) { return d.replicaStatuses(), nil })
+	route("POST /admin/audit/replicas", func(r *http.Request) (any, error) {
+		var req ReplicaRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		c := replication.ReplicaConfig{Node: req.Node, Cadence: req.Cadence}
+		if err := c.Check(); err != nil {
+			return nil, err
+		}
+		if err := d.SetReplica(c, req.Remove); err != nil {
+			return nil, err
+		}
+		return d.replicaStatuses(), nil
+	})
+	route("POST /admin/audit/replicas/resume", func(r *http.Request) (any, error) {
+		var req ReplicaRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		var err error
+		if d.Replication != nil {
+			err = d.Replication.Resume(req.Node)
+		} else {
+			err = replication.ResumeCopy(d.DataDir, req.Node)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return d.replicaStatuses(), nil
+	})
+	route("POST /admin/audit/compare", func(r *http.Request) (any, error) {
+		var req ReplicaRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		if d.Replication == nil {
+			return nil, errNoFleet
+		}
+		return d.Replication.ComparePeer(r.Context(), req.Node)
+	})
+}
+
+func (d Deps) replicaStatuses() []replication.ReplicaStatus {
+	if d.Replication == nil {
+		return []replication.ReplicaStatus{}
+	}
+	return d.Replication.Statuses()
+}

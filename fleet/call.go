@@ -1,0 +1,122 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// The remote-call protocol (docs/federation.md): an origin POSTs a CallRequest to
+// InvokePath on the target's fleet API; the target answers a CallResponse. The
+// envelope is signed by the origin and holds the payload's digest; the reply is signed
+// by the target and holds the output's digest.
+
+// InvokePath is where a node serves its peers' remote calls.
+const InvokePath = "/fleet/v1/invoke"
+
+// Caps on the remote-call protocol's bytes, the same on both sides.
+const (
+	// MaxCallPayload is the largest request payload a target accepts.
+	MaxCallPayload = 4 << 20
+	// MaxCallAnswer is the largest answer an origin accepts from a target.
+	MaxCallAnswer = 8 << 20
+	// MaxCallRequest bounds a whole call body: payload, envelope and the JSON around them.
+	MaxCallRequest = MaxCallPayload + MaxEnvelopeSize + 1024
+)
+
+// CallRequest is the body of a remote call.
+type CallRequest struct {
+	Envelope json.RawMessage `json:"envelope"`
+	Payload  json.RawMessage `json:"payload"` // the chat request; the envelope holds its digest
+}
+
+// CallResponse is the target's answer. Status is the HTTP status the origin's caller
+// should see; Reply is signed; Output is what Reply.OutputDigest commits to.
+type CallResponse struct {
+	Status int             `json:"status"`
+	Reply  json.RawMessage `json:"reply,omitempty"`
+	Output json.RawMessage `json:"output,omitempty"`
+	// Error is set when the envelope itself was refused (no signed reply).
+	Error *CallError `json:"error,omitempty"`
+}
+
+// CallError says why a target refused a call without a signed reply.
+type CallError struct {
+	Status  int    `json:"status"`
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// CallOutput is a served call's answer.
+type CallOutput struct {
+	Content      string    `json:"content"`
+	FinishReason string    `json:"finish_reason"`
+	Usage        CallUsage `json:"usage"`
+}
+
+// CallUsage is token accounting, as OpenAI reports it.
+type CallUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// CallAnswer is what Invoke received.
+type CallAnswer struct {
+	Response CallResponse
+	// RetryAfter is the target's Retry-After, when it sent one (rate limits).
+	RetryAfter time.Duration
+}
+
+// ErrMalformedAnswer marks an answer that is not a CallResponse within MaxCallAnswer.
+var ErrMalformedAnswer = errors.New("malformed answer")
+
+// Invoke sends one remote call to peer and returns its answer, unverified: the caller
+// checks the reply's signature. An error from the connection is returned as the
+// transport gave it (a *net.OpError with Op "dial" means the call was never sent).
+func (f *Fleet) Invoke(ctx context.Context, peer Peer, req *CallRequest) (*CallAnswer, error) {
+	body, err := Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := f.Post(ctx, peer.NodeID, peer.Addr, InvokePath, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	ans := &CallAnswer{}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 && secs < 3600 {
+		ans.RetryAfter = time.Duration(secs) * time.Second
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, MaxCallAnswer+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > MaxCallAnswer {
+		return nil, fmt.Errorf("%w: more than %d bytes (MaxCallAnswer)", ErrMalformedAnswer, MaxCallAnswer)
+	}
+	if err := json.Unmarshal(raw, &ans.Response); err != nil {
+		return nil, ErrMalformedAnswer
+	}
+	return ans, nil
+}
+
+// WriteCallResponse writes a target's answer, with Retry-After when retryAfter > 0.
+func WriteCallResponse(w http.ResponseWriter, resp *CallResponse, retryAfter time.Duration) {
+	b, err := Marshal(resp)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}

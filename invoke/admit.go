@@ -1,0 +1,84 @@
+package invoke
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sios-project/sios/oar"
+)
+
+// The admit stage: the perimeter's rate limits (the principal's across all brains,
+// then the brain's own), then the admission record. The record is written ahead: the
+// request is not answered until it is durable, and its receipt goes out with the
+// answer.
+
+func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
+	pr := inv.Principal
+	if ok, wait := p.limits.Take("principal/"+pr.Tenant+"/"+pr.ID, p.cfg.PrincipalPerMinute, p.cfg.PrincipalBurst); !ok {
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"rate-limit-principal"}}
+		return p.refuse(ctx, inv, &Error{Code: CodeRateLimited, RetryAfter: wait,
+			Message: fmt.Sprintf("principal %s is over its rate limit; retry after %s", pr.ID, wait.Round(time.Millisecond))})
+	}
+	if b := inv.brain; b != nil {
+		if ok, wait := p.limits.Take("brain/"+b.ID, b.RateLimit.RequestsPerMinute, b.RateLimit.Burst); !ok {
+			inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"rate-limit-brain"}}
+			return p.refuse(ctx, inv, &Error{Code: CodeRateLimited, RetryAfter: wait,
+				Message: fmt.Sprintf("brain %s is over its rate limit of %d requests per minute; retry after %s",
+					b.ID, b.RateLimit.RequestsPerMinute, wait.Round(time.Millisecond))})
+		}
+	}
+	if inv.remote != nil {
+		inv.note("route", "remote")
+		inv.note("peer", inv.peers[0].peer.NodeID)
+	}
+	rec := inv.admissionRecord()
+	h, err := p.prepare(rec)
+	if err != nil {
+		return err
+	}
+	inv.admission, inv.Record = rec, h
+	inv.admitted = make(chan admitted, 1)
+	go func() {
+		rc, err := p.appendNow(ctx, rec)
+		inv.admitted <- admitted{rc, err}
+	}()
+	return nil
+}
+
+// waitAdmitted waits until the admission record is durable; if it cannot be written
+// the request must not be answered.
+func (p *Pipeline) waitAdmitted(inv *Invocation) (*oar.Receipt, error) {
+	if inv.adm == nil {
+		a := <-inv.admitted
+		inv.adm = &a
+	}
+	if inv.adm.err != nil {
+		p.cfg.Log.Error("admission record", "err", inv.adm.err)
+		return nil, errAudit()
+	}
+	return inv.adm.receipt, nil
+}
+
+// admissionRecord is the record of the request as the stages so far decided it.
+func (inv *Invocation) admissionRecord() *oar.Record {
+	rec := inv.record("brain.invoke")
+	if inv.data.Valid() {
+		rec.Classification = inv.data.String()
+	}
+	msgs, _ := json.Marshal(inv.Messages)
+	rec.Inputs = []oar.Digest{oar.DigestOf("messages", msgs)}
+	rec.Resource = "brain/" + inv.brainID()
+	rec.Decision = inv.Decision
+	if inv.Peer != nil {
+		// Served for a peer: the record carries the peer's signed envelope.
+		rec.Parties = []json.RawMessage{inv.Peer.Envelope}
+		inv.note("origin", inv.Peer.Origin)
+		inv.note("call", inv.Peer.Call)
+	}
+	if len(inv.detail) > 0 {
+		rec.Detail = mustJSON(inv.detail)
+	}
+	return rec
+}

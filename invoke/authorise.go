@@ -1,0 +1,137 @@
+package invoke
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
+)
+
+// The authorise stage: may this principal send this data to this brain? For a local
+// brain, one Cedar decision (read up, flow down to where the brain's data goes,
+// tenancy). For a brain only peers offer, the same decision as if it were local, then
+// peer.send, for every candidate peer: the request may go only to peers policy allows.
+
+// peerChoice is a peer the request may go to, with the policies that allowed it.
+type peerChoice struct {
+	peer     fleet.Peer
+	policies []string
+}
+
+func (p *Pipeline) authorise(inv *Invocation) *Error {
+	if inv.remote != nil {
+		return p.authoriseRemote(inv)
+	}
+	b := inv.brain
+	d := p.decideInvoke(inv.Principal, b, inv.data)
+	inv.Decision = decisionOf(d)
+	if !d.Allow {
+		return errorf(CodePolicyDenied, "principal %s may not use brain %s (%s) with %s data: %s",
+			inv.Principal.ID, b.ID, b.Classification, inv.data, denialReason(d))
+	}
+	return nil
+}
+
+func (p *Pipeline) authoriseRemote(inv *Invocation) *Error {
+	rb := inv.remote
+	b := rb.brain
+	if len(rb.peers) == 0 {
+		var where []string
+		for _, peer := range rb.all {
+			where = append(where, fmt.Sprintf("%s (%s)", peer.NodeID, peer.State))
+		}
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"fleet-route"}}
+		inv.note("reason", "no reachable peer offers the brain")
+		return errorf(CodeRemoteUnavailable, "brain %s is offered only by peers, and none is reachable now: %s", b.ID, strings.Join(where, ", "))
+	}
+	var denied policy.Decision
+	for _, peer := range rb.peers {
+		if d := p.decidePeer(inv.Principal, b, peer, inv.data); d.Allow {
+			inv.peers = append(inv.peers, peerChoice{peer: peer, policies: d.Reasons})
+		} else if denied.Reasons == nil && denied.Errors == nil {
+			denied = d
+		}
+	}
+	if len(inv.peers) == 0 {
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: denied.Reasons}
+		why := "no policy permits it"
+		if len(denied.Reasons) > 0 {
+			why = "forbidden by " + strings.Join(denied.Reasons, ", ")
+		}
+		return errorf(CodePolicyDenied, "principal %s may not send %s data to any peer offering brain %s (%s): %s",
+			inv.Principal.ID, inv.data, b.ID, b.Classification, why)
+	}
+	inv.Decision = &oar.Decision{Effect: "allow", Policies: inv.peers[0].policies}
+	return nil
+}
+
+// decideInvoke asks the policy engine whether pr may send data of level data to b.
+func (p *Pipeline) decideInvoke(pr *policy.Principal, b *brain.Brain, data policy.Level) policy.Decision {
+	lvl, err := policy.ParseLevel(b.Classification)
+	if err != nil {
+		return policy.Decision{Errors: []string{err.Error()}}
+	}
+	return p.cfg.Policy.Decide(policy.Request{
+		Principal: *pr,
+		Action:    policy.ActionInvoke,
+		Resource:  policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: lvl, Kind: b.Kind},
+		Context:   policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: p.accreditation(b, lvl)},
+	})
+}
+
+// accreditation is where a brain's data flows: the lower of the brain's ceiling and its
+// backend's accreditation, capped by the node's own. The builtin backend never leaves
+// the process.
+func (p *Pipeline) accreditation(b *brain.Brain, brainLvl policy.Level) policy.Level {
+	if p.cfg.Accreditation.Valid() {
+		brainLvl = min(brainLvl, p.cfg.Accreditation)
+	}
+	if p.isBuiltin(b) {
+		return brainLvl
+	}
+	return min(brainLvl, p.cfg.BackendAccreditation)
+}
+
+// decidePeer asks policy whether pr's data of level data may go to peer for brain b:
+// the brain decision as if it were local (read up, flow down to the lower of the
+// brain's ceiling and the peer's posture, tenancy), then peer.send.
+func (p *Pipeline) decidePeer(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, data policy.Level) policy.Decision {
+	bl, err1 := policy.ParseLevel(b.Classification)
+	pl, err2 := policy.ParseLevel(peer.Posture)
+	if err := errors.Join(err1, err2); err != nil {
+		return policy.Decision{Errors: []string{fmt.Sprintf("peer %s: %v", peer.NodeID, err)}}
+	}
+	d := p.cfg.Policy.Decide(policy.Request{
+		Principal: *pr, Action: policy.ActionInvoke,
+		Resource: policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: bl, Kind: b.Kind},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: min(bl, pl)},
+	})
+	if !d.Allow {
+		return d
+	}
+	return p.cfg.Policy.Decide(policy.Request{
+		Principal: *pr, Action: policy.ActionPeerSend,
+		Resource: policy.Resource{Type: policy.ResourcePeer, ID: peer.NodeID, Classification: pl,
+			Institution: peer.Institution, Attestation: peer.Attestation, SameInstitution: peer.Institution == p.cfg.Identity.Cert.RootID},
+		Context: policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: pl},
+	})
+}
+
+func decisionOf(d policy.Decision) *oar.Decision {
+	return &oar.Decision{Effect: d.Effect(), Policies: d.Reasons}
+}
+
+// denialReason says why a decision denied, for the caller.
+func denialReason(d policy.Decision) string {
+	switch {
+	case len(d.Reasons) > 0:
+		return "forbidden by " + strings.Join(d.Reasons, ", ")
+	case len(d.Errors) > 0:
+		return "the request could not be evaluated (" + strings.Join(d.Errors, "; ") + ")"
+	}
+	return "no policy permits it"
+}

@@ -1,0 +1,224 @@
+// Package invoke is the node's governed invocation pipeline. A request for a brain —
+// from the API, or from a peer's verified envelope — becomes one Invocation that passes
+// through stages which read top-down, each in its own file:
+//
+//	resolve   (resolve.go)   which brain: local, "auto", or one only peers offer
+//	authorise (authorise.go) policy, with the policies behind the decision
+//	admit     (admit.go)     the perimeter's rate limits, then the admission record
+//	execute   (execute.go)   a backend with the brain's tools, or a peer (remote.go)
+//	complete  (complete.go)  the completion record, linked to the admission
+//
+// A request refused at any stage leaves a record of the refusal; a request whose
+// record cannot be written is not served. The pipeline returns typed outcomes (*Error,
+// by Code) and speaks no HTTP: package api turns outcomes into responses.
+//
+// Memory requests (memory.go) and embeddings (embed.go) pass the same authorisation and
+// perimeter.
+package invoke
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/backend/builtin"
+	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
+	"github.com/sios-project/sios/ratelimit"
+)
+
+// Ledger appends audit records (ledger.Ledger).
+type Ledger interface {
+	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
+}
+
+// Fleet is what remote invocation needs of the fleet (fleet.Fleet).
+type Fleet interface {
+	// Offered lists, by brain id, the peers offering each brain.
+	Offered() map[string][]fleet.Peer
+	// Candidates are the reachable peers offering a brain, best first.
+	Candidates(brain string) []fleet.Peer
+	// Invoke sends a remote call.
+	Invoke(ctx context.Context, peer fleet.Peer, req *fleet.CallRequest) (*fleet.CallAnswer, error)
+}
+
+// Config is what a Pipeline is built from.
+type Config struct {
+	Identity   *identity.Node
+	Ledger     Ledger
+	Policy     *policy.Engine
+	Principals *policy.Principals
+	Brains     *brain.Catalogue
+	Memory     *memory.Ops
+	// Backends gives the client of a model server by base URL.
+	Backends *backend.Pool
+	// Builtin is the offline backend.
+	Builtin *builtin.Backend
+	// OpenLog opens the node's own audit log for reading (the audit explainer).
+	OpenLog func() (*ledger.Reader, error)
+	// FleetLog holds the peers' verified identities.
+	FleetLog *fleet.Log
+	Log      *slog.Logger
+
+	// DefaultBackend is "builtin" or the base URL of the node's default model server.
+	DefaultBackend string
+	// DefaultModel is the model for brains that name none on a network backend.
+	DefaultModel string
+	// BackendAccreditation is the highest classification the model servers may receive.
+	BackendAccreditation policy.Level
+	// Accreditation is the node's own accreditation; zero when the operator set none.
+	Accreditation policy.Level
+	// Posture is the classification the node states to the fleet.
+	Posture policy.Level
+
+	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
+	PrincipalPerMinute, PrincipalBurst int
+}
+
+// Pipeline runs invocations. It is safe for concurrent use.
+type Pipeline struct {
+	cfg    Config
+	limits *ratelimit.Limiter
+	fleet  atomic.Pointer[fleetRef] // nil while the node runs alone
+	bg     sync.WaitGroup           // completion records still being written
+}
+
+type fleetRef struct{ f Fleet }
+
+// New builds a pipeline.
+func New(cfg Config) *Pipeline {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Pipeline{cfg: cfg, limits: ratelimit.New(time.Now)}
+}
+
+// SetFleet gives the pipeline the fleet, once membership has started (nil: alone).
+func (p *Pipeline) SetFleet(f Fleet) {
+	if f == nil {
+		p.fleet.Store(nil)
+		return
+	}
+	p.fleet.Store(&fleetRef{f})
+}
+
+func (p *Pipeline) fleetOf() Fleet {
+	if r := p.fleet.Load(); r != nil {
+		return r.f
+	}
+	return nil
+}
+
+// Wait waits for the completion records still being written.
+func (p *Pipeline) Wait() { p.bg.Wait() }
+
+// Authenticate returns the principal holding an API key. A key the store does not know
+// triggers one reload, so that principals added by the CLI while the node runs are
+// seen at once.
+func (p *Pipeline) Authenticate(key string) (*policy.Principal, bool) {
+	if pr, ok := p.cfg.Principals.Authenticate(key); ok {
+		return pr, true
+	}
+	if err := p.cfg.Principals.Refresh(); err != nil {
+		p.cfg.Log.Error("reload principals", "err", err)
+		return nil, false
+	}
+	return p.cfg.Principals.Authenticate(key)
+}
+
+// Chat runs one invocation through every stage and writes its answer to sink.
+func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {
+	if err := p.resolve(inv); err != nil {
+		return p.refuse(ctx, inv, err)
+	}
+	if err := p.authorise(inv); err != nil {
+		return p.refuse(ctx, inv, err)
+	}
+	if err := p.admit(ctx, inv); err != nil {
+		return err
+	}
+	if inv.remote != nil {
+		return p.executeRemote(ctx, inv, sink)
+	}
+	return p.execute(ctx, inv, sink)
+}
+
+// record is the skeleton of a record of inv: who asked, for what, with which data.
+func (inv *Invocation) record(action string) *oar.Record {
+	pr := inv.Principal
+	return &oar.Record{Tenant: pr.Tenant, Actor: oar.Actor{ID: pr.ID, Clearance: pr.Clearance.String()}, Action: action}
+}
+
+// prepare fills the members Append would and returns the record's hash, so that later
+// records (and a peer's reply) can name it before it is durable.
+func (p *Pipeline) prepare(rec *oar.Record) (string, error) {
+	rec.V, rec.Kind, rec.Node = oar.Version, oar.KindRecord, p.cfg.Identity.ID()
+	rec.Time = oar.FormatTime(time.Now())
+	e, err := rec.Encode()
+	if err != nil {
+		return "", fmt.Errorf("audit record: %w", err)
+	}
+	return hex.EncodeToString(oar.RecordHash(e)), nil
+}
+
+// refuse makes the refusal's record durable, then returns the refusal carrying its
+// receipt. The record is the admission record the request would have had, with the
+// decision that refused it.
+func (p *Pipeline) refuse(ctx context.Context, inv *Invocation, e *Error) error {
+	rec := inv.admissionRecord()
+	if inv.Peer != nil {
+		// The reply to the peer names this record.
+		if h, err := p.prepare(rec); err == nil {
+			inv.Record = h
+		}
+	}
+	rc, err := p.appendNow(ctx, rec)
+	if err != nil {
+		p.cfg.Log.Error("audit refusal", "err", err)
+		return errorf(CodeAuditFailed, "the audit ledger could not record this request")
+	}
+	e.Receipt = rc
+	return e
+}
+
+// appendNow appends a record and waits for its receipt, even if the caller has gone.
+func (p *Pipeline) appendNow(ctx context.Context, rec *oar.Record) (*oar.Receipt, error) {
+	rc, _, err := p.cfg.Ledger.Append(context.WithoutCancel(ctx), rec)
+	return rc, err
+}
+
+// appendLater appends a record in the background (Wait waits for it).
+func (p *Pipeline) appendLater(ctx context.Context, rec *oar.Record, what string) {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		if _, _, err := p.cfg.Ledger.Append(context.WithoutCancel(ctx), rec); err != nil {
+			p.cfg.Log.Error(what, "resource", rec.Resource, "err", err)
+		}
+	}()
+}
+
+// Audit appends a record of the node's own (a refusal at the fleet's door, an egress
+// refusal) and waits for it.
+func (p *Pipeline) Audit(ctx context.Context, rec *oar.Record) (*oar.Receipt, error) {
+	return p.appendNow(ctx, rec)
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

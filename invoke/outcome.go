@@ -1,0 +1,81 @@
+package invoke
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sios-project/sios/oar"
+)
+
+// Code says what became of a request that was not served, machine-readably. The API
+// maps each code to an HTTP status and OpenAI's error type (api.StatusOf); peers
+// receive the code in their signed reply. Only append to this list: callers and peers
+// branch on the codes.
+type Code string
+
+const (
+	// The request itself.
+	CodeInvalidRequest        Code = "invalid_request"        // a member is malformed
+	CodeInvalidClassification Code = "invalid_classification" // X-Sios-Classification is not a marking
+	CodeInvalidMemory         Code = "invalid_memory"         // a memory request is malformed
+	CodeModelNotFound         Code = "model_not_found"        // no such brain, here or at a peer
+	CodeUnknownSubject        Code = "unknown_subject"        // no memories are held about the subject
+
+	// Governance and the perimeter.
+	CodePolicyDenied    Code = "policy_denied"       // policy forbids it, or no policy permits it
+	CodeRateLimited     Code = "rate_limit_exceeded" // a principal's or brain's rate limit
+	CodePeerRateLimited Code = "peer_rate_limited"   // the rate of calls this node serves for peers
+	CodeEgressRefused   Code = "egress_refused"      // the backend is not on the egress allowlist
+	CodeTimeBudget      Code = "time_budget_exceeded"
+	CodeAuditFailed     Code = "audit_unavailable" // the record could not be written: nothing was served
+
+	// Backends.
+	CodeBackendMisconfigured Code = "backend_misconfigured"
+	CodeNoModel              Code = "no_model"
+	CodeBackendError         Code = "backend_error"       // the model server answered with an error
+	CodeBackendUnavailable   Code = "backend_unavailable" // the model server could not be reached
+
+	// Peers.
+	CodeRemoteUnavailable  Code = "remote_unavailable"   // no reachable peer offers the brain
+	CodeRemoteUnreachable  Code = "remote_unreachable"   // the chosen peer could not be reached
+	CodeRemoteTimeout      Code = "remote_timeout"       // the peer did not answer in time
+	CodeRemoteInvalidReply Code = "remote_invalid_reply" // the peer's answer does not verify
+	CodeRemoteError        Code = "remote_error"         // the peer failed without a code
+
+	// Refusals of a peer's call (fleet API).
+	CodePeerUntrusted   Code = "peer_untrusted"
+	CodeMalformedCall   Code = "malformed_call"
+	CodeInvalidEnvelope Code = "invalid_envelope"
+	CodeEnvelopeForged  Code = "envelope_forged"
+	CodePayloadMismatch Code = "payload_mismatch"
+	CodeInvalidPayload  Code = "invalid_payload"
+	CodeOriginForked    Code = "origin_forked"
+	CodeEnvelopeRefused Code = "envelope_refused"
+
+	CodeInternal Code = "internal"
+)
+
+// Error is a request the node did not serve, typed by its Code. Message is for the
+// caller: it never holds paths, backend addresses or internal error text.
+type Error struct {
+	Code    Code
+	Message string
+	// Param names the request member at fault, where there is one.
+	Param string
+	// RetryAfter is how long to wait, for rate limits.
+	RetryAfter time.Duration
+	// Receipt is the receipt of the record of this outcome (a refusal's, or the
+	// admission's of a request that failed after it), when it is durable.
+	Receipt *oar.Receipt
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+func errorf(code Code, format string, a ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, a...)}
+}
+
+// errAudit is the answer when a record cannot be written: the request is not served.
+func errAudit() *Error {
+	return errorf(CodeAuditFailed, "the audit ledger could not record this request, so it was not served")
+}

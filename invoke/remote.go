@@ -1,0 +1,188 @@
+package invoke
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/oar"
+)
+
+// The execute stage for a brain only peers offer: the request goes to the best peer
+// policy allows, as an envelope signed by this node over the fleet's mutual TLS. The
+// peer verifies it, applies its own policy through its own pipeline, and answers with
+// a signed reply; both nodes audit the call, and this node's completion record
+// carries the envelope and the reply as parties.
+
+// remoteTimeout bounds a remote call; the envelope expires with it.
+const remoteTimeout = 60 * time.Second
+
+// payload is a remote call's payload: the chat request as the target's API would take it.
+type payload struct {
+	Messages    []Message `json:"messages"`
+	MaxTokens   *int      `json:"max_tokens,omitempty"`
+	Temperature *float64  `json:"temperature,omitempty"`
+}
+
+// remoteResult is what one call to a peer came to.
+type remoteResult struct {
+	peer        string
+	envelope    []byte
+	reply       []byte // verified signed reply, nil if none
+	out         fleet.CallOutput
+	outDigest   string
+	err         *Error
+	unreachable bool // no answer at all: another peer may be tried
+}
+
+func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink) error {
+	b := inv.remote.brain
+	body, err := json.Marshal(payload{Messages: inv.Messages, MaxTokens: inv.MaxTokens, Temperature: inv.Temperature})
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, remoteTimeout)
+	defer cancel()
+	var res *remoteResult
+	for _, c := range inv.peers {
+		res = p.callPeer(cctx, inv, c.peer, body)
+		if !res.unreachable {
+			break
+		}
+	}
+	rc, err := p.waitAdmitted(inv)
+	if err != nil {
+		return err
+	}
+	p.completeRemote(ctx, inv, res)
+	if res.err != nil {
+		res.err.Receipt = rc
+		return res.err
+	}
+	if err := sink.Start(b.ID, rc); err != nil {
+		return err
+	}
+	if inv.Stream && res.out.Content != "" {
+		if err := sink.Delta(res.out.Content); err != nil {
+			return err
+		}
+	}
+	u := res.out.Usage
+	return sink.Finish(&Result{Content: res.out.Content, FinishReason: res.out.FinishReason,
+		Usage: usageOf(u.PromptTokens, u.CompletionTokens, u.TotalTokens)})
+}
+
+// callPeer sends one signed envelope to peer and verifies the answer.
+func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Peer, body []byte) *remoteResult {
+	pr, b := inv.Principal, inv.remote.brain
+	res := &remoteResult{peer: peer.NodeID}
+	now := time.Now()
+	id := p.cfg.Identity
+	env, err := fleet.SealEnvelope(id.Key, fleet.Envelope{
+		Origin: id.ID(), Target: peer.NodeID, Issued: oar.FormatTime(now), Expires: oar.FormatTime(now.Add(remoteTimeout)),
+		Principal: pr.ID, Tenant: pr.Tenant, Clearance: pr.Clearance.String(), Classification: inv.data.String(),
+		Brain: b.ID, PayloadDigest: sha256Hex(body),
+	})
+	if err != nil {
+		p.cfg.Log.Error("seal envelope", "err", err)
+		res.err = errorf(CodeInternal, "could not sign the remote call")
+		return res
+	}
+	res.envelope = env
+	ans, err := p.fleetOf().Invoke(ctx, peer, &fleet.CallRequest{Envelope: env, Payload: body})
+	bad := func(why string) *remoteResult {
+		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", why)
+		res.err = errorf(CodeRemoteInvalidReply, "brain %s: peer %s answered with a reply that does not verify (%s)", b.ID, peer.NodeID, why)
+		return res
+	}
+	switch {
+	case errors.Is(err, fleet.ErrMalformedAnswer):
+		return bad("malformed answer")
+	case err != nil:
+		p.cfg.Log.Warn("remote call failed", "peer", peer.NodeID, "err", err)
+		// Another peer is tried only if this one never got the call: a call that may
+		// have been served must not run twice.
+		var oe *net.OpError
+		res.unreachable = ctx.Err() == nil && errors.As(err, &oe) && oe.Op == "dial"
+		res.err = errorf(CodeRemoteUnreachable, "brain %s: peer %s could not be reached", b.ID, peer.NodeID)
+		if errors.Is(err, context.DeadlineExceeded) {
+			res.err = errorf(CodeRemoteTimeout, "brain %s: peer %s did not answer within %s", b.ID, peer.NodeID, remoteTimeout)
+		}
+		return res
+	}
+	rr := ans.Response
+	if rr.Reply == nil {
+		// The peer refused the envelope itself.
+		if rr.Error != nil && rr.Error.Status >= 400 {
+			res.err = &Error{Code: Code(rr.Error.Code), RetryAfter: ans.RetryAfter,
+				Message: fmt.Sprintf("peer %s refused the call: %s", peer.NodeID, rr.Error.Message)}
+			return res
+		}
+		return bad("no signed reply")
+	}
+	reply, err := fleet.ParseReply(rr.Reply)
+	if err != nil {
+		return bad(err.Error())
+	}
+	key, ok := p.cfg.FleetLog.Key(peer.NodeID)
+	if !ok {
+		return bad("peer's identity is not in the fleet log")
+	}
+	if err := reply.Verify(key); err != nil {
+		return bad(err.Error())
+	}
+	if reply.Responder != peer.NodeID || reply.Call != fleet.CallHash(env) {
+		return bad("the reply answers another call")
+	}
+	res.reply = rr.Reply
+	if reply.Status != fleet.ReplyOK {
+		code := Code(reply.Error)
+		if code == "" {
+			code = CodeRemoteError
+		}
+		res.err = &Error{Code: code, RetryAfter: ans.RetryAfter, Message: fmt.Sprintf("peer %s: %s", peer.NodeID, reply.Message)}
+		return res
+	}
+	if reply.OutputDigest != sha256Hex(rr.Output) {
+		return bad("output does not match the reply's output_digest")
+	}
+	if err := json.Unmarshal(rr.Output, &res.out); err != nil {
+		return bad("output: " + err.Error())
+	}
+	res.outDigest = reply.OutputDigest
+	return res
+}
+
+// completeRemote writes the origin's completion record: linked to the admission, with
+// the envelope and the peer's signed reply as parties.
+func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *remoteResult) {
+	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds(), "peer": res.peer, "route": "remote"}
+	rec := inv.record("brain.complete")
+	rec.Resource = "brain/" + inv.remote.brain.ID
+	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
+	if res.envelope != nil {
+		rec.Parties = append(rec.Parties, res.envelope)
+	}
+	if res.reply != nil {
+		rec.Parties = append(rec.Parties, res.reply)
+	}
+	if res.err == nil {
+		rec.Outputs = []oar.Digest{{Name: "remote_output", SHA256: res.outDigest}}
+		detail["usage"], detail["finish_reason"] = res.out.Usage, res.out.FinishReason
+	} else {
+		detail["error"] = res.err.Code
+	}
+	rec.Detail = mustJSON(detail)
+	p.appendLater(ctx, rec, "completion record")
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,161 @@
+package invoke
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/backend/builtin"
+	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
+)
+
+// A tool is something a model may ask the node to do inside the perimeter. It runs
+// only if the brain's allowlist names it and policy permits it; every call, run or
+// refused, is audited.
+type tool struct {
+	def backend.FunctionDef
+	run func(ctx context.Context, p *Pipeline, inv *Invocation, args json.RawMessage) (string, error)
+}
+
+var textParams = json.RawMessage(`{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}`)
+
+func textArg(args json.RawMessage) (string, error) {
+	var a struct {
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(args, &a); err != nil {
+		return "", fmt.Errorf("arguments must be {\"text\": \"...\"}")
+	}
+	return a.Text, nil
+}
+
+// tools are the node's tools by name. Only append: audit records name them.
+var tools = map[string]tool{
+	"redact": {
+		def: backend.FunctionDef{Name: "redact", Description: "Mask personal identifiers (e-mail, phone, NHS, NI and card numbers, postcodes, IP addresses) in a text.", Parameters: textParams},
+		run: func(_ context.Context, _ *Pipeline, _ *Invocation, args json.RawMessage) (string, error) {
+			s, err := textArg(args)
+			return builtin.Redact(s), err
+		},
+	},
+	"classify": {
+		def: backend.FunctionDef{Name: "classify", Description: "Suggest a UK Government Security Classification marking for a text.", Parameters: textParams},
+		run: func(_ context.Context, _ *Pipeline, _ *Invocation, args json.RawMessage) (string, error) {
+			s, err := textArg(args)
+			lvl, why := builtin.SuggestClassification(s)
+			return lvl + ": " + why, err
+		},
+	},
+	"clock": {
+		def: backend.FunctionDef{Name: "clock", Description: "The current date and time (UTC, RFC 3339).",
+			Parameters: json.RawMessage(`{"type":"object","properties":{}}`)},
+		run: func(context.Context, *Pipeline, *Invocation, json.RawMessage) (string, error) {
+			return time.Now().UTC().Format(time.RFC3339), nil
+		},
+	},
+	"memory.search": {
+		def: backend.FunctionDef{Name: "memory.search", Description: "Search the tenant's memory (ranked retrieval); returns matching memories with their ids to cite.",
+			Parameters: json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"},"subject":{"type":"string"}},"required":["query"]}`)},
+		run: func(ctx context.Context, p *Pipeline, inv *Invocation, args json.RawMessage) (string, error) {
+			var a struct {
+				Query   string `json:"query"`
+				Subject string `json:"subject"`
+			}
+			if err := json.Unmarshal(args, &a); err != nil {
+				return "", fmt.Errorf("arguments must be {\"query\": \"...\"}")
+			}
+			res, err := p.searchForTool(ctx, inv, a.Subject, a.Query)
+			if err != nil {
+				return "", err
+			}
+			b, err := json.Marshal(res)
+			return string(b), err
+		},
+	},
+	"calculator": {
+		def: backend.FunctionDef{Name: "calculator", Description: "Evaluate an arithmetic expression exactly (+ - * / ^ % and parentheses).",
+			Parameters: json.RawMessage(`{"type":"object","properties":{"expression":{"type":"string"}},"required":["expression"]}`)},
+		run: func(_ context.Context, _ *Pipeline, _ *Invocation, args json.RawMessage) (string, error) {
+			var a struct {
+				Expression string `json:"expression"`
+			}
+			if err := json.Unmarshal(args, &a); err != nil {
+				return "", fmt.Errorf("arguments must be {\"expression\": \"...\"}")
+			}
+			v, err := builtin.EvalArithmetic(a.Expression)
+			if err != nil {
+				return "", err
+			}
+			return builtin.FormatNumber(v), nil
+		},
+	},
+}
+
+// toolDefs are the definitions offered to the model: the brain's allowlisted tools the
+// node implements.
+func toolDefs(b *brain.Brain) []backend.Tool {
+	var out []backend.Tool
+	for _, name := range b.Tools {
+		if t, ok := tools[name]; ok {
+			out = append(out, backend.Tool{Type: "function", Function: t.def})
+		}
+	}
+	return out
+}
+
+// toolOutcome is what the completion record says about one tool call.
+type toolOutcome struct {
+	Name    string `json:"name"`
+	Allowed bool   `json:"allowed"`
+	Error   string `json:"error,omitempty"`
+}
+
+// runTool applies the perimeter to one tool call and audits it.
+func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.ToolCall) (string, toolOutcome) {
+	pr, b := inv.Principal, inv.brain
+	name := tc.Function.Name
+	out := toolOutcome{Name: name}
+	t, known := tools[name]
+	listed := slices.Contains(b.Tools, name)
+	d := p.cfg.Policy.Decide(policy.Request{
+		Principal: *pr, Action: policy.ActionTool,
+		Resource: policy.Resource{Type: policy.ResourceTool, ID: name},
+		Context:  policy.Context{Tenant: pr.Tenant, ToolAllowed: listed && known},
+	})
+	policies := d.Reasons
+	if !listed {
+		policies = append([]string{"brain-tool-allowlist"}, policies...)
+	}
+	rec := inv.record("tool.call")
+	rec.Resource = "tool/" + name
+	rec.Decision = &oar.Decision{Effect: d.Effect(), Policies: policies}
+	rec.Inputs = []oar.Digest{oar.DigestOf("arguments", []byte(tc.Function.Arguments))}
+	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
+	rec.Detail = mustJSON(map[string]string{"brain": b.ID, "call_id": tc.ID})
+	var result string
+	switch {
+	case !listed || !known || !d.Allow:
+		out.Error = "not permitted"
+		result = fmt.Sprintf("error: tool %q is not permitted for brain %s; it was not run", name, b.ID)
+	default:
+		out.Allowed = true
+		r, err := t.run(ctx, p, inv, json.RawMessage(tc.Function.Arguments))
+		if err != nil {
+			out.Error = err.Error()
+			result = "error: " + err.Error()
+		} else {
+			result = r
+		}
+		rec.Outputs = []oar.Digest{oar.DigestOf("result", []byte(result))}
+	}
+	if _, err := p.appendNow(ctx, rec); err != nil {
+		p.cfg.Log.Error("audit tool call", "tool", name, "err", err)
+		return "error: the audit ledger could not record this tool call; it was not run", toolOutcome{Name: name, Error: "audit unavailable"}
+	}
+	return result, out
+}
