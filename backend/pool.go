@@ -23,7 +23,7 @@ func NewPool(transport http.RoundTripper, apiKey string) *Pool {
 }
 
 // Get returns the client for baseURL (see NewOpenAI for the URL rule).
-func (p *Pool) Get(baseURL string) (*OpenAI, error) {
+func (p *Pool) Get(baseURL string) (Backend, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.clients[baseURL]; ok {

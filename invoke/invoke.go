@@ -53,6 +53,11 @@ type Fleet interface {
 	Invoke(ctx context.Context, peer fleet.Peer, req *fleet.CallRequest) (*fleet.CallAnswer, error)
 }
 
+// Backends gives the client of the model server at a base URL.
+type Backends interface {
+	Get(baseURL string) (backend.Backend, error)
+}
+
 // Config is what a Pipeline is built from.
 type Config struct {
 	Identity   *identity.Node
@@ -61,8 +66,8 @@ type Config struct {
 	Principals *policy.Principals
 	Brains     *brain.Catalogue
 	Memory     *memory.Ops
-	// Backends gives the client of a model server by base URL.
-	Backends *backend.Pool
+	// Backends gives the client of a model server by base URL (backend.Pool).
+	Backends Backends
 	// Builtin is the offline backend.
 	Builtin *builtin.Backend
 	// OpenLog opens the node's own audit log for reading (the audit explainer).

@@ -24,8 +24,9 @@ type remoteBrain struct {
 
 func (p *Pipeline) resolve(inv *Invocation) *Error {
 	inv.started = time.Now()
-	inv.data = policy.Official
-	if inv.Classification != "" {
+	if inv.Classification == "" {
+		inv.data = policy.Official
+	} else {
 		lvl, err := policy.ParseLevel(inv.Classification)
 		if err != nil {
 			inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"input-validation"}}
