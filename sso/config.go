@@ -84,8 +84,12 @@ type Rule struct {
 // Strings is a JSON string or a list of strings.
 type Strings []string
 
-// UnmarshalJSON accepts "x" or ["x", …].
+// UnmarshalJSON accepts "x" or ["x", …]; null is no value.
 func (s *Strings) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*s = nil
+		return nil
+	}
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*s = Strings{one}
@@ -350,10 +354,7 @@ func compileTenant(t TenantSource) (*tenantSource, error) {
 		}
 		var values map[string]string
 		if len(t.Values) > 0 {
-			values = make(map[string]string, len(t.Values))
-			for k, v := range t.Values {
-				values[k] = v
-			}
+			values = maps.Clone(t.Values)
 		}
 		return &tenantSource{claim: path, values: values}, nil
 	default:

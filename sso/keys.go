@@ -191,7 +191,7 @@ func (k *keySet) fetchLocked(ctx context.Context) error {
 
 	jwksURI, keys, raw, err := k.download(ctx)
 	if err != nil {
-		err = fmt.Errorf("fetching the keys of issuer %s (%s): %v", k.is.name, k.is.url, err)
+		err = fmt.Errorf("fetching the keys of issuer %s (%s): %w", k.is.name, k.is.url, err)
 		k.mu.Lock()
 		k.lastErr = err
 		k.mu.Unlock()

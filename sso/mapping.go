@@ -132,7 +132,7 @@ func clip(s string) string {
 // Map applies the issuer's rules to a claims object (a token's payload as JSON)
 // without checking any token: the same mapping Authenticate makes once a token is
 // verified, for an operator trying rules against a sample of the issuer's claims. The
-// Identity it returns has no TokenID or Expires.
+// Identity it returns has no Expires.
 func (i Issuer) Map(claimsJSON []byte) (*Identity, error) {
 	is, err := compile(i)
 	if err != nil {
