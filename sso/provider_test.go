@@ -44,7 +44,7 @@ const redirectURI = "http://127.0.0.1:1/callback" // never dialled: the test rea
 
 // startProvider serves an OpenID Provider with users (subject → extra claims) and the
 // clients "sios-console" and "other-app" (secret "secret").
-func startProvider(t *testing.T, users map[string]map[string]any) *provider {
+func startProvider(t testing.TB, users map[string]map[string]any) *provider {
 	t.Helper()
 	p := &provider{store: newStorage(t, users)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,7 +83,7 @@ func (p *provider) stop() { p.srv.Close() }
 
 // egressClient is the client a node would pass: its transport dials only through an
 // egress guard that allows the provider's address and nothing else.
-func (p *provider) egressClient(t *testing.T) *http.Client {
+func (p *provider) egressClient(t testing.TB) *http.Client {
 	t.Helper()
 	u, _ := url.Parse(p.issuer)
 	host, port, _ := net.SplitHostPort(u.Host)
@@ -100,7 +100,7 @@ func (p *provider) egressClient(t *testing.T) *http.Client {
 
 // signIn runs the authorization code flow for user at client and returns the ID token
 // and the (JWT) access token the token endpoint issues.
-func (p *provider) signIn(t *testing.T, client, user string) (idToken, accessToken string) {
+func (p *provider) signIn(t testing.TB, client, user string) (idToken, accessToken string) {
 	t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	q := url.Values{
@@ -147,7 +147,7 @@ func (p *provider) signIn(t *testing.T, client, user string) (idToken, accessTok
 	return tok.IDToken, tok.AccessToken
 }
 
-func redirectTo(t *testing.T, c *http.Client, u string) *url.URL {
+func redirectTo(t testing.TB, c *http.Client, u string) *url.URL {
 	t.Helper()
 	resp, err := c.Get(u)
 	if err != nil {
@@ -166,7 +166,7 @@ func redirectTo(t *testing.T, c *http.Client, u string) *url.URL {
 
 // rotateKey makes a new signing key current. The key set publishes the new key, and
 // the old one too if keepOld.
-func (p *provider) rotateKey(t *testing.T, keepOld bool) string {
+func (p *provider) rotateKey(t testing.TB, keepOld bool) string {
 	t.Helper()
 	return p.store.rotate(t, keepOld)
 }
@@ -189,7 +189,7 @@ var (
 	_ op.CanSetUserinfoFromRequest = (*storage)(nil)
 )
 
-func newStorage(t *testing.T, users map[string]map[string]any) *storage {
+func newStorage(t testing.TB, users map[string]map[string]any) *storage {
 	s := &storage{
 		users: users,
 		clients: map[string]*client{
@@ -204,7 +204,7 @@ func newStorage(t *testing.T, users map[string]map[string]any) *storage {
 	return s
 }
 
-func (s *storage) rotate(t *testing.T, keepOld bool) string {
+func (s *storage) rotate(t testing.TB, keepOld bool) string {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func (s *storage) rotate(t *testing.T, keepOld bool) string {
 	return k.id
 }
 
-func (s *storage) login(t *testing.T, id, user string) {
+func (s *storage) login(t testing.TB, id, user string) {
 	t.Helper()
 	if _, ok := s.users[user]; !ok {
 		t.Fatalf("no user %q at the provider", user)

@@ -29,7 +29,7 @@ var users = map[string]map[string]any{
 
 // configFor is the operator's "oidc" section for the provider, as written in
 // config.json.
-func configFor(t *testing.T, issuer string, extra string) []sso.Issuer {
+func configFor(t testing.TB, issuer string, extra string) []sso.Issuer {
 	t.Helper()
 	list, err := sso.ParseConfig([]byte(`[{
 		"name": "corp",
@@ -97,7 +97,7 @@ type fixture struct {
 }
 
 // newFixture starts a provider and a validator for it whose keys have been fetched.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{p: startProvider(t, users), dir: t.TempDir(), clock: &clock{}, events: &events{}}
 	f.v = f.validator(t)
@@ -109,7 +109,7 @@ func newFixture(t *testing.T) *fixture {
 
 // validator builds a validator over the fixture's cache directory, as a restarted
 // node would.
-func (f *fixture) validator(t *testing.T) *sso.Validator {
+func (f *fixture) validator(t testing.TB) *sso.Validator {
 	t.Helper()
 	v, err := sso.New(configFor(t, f.p.issuer, ""), sso.Options{
 		Client: f.p.egressClient(t), CacheDir: f.dir, Now: f.clock.now, OnKeys: f.events.add})
@@ -254,7 +254,7 @@ func TestRefusedTokens(t *testing.T) {
 	}
 }
 
-func mustNew(t *testing.T, list []sso.Issuer, opts sso.Options) *sso.Validator {
+func mustNew(t testing.TB, list []sso.Issuer, opts sso.Options) *sso.Validator {
 	t.Helper()
 	v, err := sso.New(list, opts)
 	if err != nil {
@@ -358,7 +358,7 @@ func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	}
 }
 
-func header(t *testing.T, tok string) map[string]any {
+func header(t testing.TB, tok string) map[string]any {
 	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
 	if err != nil {
