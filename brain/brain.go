@@ -80,6 +80,7 @@ type Brain struct {
 	RateLimit      RateLimit `yaml:"rate_limit" json:"rate_limit"`
 	Arbitration    bool      `yaml:"arbitration,omitempty" json:"arbitration,omitempty"`
 	Keywords       []string  `yaml:"keywords,omitempty" json:"keywords,omitempty"`
+	Examples       []string  `yaml:"examples,omitempty" json:"examples,omitempty"`
 	Builtin        string    `yaml:"builtin,omitempty" json:"builtin,omitempty"`
 }
 
@@ -94,6 +95,7 @@ func (b *Brain) clone() *Brain {
 	c := *b
 	c.Tools = cloneStrings(b.Tools)
 	c.Keywords = cloneStrings(b.Keywords)
+	c.Examples = cloneStrings(b.Examples)
 	return &c
 }
 
@@ -177,6 +179,9 @@ func (b *Brain) validate() *fieldError {
 		fmt.Sprintf("is not a valid keyword: one lowercase word of letters and digits, at most %d bytes (MaxKeywordLen)", MaxKeywordLen)); err != nil {
 		return err
 	}
+	if err := checkExamples(b.Examples); err != nil {
+		return err
+	}
 	if b.Builtin != BuiltinNone && !contains(builtins, b.Builtin) {
 		return fail(fmt.Sprintf("%q is not one of %s (or empty)", b.Builtin, strings.Join(builtins, ", ")), "builtin")
 	}
@@ -235,6 +240,25 @@ func checkList(list []string, max int, maxName, field string, ok func(string) bo
 		}
 		if j, dup := seen[s]; dup {
 			return fail(fmt.Sprintf("%q repeats entry %d", s, j), field, fmt.Sprint(i))
+		}
+		seen[s] = i
+	}
+	return nil
+}
+
+// checkExamples checks the example questions: at most MaxExamples, each one
+// non-blank line of at most MaxExampleLen bytes, none repeated.
+func checkExamples(list []string) *fieldError {
+	if len(list) > MaxExamples {
+		return fail(fmt.Sprintf("%d entries, more than %d (MaxExamples)", len(list), MaxExamples), "examples")
+	}
+	seen := make(map[string]int, len(list))
+	for i, s := range list {
+		if err := checkText(s, MaxExampleLen, "MaxExampleLen", true, false); err != "" {
+			return fail(err, "examples", fmt.Sprint(i))
+		}
+		if j, dup := seen[s]; dup {
+			return fail(fmt.Sprintf("repeats entry %d", j), "examples", fmt.Sprint(i))
 		}
 		seen[s] = i
 	}

@@ -83,3 +83,32 @@ func FuzzLoadBrainFile(f *testing.F) {
 		c.Route(string(data))
 	})
 }
+
+// FuzzRoute feeds arbitrary prompts to the lexical router: it must not panic, must
+// return a domain brain or the default with a one-line reason, and must give the same
+// answer twice.
+func FuzzRoute(f *testing.F) {
+	for _, p := range []string{
+		"What are the side effects of metformin for a patient with kidney disease?",
+		"code this discharge summary ICD-10", "", "s", "what's", "\xff\xfe", "ÉLAN café 61508",
+		strings.Repeat("contract ", 100), "taxes taxes taxes", "ıİ ß ǅ",
+	} {
+		f.Add(p)
+	}
+	c, err := brain.Load("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, prompt string) {
+		b, reason := c.Route(prompt)
+		if b.Kind != brain.KindDomain && b.ID != brain.DefaultRoute {
+			t.Fatalf("routed to %s (%s)", b.ID, b.Kind)
+		}
+		if reason == "" || strings.Contains(reason, "\n") {
+			t.Fatalf("reason %q", reason)
+		}
+		if b2, reason2 := c.Route(prompt); b2.ID != b.ID || reason2 != reason {
+			t.Fatalf("not deterministic: %s %q then %s %q", b.ID, reason, b2.ID, reason2)
+		}
+	})
+}
