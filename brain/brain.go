@@ -1,4 +1,4 @@
-// Package brain is the catalogue of specialist brains and the deterministic router.
+// Package brain is the catalogue of specialist brains and the deterministic routers.
 //
 // A brain is a specialist profile: what it is for, the system prompt it runs under,
 // the backend and model that serve it, its classification ceiling, the tools it may
@@ -15,6 +15,10 @@
 //     it hands out are copies, so callers cannot alter it.
 //   - Route is a pure function of the catalogue and the prompt: the same inputs give
 //     the same brain and the same reason, with no clocks, randomness or I/O.
+//   - Router.Route, the embedding router, is a pure function of the catalogue, the
+//     prompt and the vectors its Embedder returns; when the Embedder fails it is Route,
+//     and the reason says so. Brain vectors are cached under a hash of the model's
+//     name and the text, so they are never stale.
 //
 // The package decides nothing about who may use a brain: the policy package does, using
 // the classification ceiling and tool allowlist recorded here.
