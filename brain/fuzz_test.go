@@ -30,6 +30,7 @@ func FuzzLoadBrainFile(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "keywords: [rota]\ntools: [memory.search]\ntimeout: 1m30s\nrate_limit: {requests_per_minute: 5, burst: 1}\n---\n" + strings.Replace(minimal, "ward-rota", "b", 1)))
 	f.Add([]byte(minimal + "backend: builtin\nbuiltin: redact\n"))
+	f.Add([]byte(minimal + "examples:\n  - Who is on nights?\n  - \"Swap my late, please\"\nkeywords: [rota, nights]\n"))
 	f.Add([]byte(minimal + "tools: []\nkeywords: []\narbitration: false\nmodel: ''\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("id: x\nkind: [\n"))
