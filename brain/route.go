@@ -97,6 +97,22 @@ func newLexIndex(domain []*Brain) lexIndex {
 		}
 	}
 
+	stems := make(map[string]string) // word → stem: prose repeats its words
+	terms := func(text string) []string {
+		var out []string
+		for _, t := range tokenise(text) {
+			if !proseWord(t) {
+				continue
+			}
+			s, ok := stems[t]
+			if !ok {
+				s = stem(t)
+				stems[t] = s
+			}
+			out = append(out, s)
+		}
+		return out
+	}
 	type counts [numFields]float64
 	perBrain := make([]map[string]*counts, n)
 	lens := make([][numFields]float64, n)
@@ -116,10 +132,10 @@ func newLexIndex(domain []*Brain) lexIndex {
 			lens[i][field] += float64(len(terms))
 			total[field] += float64(len(terms))
 		}
-		add(fieldTitle, proseTerms(b.Title))
-		add(fieldDescription, proseTerms(b.Description))
+		add(fieldTitle, terms(b.Title))
+		add(fieldDescription, terms(b.Description))
 		for _, e := range b.Examples {
-			add(fieldExample, proseTerms(e))
+			add(fieldExample, terms(e))
 		}
 		for t := range m {
 			df[t]++
@@ -332,19 +348,6 @@ func variants(t string) []string {
 		}
 	}
 	return v
-}
-
-// proseTerms are the stemmed terms of free text (a title, description or example)
-// that the index keeps: its prose words.
-func proseTerms(s string) []string {
-	var out []string
-	for _, t := range tokenise(s) {
-		if !proseWord(t) {
-			continue
-		}
-		out = append(out, stem(t))
-	}
-	return out
 }
 
 // proseWord reports whether a token is looked up in prose: not a stop word, not a
