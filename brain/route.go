@@ -287,28 +287,31 @@ func (s lexScore) explain() string {
 func (c *Catalogue) lexScores(prompt string) []lexScore {
 	scores := make([]lexScore, len(c.domain))
 	seenWord := make(map[string]bool)
-	seenKey := make(map[string]bool) // keywords and stems already counted
+	seenKey := make(map[string]bool)       // keywords and stems already counted
+	lastWord := make([]int, len(c.domain)) // per brain, 1 + the index of the word of its last hit
+	word := 0
 	// A word counts once per brain, through the field where it weighs most: a brain
 	// whose keyword is also in its title is not scored twice for one word.
-	hit := func(p posting, word string) {
+	hit := func(p posting, t string) {
 		s := &scores[p.d]
-		for i := range s.terms {
-			if s.terms[i].word == word {
-				if p.w > s.terms[i].w {
-					s.total += p.w - s.terms[i].w
-					s.terms[i].w, s.terms[i].field = p.w, p.field
-				}
-				return
+		if lastWord[p.d] == word+1 { // this word already hit this brain
+			last := &s.terms[len(s.terms)-1]
+			if p.w > last.w {
+				s.total += p.w - last.w
+				last.w, last.field = p.w, p.field
 			}
+			return
 		}
+		lastWord[p.d] = word + 1
 		s.total += p.w
-		s.terms = append(s.terms, termHit{word: word, w: p.w, field: p.field})
+		s.terms = append(s.terms, termHit{word: t, w: p.w, field: p.field})
 	}
 	for _, t := range tokenise(prompt) {
 		if seenWord[t] || len(t) > MaxKeywordLen {
 			continue
 		}
 		seenWord[t] = true
+		word++
 		for _, v := range variants(t) {
 			if k := "k:" + v; !seenKey[k] {
 				seenKey[k] = true

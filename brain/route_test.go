@@ -175,3 +175,20 @@ func BenchmarkRoute(b *testing.B) {
 		c.Route(p)
 	}
 }
+
+// BenchmarkRouteLargePrompt routes a MaxRoutePrompt-byte prompt made of every word of
+// the embedded catalogue: the most work one prompt can cause.
+func BenchmarkRouteLargePrompt(b *testing.B) {
+	c := loadEmbedded(b)
+	var sb strings.Builder
+	for sb.Len() < brain.MaxRoutePrompt {
+		for _, br := range c.All() {
+			sb.WriteString(br.Title + " " + br.Description + " " + strings.Join(br.Examples, " ") + " " + strings.Join(br.Keywords, " ") + " ")
+		}
+	}
+	p := sb.String()[:brain.MaxRoutePrompt]
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Route(p)
+	}
+}
