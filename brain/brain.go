@@ -1,4 +1,4 @@
-// Package brain is the catalogue of specialist brains and the deterministic router.
+// Package brain is the catalogue of specialist brains and the deterministic routers.
 //
 // A brain is a specialist profile: what it is for, the system prompt it runs under,
 // the backend and model that serve it, its classification ceiling, the tools it may
@@ -15,6 +15,10 @@
 //     it hands out are copies, so callers cannot alter it.
 //   - Route is a pure function of the catalogue and the prompt: the same inputs give
 //     the same brain and the same reason, with no clocks, randomness or I/O.
+//   - Router.Route, the embedding router, is a pure function of the catalogue, the
+//     prompt and the vectors its Embedder returns; when the Embedder fails it is Route,
+//     and the reason says so. Brain vectors are cached under a hash of the model's
+//     name and the text, so they are never stale.
 //
 // The package decides nothing about who may use a brain: the policy package does, using
 // the classification ceiling and tool allowlist recorded here.
@@ -80,6 +84,7 @@ type Brain struct {
 	RateLimit      RateLimit `yaml:"rate_limit" json:"rate_limit"`
 	Arbitration    bool      `yaml:"arbitration,omitempty" json:"arbitration,omitempty"`
 	Keywords       []string  `yaml:"keywords,omitempty" json:"keywords,omitempty"`
+	Examples       []string  `yaml:"examples,omitempty" json:"examples,omitempty"`
 	Builtin        string    `yaml:"builtin,omitempty" json:"builtin,omitempty"`
 }
 
@@ -94,6 +99,7 @@ func (b *Brain) clone() *Brain {
 	c := *b
 	c.Tools = cloneStrings(b.Tools)
 	c.Keywords = cloneStrings(b.Keywords)
+	c.Examples = cloneStrings(b.Examples)
 	return &c
 }
 
@@ -177,6 +183,9 @@ func (b *Brain) validate() *fieldError {
 		fmt.Sprintf("is not a valid keyword: one lowercase word of letters and digits, at most %d bytes (MaxKeywordLen)", MaxKeywordLen)); err != nil {
 		return err
 	}
+	if err := checkExamples(b.Examples); err != nil {
+		return err
+	}
 	if b.Builtin != BuiltinNone && !contains(builtins, b.Builtin) {
 		return fail(fmt.Sprintf("%q is not one of %s (or empty)", b.Builtin, strings.Join(builtins, ", ")), "builtin")
 	}
@@ -235,6 +244,25 @@ func checkList(list []string, max int, maxName, field string, ok func(string) bo
 		}
 		if j, dup := seen[s]; dup {
 			return fail(fmt.Sprintf("%q repeats entry %d", s, j), field, fmt.Sprint(i))
+		}
+		seen[s] = i
+	}
+	return nil
+}
+
+// checkExamples checks the example questions: at most MaxExamples, each one
+// non-blank line of at most MaxExampleLen bytes, none repeated.
+func checkExamples(list []string) *fieldError {
+	if len(list) > MaxExamples {
+		return fail(fmt.Sprintf("%d entries, more than %d (MaxExamples)", len(list), MaxExamples), "examples")
+	}
+	seen := make(map[string]int, len(list))
+	for i, s := range list {
+		if err := checkText(s, MaxExampleLen, "MaxExampleLen", true, false); err != "" {
+			return fail(err, "examples", fmt.Sprint(i))
+		}
+		if j, dup := seen[s]; dup {
+			return fail(fmt.Sprintf("repeats entry %d", j), "examples", fmt.Sprint(i))
 		}
 		seen[s] = i
 	}

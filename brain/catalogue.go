@@ -9,16 +9,13 @@ type Catalogue struct {
 	sorted     []*Brain // by id
 	overridden []string // ids defined in the data directory, sorted
 
-	// The router's index over domain brains (see route.go).
-	domain []*Brain          // domain brains, by id
-	index  map[string][]slot // keyword → where it appears
+	// The lexical router's index over domain brains (see route.go).
+	domain []*Brain // domain brains, by id
+	lex    lexIndex
 }
 
-// slot is keyword k of domain brain d.
-type slot struct{ d, k int }
-
 func newCatalogue(all map[string]*Brain, overridden []string) *Catalogue {
-	c := &Catalogue{byID: all, overridden: overridden, index: make(map[string][]slot)}
+	c := &Catalogue{byID: all, overridden: overridden}
 	for _, b := range all {
 		c.sorted = append(c.sorted, b)
 	}
@@ -27,12 +24,9 @@ func newCatalogue(all map[string]*Brain, overridden []string) *Catalogue {
 		if b.Kind != KindDomain {
 			continue
 		}
-		d := len(c.domain)
 		c.domain = append(c.domain, b)
-		for k, w := range b.Keywords {
-			c.index[w] = append(c.index[w], slot{d, k})
-		}
 	}
+	c.lex = newLexIndex(c.domain)
 	return c
 }
 

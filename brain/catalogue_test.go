@@ -62,8 +62,17 @@ func TestEmbeddedCatalogue(t *testing.T) {
 func TestEmbeddedBrainQuality(t *testing.T) {
 	for _, b := range loadEmbedded(t).All() {
 		t.Run(b.ID, func(t *testing.T) {
-			if n := len(b.Keywords); n < 3 || n > 10 {
-				t.Errorf("%d keywords, want 3 to 10", n)
+			// Domain brains carry the router's vocabulary: many keywords and
+			// example questions. Operational brains are never routed to.
+			kw, ex := [2]int{3, 10}, [2]int{0, 0}
+			if b.Kind == brain.KindDomain {
+				kw, ex = [2]int{20, brain.MaxKeywords}, [2]int{6, 12}
+			}
+			if n := len(b.Keywords); n < kw[0] || n > kw[1] {
+				t.Errorf("%d keywords, want %d to %d", n, kw[0], kw[1])
+			}
+			if n := len(b.Examples); n < ex[0] || n > ex[1] {
+				t.Errorf("%d examples, want %d to %d", n, ex[0], ex[1])
 			}
 			if b.Description == "" {
 				t.Error("no description")

@@ -30,6 +30,7 @@ func FuzzLoadBrainFile(f *testing.F) {
 	f.Add([]byte(minimal))
 	f.Add([]byte(minimal + "keywords: [rota]\ntools: [memory.search]\ntimeout: 1m30s\nrate_limit: {requests_per_minute: 5, burst: 1}\n---\n" + strings.Replace(minimal, "ward-rota", "b", 1)))
 	f.Add([]byte(minimal + "backend: builtin\nbuiltin: redact\n"))
+	f.Add([]byte(minimal + "examples:\n  - Who is on nights?\n  - \"Swap my late, please\"\nkeywords: [rota, nights]\n"))
 	f.Add([]byte(minimal + "tools: []\nkeywords: []\narbitration: false\nmodel: ''\n"))
 	f.Add([]byte("a: &a [*a, *a]\n"))
 	f.Add([]byte("id: x\nkind: [\n"))
@@ -81,5 +82,34 @@ func FuzzLoadBrainFile(f *testing.F) {
 			t.Fatalf("round trip changed the catalogue:\n%s", again.Bytes())
 		}
 		c.Route(string(data))
+	})
+}
+
+// FuzzRoute feeds arbitrary prompts to the lexical router: it must not panic, must
+// return a domain brain or the default with a one-line reason, and must give the same
+// answer twice.
+func FuzzRoute(f *testing.F) {
+	for _, p := range []string{
+		"What are the side effects of metformin for a patient with kidney disease?",
+		"code this discharge summary ICD-10", "", "s", "what's", "\xff\xfe", "ÉLAN café 61508",
+		strings.Repeat("contract ", 100), "taxes taxes taxes", "ıİ ß ǅ",
+	} {
+		f.Add(p)
+	}
+	c, err := brain.Load("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, prompt string) {
+		b, reason := c.Route(prompt)
+		if b.Kind != brain.KindDomain && b.ID != brain.DefaultRoute {
+			t.Fatalf("routed to %s (%s)", b.ID, b.Kind)
+		}
+		if reason == "" || strings.Contains(reason, "\n") {
+			t.Fatalf("reason %q", reason)
+		}
+		if b2, reason2 := c.Route(prompt); b2.ID != b.ID || reason2 != reason {
+			t.Fatalf("not deterministic: %s %q then %s %q", b.ID, reason, b2.ID, reason2)
+		}
 	})
 }

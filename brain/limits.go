@@ -16,8 +16,10 @@ const (
 	MaxBackendLen     = 2048     // bytes of a backend URL
 	MaxTools          = 64       // entries in tools
 	MaxToolNameLen    = 64       // bytes of one tool name
-	MaxKeywords       = 64       // entries in keywords
+	MaxKeywords       = 256      // entries in keywords
 	MaxKeywordLen     = 64       // bytes of one keyword
+	MaxExamples       = 32       // entries in examples
+	MaxExampleLen     = 512      // bytes of one example question
 
 	MaxMaxTokens         = 1 << 20          // largest max_tokens
 	MaxTimeout           = 15 * time.Minute // longest timeout
@@ -27,6 +29,15 @@ const (
 	// MaxRoutePrompt is how many bytes of a prompt the router reads: enough for any
 	// real instruction, and it bounds the work an unauthenticated prompt can cause.
 	MaxRoutePrompt = 1 << 20
+
+	// MaxEmbedPrompt is how many bytes of a prompt (cut at a character boundary) the
+	// embedding router sends to the embedding model: embedding models read a few
+	// thousand tokens at most, and the subject of a request is in its first lines.
+	MaxEmbedPrompt = 8 << 10
+	// MaxEmbeddingDim is the largest embedding vector the router accepts.
+	MaxEmbeddingDim = 1 << 16
+	// MaxEmbedBatch is how many texts the router sends in one embeddings request.
+	MaxEmbedBatch = 64
 )
 
 // Defaults for optional fields a brain file leaves out.

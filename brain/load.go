@@ -226,6 +226,9 @@ func applyDefaults(b *Brain, m *yaml.Node) {
 	if len(b.Keywords) == 0 {
 		b.Keywords = nil
 	}
+	if len(b.Examples) == 0 {
+		b.Examples = nil
+	}
 	if value(m, "max_tokens") == nil {
 		b.MaxTokens = DefaultMaxTokens
 	}
