@@ -94,11 +94,39 @@ var errBadRequest = errors.New("bad request")
 
 type handler func(r *http.Request) (any, error)
 
-// Handler is the admin API's routes.
+type route struct {
+	pattern string
+	h       handler
+}
+
+// routes are the admin API's routes (docs/api.md lists them).
+func (d Deps) routes() []route {
+	rs := []route{
+		{"POST /admin/principals", d.addPrincipal},
+		{"POST /admin/audit/append", d.appendRecord},
+		{"GET /admin/status", func(*http.Request) (any, error) {
+			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
+		}},
+	}
+	rs = append(rs, d.memoryRoutes()...)
+	return append(rs, d.fleetRoutes()...)
+}
+
+// Patterns lists the admin API's routes, as "METHOD /path".
+func Patterns() []string {
+	var out []string
+	for _, r := range (Deps{}).routes() {
+		out = append(out, r.pattern)
+	}
+	return out
+}
+
+// Handler is the admin API.
 func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	route := func(pattern string, h handler) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	for _, rt := range d.routes() {
+		h := rt.h
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
 			out, err := h(r)
 			if err != nil {
 				renderError(w, err)
@@ -107,13 +135,6 @@ func Handler(d Deps) http.Handler {
 			writeJSON(w, out)
 		})
 	}
-	route("POST /admin/principals", d.addPrincipal)
-	route("POST /admin/audit/append", d.appendRecord)
-	route("GET /admin/status", func(*http.Request) (any, error) {
-		return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
-	})
-	d.memoryRoutes(route)
-	d.fleetRoutes(route)
 	return mux
 }
 
@@ -193,7 +214,7 @@ func AuditPrincipalAdd(ctx context.Context, appendFn func(context.Context, *oar.
 	actor string, sp *policy.StoredPrincipal) (*oar.Receipt, error) {
 	detail, _ := json.Marshal(map[string]any{"clearance": sp.Clearance, "roles": sp.Roles, "kind": sp.Kind})
 	rc, _, err := appendFn(ctx, &oar.Record{
-		Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: "principal.add",
+		Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: oar.ActionPrincipalAdd,
 		Resource: "principal/" + sp.Tenant + "/" + sp.ID, Decision: &oar.Decision{Effect: "allow", Policies: []string{"operator"}},
 		Detail: detail,
 	})

@@ -40,7 +40,7 @@ func (a *API) refusal(peer string, envelope []byte, code invoke.Code, msg, reaso
 		resource = "peer/unknown"
 	}
 	rec := &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse-call", Resource: resource,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionFleetRefuseCall, Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-envelope"}},
 		Detail:   mustJSON(map[string]string{"reason": truncate(reason, 512)}),
 	}

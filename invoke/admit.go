@@ -63,7 +63,7 @@ func (p *Pipeline) waitAdmitted(inv *Invocation) (*oar.Receipt, error) {
 
 // admissionRecord is the record of the request as the stages so far decided it.
 func (inv *Invocation) admissionRecord() *oar.Record {
-	rec := inv.record("brain.invoke")
+	rec := inv.record(oar.ActionBrainInvoke)
 	if inv.data.Valid() {
 		rec.Classification = inv.data.String()
 	}

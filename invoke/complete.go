@@ -14,7 +14,7 @@ import (
 
 func (p *Pipeline) complete(ctx context.Context, inv *Invocation, cv *conversation, sink Sink, failure *Error) error {
 	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds()}
-	rec := inv.record("brain.complete")
+	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
 	if cv != nil {

@@ -30,7 +30,7 @@ type Embeddings struct {
 func (p *Pipeline) Embed(ctx context.Context, req *Embedding) (*Embeddings, error) {
 	pr := req.Principal
 	rec := &oar.Record{
-		Tenant: pr.Tenant, Actor: actorOf(pr), Action: "brain.embed", Classification: policy.Official.String(),
+		Tenant: pr.Tenant, Actor: actorOf(pr), Action: oar.ActionBrainEmbed, Classification: policy.Official.String(),
 	}
 	for i, in := range req.Inputs {
 		rec.Inputs = append(rec.Inputs, oar.DigestOf(fmt.Sprintf("input[%d]", i), []byte(in)))

@@ -55,7 +55,7 @@ func memoryError(err error) error {
 func (p *Pipeline) MemoryAdd(ctx context.Context, pr *policy.Principal, subject string, lvl policy.Level, source, text string) (*memory.Memory, *oar.Receipt, error) {
 	d := p.memoryDecision(pr, policy.ActionMemoryWrite, subject, lvl)
 	if !d.Allow {
-		return nil, nil, p.memoryRefusal(ctx, pr, "memory.write", subject, d)
+		return nil, nil, p.memoryRefusal(ctx, pr, oar.ActionMemoryWrite, subject, d)
 	}
 	if source == "" {
 		source = "api:" + pr.ID
@@ -73,7 +73,7 @@ func (p *Pipeline) MemoryAdd(ctx context.Context, pr *policy.Principal, subject 
 func (p *Pipeline) MemorySearch(ctx context.Context, pr *policy.Principal, subject, query string, limit int) ([]memory.Result, *oar.Receipt, error) {
 	d := p.memoryDecision(pr, policy.ActionMemoryRead, subject, pr.Clearance)
 	if !d.Allow {
-		return nil, nil, p.memoryRefusal(ctx, pr, "memory.search", subject, d)
+		return nil, nil, p.memoryRefusal(ctx, pr, oar.ActionMemorySearch, subject, d)
 	}
 	res, rc, err := p.cfg.Memory.Search(ctx, actorOf(pr), decisionOf(d), memory.Query{Tenant: pr.Tenant, Subject: subject,
 		Clearance: pr.Clearance, Text: query, Limit: limit})
@@ -87,7 +87,7 @@ func (p *Pipeline) MemorySearch(ctx context.Context, pr *policy.Principal, subje
 func (p *Pipeline) MemoryExport(ctx context.Context, pr *policy.Principal, subject string) (*memory.Export, *oar.Receipt, error) {
 	d := p.memoryDecision(pr, policy.ActionMemoryRead, subject, pr.Clearance)
 	if !d.Allow {
-		return nil, nil, p.memoryRefusal(ctx, pr, "memory.export", subject, d)
+		return nil, nil, p.memoryRefusal(ctx, pr, oar.ActionMemoryExport, subject, d)
 	}
 	ex, rc, err := p.cfg.Memory.Export(ctx, actorOf(pr), decisionOf(d), pr.Tenant, subject, pr.Clearance)
 	if err != nil {
@@ -101,7 +101,7 @@ func (p *Pipeline) MemoryExport(ctx context.Context, pr *policy.Principal, subje
 func (p *Pipeline) MemoryForget(ctx context.Context, pr *policy.Principal, subject string) (*memory.Forgotten, *oar.Receipt, error) {
 	d := p.memoryDecision(pr, policy.ActionMemoryWrite, subject, policy.Official)
 	if !d.Allow {
-		return nil, nil, p.memoryRefusal(ctx, pr, "memory.forget", subject, d)
+		return nil, nil, p.memoryRefusal(ctx, pr, oar.ActionMemoryForget, subject, d)
 	}
 	f, rc, err := p.cfg.Memory.Forget(ctx, actorOf(pr), decisionOf(d), pr.Tenant, subject)
 	if err != nil {

@@ -163,7 +163,7 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 // the envelope and the peer's signed reply as parties.
 func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *remoteResult) {
 	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds(), "peer": res.peer, "route": "remote"}
-	rec := inv.record("brain.complete")
+	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.remote.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
 	if res.envelope != nil {

@@ -131,7 +131,7 @@ func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.Tool
 	if !listed {
 		policies = append([]string{"brain-tool-allowlist"}, policies...)
 	}
-	rec := inv.record("tool.call")
+	rec := inv.record(oar.ActionToolCall)
 	rec.Resource = "tool/" + name
 	rec.Decision = &oar.Decision{Effect: d.Effect(), Policies: policies}
 	rec.Inputs = []oar.Digest{oar.DigestOf("arguments", []byte(tc.Function.Arguments))}

@@ -87,7 +87,7 @@ func (m *Ops) Add(ctx context.Context, actor oar.Actor, decision *oar.Decision, 
 		return nil, nil, err
 	}
 	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: nm.Tenant, Actor: actor, Action: "memory.write", Resource: "memory/" + nm.Subject + "/" + mem.ID,
+		Tenant: nm.Tenant, Actor: actor, Action: oar.ActionMemoryWrite, Resource: "memory/" + nm.Subject + "/" + mem.ID,
 		Classification: nm.Classification.String(), Decision: decision,
 		Inputs: []oar.Digest{oar.DigestOf("text", []byte(nm.Text))},
 	})
@@ -120,7 +120,7 @@ func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 		resource = "memory/" + q.Subject
 	}
 	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: q.Tenant, Actor: actor, Action: "memory.search", Resource: resource, Decision: decision,
+		Tenant: q.Tenant, Actor: actor, Action: oar.ActionMemorySearch, Resource: resource, Decision: decision,
 		Classification: q.Clearance.String(), Inputs: []oar.Digest{oar.DigestOf("query", []byte(q.Text))},
 		Detail: detailJSON(map[string]any{"results": ids, "reranked_by_embeddings": reranked}),
 	})
@@ -141,7 +141,7 @@ func (m *Ops) Export(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 	}
 	ex.Memories = kept
 	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: tenant, Actor: actor, Action: "memory.export", Resource: "memory/" + subject, Decision: decision,
+		Tenant: tenant, Actor: actor, Action: oar.ActionMemoryExport, Resource: "memory/" + subject, Decision: decision,
 		Detail: detailJSON(map[string]any{"memories": len(kept)}),
 	})
 	return ex, rc, err
@@ -155,7 +155,7 @@ func (m *Ops) Forget(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 		return nil, nil, err
 	}
 	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: tenant, Actor: actor, Action: "memory.forget", Resource: "memory/" + subject, Decision: decision,
+		Tenant: tenant, Actor: actor, Action: oar.ActionMemoryForget, Resource: "memory/" + subject, Decision: decision,
 		Detail: detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs}),
 	})
 	return f, rc, err
@@ -182,7 +182,7 @@ func (m *Ops) RunExpiry(ctx context.Context, r Retention, every time.Duration, l
 		}
 		for _, f := range gone {
 			if _, err := m.audit(ctx, &oar.Record{Tenant: f.Tenant, Actor: oar.Actor{ID: "retention"},
-				Action: "memory.expire", Resource: "memory/" + f.Subject,
+				Action: oar.ActionMemoryExpire, Resource: "memory/" + f.Subject,
 				Decision: &oar.Decision{Effect: "allow", Policies: []string{"retention"}},
 				Detail:   detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs})}); err != nil {
 				log.Error("audit retention", "err", err)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/egress"
@@ -79,9 +81,6 @@ type Config struct {
 	// ReplicateFor lists the nodes or institution roots of OTHER institutions this node
 	// keeps audit copies for when they ask; its own institution's nodes always may.
 	ReplicateFor []string `json:"replicate_for,omitempty"`
-	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
-	// erasable) audit detail; by default records hold digests only.
-	AuditPrompts bool `json:"audit_prompts,omitempty"`
 }
 
 // RetentionConfig is Config.Retention: Go durations by tenant and by classification.
@@ -231,8 +230,16 @@ func LoadConfig(dataDir string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		if strings.Contains(err.Error(), `unknown field "audit_prompts"`) {
+			return c, fmt.Errorf("%s: audit_prompts is no longer a setting: audit records hold digests of prompts and answers, never their text; remove it", path)
+		}
 		return c, fmt.Errorf("%s: %v", path, err)
+	}
+	if dec.More() {
+		return c, fmt.Errorf("%s: more than one JSON value", path)
 	}
 	return c, nil
 }

@@ -286,7 +286,7 @@ func (n *Node) audit(ctx context.Context, rec *oar.Record) error {
 func (n *Node) auditRefusal(r egress.Refusal) {
 	detail, _ := json.Marshal(map[string]string{"network": r.Network, "address": r.Address, "reason": r.Reason})
 	if err := n.audit(context.Background(), &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "egress.refuse", Resource: r.Address,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionEgressRefuse, Resource: r.Address,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"egress-allowlist"}}, Detail: detail,
 	}); err != nil {
 		n.log.Error("audit egress refusal", "err", err)

@@ -667,7 +667,7 @@ func (r *Replication) cosignCopy(ctx context.Context, node string, sc *sourceCop
 func (r *Replication) auditFork(source string, fe *ledger.ForkError) {
 	detail := map[string]any{"reason": fe.Reason, "evidence": filepath.Join(ReplicasDir(r.cfg.DataDir), source, ".replica", "evidence")}
 	if err := r.cfg.Audit(context.Background(), &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "audit.replica-fork", Resource: "node/" + source,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionReplicaFork, Resource: "node/" + source,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"replica-consistency"}},
 		Inputs:   []oar.Digest{oar.DigestOf("old_checkpoint", fe.Old), oar.DigestOf("new_checkpoint", fe.New)},
 		Detail:   mustJSON(detail),

@@ -36,6 +36,10 @@ func runMemory(ctx context.Context, e *env, args []string) error {
 		fmt.Fprint(e.stderr, memoryUsage)
 		return usageError("memory needs a subcommand")
 	}
+	if isHelp(args[0]) {
+		fmt.Fprint(e.stdout, memoryUsage)
+		return nil
+	}
 	sub, args := args[0], args[1:]
 	fs := newFlags(e, "memory "+sub, strings.TrimPrefix(memoryUsage, "Usage: "))
 	tenant := fs.String("tenant", "", "tenant (required)")
