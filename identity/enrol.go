@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/jcs"
 )
 
@@ -177,7 +178,7 @@ func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
 	}
 	// The certificate is written first and the key last: a crash in between leaves no
 	// key, so a retried init starts over instead of finding half an identity.
-	if err := ReplaceFile(filepath.Join(dir, NodeCertFile), append(certJSON, '\n'), 0o644); err != nil {
+	if err := files.Replace(filepath.Join(dir, NodeCertFile), append(certJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	if err := SaveKey(filepath.Join(dir, NodeKeyFile), key); err != nil {
@@ -249,43 +250,14 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// ReplaceFile atomically replaces path with data: write a temporary file, fsync it,
-// rename it over path and fsync the directory.
+// ReplaceFile is files.Replace, for the packages not yet moved to it.
+//
+// Deprecated: use files.Replace.
 func ReplaceFile(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	return files.Replace(path, data, perm)
 }
 
-// SyncDir fsyncs a directory so that entries created or renamed in it survive a crash.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// SyncDir is files.SyncDir, for the packages not yet moved to it.
+//
+// Deprecated: use files.SyncDir.
+func SyncDir(dir string) error { return files.SyncDir(dir) }

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/egress"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
@@ -305,5 +305,5 @@ func EditReplicas(dataDir string, c replication.ReplicaConfig, remove bool) (Con
 	if err != nil {
 		return Config{}, err
 	}
-	return cfg, identity.ReplaceFile(path, append(b, '\n'), 0o600)
+	return cfg, files.Replace(path, append(b, '\n'), 0o600)
 }

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // PrincipalsFile is the principal store inside a data directory.
@@ -265,7 +265,7 @@ func (p *Principals) update(change func(*principalsDoc) error) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.ReplaceFile(p.path, append(b, '\n'), 0o600); err != nil {
+	if err := files.Replace(p.path, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	st, err := os.Stat(p.path)

@@ -37,6 +37,7 @@ import (
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/witness"
@@ -406,7 +407,7 @@ func (r *Replication) collect(replica string, ans NotifyMsg) error {
 	if err := os.MkdirAll(CosignaturesDir(r.cfg.DataDir), 0o700); err != nil {
 		return err
 	}
-	return identity.ReplaceFile(filepath.Join(CosignaturesDir(r.cfg.DataDir), replica), signed, 0o600)
+	return files.Replace(filepath.Join(CosignaturesDir(r.cfg.DataDir), replica), signed, 0o600)
 }
 
 // loadCosignatures reads the cosignatures this node kept of its checkpoints.
@@ -530,7 +531,7 @@ func (r *Replication) copyOf(cert *identity.Certificate, pub identity.PublicKey)
 	// The source's enrolment certificate, beside the copy: an evidence bundle of the
 	// copy carries it, so that it verifies without this node.
 	cb, _ := json.Marshal(cert)
-	if err := identity.ReplaceFile(dir+".cert", cb, 0o600); err != nil {
+	if err := files.Replace(dir+".cert", cb, 0o600); err != nil {
 		return nil, err
 	}
 	rep, err := ledger.OpenReplica(dir, cert.NodeID, pub)

@@ -35,7 +35,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	flog "github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
@@ -392,7 +392,7 @@ func (w *Witness) cosignLocked(l *logState, n *note.Note, cp *flog.Checkpoint, r
 		if err := os.MkdirAll(w.dir, 0o700); err != nil {
 			return nil, err
 		}
-		if err := identity.ReplaceFile(l.path, raw, 0o600); err != nil {
+		if err := files.Replace(l.path, raw, 0o600); err != nil {
 			return nil, fmt.Errorf("witness state of %s: %w", l.origin, err)
 		}
 		l.size, l.root = cp.Size, cp.Hash

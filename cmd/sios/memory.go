@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
@@ -130,7 +130,7 @@ func runMemory(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := identity.ReplaceFile(*out, append(b, '\n'), 0o600); err != nil {
+		if err := files.Replace(*out, append(b, '\n'), 0o600); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "exported %d memories of %s to %s\n", len(ex.Memories), *subject, *out)

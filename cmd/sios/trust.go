@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/sios-project/sios/fleet"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // runRoot handles 'sios root export --out FILE': the institution root's public key, to
@@ -35,7 +35,7 @@ func runRoot(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.ReplaceFile(*out, append(data, '\n'), 0o644); err != nil {
+	if err := files.Replace(*out, append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "exported institution root %s to %s\n", rf.RootID, *out)
