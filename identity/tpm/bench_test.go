@@ -41,6 +41,21 @@ func BenchmarkStartup(b *testing.B) {
 	}
 }
 
+// BenchmarkUnseal is the unsealing alone (the TPM open): derive the SRK, load the
+// sealed object, unseal in a salted session.
+func BenchmarkUnseal(b *testing.B) {
+	tp := startSimulator(b, simOptions{}).open(b)
+	kf, err := tp.Seal(newNodeKey(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := tp.Unseal(kf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkAttestationExchange is one fresh attestation, both sides, over the wire
 // encodings: the verifier makes a challenge (TPM2_MakeCredential in software), the
 // node activates it and quotes over the nonce, the verifier checks the answer.

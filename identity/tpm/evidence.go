@@ -94,7 +94,7 @@ func (ev *Evidence) parts() (*evidenceParts, error) {
 		return nil, fmt.Errorf("evidence ek_public: %v", err)
 	}
 	p.ek = *ek
-	if ev.EKCertificate != nil {
+	if len(ev.EKCertificate) > 0 {
 		if len(ev.EKCertificate) > MaxEKCertificate {
 			return nil, fmt.Errorf("evidence ek_certificate is %d bytes, more than %d (MaxEKCertificate)", len(ev.EKCertificate), MaxEKCertificate)
 		}

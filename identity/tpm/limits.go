@@ -47,4 +47,7 @@ const (
 	commandTimeout = 2 * time.Minute
 	// dialTimeout bounds connecting to a TPM simulator on loopback.
 	dialTimeout = 5 * time.Second
+	// busyTimeout bounds a simulator's answer to the first command (TPM2_Startup):
+	// a simulator held by another client does not answer.
+	busyTimeout = 5 * time.Second
 )

@@ -3,6 +3,7 @@ package tpm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -109,7 +110,7 @@ func Load(t *TPM, dir string) (*Node, error) {
 	}
 	evPath := filepath.Join(dir, EvidenceFile)
 	var ev *Evidence
-	b, err := os.ReadFile(evPath)
+	b, err := readEvidenceFile(evPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if ev, _, err = t.Evidence(kf, id.Public()); err != nil {
@@ -135,4 +136,14 @@ func Load(t *TPM, dir string) (*Node, error) {
 		return nil, fmt.Errorf("%s: %v", evPath, err)
 	}
 	return &Node{Node: id, Evidence: ev, EKSHA256: v.EKSHA256, Attestor: a}, nil
+}
+
+// readEvidenceFile reads at most MaxEvidenceSize+1 bytes: ParseEvidence names the limit.
+func readEvidenceFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, MaxEvidenceSize+1))
 }

@@ -32,7 +32,7 @@ func (o *object) auth() tpm2.AuthHandle {
 // flush unloads a transient object; persistent handles stay.
 func flush(tr transport.TPM, h tpm2.TPMHandle) {
 	if tpm2.TPMHT(h>>24) == tpm2.TPMHTTransient {
-		tpm2.FlushContext{FlushHandle: h}.Execute(tr) //nolint:errcheck // nothing to do on failure
+		tpm2.FlushContext{FlushHandle: h}.Execute(tr) // a failed flush leaves an object the next Open flushes (simulators) or the resource manager does
 	}
 }
 

@@ -40,7 +40,7 @@ func Open(addr string) (*TPM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("TPM simulator at %s: %v", addr, err)
 	}
-	t := &TPM{addr: addr, tr: &streamTPM{conn: conn}}
+	t := &TPM{addr: addr, tr: &streamTPM{conn: conn, busy: busyTimeout}}
 	if err := t.startup(func() error { return powerOn("tcp", ctrl) }); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("TPM simulator at %s: %w", addr, err)
@@ -70,7 +70,7 @@ func openPath(path string) (*TPM, error) {
 		if err != nil {
 			return nil, fmt.Errorf("TPM simulator at %s: %v", path, err)
 		}
-		t := &TPM{addr: path, tr: &streamTPM{conn: conn}}
+		t := &TPM{addr: path, tr: &streamTPM{conn: conn, busy: busyTimeout}}
 		if err := t.startup(func() error {
 			return errors.New("it needs its control channel to be initialised; start swtpm with --flags not-need-init,startup-clear")
 		}); err != nil {
@@ -111,12 +111,17 @@ func SimulatorAddrs(addr string) (cmd, ctrl string, err error) {
 
 // startup brings a simulator to the state a booted machine's TPM is in. A TPM already
 // started answers TPM2_Startup with TPM_RC_INITIALIZE, which is success here. A swtpm
-// that has not been powered on answers with a failure; then powerOn initialises it
-// through its control channel and TPM2_Startup is sent again.
+// that has not been powered on answers TPM_RC_FAILURE; only then does powerOn
+// initialise it through its control channel, and TPM2_Startup is sent again. Any other
+// failure (no answer, above all: another client holds the simulator) is returned as
+// it is: initialising a simulator in use would reset it under its other client.
 func (t *TPM) startup(powerOn func() error) error {
 	err := t.sendStartup()
-	if err == nil || errors.Is(err, tpm2.TPMRCInitialize) {
+	switch {
+	case err == nil || errors.Is(err, tpm2.TPMRCInitialize):
 		return nil
+	case !errors.Is(err, tpm2.TPMRCFailure):
+		return fmt.Errorf("TPM2_Startup: %w", err)
 	}
 	if perr := powerOn(); perr != nil {
 		return fmt.Errorf("TPM2_Startup: %v; powering it on: %v", err, perr)

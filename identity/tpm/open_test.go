@@ -142,3 +142,28 @@ func TestOpenUnixSocket(t *testing.T) {
 		t.Fatalf("unseal over a Unix socket: %v", err)
 	}
 }
+
+// A simulator serves one client at a time: a second Open fails within busyTimeout,
+// saying why, and leaves the first client's TPM as it was (no power-on reset).
+func TestOpenSimulatorInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits busyTimeout")
+	}
+	sim := startSimulator(t, simOptions{})
+	first := sim.open(t)
+	key := newNodeKey(t)
+	extendPCR(t, first, 23, "state the first client relies on")
+	kf, err := first.Seal(key, []int{23})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = Open(sim.addr)
+	if err == nil || !strings.Contains(err.Error(), "another process") || time.Since(start) > busyTimeout+2*time.Second {
+		t.Fatalf("Open of a simulator in use: %v after %v, want a refusal naming the cause within %v", err, time.Since(start), busyTimeout)
+	}
+	// Still the same TPM state: PCR 23 was not reset by a power-on.
+	if _, err := first.Unseal(kf); err != nil {
+		t.Fatalf("the first client's TPM changed under it: %v", err)
+	}
+}

@@ -144,6 +144,8 @@ func (t *TPM) Seal(key *identity.PrivateKey, pcrs []int) (*KeyFile, error) {
 	}
 	m, e := key.Seeds()
 	secret := append(m[:], e[:]...)
+	clear(m[:])
+	clear(e[:])
 	defer clear(secret)
 	kf := &KeyFile{V: identity.SealedKeyVersion, Kind: identity.KindNode, NodeID: key.Public().ID(identity.NodePrefix), TPM: t.addr, PCRs: pcrs}
 	if kf.PCRs == nil {

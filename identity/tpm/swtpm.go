@@ -2,9 +2,11 @@ package tpm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -15,6 +17,10 @@ import (
 // swtpm does not.)
 type streamTPM struct {
 	conn net.Conn
+	// busy, when set, is how long the next command may wait for its answer; later
+	// commands get commandTimeout. A simulator serves one client at a time, so the
+	// first command waits for as long as another client holds it.
+	busy time.Duration
 }
 
 // tpmHeaderSize is a response header: tag (2 bytes), size (4), response code (4).
@@ -22,7 +28,11 @@ const tpmHeaderSize = 10
 
 // Send implements transport.TPM.
 func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
-	if err := s.conn.SetDeadline(time.Now().Add(commandTimeout)); err != nil {
+	timeout := commandTimeout
+	if s.busy > 0 {
+		timeout, s.busy = s.busy, 0
+	}
+	if err := s.conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
 	if _, err := s.conn.Write(cmd); err != nil {
@@ -30,6 +40,9 @@ func (s *streamTPM) Send(cmd []byte) ([]byte, error) {
 	}
 	var hdr [tpmHeaderSize]byte
 	if _, err := io.ReadFull(s.conn, hdr[:]); err != nil {
+		if timeout < commandTimeout && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("no answer within %v: is another process using this TPM simulator? It serves one client at a time", timeout)
+		}
 		return nil, fmt.Errorf("reading a TPM response: %v", err)
 	}
 	size := binary.BigEndian.Uint32(hdr[2:6])
