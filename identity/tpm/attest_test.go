@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2"
+
 	"github.com/sios-project/sios/identity"
 )
 
@@ -263,4 +265,45 @@ func TestExchange(t *testing.T) {
 			t.Fatalf("doctored PCR values: %v, want ErrQuotePCRs", err)
 		}
 	})
+}
+
+// The ECC NIST P-256 EK (template L-2): swtpm_setup provisions RSA-2048 and P-384 EKs
+// only, so the test has the TPM derive the P-256 one. The verifier's credential is
+// then an ECDH-encrypted seed instead of an RSA-OAEP one.
+func TestExchangeWithECCEK(t *testing.T) {
+	tp := startSimulator(t, simOptions{}).open(t)
+	key := newNodeKey(t)
+	kf, err := tp.Seal(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, note, err := tp.evidence(kf, key.Public(), ekKinds()[1:])
+	if err != nil || note != "" {
+		t.Fatalf("evidence with the P-256 EK: %v %s", err, note)
+	}
+	ev = roundTrip(t, ev)
+	if p, _ := ev.parts(); p == nil || p.ek.Type != tpm2.TPMAlgECC {
+		t.Fatal("the evidence's EK is not the ECC one")
+	}
+	nodeID := key.Public().ID(identity.NodePrefix)
+	v, err := Verify(ev, nodeID, key.Public(), Policy{EKSHA256: []string{ev.Binding.EKSHA256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := tp.Attestor(kf, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer att.Close()
+	ch, p, err := v.Challenge(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := att.Answer(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Check(ans, time.Now()); err != nil {
+		t.Fatalf("exchange with an ECC EK: %v", err)
+	}
 }

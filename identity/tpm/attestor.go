@@ -20,13 +20,18 @@ const maxDigestBuffer = 1024
 // the binding statement of keys. note is non-empty when an EK certificate found in
 // the TPM had to be left out (it says why); verifiers must then pin the EK by hash.
 func (t *TPM) Evidence(kf *KeyFile, keys identity.PublicKey) (ev *Evidence, note string, err error) {
+	return t.evidence(kf, keys, ekKinds())
+}
+
+// evidence is Evidence with the EK chosen among kinds.
+func (t *TPM) evidence(kf *KeyFile, keys identity.PublicKey, kinds []ekKind) (ev *Evidence, note string, err error) {
 	err = t.do(func(tr transport.TPM) error {
 		ak, err := loadAK(tr, kf)
 		if err != nil {
 			return err
 		}
 		defer flush(tr, ak.handle)
-		ek, err := findEK(tr)
+		ek, err := findEK(tr, kinds)
 		if err != nil {
 			return err
 		}

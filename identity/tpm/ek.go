@@ -83,10 +83,10 @@ type endorsementKey struct {
 // errNoIndex marks an NV index that is not defined.
 var errNoIndex = errors.New("NV index is not defined")
 
-// findEK picks the EK to attest with (ekKinds order: the first with a certificate in
-// NV, else RSA-2048 without one) and loads it; the caller flushes it.
-func findEK(tr transport.TPM) (*endorsementKey, error) {
-	for _, k := range ekKinds() {
+// findEK picks the EK to attest with among kinds (in order: the first with a
+// certificate in NV, else the first without one) and loads it; the caller flushes it.
+func findEK(tr transport.TPM, kinds []ekKind) (*endorsementKey, error) {
+	for _, k := range kinds {
 		der, err := readNV(tr, k.certIndex)
 		if errors.Is(err, errNoIndex) {
 			continue
@@ -109,7 +109,7 @@ func findEK(tr transport.TPM) (*endorsementKey, error) {
 		}
 		return ek, nil
 	}
-	return loadEK(tr, ekKinds()[0], nil)
+	return loadEK(tr, kinds[0], nil)
 }
 
 // loadEK loads the EK of kind k: the provisioned one at its persistent handle when that

@@ -109,27 +109,20 @@ func Load(t *TPM, dir string) (*Node, error) {
 		return nil, err
 	}
 	evPath := filepath.Join(dir, EvidenceFile)
-	var ev *Evidence
-	b, err := readEvidenceFile(evPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
+	ev, err := ReadEvidence(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		if ev, _, err = t.Evidence(kf, id.Public()); err != nil {
 			return nil, err
 		}
-		if err := writeEvidence(dir, ev); err != nil {
-			return nil, err
-		}
-	case err != nil:
+		err = writeEvidence(dir, ev)
+	}
+	if err != nil {
 		return nil, err
-	default:
-		if ev, err = ParseEvidence(b); err != nil {
-			return nil, fmt.Errorf("%s: %v", evPath, err)
-		}
 	}
 	// The node's own evidence must verify for its own keys, pinning its own EK.
 	v, err := Verify(ev, id.ID(), id.Public(), Policy{EKSHA256: []string{ev.Binding.EKSHA256}})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", evPath, err)
+		return nil, fmt.Errorf("%s: %w", evPath, err)
 	}
 	a, err := t.Attestor(kf, ev)
 	if err != nil {
@@ -138,12 +131,22 @@ func Load(t *TPM, dir string) (*Node, error) {
 	return &Node{Node: id, Evidence: ev, EKSHA256: v.EKSHA256, Attestor: a}, nil
 }
 
-// readEvidenceFile reads at most MaxEvidenceSize+1 bytes: ParseEvidence names the limit.
-func readEvidenceFile(path string) ([]byte, error) {
+// ReadEvidence reads and parses dir/node.evidence without the TPM (which a running
+// node holds): for showing a node's attestation (sios id) and publishing it.
+func ReadEvidence(dir string) (*Evidence, error) {
+	path := filepath.Join(dir, EvidenceFile)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, MaxEvidenceSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, MaxEvidenceSize+1))
+	if err != nil {
+		return nil, err
+	}
+	ev, err := ParseEvidence(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return ev, nil
 }

@@ -102,10 +102,22 @@ func TestInitLoadNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load without node.evidence: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, EvidenceFile)); err != nil {
+	if ev, err := ReadEvidence(dir); err != nil || ev.Binding.NodeID != n3.ID() {
 		t.Fatalf("the evidence was not written again: %v", err)
 	}
 	n3.Close()
+
+	// Another node's evidence in place of this node's is refused, naming the file.
+	other := t.TempDir()
+	if _, err := Init(a2, other, "other", "", nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := os.ReadFile(filepath.Join(other, EvidenceFile))
+	os.WriteFile(filepath.Join(dir, EvidenceFile), b2, 0o644)
+	_, err = Load(a2, dir)
+	if !errors.Is(err, ErrBindingMismatch) || !strings.Contains(err.Error(), EvidenceFile) {
+		t.Fatalf("Load with another node's evidence: %v, want ErrBindingMismatch naming %s", err, EvidenceFile)
+	}
 
 	// The data directory copied next to another TPM does not start, naming why.
 	b := startSimulator(t, simOptions{}).open(t)
