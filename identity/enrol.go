@@ -134,6 +134,24 @@ type InitResult struct {
 // root key in dir/root.key; otherwise it enrols under the root key in that file.
 // It never overwrites an existing identity.
 func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
+	return initNode(dir, name, rootKeyPath, now, SaveKey)
+}
+
+// InitSealed is Init for a node whose seeds never reach the disk in the clear: seal
+// turns the new node key into the bytes written to dir/node.key (mode 0600), such as
+// identity/tpm's sealed key file. Load refuses that file with ErrKeySealed; LoadSealed
+// opens it.
+func InitSealed(dir, name, rootKeyPath string, now time.Time, seal func(*PrivateKey) ([]byte, error)) (*InitResult, error) {
+	return initNode(dir, name, rootKeyPath, now, func(path string, k *PrivateKey) error {
+		b, err := seal(k)
+		if err != nil {
+			return err
+		}
+		return writeKeyFile(path, b)
+	})
+}
+
+func initNode(dir, name, rootKeyPath string, now time.Time, saveNodeKey func(path string, k *PrivateKey) error) (*InitResult, error) {
 	// The node key is written last, so its presence is what marks a finished init.
 	if _, err := os.Stat(filepath.Join(dir, NodeKeyFile)); err == nil {
 		return nil, ErrExists
@@ -181,7 +199,7 @@ func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
 	if err := files.Replace(filepath.Join(dir, NodeCertFile), append(certJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if err := SaveKey(filepath.Join(dir, NodeKeyFile), key); err != nil {
+	if err := saveNodeKey(filepath.Join(dir, NodeKeyFile), key); err != nil {
 		return nil, err
 	}
 	res.Node = &Node{Key: key, Cert: cert, Root: root.pub}
@@ -190,12 +208,36 @@ func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
 
 // Load reads and checks the node identity in dir.
 func Load(dir string) (*Node, error) {
+	return loadNode(dir, func(keyPath string) (*PrivateKey, error) { return LoadKey(keyPath, KindNode) })
+}
+
+// LoadSealed is Load for a node key file written by InitSealed: unseal turns the file's
+// bytes (read with LoadKey's checks: mode 0600, at most 16 KiB) back into the node key.
+// The certificate is checked against the unsealed key exactly as Load checks it.
+func LoadSealed(dir string, unseal func(keyFile []byte) (*PrivateKey, error)) (*Node, error) {
+	return loadNode(dir, func(keyPath string) (*PrivateKey, error) {
+		b, err := ReadKeyFile(keyPath)
+		if err != nil {
+			return nil, err
+		}
+		k, err := unseal(b)
+		if err != nil {
+			return nil, &KeyFileError{Path: keyPath, Err: err}
+		}
+		if k.kind != KindNode {
+			return nil, &KeyFileError{Path: keyPath, Err: fmt.Errorf("holds a %s key, want a %s key", k.kind, KindNode)}
+		}
+		return k, nil
+	})
+}
+
+func loadNode(dir string, loadKey func(keyPath string) (*PrivateKey, error)) (*Node, error) {
 	certPath := filepath.Join(dir, NodeCertFile)
 	keyPath := filepath.Join(dir, NodeKeyFile)
 	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNoIdentity, dir)
 	}
-	key, err := LoadKey(keyPath, KindNode)
+	key, err := loadKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
