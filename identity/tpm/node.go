@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // EvidenceFile is the data-directory file holding the node's evidence (canonical JSON,
@@ -58,7 +59,7 @@ func writeEvidence(dir string, ev *Evidence) error {
 	if err != nil {
 		return err
 	}
-	return identity.ReplaceFile(filepath.Join(dir, EvidenceFile), b, 0o644)
+	return files.Replace(filepath.Join(dir, EvidenceFile), b, 0o644)
 }
 
 // Node is a node identity bound to a TPM, loaded for a running node.
