@@ -26,12 +26,6 @@ import (
 	"github.com/sios-project/sios/replication"
 )
 
-// maxSocketPath is the longest unix socket path the kernel takes (sun_path, less NUL).
-const maxSocketPath = 107
-
-// maxBody bounds an admin request body.
-const maxBody = 1 << 20
-
 // Socket is the admin socket's path: DIR/admin.sock, or, when that is too long for a
 // unix socket, a name in the temporary directory derived from DIR's absolute path
 // (still mode 0600, so only the data directory's owner can connect).

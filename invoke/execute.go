@@ -17,13 +17,6 @@ import (
 // the perimeter (tools.go). Nothing is answered before the admission record is
 // durable.
 
-const (
-	// maxToolRounds bounds the model ⇄ tool exchanges of one invocation.
-	maxToolRounds = 4
-	// defaultTimeout applies to a brain without a time budget.
-	defaultTimeout = 60 * time.Second
-)
-
 // conversation is the outcome of a brain's exchange with its backend.
 type conversation struct {
 	content   string

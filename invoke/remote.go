@@ -20,9 +20,6 @@ import (
 // a signed reply; both nodes audit the call, and this node's completion record
 // carries the envelope and the reply as parties.
 
-// remoteTimeout bounds a remote call; the envelope expires with it.
-const remoteTimeout = 60 * time.Second
-
 // payload is a remote call's payload: the chat request as the target's API would take it.
 type payload struct {
 	Messages    []Message `json:"messages"`

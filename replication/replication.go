@@ -53,14 +53,6 @@ type ReplicaConfig struct {
 // DefaultCadence is how often a source tells its replicas its checkpoint.
 const DefaultCadence = 5 * time.Second
 
-const (
-	// replicaBatch bounds the entries one replication step takes on (back pressure).
-	replicaBatch = 1 << 20
-	// maxLogFile bounds a log file a replica accepts from its source: the largest is an
-	// entry bundle (ledger.Replica checks each kind against its own cap).
-	maxLogFile = ledger.MaxEntryBundleSize
-)
-
 func (c ReplicaConfig) cadence() time.Duration {
 	if d, err := time.ParseDuration(c.Cadence); err == nil && d > 0 {
 		return d
@@ -101,10 +93,6 @@ type NotifyMsg struct {
 	// included, over Checkpoint (answer).
 	Cosignature string `json:"cosignature,omitempty"`
 }
-
-// maxCosignatureLine bounds a cosignature line a source accepts from a replica: the
-// name and base64 of key ID, time and Ed25519 signature.
-const maxCosignatureLine = 512
 
 // Fleet is what replication needs of the fleet (fleet.Fleet).
 type Fleet interface {
@@ -341,7 +329,7 @@ func (r *Replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 	}
 	defer resp.Body.Close()
 	var ans NotifyMsg
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxNotify)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
 		msg := ans.Error
 		if msg == "" {
 			msg = fmt.Sprintf("replica answered %d", resp.StatusCode)
