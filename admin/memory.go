@@ -63,7 +63,7 @@ func (d Deps) memoryRoutes() []route {
 		return ex, err
 	})
 	memoryRoute("/admin/memory/forget", func(r *http.Request, req *MemoryRequest) (any, error) {
-		f, _, err := d.Memory.Forget(r.Context(), Operator, OperatorAllow, req.Tenant, req.Subject)
+		f, _, err := d.Memory.Forget(r.Context(), Operator, OperatorAllow, req.Tenant, req.Subject, policy.TopSecret)
 		return f, err
 	})
 	return rs

@@ -140,7 +140,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, p *policy.Principa
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	req.Classification = r.Header.Get("X-Sios-Classification")
+	req.Classification = classificationHeader(r)
 	if err := req.Validate(); err != nil {
 		return err
 	}

@@ -80,6 +80,17 @@ func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) erro
 	return next(p)
 }
 
+// ClassificationHeader is where a caller declares the classification of the data it
+// sends.
+const ClassificationHeader = "X-Sios-Classification"
+
+// classificationHeader is the X-Sios-Classification the request carries: every value,
+// joined by ", " when there is more than one, for the pipeline to refuse (a proxy
+// that appends the true marking must not be bypassed by a first, lower one).
+func classificationHeader(r *http.Request) string {
+	return strings.Join(r.Header.Values(ClassificationHeader), ", ")
+}
+
 // decodeBody reads a JSON body of at most MaxBodyBytes into v.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)

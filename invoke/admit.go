@@ -10,9 +10,8 @@ import (
 )
 
 // The admit stage: the perimeter's rate limits (the principal's across all brains,
-// then the brain's own), then the admission record. The record is written ahead: the
-// request is not answered until it is durable, and its receipt goes out with the
-// answer.
+// then the brain's own), then the admission record, made durable before any byte of
+// the request goes to a backend or a peer; its receipt goes out with the answer.
 
 func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
 	pr := inv.Principal
@@ -33,32 +32,21 @@ func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
 		inv.note("route", "remote")
 		inv.note("peer", inv.peers[0].peer.NodeID)
 	}
+	// The admission record is durable before anything leaves for a backend or a peer:
+	// a request whose record cannot be written is not served.
 	rec := inv.admissionRecord()
 	h, err := p.prepare(rec)
 	if err != nil {
 		return err
 	}
 	inv.admission, inv.Record = rec, h
-	inv.admitted = make(chan admitted, 1)
-	go func() {
-		rc, err := p.appendNow(ctx, rec)
-		inv.admitted <- admitted{rc, err}
-	}()
+	rc, err := p.appendNow(ctx, rec)
+	if err != nil {
+		p.cfg.Log.Error("admission record", "err", err)
+		return errAudit()
+	}
+	inv.receipt = rc
 	return nil
-}
-
-// waitAdmitted waits until the admission record is durable; if it cannot be written
-// the request must not be answered.
-func (p *Pipeline) waitAdmitted(inv *Invocation) (*oar.Receipt, error) {
-	if inv.adm == nil {
-		a := <-inv.admitted
-		inv.adm = &a
-	}
-	if inv.adm.err != nil {
-		p.cfg.Log.Error("admission record", "err", inv.adm.err)
-		return nil, errAudit()
-	}
-	return inv.adm.receipt, nil
 }
 
 // admissionRecord is the record of the request as the stages so far decided it.

@@ -14,8 +14,7 @@ import (
 
 // The execute stage for a local brain: its backend (a model server, or the builtin
 // one) runs the conversation, and the tool calls the model makes are executed inside
-// the perimeter (tools.go). Nothing is answered before the admission record is
-// durable.
+// the perimeter (tools.go).
 
 // conversation is the outcome of a brain's exchange with its backend.
 type conversation struct {
@@ -31,9 +30,6 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 	b := inv.brain
 	be, beName, err := p.backendFor(inv, b)
 	if err != nil {
-		if _, werr := p.waitAdmitted(inv); werr != nil {
-			return werr
-		}
 		p.cfg.Log.Error("backend", "brain", b.ID, "err", err)
 		return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, errorf(CodeBackendMisconfigured,
 			"brain %s's backend is misconfigured; see the node's log", b.ID)))
@@ -57,9 +53,6 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 		breq.Model = p.cfg.DefaultModel
 	}
 	if breq.Model == "" {
-		if _, err := p.waitAdmitted(inv); err != nil {
-			return err
-		}
 		return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, errorf(CodeNoModel,
 			"brain %s names no model for its backend and the node has no default model (config \"model\" or sios up --model)", b.ID)))
 	}
@@ -68,12 +61,8 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 		if started {
 			return nil
 		}
-		rc, err := p.waitAdmitted(inv)
-		if err != nil {
-			return err
-		}
 		started = true
-		return sink.Start(b.ID, rc)
+		return sink.Start(b.ID, inv.receipt)
 	}
 	var onDelta func(backend.Delta) error
 	if inv.Stream {
@@ -87,9 +76,6 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 	cv := p.converse(cctx, inv, be, breq, onDelta)
 	cv.backend = beName
 	if cv.err != nil {
-		if _, err := p.waitAdmitted(inv); err != nil {
-			return err
-		}
 		e := backendError(b, beName, timeout, cv.err)
 		if !started {
 			p.withReceipt(inv, e)
@@ -104,9 +90,7 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 
 // withReceipt attaches the admission's receipt to a failure after admission.
 func (p *Pipeline) withReceipt(inv *Invocation, e *Error) *Error {
-	if inv.adm != nil {
-		e.Receipt = inv.adm.receipt
-	}
+	e.Receipt = inv.receipt
 	return e
 }
 

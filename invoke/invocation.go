@@ -47,8 +47,8 @@ type Invocation struct {
 	// Record is the hash of this node's record of the request: its admission record,
 	// or its refusal's.
 	Record   string
-	admitted chan admitted
-	adm      *admitted
+	// receipt is the admission record's, once it is durable.
+	receipt *oar.Receipt
 }
 
 // Message is one chat message. Its JSON form is what the admission record digests and
@@ -82,11 +82,6 @@ type Result struct {
 	Content      string
 	FinishReason string
 	Usage        backend.Usage
-}
-
-type admitted struct {
-	receipt *oar.Receipt
-	err     error
 }
 
 // lastUser is the text of the last user message: what "auto" routes on and what the

@@ -80,6 +80,8 @@ type Config struct {
 	DefaultBackend string
 	// DefaultModel is the model for brains that name none on a network backend.
 	DefaultModel string
+	// EmbeddingModel is the embeddings model on the default backend ("": none).
+	EmbeddingModel string
 	// BackendAccreditation is the highest classification the model servers may receive.
 	BackendAccreditation policy.Level
 	// Accreditation is the node's own accreditation; zero when the operator set none.

@@ -158,6 +158,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 		model := n.cfg.EmbeddingModel
+		n.memory.EmbedAccreditation = backendLvl
+		if accreditation, err := policy.ParseLevel(n.cfg.Accreditation); err == nil {
+			n.memory.EmbedAccreditation = min(backendLvl, accreditation)
+		}
 		n.memory.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -169,7 +173,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
 		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log,
-		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model,
+		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
 	})

@@ -209,8 +209,10 @@ func (bb *bound) explainRecord(ctx context.Context, prompt string) string {
 		}
 		sb.WriteString(".")
 	}
+	// Inputs are named with their sizes, never their digests: a digest would let whoever
+	// reads the explanation confirm a guessed text.
 	for _, in := range rec.Inputs {
-		fmt.Fprintf(&sb, " Input %s has SHA-256 %s (the text itself is not in the log).", in.Name, in.SHA256)
+		fmt.Fprintf(&sb, " Input %s: %d bytes (its digest is in the record; the text is not).", in.Name, in.Size)
 	}
 	return sb.String()
 }

@@ -222,7 +222,7 @@ func (e *env) memoryClient(ctx context.Context) (*memoryClient, func(), error) {
 			return ex, err
 		},
 		forget: func(ctx context.Context, tenant, subject string) (*memory.Forgotten, error) {
-			f, _, err := ops.Forget(ctx, op, operatorDecision, tenant, subject)
+			f, _, err := ops.Forget(ctx, op, operatorDecision, tenant, subject, policy.TopSecret)
 			return f, err
 		},
 	}
