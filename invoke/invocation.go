@@ -46,7 +46,7 @@ type Invocation struct {
 	admission *oar.Record
 	// Record is the hash of this node's record of the request: its admission record,
 	// or its refusal's.
-	Record   string
+	Record string
 	// receipt is the admission record's, once it is durable.
 	receipt *oar.Receipt
 }
