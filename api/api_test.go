@@ -23,6 +23,8 @@ func (fakeGateway) Authenticate(k string) (*policy.Principal, bool) {
 	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, k == "sios_good"
 }
 
+func (fakeGateway) RefuseAuthentication(context.Context, string, string) bool { return true }
+
 func (fakeGateway) Models(*policy.Principal) []invoke.Model {
 	return []invoke.Model{{ID: "b"}}
 }

@@ -67,15 +67,21 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) error) error {
 	auth := r.Header.Get("Authorization")
 	key, ok := strings.CutPrefix(auth, "Bearer ")
+	refuse := func(code, reason, msg string) error {
+		if !s.gw.RefuseAuthentication(r.Context(), r.RemoteAddr, reason) {
+			return Errorf(http.StatusServiceUnavailable, "audit_unavailable", "the audit ledger could not record this request")
+		}
+		return Errorf(http.StatusUnauthorized, code, "%s", msg)
+	}
 	if auth == "" {
-		return Errorf(http.StatusUnauthorized, "missing_api_key", "no API key: send 'Authorization: Bearer KEY'")
+		return refuse("missing_api_key", "no API key", "no API key: send 'Authorization: Bearer KEY'")
 	}
 	if !ok {
-		return Errorf(http.StatusUnauthorized, "invalid_api_key", "the Authorization header must be 'Bearer KEY'")
+		return refuse("invalid_api_key", "malformed Authorization header", "the Authorization header must be 'Bearer KEY'")
 	}
 	p, ok := s.gw.Authenticate(strings.TrimSpace(key))
 	if !ok {
-		return Errorf(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+		return refuse("invalid_api_key", "a key the node does not know", "invalid API key")
 	}
 	return next(p)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/oar"
 )
 
 // The execute stage for a local brain: its backend (a model server, or the builtin
@@ -132,7 +133,7 @@ func (p *Pipeline) converse(ctx context.Context, inv *Invocation, be backend.Bac
 		cv.usage.PromptTokens += resp.Usage.PromptTokens
 		cv.usage.CompletionTokens += resp.Usage.CompletionTokens
 		cv.usage.TotalTokens += resp.Usage.TotalTokens
-		cv.content, cv.finish = resp.Content, resp.FinishReason
+		cv.content, cv.finish = resp.Content, oar.Bounded(resp.FinishReason, 64)
 		if len(resp.ToolCalls) == 0 {
 			return cv
 		}
@@ -145,8 +146,12 @@ func (p *Pipeline) converse(ctx context.Context, inv *Invocation, be backend.Bac
 		}
 		req.Messages = append(req.Messages, backend.Message{Role: "assistant", Content: resp.Content, ToolCalls: resp.ToolCalls})
 		for _, tc := range resp.ToolCalls {
-			result, outcome := p.runTool(ctx, inv, tc)
+			result, outcome, err := p.runTool(ctx, inv, tc)
 			cv.toolCalls = append(cv.toolCalls, outcome)
+			if err != nil {
+				cv.err = err
+				return cv
+			}
 			req.Messages = append(req.Messages, backend.Message{Role: "tool", ToolCallID: tc.ID, Content: result})
 		}
 		if budget > 0 {

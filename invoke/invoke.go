@@ -99,6 +99,7 @@ type Pipeline struct {
 	limits *ratelimit.Limiter
 	fleet  atomic.Pointer[fleetRef] // nil while the node runs alone
 	bg     sync.WaitGroup           // completion records still being written
+	auth   refusals
 }
 
 type fleetRef struct{ f Fleet }
@@ -129,20 +130,6 @@ func (p *Pipeline) fleetOf() Fleet {
 
 // Wait waits for the completion records still being written.
 func (p *Pipeline) Wait() { p.bg.Wait() }
-
-// Authenticate returns the principal holding an API key. A key the store does not know
-// triggers one reload, so that principals added by the CLI while the node runs are
-// seen at once.
-func (p *Pipeline) Authenticate(key string) (*policy.Principal, bool) {
-	if pr, ok := p.cfg.Principals.Authenticate(key); ok {
-		return pr, true
-	}
-	if err := p.cfg.Principals.Refresh(); err != nil {
-		p.cfg.Log.Error("reload principals", "err", err)
-		return nil, false
-	}
-	return p.cfg.Principals.Authenticate(key)
-}
 
 // Chat runs one invocation through every stage and writes its answer to sink.
 func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {

@@ -168,9 +168,9 @@ func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *rem
 	}
 	if res.err == nil {
 		rec.Outputs = []oar.Digest{{Name: "remote_output", SHA256: res.outDigest}}
-		detail["usage"], detail["finish_reason"] = res.out.Usage, res.out.FinishReason
+		detail["usage"], detail["finish_reason"] = res.out.Usage, oar.Bounded(res.out.FinishReason, 64)
 	} else {
-		detail["error"] = res.err.Code
+		detail["error"] = oar.Bounded(string(res.err.Code), 64)
 	}
 	rec.Detail = mustJSON(detail)
 	p.appendLater(ctx, rec, "completion record")

@@ -230,6 +230,20 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		defer n.bg.Done()
 		n.memory.RunExpiry(ctx, n.cfg.retention(), n.cfg.Retention.every(), n.log)
 	}()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.pipeline.FlushRefusals(ctx, false)
+			}
+		}
+	}()
 	go func() { errc <- apiSrv.Serve(ln) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
@@ -275,6 +289,7 @@ func (n *Node) adminDeps() admin.Deps {
 // Close waits for outstanding audit records, then seals and flushes the ledger.
 func (n *Node) Close(ctx context.Context) error {
 	n.bg.Wait()
+	n.pipeline.FlushRefusals(ctx, true)
 	n.pipeline.Wait()
 	merr := n.memory.Store.Close()
 	return errors.Join(n.ledger.Close(ctx), merr)

@@ -10,10 +10,12 @@ const (
 	ActionNodeInit        = "node.init"          // a node identity was created
 	ActionNodeStart       = "node.start"         // the node started serving
 	ActionPrincipalAdd    = "principal.add"      // a principal was added (never its key)
+	ActionAuthRefuse      = "auth.refuse"        // requests refused at the API's door (no key, a wrong key), per address
 	ActionBrainInvoke     = "brain.invoke"       // a request for a brain: admitted or refused
 	ActionBrainComplete   = "brain.complete"     // what an admitted request came to
 	ActionBrainEmbed      = "brain.embed"        // an embeddings request
 	ActionToolCall        = "tool.call"          // a tool call a model asked for: run or refused
+	ActionToolResult      = "tool.result"        // what a tool that ran returned, linked to its call
 	ActionMemoryWrite     = "memory.write"       // a memory was stored (or the write refused)
 	ActionMemorySearch    = "memory.search"      // a search of memory, with the ids it returned
 	ActionMemoryExport    = "memory.export"      // a subject's memories exported
