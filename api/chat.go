@@ -278,6 +278,7 @@ func (c *chatWriter) event(v any) error {
 	if err != nil {
 		return err
 	}
+	http.NewResponseController(c.w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
 	if _, err := fmt.Fprintf(c.w, "data: %s\n\n", b); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sios-project/sios/policy"
 )
@@ -99,8 +100,11 @@ func classificationHeader(r *http.Request) string {
 
 // decodeBody reads a JSON body of at most MaxBodyBytes into v.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(ReadBodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	data, err := io.ReadAll(body)
+	rc.SetReadDeadline(time.Time{}) // the handler may run long; the client need not send more
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -136,6 +140,7 @@ func itoa(n int64) string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

@@ -34,6 +34,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"golang.org/x/net/netutil"
 )
 
 // DefaultSealDelay is the node's ledger SealMaxDelay (see ledger.Options).
@@ -244,12 +245,16 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 			}
 		}
 	}()
-	go func() { errc <- apiSrv.Serve(ln) }()
+	// A bounded number of connections: a flood of slow clients cannot take every
+	// descriptor (each also has its read, write and idle deadlines).
+	go func() { errc <- apiSrv.Serve(netutil.LimitListener(ln, api.MaxConnections)) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
 		return fmt.Errorf("fleet: %v", err)
 	}
-	adminLn, err := admin.Listen(n.dataDir)
+	adminLn, err := admin.Listen(n.dataDir, func(uid uint32) {
+		n.log.Warn("admin socket: a process of another user was refused", "uid", uid)
+	})
 	if err != nil {
 		apiSrv.Close()
 		n.stopFleet()
