@@ -33,4 +33,3 @@ func TestWrongKeysAreRecordedAggregated(t *testing.T) {
 		}
 	}
 }
-

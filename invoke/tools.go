@@ -2,8 +2,8 @@ package invoke
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -130,7 +130,10 @@ func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.Tool
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionTool,
 		Resource: policy.Resource{Type: policy.ResourceTool, ID: name},
-		Context:  policy.Context{Tenant: pr.Tenant, ToolAllowed: listed && known},
+		// The tool's result goes back to the brain's backend: the request's data and
+		// where it flows, as for the invocation itself.
+		Context: policy.Context{Tenant: pr.Tenant, ToolAllowed: listed && known,
+			DataClassification: inv.data, TargetAccreditation: p.flowsTo(inv)},
 	})
 	policies := d.Reasons
 	if !listed {
