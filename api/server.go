@@ -104,7 +104,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	rc.SetReadDeadline(time.Now().Add(ReadBodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	data, err := io.ReadAll(body)
-	rc.SetReadDeadline(time.Time{}) // the handler may run long; the client need not send more
+	if err != nil {
+		// The connection cannot be reused: close it rather than wait for the rest.
+		w.Header().Set("Connection", "close")
+	} else {
+		rc.SetReadDeadline(time.Time{}) // the handler may run long; the client need not send more
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
