@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-		"encoding/json"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -325,7 +325,9 @@ func TestSecurityNoOraclesAboutMemoryAbove(t *testing.T) {
 	for _, path := range []string{"/v1/memory/forget", "/v1/memory/export"} {
 		r1, b1 := n.post(t, low, path, `{"subject":"secret-case"}`)
 		r2, b2 := n.post(t, low, path, `{"subject":"no-such-case"}`)
-		var e1, e2 struct{ Error struct{ Code, Message string } }
+		var e1, e2 struct {
+			Error struct{ Code, Message string }
+		}
 		json.Unmarshal([]byte(b1), &e1)
 		json.Unmarshal([]byte(b2), &e2)
 		if r1.StatusCode != 404 || r1.StatusCode != r2.StatusCode || e1.Error != e2.Error {
@@ -456,7 +458,7 @@ func TestSecurityPeerCalls(t *testing.T) {
 	if len(roots) != 1 {
 		t.Fatalf("pinned roots: %v", roots)
 	}
-	os.Remove(roots[0]) // unpinned: 'sios trust remove' does this
+	os.Remove(roots[0])                 // unpinned: 'sios trust remove' does this
 	time.Sleep(1500 * time.Millisecond) // the trust store is re-read at most once a second
 	for _, route := range []string{"/fleet/v1/audit/checkpoint"} {
 		if st, _ := px.get(t, route); st != http.StatusForbidden {
