@@ -17,9 +17,9 @@ func TestReleaseMaxIsTheMinimumOfFour(t *testing.T) {
 		TS = policy.TopSecret
 	)
 	for _, tc := range []struct {
-		name                                 string
+		name                                  string
 		grantMax, grantor, requester, posture policy.Level
-		want                                 policy.Level
+		want                                  policy.Level
 	}{
 		{"the grant's maximum binds", OS, TS, TS, TS, OS},
 		{"the grantor's clearance at the hospital binds", TS, O, TS, TS, O},
@@ -65,7 +65,9 @@ func TestReleasableFiltersMemories(t *testing.T) {
 		{ID: "m5", Tenant: "oncology", Subject: "case-1187", Classification: policy.Official, Text: "CANARY-OTHER-TENANT"},
 		{ID: "m6", Tenant: "cardiology", Subject: "case-1187", Classification: 0, Text: "CANARY-UNCLASSIFIED"},
 	}
-	item := func(m memory.Memory) Item { return Item{Tenant: m.Tenant, Subject: m.Subject, Classification: m.Classification} }
+	item := func(m memory.Memory) Item {
+		return Item{Tenant: m.Tenant, Subject: m.Subject, Classification: m.Classification}
+	}
 	ids := func(ms []memory.Memory) []string {
 		var out []string
 		for _, m := range ms {
