@@ -364,7 +364,7 @@ func TestStateFileForm(t *testing.T) {
 		t.Fatalf("ParseState: %v %+v", err, back)
 	}
 	for name, bad := range map[string]string{
-		"negative use count": strings.Replace(want, `"used":2`, `"used":-1`, 1),
+		"negative use count":              strings.Replace(want, `"used":2`, `"used":-1`, 1),
 		"more uses than the grant allows": strings.Replace(want, `"used":2`, `"used":4`, 1),
 		"revoked not a time":              strings.Replace(want, `"revoked":"2026-03-02T09:00:00Z"`, `"revoked":"today"`, 1),
 		"revoked empty":                   strings.Replace(want, `"revoked":"2026-03-02T09:00:00Z"`, `"revoked":""`, 1),
