@@ -9,12 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/jcs"
-	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
-	"github.com/sios-project/sios/policy"
 )
 
 func TestSignParseRoundTrip(t *testing.T) {
@@ -225,34 +222,6 @@ func TestWorstCaseGrantFits(t *testing.T) {
 	e := &Entry{Grant: mustParse(t, b), Raw: b, Used: MaxUseCount, Revoked: t0}
 	if _, err := EncodeState(e); err != nil {
 		t.Fatalf("the largest store file does not fit: %v", err)
-	}
-}
-
-// TestCapsMatchTheirSources: the caps that restate another package's rule agree with it.
-func TestCapsMatchTheirSources(t *testing.T) {
-	if MaxSubjectLen != memory.MaxNameBytes {
-		t.Errorf("MaxSubjectLen %d != memory.MaxNameBytes %d: a subject the memory store holds could not be granted", MaxSubjectLen, memory.MaxNameBytes)
-	}
-	if MaxIDLen != fleet.MaxIDLen {
-		t.Errorf("MaxIDLen %d != fleet.MaxIDLen %d", MaxIDLen, fleet.MaxIDLen)
-	}
-	// Principal ids and tenants: the principal store's rule.
-	ps, err := policy.OpenPrincipals(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, id := range []string{"a", "Z9", "dr.okafor", "okafor@root_x", "a-b_c.d", ".a", "-a", "_a", "@a", "a b", "a/b", "é", "",
-		strings.Repeat("a", 128), strings.Repeat("a", 129), "a\n"} {
-		_, _, err := ps.Add(policy.NewPrincipal{Tenant: fmt.Sprintf("t%d", i), ID: id, Clearance: "OFFICIAL"}, t0)
-		storeOK := err == nil
-		if storeOK != validPrincipalID(id) {
-			t.Errorf("principal id %q: the principal store says %v (%v), validPrincipalID says %v", id, storeOK, err, validPrincipalID(id))
-		}
-	}
-	// Node and root ids: what identity makes.
-	fx := newFixture()
-	if !validKeyID(identity.NodePrefix, fx.hospital.nodeID) || !validKeyID(identity.RootPrefix, fx.hospital.rootID) {
-		t.Errorf("validKeyID refuses identity's ids %s, %s", fx.hospital.nodeID, fx.hospital.rootID)
 	}
 }
 
