@@ -29,6 +29,7 @@ type vectors struct {
 	Institutions []institutionVector `json:"institutions"`
 	Grants       []grantVector       `json:"grants"`
 	Checks       []checkVector       `json:"checks"`
+	Malformed    []malformedVector   `json:"malformed"`
 	Releases     []releaseVector     `json:"releases"`
 	StateFile    string              `json:"state_file"`
 }
@@ -60,6 +61,13 @@ type checkVector struct {
 	Signer string    `json:"signer"`
 	Use    useVector `json:"use"`
 	Result string    `json:"result"`
+}
+
+// malformedVector is bytes one edit away from Grants[0] that a reader must refuse.
+type malformedVector struct {
+	Name   string `json:"name"`
+	Bytes  string `json:"bytes"`
+	Result string `json:"result"`
 }
 
 type useVector struct {
@@ -166,6 +174,27 @@ func generateVectors(t *testing.T) *vectors {
 	check("another brain", inv, "hospital", with(fx.invokeUse(), func(u *Use) { u.Brain = "clinical-coding" }))
 	check("another subject", mem, "hospital", with(fx.memoryUse(), func(u *Use) { u.Subjects = []string{"case-9999"} }))
 	check("SECRET data", inv, "hospital", with(fx.invokeUse(), func(u *Use) { u.Classification = policy.Secret }))
+
+	first := v.Grants[inv].Canonical
+	for _, m := range []struct{ name, old, new string }{
+		{"a duplicate member", `"retain":false`, `"retain":false,"retain":false`},
+		{"an unknown member", `"retain":false`, `"retain":false,"scope_note":"x"`},
+		{"a differently cased member", `"purpose"`, `"Purpose"`},
+		{"a marking in lower case", `"max_classification":"OFFICIAL-SENSITIVE"`, `"max_classification":"official-sensitive"`},
+		{"whitespace", `"retain":false`, `"retain": false`},
+		{"uses spelt 0", `"uses":3`, `"uses":0`},
+		{"a brain for memory.read", `"action":"invoke"`, `"action":"memory.read"`},
+	} {
+		b := bytes.Replace([]byte(first), []byte(m.old), []byte(m.new), 1)
+		if string(b) == first {
+			t.Fatalf("malformed vector %q: no %q in the grant", m.name, m.old)
+		}
+		_, err := Parse(b)
+		if CodeOf(err) != CodeMalformed {
+			t.Fatalf("malformed vector %q: Parse gave %v", m.name, err)
+		}
+		v.Malformed = append(v.Malformed, malformedVector{Name: m.name, Bytes: string(b), Result: string(CodeMalformed)})
+	}
 
 	for _, r := range [][3]policy.Level{
 		{policy.Secret, policy.Secret, policy.Secret},
@@ -289,6 +318,11 @@ func TestVectorsVerifyIndependently(t *testing.T) {
 		}
 		if got != c.Result {
 			t.Errorf("check %q: %s, published %s", c.Name, got, c.Result)
+		}
+	}
+	for _, m := range v.Malformed {
+		if _, err := Parse([]byte(m.Bytes)); string(CodeOf(err)) != m.Result {
+			t.Errorf("malformed %q: Parse gave %v, published %s", m.Name, err, m.Result)
 		}
 	}
 	for _, r := range v.Releases {
