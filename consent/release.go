@@ -47,18 +47,18 @@ type Item struct {
 }
 
 // Releasable returns the memories of ms, in their order, that may be released under g
-// at ceiling max (from ReleaseMax): those of the grantor's tenant, about one of the
-// grant's subjects, classified at or below both max and the grant's maximum. item says
-// what each memory is. A grant that is not for ActionMemoryRead releases nothing.
-func Releasable[M any](g *Grant, max policy.Level, ms []M, item func(M) Item) []M {
+// at ceiling (from ReleaseMax): those of the grantor's tenant, about one of the grant's
+// subjects, classified at or below both ceiling and the grant's maximum. item says what
+// each memory is. A grant that is not for ActionMemoryRead releases nothing.
+func Releasable[M any](g *Grant, ceiling policy.Level, ms []M, item func(M) Item) []M {
 	var out []M
-	if g.Scope.Action != ActionMemoryRead || !max.Valid() {
+	if g.Scope.Action != ActionMemoryRead || !ceiling.Valid() {
 		return out
 	}
-	ceiling := min(max, g.Scope.Max)
+	top := min(ceiling, g.Scope.Max)
 	for _, m := range ms {
 		it := item(m)
-		if it.Tenant != g.Grantor.Tenant || !it.Classification.Valid() || it.Classification > ceiling {
+		if it.Tenant != g.Grantor.Tenant || !it.Classification.Valid() || it.Classification > top {
 			continue
 		}
 		if _, found := slices.BinarySearch(g.Scope.Subjects, it.Subject); !found {

@@ -24,7 +24,8 @@ const (
 	StateUsed    State = "used"    // every use it allows has been made
 )
 
-// Entry is a grant held by its origin's store, with its state.
+// Entry is a grant held by its origin's store, with its state. A Store returns copies of
+// its entries, which share Grant and Raw with it: do not modify those.
 type Entry struct {
 	Grant *Grant
 	// Raw is the signed grant, byte for byte: what goes into envelopes and audit records.

@@ -48,8 +48,8 @@ type Use struct {
 	Time time.Time
 }
 
-// Verify checks that g was signed by signer, the node it names as origin, and that it
-// covers u (Check). A refusal is an *Error whose Code is CodeForged, CodeExpired,
+// Verify checks that g (as Parse returned it) was signed by signer, the node it names as
+// origin, and that it covers u (Check). A refusal is an *Error whose Code is CodeForged, CodeExpired,
 // CodeWrongAudience, CodeOutOfScope or CodeAboveMax, checked in that order; any other
 // error means that u itself is incomplete (a caller's bug). Revocation and use counts
 // are not decided here but at the origin (Store.Use).
@@ -94,6 +94,9 @@ func verifySig(g *Grant, signer Signer) error {
 func (g *Grant) Check(u Use) error {
 	if err := u.check(); err != nil {
 		return err
+	}
+	if g.expires.IsZero() {
+		return errorf(CodeMalformed, "grant %s was not read with Parse: its times are unchecked", g.ID)
 	}
 	if !u.Time.Before(g.expires) {
 		return errorf(CodeExpired, "grant %s expired at %s (now %s)", g.ID, g.Expires, oar.FormatTime(u.Time))

@@ -159,3 +159,10 @@ func TestSignatureDomain(t *testing.T) {
 		t.Fatalf("a signature under another domain verified as a grant's: %v", err)
 	}
 }
+
+// TestCheckNeedsParse: a grant built by hand has unchecked times and never passes.
+func TestCheckNeedsParse(t *testing.T) {
+	fx := newFixture()
+	g := fx.invokeGrant()
+	wantCode(t, g.Check(fx.invokeUse()), CodeMalformed)
+}
