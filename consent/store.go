@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -120,7 +120,7 @@ func (s *Store) Add(grant []byte, now time.Time) (*Entry, error) {
 		}
 		return nil, err
 	}
-	if err := identity.ReplaceFile(path, b, 0o600); err != nil {
+	if err := files.Replace(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("consent store: write grant %s: %w", g.ID, err)
 	}
 	s.wroteLocked(e, current)
@@ -292,7 +292,7 @@ func (s *Store) update(id string, f func(*Entry) (bool, error)) (*Entry, error) 
 		if err != nil {
 			return nil, err
 		}
-		if err := identity.ReplaceFile(s.path(id), b, 0o600); err != nil {
+		if err := files.Replace(s.path(id), b, 0o600); err != nil {
 			return nil, fmt.Errorf("consent store: write grant %s: %w", id, err)
 		}
 	}
