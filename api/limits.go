@@ -8,6 +8,9 @@ const (
 	MaxMessages       = 256     // messages in one chat request
 	MaxEmbeddingInput = 256     // inputs in one embeddings request
 	MaxModelName      = 128
+	MaxStop           = 4   // stop sequences
+	MaxClientTools    = 128 // client-side tools offered in one request
+	MaxToolCalls      = 128 // tool calls in one assistant message (backend.MaxToolCalls)
 	// ReadHeaderTimeout bounds how long a client may take to send its request's
 	// headers; ReadBodyTimeout how long it may then take to send the body. A client
 	// that stalls is cut off, authenticated or not.

@@ -100,6 +100,18 @@ func classificationHeader(r *http.Request) string {
 
 // decodeBody reads a JSON body of at most MaxBodyBytes into v.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
+	}
+	return nil
+}
+
+// readBody reads a request body of at most MaxBodyBytes, within ReadBodyTimeout.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(ReadBodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
@@ -113,17 +125,14 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes (MaxBodyBytes)", MaxBodyBytes)
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes (MaxBodyBytes)", MaxBodyBytes)
 		}
-		return Errorf(http.StatusBadRequest, "invalid_body", "could not read the request body")
+		return nil, Errorf(http.StatusBadRequest, "invalid_body", "could not read the request body")
 	}
 	if len(data) == 0 {
-		return Errorf(http.StatusBadRequest, "invalid_body", "the request body is empty; send a JSON object")
+		return nil, Errorf(http.StatusBadRequest, "invalid_body", "the request body is empty; send a JSON object")
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
-	}
-	return nil
+	return data, nil
 }
 
 // jsonProblem describes a decoding error without echoing the body.

@@ -153,8 +153,12 @@ func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.
 		resp.Status, retry = status, e.RetryAfter
 	} else {
 		u := out.result.Usage
-		o, _ := json.Marshal(fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
-			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}})
+		co := fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
+			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}}
+		if len(out.result.ToolCalls) > 0 {
+			co.ToolCalls, _ = json.Marshal(out.result.ToolCalls)
+		}
+		o, _ := json.Marshal(co)
 		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(o)
 		resp.Output = o
 	}

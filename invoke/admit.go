@@ -57,6 +57,31 @@ func (inv *Invocation) admissionRecord() *oar.Record {
 	}
 	msgs, _ := json.Marshal(inv.Messages)
 	rec.Inputs = []oar.Digest{oar.DigestOf("messages", msgs)}
+	// Each image and each result of the caller's own tools, digested on its own.
+	var results []map[string]string
+	for i, m := range inv.Messages {
+		for j, part := range m.Parts {
+			if part.Type == "image_url" && part.ImageURL != nil && len(rec.Inputs) < oar.MaxDigests {
+				rec.Inputs = append(rec.Inputs, oar.DigestOf(fmt.Sprintf("messages[%d].content[%d].image", i, j), []byte(part.ImageURL.URL)))
+			}
+		}
+		if m.Role == "tool" {
+			results = append(results, map[string]string{"call_id": oar.Bounded(m.ToolCallID, oar.MaxOutsideValue), "name": oar.Bounded(toolNameOf(inv.Messages[:i], m.ToolCallID), oar.MaxOutsideValue)})
+			if len(rec.Inputs) < oar.MaxDigests {
+				rec.Inputs = append(rec.Inputs, oar.DigestOf(fmt.Sprintf("messages[%d].tool_result", i), []byte(m.Content)))
+			}
+		}
+	}
+	if len(results) > 0 {
+		inv.noteAny("client_tool_results", results)
+	}
+	if len(inv.Params.Tools) > 0 {
+		var names []string
+		for _, t := range inv.Params.Tools {
+			names = append(names, oar.Bounded(t.Function.Name, oar.MaxOutsideValue))
+		}
+		inv.noteAny("client_tools", names)
+	}
 	rec.Resource = "brain/" + inv.brainID()
 	rec.Decision = inv.Decision
 	if inv.Peer != nil {
@@ -69,4 +94,17 @@ func (inv *Invocation) admissionRecord() *oar.Record {
 		rec.Detail = mustJSON(inv.detail)
 	}
 	return rec
+}
+
+// toolNameOf is the name of the tool the call id was made to, from the assistant
+// messages before it.
+func toolNameOf(before []Message, callID string) string {
+	for i := len(before) - 1; i >= 0; i-- {
+		for _, tc := range before[i].ToolCalls {
+			if tc.ID == callID {
+				return tc.Function.Name
+			}
+		}
+	}
+	return ""
 }

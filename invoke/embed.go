@@ -97,17 +97,13 @@ func (p *Pipeline) Embed(ctx context.Context, req *Embedding) (*Embeddings, erro
 	}
 	ectx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	vecs, err := be.Embed(ectx, model, req.Inputs)
+	vecs, usage, err := be.Embed(ectx, model, req.Inputs)
 	if err != nil {
 		e := backendError(b, name, timeout, err)
 		e.Receipt = rc
 		return nil, e
 	}
-	out := &Embeddings{Model: model, Vectors: vecs, Receipt: rc}
-	for i := range vecs {
-		out.Usage += builtin.CountTokens(req.Inputs[i])
-	}
-	return out, nil
+	return &Embeddings{Model: model, Vectors: vecs, Usage: usage.PromptTokens, Receipt: rc}, nil
 }
 
 // embeddingModel is the model a brain embeds with: the builtin hashing model on the

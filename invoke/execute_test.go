@@ -101,7 +101,7 @@ func TestExecuteBackendFailures(t *testing.T) {
 	}{
 		{"unreachable", turn{err: errors.New("connection refused")}, CodeBackendUnavailable},
 		{"server error", turn{err: &backend.Error{Status: 500, Message: "out of memory"}}, CodeBackendError},
-		{"mid-stream", turn{content: "one two three four", failAfter: 2, err: &backend.Error{Message: "lost"}}, CodeBackendError},
+		{"mid-stream", turn{content: "one two three four", failAfter: 2, err: &backend.Error{Message: "lost"}}, CodeBackendClosed},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, "http://model", nil)

@@ -88,6 +88,11 @@ type Config struct {
 	Accreditation policy.Level
 	// Posture is the classification the node states to the fleet.
 	Posture policy.Level
+	// Models are the operator's statements about models on the model servers, by model
+	// name (config "backend_models").
+	Models map[string]ModelSettings
+	// Started is when the node started (the creation time /v1/models reports).
+	Started time.Time
 
 	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
 	PrincipalPerMinute, PrincipalBurst int

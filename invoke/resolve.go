@@ -91,9 +91,11 @@ func (inv *Invocation) brainID() string {
 }
 
 // note adds a member to the detail of the request's record.
-func (inv *Invocation) note(k, v string) {
+func (inv *Invocation) note(k, v string) { inv.noteAny(k, v) }
+
+func (inv *Invocation) noteAny(k string, v any) {
 	if inv.detail == nil {
-		inv.detail = map[string]string{}
+		inv.detail = map[string]any{}
 	}
 	inv.detail[k] = v
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
@@ -38,6 +39,11 @@ type Config struct {
 	EmbeddingModel string `json:"embedding_model,omitempty"`
 	// Model is the model a brain uses on a network backend when its file names none.
 	Model string `json:"model,omitempty"`
+	// BackendModels states what the node cannot ask a model server: per model name,
+	// whether it takes tools ("tools": false answers without them, retrieving memory
+	// into the prompt) and a time budget that replaces the brains' ("timeout": "300s",
+	// for a model that generates slowly).
+	BackendModels map[string]BackendModel `json:"backend_models,omitempty"`
 	// BackendAPIKeyEnv names an environment variable holding a bearer key for backends.
 	BackendAPIKeyEnv string `json:"backend_api_key_env,omitempty"`
 	// BackendAccreditation is the highest classification the model backends may receive
@@ -81,6 +87,22 @@ type Config struct {
 	// ReplicateFor lists the nodes or institution roots of OTHER institutions this node
 	// keeps audit copies for when they ask; its own institution's nodes always may.
 	ReplicateFor []string `json:"replicate_for,omitempty"`
+}
+
+// BackendModel is one entry of Config.BackendModels.
+type BackendModel struct {
+	Tools   *bool  `json:"tools,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// models converts BackendModels; bad entries were refused by check.
+func (c Config) models() map[string]invoke.ModelSettings {
+	out := map[string]invoke.ModelSettings{}
+	for name, m := range c.BackendModels {
+		d, _ := time.ParseDuration(m.Timeout)
+		out[name] = invoke.ModelSettings{Tools: m.Tools, Timeout: d}
+	}
+	return out
 }
 
 // RetentionConfig is Config.Retention: Go durations by tenant and by classification.
@@ -187,6 +209,14 @@ func (c Config) check() error {
 	if e := c.Retention.Every; e != "" {
 		if d, err := time.ParseDuration(e); err != nil || d <= 0 {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
+		}
+	}
+	for name, m := range c.BackendModels {
+		if m.Timeout == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(m.Timeout); err != nil || d <= 0 || d > 15*time.Minute {
+			return fmt.Errorf("config backend_models[%s].timeout: %q is not a duration between 0 and 15m such as \"300s\"", name, m.Timeout)
 		}
 	}
 	if c.PeerRequestsPerMinute < 0 {

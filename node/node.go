@@ -166,7 +166,8 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		n.memory.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			return def.Embed(ctx, model, texts)
+			vecs, _, err := def.Embed(ctx, model, texts)
+			return vecs, err
 		}
 	}
 	accreditation, _ := policy.ParseLevel(n.cfg.Accreditation) // checked by check; zero when unset
@@ -177,6 +178,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
+		Models: n.cfg.models(), Started: time.Now(),
 	})
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
