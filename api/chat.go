@@ -80,7 +80,7 @@ func (c *chatWriter) chunk(delta map[string]any, finish *string) map[string]any 
 	return map[string]any{
 		"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
 		"system_fingerprint": c.fingerprint,
-		"choices": []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
+		"choices":            []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
 	}
 }
 
