@@ -1,12 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -123,5 +128,30 @@ func TestUnknownRouteIsOpenAIShaped(t *testing.T) {
 	resp, body := do(t, "GET", "/v1/nothing", "sios_good", "")
 	if resp.StatusCode != 404 || !strings.Contains(body, `"not_found"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+func TestDocsListEveryChatMember(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(doc, []byte("### Chat request members"))
+	if i < 0 {
+		t.Fatal("docs/api.md has no chat request members section")
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ").FindAllSubmatch(doc[i:], -1) {
+		documented = append(documented, string(m[1]))
+		if len(documented) == len(chatMembers) {
+			break
+		}
+	}
+	var code []string
+	for _, m := range chatMembers {
+		code = append(code, m.name)
+	}
+	if !slices.Equal(code, documented) {
+		t.Fatalf("code %v\ndocs %v", code, documented)
 	}
 }
