@@ -193,8 +193,8 @@ func (o *Outcome) validate() error {
 			return fmt.Errorf("outcome ballots[%d]: %v", i, err)
 		}
 	}
-	if len(o.Rejected) > MaxBallots {
-		return fmt.Errorf("outcome rejects %d ballots, more than the limit of %d (MaxBallots)", len(o.Rejected), MaxBallots)
+	if n := len(o.Ballots) + len(o.Rejected); n > MaxBallots {
+		return fmt.Errorf("outcome counts and rejects %d ballots, more than the limit of %d (MaxBallots)", n, MaxBallots)
 	}
 	for i, r := range o.Rejected {
 		if err := r.validate(); err != nil {

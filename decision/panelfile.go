@@ -208,7 +208,7 @@ func decodePanel(m *yaml.Node) (PanelDef, *fieldError) {
 			return d, err
 		}
 		if seen[k.Value] {
-			return d, fail("is given twice", k.Value)
+			return d, &fieldError{path: []string{k.Value}, msg: "is given twice", line: k.Line}
 		}
 		seen[k.Value] = true
 		var fe *fieldError
@@ -312,7 +312,7 @@ func weights(n *yaml.Node) (map[string]int, *fieldError) {
 			return nil, fe
 		}
 		if _, dup := out[m]; dup {
-			return nil, fail("is given twice", "weights", m)
+			return nil, &fieldError{path: []string{"weights", m}, msg: "is given twice", line: n.Content[i].Line}
 		}
 		w, fe := integer(n.Content[i+1], "weights", m)
 		if fe != nil {
@@ -342,7 +342,7 @@ func rule(n *yaml.Node) (Rule, *fieldError) {
 			return r, err
 		}
 		if seen[k.Value] {
-			return r, fail("is given twice", "rule", k.Value)
+			return r, &fieldError{path: []string{"rule", k.Value}, msg: "is given twice", line: k.Line}
 		}
 		seen[k.Value] = true
 		var fe *fieldError
