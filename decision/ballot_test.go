@@ -91,7 +91,9 @@ func TestVerifyReasons(t *testing.T) {
 		{"changed after signing", func() []byte {
 			return bytes.Replace(f.ballot(t, req, peerA, "clinical-coding", "admit"), []byte(`"admit"`), []byte(`"refer"`), 1)
 		}, ReasonBadSignature},
-		{"another decision", func() []byte { return f.ballot(t, req, peerA, "clinical-coding", "admit", func(b *Ballot) { b.Decision = earlier.Hash() }) }, ReasonWrongDecision},
+		{"another decision", func() []byte {
+			return f.ballot(t, req, peerA, "clinical-coding", "admit", func(b *Ballot) { b.Decision = earlier.Hash() })
+		}, ReasonWrongDecision},
 		{"origin's evaluator is not any peer", func() []byte { return f.ballot(t, req, origin, "evaluator", "admit") }, ReasonNotAMember},
 		{"named peer's brain on another peer", func() []byte { return f.ballot(t, req, peerB, "clinical-coding", "admit") }, ReasonNotAMember},
 		{"local brain on a peer", func() []byte { return f.ballot(t, req, peerA, "pharmacology", "admit") }, ReasonNotAMember},
