@@ -201,18 +201,8 @@ func ParsePanelFile(where string, data []byte, cat Brains) (defs []PanelDef, err
 func decodePanel(m *yaml.Node) (PanelDef, *fieldError) {
 	var d PanelDef
 	d.Rule.Name = RulePlurality
-	seen := make(map[string]bool)
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if err := plain(k); err != nil {
-			return d, err
-		}
-		if seen[k.Value] {
-			return d, &fieldError{path: []string{k.Value}, msg: "is given twice", line: k.Line}
-		}
-		seen[k.Value] = true
-		var fe *fieldError
-		switch k.Value {
+	fe := fields(m, nil, func(k string, v *yaml.Node) (fe *fieldError) {
+		switch k {
 		case "id":
 			d.Panel.ID, fe = str(v, "id")
 		case "description":
@@ -233,11 +223,12 @@ func decodePanel(m *yaml.Node) (PanelDef, *fieldError) {
 		case "min_institutions":
 			d.Panel.MinInstitutions, fe = integer(v, "min_institutions")
 		default:
-			fe = fail(fmt.Sprintf("unknown field %q", short(k.Value)), k.Value)
+			fe = fail(fmt.Sprintf("unknown field %q", short(k)), k)
 		}
-		if fe != nil {
-			return d, fe
-		}
+		return fe
+	})
+	if fe != nil {
+		return d, fe
 	}
 	if d.Panel.ID == "" {
 		return d, fail("required: the panel's name, 1 to 64 bytes of a-z, 0-9 and '-'", "id")
@@ -306,21 +297,35 @@ func weights(n *yaml.Node) (map[string]int, *fieldError) {
 		return nil, fail(fmt.Sprintf("%d entries, far more than a panel has (MaxMembers is %d)", len(n.Content)/2, MaxMembers), "weights")
 	}
 	out := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		m, fe := str(n.Content[i], "weights")
-		if fe != nil {
-			return nil, fe
+	fe := fields(n, []string{"weights"}, func(k string, v *yaml.Node) (fe *fieldError) {
+		out[k], fe = integer(v, "weights", k)
+		return fe
+	})
+	return out, fe
+}
+
+// fields calls each for every key and value of mapping m, whose path is path, in
+// order: each key a plain string, none given twice.
+func fields(m *yaml.Node, path []string, each func(key string, v *yaml.Node) *fieldError) *fieldError {
+	seen := make(map[string]bool, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
+		if err := plain(k); err != nil {
+			return err
 		}
-		if _, dup := out[m]; dup {
-			return nil, &fieldError{path: []string{"weights", m}, msg: "is given twice", line: n.Content[i].Line}
+		at := append(slices.Clone(path), k.Value)
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+			return &fieldError{path: at, msg: "want a name", line: k.Line}
 		}
-		w, fe := integer(n.Content[i+1], "weights", m)
-		if fe != nil {
-			return nil, fe
+		if seen[k.Value] {
+			return &fieldError{path: at, msg: "is given twice", line: k.Line}
 		}
-		out[m] = w
+		seen[k.Value] = true
+		if err := each(k.Value, m.Content[i+1]); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func rule(n *yaml.Node) (Rule, *fieldError) {
@@ -335,18 +340,8 @@ func rule(n *yaml.Node) (Rule, *fieldError) {
 		return Rule{}, fail("want a rule name or a mapping with name, quorum and vetoers", "rule")
 	}
 	var r Rule
-	seen := make(map[string]bool)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if err := plain(k); err != nil {
-			return r, err
-		}
-		if seen[k.Value] {
-			return r, &fieldError{path: []string{"rule", k.Value}, msg: "is given twice", line: k.Line}
-		}
-		seen[k.Value] = true
-		var fe *fieldError
-		switch k.Value {
+	fe := fields(n, []string{"rule"}, func(k string, v *yaml.Node) (fe *fieldError) {
+		switch k {
 		case "name":
 			r.Name, fe = str(v, "rule", "name")
 		case "quorum":
@@ -354,11 +349,12 @@ func rule(n *yaml.Node) (Rule, *fieldError) {
 		case "vetoers":
 			r.Vetoers, fe = strs(v, "rule", "vetoers")
 		default:
-			fe = fail(fmt.Sprintf("unknown field %q in rule", short(k.Value)), "rule", k.Value)
+			fe = fail(fmt.Sprintf("unknown field %q in rule", short(k)), "rule", k)
 		}
-		if fe != nil {
-			return r, fe
-		}
+		return fe
+	})
+	if fe != nil {
+		return r, fe
 	}
 	if r.Name == "" {
 		return r, fail("required: one of "+strings.Join(Rules, ", "), "rule", "name")
