@@ -50,6 +50,7 @@ type candidate struct {
 	brain  string
 	seat   string
 	c      Contributor
+	rej    *Rejection // why it is not counted; nil while it may be
 }
 
 // Count makes the outcome of a decision from the ballots received for it; req must
@@ -104,20 +105,15 @@ func Count(req *Request, ballots []SignedBallot, dir Directory, now time.Time) (
 			cmp.Compare(x.digest, y.digest), x.sb.Received.Compare(y.sb.Received))
 	})
 
-	o := &Outcome{V: OutcomeVersion, Decision: req.Hash(), Request: req.raw, Rule: req.Rule.Name, Time: oar.FormatTime(now), req: req}
-	rejected := func(c *candidate, r *Rejection) {
-		o.Rejected = append(o.Rejected, Rejected{Node: c.node, Brain: c.brain, Reason: r.Reason, Detail: detail(r.Detail), BallotSHA256: c.digest})
-	}
 	var valid []*candidate
 	kept := make(map[[2]string]bool)
 	for _, c := range cands {
-		if r := check(c, req, dir, deadline); r != nil {
-			rejected(c, r)
+		if c.rej = check(c, req, dir, deadline); c.rej != nil {
 			continue
 		}
 		k := [2]string{c.node, c.brain}
 		if kept[k] {
-			rejected(c, reject(ReasonReplayed, "node %s already has a ballot counted for brain %s", c.node, c.brain))
+			c.rej = reject(ReasonReplayed, "node %s already has a ballot counted for brain %s", c.node, c.brain)
 			continue
 		}
 		kept[k] = true
@@ -130,10 +126,14 @@ func Count(req *Request, ballots []SignedBallot, dir Directory, now time.Time) (
 			winner[c.seat] = c
 		}
 	}
+	o := &Outcome{V: OutcomeVersion, Decision: req.Hash(), Request: req.raw, Rule: req.Rule.Name, Time: oar.FormatTime(now), req: req}
 	var votes []vote
-	for _, c := range valid {
-		if w := winner[c.seat]; w != c {
-			rejected(c, reject(ReasonSeatFilled, "seat %s is filled by node %s", c.seat, w.node))
+	for _, c := range cands {
+		if w := winner[c.seat]; c.rej == nil && w != c {
+			c.rej = reject(ReasonSeatFilled, "seat %s is filled by node %s", c.seat, w.node)
+		}
+		if c.rej != nil {
+			o.Rejected = append(o.Rejected, Rejected{Node: c.node, Brain: c.brain, Reason: c.rej.Reason, Detail: detail(c.rej.Detail), BallotSHA256: c.digest})
 			continue
 		}
 		o.Ballots = append(o.Ballots, c.sb.Bytes)
