@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -93,7 +93,7 @@ type Answer struct {
 // ParseAnswer reads a model's answer over choices. It accepts one JSON object with
 // exactly the members choice (a string among choices), confidence (a number from 0
 // to 1) and rationale (a string), optionally inside one Markdown code fence;
-// confidence is rounded to thousandths. Anything else is an abstention: AbstainUnparsable
+// confidence is rounded half up to thousandths. Anything else is an abstention: AbstainUnparsable
 // when the answer is not one JSON object, AbstainInvalid when its members or values are
 // wrong, with a Rationale saying what was wrong. A model that chose Abstain abstains
 // with AbstainChosen and confidence 0.
@@ -135,12 +135,28 @@ func ParseAnswer(content string, choices []string) Answer {
 	if !(conf >= 0 && conf <= 1) {
 		return abstain(AbstainInvalid, "the answer's confidence %v is not from 0 to 1", conf)
 	}
-	a.Confidence = Permille(math.Round(conf * 1000))
+	a.Confidence = permille(members["confidence"])
 	a.Rationale = cut(a.Rationale, MaxRationaleLen)
 	if a.Choice == Abstain {
 		a.Confidence, a.Abstention = 0, AbstainChosen
 	}
 	return a
+}
+
+// permille is a JSON number from 0 to 1 in thousandths, rounded half up, computed on
+// the decimal digits of its canonical (RFC 8785) spelling rather than in binary
+// floating point, so that 0.0015 is 2 as a reader expects. The canonical spelling
+// bounds the exponent, and so the work.
+func permille(raw json.RawMessage) Permille {
+	c, err := jcs.Canonicalize(raw)
+	r, ok := new(big.Rat).SetString(string(c))
+	if err != nil || !ok {
+		return 0
+	}
+	r.Mul(r, big.NewRat(1000, 1))
+	r.Add(r, big.NewRat(1, 2))
+	n := new(big.Int).Quo(r.Num(), r.Denom()) // floor, as r is positive
+	return Permille(min(n.Int64(), int64(MaxPermille)))
 }
 
 // FailedAnswer is the abstention of a member whose brain gave no answer; why is
