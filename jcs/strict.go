@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Marshal and Unmarshal are the strict encoding and decoding of a signed format whose
@@ -55,6 +56,9 @@ func Unmarshal(b []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			return fmt.Errorf("%w: %s", ErrNotExact, strings.TrimPrefix(err.Error(), "json: "))
+		}
 		return err
 	}
 	again, err := Marshal(v)
