@@ -155,3 +155,17 @@ func TestDocsListEveryChatMember(t *testing.T) {
 		t.Fatalf("code %v\ndocs %v", code, documented)
 	}
 }
+
+// Every outcome the pipeline can return has its own status: none falls through to the
+// 502 kept for a peer's codes this node does not know.
+func TestEveryOutcomeHasAStatus(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "invoke", "outcome.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+(Code[A-Za-z]+)\s+Code = "([a-z_]+)"`).FindAllSubmatch(src, -1) {
+		if _, ok := statuses[invoke.Code(m[2])]; !ok {
+			t.Errorf("%s (%s) has no status in api.statuses", m[1], m[2])
+		}
+	}
+}

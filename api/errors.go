@@ -43,6 +43,12 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidMemory:         http.StatusBadRequest,
 	invoke.CodeModelNotFound:         http.StatusNotFound,
 	invoke.CodeUnknownSubject:        http.StatusNotFound,
+	invoke.CodeParameterNotAllowed:   http.StatusBadRequest,
+	invoke.CodeUnsupportedContent:    http.StatusBadRequest,
+	invoke.CodeBackendModelNotFound:  http.StatusBadGateway,
+	invoke.CodeBackendNoTools:        http.StatusBadGateway,
+	invoke.CodeBackendClosed:         http.StatusBadGateway,
+	invoke.CodeClientClosed:          499, // the caller is gone: nobody reads it; recorded
 	invoke.CodePolicyDenied:          http.StatusForbidden,
 	invoke.CodeRateLimited:           http.StatusTooManyRequests,
 	invoke.CodePeerRateLimited:       http.StatusTooManyRequests,

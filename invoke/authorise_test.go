@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -25,7 +26,7 @@ func TestAuthorise(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			inv := ask(c.brain, "x")
 			inv.Principal.Clearance, inv.Classification = c.clearance, c.data
-			if err := h.p.resolve(inv); err != nil {
+			if err := h.p.resolve(context.Background(), inv); err != nil {
 				t.Fatal(err)
 			}
 			err := h.p.authorise(inv)
@@ -62,7 +63,7 @@ func TestModelsListsOnlyUsableBrains(t *testing.T) {
 	for _, id := range official[1:] {
 		inv := ask(id, "x")
 		inv.Principal.Clearance = policy.Official
-		if err := h.p.resolve(inv); err != nil {
+		if err := h.p.resolve(context.Background(), inv); err != nil {
 			t.Fatal(err)
 		}
 		if err := h.p.authorise(inv); err != nil {

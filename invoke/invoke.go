@@ -93,6 +93,11 @@ type Config struct {
 	Models map[string]ModelSettings
 	// Started is when the node started (the creation time /v1/models reports).
 	Started time.Time
+	// Router routes "auto" by embedding similarity when the node has an embeddings
+	// model (nil: lexically); the prompt goes to the embeddings backend only when its
+	// data is at or below EmbedAccreditation.
+	Router             *brain.Router
+	EmbedAccreditation policy.Level
 
 	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
 	PrincipalPerMinute, PrincipalBurst int
@@ -138,7 +143,7 @@ func (p *Pipeline) Wait() { p.bg.Wait() }
 
 // Chat runs one invocation through every stage and writes its answer to sink.
 func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {
-	if err := p.resolve(inv); err != nil {
+	if err := p.resolve(ctx, inv); err != nil {
 		return p.refuse(ctx, inv, err)
 	}
 	if err := p.authorise(inv); err != nil {

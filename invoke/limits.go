@@ -10,4 +10,7 @@ const (
 	defaultTimeout = 60 * time.Second
 	// remoteTimeout bounds a remote call; the envelope expires with it.
 	remoteTimeout = 60 * time.Second
+	// routeTimeout bounds the embeddings call of routing "auto"; past it, the router
+	// routes lexically.
+	routeTimeout = 3 * time.Second
 )

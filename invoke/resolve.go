@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -21,7 +22,7 @@ type remoteBrain struct {
 	all   []fleet.Peer // every peer offering it, reachable or not
 }
 
-func (p *Pipeline) resolve(inv *Invocation) *Error {
+func (p *Pipeline) resolve(ctx context.Context, inv *Invocation) *Error {
 	inv.started = time.Now()
 	lvl, err := parseClassification(inv.Classification)
 	if err != nil {
@@ -31,9 +32,14 @@ func (p *Pipeline) resolve(inv *Invocation) *Error {
 	}
 	inv.data = lvl
 	if inv.Model == "auto" {
-		inv.brain, inv.route = p.cfg.Brains.RouteAmong(lastUser(inv.Messages), func(c *brain.Brain) bool {
-			return p.decideInvoke(inv.Principal, c, inv.data).Allow
-		})
+		allowed := func(c *brain.Brain) bool { return p.decideInvoke(inv.Principal, c, inv.data).Allow }
+		router := p.cfg.Router
+		if inv.data > p.cfg.EmbedAccreditation {
+			router = nil // the prompt may not go to the embeddings backend: lexical routing
+		}
+		rctx, cancel := context.WithTimeout(ctx, routeTimeout)
+		inv.brain, inv.route = router.Route(rctx, p.cfg.Brains, lastUser(inv.Messages), allowed)
+		cancel()
 		inv.note("requested", "auto")
 		inv.note("route", inv.route)
 		return nil

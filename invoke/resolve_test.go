@@ -24,7 +24,7 @@ func TestResolve(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			inv := ask(c.model, c.text)
 			inv.Classification = c.class
-			err := h.p.resolve(inv)
+			err := h.p.resolve(context.Background(), inv)
 			if c.code != "" {
 				if err == nil || err.Code != c.code {
 					t.Fatalf("got %v, want %s", err, c.code)

@@ -171,6 +171,23 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		}
 	}
 	accreditation, _ := policy.ParseLevel(n.cfg.Accreditation) // checked by check; zero when unset
+	var router *brain.Router
+	if n.memory.Embed != nil {
+		// "auto" routes by embedding similarity with the node's embeddings model.
+		embed := n.memory.Embed
+		if router, err = brain.NewRouter(brain.RouterOptions{Embedder: brain.EmbedderFunc(embed), Model: n.cfg.EmbeddingModel}); err != nil {
+			store.Close()
+			n.ledger.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+		go func() {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := router.Warm(wctx, n.brains); err != nil {
+				n.log.Warn("routing falls back to lexical until the embeddings model answers", "err", err)
+			}
+		}()
+	}
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
@@ -179,6 +196,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
 		Models: n.cfg.models(), Started: time.Now(),
+		Router: router, EmbedAccreditation: n.memory.EmbedAccreditation,
 	})
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()

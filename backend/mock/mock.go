@@ -21,6 +21,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,18 @@ type Server struct {
 	// ToolCallOnce makes ToolCall behave as a model that calls a tool and then answers:
 	// a request whose last message is a tool result gets Reply instead.
 	ToolCallOnce bool
+	// OnlyOffered makes ToolCall behave as a model that calls only tools it was
+	// offered: a request that does not offer a tool of ToolCall's name gets Reply.
+	OnlyOffered bool
+	// NoTools makes the server refuse any request that offers tools, with the 400
+	// Ollama gives for a model without tool support.
+	NoTools bool
+	// Models, when set, are the only models it serves: another gets the 404 Ollama
+	// gives for a model it has not pulled.
+	Models []string
+	// FailAfter, when positive, breaks a streamed answer off after that many content
+	// chunks: the connection is closed mid-stream.
+	FailAfter int
 	// OmitUsage leaves usage out of streams even when the client asks for it
 	// (stream_options.include_usage), as some servers do.
 	OmitUsage bool
@@ -141,9 +154,17 @@ func (s *Server) wait(r *http.Request) bool {
 }
 
 type chatRequest struct {
-	Model         string            `json:"model"`
-	Messages      []json.RawMessage `json:"messages"`
-	Stream        bool              `json:"stream"`
+	Model          string            `json:"model"`
+	Messages       []json.RawMessage `json:"messages"`
+	Stream         bool              `json:"stream"`
+	Tools          []backend.Tool    `json:"tools"`
+	Stop           []string          `json:"stop"`
+	ResponseFormat *struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+	} `json:"response_format"`
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
@@ -197,6 +218,14 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeError(w, http.StatusBadRequest, "model and messages are required")
 		return
 	}
+	if len(s.Models) > 0 && !slices.Contains(s.Models, req.Model) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
+		return
+	}
+	if s.NoTools && len(req.Tools) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("registry.ollama.ai/library/%s:latest does not support tools", req.Model))
+		return
+	}
 	if !s.wait(r) {
 		return
 	}
@@ -206,9 +235,22 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	if reply == "" {
 		reply = DefaultReply
 	}
+	if rf := req.ResponseFormat; rf != nil && rf.Type == "json_object" {
+		b, _ := json.Marshal(map[string]string{"answer": reply})
+		reply = string(b)
+	} else if rf != nil && rf.Type == "json_schema" && rf.JSONSchema != nil {
+		b, _ := json.Marshal(conform(rf.JSONSchema.Schema, reply))
+		reply = string(b)
+	}
+	for _, stop := range req.Stop {
+		if i := strings.Index(reply, stop); stop != "" && i >= 0 {
+			reply = reply[:i]
+		}
+	}
 	finish := "stop"
 	var tc *toolCall
-	if s.ToolCall != nil && !(s.ToolCallOnce && lastRole(req.Messages) == "tool") {
+	offered := s.ToolCall != nil && (!s.OnlyOffered || slices.ContainsFunc(req.Tools, func(t backend.Tool) bool { return t.Function.Name == s.ToolCall.Function.Name }))
+	if offered && !(s.ToolCallOnce && lastRole(req.Messages) == "tool") {
 		finish = "tool_calls"
 		tc = &toolCall{ID: s.ToolCall.ID, Type: "function"}
 		if tc.ID == "" {
@@ -280,7 +322,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 			}
 		}
 	} else {
-		for _, word := range words(reply) {
+		for i, word := range words(reply) {
+			if s.FailAfter > 0 && i == s.FailAfter {
+				panic(http.ErrAbortHandler) // the connection breaks mid-answer
+			}
 			if !send(delta(&message{Content: &word}, nil)) {
 				return
 			}
@@ -298,6 +343,36 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+// conform makes a value of a JSON schema, as a model in JSON-schema mode would: an
+// object with every property, the first of an enum, text for strings.
+func conform(schema json.RawMessage, text string) any {
+	var sc struct {
+		Type       string                     `json:"type"`
+		Enum       []any                      `json:"enum"`
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	json.Unmarshal(schema, &sc)
+	switch {
+	case len(sc.Enum) > 0:
+		return sc.Enum[0]
+	case sc.Type == "object":
+		out := map[string]any{}
+		for k, v := range sc.Properties {
+			out[k] = conform(v, text)
+		}
+		return out
+	case sc.Type == "number":
+		return 0.75
+	case sc.Type == "integer":
+		return 1
+	case sc.Type == "boolean":
+		return true
+	case sc.Type == "array":
+		return []any{}
+	}
+	return text
 }
 
 // lastRole is the role of the request's last message.
@@ -383,7 +458,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte)
 	tokens := 0
 	for i, in := range inputs {
 		out.Data = append(out.Data, item{Object: "embedding", Index: i, Embedding: Embedding(in, dim)})
-		tokens += (len(in) + 3) / 4
+		tokens += len(strings.Fields(in)) + 1 // its own count, as a tokenizer would give
 	}
 	out.Usage = usage{PromptTokens: tokens, TotalTokens: tokens}
 	w.Header().Set("Content-Type", "application/json")
