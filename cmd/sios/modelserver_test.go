@@ -156,8 +156,8 @@ func TestModelServerRequestMembers(t *testing.T) {
 	}
 	// Refused: an unknown member, n > 1, options the brain does not allow.
 	for body, code := range map[string]string{
-		`{"model":"education","messages":[{"role":"user","content":"x"}],"top_k":5}`:              "unknown_parameter",
-		`{"model":"education","messages":[{"role":"user","content":"x"}],"n":3}`:                  "unsupported_parameter",
+		`{"model":"education","messages":[{"role":"user","content":"x"}],"top_k":5}`:               "unknown_parameter",
+		`{"model":"education","messages":[{"role":"user","content":"x"}],"n":3}`:                   "unsupported_parameter",
 		`{"model":"education","messages":[{"role":"user","content":"x"}],"options":{"num_ctx":1}}`: "parameter_not_allowed",
 	} {
 		resp, out := n.post(t, key, "/v1/chat/completions", body)
