@@ -111,6 +111,7 @@ type Presence struct {
 	Sig    *identity.Signature `json:"sig,omitempty"`
 
 	raw        []byte
+	hash       string
 	seen, time int64
 }
 
@@ -128,6 +129,7 @@ type Suspicion struct {
 	Sig     *identity.Signature `json:"sig,omitempty"`
 
 	raw         []byte
+	hash        string
 	since, time int64
 }
 
@@ -146,6 +148,7 @@ type Refutation struct {
 	Sig     *identity.Signature `json:"sig,omitempty"`
 
 	raw  []byte
+	hash string
 	time int64
 }
 
@@ -162,6 +165,7 @@ type Acceptance struct {
 	Sig       *identity.Signature `json:"sig,omitempty"`
 
 	raw  []byte
+	hash string
 	time int64
 }
 
@@ -181,6 +185,7 @@ type Removal struct {
 	Sig     *identity.Signature `json:"sig,omitempty"`
 
 	raw  []byte
+	hash string
 	time int64
 }
 
@@ -212,11 +217,11 @@ func (e *Refutation) signer() string { return e.Node }
 func (e *Acceptance) signer() string { return e.Node }
 func (e *Removal) signer() string    { return e.Node }
 
-func (e *Presence) setRaw(b []byte)   { e.raw = b }
-func (e *Suspicion) setRaw(b []byte)  { e.raw = b }
-func (e *Refutation) setRaw(b []byte) { e.raw = b }
-func (e *Acceptance) setRaw(b []byte) { e.raw = b }
-func (e *Removal) setRaw(b []byte)    { e.raw = b }
+func (e *Presence) setRaw(b []byte)   { e.raw, e.hash = b, EventHash(b) }
+func (e *Suspicion) setRaw(b []byte)  { e.raw, e.hash = b, EventHash(b) }
+func (e *Refutation) setRaw(b []byte) { e.raw, e.hash = b, EventHash(b) }
+func (e *Acceptance) setRaw(b []byte) { e.raw, e.hash = b, EventHash(b) }
+func (e *Removal) setRaw(b []byte)    { e.raw, e.hash = b, EventHash(b) }
 
 func (*Presence) Kind() string   { return KindPresence }
 func (*Suspicion) Kind() string  { return KindSuspicion }
@@ -230,11 +235,11 @@ func (e *Refutation) Bytes() []byte { return e.raw }
 func (e *Acceptance) Bytes() []byte { return e.raw }
 func (e *Removal) Bytes() []byte    { return e.raw }
 
-func (e *Presence) Hash() string   { return EventHash(e.raw) }
-func (e *Suspicion) Hash() string  { return EventHash(e.raw) }
-func (e *Refutation) Hash() string { return EventHash(e.raw) }
-func (e *Acceptance) Hash() string { return EventHash(e.raw) }
-func (e *Removal) Hash() string    { return EventHash(e.raw) }
+func (e *Presence) Hash() string   { return e.hash }
+func (e *Suspicion) Hash() string  { return e.hash }
+func (e *Refutation) Hash() string { return e.hash }
+func (e *Acceptance) Hash() string { return e.hash }
+func (e *Removal) Hash() string    { return e.hash }
 
 func (e *Presence) Signer() string   { return e.Node }
 func (e *Suspicion) Signer() string  { return e.Node }

@@ -26,8 +26,9 @@ type fixture struct {
 	charter *Charter
 	t0      int64 // the charter's time, Unix seconds
 
-	mu    sync.Mutex
-	cache map[string][]byte // signed events by their description
+	mu       sync.Mutex
+	cache    map[string][]byte      // signed events by their description
+	verified map[string]SignedEvent // by bytes; the zero SignedEvent for those that do not verify
 }
 
 const (
@@ -49,7 +50,7 @@ func seeds(b byte) ([mldsa65.SeedSize]byte, [ed25519.SeedSize]byte) {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{t: t, keys: map[string]*identity.PrivateKey{}, pub: KeyMap{}, kems: map[string]*KEMKey{}, kemPub: KEMMap{}, cache: map[string][]byte{}}
+	f := &fixture{t: t, keys: map[string]*identity.PrivateKey{}, pub: KeyMap{}, kems: map[string]*KEMKey{}, kemPub: KEMMap{}, cache: map[string][]byte{}, verified: map[string]SignedEvent{}}
 	for i := range 5 {
 		m, e := seeds(byte(0x40 + 0x10*i))
 		k := identity.KeyFromSeeds(identity.KindNode, m, e)
@@ -151,14 +152,47 @@ func (f *fixture) removal(node, admin string, at int64) []byte {
 	})
 }
 
-// state is State at t0 + now, failing the test on error.
+// state is StateFromBytes at t0 + now, failing the test on error.
 func (f *fixture) state(now int64, events ...[]byte) RoleState {
 	f.t.Helper()
-	st, err := State(f.charter, events, f.pub, f.now(now))
+	st, err := StateFromBytes(f.charter, events, f.pub, f.now(now))
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	return st
+}
+
+// fastState is state with each event verified once for the whole test (the property
+// tests call State thousands of times over one pool): events that do not verify are
+// left out and counted.
+func (f *fixture) fastState(now int64, events ...[]byte) (RoleState, int) {
+	f.t.Helper()
+	var ok []SignedEvent
+	bad := 0
+	for _, b := range events {
+		f.mu.Lock()
+		se, known := f.verified[string(b)]
+		f.mu.Unlock()
+		if !known {
+			var err error
+			if se, err = VerifyEvent(b, f.pub); err != nil {
+				se = SignedEvent{}
+			}
+			f.mu.Lock()
+			f.verified[string(b)] = se
+			f.mu.Unlock()
+		}
+		if se.Event() == nil {
+			bad++
+			continue
+		}
+		ok = append(ok, se)
+	}
+	st, err := State(f.charter, ok, f.now(now))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st, bad
 }
 
 // forge signs b's members again with key, keeping the node it names: a signature by

@@ -66,6 +66,11 @@ type RoleState struct {
 	CertificateHash string `json:"certificate,omitempty"` // handed-over: the certificate's hash
 	Certificate     []byte `json:"-"`                     // handed-over: the certificate's bytes
 
+	// NextChange is the next time the state will change if no new event arrives: the
+	// end of the wait, the end of an offer, or the time of an event signed after now. A
+	// node computes the state again then (and whenever an event arrives); zero if none.
+	NextChange time.Time `json:"next_change,omitzero"`
+
 	Offer     *Offer `json:"offer,omitempty"` // handed-over, not yet accepted: the successor the role is offered to
 	Exhausted bool   `json:"exhausted"`       // handed-over: no successor accepted in time; an admin must define a new charter
 
@@ -181,10 +186,69 @@ func (c *Charter) check(e Event) error {
 	return nil
 }
 
-// State computes the state of the role that charter c defines, at now, from the events
-// a node holds (each the bytes of a presence, suspicion, refutation, acceptance or
-// removal; duplicates are ignored). c must have been verified (CurrentCharter does).
-// keys verifies each event's signer.
+// SignedEvent is an event whose signature has verified: VerifyEvent is the only way to
+// make one, so that State, which takes no keys, counts nothing unverified.
+type SignedEvent struct{ e Event }
+
+// Event is the verified event.
+func (s SignedEvent) Event() Event { return s.e }
+
+// VerifyEvent parses b (ParseEvent) and verifies its signer's signature with keys. A
+// node verifies each event once, when it arrives, and keeps the SignedEvent.
+func VerifyEvent(b []byte, keys Keys) (SignedEvent, error) {
+	e, err := ParseEvent(b)
+	if err != nil {
+		return SignedEvent{}, err
+	}
+	if err := e.Verify(keys); err != nil {
+		return SignedEvent{}, err
+	}
+	return SignedEvent{e}, nil
+}
+
+// StateFromBytes is State over raw events: each is verified with keys first, and those
+// that do not parse or verify (forged, tampered, from an unknown node) are reported in
+// Rejected beside those State rejects.
+func StateFromBytes(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, error) {
+	if len(events) > MaxEvents {
+		return RoleState{}, fmt.Errorf("state: %d events, more than the limit of %d (MaxEvents)", len(events), MaxEvents)
+	}
+	var (
+		ok  []SignedEvent
+		rej []Rejection
+	)
+	seen := map[string]bool{}
+	for _, b := range events {
+		h := EventHash(b)
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		e, err := ParseEvent(b)
+		if err != nil {
+			rej = append(rej, Rejection{Event: h, Reason: err.Error()})
+			continue
+		}
+		if err := e.Verify(keys); err != nil {
+			rej = append(rej, Rejection{Event: h, Kind: e.Kind(), Node: e.Signer(), Reason: err.Error()})
+			continue
+		}
+		ok = append(ok, SignedEvent{e})
+	}
+	st, err := State(c, ok, now)
+	if err != nil {
+		return RoleState{}, err
+	}
+	st.Rejected = append(st.Rejected, rej...)
+	return finish(st), nil
+}
+
+// State computes the state of the role that charter c defines, at now, from the
+// verified events a node holds (presences, suspicions, refutations, acceptances and
+// removals; duplicates are ignored). c must have been verified (CurrentCharter does).
+// Events that cannot count for c (another role or charter, a suspicion by a node that
+// is not an observer or made too early, a removal by a principal who is not an admin,
+// an acceptance outside its window) are reported in Rejected with the reason.
 //
 // It is a pure function of (c, the set of events, now): the order of events does not
 // matter, and two nodes holding the same events compute the same state and the same
@@ -204,7 +268,7 @@ func (c *Charter) check(e Event) error {
 //   - after a handover at E the role is offered to successor i from E + i·accept_within
 //     until E + (i+1)·accept_within; the first whose acceptance falls in their own
 //     window holds the role.
-func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, error) {
+func State(c *Charter, events []SignedEvent, now time.Time) (RoleState, error) {
 	if c == nil || c.raw == nil {
 		return RoleState{}, fmt.Errorf("state: no charter (parse and verify one first)")
 	}
@@ -219,29 +283,25 @@ func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, er
 		History: []Step{{Time: unixTime(c.time), Action: StepDefine, Node: c.Node, Principal: c.Author, Ref: c.Hash()}},
 	}
 	var (
-		sus  []*Suspicion
-		rems []*Removal
-		accs []*Acceptance
-		pts  []point
+		sus    []*Suspicion
+		rems   []*Removal
+		accs   []*Acceptance
+		pts    []point
+		future int64 = math.MaxInt64
 	)
 	seen := map[string]bool{}
-	for _, b := range events {
-		h := EventHash(b)
+	for _, se := range events {
+		e := se.e
+		if e == nil {
+			continue // the zero SignedEvent holds nothing
+		}
+		h := e.Hash()
 		if seen[h] {
 			continue
 		}
 		seen[h] = true
-		e, err := ParseEvent(b)
-		if err != nil {
-			st.Rejected = append(st.Rejected, Rejection{Event: h, Reason: err.Error()})
-			continue
-		}
 		reject := func(reason string) {
 			st.Rejected = append(st.Rejected, Rejection{Event: h, Kind: e.Kind(), Node: e.Signer(), Reason: reason})
-		}
-		if err := e.Verify(keys); err != nil {
-			reject(err.Error())
-			continue
 		}
 		if err := c.check(e); err != nil {
 			reject(err.Error())
@@ -249,6 +309,7 @@ func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, er
 		}
 		if e.at() > n {
 			reject(fmt.Sprintf("signed at %s, after now (%s): not counted yet", FormatTime(unixTime(e.at())), FormatTime(now)))
+			future = min(future, e.at())
 			continue
 		}
 		step := Step{Time: unixTime(e.at()), Node: e.Signer(), Ref: h}
@@ -270,6 +331,20 @@ func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, er
 			continue // in the history only if it counts, below
 		}
 		st.History = append(st.History, step)
+	}
+	done := func() (RoleState, error) {
+		// The next time the state changes with no new event: see NextChange.
+		next := future
+		switch {
+		case st.State == StatePending:
+			next = min(next, st.EffectiveAt.Unix())
+		case st.Offer != nil:
+			next = min(next, st.Offer.Until.Unix())
+		}
+		if next != math.MaxInt64 {
+			st.NextChange = unixTime(next)
+		}
+		return finish(st), nil
 	}
 
 	voids := newVoids(pts)
@@ -303,7 +378,7 @@ func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, er
 		for _, a := range accs {
 			st.Rejected = append(st.Rejected, Rejection{Event: a.Hash(), Kind: KindAcceptance, Node: a.Node, Reason: "no handover has taken effect"})
 		}
-		return finish(st), nil
+		return done()
 	}
 
 	st.State, st.Former, st.Holder = StateHandedOver, c.Holder, ""
@@ -368,7 +443,7 @@ func State(c *Charter, events [][]byte, keys Keys, now time.Time) (RoleState, er
 		}
 		st.Rejected = append(st.Rejected, Rejection{Event: a.Hash(), Kind: KindAcceptance, Node: a.Node, Reason: reason})
 	}
-	return finish(st), nil
+	return done()
 }
 
 // finish puts the history and the rejections in their canonical order.

@@ -220,10 +220,10 @@ func TestStateRemoval(t *testing.T) {
 
 func TestStateErrors(t *testing.T) {
 	f := newFixture(t)
-	if _, err := State(nil, nil, f.pub, time.Now()); err == nil {
+	if _, err := State(nil, nil, time.Now()); err == nil {
 		t.Fatal("State without a charter succeeded")
 	}
-	if _, err := State(f.charter, make([][]byte, MaxEvents+1), f.pub, time.Now()); err == nil || !strings.Contains(err.Error(), "MaxEvents") {
+	if _, err := StateFromBytes(f.charter, make([][]byte, MaxEvents+1), f.pub, time.Now()); err == nil || !strings.Contains(err.Error(), "MaxEvents") {
 		t.Fatalf("too many events: %v", err)
 	}
 }
