@@ -394,8 +394,8 @@ func (l *Letter) CheckShare(own *KEMKey, node string) error {
 // Release is what observer node does after a handover: given the role's state st
 // (State, at now, for the letter's charter), in which a successor accepted through
 // their node, it opens its own share with own, checks it and seals it to that node's
-// HPKE key to (from that node's verified KEM statement), signed by signer.
-func (l *Letter) Release(st RoleState, own *KEMKey, signer *identity.PrivateKey, node string, to hpke.PublicKey, now time.Time) ([]byte, error) {
+// HPKE key (kems, from the nodes' verified KEM statements), signed by signer.
+func (l *Letter) Release(st RoleState, own *KEMKey, signer *identity.PrivateKey, node string, kems KEMKeys, now time.Time) ([]byte, error) {
 	if st.Charter != l.Charter {
 		return nil, fmt.Errorf("letter %s is for charter %s; the state given is of charter %s", l.ID, l.Charter, st.Charter)
 	}
@@ -404,6 +404,10 @@ func (l *Letter) Release(st RoleState, own *KEMKey, signer *identity.PrivateKey,
 	}
 	if st.Holder == "" || st.HolderNode == "" {
 		return nil, fmt.Errorf("letter %s: no successor has accepted role %s/%s yet: shares are released only to the node of one who has", l.ID, l.Tenant, l.Role)
+	}
+	to, ok := kems.NodeKEM(st.HolderNode)
+	if !ok {
+		return nil, fmt.Errorf("letter %s: no KEM key is known for %s, the node %q accepted through (it must publish a %s statement)", l.ID, st.HolderNode, st.Holder, KEMVersion)
 	}
 	sb, _, err := l.openOwn(own, node)
 	if err != nil {
