@@ -8,7 +8,7 @@ import (
 // fuzzSeeds is one of every format, as the writers make them.
 type fuzzSeeds struct {
 	charter, certificate, letter, share, kem []byte
-	events                                  [][]byte
+	events                                   [][]byte
 }
 
 func newFuzzSeeds(f *testing.F) fuzzSeeds {

@@ -15,8 +15,12 @@ import (
 // (ids of MaxIDLen bytes, full lists, longest reasons) with signatures of real size.
 func TestCapsHoldTheLargest(t *testing.T) {
 	sig := &identity.Signature{MLDSA65: make([]byte, mldsa65.SignatureSize), Ed25519: make([]byte, ed25519.SignatureSize)}
-	node := func(i int) string { return fmt.Sprintf("node_%s%c%c", strings.Repeat("a", MaxIDLen-7), 'a'+i/26, 'a'+i%26) }
-	id := func(p string, i int) string { return fmt.Sprintf("%s%s%02d", p, strings.Repeat("x", MaxIDLen-len(p)-2), i) }
+	node := func(i int) string {
+		return fmt.Sprintf("node_%s%c%c", strings.Repeat("a", MaxIDLen-7), 'a'+i/26, 'a'+i%26)
+	}
+	id := func(p string, i int) string {
+		return fmt.Sprintf("%s%s%02d", p, strings.Repeat("x", MaxIDLen-len(p)-2), i)
+	}
 	list := func(n int, f func(int) string) []string {
 		var l []string
 		for i := range n {
