@@ -40,6 +40,7 @@ type Charter struct {
 	Sig          *identity.Signature `json:"sig,omitempty"`
 
 	raw  []byte
+	hash string
 	time int64
 }
 
@@ -48,14 +49,14 @@ func (*Charter) format() format {
 }
 func (c *Charter) sigField() **identity.Signature { return &c.Sig }
 func (c *Charter) signer() string                 { return c.Node }
-func (c *Charter) setRaw(b []byte)                { c.raw = b }
+func (c *Charter) setRaw(b []byte)                { c.raw, c.hash = b, hashOf(CharterHashDomain, b) }
 
 // Bytes is the charter's canonical encoding, as signed (sig included).
 func (c *Charter) Bytes() []byte { return c.raw }
 
 // Hash names the charter: SHA-256(CharterHashDomain || 0x0A || Bytes()) in lowercase hex.
 // Every event of the succession protocol cites it.
-func (c *Charter) Hash() string { return hashOf(CharterHashDomain, c.raw) }
+func (c *Charter) Hash() string { return c.hash }
 
 // Verify checks that the charter's node is one keys knows and that it signed the charter.
 func (c *Charter) Verify(keys Keys) error { return verify(c, keys) }

@@ -77,7 +77,8 @@ type Letter struct {
 	Shares     []LetterShare       `json:"shares"`     // one per observer, in the charter's order
 	Sig        *identity.Signature `json:"sig,omitempty"`
 
-	raw []byte
+	raw  []byte
+	hash string
 }
 
 // LetterShare is one observer's sealed share.
@@ -111,7 +112,7 @@ func (*Letter) format() format {
 }
 func (l *Letter) sigField() **identity.Signature { return &l.Sig }
 func (l *Letter) signer() string                 { return l.Node }
-func (l *Letter) setRaw(b []byte)                { l.raw = b }
+func (l *Letter) setRaw(b []byte)                { l.raw, l.hash = b, hashOf(LetterHashDomain, b) }
 
 func (*ReleasedShare) format() format {
 	return format{"released share", ShareVersion, ShareDomain, MaxShareSize, "MaxShareSize"}
@@ -124,7 +125,7 @@ func (s *ReleasedShare) setRaw(b []byte)                { s.raw = b }
 func (l *Letter) Bytes() []byte { return l.raw }
 
 // Hash names the letter: SHA-256(LetterHashDomain || 0x0A || Bytes()) in lowercase hex.
-func (l *Letter) Hash() string { return hashOf(LetterHashDomain, l.raw) }
+func (l *Letter) Hash() string { return l.hash }
 
 // Encode is the canonical encoding of the letter's members as they are now.
 func (l *Letter) Encode() ([]byte, error) { return encode(l, l.format()) }

@@ -152,7 +152,7 @@ func TestLetterTampered(t *testing.T) {
 	if err := bad.Verify(f.charter, f.pub); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
 		t.Fatalf("tampered letter verified: %v", err)
 	}
-	bad.raw = l.raw // the shares name the genuine letter; only the ciphertext differs
+	bad.raw, bad.hash = l.raw, l.hash // the shares name the genuine letter; only the ciphertext differs
 	if _, err := bad.Open(f.kems[f.other], f.other, released, f.pub); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
 		t.Fatalf("tampered ciphertext: %v", err)
 	}
