@@ -1,5 +1,5 @@
 // Package admin is a node's admin API: the operator's channel to a running node, over a
-// unix socket in the data directory (mode 0600), so that whoever may read the node's
+// unix socket in the data directory (socket.go), so that whoever may read the node's
 // keys may administer it and nobody else can reach it. The CLI uses it to act through
 // the running node, which holds the ledger (Dial, Client.Do). Handlers return errors;
 // one function renders them.
@@ -7,14 +7,10 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sios-project/sios/fleet"
@@ -25,44 +21,6 @@ import (
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
 )
-
-// maxSocketPath is the longest unix socket path the kernel takes (sun_path, less NUL).
-const maxSocketPath = 107
-
-// maxBody bounds an admin request body.
-const maxBody = 1 << 20
-
-// Socket is the admin socket's path: DIR/admin.sock, or, when that is too long for a
-// unix socket, a name in the temporary directory derived from DIR's absolute path
-// (still mode 0600, so only the data directory's owner can connect).
-func Socket(dataDir string) string {
-	path := filepath.Join(dataDir, "admin.sock")
-	if len(path) <= maxSocketPath {
-		return path
-	}
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		abs = dataDir
-	}
-	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(os.TempDir(), fmt.Sprintf("sios-admin-%x.sock", sum[:8]))
-}
-
-// Listen listens on the admin socket of dataDir. The caller holds the data directory
-// (its ledger lock), so a socket left by a killed node is removed first.
-func Listen(dataDir string) (net.Listener, error) {
-	path := Socket(dataDir)
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin socket: %v", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
-}
 
 // Deps is what the admin API acts on: the running node's subsystems.
 type Deps struct {
@@ -94,11 +52,39 @@ var errBadRequest = errors.New("bad request")
 
 type handler func(r *http.Request) (any, error)
 
-// Handler is the admin API's routes.
+type route struct {
+	pattern string
+	h       handler
+}
+
+// routes are the admin API's routes (docs/api.md lists them).
+func (d Deps) routes() []route {
+	rs := []route{
+		{"POST /admin/principals", d.addPrincipal},
+		{"POST /admin/audit/append", d.appendRecord},
+		{"GET /admin/status", func(*http.Request) (any, error) {
+			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
+		}},
+	}
+	rs = append(rs, d.memoryRoutes()...)
+	return append(rs, d.fleetRoutes()...)
+}
+
+// Patterns lists the admin API's routes, as "METHOD /path".
+func Patterns() []string {
+	var out []string
+	for _, r := range (Deps{}).routes() {
+		out = append(out, r.pattern)
+	}
+	return out
+}
+
+// Handler is the admin API.
 func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	route := func(pattern string, h handler) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	for _, rt := range d.routes() {
+		h := rt.h
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
 			out, err := h(r)
 			if err != nil {
 				renderError(w, err)
@@ -107,13 +93,6 @@ func Handler(d Deps) http.Handler {
 			writeJSON(w, out)
 		})
 	}
-	route("POST /admin/principals", d.addPrincipal)
-	route("POST /admin/audit/append", d.appendRecord)
-	route("GET /admin/status", func(*http.Request) (any, error) {
-		return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
-	})
-	d.memoryRoutes(route)
-	d.fleetRoutes(route)
 	return mux
 }
 
@@ -177,11 +156,12 @@ func (d Deps) addPrincipal(r *http.Request) (any, error) {
 // node's admin API, or by the CLI on a data directory no node holds.
 func AddPrincipal(ctx context.Context, ps *policy.Principals, appendFn func(context.Context, *oar.Record) (*oar.Receipt, []byte, error),
 	actor string, np policy.NewPrincipal) (*PrincipalResponse, error) {
-	key, sp, err := ps.Add(np, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	rc, err := AuditPrincipalAdd(ctx, appendFn, actor, sp)
+	var rc *oar.Receipt
+	key, sp, err := ps.AddRecorded(np, time.Now(), func(sp *policy.StoredPrincipal) error {
+		var err error
+		rc, err = AuditPrincipalAdd(ctx, appendFn, actor, sp)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +173,7 @@ func AuditPrincipalAdd(ctx context.Context, appendFn func(context.Context, *oar.
 	actor string, sp *policy.StoredPrincipal) (*oar.Receipt, error) {
 	detail, _ := json.Marshal(map[string]any{"clearance": sp.Clearance, "roles": sp.Roles, "kind": sp.Kind})
 	rc, _, err := appendFn(ctx, &oar.Record{
-		Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: "principal.add",
+		Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: oar.ActionPrincipalAdd,
 		Resource: "principal/" + sp.Tenant + "/" + sp.ID, Decision: &oar.Decision{Effect: "allow", Policies: []string{"operator"}},
 		Detail: detail,
 	})

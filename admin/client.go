@@ -15,25 +15,33 @@ import (
 // Client talks to a running node's admin socket.
 type Client struct {
 	http *http.Client
+	err  error // the socket answered but failed the owner check: every call fails with it
 }
 
-// Dial returns a client for the node running on dataDir, or nil if none runs.
+// Dial returns a client for the node running on dataDir, or nil if none runs there (or
+// the socket is not served by the data directory's owner).
 func Dial(dataDir string) *Client {
-	path := Socket(dataDir)
-	c, err := net.DialTimeout("unix", path, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := dial(ctx, dataDir)
+	if errors.Is(err, errImpostor) {
+		return &Client{err: err}
+	}
 	if err != nil {
 		return nil
 	}
 	c.Close()
 	return &Client{http: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			return dial(ctx, dataDir)
 		}}}}
 }
 
 // Do sends body (JSON, if not nil) to the admin path and decodes the answer into out.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	if c.err != nil {
+		return c.err
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)

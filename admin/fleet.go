@@ -15,15 +15,17 @@ type ReplicaRequest struct {
 	Remove  bool   `json:"remove,omitempty"`
 }
 
-func (d Deps) fleetRoutes(route func(string, handler)) {
-	route("GET /admin/fleet/peers", func(*http.Request) (any, error) {
+func (d Deps) fleetRoutes() []route {
+	var rs []route
+	add := func(pattern string, h handler) { rs = append(rs, route{pattern, h}) }
+	add("GET /admin/fleet/peers", func(*http.Request) (any, error) {
 		if d.Fleet == nil {
 			return nil, errNoFleet
 		}
 		return d.Fleet.Peers(), nil
 	})
-	route("GET /admin/fleet/routes", func(*http.Request) (any, error) { return d.Routes(), nil })
-	route("GET /admin/fleet/records", func(*http.Request) (any, error) {
+	add("GET /admin/fleet/routes", func(*http.Request) (any, error) { return d.Routes(), nil })
+	add("GET /admin/fleet/records", func(*http.Request) (any, error) {
 		recs := []json.RawMessage{}
 		for _, v := range d.FleetLog.View() {
 			f, _ := d.FleetLog.Feed(v.Node)
@@ -39,8 +41,8 @@ func (d Deps) fleetRoutes(route func(string, handler)) {
 		}
 		return recs, nil
 	})
-	route("GET /admin/audit/replicas", func(*http.Request) (any, error) { return d.replicaStatuses(), nil })
-	route("POST /admin/audit/replicas", func(r *http.Request) (any, error) {
+	add("GET /admin/audit/replicas", func(*http.Request) (any, error) { return d.replicaStatuses(), nil })
+	add("POST /admin/audit/replicas", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
 		if err := decode(r, &req); err != nil {
 			return nil, err
@@ -54,7 +56,7 @@ func (d Deps) fleetRoutes(route func(string, handler)) {
 		}
 		return d.replicaStatuses(), nil
 	})
-	route("POST /admin/audit/replicas/resume", func(r *http.Request) (any, error) {
+	add("POST /admin/audit/replicas/resume", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
 		if err := decode(r, &req); err != nil {
 			return nil, err
@@ -70,7 +72,7 @@ func (d Deps) fleetRoutes(route func(string, handler)) {
 		}
 		return d.replicaStatuses(), nil
 	})
-	route("POST /admin/audit/compare", func(r *http.Request) (any, error) {
+	add("POST /admin/audit/compare", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
 		if err := decode(r, &req); err != nil {
 			return nil, err
@@ -80,6 +82,7 @@ func (d Deps) fleetRoutes(route func(string, handler)) {
 		}
 		return d.Replication.ComparePeer(r.Context(), req.Node)
 	})
+	return rs
 }
 
 func (d Deps) replicaStatuses() []replication.ReplicaStatus {

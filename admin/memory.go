@@ -26,15 +26,16 @@ var Operator = oar.Actor{ID: "operator"}
 // OperatorAllow is the decision recorded for an operator's action.
 var OperatorAllow = &oar.Decision{Effect: "allow", Policies: []string{"operator"}}
 
-func (d Deps) memoryRoutes(route func(string, handler)) {
+func (d Deps) memoryRoutes() []route {
+	var rs []route
 	memoryRoute := func(path string, f func(r *http.Request, req *MemoryRequest) (any, error)) {
-		route("POST "+path, func(r *http.Request) (any, error) {
+		rs = append(rs, route{"POST " + path, func(r *http.Request) (any, error) {
 			var req MemoryRequest
 			if err := decode(r, &req); err != nil {
 				return nil, err
 			}
 			return f(r, &req)
-		})
+		}})
 	}
 	memoryRoute("/admin/memory/add", func(r *http.Request, req *MemoryRequest) (any, error) {
 		lvl, err := policy.ParseLevel(req.Classification)
@@ -62,7 +63,8 @@ func (d Deps) memoryRoutes(route func(string, handler)) {
 		return ex, err
 	})
 	memoryRoute("/admin/memory/forget", func(r *http.Request, req *MemoryRequest) (any, error) {
-		f, _, err := d.Memory.Forget(r.Context(), Operator, OperatorAllow, req.Tenant, req.Subject)
+		f, _, err := d.Memory.Forget(r.Context(), Operator, OperatorAllow, req.Tenant, req.Subject, policy.TopSecret)
 		return f, err
 	})
+	return rs
 }

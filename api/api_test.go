@@ -1,12 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,6 +27,8 @@ type fakeGateway struct{}
 func (fakeGateway) Authenticate(k string) (*policy.Principal, bool) {
 	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, k == "sios_good"
 }
+
+func (fakeGateway) RefuseAuthentication(context.Context, string, string) bool { return true }
 
 func (fakeGateway) Models(*policy.Principal) []invoke.Model {
 	return []invoke.Model{{ID: "b"}}
@@ -76,8 +83,14 @@ func TestChatValidationAndErrorShape(t *testing.T) {
 		{"no model", "sios_good", `{"messages":[{"role":"user","content":"x"}]}`, 400, "missing_model"},
 		{"no messages", "sios_good", `{"model":"b"}`, 400, "missing_messages"},
 		{"bad role", "sios_good", `{"model":"b","messages":[{"role":"wizard","content":"x"}]}`, 400, "invalid_role"},
-		{"image part", "sios_good", `{"model":"b","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_json"},
-		{"client tools", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"tools":[{}]}`, 400, "client_tools_unsupported"},
+		{"audio part", "sios_good", `{"model":"b","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, 400, "unsupported_content"},
+		{"image without url", "sios_good", `{"model":"b","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_json"},
+		{"nameless tool", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"tools":[{}]}`, 400, "invalid_tool"},
+		{"unknown member", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"temprature":0.2}`, 400, "unknown_parameter"},
+		{"two choices", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"n":2}`, 400, "unsupported_parameter"},
+		{"stored", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"store":true}`, 400, "unsupported_parameter"},
+		{"five stops", "sios_good", `{"model":"b","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}`, 400, "invalid_stop"},
+		{"tool message without id", "sios_good", `{"model":"b","messages":[{"role":"tool","content":"x"}]}`, 400, "invalid_message"},
 		{"too large", "sios_good", `{"model":"b","x":"` + strings.Repeat("a", MaxBodyBytes) + `"}`, 413, "request_too_large"},
 		{"forbidden", "sios_good", `{"model":"forbidden","messages":[{"role":"user","content":"x"}]}`, 403, "policy_denied"},
 	} {
@@ -115,5 +128,30 @@ func TestUnknownRouteIsOpenAIShaped(t *testing.T) {
 	resp, body := do(t, "GET", "/v1/nothing", "sios_good", "")
 	if resp.StatusCode != 404 || !strings.Contains(body, `"not_found"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+func TestDocsListEveryChatMember(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(doc, []byte("### Chat request members"))
+	if i < 0 {
+		t.Fatal("docs/api.md has no chat request members section")
+	}
+	var documented []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| ").FindAllSubmatch(doc[i:], -1) {
+		documented = append(documented, string(m[1]))
+		if len(documented) == len(chatMembers) {
+			break
+		}
+	}
+	var code []string
+	for _, m := range chatMembers {
+		code = append(code, m.name)
+	}
+	if !slices.Equal(code, documented) {
+		t.Fatalf("code %v\ndocs %v", code, documented)
 	}
 }

@@ -51,7 +51,8 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, p *policy.Pr
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_input", Param: "input",
 			Message: fmt.Sprintf("input must hold 1 to %d strings (MaxEmbeddingInput)", MaxEmbeddingInput)}
 	}
-	res, err := s.gw.Embed(r.Context(), &invoke.Embedding{Principal: p, Model: req.Model, Inputs: req.Inputs})
+	res, err := s.gw.Embed(r.Context(), &invoke.Embedding{Principal: p, Model: req.Model, Inputs: req.Inputs,
+		Classification: classificationHeader(r)})
 	if err != nil {
 		return err
 	}

@@ -127,6 +127,7 @@ type errorBody struct {
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
 	var b errorBody
 	b.Error.Message, b.Error.Type, b.Error.Code = e.Message, e.Type, e.Code
 	if e.Param != "" {

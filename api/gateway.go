@@ -23,6 +23,9 @@ const ReceiptHeader = "X-Sios-Receipt"
 // safe for concurrent use; outcomes meant for the caller are *invoke.Error.
 type Gateway interface {
 	Authenticate(apiKey string) (*policy.Principal, bool)
+	// RefuseAuthentication records a request refused for its key, from a client
+	// address; false when even that could not be recorded.
+	RefuseAuthentication(ctx context.Context, addr, reason string) bool
 	Models(p *policy.Principal) []invoke.Model
 	Chat(ctx context.Context, inv *invoke.Invocation, sink invoke.Sink) error
 	Embed(ctx context.Context, req *invoke.Embedding) (*invoke.Embeddings, error)

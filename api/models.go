@@ -13,7 +13,7 @@ func (s *Server) models(w http.ResponseWriter, r *http.Request, p *policy.Princi
 		if owner == "" {
 			owner = "sios"
 		}
-		ms = append(ms, Model{ID: m.ID, Object: "model", OwnedBy: owner, Kind: m.Kind, Classification: m.Classification, Title: m.Title})
+		ms = append(ms, Model{ID: m.ID, Object: "model", Created: m.Created, OwnedBy: owner, Kind: m.Kind, Classification: m.Classification, Title: m.Title})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": ms})
 	return nil

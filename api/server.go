@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sios-project/sios/policy"
 )
@@ -67,37 +68,71 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) error) error {
 	auth := r.Header.Get("Authorization")
 	key, ok := strings.CutPrefix(auth, "Bearer ")
+	refuse := func(code, reason, msg string) error {
+		if !s.gw.RefuseAuthentication(r.Context(), r.RemoteAddr, reason) {
+			return Errorf(http.StatusServiceUnavailable, "audit_unavailable", "the audit ledger could not record this request")
+		}
+		return Errorf(http.StatusUnauthorized, code, "%s", msg)
+	}
 	if auth == "" {
-		return Errorf(http.StatusUnauthorized, "missing_api_key", "no API key: send 'Authorization: Bearer KEY'")
+		return refuse("missing_api_key", "no API key", "no API key: send 'Authorization: Bearer KEY'")
 	}
 	if !ok {
-		return Errorf(http.StatusUnauthorized, "invalid_api_key", "the Authorization header must be 'Bearer KEY'")
+		return refuse("invalid_api_key", "malformed Authorization header", "the Authorization header must be 'Bearer KEY'")
 	}
 	p, ok := s.gw.Authenticate(strings.TrimSpace(key))
 	if !ok {
-		return Errorf(http.StatusUnauthorized, "invalid_api_key", "invalid API key")
+		return refuse("invalid_api_key", "a key the node does not know", "invalid API key")
 	}
 	return next(p)
 }
 
+// ClassificationHeader is where a caller declares the classification of the data it
+// sends.
+const ClassificationHeader = "X-Sios-Classification"
+
+// classificationHeader is the X-Sios-Classification the request carries: every value,
+// joined by ", " when there is more than one, for the pipeline to refuse (a proxy
+// that appends the true marking must not be bypassed by a first, lower one).
+func classificationHeader(r *http.Request) string {
+	return strings.Join(r.Header.Values(ClassificationHeader), ", ")
+}
+
 // decodeBody reads a JSON body of at most MaxBodyBytes into v.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	data, err := io.ReadAll(body)
+	data, err := readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes (MaxBodyBytes)", MaxBodyBytes)
-		}
-		return Errorf(http.StatusBadRequest, "invalid_body", "could not read the request body")
-	}
-	if len(data) == 0 {
-		return Errorf(http.StatusBadRequest, "invalid_body", "the request body is empty; send a JSON object")
+		return err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
 	}
 	return nil
+}
+
+// readBody reads a request body of at most MaxBodyBytes, within ReadBodyTimeout.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(ReadBodyTimeout))
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		// The connection cannot be reused: close it rather than wait for the rest.
+		w.Header().Set("Connection", "close")
+	} else {
+		rc.SetReadDeadline(time.Time{}) // the handler may run long; the client need not send more
+	}
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "request_too_large", "request body is larger than %d bytes (MaxBodyBytes)", MaxBodyBytes)
+		}
+		return nil, Errorf(http.StatusBadRequest, "invalid_body", "could not read the request body")
+	}
+	if len(data) == 0 {
+		return nil, Errorf(http.StatusBadRequest, "invalid_body", "the request body is empty; send a JSON object")
+	}
+	return data, nil
 }
 
 // jsonProblem describes a decoding error without echoing the body.
@@ -119,6 +154,7 @@ func itoa(n int64) string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)

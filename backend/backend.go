@@ -30,17 +30,52 @@ type Backend interface {
 	// usage as the server reported it or else estimated). An error from onDelta
 	// aborts the call and is returned wrapped.
 	Chat(ctx context.Context, req ChatRequest, onDelta func(Delta) error) (*ChatResponse, error)
-	// Embed returns one vector per input, in input order.
-	Embed(ctx context.Context, model string, input []string) ([][]float32, error)
+	// Embed returns one vector per input, in input order, and the tokens the server
+	// counted (estimated when it reported none).
+	Embed(ctx context.Context, model string, input []string) ([][]float32, Usage, error)
 }
 
-// Message is one chat message, as in the OpenAI chat API.
+// Message is one chat message, as in the OpenAI chat API. A message with Parts (text
+// and images) is sent with its content as an array of parts; otherwise content is the
+// string Content.
 type Message struct {
 	Role       string     `json:"role"`
-	Content    string     `json:"content"`
+	Content    string     `json:"-"`
+	Parts      []Part     `json:"-"`
 	Name       string     `json:"name,omitempty"`
 	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
+}
+
+// Part is one part of a message's content: text, or an image by URL (an https URL or a
+// data: URL with the image inline).
+type Part struct {
+	Type     string    `json:"type"` // "text" or "image_url"
+	Text     string    `json:"text,omitempty"`
+	ImageURL *ImageURL `json:"image_url,omitempty"`
+}
+
+// ImageURL is an image part's image.
+type ImageURL struct {
+	URL    string `json:"url"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// MarshalJSON sends content as a string, or as parts when there are any. An assistant
+// message that only calls tools has null content, as servers expect.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	var content any = m.Content
+	switch {
+	case len(m.Parts) > 0:
+		content = m.Parts
+	case m.Content == "" && len(m.ToolCalls) > 0:
+		content = nil
+	}
+	return json.Marshal(struct {
+		plain
+		Content any `json:"content"`
+	}{plain(m), content})
 }
 
 // ToolCall is a model's request to call a tool.
@@ -73,13 +108,26 @@ type FunctionDef struct {
 	Parameters  json.RawMessage `json:"parameters,omitempty"`
 }
 
-// ChatRequest is the subset of an OpenAI chat completion request the node sends.
+// ChatRequest is the subset of an OpenAI chat completion request the node sends: the
+// members a brain lets callers set, and its own (docs/api.md lists each).
 type ChatRequest struct {
-	Model       string    `json:"model"`
-	Messages    []Message `json:"messages"`
-	Tools       []Tool    `json:"tools,omitempty"`
-	MaxTokens   int       `json:"max_tokens,omitempty"`
-	Temperature *float64  `json:"temperature,omitempty"`
+	Model             string          `json:"model"`
+	Messages          []Message       `json:"messages"`
+	Tools             []Tool          `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
+	MaxTokens         int             `json:"max_tokens,omitempty"`
+	Temperature       *float64        `json:"temperature,omitempty"`
+	TopP              *float64        `json:"top_p,omitempty"`
+	FrequencyPenalty  *float64        `json:"frequency_penalty,omitempty"`
+	PresencePenalty   *float64        `json:"presence_penalty,omitempty"`
+	Stop              []string        `json:"stop,omitempty"`
+	Seed              *int64          `json:"seed,omitempty"`
+	ResponseFormat    json.RawMessage `json:"response_format,omitempty"`
+	User              string          `json:"user,omitempty"`
+	// Options are backend-specific settings sent as they are (Ollama's "options", such
+	// as num_ctx; vLLM's extra sampling parameters).
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // Usage counts tokens.

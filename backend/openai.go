@@ -438,12 +438,12 @@ func finish(out *ChatResponse, u *Usage, req *ChatRequest) {
 func estimateTokens(n int) int { return (n + 3) / 4 }
 
 // Embed implements Backend.
-func (o *OpenAI) Embed(ctx context.Context, model string, input []string) ([][]float32, error) {
+func (o *OpenAI) Embed(ctx context.Context, model string, input []string) ([][]float32, Usage, error) {
 	if model == "" {
-		return nil, errors.New("backend: embeddings request has no model")
+		return nil, Usage{}, errors.New("backend: embeddings request has no model")
 	}
 	if len(input) == 0 {
-		return nil, errors.New("backend: embeddings request has no input")
+		return nil, Usage{}, errors.New("backend: embeddings request has no input")
 	}
 	req := struct {
 		Model string   `json:"model"`
@@ -451,46 +451,60 @@ func (o *OpenAI) Embed(ctx context.Context, model string, input []string) ([][]f
 	}{model, input}
 	resp, body, err := o.post(ctx, o.embedURL, &req, false, input)
 	if err != nil {
-		return nil, err
+		return nil, Usage{}, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(body)
 	if err != nil {
-		return nil, o.readErr(ctx, o.embedURL, err)
+		return nil, Usage{}, o.readErr(ctx, o.embedURL, err)
 	}
 	var r struct {
 		Data []struct {
 			Index     int             `json:"index"`
 			Embedding json.RawMessage `json:"embedding"`
 		} `json:"data"`
+		Usage *Usage `json:"usage"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("backend: POST %s: response is not an embeddings list: %v", o.embedURL, err)
+		return nil, Usage{}, fmt.Errorf("backend: POST %s: response is not an embeddings list: %v", o.embedURL, err)
 	}
 	if len(r.Data) != len(input) {
-		return nil, fmt.Errorf("backend: POST %s: %d embeddings for %d inputs", o.embedURL, len(r.Data), len(input))
+		return nil, Usage{}, fmt.Errorf("backend: POST %s: %d embeddings for %d inputs", o.embedURL, len(r.Data), len(input))
 	}
 	out := make([][]float32, len(input))
 	for _, d := range r.Data {
 		if d.Index < 0 || d.Index >= len(input) || out[d.Index] != nil {
-			return nil, fmt.Errorf("backend: POST %s: embedding index %d is out of range or repeated", o.embedURL, d.Index)
+			return nil, Usage{}, fmt.Errorf("backend: POST %s: embedding index %d is out of range or repeated", o.embedURL, d.Index)
 		}
 		v, err := decodeEmbedding(d.Embedding)
 		if err != nil || len(v) == 0 {
-			return nil, fmt.Errorf("backend: POST %s: embedding %d is not a vector of numbers", o.embedURL, d.Index)
+			return nil, Usage{}, fmt.Errorf("backend: POST %s: embedding %d is not a vector of numbers", o.embedURL, d.Index)
 		}
 		if len(v) != len(out[0]) && out[0] != nil {
-			return nil, fmt.Errorf("backend: POST %s: embeddings differ in dimension (%d and %d)", o.embedURL, len(out[0]), len(v))
+			return nil, Usage{}, fmt.Errorf("backend: POST %s: embeddings differ in dimension (%d and %d)", o.embedURL, len(out[0]), len(v))
 		}
 		out[d.Index] = v
 	}
 	dim := len(out[0])
 	for i, v := range out {
 		if len(v) != dim {
-			return nil, fmt.Errorf("backend: POST %s: embeddings differ in dimension (%d and %d at %d)", o.embedURL, dim, len(v), i)
+			return nil, Usage{}, fmt.Errorf("backend: POST %s: embeddings differ in dimension (%d and %d at %d)", o.embedURL, dim, len(v), i)
 		}
 	}
-	return out, nil
+	// The server's own count; an estimate (about four bytes a token) when it sent none.
+	var u Usage
+	if r.Usage != nil && r.Usage.PromptTokens > 0 {
+		u = *r.Usage
+		if u.TotalTokens == 0 {
+			u.TotalTokens = u.PromptTokens
+		}
+	} else {
+		for _, in := range input {
+			u.PromptTokens += estimateTokens(len(in))
+		}
+		u.TotalTokens = u.PromptTokens
+	}
+	return out, u, nil
 }
 
 // decodeEmbedding reads an array of numbers or OpenAI's base64 of little-endian

@@ -232,7 +232,7 @@ func TestEmbed(t *testing.T) {
 	m := &mock.Server{Dimensions: 16}
 	c, _ := serve(t, m, backend.Options{})
 	in := []string{"alpha", "beta", "alpha"}
-	vs, err := c.Embed(context.Background(), "nomic-embed-text", in)
+	vs, _, err := c.Embed(context.Background(), "nomic-embed-text", in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestEmbed(t *testing.T) {
 		fmt.Fprintf(w, `{"data":[{"index":1,"embedding":"%s"},{"index":0,"embedding":[1,2]}]}`, b64(3, 4))
 	})
 	c2, _ := serve(t, odd, backend.Options{})
-	vs, err = c2.Embed(context.Background(), "e", []string{"x", "y"})
+	vs, _, err = c2.Embed(context.Background(), "e", []string{"x", "y"})
 	if err != nil || fmt.Sprint(vs) != "[[1 2] [3 4]]" {
 		t.Fatalf("got %v, %v", vs, err)
 	}
@@ -271,7 +271,7 @@ func TestEmbed(t *testing.T) {
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, tc.body) }), backend.Options{})
-			if _, err := c.Embed(context.Background(), "e", []string{"x", "y"}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := c.Embed(context.Background(), "e", []string{"x", "y"}); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
@@ -330,7 +330,7 @@ func TestResponseTooLarge(t *testing.T) {
 		}
 	}
 	c2, _ := serve(t, &mock.Server{Dimensions: 4096}, backend.Options{MaxResponseBytes: 1024})
-	if _, err := c2.Embed(context.Background(), "e", []string{"x"}); err == nil || !strings.Contains(err.Error(), "(Options.MaxResponseBytes)") {
+	if _, _, err := c2.Embed(context.Background(), "e", []string{"x"}); err == nil || !strings.Contains(err.Error(), "(Options.MaxResponseBytes)") {
 		t.Fatalf("embeddings: err = %v", err)
 	}
 

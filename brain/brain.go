@@ -25,6 +25,7 @@
 package brain
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -86,6 +87,43 @@ type Brain struct {
 	Keywords       []string  `yaml:"keywords,omitempty" json:"keywords,omitempty"`
 	Examples       []string  `yaml:"examples,omitempty" json:"examples,omitempty"`
 	Builtin        string    `yaml:"builtin,omitempty" json:"builtin,omitempty"`
+	// Parameters are the request members callers may set for this brain, forwarded to
+	// its backend (default DefaultParameters; [] allows none).
+	Parameters []string `yaml:"parameters,omitempty" json:"parameters,omitempty"`
+	// Pin fixes sampling members for every request; a caller may not set them.
+	Pin Pin `yaml:"pin,omitempty" json:"pin,omitempty"`
+	// Options are backend-specific options sent with every request (Ollama's num_ctx, …);
+	// a caller's options, when "options" is in Parameters, are merged over them.
+	Options map[string]any `yaml:"options,omitempty" json:"options,omitempty"`
+	// ClientTools names the client-side functions callers may offer the model through
+	// this brain; "*" allows any.
+	ClientTools []string `yaml:"client_tools,omitempty" json:"client_tools,omitempty"`
+	// Images says whether callers may send image parts: the brain's model takes images.
+	Images bool `yaml:"images,omitempty" json:"images,omitempty"`
+}
+
+// Pin is the sampling members a brain fixes.
+type Pin struct {
+	Temperature      *float64 `yaml:"temperature,omitempty" json:"temperature,omitempty"`
+	TopP             *float64 `yaml:"top_p,omitempty" json:"top_p,omitempty"`
+	FrequencyPenalty *float64 `yaml:"frequency_penalty,omitempty" json:"frequency_penalty,omitempty"`
+	PresencePenalty  *float64 `yaml:"presence_penalty,omitempty" json:"presence_penalty,omitempty"`
+	Seed             *int64   `yaml:"seed,omitempty" json:"seed,omitempty"`
+}
+
+// Parameters a brain may let callers set. Only append.
+var knownParameters = []string{"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "response_format", "user", "options"}
+
+// DefaultParameters are the members a brain lets callers set when its file names none:
+// the sampling and format members, not backend options.
+var DefaultParameters = []string{"temperature", "top_p", "frequency_penalty", "presence_penalty", "stop", "seed", "response_format", "user"}
+
+// Allows says whether b lets callers set the request member name.
+func (b *Brain) Allows(name string) bool { return contains(b.Parameters, name) }
+
+// AllowsClientTool says whether b lets callers offer the client-side function name.
+func (b *Brain) AllowsClientTool(name string) bool {
+	return contains(b.ClientTools, "*") || contains(b.ClientTools, name)
 }
 
 // RateLimit is a token bucket: RequestsPerMinute refill, Burst capacity.
@@ -100,6 +138,14 @@ func (b *Brain) clone() *Brain {
 	c.Tools = cloneStrings(b.Tools)
 	c.Keywords = cloneStrings(b.Keywords)
 	c.Examples = cloneStrings(b.Examples)
+	c.Parameters = cloneStrings(b.Parameters)
+	c.ClientTools = cloneStrings(b.ClientTools)
+	if b.Options != nil {
+		c.Options = make(map[string]any, len(b.Options))
+		for k, v := range b.Options {
+			c.Options[k] = v // values are read-only scalars or maps the catalogue never changes
+		}
+	}
 	return &c
 }
 
@@ -189,6 +235,23 @@ func (b *Brain) validate() *fieldError {
 	if b.Builtin != BuiltinNone && !contains(builtins, b.Builtin) {
 		return fail(fmt.Sprintf("%q is not one of %s (or empty)", b.Builtin, strings.Join(builtins, ", ")), "builtin")
 	}
+	if err := checkList(b.Parameters, len(knownParameters), "the known parameters", "parameters",
+		func(s string) bool { return contains(knownParameters, s) }, "is not a request member a brain can allow: "+strings.Join(knownParameters, ", ")); err != nil {
+		return err
+	}
+	if err := b.Pin.check(); err != nil {
+		return err
+	}
+	if len(b.Options) > MaxOptions {
+		return fail(fmt.Sprintf("%d entries, more than %d (MaxOptions)", len(b.Options), MaxOptions), "options")
+	}
+	if raw, err := json.Marshal(b.Options); err != nil || len(raw) > MaxOptionsBytes {
+		return fail(fmt.Sprintf("must encode as a JSON object of at most %d bytes (MaxOptionsBytes)", MaxOptionsBytes), "options")
+	}
+	if err := checkList(b.ClientTools, MaxTools, "MaxTools", "client_tools", func(s string) bool { return s == "*" || validClientTool(s) },
+		fmt.Sprintf("is not a function name: 1 to %d of letters, digits, '_' and '-' (or \"*\")", MaxToolNameLen)); err != nil {
+		return err
+	}
 	if b.Backend == BackendBuiltin && b.Builtin == BuiltinNone {
 		return fail("is \"builtin\" but the builtin field names no function for it to run", "backend")
 	}
@@ -221,6 +284,38 @@ func validToolName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validClientTool: OpenAI's function names are letters, digits, '_' and '-'.
+func validClientTool(s string) bool {
+	if s == "" || len(s) > MaxToolNameLen {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// check refuses pinned values out of their members' ranges.
+func (p Pin) check() *fieldError {
+	in := func(v *float64, lo, hi float64, name string) *fieldError {
+		if v != nil && (*v < lo || *v > hi) {
+			return fail(fmt.Sprintf("%g is out of range %g to %g", *v, lo, hi), "pin", name)
+		}
+		return nil
+	}
+	for _, e := range []*fieldError{
+		in(p.Temperature, 0, 2, "temperature"), in(p.TopP, 0, 1, "top_p"),
+		in(p.FrequencyPenalty, -2, 2, "frequency_penalty"), in(p.PresencePenalty, -2, 2, "presence_penalty"),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 // validKeyword: a keyword must be exactly one router token, or it could never match.

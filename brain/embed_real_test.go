@@ -106,7 +106,8 @@ func realEmbedder(t testing.TB, base, model string) brain.Embedder {
 	return brain.EmbedderFunc(func(ctx context.Context, texts []string) ([][]float32, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		return be.Embed(ctx, model, texts)
+		vecs, _, err := be.Embed(ctx, model, texts)
+		return vecs, err
 	})
 }
 

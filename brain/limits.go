@@ -20,6 +20,8 @@ const (
 	MaxKeywordLen     = 64       // bytes of one keyword
 	MaxExamples       = 32       // entries in examples
 	MaxExampleLen     = 512      // bytes of one example question
+	MaxOptions        = 64       // entries in options
+	MaxOptionsBytes   = 4 << 10  // bytes of options, as JSON
 
 	MaxMaxTokens         = 1 << 20          // largest max_tokens
 	MaxTimeout           = 15 * time.Minute // longest timeout

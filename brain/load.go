@@ -229,6 +229,14 @@ func applyDefaults(b *Brain, m *yaml.Node) {
 	if len(b.Examples) == 0 {
 		b.Examples = nil
 	}
+	if value(m, "parameters") == nil {
+		b.Parameters = cloneStrings(DefaultParameters)
+	} else if b.Parameters == nil {
+		b.Parameters = []string{} // "parameters: []": callers may set none
+	}
+	if len(b.ClientTools) == 0 {
+		b.ClientTools = nil
+	}
 	if value(m, "max_tokens") == nil {
 		b.MaxTokens = DefaultMaxTokens
 	}

@@ -73,8 +73,9 @@ keywords: [tax, vat]
 		Classification: "SECRET", MaxTokens: 512, Timeout: brain.Duration(150 * time.Second),
 		// Whole-brain replacement: what the file leaves out takes the defaults,
 		// not the embedded brain's values (no tools, no builtin, default rate).
-		RateLimit: brain.RateLimit{RequestsPerMinute: brain.DefaultRequestsPerMinute, Burst: brain.DefaultBurst},
-		Keywords:  []string{"tax", "vat"},
+		RateLimit:  brain.RateLimit{RequestsPerMinute: brain.DefaultRequestsPerMinute, Burst: brain.DefaultBurst},
+		Keywords:   []string{"tax", "vat"},
+		Parameters: brain.DefaultParameters,
 	}
 	if !reflect.DeepEqual(tax, want) {
 		t.Errorf("tax override:\n got %+v\nwant %+v", tax, want)

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // Archive keeps the fleet-wide log on disk, so that a restarted node knows its peers,
@@ -105,7 +105,7 @@ func (a *Archive) Save(l *Log, node string) error {
 				return err
 			}
 		}
-		if err := identity.ReplaceFile(filepath.Join(dir, recordFile(uint64(i))), f.Records[i], 0o600); err != nil {
+		if err := files.Replace(filepath.Join(dir, recordFile(uint64(i))), f.Records[i], 0o600); err != nil {
 			return err
 		}
 		a.saved[node] = i + 1
@@ -123,7 +123,7 @@ func (a *Archive) Save(l *Log, node string) error {
 			if a.forks[name] {
 				continue
 			}
-			if err := identity.ReplaceFile(filepath.Join(a.dir, "forks", name), rec, 0o600); err != nil {
+			if err := files.Replace(filepath.Join(a.dir, "forks", name), rec, 0o600); err != nil {
 				return err
 			}
 			a.forks[name] = true

@@ -58,6 +58,9 @@ type CallOutput struct {
 	Content      string    `json:"content"`
 	FinishReason string    `json:"finish_reason"`
 	Usage        CallUsage `json:"usage"`
+	// ToolCalls are the model's calls of the origin's caller's own tools, in OpenAI's
+	// form, when FinishReason is "tool_calls".
+	ToolCalls json.RawMessage `json:"tool_calls,omitempty"`
 }
 
 // CallUsage is token accounting, as OpenAI reports it.

@@ -420,6 +420,9 @@ var (
 	ErrReplayed   = errors.New("envelope nonce was already used")
 	ErrNotForUs   = errors.New("envelope is addressed to another node")
 	ErrReplayFull = errors.New("too many live envelopes (MaxNonces)")
+	// ErrBeforeStart marks an envelope issued before the guard began: an earlier run of
+	// the node may have accepted it, and that run's nonces are not kept.
+	ErrBeforeStart = errors.New("envelope was issued before this node started")
 )
 
 // ReplayGuard accepts each envelope once. It remembers every nonce it accepted until that
@@ -427,6 +430,7 @@ var (
 // bounded by the calls of the last MaxEnvelopeLifetime + MaxClockSkew, and by MaxNonces.
 // It is safe for concurrent use. Make one with NewReplayGuard.
 type ReplayGuard struct {
+	start time.Time // envelopes issued before it are refused (ErrBeforeStart)
 	mu    sync.Mutex
 	seen  map[nonceKey]time.Time // guarded by mu; expiry of each live nonce
 	queue expiryQueue            // guarded by mu; the same nonces, soonest expiry first
@@ -436,9 +440,12 @@ type ReplayGuard struct {
 // nonceKey scopes a nonce to its origin: origins pick nonces independently.
 type nonceKey struct{ origin, nonce string }
 
-// NewReplayGuard returns an empty guard.
-func NewReplayGuard() *ReplayGuard {
-	return &ReplayGuard{seen: make(map[nonceKey]time.Time), max: MaxNonces}
+// NewReplayGuard returns an empty guard that refuses envelopes issued before start.
+// Nonces are held in memory only: a node that restarts refuses every envelope issued
+// before it started (so none accepted by its previous run can be replayed to it), and
+// an origin retries with a fresh one.
+func NewReplayGuard(start time.Time) *ReplayGuard {
+	return &ReplayGuard{start: start, seen: make(map[nonceKey]time.Time), max: MaxNonces}
 }
 
 // Check accepts e if it is addressed to self, has not expired at now, was issued no more
@@ -467,6 +474,9 @@ func (g *ReplayGuard) Check(e *Envelope, self string, now time.Time) error {
 	}
 	if d := expires.Sub(issued); d > MaxEnvelopeLifetime {
 		return fmt.Errorf("envelope is valid for %v, longer than the limit of %v (MaxEnvelopeLifetime)", d, MaxEnvelopeLifetime)
+	}
+	if issued.Before(g.start) {
+		return fmt.Errorf("%w: issued %s, node started %s", ErrBeforeStart, e.Issued, oar.FormatTime(g.start))
 	}
 	k := nonceKey{e.Origin, e.Nonce}
 	g.mu.Lock()

@@ -347,7 +347,7 @@ func TestReplayGuard(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			g := NewReplayGuard()
+			g := NewReplayGuard(time.Time{})
 			if tc.max > 0 {
 				g.max = tc.max
 			}
@@ -370,6 +370,20 @@ func TestReplayGuard(t *testing.T) {
 
 // TestReplayGuardConcurrent: of many goroutines presenting the same envelopes, exactly one
 // gets each accepted.
+// A restarted node refuses envelopes issued before it started: its previous run's
+// nonces are gone, so one it accepted then could otherwise be replayed now.
+func TestReplayGuardRefusesEnvelopesFromBeforeItsStart(t *testing.T) {
+	fx := newFixture(t)
+	e := testEnvelope(fx)
+	issued, _ := time.Parse(time.RFC3339Nano, e.Issued)
+	if err := NewReplayGuard(issued.Add(time.Second)).Check(&e, fx.a2.ID(), issued.Add(2*time.Second)); !errors.Is(err, ErrBeforeStart) {
+		t.Fatalf("got %v", err)
+	}
+	if err := NewReplayGuard(issued).Check(&e, fx.a2.ID(), issued.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestReplayGuardConcurrent(t *testing.T) {
 	fx := newFixture(t)
 	const n = 200
@@ -379,7 +393,7 @@ func TestReplayGuardConcurrent(t *testing.T) {
 		e.Nonce = hex.EncodeToString([]byte(strings.Repeat("x", 12) + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "zz"))
 		envs[i] = &e
 	}
-	g := NewReplayGuard()
+	g := NewReplayGuard(time.Time{})
 	var mu sync.Mutex
 	accepted := make(map[int]int)
 	var wg sync.WaitGroup

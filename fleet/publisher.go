@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // recordExt ends the name of each record file: <seq, 20 decimal digits>.json.
@@ -95,7 +96,7 @@ func (p *Publisher) Publish(kind string, body any, now time.Time) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	if err := identity.ReplaceFile(filepath.Join(p.dir, recordFile(seq)), rec, 0o644); err != nil {
+	if err := files.Replace(filepath.Join(p.dir, recordFile(seq)), rec, 0o644); err != nil {
 		return nil, fmt.Errorf("feed %s: %v", p.dir, err)
 	}
 	p.recs = append(p.recs, rec)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // The local trust store: the institution roots this node's operator has pinned, one
@@ -76,7 +77,7 @@ func AddRoot(dataDir string, data []byte) (RootFile, error) {
 	if err != nil {
 		return rf, err
 	}
-	return rf, identity.ReplaceFile(filepath.Join(dir, rf.RootID+".json"), append(out, '\n'), 0o644)
+	return rf, files.Replace(filepath.Join(dir, rf.RootID+".json"), append(out, '\n'), 0o644)
 }
 
 // TrustedRoot is one pinned root and where it came from.

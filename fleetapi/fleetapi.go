@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
@@ -55,7 +56,7 @@ func New(cfg Config) *API {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &API{cfg: cfg, replay: fleet.NewReplayGuard(), limits: ratelimit.New(nil)}
+	return &API{cfg: cfg, replay: fleet.NewReplayGuard(time.Now()), limits: ratelimit.New(nil)}
 }
 
 // SetPeerOf gives the API the fleet's peer identification, once the fleet has started.

@@ -40,7 +40,7 @@ func (a *API) refusal(peer string, envelope []byte, code invoke.Code, msg, reaso
 		resource = "peer/unknown"
 	}
 	rec := &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse-call", Resource: resource,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionFleetRefuseCall, Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-envelope"}},
 		Detail:   mustJSON(map[string]string{"reason": truncate(reason, 512)}),
 	}
@@ -153,8 +153,12 @@ func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.
 		resp.Status, retry = status, e.RetryAfter
 	} else {
 		u := out.result.Usage
-		o, _ := json.Marshal(fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
-			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}})
+		co := fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
+			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}}
+		if len(out.result.ToolCalls) > 0 {
+			co.ToolCalls, _ = json.Marshal(out.result.ToolCalls)
+		}
+		o, _ := json.Marshal(co)
 		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(o)
 		resp.Output = o
 	}

@@ -11,16 +11,13 @@ import (
 
 // The audit replication routes (package replication does the work).
 
-// maxNotify bounds a notify body: one checkpoint and a few members.
-const maxNotify = 64 << 10
-
 func (a *API) notify(w http.ResponseWriter, r *http.Request, peer *identity.Certificate) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxNotify+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, replication.MaxNotify+1))
 	if err != nil {
 		return err
 	}
-	if len(body) > maxNotify {
-		return fmt.Errorf("%w: the body is larger than %d bytes", replication.ErrBadRequest, maxNotify)
+	if len(body) > replication.MaxNotify {
+		return fmt.Errorf("%w: the body is larger than %d bytes", replication.ErrBadRequest, replication.MaxNotify)
 	}
 	ans, err := a.cfg.Replication.Notify(peer, body)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/jcs"
 )
 
@@ -133,6 +134,24 @@ type InitResult struct {
 // root key in dir/root.key; otherwise it enrols under the root key in that file.
 // It never overwrites an existing identity.
 func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
+	return initNode(dir, name, rootKeyPath, now, SaveKey)
+}
+
+// InitSealed is Init for a node whose seeds never reach the disk in the clear: seal
+// turns the new node key into the bytes written to dir/node.key (mode 0600), such as
+// identity/tpm's sealed key file. Load refuses that file with ErrKeySealed; LoadSealed
+// opens it.
+func InitSealed(dir, name, rootKeyPath string, now time.Time, seal func(*PrivateKey) ([]byte, error)) (*InitResult, error) {
+	return initNode(dir, name, rootKeyPath, now, func(path string, k *PrivateKey) error {
+		b, err := seal(k)
+		if err != nil {
+			return err
+		}
+		return writeKeyFile(path, b)
+	})
+}
+
+func initNode(dir, name, rootKeyPath string, now time.Time, saveNodeKey func(path string, k *PrivateKey) error) (*InitResult, error) {
 	// The node key is written last, so its presence is what marks a finished init.
 	if _, err := os.Stat(filepath.Join(dir, NodeKeyFile)); err == nil {
 		return nil, ErrExists
@@ -177,10 +196,10 @@ func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
 	}
 	// The certificate is written first and the key last: a crash in between leaves no
 	// key, so a retried init starts over instead of finding half an identity.
-	if err := ReplaceFile(filepath.Join(dir, NodeCertFile), append(certJSON, '\n'), 0o644); err != nil {
+	if err := files.Replace(filepath.Join(dir, NodeCertFile), append(certJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if err := SaveKey(filepath.Join(dir, NodeKeyFile), key); err != nil {
+	if err := saveNodeKey(filepath.Join(dir, NodeKeyFile), key); err != nil {
 		return nil, err
 	}
 	res.Node = &Node{Key: key, Cert: cert, Root: root.pub}
@@ -189,12 +208,36 @@ func Init(dir, name, rootKeyPath string, now time.Time) (*InitResult, error) {
 
 // Load reads and checks the node identity in dir.
 func Load(dir string) (*Node, error) {
+	return loadNode(dir, func(keyPath string) (*PrivateKey, error) { return LoadKey(keyPath, KindNode) })
+}
+
+// LoadSealed is Load for a node key file written by InitSealed: unseal turns the file's
+// bytes (read with LoadKey's checks: mode 0600, at most 16 KiB) back into the node key.
+// The certificate is checked against the unsealed key exactly as Load checks it.
+func LoadSealed(dir string, unseal func(keyFile []byte) (*PrivateKey, error)) (*Node, error) {
+	return loadNode(dir, func(keyPath string) (*PrivateKey, error) {
+		b, err := ReadKeyFile(keyPath)
+		if err != nil {
+			return nil, err
+		}
+		k, err := unseal(b)
+		if err != nil {
+			return nil, &KeyFileError{Path: keyPath, Err: err}
+		}
+		if k.kind != KindNode {
+			return nil, &KeyFileError{Path: keyPath, Err: fmt.Errorf("holds a %s key, want a %s key", k.kind, KindNode)}
+		}
+		return k, nil
+	})
+}
+
+func loadNode(dir string, loadKey func(keyPath string) (*PrivateKey, error)) (*Node, error) {
 	certPath := filepath.Join(dir, NodeCertFile)
 	keyPath := filepath.Join(dir, NodeKeyFile)
 	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNoIdentity, dir)
 	}
-	key, err := LoadKey(keyPath, KindNode)
+	key, err := loadKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
@@ -249,43 +292,14 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// ReplaceFile atomically replaces path with data: write a temporary file, fsync it,
-// rename it over path and fsync the directory.
+// ReplaceFile is files.Replace, for the packages not yet moved to it.
+//
+// Deprecated: use files.Replace.
 func ReplaceFile(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	return files.Replace(path, data, perm)
 }
 
-// SyncDir fsyncs a directory so that entries created or renamed in it survive a crash.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// SyncDir is files.SyncDir, for the packages not yet moved to it.
+//
+// Deprecated: use files.SyncDir.
+func SyncDir(dir string) error { return files.SyncDir(dir) }

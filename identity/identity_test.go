@@ -148,3 +148,69 @@ func TestCheckpointNoteSignatures(t *testing.T) {
 		t.Fatal("Ed25519 key ID differs from the signed-note standard")
 	}
 }
+
+// InitSealed and LoadSealed with a stand-in for identity/tpm: the seeds are "sealed" by
+// keeping them in this test's memory, and the file holds only a reference.
+func TestInitSealedLoadSealed(t *testing.T) {
+	dir := t.TempDir()
+	sealed := map[string]*PrivateKey{}
+	seal := func(k *PrivateKey) ([]byte, error) {
+		ref := k.Public().ID(NodePrefix)
+		sealed[ref] = k
+		return []byte(`{"v":"` + SealedKeyVersion + `","ref":"` + ref + `"}`), nil
+	}
+	unseal := func(b []byte) (*PrivateKey, error) {
+		for ref, k := range sealed {
+			if strings.Contains(string(b), ref) {
+				return k, nil
+			}
+		}
+		return nil, errors.New("not sealed here")
+	}
+	res, err := InitSealed(dir, "n", "", time.Now(), seal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, NodeKeyFile)
+	st, err := os.Stat(keyPath)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("node.key: %v (mode %v), want mode 0600", err, st.Mode())
+	}
+	m, _ := res.Node.Key.Seeds()
+	if b, _ := os.ReadFile(keyPath); strings.Contains(string(b), string(m[:])) {
+		t.Fatal("node.key holds the seed")
+	}
+
+	_, err = Load(dir)
+	var kf *KeyFileError
+	if !errors.Is(err, ErrKeySealed) || !errors.As(err, &kf) || kf.Path != keyPath || kf.Hint == "" {
+		t.Fatalf("Load of a sealed identity: %v, want ErrKeySealed naming %s with a hint", err, keyPath)
+	}
+	n, err := LoadSealed(dir, unseal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.ID() != res.Node.ID() || !n.Public().Equal(res.Node.Public()) {
+		t.Fatal("LoadSealed loaded another node")
+	}
+
+	other, _ := GenerateKey(KindNode)
+	if _, err := LoadSealed(dir, func([]byte) (*PrivateKey, error) { return other, nil }); err == nil || !strings.Contains(err.Error(), "certifies other keys") {
+		t.Fatalf("LoadSealed with another key unsealed: %v, want the certificate check to refuse it", err)
+	}
+	root, _ := GenerateKey(KindRoot)
+	if _, err := LoadSealed(dir, func([]byte) (*PrivateKey, error) { return root, nil }); err == nil || !strings.Contains(err.Error(), "want a node key") {
+		t.Fatalf("LoadSealed with a root key unsealed: %v", err)
+	}
+	_, err = LoadSealed(dir, func([]byte) (*PrivateKey, error) { return nil, errors.New("the TPM said no") })
+	if !errors.As(err, &kf) || kf.Path != keyPath || !strings.Contains(err.Error(), "the TPM said no") {
+		t.Fatalf("LoadSealed when unsealing fails: %v, want a KeyFileError naming %s", err, keyPath)
+	}
+	os.Chmod(keyPath, 0o644)
+	if _, err := LoadSealed(dir, unseal); err == nil || !strings.Contains(err.Error(), "mode 0644") {
+		t.Fatalf("LoadSealed of a world-readable key file: %v", err)
+	}
+	if _, err := InitSealed(dir, "n", "", time.Now(), seal); !errors.Is(err, ErrExists) {
+		t.Fatalf("InitSealed over an identity: %v, want ErrExists", err)
+	}
+}

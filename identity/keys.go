@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,12 +200,32 @@ type KeyFileError struct {
 func (e *KeyFileError) Error() string { return fmt.Sprintf("key file %s: %v", e.Path, e.Err) }
 func (e *KeyFileError) Unwrap() error { return e.Err }
 
+// SealedKeyVersion is the "v" of a node key file whose seeds are sealed to a TPM 2.0
+// (written and read by identity/tpm; see docs/attestation.md).
+const SealedKeyVersion = "sios-tpm-key/1"
+
+// ErrKeySealed is returned, inside a *KeyFileError, by LoadKey and Load when the key
+// file holds seeds sealed to a TPM: only identity/tpm, with that TPM, can open it.
+var ErrKeySealed = errors.New("holds a key sealed to a TPM")
+
+// Seeds returns the secret seeds the key is derived from. It exists so that
+// identity/tpm can seal them to a TPM; nothing else needs them.
+func (k *PrivateKey) Seeds() (mldsaSeed [mldsa65.SeedSize]byte, edSeed [ed25519.SeedSize]byte) {
+	return k.mldsaSeed, k.edSeed
+}
+
 // SaveKey writes the key to path with mode 0600. It never overwrites an existing file.
 func SaveKey(path string, k *PrivateKey) error {
 	b, err := json.MarshalIndent(keyFile{V: keyFileVersion, Kind: k.kind, MLDSASeed: k.mldsaSeed[:], EdSeed: k.edSeed[:]}, "", "  ")
 	if err != nil {
 		return err
 	}
+	return writeKeyFile(path, append(b, '\n'))
+}
+
+// writeKeyFile creates path with mode 0600 holding b, and fsyncs it. It never
+// overwrites an existing file.
+func writeKeyFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -212,7 +233,7 @@ func SaveKey(path string, k *PrivateKey) error {
 	if err != nil {
 		return &KeyFileError{Path: path, Err: err}
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return &KeyFileError{Path: path, Err: err}
 	}
@@ -225,6 +246,34 @@ func SaveKey(path string, k *PrivateKey) error {
 
 // LoadKey reads a key file, refusing one that group or others may read, and checks its kind.
 func LoadKey(path, wantKind string) (*PrivateKey, error) {
+	b, err := ReadKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var kf keyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", err)}
+	}
+	if kf.V == SealedKeyVersion {
+		return nil, &KeyFileError{Path: path, Err: ErrKeySealed,
+			Hint: "it can only be opened with the TPM it was sealed to (sios up --tpm DEVICE)"}
+	}
+	if kf.V != keyFileVersion {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("has version %q, want %q", kf.V, keyFileVersion)}
+	}
+	if kf.Kind != wantKind {
+		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("holds a %s key, want a %s key", kf.Kind, wantKind)}
+	}
+	if len(kf.MLDSASeed) != mldsa65.SeedSize || len(kf.EdSeed) != ed25519.SeedSize {
+		return nil, &KeyFileError{Path: path, Err: errors.New("is corrupt: seeds have the wrong length")}
+	}
+	return newKey(kf.Kind, [mldsa65.SeedSize]byte(kf.MLDSASeed), [ed25519.SeedSize]byte(kf.EdSeed)), nil
+}
+
+// ReadKeyFile returns the bytes of a key file (plain or sealed) with the checks every
+// key file gets: a regular file, not readable or writable by group or others, at most
+// 16 KiB. Errors are *KeyFileError.
+func ReadKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -246,25 +295,12 @@ func LoadKey(path, wantKind string) (*PrivateKey, error) {
 			Hint: fmt.Sprintf("restrict it with: chmod 600 %s", path)}
 	}
 	b := make([]byte, maxKeyFile+1)
-	n, err := f.Read(b)
-	if err != nil && n == 0 {
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !(errors.Is(err, io.EOF) && n == 0) {
 		return nil, &KeyFileError{Path: path, Err: err}
 	}
 	if n > maxKeyFile {
 		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("is larger than %d bytes: not a sios key file", maxKeyFile)}
 	}
-	var kf keyFile
-	if err := json.Unmarshal(b[:n], &kf); err != nil {
-		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", err)}
-	}
-	if kf.V != keyFileVersion {
-		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("has version %q, want %q", kf.V, keyFileVersion)}
-	}
-	if kf.Kind != wantKind {
-		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("holds a %s key, want a %s key", kf.Kind, wantKind)}
-	}
-	if len(kf.MLDSASeed) != mldsa65.SeedSize || len(kf.EdSeed) != ed25519.SeedSize {
-		return nil, &KeyFileError{Path: path, Err: errors.New("is corrupt: seeds have the wrong length")}
-	}
-	return newKey(kf.Kind, [mldsa65.SeedSize]byte(kf.MLDSASeed), [ed25519.SeedSize]byte(kf.EdSeed)), nil
+	return b[:n], nil
 }

@@ -85,3 +85,24 @@ func TestNoRecordNoAnswer(t *testing.T) {
 		t.Fatal("a request whose record could not be written was answered")
 	}
 }
+
+// No byte of a request reaches a model server or a peer before its admission record is
+// durable: with the ledger failing, neither is called.
+func TestNothingLeavesWithoutADurableRecord(t *testing.T) {
+	h := newHarness(t, "http://model", nil)
+	h.rec.fail = errors.New("disk gone")
+	for _, stream := range []bool{false, true} {
+		inv := ask("legal-contracts", "the prompt")
+		inv.Stream = stream
+		outcome(t, h.p.Chat(context.Background(), inv, &sink{}), CodeAuditFailed)
+	}
+	if n := len(h.server.requests()); n != 0 {
+		t.Fatalf("the model server received %d requests whose admission record was never written", n)
+	}
+	h2, ps := remoteHarness(t, 1)
+	h2.rec.fail = errors.New("disk gone")
+	outcome(t, h2.p.Chat(context.Background(), ask("lab-brain", "the prompt"), &sink{}), CodeAuditFailed)
+	if len(ps[0].envelopes) != 0 {
+		t.Fatal("a peer received a call whose admission record was never written")
+	}
+}

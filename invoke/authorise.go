@@ -33,7 +33,77 @@ func (p *Pipeline) authorise(inv *Invocation) *Error {
 		return errorf(CodePolicyDenied, "principal %s may not use brain %s (%s) with %s data: %s",
 			inv.Principal.ID, b.ID, b.Classification, inv.data, denialReason(d))
 	}
+	return p.authoriseRequest(inv)
+}
+
+// authoriseRequest applies the brain's file to what the request asks of it: the
+// members a caller may set, images, and the caller's own tools (each allowed by the
+// brain's client_tools and by policy).
+func (p *Pipeline) authoriseRequest(inv *Invocation) *Error {
+	b := inv.brain
+	deny := func(policy string) { inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{policy}} }
+	for _, name := range inv.Params.set() {
+		if !b.Allows(name) {
+			deny("brain-parameters")
+			return &Error{Code: CodeParameterNotAllowed, Param: name,
+				Message: fmt.Sprintf("brain %s does not let callers set %s (its parameters: %s)", b.ID, name, strings.Join(b.Parameters, ", "))}
+		}
+		if pinned(b, name) {
+			deny("brain-parameters")
+			return &Error{Code: CodeParameterNotAllowed, Param: name, Message: fmt.Sprintf("brain %s pins %s", b.ID, name)}
+		}
+	}
+	for i, m := range inv.Messages {
+		for j, part := range m.Parts {
+			if part.Type == "image_url" && !b.Images {
+				deny("brain-images")
+				return &Error{Code: CodeUnsupportedContent, Param: fmt.Sprintf("messages[%d].content[%d]", i, j),
+					Message: fmt.Sprintf("brain %s takes no images (messages[%d].content[%d] is one)", b.ID, i, j)}
+			}
+		}
+	}
+	for i, t := range inv.Params.Tools {
+		name := t.Function.Name
+		if _, ours := tools[name]; ours {
+			deny("brain-client-tools")
+			return &Error{Code: CodeInvalidRequest, Param: fmt.Sprintf("tools[%d]", i),
+				Message: fmt.Sprintf("tools[%d]: %q is the name of one of the node's own tools", i, name)}
+		}
+		listed := b.AllowsClientTool(name)
+		d := p.cfg.Policy.Decide(policy.Request{
+			Principal: *inv.Principal, Action: policy.ActionTool,
+			Resource: policy.Resource{Type: policy.ResourceTool, ID: name},
+			Context: policy.Context{Tenant: inv.Principal.Tenant, ToolAllowed: listed,
+				DataClassification: inv.data, TargetAccreditation: p.flowsTo(inv)},
+		})
+		if !listed || !d.Allow {
+			why := d.Reasons
+			if !listed {
+				why = append([]string{"brain-client-tools"}, why...)
+			}
+			inv.Decision = &oar.Decision{Effect: "deny", Policies: why}
+			return &Error{Code: CodePolicyDenied, Param: fmt.Sprintf("tools[%d]", i),
+				Message: fmt.Sprintf("tool %q may not be offered to brain %s: %s", oar.Bounded(name, 64), b.ID, strings.Join(why, ", "))}
+		}
+	}
 	return nil
+}
+
+// pinned says whether the brain fixes the member name.
+func pinned(b *brain.Brain, name string) bool {
+	switch name {
+	case "temperature":
+		return b.Pin.Temperature != nil
+	case "top_p":
+		return b.Pin.TopP != nil
+	case "frequency_penalty":
+		return b.Pin.FrequencyPenalty != nil
+	case "presence_penalty":
+		return b.Pin.PresencePenalty != nil
+	case "seed":
+		return b.Pin.Seed != nil
+	}
+	return false
 }
 
 func (p *Pipeline) authoriseRemote(inv *Invocation) *Error {

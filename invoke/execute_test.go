@@ -101,7 +101,7 @@ func TestExecuteBackendFailures(t *testing.T) {
 	}{
 		{"unreachable", turn{err: errors.New("connection refused")}, CodeBackendUnavailable},
 		{"server error", turn{err: &backend.Error{Status: 500, Message: "out of memory"}}, CodeBackendError},
-		{"mid-stream", turn{content: "one two three four", failAfter: 2, err: &backend.Error{Message: "lost"}}, CodeBackendError},
+		{"mid-stream", turn{content: "one two three four", failAfter: 2, err: &backend.Error{Message: "lost"}}, CodeBackendClosed},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, "http://model", nil)
@@ -139,3 +139,47 @@ var (
 	oprActor = actorOf(&policy.Principal{ID: "operator", Clearance: policy.TopSecret})
 	oprAllow = decisionOf(policy.Decision{Allow: true, Reasons: []string{"operator"}})
 )
+
+// The tools a brain allows run against a model server that asks for them: the
+// calculator computes, and memory.search returns the tenant's memory to the model, no
+// higher than where the brain's data flows.
+func TestExecuteRunsAllowedTools(t *testing.T) {
+	h := newHarness(t, "http://model", func(c *Config) { c.BackendAccreditation = policy.OfficialSensitive })
+	ctx := context.Background()
+	for _, m := range []memory.NewMemory{
+		{Tenant: "hospital", Subject: "formulary", Classification: policy.Official, Text: "Metformin: stop if eGFR below 30."},
+		{Tenant: "hospital", Subject: "formulary", Classification: policy.Secret, Text: "Metformin CANARY secret trial arm."},
+	} {
+		if _, _, err := h.mem.Add(ctx, oprActor, oprAllow, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.server.turns = []turn{
+		{toolCalls: []backend.ToolCall{
+			{ID: "c1", Type: "function", Function: backend.FunctionCall{Name: "calculator", Arguments: `{"expression":"2*(3+4)"}`}},
+			{ID: "c2", Type: "function", Function: backend.FunctionCall{Name: "memory.search", Arguments: `{"query":"metformin"}`}},
+		}},
+		{content: "done"},
+	}
+	s := &sink{}
+	if err := h.p.Chat(ctx, ask("pharmacology", "metformin and the kidneys"), s); err != nil {
+		t.Fatal(err)
+	}
+	sent := h.server.requests()[1].Messages
+	calc, mem := sent[len(sent)-2], sent[len(sent)-1]
+	if calc.ToolCallID != "c1" || calc.Content != "14" {
+		t.Fatalf("calculator result %+v", calc)
+	}
+	if mem.ToolCallID != "c2" || !strings.Contains(mem.Content, "eGFR below 30") {
+		t.Fatalf("memory.search did not reach the model: %+v", mem)
+	}
+	if strings.Contains(mem.Content, "CANARY") {
+		t.Fatal("SECRET memory reached a backend accredited OFFICIAL-SENSITIVE through a tool result")
+	}
+	if calls := h.rec.byAction("tool.call"); len(calls) != 2 || calls[0].Decision.Effect != "allow" || calls[1].Decision.Effect != "allow" {
+		t.Fatalf("tool records %+v", calls)
+	}
+	if res := h.rec.byAction("tool.result"); len(res) != 2 || res[0].Links[0].Rel != "call" {
+		t.Fatalf("result records %+v", res)
+	}
+}

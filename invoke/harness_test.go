@@ -120,8 +120,12 @@ func (s *scripted) Chat(ctx context.Context, req backend.ChatRequest, onDelta fu
 		Usage: backend.Usage{PromptTokens: 10, CompletionTokens: n, TotalTokens: 10 + n}}, nil
 }
 
-func (s *scripted) Embed(_ context.Context, _ string, in []string) ([][]float32, error) {
-	return builtin.Embed(in), nil
+func (s *scripted) Embed(_ context.Context, _ string, in []string) ([][]float32, backend.Usage, error) {
+	n := 0
+	for _, t := range in {
+		n += builtin.CountTokens(t)
+	}
+	return builtin.Embed(in), backend.Usage{PromptTokens: n, TotalTokens: n}, nil
 }
 
 func (s *scripted) requests() []backend.ChatRequest {
@@ -150,6 +154,22 @@ classification: OFFICIAL
 tools: [calculator, memory.search]
 max_tokens: 256
 timeout: 1s
+rate_limit: {requests_per_minute: 6000, burst: 1000}
+---
+id: agent
+kind: operational
+title: Agent
+description: A brain that takes the caller's tools, images and options, for the pipeline's tests.
+system_prompt: Help.
+classification: OFFICIAL
+tools: [calculator, memory.search]
+client_tools: [get_weather]
+images: true
+parameters: [temperature, stop, seed, response_format, options]
+pin: {top_p: 0.9}
+options: {num_ctx: 4096}
+max_tokens: 256
+timeout: 5s
 rate_limit: {requests_per_minute: 6000, burst: 1000}
 ---
 id: narrow

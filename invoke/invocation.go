@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/sios-project/sios/backend"
@@ -19,11 +20,13 @@ type Invocation struct {
 	// local principal.
 	Peer *PeerCall
 	// Model is a brain id, or "auto" for the router.
-	Model       string
-	Messages    []Message
-	MaxTokens   *int
-	Temperature *float64
-	Stream      bool
+	Model     string
+	Messages  []Message
+	MaxTokens *int
+	// Params are the request's sampling, format and client-tool members; the brain's
+	// file says which a caller may set (authorise refuses the others).
+	Params Params
+	Stream bool
 	// Classification is the caller's marking of the data it sends (the
 	// X-Sios-Classification header, or the envelope's); empty means OFFICIAL.
 	Classification string
@@ -34,7 +37,7 @@ type Invocation struct {
 	brain   *brain.Brain // a local brain; nil when remote is set
 	remote  *remoteBrain // a brain only peers offer
 	route   string       // why "auto" chose the brain
-	detail  map[string]string
+	detail  map[string]any
 
 	// authorise
 	// Decision is the policy decision (or the perimeter's refusal) recorded for the
@@ -46,18 +49,71 @@ type Invocation struct {
 	admission *oar.Record
 	// Record is the hash of this node's record of the request: its admission record,
 	// or its refusal's.
-	Record   string
-	admitted chan admitted
-	adm      *admitted
+	Record string
+	// receipt is the admission record's, once it is durable.
+	receipt *oar.Receipt
 }
 
-// Message is one chat message. Its JSON form is what the admission record digests and
-// what travels to a peer in a remote call's payload.
+// Message is one chat message. Its JSON form — OpenAI's, content a string, or parts
+// when it holds images — is what the admission record digests and what travels to a
+// peer in a remote call's payload.
 type Message struct {
-	Role       string `json:"role"`
-	Content    string `json:"content"`
-	Name       string `json:"name,omitempty"`
-	ToolCallID string `json:"tool_call_id,omitempty"`
+	Role       string             `json:"role"`
+	Content    string             `json:"-"` // the text (of every text part)
+	Parts      []backend.Part     `json:"-"` // set when the content holds images, in order
+	Name       string             `json:"name,omitempty"`
+	ToolCallID string             `json:"tool_call_id,omitempty"`
+	ToolCalls  []backend.ToolCall `json:"tool_calls,omitempty"`
+}
+
+// MarshalJSON writes content as a string, or as its parts when it holds images.
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	var content any = m.Content
+	if len(m.Parts) > 0 {
+		content = m.Parts
+	}
+	return json.Marshal(struct {
+		Role    string `json:"role"`
+		Content any    `json:"content"`
+		plain
+	}{m.Role, content, plain(m)})
+}
+
+// Params are a request's members beyond the messages: sampling and format settings
+// forwarded to the model server, backend options, and the caller's own (client-side)
+// tools.
+type Params struct {
+	Temperature, TopP, FrequencyPenalty, PresencePenalty *float64
+	Stop                                                 []string
+	Seed                                                 *int64
+	ResponseFormat                                       json.RawMessage
+	User                                                 string
+	Options                                              json.RawMessage
+	Tools                                                []backend.Tool
+	ToolChoice                                           json.RawMessage
+	ParallelToolCalls                                    *bool
+}
+
+// set lists the members a caller set that a brain must allow (brain.Brain.Parameters);
+// client tools are allowed by name instead.
+func (p *Params) set() []string {
+	var out []string
+	add := func(on bool, name string) {
+		if on {
+			out = append(out, name)
+		}
+	}
+	add(p.Temperature != nil, "temperature")
+	add(p.TopP != nil, "top_p")
+	add(p.FrequencyPenalty != nil, "frequency_penalty")
+	add(p.PresencePenalty != nil, "presence_penalty")
+	add(len(p.Stop) > 0, "stop")
+	add(p.Seed != nil, "seed")
+	add(p.ResponseFormat != nil, "response_format")
+	add(p.User != "", "user")
+	add(p.Options != nil, "options")
+	return out
 }
 
 // PeerCall is a peer's verified remote call: the target serves it as an invocation
@@ -82,11 +138,12 @@ type Result struct {
 	Content      string
 	FinishReason string
 	Usage        backend.Usage
-}
-
-type admitted struct {
-	receipt *oar.Receipt
-	err     error
+	// ToolCalls are calls of the caller's own (client-side) tools the model made:
+	// returned to the caller to run, with FinishReason "tool_calls".
+	ToolCalls []backend.ToolCall
+	// Fingerprint names the backend configuration that produced the answer
+	// (system_fingerprint).
+	Fingerprint string
 }
 
 // lastUser is the text of the last user message: what "auto" routes on and what the

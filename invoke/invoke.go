@@ -80,12 +80,19 @@ type Config struct {
 	DefaultBackend string
 	// DefaultModel is the model for brains that name none on a network backend.
 	DefaultModel string
+	// EmbeddingModel is the embeddings model on the default backend ("": none).
+	EmbeddingModel string
 	// BackendAccreditation is the highest classification the model servers may receive.
 	BackendAccreditation policy.Level
 	// Accreditation is the node's own accreditation; zero when the operator set none.
 	Accreditation policy.Level
 	// Posture is the classification the node states to the fleet.
 	Posture policy.Level
+	// Models are the operator's statements about models on the model servers, by model
+	// name (config "backend_models").
+	Models map[string]ModelSettings
+	// Started is when the node started (the creation time /v1/models reports).
+	Started time.Time
 
 	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
 	PrincipalPerMinute, PrincipalBurst int
@@ -97,6 +104,7 @@ type Pipeline struct {
 	limits *ratelimit.Limiter
 	fleet  atomic.Pointer[fleetRef] // nil while the node runs alone
 	bg     sync.WaitGroup           // completion records still being written
+	auth   refusals
 }
 
 type fleetRef struct{ f Fleet }
@@ -127,20 +135,6 @@ func (p *Pipeline) fleetOf() Fleet {
 
 // Wait waits for the completion records still being written.
 func (p *Pipeline) Wait() { p.bg.Wait() }
-
-// Authenticate returns the principal holding an API key. A key the store does not know
-// triggers one reload, so that principals added by the CLI while the node runs are
-// seen at once.
-func (p *Pipeline) Authenticate(key string) (*policy.Principal, bool) {
-	if pr, ok := p.cfg.Principals.Authenticate(key); ok {
-		return pr, true
-	}
-	if err := p.cfg.Principals.Refresh(); err != nil {
-		p.cfg.Log.Error("reload principals", "err", err)
-		return nil, false
-	}
-	return p.cfg.Principals.Authenticate(key)
-}
 
 // Chat runs one invocation through every stage and writes its answer to sink.
 func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {

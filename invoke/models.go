@@ -17,15 +17,18 @@ type Model struct {
 	Title          string
 	// OwnedBy is the peer offering the brain; empty for this node's own.
 	OwnedBy string
+	// Created is when the brain became available here (Unix seconds): the node's start.
+	Created int64
 }
 
 // Models lists the brains pr may invoke (with OFFICIAL data): "auto", this node's
 // brains, then the brains only peers offer that policy lets pr send to one of them.
 func (p *Pipeline) Models(pr *policy.Principal) []Model {
-	out := []Model{{ID: "auto", Title: "Deterministic router: picks the domain brain for the prompt", Kind: "router"}}
+	created := p.cfg.Started.Unix()
+	out := []Model{{ID: "auto", Title: "Deterministic router: picks the domain brain for the prompt", Kind: "router", Created: created}}
 	for _, b := range p.cfg.Brains.All() {
 		if d := p.decideInvoke(pr, b, policy.Official); d.Allow {
-			out = append(out, Model{ID: b.ID, Kind: b.Kind, Classification: b.Classification, Title: b.Title})
+			out = append(out, Model{ID: b.ID, Kind: b.Kind, Classification: b.Classification, Title: b.Title, Created: created})
 		}
 	}
 	f := p.fleetOf()
@@ -41,7 +44,7 @@ func (p *Pipeline) Models(pr *policy.Principal) []Model {
 		for _, peer := range rb.peers {
 			if d := p.decidePeer(pr, rb.brain, peer, policy.Official); d.Allow {
 				out = append(out, Model{ID: id, Kind: rb.brain.Kind, Classification: rb.brain.Classification,
-					Title: "offered by peer " + peer.NodeID, OwnedBy: peer.NodeID})
+					Title: "offered by peer " + peer.NodeID, OwnedBy: peer.NodeID, Created: created})
 				break
 			}
 		}

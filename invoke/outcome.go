@@ -20,6 +20,8 @@ const (
 	CodeInvalidMemory         Code = "invalid_memory"         // a memory request is malformed
 	CodeModelNotFound         Code = "model_not_found"        // no such brain, here or at a peer
 	CodeUnknownSubject        Code = "unknown_subject"        // no memories are held about the subject
+	CodeParameterNotAllowed   Code = "parameter_not_allowed"  // the brain does not let callers set a member
+	CodeUnsupportedContent    Code = "unsupported_content"    // an image to a brain that takes none
 
 	// Governance and the perimeter.
 	CodePolicyDenied    Code = "policy_denied"       // policy forbids it, or no policy permits it
@@ -32,8 +34,12 @@ const (
 	// Backends.
 	CodeBackendMisconfigured Code = "backend_misconfigured"
 	CodeNoModel              Code = "no_model"
-	CodeBackendError         Code = "backend_error"       // the model server answered with an error
-	CodeBackendUnavailable   Code = "backend_unavailable" // the model server could not be reached
+	CodeBackendError         Code = "backend_error"           // the model server answered with an error
+	CodeBackendUnavailable   Code = "backend_unavailable"     // the model server could not be reached
+	CodeBackendModelNotFound Code = "backend_model_not_found" // the model server does not have the brain's model
+	CodeBackendNoTools       Code = "backend_no_tools"        // the model takes no tools, and the caller's tools need them
+	CodeBackendClosed        Code = "backend_closed"          // the model server's answer broke off
+	CodeClientClosed         Code = "client_closed"           // the caller went away before the answer was done
 
 	// Peers.
 	CodeRemoteUnavailable  Code = "remote_unavailable"   // no reachable peer offers the brain

@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
 )
@@ -20,14 +21,23 @@ import (
 // a signed reply; both nodes audit the call, and this node's completion record
 // carries the envelope and the reply as parties.
 
-// remoteTimeout bounds a remote call; the envelope expires with it.
-const remoteTimeout = 60 * time.Second
-
-// payload is a remote call's payload: the chat request as the target's API would take it.
+// payload is a remote call's payload: the chat request as the target's API would take
+// it; the target's brain decides which members it accepts.
 type payload struct {
-	Messages    []Message `json:"messages"`
-	MaxTokens   *int      `json:"max_tokens,omitempty"`
-	Temperature *float64  `json:"temperature,omitempty"`
+	Messages          []Message       `json:"messages"`
+	MaxTokens         *int            `json:"max_tokens,omitempty"`
+	Temperature       *float64        `json:"temperature,omitempty"`
+	TopP              *float64        `json:"top_p,omitempty"`
+	FrequencyPenalty  *float64        `json:"frequency_penalty,omitempty"`
+	PresencePenalty   *float64        `json:"presence_penalty,omitempty"`
+	Stop              []string        `json:"stop,omitempty"`
+	Seed              *int64          `json:"seed,omitempty"`
+	ResponseFormat    json.RawMessage `json:"response_format,omitempty"`
+	User              string          `json:"user,omitempty"`
+	Options           json.RawMessage `json:"options,omitempty"`
+	Tools             []backend.Tool  `json:"tools,omitempty"`
+	ToolChoice        json.RawMessage `json:"tool_choice,omitempty"`
+	ParallelToolCalls *bool           `json:"parallel_tool_calls,omitempty"`
 }
 
 // remoteResult is what one call to a peer came to.
@@ -43,7 +53,11 @@ type remoteResult struct {
 
 func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink) error {
 	b := inv.remote.brain
-	body, err := json.Marshal(payload{Messages: inv.Messages, MaxTokens: inv.MaxTokens, Temperature: inv.Temperature})
+	prm := inv.Params
+	body, err := json.Marshal(payload{Messages: inv.Messages, MaxTokens: inv.MaxTokens, Temperature: prm.Temperature,
+		TopP: prm.TopP, FrequencyPenalty: prm.FrequencyPenalty, PresencePenalty: prm.PresencePenalty, Stop: prm.Stop,
+		Seed: prm.Seed, ResponseFormat: prm.ResponseFormat, User: prm.User, Options: prm.Options, Tools: prm.Tools,
+		ToolChoice: prm.ToolChoice, ParallelToolCalls: prm.ParallelToolCalls})
 	if err != nil {
 		return err
 	}
@@ -56,10 +70,7 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 			break
 		}
 	}
-	rc, err := p.waitAdmitted(inv)
-	if err != nil {
-		return err
-	}
+	rc := inv.receipt
 	p.completeRemote(ctx, inv, res)
 	if res.err != nil {
 		res.err.Receipt = rc
@@ -74,8 +85,13 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 		}
 	}
 	u := res.out.Usage
+	var calls []backend.ToolCall
+	if len(res.out.ToolCalls) > 0 {
+		json.Unmarshal(res.out.ToolCalls, &calls) // verified under the reply's output digest
+	}
 	return sink.Finish(&Result{Content: res.out.Content, FinishReason: res.out.FinishReason,
-		Usage: usageOf(u.PromptTokens, u.CompletionTokens, u.TotalTokens)})
+		Usage: usageOf(u.PromptTokens, u.CompletionTokens, u.TotalTokens), ToolCalls: calls,
+		Fingerprint: fingerprint("peer/"+res.peer, "", b.ID)})
 }
 
 // callPeer sends one signed envelope to peer and verifies the answer.
@@ -163,7 +179,7 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 // the envelope and the peer's signed reply as parties.
 func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *remoteResult) {
 	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds(), "peer": res.peer, "route": "remote"}
-	rec := inv.record("brain.complete")
+	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.remote.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
 	if res.envelope != nil {
@@ -174,9 +190,9 @@ func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *rem
 	}
 	if res.err == nil {
 		rec.Outputs = []oar.Digest{{Name: "remote_output", SHA256: res.outDigest}}
-		detail["usage"], detail["finish_reason"] = res.out.Usage, res.out.FinishReason
+		detail["usage"], detail["finish_reason"] = res.out.Usage, oar.Bounded(res.out.FinishReason, 64)
 	} else {
-		detail["error"] = res.err.Code
+		detail["error"] = oar.Bounded(string(res.err.Code), 64)
 	}
 	rec.Detail = mustJSON(detail)
 	p.appendLater(ctx, rec, "completion record")

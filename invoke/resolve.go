@@ -7,7 +7,6 @@ import (
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
-	"github.com/sios-project/sios/policy"
 )
 
 // The resolve stage: which brain serves the request. A brain id names a local brain,
@@ -24,17 +23,13 @@ type remoteBrain struct {
 
 func (p *Pipeline) resolve(inv *Invocation) *Error {
 	inv.started = time.Now()
-	if inv.Classification == "" {
-		inv.data = policy.Official
-	} else {
-		lvl, err := policy.ParseLevel(inv.Classification)
-		if err != nil {
-			inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"input-validation"}}
-			inv.note("reason", "X-Sios-Classification is not a classification")
-			return &Error{Code: CodeInvalidClassification, Param: "X-Sios-Classification", Message: "X-Sios-Classification: " + err.Error()}
-		}
-		inv.data = lvl
+	lvl, err := parseClassification(inv.Classification)
+	if err != nil {
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"input-validation"}}
+		inv.note("reason", "X-Sios-Classification is not one classification")
+		return err
 	}
+	inv.data = lvl
 	if inv.Model == "auto" {
 		inv.brain, inv.route = p.cfg.Brains.RouteAmong(lastUser(inv.Messages), func(c *brain.Brain) bool {
 			return p.decideInvoke(inv.Principal, c, inv.data).Allow
@@ -96,9 +91,11 @@ func (inv *Invocation) brainID() string {
 }
 
 // note adds a member to the detail of the request's record.
-func (inv *Invocation) note(k, v string) {
+func (inv *Invocation) note(k, v string) { inv.noteAny(k, v) }
+
+func (inv *Invocation) noteAny(k string, v any) {
 	if inv.detail == nil {
-		inv.detail = map[string]string{}
+		inv.detail = map[string]any{}
 	}
 	inv.detail[k] = v
 }

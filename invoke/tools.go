@@ -3,6 +3,7 @@ package invoke
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -115,47 +116,73 @@ type toolOutcome struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// runTool applies the perimeter to one tool call and audits it.
-func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.ToolCall) (string, toolOutcome) {
+// runTool applies the perimeter to one tool call and audits it. The tool runs only
+// after its record is durable; an error means the record could not be written, and the
+// request must not go on.
+func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.ToolCall) (string, toolOutcome, error) {
 	pr, b := inv.Principal, inv.brain
 	name := tc.Function.Name
-	out := toolOutcome{Name: name}
+	// The model chose the name and id: they are bounded before they go into records.
+	shown := oar.Bounded(name, oar.MaxOutsideValue)
+	out := toolOutcome{Name: shown}
 	t, known := tools[name]
 	listed := slices.Contains(b.Tools, name)
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionTool,
 		Resource: policy.Resource{Type: policy.ResourceTool, ID: name},
-		Context:  policy.Context{Tenant: pr.Tenant, ToolAllowed: listed && known},
+		// The tool's result goes back to the brain's backend: the request's data and
+		// where it flows, as for the invocation itself.
+		Context: policy.Context{Tenant: pr.Tenant, ToolAllowed: listed && known,
+			DataClassification: inv.data, TargetAccreditation: p.flowsTo(inv)},
 	})
 	policies := d.Reasons
 	if !listed {
 		policies = append([]string{"brain-tool-allowlist"}, policies...)
 	}
-	rec := inv.record("tool.call")
-	rec.Resource = "tool/" + name
+	rec := inv.record(oar.ActionToolCall)
+	rec.Resource = "tool/" + shown
 	rec.Decision = &oar.Decision{Effect: d.Effect(), Policies: policies}
 	rec.Inputs = []oar.Digest{oar.DigestOf("arguments", []byte(tc.Function.Arguments))}
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
-	rec.Detail = mustJSON(map[string]string{"brain": b.ID, "call_id": tc.ID})
-	var result string
-	switch {
-	case !listed || !known || !d.Allow:
+	rec.Detail = mustJSON(map[string]string{"brain": b.ID, "call_id": oar.Bounded(tc.ID, oar.MaxOutsideValue)})
+	if !listed || !known || !d.Allow {
 		out.Error = "not permitted"
-		result = fmt.Sprintf("error: tool %q is not permitted for brain %s; it was not run", name, b.ID)
-	default:
-		out.Allowed = true
-		r, err := t.run(ctx, p, inv, json.RawMessage(tc.Function.Arguments))
-		if err != nil {
-			out.Error = err.Error()
-			result = "error: " + err.Error()
-		} else {
-			result = r
+		if _, err := p.appendNow(ctx, rec); err != nil {
+			p.cfg.Log.Error("audit tool call", "tool", shown, "err", err)
+			return "", out, errAudit()
 		}
-		rec.Outputs = []oar.Digest{oar.DigestOf("result", []byte(result))}
+		return fmt.Sprintf("error: tool %q is not permitted for brain %s; it was not run", shown, b.ID), out, nil
 	}
-	if _, err := p.appendNow(ctx, rec); err != nil {
-		p.cfg.Log.Error("audit tool call", "tool", name, "err", err)
-		return "error: the audit ledger could not record this tool call; it was not run", toolOutcome{Name: name, Error: "audit unavailable"}
+	// The call is recorded before it runs; its result's digest follows in a second
+	// record linked to the first.
+	h, err := p.prepare(rec)
+	if err == nil {
+		_, err = p.appendNow(ctx, rec)
 	}
-	return result, out
+	if err != nil {
+		p.cfg.Log.Error("audit tool call", "tool", shown, "err", err)
+		return "", out, errAudit()
+	}
+	out.Allowed = true
+	result, rerr := t.run(ctx, p, inv, json.RawMessage(tc.Function.Arguments))
+	var ie *Error
+	if errors.As(rerr, &ie) && ie.Code == CodeAuditFailed {
+		return "", out, ie
+	}
+	if rerr != nil {
+		out.Error = oar.Bounded(rerr.Error(), oar.MaxOutsideValue)
+		result = "error: " + rerr.Error()
+	}
+	done := inv.record(oar.ActionToolResult)
+	done.Resource = rec.Resource
+	done.Outputs = []oar.Digest{oar.DigestOf("result", []byte(result))}
+	done.Links = []oar.Link{{Rel: "call", RecordHash: h}}
+	if out.Error != "" {
+		done.Detail = mustJSON(map[string]string{"error": out.Error})
+	}
+	if _, err := p.appendNow(ctx, done); err != nil {
+		p.cfg.Log.Error("audit tool result", "tool", shown, "err", err)
+		return "", out, errAudit()
+	}
+	return result, out, nil
 }

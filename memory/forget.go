@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -15,6 +16,8 @@ type Forgotten struct {
 	Tenant  string   `json:"tenant"`
 	Subject string   `json:"subject"`
 	IDs     []string `json:"ids"` // oldest first
+	// KeyDestroyed says that no memory of the subject is left and its data key is gone.
+	KeyDestroyed bool `json:"key_destroyed"`
 }
 
 // Forget destroys every memory of the subject: in one transaction it deletes their rows,
@@ -25,6 +28,17 @@ type Forgotten struct {
 // If the rows are gone but the purge could not finish, Forget returns the result and an
 // error wrapping ErrPurgeIncomplete.
 func (s *Store) Forget(ctx context.Context, tenant, subject string) (*Forgotten, error) {
+	return s.ForgetRecorded(ctx, tenant, subject, policy.TopSecret, nil)
+}
+
+// ForgetRecorded forgets, like Forget, the subject's memories classified at or below
+// upTo; the data key goes only when no memory of the subject is left above it. record,
+// if not nil, is called inside the transaction before it commits, with what will be
+// forgotten and the subject's Ref (made while its key still exists): nothing is
+// forgotten unless record succeeds. A subject with no memory at or below upTo is
+// ErrUnknownSubject, whatever it holds above, so that a caller learns nothing of
+// memories it may not see.
+func (s *Store) ForgetRecorded(ctx context.Context, tenant, subject string, upTo policy.Level, record func(*Forgotten, Ref) error) (*Forgotten, error) {
 	if err := checkName("tenant", tenant, true); err != nil {
 		return nil, err
 	}
@@ -36,18 +50,24 @@ func (s *Store) Forget(ctx context.Context, tenant, subject string) (*Forgotten,
 		return nil, fmt.Errorf("memory: forget: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, "SELECT rid, id FROM memories WHERE tenant = ? AND subject = ? ORDER BY created, rid", tenant, subject)
+	rows, err := tx.QueryContext(ctx, "SELECT rid, id, class FROM memories WHERE tenant = ? AND subject = ? ORDER BY created, rid", tenant, subject)
 	if err != nil {
 		return nil, fmt.Errorf("memory: forget: %w", err)
 	}
 	f := &Forgotten{Tenant: tenant, Subject: subject}
 	var rids []int64
+	kept := 0
 	for rows.Next() {
 		var rid int64
 		var id string
-		if err := rows.Scan(&rid, &id); err != nil {
+		var class int
+		if err := rows.Scan(&rid, &id, &class); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("memory: forget: %w", err)
+		}
+		if policy.Level(class) > upTo {
+			kept++
+			continue
 		}
 		rids, f.IDs = append(rids, rid), append(f.IDs, id)
 	}
@@ -60,14 +80,26 @@ func (s *Store) Forget(ctx context.Context, tenant, subject string) (*Forgotten,
 	if len(rids) == 0 {
 		return nil, fmt.Errorf("%w: tenant %q has no memories of subject %q", ErrUnknownSubject, tenant, subject)
 	}
+	ref, err := s.refTx(ctx, tx, tenant, subject)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.deleteTx(ctx, tx, rids); err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE tenant = ? AND subject = ?", tenant, subject); err != nil {
-		return nil, fmt.Errorf("memory: forget: destroy data key: %w", err)
+	if kept == 0 {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM keys WHERE tenant = ? AND subject = ?", tenant, subject); err != nil {
+			return nil, fmt.Errorf("memory: forget: destroy data key: %w", err)
+		}
+		f.KeyDestroyed = true
 	}
 	if err := markPurgeTx(ctx, tx); err != nil {
 		return nil, err
+	}
+	if record != nil {
+		if err := record(f, ref); err != nil {
+			return nil, err
+		}
 	}
 	s.at("forget-before-commit")
 	if err := tx.Commit(); err != nil {
@@ -172,6 +204,13 @@ type Retention struct {
 // period at now, and reports what it destroyed per subject. A subject whose last memory
 // expires loses its data key too.
 func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) ([]Forgotten, error) {
+	return s.ExpireRecorded(ctx, now, r, nil)
+}
+
+// ExpireRecorded expires like Expire, calling record (if not nil) for each subject
+// inside the transaction before it commits: nothing expires unless every record
+// succeeds.
+func (s *Store) ExpireRecorded(ctx context.Context, now time.Time, r Retention, record func(*Forgotten, Ref) error) ([]Forgotten, error) {
 	minPeriod := time.Duration(0)
 	for t, d := range r.PerTenant {
 		if d <= 0 {
@@ -244,14 +283,30 @@ func (s *Store) Expire(ctx context.Context, now time.Time, r Retention) ([]Forgo
 		return nil, err
 	}
 	// A subject with no memories left loses its data key.
-	for _, f := range out {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE tenant = ?1 AND subject = ?2
-			AND NOT EXISTS (SELECT 1 FROM memories WHERE tenant = ?1 AND subject = ?2)`, f.Tenant, f.Subject); err != nil {
+	refs := make([]Ref, len(out))
+	for i := range out {
+		f := &out[i]
+		if refs[i], err = s.refTx(ctx, tx, f.Tenant, f.Subject); err != nil {
+			return nil, err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE tenant = ?1 AND subject = ?2
+			AND NOT EXISTS (SELECT 1 FROM memories WHERE tenant = ?1 AND subject = ?2)`, f.Tenant, f.Subject)
+		if err != nil {
 			return nil, fmt.Errorf("memory: expire: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			f.KeyDestroyed = true
 		}
 	}
 	if err := markPurgeTx(ctx, tx); err != nil {
 		return nil, err
+	}
+	if record != nil {
+		for i := range out {
+			if err := record(&out[i], refs[i]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("memory: expire: %w", err)
@@ -297,4 +352,21 @@ func (s *Store) Stats(ctx context.Context) (*Stats, error) {
 	}
 	st.DBBytes = pages * pageSize
 	return &st, nil
+}
+
+// refTx is the subject's Ref under its audit key, read in tx.
+func (s *Store) refTx(ctx context.Context, tx *sql.Tx, tenant, subject string) (Ref, error) {
+	var wrapped []byte
+	err := tx.QueryRowContext(ctx, "SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", tenant, subject).Scan(&wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Ref{Subject: pseudonym(s.indexKey(tenant), tenant, subject)}, nil
+	}
+	if err != nil {
+		return Ref{}, fmt.Errorf("memory: read data key: %w", err)
+	}
+	k, err := s.unwrapDataKey(tenant, subject, wrapped)
+	if err != nil {
+		return Ref{}, err
+	}
+	return Ref{Subject: pseudonym(k.audit, tenant, subject)}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +20,8 @@ const (
 	wrapDomain     = "sios-memory-key/1"   // AAD of a wrapped data key
 	indexDomain    = "sios-memory-index/1" // derivation of a tenant's index key
 	kekCheckDomain = "sios-memory-kek/1"   // check value proving the KEK matches the database
+	auditDomain    = "sios-memory-audit/1" // derivation of a subject's audit key from its data key
+	subjectDomain  = "sios-memory-subject/1"
 )
 
 const kekFile = "memory.kek"
@@ -127,13 +130,51 @@ func (s *Store) newDataKey(tenant, subject string) (key, wrapped []byte) {
 	return key, seal(s.kekAEAD, key, frame(wrapDomain, tenant, subject))
 }
 
-func (s *Store) unwrapDataKey(tenant, subject string, wrapped []byte) (cipher.AEAD, error) {
+// subjectKeys are what a subject's data key gives: the AEAD its memories are sealed
+// under and the key its audit references are made with. Forgetting the subject destroys
+// the data key, and with it both.
+type subjectKeys struct {
+	aead  cipher.AEAD
+	audit []byte
+}
+
+func keysOf(key []byte) subjectKeys {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(auditDomain))
+	return subjectKeys{aead: newGCM(key), audit: m.Sum(nil)}
+}
+
+func (s *Store) unwrapDataKey(tenant, subject string, wrapped []byte) (subjectKeys, error) {
 	key, err := open(s.kekAEAD, wrapped, frame(wrapDomain, tenant, subject))
 	if err != nil {
-		return nil, fmt.Errorf("memory: data key of tenant %q subject %q does not open under the key file: %w", tenant, subject, err)
+		return subjectKeys{}, fmt.Errorf("memory: data key of tenant %q subject %q does not open under the key file: %w", tenant, subject, err)
 	}
 	defer clear(key)
-	return newGCM(key), nil
+	return keysOf(key), nil
+}
+
+// Ref is how audit records name a subject's memory: by a pseudonym and keyed digests
+// made with the subject's audit key, so that once the subject is forgotten (its key
+// destroyed) nothing in the log can be linked back to the subject or its texts. A
+// subject the store holds no key for is named under its tenant's key instead.
+type Ref struct {
+	// Subject is the pseudonym: "subj_" and 26 base32 characters.
+	Subject string
+	// Text is the HMAC-SHA256 of a memory's text under the subject's audit key, in
+	// lowercase hex (Add only).
+	Text string
+}
+
+func pseudonym(key []byte, tenant, subject string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(frame(subjectDomain, tenant, subject))
+	return "subj_" + idEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+func keyedDigest(key []byte, text string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(text))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // indexKey derives the tenant's index key: HMAC-SHA256(KEK, label ‖ "\n" ‖ tenant).

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
@@ -89,9 +88,24 @@ func (s *Store) Add(ctx context.Context, m NewMemory) (*Memory, error) {
 	return ms[0], nil
 }
 
+// AddRecorded stores one memory like Add, calling record with the memory and its Ref
+// inside the write transaction, before it commits: the memory is stored only if record
+// (the audit record of the write) succeeds.
+func (s *Store) AddRecorded(ctx context.Context, m NewMemory, record func(*Memory, Ref) error) (*Memory, error) {
+	ms, err := s.addBatch(ctx, []NewMemory{m}, func(ms []*Memory, refs []Ref) error { return record(ms[0], refs[0]) })
+	if err != nil {
+		return nil, err
+	}
+	return ms[0], nil
+}
+
 // AddBatch stores memories in one transaction: all are stored or none. Invalid input
 // is refused before anything is written; the error names the first bad memory.
 func (s *Store) AddBatch(ctx context.Context, ms []NewMemory) ([]*Memory, error) {
+	return s.addBatch(ctx, ms, nil)
+}
+
+func (s *Store) addBatch(ctx context.Context, ms []NewMemory, record func([]*Memory, []Ref) error) ([]*Memory, error) {
 	if len(ms) > MaxBatch {
 		return nil, fmt.Errorf("memory: batch of %d memories; the limit is %d (MaxBatch)", len(ms), MaxBatch)
 	}
@@ -125,18 +139,20 @@ func (s *Store) AddBatch(ctx context.Context, ms []NewMemory) ([]*Memory, error)
 	defer insFTS.Close()
 
 	type subjectKey struct{ tenant, subject string }
-	aeads := make(map[subjectKey]cipher.AEAD)
+	keys := make(map[subjectKey]subjectKeys)
 	hashers := make(map[string]*hasher)
 	out := make([]*Memory, len(ms))
+	refs := make([]Ref, len(ms))
 	for i, m := range ms {
 		sk := subjectKey{m.Tenant, m.Subject}
-		aead := aeads[sk]
-		if aead == nil {
-			if aead, err = s.dataKeyTx(ctx, tx, m.Tenant, m.Subject); err != nil {
+		k, ok := keys[sk]
+		if !ok {
+			if k, err = s.dataKeyTx(ctx, tx, m.Tenant, m.Subject); err != nil {
 				return nil, err
 			}
-			aeads[sk] = aead
+			keys[sk] = k
 		}
+		aead := k.aead
 		h := hashers[m.Tenant]
 		if h == nil {
 			h = newHasher(s.indexKey(m.Tenant))
@@ -157,6 +173,12 @@ func (s *Store) AddBatch(ctx context.Context, ms []NewMemory) ([]*Memory, error)
 		}
 		out[i] = &Memory{ID: id, Tenant: m.Tenant, Subject: m.Subject, Classification: m.Classification,
 			Source: m.Source, Created: created, Text: m.Text}
+		refs[i] = Ref{Subject: pseudonym(k.audit, m.Tenant, m.Subject), Text: keyedDigest(k.audit, m.Text)}
+	}
+	if record != nil {
+		if err := record(out, refs); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("memory: add: %w", err)
@@ -166,21 +188,39 @@ func (s *Store) AddBatch(ctx context.Context, ms []NewMemory) ([]*Memory, error)
 
 // dataKeyTx returns the subject's data key, creating and storing it (wrapped) if the
 // subject is new.
-func (s *Store) dataKeyTx(ctx context.Context, tx *sql.Tx, tenant, subject string) (cipher.AEAD, error) {
+func (s *Store) dataKeyTx(ctx context.Context, tx *sql.Tx, tenant, subject string) (subjectKeys, error) {
 	var wrapped []byte
 	err := tx.QueryRowContext(ctx, "SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", tenant, subject).Scan(&wrapped)
 	if errors.Is(err, sql.ErrNoRows) {
 		key, wrapped := s.newDataKey(tenant, subject)
 		defer clear(key)
 		if _, err := tx.ExecContext(ctx, "INSERT INTO keys(tenant, subject, wrapped) VALUES(?, ?, ?)", tenant, subject, wrapped); err != nil {
-			return nil, fmt.Errorf("memory: add: store data key: %w", err)
+			return subjectKeys{}, fmt.Errorf("memory: add: store data key: %w", err)
 		}
-		return newGCM(key), nil
+		return keysOf(key), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("memory: add: read data key: %w", err)
+		return subjectKeys{}, fmt.Errorf("memory: add: read data key: %w", err)
 	}
 	return s.unwrapDataKey(tenant, subject, wrapped)
+}
+
+// Ref is the audit reference of a subject (its pseudonym): under the subject's audit
+// key while the store holds it, else under the tenant's key.
+func (s *Store) Ref(ctx context.Context, tenant, subject string) (Ref, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Ref{}, fmt.Errorf("memory: %w", err)
+	}
+	defer tx.Rollback()
+	return s.refTx(ctx, tx, tenant, subject)
+}
+
+// QueryDigest is the keyed digest of a search query that audit records hold: under the
+// tenant's key, so that it confirms nothing to whoever guesses a query but lacks the
+// node's key file.
+func (s *Store) QueryDigest(tenant, query string) string {
+	return keyedDigest(s.indexKey(tenant), query)
 }
 
 // Export is everything the store holds about one subject, decrypted: the document a
@@ -219,10 +259,11 @@ func (s *Store) Export(ctx context.Context, tenant, subject string) (*Export, er
 	if err != nil {
 		return nil, fmt.Errorf("memory: export: %w", err)
 	}
-	aead, err := s.unwrapDataKey(tenant, subject, wrapped)
+	k, err := s.unwrapDataKey(tenant, subject, wrapped)
 	if err != nil {
 		return nil, err
 	}
+	aead := k.aead
 	rows, err := tx.QueryContext(ctx, `SELECT id, class, source, created, sealed FROM memories
 		WHERE tenant = ? AND subject = ? ORDER BY created, rid`, tenant, subject)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -24,6 +26,10 @@ type Ops struct {
 	// embeddings to the query's (the configured backend's embeddings model). Vectors
 	// are computed per search and never stored, so there is nothing more to forget.
 	Embed func(ctx context.Context, texts []string) ([][]float32, error)
+	// EmbedAccreditation is the highest classification the embeddings backend may
+	// receive. A search at a higher clearance is not re-ranked: its query and the texts
+	// it found would flow to a backend not accredited for them.
+	EmbedAccreditation policy.Level
 }
 
 // rerank orders BM25 candidates by embedding similarity to the query and keeps limit.
@@ -80,21 +86,39 @@ func detailJSON(v any) json.RawMessage {
 	return b
 }
 
-// Add stores one memory and audits it (the record holds the text's digest, never the text).
+// Resource is how records name a subject's memory: "memory/" and its pseudonym (Ref),
+// never its name.
+func (m *Ops) Resource(ctx context.Context, tenant, subject string) string {
+	ref, err := m.Store.Ref(ctx, tenant, subject)
+	if err != nil {
+		return "memory/unknown"
+	}
+	return "memory/" + ref.Subject
+}
+
+// Add stores one memory and audits it. The record is written first, inside the store's
+// transaction: if it cannot be written, nothing is stored. It names the subject by its
+// pseudonym and holds a digest of the text keyed with the subject's audit key, never
+// the text.
 func (m *Ops) Add(ctx context.Context, actor oar.Actor, decision *oar.Decision, nm NewMemory) (*Memory, *oar.Receipt, error) {
-	mem, err := m.Store.Add(ctx, nm)
+	var rc *oar.Receipt
+	mem, err := m.Store.AddRecorded(ctx, nm, func(mem *Memory, ref Ref) error {
+		var err error
+		rc, err = m.audit(ctx, &oar.Record{
+			Tenant: nm.Tenant, Actor: actor, Action: oar.ActionMemoryWrite, Resource: "memory/" + ref.Subject + "/" + mem.ID,
+			Classification: nm.Classification.String(), Decision: decision,
+			Inputs: []oar.Digest{{Name: "text", SHA256: ref.Text, Size: int64(len(nm.Text))}},
+		})
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: nm.Tenant, Actor: actor, Action: "memory.write", Resource: "memory/" + nm.Subject + "/" + mem.ID,
-		Classification: nm.Classification.String(), Decision: decision,
-		Inputs: []oar.Digest{oar.DigestOf("text", []byte(nm.Text))},
-	})
-	return mem, rc, err
+	return mem, rc, nil
 }
 
-// Search runs a query and audits it with the ids it returned.
+// Search runs a query and audits it with the ids it returned. The record holds the
+// query's digest keyed with the tenant's key, and the subject's pseudonym.
 func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decision, q Query) ([]Result, *oar.Receipt, error) {
 	limit := q.Limit
 	switch {
@@ -103,62 +127,91 @@ func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 	case limit > MaxLimit:
 		limit = MaxLimit
 	}
-	if m.Embed != nil {
+	embed := m.Embed != nil && q.Clearance <= m.EmbedAccreditation
+	if embed {
 		q.Limit = min(3*limit, MaxLimit) // candidates for re-ranking
 	}
 	res, err := m.Store.Search(ctx, q)
 	if err != nil {
 		return nil, nil, err
 	}
-	res, reranked := m.rerank(ctx, q.Text, res, limit)
+	reranked := false
+	if embed {
+		res, reranked = m.rerank(ctx, q.Text, res, limit)
+	}
 	ids := make([]string, len(res))
 	for i, r := range res {
 		ids[i] = r.ID
 	}
 	resource := "memory/*"
 	if q.Subject != "" {
-		resource = "memory/" + q.Subject
+		resource = m.Resource(ctx, q.Tenant, q.Subject)
 	}
 	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: q.Tenant, Actor: actor, Action: "memory.search", Resource: resource, Decision: decision,
-		Classification: q.Clearance.String(), Inputs: []oar.Digest{oar.DigestOf("query", []byte(q.Text))},
-		Detail: detailJSON(map[string]any{"results": ids, "reranked_by_embeddings": reranked}),
+		Tenant: q.Tenant, Actor: actor, Action: oar.ActionMemorySearch, Resource: resource, Decision: decision,
+		Classification: q.Clearance.String(),
+		Inputs:         []oar.Digest{{Name: "query", SHA256: m.Store.QueryDigest(q.Tenant, q.Text), Size: int64(len(q.Text))}},
+		Detail:         detailJSON(map[string]any{"results": ids, "reranked_by_embeddings": reranked}),
 	})
-	return res, rc, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, rc, nil
 }
 
-// Export returns every memory of a subject at or below clearance, audited.
+// Export returns every memory of a subject at or below clearance, audited. A subject
+// with none the caller may see is ErrUnknownSubject, as one that does not exist.
 func (m *Ops) Export(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, clearance policy.Level) (*Export, *oar.Receipt, error) {
+	resource := m.Resource(ctx, tenant, subject)
 	ex, err := m.Store.Export(ctx, tenant, subject)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrUnknownSubject) {
 		return nil, nil, err
 	}
-	kept := ex.Memories[:0]
-	for _, mem := range ex.Memories {
-		if mem.Classification <= clearance {
-			kept = append(kept, mem)
+	kept := []Memory{}
+	if ex != nil {
+		for _, mem := range ex.Memories {
+			if mem.Classification <= clearance {
+				kept = append(kept, mem)
+			}
 		}
+		ex.Memories = kept
 	}
-	ex.Memories = kept
-	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: tenant, Actor: actor, Action: "memory.export", Resource: "memory/" + subject, Decision: decision,
-		Detail: detailJSON(map[string]any{"memories": len(kept)}),
+	rc, aerr := m.audit(ctx, &oar.Record{
+		Tenant: tenant, Actor: actor, Action: oar.ActionMemoryExport, Resource: resource, Decision: decision,
+		Classification: clearance.String(), Detail: detailJSON(map[string]any{"memories": len(kept)}),
 	})
-	return ex, rc, err
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	if len(kept) == 0 {
+		return nil, rc, fmt.Errorf("%w: tenant %q has no memories of subject %q that may be exported at %s", ErrUnknownSubject, tenant, subject, clearance)
+	}
+	return ex, rc, nil
 }
 
-// Forget destroys a subject's memories and key, audited. The record keeps the ids and
-// count, never content, so the log still verifies and says what was erased.
-func (m *Ops) Forget(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string) (*Forgotten, *oar.Receipt, error) {
-	f, err := m.Store.Forget(ctx, tenant, subject)
+// Forget destroys the subject's memories classified at or below upTo (and its key when
+// none is left), audited: the record is written first, inside the store's transaction,
+// so that nothing is destroyed without it. It keeps the ids and count, never content,
+// and names the subject by the pseudonym its writes used, which nobody can recompute
+// once the key is gone.
+func (m *Ops) Forget(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, upTo policy.Level) (*Forgotten, *oar.Receipt, error) {
+	var rc *oar.Receipt
+	f, err := m.Store.ForgetRecorded(ctx, tenant, subject, upTo, func(f *Forgotten, ref Ref) error {
+		var err error
+		rc, err = m.audit(ctx, &oar.Record{
+			Tenant: tenant, Actor: actor, Action: oar.ActionMemoryForget, Resource: "memory/" + ref.Subject, Decision: decision,
+			Classification: upTo.String(),
+			Detail:         detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs, "key_destroyed": f.KeyDestroyed}),
+		})
+		return err
+	})
+	if errors.Is(err, ErrPurgeIncomplete) {
+		return f, rc, err
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	rc, err := m.audit(ctx, &oar.Record{
-		Tenant: tenant, Actor: actor, Action: "memory.forget", Resource: "memory/" + subject, Decision: decision,
-		Detail: detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs}),
-	})
-	return f, rc, err
+	return f, rc, nil
 }
 
 // RunExpiry forgets memories past their retention period, every interval, until ctx
@@ -175,18 +228,15 @@ func (m *Ops) RunExpiry(ctx context.Context, r Retention, every time.Duration, l
 			return
 		case <-t.C:
 		}
-		gone, err := m.Store.Expire(ctx, time.Now(), r)
+		_, err := m.Store.ExpireRecorded(ctx, time.Now(), r, func(f *Forgotten, ref Ref) error {
+			_, err := m.audit(ctx, &oar.Record{Tenant: f.Tenant, Actor: oar.Actor{ID: "retention"},
+				Action: oar.ActionMemoryExpire, Resource: "memory/" + ref.Subject,
+				Decision: &oar.Decision{Effect: "allow", Policies: []string{"retention"}},
+				Detail:   detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs, "key_destroyed": f.KeyDestroyed})})
+			return err
+		})
 		if err != nil {
 			log.Error("memory retention", "err", err)
-			continue
-		}
-		for _, f := range gone {
-			if _, err := m.audit(ctx, &oar.Record{Tenant: f.Tenant, Actor: oar.Actor{ID: "retention"},
-				Action: "memory.expire", Resource: "memory/" + f.Subject,
-				Decision: &oar.Decision{Effect: "allow", Policies: []string{"retention"}},
-				Detail:   detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs})}); err != nil {
-				log.Error("audit retention", "err", err)
-			}
 		}
 	}
 }

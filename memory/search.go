@@ -115,9 +115,11 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Result, error) {
 				return nil, fmt.Errorf("memory: search: %w", err)
 			}
 			if err == nil {
-				if aead, err = s.unwrapDataKey(q.Tenant, h.Subject, wrapped); err != nil {
+				k, err := s.unwrapDataKey(q.Tenant, h.Subject, wrapped)
+				if err != nil {
 					return nil, err
 				}
+				aead = k.aead
 			}
 			aeads[h.Subject] = aead
 		}

@@ -281,7 +281,7 @@ func TestExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Forgotten{{"a", "s1", []string{oldSecret}}, {"a", "s2", []string{oldA}}, {"b", "s3", []string{oldBSecret}}}
+	want := []Forgotten{{"a", "s1", []string{oldSecret}, false}, {"a", "s2", []string{oldA}, true}, {"b", "s3", []string{oldBSecret}, false}}
 	gb, _ := json.Marshal(got)
 	wb, _ := json.Marshal(want)
 	if string(gb) != string(wb) {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/egress"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
@@ -36,6 +39,11 @@ type Config struct {
 	EmbeddingModel string `json:"embedding_model,omitempty"`
 	// Model is the model a brain uses on a network backend when its file names none.
 	Model string `json:"model,omitempty"`
+	// BackendModels states what the node cannot ask a model server: per model name,
+	// whether it takes tools ("tools": false answers without them, retrieving memory
+	// into the prompt) and a time budget that replaces the brains' ("timeout": "300s",
+	// for a model that generates slowly).
+	BackendModels map[string]BackendModel `json:"backend_models,omitempty"`
 	// BackendAPIKeyEnv names an environment variable holding a bearer key for backends.
 	BackendAPIKeyEnv string `json:"backend_api_key_env,omitempty"`
 	// BackendAccreditation is the highest classification the model backends may receive
@@ -79,9 +87,22 @@ type Config struct {
 	// ReplicateFor lists the nodes or institution roots of OTHER institutions this node
 	// keeps audit copies for when they ask; its own institution's nodes always may.
 	ReplicateFor []string `json:"replicate_for,omitempty"`
-	// AuditPrompts, when true, records prompt and completion text in the (encrypted,
-	// erasable) audit detail; by default records hold digests only.
-	AuditPrompts bool `json:"audit_prompts,omitempty"`
+}
+
+// BackendModel is one entry of Config.BackendModels.
+type BackendModel struct {
+	Tools   *bool  `json:"tools,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// models converts BackendModels; bad entries were refused by check.
+func (c Config) models() map[string]invoke.ModelSettings {
+	out := map[string]invoke.ModelSettings{}
+	for name, m := range c.BackendModels {
+		d, _ := time.ParseDuration(m.Timeout)
+		out[name] = invoke.ModelSettings{Tools: m.Tools, Timeout: d}
+	}
+	return out
 }
 
 // RetentionConfig is Config.Retention: Go durations by tenant and by classification.
@@ -190,6 +211,14 @@ func (c Config) check() error {
 			return fmt.Errorf("config retention.every: %q is not a positive duration such as \"1m\"", e)
 		}
 	}
+	for name, m := range c.BackendModels {
+		if m.Timeout == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(m.Timeout); err != nil || d <= 0 || d > 15*time.Minute {
+			return fmt.Errorf("config backend_models[%s].timeout: %q is not a duration between 0 and 15m such as \"300s\"", name, m.Timeout)
+		}
+	}
 	if c.PeerRequestsPerMinute < 0 {
 		return fmt.Errorf("config peer_requests_per_minute: %d is negative", c.PeerRequestsPerMinute)
 	}
@@ -231,8 +260,16 @@ func LoadConfig(dataDir string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		if strings.Contains(err.Error(), `unknown field "audit_prompts"`) {
+			return c, fmt.Errorf("%s: audit_prompts is no longer a setting: audit records hold digests of prompts and answers, never their text; remove it", path)
+		}
 		return c, fmt.Errorf("%s: %v", path, err)
+	}
+	if dec.More() {
+		return c, fmt.Errorf("%s: more than one JSON value", path)
 	}
 	return c, nil
 }
@@ -298,5 +335,5 @@ func EditReplicas(dataDir string, c replication.ReplicaConfig, remove bool) (Con
 	if err != nil {
 		return Config{}, err
 	}
-	return cfg, identity.ReplaceFile(path, append(b, '\n'), 0o600)
+	return cfg, files.Replace(path, append(b, '\n'), 0o600)
 }

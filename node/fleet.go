@@ -124,7 +124,7 @@ func (n *Node) auditPeerRefusal(r fleet.Refusal) {
 		resource = "peer-address/" + r.Addr
 	}
 	if err := n.audit(context.Background(), &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "fleet.refuse", Resource: resource,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionFleetRefuse, Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-trust"}},
 		Detail:   mustJSON(map[string]string{"address": r.Addr, "reason": r.Reason}),
 	}); err != nil {

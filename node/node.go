@@ -34,6 +34,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"golang.org/x/net/netutil"
 )
 
 // DefaultSealDelay is the node's ledger SealMaxDelay (see ledger.Options).
@@ -158,10 +159,15 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			return nil, err
 		}
 		model := n.cfg.EmbeddingModel
+		n.memory.EmbedAccreditation = backendLvl
+		if accreditation, err := policy.ParseLevel(n.cfg.Accreditation); err == nil {
+			n.memory.EmbedAccreditation = min(backendLvl, accreditation)
+		}
 		n.memory.Embed = func(ctx context.Context, texts []string) ([][]float32, error) {
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			return def.Embed(ctx, model, texts)
+			vecs, _, err := def.Embed(ctx, model, texts)
+			return vecs, err
 		}
 	}
 	accreditation, _ := policy.ParseLevel(n.cfg.Accreditation) // checked by check; zero when unset
@@ -169,9 +175,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
 		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log,
-		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model,
+		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
+		Models: n.cfg.models(), Started: time.Now(),
 	})
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
@@ -226,12 +233,30 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		defer n.bg.Done()
 		n.memory.RunExpiry(ctx, n.cfg.retention(), n.cfg.Retention.every(), n.log)
 	}()
-	go func() { errc <- apiSrv.Serve(ln) }()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.pipeline.FlushRefusals(ctx, false)
+			}
+		}
+	}()
+	// A bounded number of connections: a flood of slow clients cannot take every
+	// descriptor (each also has its read, write and idle deadlines).
+	go func() { errc <- apiSrv.Serve(netutil.LimitListener(ln, api.MaxConnections)) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
 		return fmt.Errorf("fleet: %v", err)
 	}
-	adminLn, err := admin.Listen(n.dataDir)
+	adminLn, err := admin.Listen(n.dataDir, func(uid uint32) {
+		n.log.Warn("admin socket: a process of another user was refused", "uid", uid)
+	})
 	if err != nil {
 		apiSrv.Close()
 		n.stopFleet()
@@ -271,6 +296,7 @@ func (n *Node) adminDeps() admin.Deps {
 // Close waits for outstanding audit records, then seals and flushes the ledger.
 func (n *Node) Close(ctx context.Context) error {
 	n.bg.Wait()
+	n.pipeline.FlushRefusals(ctx, true)
 	n.pipeline.Wait()
 	merr := n.memory.Store.Close()
 	return errors.Join(n.ledger.Close(ctx), merr)
@@ -286,7 +312,7 @@ func (n *Node) audit(ctx context.Context, rec *oar.Record) error {
 func (n *Node) auditRefusal(r egress.Refusal) {
 	detail, _ := json.Marshal(map[string]string{"network": r.Network, "address": r.Address, "reason": r.Reason})
 	if err := n.audit(context.Background(), &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "egress.refuse", Resource: r.Address,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionEgressRefuse, Resource: r.Address,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"egress-allowlist"}}, Detail: detail,
 	}); err != nil {
 		n.log.Error("audit egress refusal", "err", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	"github.com/sios-project/sios/internal/files"
 )
 
 //go:embed default.cedar
@@ -50,42 +51,19 @@ func WriteDefaults(dataDir string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := writeSynced(filepath.Join(tmp, DefaultFile), defaultPolicies); err != nil {
+	if err := files.WriteNew(filepath.Join(tmp, DefaultFile), defaultPolicies, 0o644); err != nil {
 		return err
 	}
-	syncDir(tmp)
+	if err := files.SyncDir(tmp); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Lstat(dir); serr == nil {
 			return nil // made meanwhile by someone else: theirs stands
 		}
 		return err
 	}
-	syncDir(dataDir)
-	return nil
-}
-
-// syncDir makes a directory's entries durable, as far as the file system allows.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
-
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return files.SyncDir(dataDir)
 }
 
 // Load reads every *.cedar file in dataDir/policies, in name order; files whose names

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // PrincipalsFile is the principal store inside a data directory.
@@ -28,6 +28,10 @@ const PrincipalsFile = "principals.json"
 const APIKeyPrefix = "sios_"
 
 var idPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,127}$`)
+
+// tenantPattern is a local tenant's name: no '@', which qualifies the tenants of peers'
+// principals (TENANT@ROOTID), so that no local tenant can take a peer's tenant's name.
+var tenantPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
 // StoredPrincipal is a user or service as stored: its API keys only as SHA-256 hashes.
 type StoredPrincipal struct {
@@ -199,14 +203,21 @@ var ErrPrincipalExists = errors.New("principal already exists")
 // Add stores a new principal and returns its API key, which is shown only this once:
 // the store keeps only its hash.
 func (p *Principals) Add(np NewPrincipal, now time.Time) (string, *StoredPrincipal, error) {
+	return p.AddRecorded(np, now, nil)
+}
+
+// AddRecorded adds a principal like Add, calling record (if not nil) with the new
+// principal under the store's lock, after every check and before the file changes:
+// the principal is stored only if record (its audit record) succeeds.
+func (p *Principals) AddRecorded(np NewPrincipal, now time.Time, record func(*StoredPrincipal) error) (string, *StoredPrincipal, error) {
 	if np.Kind == "" {
 		np.Kind = "user"
 	}
 	if !idPattern.MatchString(np.ID) {
 		return "", nil, fmt.Errorf("principal id %q must be 1–128 letters, digits, '.', '_', '@' or '-'", np.ID)
 	}
-	if !idPattern.MatchString(np.Tenant) {
-		return "", nil, fmt.Errorf("tenant %q must be 1–128 letters, digits, '.', '_', '@' or '-'", np.Tenant)
+	if !tenantPattern.MatchString(np.Tenant) {
+		return "", nil, fmt.Errorf("tenant %q must be 1–128 letters, digits, '.', '_' or '-' ('@' is kept for the tenants of peers' principals, TENANT@ROOTID)", np.Tenant)
 	}
 	if np.Kind != "user" && np.Kind != "service" {
 		return "", nil, fmt.Errorf("principal kind %q must be user or service", np.Kind)
@@ -233,6 +244,11 @@ func (p *Principals) Add(np NewPrincipal, now time.Time) (string, *StoredPrincip
 		}
 		if len(doc.Principals) >= MaxPrincipals {
 			return fmt.Errorf("the store already holds %d principals (MaxPrincipals)", MaxPrincipals)
+		}
+		if record != nil {
+			if err := record(sp); err != nil {
+				return err
+			}
 		}
 		doc.Principals = append(doc.Principals, sp)
 		return nil
@@ -265,7 +281,7 @@ func (p *Principals) update(change func(*principalsDoc) error) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.ReplaceFile(p.path, append(b, '\n'), 0o600); err != nil {
+	if err := files.Replace(p.path, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	st, err := os.Stat(p.path)

@@ -17,6 +17,7 @@ const (
 	ActionMemoryWrite = "memory.write" // write a tenant's memory
 	ActionAdmin       = "admin"        // administer the node
 	ActionPeerSend    = "peer.send"    // the node sends a principal's request to a peer node
+	ActionAuditRead   = "audit.read"   // read an audit record's content (the audit explainer)
 )
 
 // Resource types, as named in policies: Sios::Brain and so on.
@@ -25,6 +26,7 @@ const (
 	ResourceTool   = "Tool"
 	ResourceMemory = "Memory"
 	ResourcePeer   = "Peer"
+	ResourceRecord = "Record" // an audit record: its tenant ("" for the node's own) and classification
 )
 
 // Request is one question put to the engine: may Principal do Action to Resource in
@@ -50,9 +52,9 @@ type Resource struct {
 	Type string // one of the Resource constants
 	ID   string
 	// Classification is the accreditation ceiling of a Brain, the classification of a
-	// Memory, the accreditation of a Peer; unused for a Tool.
+	// Memory or an audit Record, the accreditation of a Peer; unused for a Tool.
 	Classification Level
-	Tenant         string // the tenant a Memory belongs to
+	Tenant         string // the tenant a Memory or Record belongs to ("" for the node's own records)
 	Kind           string // a Brain's kind: "domain" or "operational"
 	// A Peer's institution (the root id of its institution's certificate), how its
 	// identity is attested ("software" or "tpm") and whether it belongs to this node's
@@ -106,6 +108,7 @@ var resourceTypes = map[string]types.EntityType{
 	ResourceTool:   "Sios::Tool",
 	ResourceMemory: "Sios::Memory",
 	ResourcePeer:   "Sios::Peer",
+	ResourceRecord: "Sios::Record",
 }
 
 var actionUIDs = map[string]types.EntityUID{
@@ -115,6 +118,7 @@ var actionUIDs = map[string]types.EntityUID{
 	ActionMemoryWrite: types.NewEntityUID(typeAction, ActionMemoryWrite),
 	ActionAdmin:       types.NewEntityUID(typeAction, ActionAdmin),
 	ActionPeerSend:    types.NewEntityUID(typeAction, ActionPeerSend),
+	ActionAuditRead:   types.NewEntityUID(typeAction, ActionAuditRead),
 }
 
 // check refuses requests that the default policies could misjudge: a zero Level or an
@@ -231,7 +235,7 @@ func newResourceKey(r *Resource) resourceKey {
 		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
 	case ResourceTool:
 		return resourceKey{typ: r.Type, name: r.ID}
-	case ResourceMemory:
+	case ResourceMemory, ResourceRecord:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
 	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
@@ -244,7 +248,7 @@ func (k resourceKey) record() types.Record {
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
 	case ResourceTool:
 		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
-	case ResourceMemory:
+	case ResourceMemory, ResourceRecord:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
 	return types.NewRecord(types.RecordMap{ // a Peer

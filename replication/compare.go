@@ -34,9 +34,6 @@ type ConsistencyMsg struct {
 	Proof      [][]byte `json:"proof,omitempty"`
 }
 
-// maxProofAnswer bounds an answer: a checkpoint and at most 64 hashes, in JSON.
-const maxProofAnswer = 64 << 10
-
 // CompareResult is the answer of the admin compare endpoint.
 type CompareResult struct {
 	Identical       bool    `json:"identical"`
@@ -116,7 +113,7 @@ func (r *Replication) ComparePeer(ctx context.Context, peer string) (*CompareRes
 			return nil, fmt.Errorf("%s could not be reached: %v", peer, err)
 		}
 		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxProofAnswer+1))
+		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxProofAnswer+1))
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +121,7 @@ func (r *Replication) ComparePeer(ctx context.Context, peer string) (*CompareRes
 			return nil, fmt.Errorf("%s answered %d: %s", peer, resp.StatusCode, truncate(string(b), 200))
 		}
 		var m ConsistencyMsg
-		if len(b) > maxProofAnswer || json.Unmarshal(b, &m) != nil {
+		if len(b) > MaxProofAnswer || json.Unmarshal(b, &m) != nil {
 			return nil, fmt.Errorf("%s's answer is not a checkpoint and proof", peer)
 		}
 		return &m, nil

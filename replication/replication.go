@@ -37,6 +37,7 @@ import (
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/witness"
@@ -51,14 +52,6 @@ type ReplicaConfig struct {
 
 // DefaultCadence is how often a source tells its replicas its checkpoint.
 const DefaultCadence = 5 * time.Second
-
-const (
-	// replicaBatch bounds the entries one replication step takes on (back pressure).
-	replicaBatch = 1 << 20
-	// maxLogFile bounds a log file a replica accepts from its source: the largest is an
-	// entry bundle (ledger.Replica checks each kind against its own cap).
-	maxLogFile = ledger.MaxEntryBundleSize
-)
 
 func (c ReplicaConfig) cadence() time.Duration {
 	if d, err := time.ParseDuration(c.Cadence); err == nil && d > 0 {
@@ -100,10 +93,6 @@ type NotifyMsg struct {
 	// included, over Checkpoint (answer).
 	Cosignature string `json:"cosignature,omitempty"`
 }
-
-// maxCosignatureLine bounds a cosignature line a source accepts from a replica: the
-// name and base64 of key ID, time and Ed25519 signature.
-const maxCosignatureLine = 512
 
 // Fleet is what replication needs of the fleet (fleet.Fleet).
 type Fleet interface {
@@ -340,7 +329,7 @@ func (r *Replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 	}
 	defer resp.Body.Close()
 	var ans NotifyMsg
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxNotify)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
 		msg := ans.Error
 		if msg == "" {
 			msg = fmt.Sprintf("replica answered %d", resp.StatusCode)
@@ -406,7 +395,7 @@ func (r *Replication) collect(replica string, ans NotifyMsg) error {
 	if err := os.MkdirAll(CosignaturesDir(r.cfg.DataDir), 0o700); err != nil {
 		return err
 	}
-	return identity.ReplaceFile(filepath.Join(CosignaturesDir(r.cfg.DataDir), replica), signed, 0o600)
+	return files.Replace(filepath.Join(CosignaturesDir(r.cfg.DataDir), replica), signed, 0o600)
 }
 
 // loadCosignatures reads the cosignatures this node kept of its checkpoints.
@@ -530,7 +519,7 @@ func (r *Replication) copyOf(cert *identity.Certificate, pub identity.PublicKey)
 	// The source's enrolment certificate, beside the copy: an evidence bundle of the
 	// copy carries it, so that it verifies without this node.
 	cb, _ := json.Marshal(cert)
-	if err := identity.ReplaceFile(dir+".cert", cb, 0o600); err != nil {
+	if err := files.Replace(dir+".cert", cb, 0o600); err != nil {
 		return nil, err
 	}
 	rep, err := ledger.OpenReplica(dir, cert.NodeID, pub)
@@ -667,7 +656,7 @@ func (r *Replication) cosignCopy(ctx context.Context, node string, sc *sourceCop
 func (r *Replication) auditFork(source string, fe *ledger.ForkError) {
 	detail := map[string]any{"reason": fe.Reason, "evidence": filepath.Join(ReplicasDir(r.cfg.DataDir), source, ".replica", "evidence")}
 	if err := r.cfg.Audit(context.Background(), &oar.Record{
-		Actor: oar.Actor{ID: "node"}, Action: "audit.replica-fork", Resource: "node/" + source,
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionReplicaFork, Resource: "node/" + source,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"replica-consistency"}},
 		Inputs:   []oar.Digest{oar.DigestOf("old_checkpoint", fe.Old), oar.DigestOf("new_checkpoint", fe.New)},
 		Detail:   mustJSON(detail),

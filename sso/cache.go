@@ -11,8 +11,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // cacheVersion marks the key cache format. A file of another version is ignored (and
@@ -55,7 +54,7 @@ func writeCache(path string, c cacheFile) error {
 	if err := enc.Encode(c); err != nil {
 		return fmt.Errorf("key cache %s: %v", path, err)
 	}
-	return identity.ReplaceFile(path, out.Bytes(), 0o600)
+	return files.Replace(path, out.Bytes(), 0o600)
 }
 
 // readCache loads the cache at path if it holds keys of issuerURL (and, when jwksURI is

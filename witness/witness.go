@@ -31,11 +31,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	flog "github.com/transparency-dev/formats/log"
 	fnote "github.com/transparency-dev/formats/note"
 	"github.com/transparency-dev/merkle/proof"
@@ -208,8 +209,9 @@ type logState struct {
 
 	mu        sync.Mutex // held from the check of a checkpoint until its state is on disk
 	verifiers note.Verifiers
-	size      uint64 // guarded by mu; of the latest checkpoint cosigned
-	root      []byte // guarded by mu; nil if the witness never cosigned for this log
+	required  []note.Verifier // guarded by mu; every one of them must have signed
+	size      uint64          // guarded by mu; of the latest checkpoint cosigned
+	root      []byte          // guarded by mu; nil if the witness never cosigned for this log
 }
 
 // New returns a witness that keeps its state in dir (created when first needed) and
@@ -225,8 +227,10 @@ func New(dir string, signer note.Signer) (*Witness, error) {
 // Name is the witness's name: the key name of its cosignatures.
 func (w *Witness) Name() string { return w.signer.Name() }
 
-// AddLog configures the log of origin: its checkpoints must carry a signature that
-// one of verifiers checks (signatures of other keys are ignored). Calling it again
+// AddLog configures the log of origin: its checkpoints must carry a signature by every
+// one of verifiers — for a sios node, both its Ed25519 and its ML-DSA-65 key, so that a
+// cosignature never vouches for a checkpoint only a classical signature protects
+// (signatures of other keys are ignored). Calling it again
 // replaces the verifiers. The state kept for origin in the witness's directory is read
 // the first time; AddLog fails if it cannot be read, rather than forget it.
 func (w *Witness) AddLog(origin string, verifiers ...note.Verifier) error {
@@ -240,12 +244,12 @@ func (w *Witness) AddLog(origin string, verifiers ...note.Verifier) error {
 	defer w.mu.Unlock()
 	if l := w.logs[origin]; l != nil {
 		l.mu.Lock()
-		l.verifiers = note.VerifierList(verifiers...)
+		l.verifiers, l.required = note.VerifierList(verifiers...), verifiers
 		l.mu.Unlock()
 		return nil
 	}
 	sum := sha256.Sum256([]byte(origin))
-	l := &logState{origin: origin, path: filepath.Join(w.dir, hex.EncodeToString(sum[:])), verifiers: note.VerifierList(verifiers...)}
+	l := &logState{origin: origin, path: filepath.Join(w.dir, hex.EncodeToString(sum[:])), verifiers: note.VerifierList(verifiers...), required: verifiers}
 	raw, err := os.ReadFile(l.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -346,7 +350,7 @@ func (w *Witness) open(checkpoint []byte) (*logState, *note.Note, *flog.Checkpoi
 		return nil, nil, nil, fmt.Errorf("%w: %q", ErrUnknownLog, truncate(origin))
 	}
 	l.mu.Lock()
-	vs := l.verifiers
+	vs, required := l.verifiers, l.required
 	l.mu.Unlock()
 	n, err := note.Open(checkpoint, vs)
 	var unverified *note.UnverifiedNoteError
@@ -358,6 +362,11 @@ func (w *Witness) open(checkpoint []byte) (*logState, *note.Note, *flog.Checkpoi
 		return nil, nil, nil, fmt.Errorf("%w: the signature of %s+%08x does not verify", ErrUnauthenticated, invalid.Name, invalid.Hash)
 	case err != nil:
 		return nil, nil, nil, fmt.Errorf("%w: the checkpoint is not a signed note: %v", ErrMalformed, err)
+	}
+	for _, v := range required {
+		if !slices.ContainsFunc(n.Sigs, func(s note.Signature) bool { return s.Name == v.Name() && s.Hash == v.KeyHash() }) {
+			return nil, nil, nil, fmt.Errorf("%w: the checkpoint carries no signature of %s+%08x; every key of the log must sign it", ErrUnauthenticated, v.Name(), v.KeyHash())
+		}
 	}
 	var cp flog.Checkpoint
 	if _, err := cp.Unmarshal([]byte(n.Text)); err != nil {
@@ -392,7 +401,7 @@ func (w *Witness) cosignLocked(l *logState, n *note.Note, cp *flog.Checkpoint, r
 		if err := os.MkdirAll(w.dir, 0o700); err != nil {
 			return nil, err
 		}
-		if err := identity.ReplaceFile(l.path, raw, 0o600); err != nil {
+		if err := files.Replace(l.path, raw, 0o600); err != nil {
 			return nil, fmt.Errorf("witness state of %s: %w", l.origin, err)
 		}
 		l.size, l.root = cp.Size, cp.Hash

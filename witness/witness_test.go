@@ -303,6 +303,12 @@ func TestWitnessErrorsAreTyped(t *testing.T) {
 	if _, err := w.AddCheckpoint(ctx, 10, l.proof(10, 20), forged); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("bad signature: %v", err)
 	}
+	// Only the Ed25519 signature of a log whose keys are Ed25519 and ML-DSA-65: the
+	// post-quantum signature is required too.
+	edOnly := sign(t, l.body(20), l.signers[0])
+	if _, err := w.AddCheckpoint(ctx, 10, l.proof(10, 20), edOnly); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "every key of the log must sign") {
+		t.Fatalf("Ed25519 alone: %v", err)
+	}
 }
 
 func TestWitnessStateSurvivesRestart(t *testing.T) {

@@ -209,8 +209,10 @@ func (bb *bound) explainRecord(ctx context.Context, prompt string) string {
 		}
 		sb.WriteString(".")
 	}
+	// Inputs are named with their sizes, never their digests: a digest would let whoever
+	// reads the explanation confirm a guessed text.
 	for _, in := range rec.Inputs {
-		fmt.Fprintf(&sb, " Input %s has SHA-256 %s (the text itself is not in the log).", in.Name, in.SHA256)
+		fmt.Fprintf(&sb, " Input %s: %d bytes (its digest is in the record; the text is not).", in.Name, in.Size)
 	}
 	return sb.String()
 }
@@ -218,8 +220,12 @@ func (bb *bound) explainRecord(ctx context.Context, prompt string) string {
 // Embed implements backend.Backend with deterministic feature hashing: a bag of words
 // hashed into 256 dimensions and normalised. It is lexical, not semantic, and says so
 // in its model name (EmbeddingModel).
-func (bb *bound) Embed(_ context.Context, _ string, input []string) ([][]float32, error) {
-	return Embed(input), nil
+func (bb *bound) Embed(_ context.Context, _ string, input []string) ([][]float32, backend.Usage, error) {
+	n := 0
+	for _, s := range input {
+		n += CountTokens(s)
+	}
+	return Embed(input), backend.Usage{PromptTokens: n, TotalTokens: n}, nil
 }
 
 // Embed is the builtin embedding of each text (see bound.Embed).

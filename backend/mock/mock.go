@@ -22,6 +22,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -51,17 +52,34 @@ type Server struct {
 	// Streamed, its arguments arrive in three fragments. An empty ID becomes
 	// "call_mock_1".
 	ToolCall *backend.ToolCall
+	// ToolCallOnce makes ToolCall behave as a model that calls a tool and then answers:
+	// a request whose last message is a tool result gets Reply instead.
+	ToolCallOnce bool
 	// OmitUsage leaves usage out of streams even when the client asks for it
 	// (stream_options.include_usage), as some servers do.
 	OmitUsage bool
 	// Dimensions is the embedding size (DefaultDimensions if zero).
 	Dimensions int
 
+	mu       sync.Mutex
+	received [][]byte // guarded by mu; the latest maxKept request bodies
+
 	requests atomic.Int64
 	chats    atomic.Int64
 	streams  atomic.Int64
 	embeds   atomic.Int64
 	seq      atomic.Int64
+}
+
+// maxKept bounds the request bodies Received keeps.
+const maxKept = 256
+
+// Received returns the bodies of the latest requests it answered (chat and
+// embeddings), oldest first: what a model server would have seen.
+func (s *Server) Received() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.received...)
 }
 
 // Requests is how many HTTP requests the server has received, valid or not.
@@ -98,6 +116,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large or unreadable")
 		return
 	}
+	s.mu.Lock()
+	if len(s.received) == maxKept {
+		s.received = s.received[1:]
+	}
+	s.received = append(s.received, body)
+	s.mu.Unlock()
 	route(w, r, body)
 }
 
@@ -184,7 +208,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	finish := "stop"
 	var tc *toolCall
-	if s.ToolCall != nil {
+	if s.ToolCall != nil && !(s.ToolCallOnce && lastRole(req.Messages) == "tool") {
 		finish = "tool_calls"
 		tc = &toolCall{ID: s.ToolCall.ID, Type: "function"}
 		if tc.ID == "" {
@@ -274,6 +298,18 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+// lastRole is the role of the request's last message.
+func lastRole(msgs []json.RawMessage) string {
+	if len(msgs) == 0 {
+		return ""
+	}
+	var m struct {
+		Role string `json:"role"`
+	}
+	json.Unmarshal(msgs[len(msgs)-1], &m)
+	return m.Role
 }
 
 // words splits s before each space, so the pieces concatenate back to s.

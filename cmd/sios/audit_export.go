@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/replication"
 )
@@ -53,7 +54,7 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.ReplaceFile(*out, append(data, '\n'), 0o644); err != nil {
+	if err := files.Replace(*out, append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "exported entries %d..%d (%d records, %d seals) to %s\n", res.Start, res.End-1, res.Records, res.Seals, *out)

@@ -6,43 +6,55 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/node"
 )
 
-const benchUsage = `Usage: sios bench SUBCOMMAND
-
-Subcommands:
-  audit    the signed audit ledger against raw Tessera POSIX, measured in the same run
-  gateway  the node's overhead over calling a mock model backend directly, at a fixed rate
-  memory   memory add rate, search latency over 100,000 memories, forget time
-  fleet    an N-node fleet on loopback: record spread, failure detection, remote-call overhead
-  replication  audit replication between two nodes: entries/s verified, lag under a steady rate
-`
-
-func runBench(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, benchUsage)
-		return usageError("bench needs a subcommand")
+// benchCommands are the benchmarks; 'sios bench' lists them all.
+func benchCommands() []command {
+	return []command{
+		{"audit", "the signed audit ledger against raw Tessera POSIX, measured in the same run", runBenchAudit},
+		{"gateway", "the node's overhead over calling a mock model backend directly, at a fixed rate", runBenchGateway},
+		{"memory", "memory add rate, search latency over 100,000 memories, forget time", runBenchMemory},
+		{"fleet", "an N-node fleet on loopback: record spread, failure detection, remote-call overhead", runBenchFleet},
+		{"replication", "audit replication between two nodes: entries/s verified, lag under a steady rate", runBenchReplication},
 	}
-	switch args[0] {
-	case "audit":
-		return runBenchAudit(ctx, e, args[1:])
-	case "gateway":
-		return runBenchGateway(ctx, e, args[1:])
-	case "memory":
-		return runBenchMemory(ctx, e, args[1:])
-	case "fleet":
-		return runBenchFleet(ctx, e, args[1:])
-	case "replication":
-		return runBenchReplication(ctx, e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(e.stdout, benchUsage)
+}
+
+// subcommandUsage is the usage text of a command with subcommands.
+func subcommandUsage(name string, subs []command) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Usage: sios [--data DIR] %s SUBCOMMAND\n\nSubcommands:\n", name)
+	for _, c := range subs {
+		fmt.Fprintf(&sb, "  %-12s %s\n", c.name, c.summary)
+	}
+	return sb.String()
+}
+
+// runSubcommand runs the subcommand args[0] of name.
+func runSubcommand(ctx context.Context, e *env, name string, subs []command, args []string) error {
+	usage := subcommandUsage(name, subs)
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return usageError("%s needs a subcommand", name)
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(e.stdout, usage)
 		return nil
 	}
-	fmt.Fprint(e.stderr, benchUsage)
-	return usageError("unknown bench %q", args[0])
+	for _, c := range subs {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprint(e.stderr, usage)
+	return usageError("unknown %s subcommand %q", name, args[0])
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	return runSubcommand(ctx, e, "bench", benchCommands(), args)
 }
 
 // percentile returns the p-th percentile (0..100) of sorted durations.

@@ -121,7 +121,7 @@ func progress(e *env, quiet bool, format string, a ...any) {
 func benchRecord(i int) *oar.Record {
 	return &oar.Record{
 		Tenant: "bench-tenant", Actor: oar.Actor{ID: fmt.Sprintf("svc-%04d", i%1000), Clearance: "OFFICIAL"},
-		Action: "brain.invoke", Resource: "brain/clinical-coding", Classification: "OFFICIAL",
+		Action: oar.ActionBrainInvoke, Resource: "brain/clinical-coding", Classification: "OFFICIAL",
 		Decision: &oar.Decision{Effect: "allow", Policies: []string{"permit-clearance-at-or-above"}},
 		Inputs:   []oar.Digest{oar.DigestOf("prompt", []byte(fmt.Sprintf("prompt %d", i)))},
 	}

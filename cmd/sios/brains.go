@@ -13,6 +13,10 @@ func runBrains(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
 		return usageError("usage: sios [--data DIR] brains list [--json] | brains show ID [--json]")
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, "Usage: sios [--data DIR] brains list [--json] | brains show ID [--json]")
+		return nil
+	}
 	fs := newFlags(e, "brains "+args[0], "brains list [--json] | brains show ID [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")
 	rest, err := parseFlags(fs, args[1:])

@@ -93,3 +93,25 @@ func initNode(t *testing.T, args ...string) string {
 	ok(t, dir, append([]string{"init", "--name", "test"}, args...)...)
 	return dir
 }
+
+// TestHelpListsEveryCommand runs every command's and subcommand's help through the
+// binary: each command 'sios help' lists exists and answers -h.
+func TestHelpListsEveryCommand(t *testing.T) {
+	dir := t.TempDir()
+	help := ok(t, dir, "help")
+	for _, c := range commands() {
+		if !strings.Contains(help, "\n  "+c.name+" ") {
+			t.Errorf("sios help does not list %s", c.name)
+		}
+		r := sios(t, dir, c.name, "-h")
+		if r.code != 0 && r.code != 2 || !strings.Contains(r.stdout+r.stderr, "Usage: sios") && !strings.Contains(r.stdout+r.stderr, "usage: sios") {
+			t.Errorf("sios %s -h: exit %d\n%s%s", c.name, r.code, r.stdout, r.stderr)
+		}
+	}
+	benchHelp := ok(t, dir, "bench", "help")
+	for _, c := range benchCommands() {
+		if !strings.Contains(benchHelp, "\n  "+c.name+" ") {
+			t.Errorf("sios bench help does not list %s", c.name)
+		}
+	}
+}

@@ -42,7 +42,7 @@ func runInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	_, _, err = l.Append(ctx, &oar.Record{
-		Actor: oar.Actor{ID: "operator"}, Action: "node.init", Resource: node.ID(),
+		Actor: oar.Actor{ID: "operator"}, Action: oar.ActionNodeInit, Resource: node.ID(),
 		Detail: mustJSON(map[string]string{"name": node.Cert.Name, "root_id": node.Cert.RootID}),
 	})
 	if cerr := l.Close(ctx); err == nil {

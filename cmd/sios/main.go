@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -26,7 +27,7 @@ const (
 	exitUsage   = 2
 )
 
-const usageText = `sios — Sovereign Intelligence Operating System
+const usageHead = `sios — Sovereign Intelligence Operating System
 
 Usage:
   sios [--data DIR] COMMAND [ARGS]
@@ -34,23 +35,23 @@ Usage:
 DIR defaults to $SIOS_DATA, else ./sios-data.
 
 Commands:
-  up         serve the node: the OpenAI-compatible API on 127.0.0.1:7600 (initialises a fresh DIR)
-  init       create the node identity (and an institution root key unless --root is given)
-  id         print the node identity
-  principal  add a user or service with a clearance; prints its API key once
-  brains     list and show the brain catalogue
-  policy     explain whether a principal may use a brain, and which policies decide
-  ask        ask a running node a question (prints the answer and its audit receipt)
-  memory     add, search, export and forget the tenants' memory (encrypted, erasable)
-  root       export the institution root's public key for other operators
-  trust      pin other institutions' roots (trust add-root FILE, trust list)
-  fleet      the fleet as this node sees it (fleet peers|routes|records)
-  audit      append to, inspect, prove, export and verify the signed audit log
-  bench      measure performance (bench audit, bench gateway, bench memory)
-  help       show this help
+`
+
+const usageTail = `  help       show this help
 
 Run 'sios COMMAND -h' for a command's flags.
 `
+
+// usageText lists every command (commands()) with its summary.
+func usageText() string {
+	var sb strings.Builder
+	sb.WriteString(usageHead)
+	for _, c := range commands() {
+		fmt.Fprintf(&sb, "  %-10s %s\n", c.name, c.summary)
+	}
+	sb.WriteString(usageTail)
+	return sb.String()
+}
 
 // cliError is an error with an exit status and an optional hint for the operator.
 type cliError struct {
@@ -86,20 +87,20 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"init", "create the node identity", runInit},
+		{"up", "serve the node: the OpenAI-compatible API on 127.0.0.1:7600 (initialises a fresh DIR)", runUp},
+		{"init", "create the node identity (and an institution root key unless --root is given)", runInit},
 		{"id", "print the node identity", runID},
-		{"audit", "the signed audit log", runAudit},
-		{"up", "serve the node", runUp},
-		{"principal", "add principals", runPrincipal},
-		{"brains", "the brain catalogue", runBrains},
-		{"policy", "explain policy decisions", runPolicy},
-		{"ask", "ask a running node a question", runAsk},
-		{"memory", "customer-owned memory", runMemory},
-		{"root", "export the institution root's public key", runRoot},
-		{"trust", "pin other institutions' roots", runTrust},
-		{"fleet", "the fleet as this node sees it", runFleet},
+		{"principal", "add a user or service with a clearance; prints its API key once", runPrincipal},
+		{"brains", "list and show the brain catalogue", runBrains},
+		{"policy", "explain whether a principal may use a brain or a peer, and which policies decide", runPolicy},
+		{"ask", "ask a running node a question (prints the answer and its audit receipt)", runAsk},
+		{"memory", "add, search, export and forget the tenants' memory (encrypted, erasable)", runMemory},
+		{"root", "export the institution root's public key for other operators", runRoot},
+		{"trust", "pin other institutions' roots (trust add-root FILE, trust list)", runTrust},
+		{"fleet", "the fleet as this node sees it (fleet peers|routes|records)", runFleet},
+		{"audit", "append to, inspect, prove, export, verify, compare and replicate the signed audit log", runAudit},
 		{"demo", "see a fleet of two institutions work (demo fleet)", runDemo},
-		{"bench", "performance benchmarks", runBench},
+		{"bench", "measure performance (bench audit|gateway|memory|fleet|replication)", runBench},
 	}
 }
 
@@ -150,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&e.dataDir, "data", "", "data directory (default $SIOS_DATA, else ./sios-data)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usageText)
+			fmt.Fprint(stdout, usageText())
 			return exitOK
 		}
 		return report(stderr, usageError("%v", err))
@@ -163,12 +164,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fmt.Fprint(stderr, usageText)
+		fmt.Fprint(stderr, usageText())
 		return exitUsage
 	}
 	name := rest[0]
 	if name == "help" || name == "-h" || name == "--help" {
-		fmt.Fprint(stdout, usageText)
+		fmt.Fprint(stdout, usageText())
 		return exitOK
 	}
 	for _, c := range commands() {
@@ -238,3 +239,6 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos, args = append(pos, args[0]), args[1:]
 	}
 }
+
+// isHelp says whether a command's first argument asks for its help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "help" }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
@@ -35,6 +35,10 @@ func runMemory(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(e.stderr, memoryUsage)
 		return usageError("memory needs a subcommand")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(e.stdout, memoryUsage)
+		return nil
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags(e, "memory "+sub, strings.TrimPrefix(memoryUsage, "Usage: "))
@@ -126,7 +130,7 @@ func runMemory(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := identity.ReplaceFile(*out, append(b, '\n'), 0o600); err != nil {
+		if err := files.Replace(*out, append(b, '\n'), 0o600); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "exported %d memories of %s to %s\n", len(ex.Memories), *subject, *out)
@@ -218,7 +222,7 @@ func (e *env) memoryClient(ctx context.Context) (*memoryClient, func(), error) {
 			return ex, err
 		},
 		forget: func(ctx context.Context, tenant, subject string) (*memory.Forgotten, error) {
-			f, _, err := ops.Forget(ctx, op, operatorDecision, tenant, subject)
+			f, _, err := ops.Forget(ctx, op, operatorDecision, tenant, subject, policy.TopSecret)
 			return f, err
 		},
 	}

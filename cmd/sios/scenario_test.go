@@ -235,4 +235,3 @@ func cmdWaitPeers(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-

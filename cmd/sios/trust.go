@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sios-project/sios/fleet"
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // runRoot handles 'sios root export --out FILE': the institution root's public key, to
@@ -34,7 +35,7 @@ func runRoot(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := identity.ReplaceFile(*out, append(data, '\n'), 0o644); err != nil {
+	if err := files.Replace(*out, append(data, '\n'), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "exported institution root %s to %s\n", rf.RootID, *out)
@@ -43,8 +44,16 @@ func runRoot(ctx context.Context, e *env, args []string) error {
 
 // runTrust handles 'sios trust add-root FILE' and 'sios trust list [--json]'.
 func runTrust(ctx context.Context, e *env, args []string) error {
+	const usage = "usage: sios [--data DIR] trust add-root FILE | trust list [--json]"
 	if len(args) == 0 {
-		return usageError("usage: sios [--data DIR] trust add-root FILE | trust list [--json]")
+		return usageError(usage)
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(e.stdout, strings.Replace(usage, "usage", "Usage", 1))
+		return nil
+	}
+	if args[0] != "add-root" && args[0] != "list" {
+		return usageError("unknown trust subcommand %q (add-root, list)", args[0])
 	}
 	fs := newFlags(e, "trust "+args[0], "trust add-root FILE | trust list [--json]")
 	asJSON := fs.Bool("json", false, "print JSON")

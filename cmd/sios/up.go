@@ -83,7 +83,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	if _, _, err := n.Ledger().Append(ctx, &oar.Record{Actor: oar.Actor{ID: "operator"}, Action: "node.start",
+	if _, _, err := n.Ledger().Append(ctx, &oar.Record{Actor: oar.Actor{ID: "operator"}, Action: oar.ActionNodeStart,
 		Resource: n.ID(), Detail: mustJSON(map[string]string{"listen": n.Config().Listen, "backend": n.Config().Backend})}); err != nil {
 		n.Close(context.WithoutCancel(ctx))
 		return err
