@@ -3,6 +3,7 @@ package succession
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -73,22 +74,21 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 	if len(b) > MaxCertificateSize {
 		return nil, fmt.Errorf("certificate is %d bytes, more than the limit of %d (MaxCertificateSize)", len(b), MaxCertificateSize)
 	}
-	if !jcs.IsCanonical(b) {
-		return nil, fmt.Errorf("certificate is not in canonical form (RFC 8785)")
-	}
 	var c Certificate
-	if err := json.Unmarshal(b, &c); err != nil {
+	err := jcs.Unmarshal(b, &c)
+	switch {
+	case errors.Is(err, jcs.ErrNotCanonical):
+		return nil, fmt.Errorf("certificate is not in canonical form (RFC 8785): %v", err)
+	case errors.Is(err, jcs.ErrNotExact):
+		if verr := c.validate(); verr != nil {
+			return nil, verr
+		}
+		return nil, fmt.Errorf("certificate holds members that are not part of %s (unknown, misspelt, missing or differently cased)", CertificateVersion)
+	case err != nil:
 		return nil, fmt.Errorf("certificate: %v", err)
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
-	}
-	again, err := encodeCertificate(&c)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(again, b) {
-		return nil, fmt.Errorf("certificate holds members that are not part of %s (unknown, misspelt, missing or differently cased)", CertificateVersion)
 	}
 	c.raw = bytes.Clone(b)
 	return &c, nil

@@ -16,8 +16,8 @@
 // the node calls these functions.
 //
 // Guarantees:
-//   - every parser accepts only bytes that are exactly their own canonical encoding,
-//     with exactly the members of the format (no duplicate, unknown, missing or
+//   - every parser (jcs.Unmarshal, then the format's own checks) accepts only bytes
+//     that are exactly their own canonical encoding, with exactly the members of the format (no duplicate, unknown, missing or
 //     differently cased member), within the caps of limits.go, which the writers
 //     enforce too; re-encoding what was parsed gives back the input;
 //   - a handover on suspicion needs k suspicions signed by k distinct observer nodes
