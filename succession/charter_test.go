@@ -1,6 +1,7 @@
 package succession
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -141,5 +142,37 @@ func TestCurrentCharter(t *testing.T) {
 	}
 	if none, _, _ := CurrentCharter("nhs-trust-a", "caldicott-guardian", [][]byte{c1.Bytes()}, f.pub); none != nil {
 		t.Fatal("a seq 1 without its seq 0 was put in force")
+	}
+}
+
+func TestParseDocument(t *testing.T) {
+	f := newFixture(t)
+	l := f.sealLetter()
+	kem, err := SignKEM(f.keys[f.obs[0]], f.obs[0], f.kemPub[f.obs[0]], f.now(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		doc  []byte
+		want string
+	}{
+		{f.charter.Bytes(), "*succession.Charter"},
+		{f.suspicion(f.obs[0], 0, 60), "*succession.Suspicion"},
+		{f.removal(f.obs[0], "admin.a", 5), "*succession.Removal"},
+		{l.Bytes(), "*succession.Letter"},
+		{f.release(l, f.handedOver(), f.obs[0]), "*succession.ReleasedShare"},
+		{kem, "*succession.KEMStatement"},
+	}
+	for _, c := range cases {
+		d, err := ParseDocument(c.doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%T", d); got != c.want {
+			t.Fatalf("ParseDocument gave a %s, want %s", got, c.want)
+		}
+	}
+	if _, err := ParseDocument([]byte(`{"v":"role-certificate/1"}`)); err == nil {
+		t.Fatal("ParseDocument accepted a certificate: certificates are assembled, not carried")
 	}
 }

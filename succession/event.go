@@ -416,3 +416,27 @@ func (e *Removal) validate() error {
 	e.time, err = parseTime(where+": time", e.Time)
 	return err
 }
+
+// ParseDocument decodes any document of this package by its "v" member: a *Charter, an
+// Event, a *Letter, a *ReleasedShare or a *KEMStatement (a certificate is assembled,
+// not carried). It is what a carrier of the documents (a fed/1 record kind) validates a
+// body with; each is checked as its own Parse function checks it.
+func ParseDocument(b []byte) (any, error) {
+	var peek struct {
+		V string `json:"v"`
+	}
+	if err := json.Unmarshal(b, &peek); err != nil {
+		return nil, fmt.Errorf("succession document: %v", err)
+	}
+	switch peek.V {
+	case CharterVersion:
+		return ParseCharter(b)
+	case LetterVersion:
+		return ParseLetter(b)
+	case ShareVersion:
+		return ParseShare(b)
+	case KEMVersion:
+		return ParseKEM(b)
+	}
+	return ParseEvent(b)
+}

@@ -132,6 +132,23 @@ func FuzzParseKEM(f *testing.F) {
 	})
 }
 
+// FuzzParseDocument: whatever ParseDocument accepts re-encodes to exactly its input.
+func FuzzParseDocument(f *testing.F) {
+	s := newFuzzSeeds(f)
+	f.Add([]byte(s.Charter.Canonical))
+	f.Add([]byte(s.Events[0].Canonical))
+	f.Add([]byte(s.Letter.Canonical))
+	f.Add([]byte(s.Letter.Released[0]))
+	f.Add([]byte(s.KEMStatements[0]))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := ParseDocument(b)
+		if err != nil {
+			return
+		}
+		roundTrip(t, b, d.(interface{ Encode() ([]byte, error) }).Encode)
+	})
+}
+
 // FuzzState: whatever bytes join two genuine suspicions, the role is not handed over
 // and does not go pending (k is 3, and no input can sign for a third observer: the
 // vectors' third suspicion is kept out of the corpus), and StateFromBytes does not
