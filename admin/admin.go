@@ -66,6 +66,7 @@ func (d Deps) routes() []route {
 			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
 		}},
 	}
+	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }

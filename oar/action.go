@@ -7,22 +7,27 @@ package oar
 // written anywhere else. ('sios audit append --action' lets an operator write any
 // other action of their own.)
 const (
-	ActionNodeInit        = "node.init"          // a node identity was created
-	ActionNodeStart       = "node.start"         // the node started serving
-	ActionPrincipalAdd    = "principal.add"      // a principal was added (never its key)
-	ActionAuthRefuse      = "auth.refuse"        // requests refused at the API's door (no key, a wrong key), per address
-	ActionBrainInvoke     = "brain.invoke"       // a request for a brain: admitted or refused
-	ActionBrainComplete   = "brain.complete"     // what an admitted request came to
-	ActionBrainEmbed      = "brain.embed"        // an embeddings request
-	ActionToolCall        = "tool.call"          // a tool call a model asked for: run or refused
-	ActionToolResult      = "tool.result"        // what a tool that ran returned, linked to its call
-	ActionMemoryWrite     = "memory.write"       // a memory was stored (or the write refused)
-	ActionMemorySearch    = "memory.search"      // a search of memory, with the ids it returned
-	ActionMemoryExport    = "memory.export"      // a subject's memories exported
-	ActionMemoryForget    = "memory.forget"      // a subject's memories and key destroyed
-	ActionMemoryExpire    = "memory.expire"      // memories forgotten by the retention policy
-	ActionEgressRefuse    = "egress.refuse"      // an outbound connection refused before it was made
-	ActionFleetRefuse     = "fleet.refuse"       // a peer refused admission to the fleet
-	ActionFleetRefuseCall = "fleet.refuse-call"  // a peer's remote call refused before it ran
-	ActionReplicaFork     = "audit.replica-fork" // a source presented another history to this replica
+	ActionNodeInit           = "node.init"            // a node identity was created
+	ActionNodeStart          = "node.start"           // the node started serving
+	ActionPrincipalAdd       = "principal.add"        // a principal was added (never its key)
+	ActionPrincipalRemove    = "principal.remove"     // a principal was removed: its keys stop at once
+	ActionPrincipalDisable   = "principal.disable"    // a principal was disabled: its keys stop at once
+	ActionPrincipalEnable    = "principal.enable"     // a disabled principal was enabled again
+	ActionPrincipalRotateKey = "principal.rotate-key" // a principal's named key was issued anew (never the key)
+	ActionPrincipalSet       = "principal.set"        // a principal's clearance or roles changed
+	ActionAuthRefuse         = "auth.refuse"          // requests refused at the API's door (no key, a wrong key), per address
+	ActionBrainInvoke        = "brain.invoke"         // a request for a brain: admitted or refused
+	ActionBrainComplete      = "brain.complete"       // what an admitted request came to
+	ActionBrainEmbed         = "brain.embed"          // an embeddings request
+	ActionToolCall           = "tool.call"            // a tool call a model asked for: run or refused
+	ActionToolResult         = "tool.result"          // what a tool that ran returned, linked to its call
+	ActionMemoryWrite        = "memory.write"         // a memory was stored (or the write refused)
+	ActionMemorySearch       = "memory.search"        // a search of memory, with the ids it returned
+	ActionMemoryExport       = "memory.export"        // a subject's memories exported
+	ActionMemoryForget       = "memory.forget"        // a subject's memories and key destroyed
+	ActionMemoryExpire       = "memory.expire"        // memories forgotten by the retention policy
+	ActionEgressRefuse       = "egress.refuse"        // an outbound connection refused before it was made
+	ActionFleetRefuse        = "fleet.refuse"         // a peer refused admission to the fleet
+	ActionFleetRefuseCall    = "fleet.refuse-call"    // a peer's remote call refused before it ran
+	ActionReplicaFork        = "audit.replica-fork"   // a source presented another history to this replica
 )

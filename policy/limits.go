@@ -17,6 +17,7 @@ const (
 
 // Limits on the principal store (principals.json).
 const (
-	MaxPrincipalsFile = 64 << 20  // bytes of the store file
-	MaxPrincipals     = 1_000_000 // principals in one store
+	MaxPrincipalsFile   = 64 << 20  // bytes of the store file
+	MaxPrincipals       = 1_000_000 // principals in one store
+	MaxKeysPerPrincipal = 16        // named API keys one principal may hold
 )

@@ -35,13 +35,49 @@ var tenantPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 
 // StoredPrincipal is a user or service as stored: its API keys only as SHA-256 hashes.
 type StoredPrincipal struct {
-	ID        string   `json:"id"`
-	Tenant    string   `json:"tenant"`
-	Kind      string   `json:"kind"` // "user" or "service"
-	Clearance string   `json:"clearance"`
-	Roles     []string `json:"roles,omitempty"`
-	KeyHashes []string `json:"key_hashes"`
-	Created   string   `json:"created"`
+	ID        string      `json:"id"`
+	Tenant    string      `json:"tenant"`
+	Kind      string      `json:"kind"` // "user" or "service"
+	Clearance string      `json:"clearance"`
+	Roles     []string    `json:"roles,omitempty"`
+	Keys      []StoredKey `json:"keys"`
+	// KeyHashes is the keys of a store written by sios-principals/1; they are read
+	// as keys named default, key-2, … and written back as Keys.
+	KeyHashes []string `json:"key_hashes,omitempty"`
+	// Disabled principals are kept (their history names them) but no key of theirs
+	// authenticates.
+	Disabled bool   `json:"disabled,omitempty"`
+	Created  string `json:"created"`
+}
+
+// StoredKey is one API key of a principal: a name, its SHA-256, and when it stops
+// working (never, if empty).
+type StoredKey struct {
+	Name    string `json:"name"`
+	Hash    string `json:"sha256"`
+	Created string `json:"created"`
+	Expires string `json:"expires,omitempty"` // RFC 3339
+}
+
+// upgrade moves keys of the sios-principals/1 form into Keys.
+func (sp *StoredPrincipal) upgrade() {
+	for i, h := range sp.KeyHashes {
+		name := "default"
+		if i > 0 {
+			name = fmt.Sprintf("key-%d", i+1)
+		}
+		sp.Keys = append(sp.Keys, StoredKey{Name: name, Hash: h, Created: sp.Created})
+	}
+	sp.KeyHashes = nil
+}
+
+// live says whether the key works at now.
+func (k StoredKey) live(now time.Time) bool {
+	if k.Expires == "" {
+		return true
+	}
+	t, err := time.Parse(time.RFC3339, k.Expires)
+	return err == nil && now.Before(t)
 }
 
 type principalsDoc struct {
@@ -117,10 +153,11 @@ func (p *Principals) install(list []*StoredPrincipal, mod time.Time, size int64)
 	byKey := map[[32]byte]*StoredPrincipal{}
 	byID := map[string]*StoredPrincipal{}
 	for _, sp := range list {
+		sp.upgrade()
 		byID[sp.Tenant+"/"+sp.ID] = sp
-		for _, h := range sp.KeyHashes {
+		for _, key := range sp.Keys {
 			var k [32]byte
-			if b, err := hex.DecodeString(h); err == nil && len(b) == 32 {
+			if b, err := hex.DecodeString(key.Hash); err == nil && len(b) == 32 {
 				copy(k[:], b)
 				byKey[k] = sp
 			}
@@ -131,8 +168,9 @@ func (p *Principals) install(list []*StoredPrincipal, mod time.Time, size int64)
 	p.mu.Unlock()
 }
 
-// Authenticate finds the principal holding apiKey. Lookup is by the key's SHA-256, so
-// the comparison time does not depend on how much of a guessed key is right.
+// Authenticate finds the principal holding apiKey: a key of a principal that is not
+// disabled, that has not expired. Lookup is by the key's SHA-256, so the comparison time
+// does not depend on how much of a guessed key is right.
 func (p *Principals) Authenticate(apiKey string) (*Principal, bool) {
 	if !strings.HasPrefix(apiKey, APIKeyPrefix) || len(apiKey) > 256 {
 		return nil, false
@@ -141,16 +179,123 @@ func (p *Principals) Authenticate(apiKey string) (*Principal, bool) {
 	p.mu.RLock()
 	sp, ok := p.byKey[h]
 	p.mu.RUnlock()
-	if !ok {
+	if !ok || sp.Disabled {
 		return nil, false
 	}
-	for _, kh := range sp.KeyHashes {
-		if b, err := hex.DecodeString(kh); err == nil && subtle.ConstantTimeCompare(b, h[:]) == 1 {
+	now := time.Now()
+	for _, k := range sp.Keys {
+		if b, err := hex.DecodeString(k.Hash); err == nil && subtle.ConstantTimeCompare(b, h[:]) == 1 {
+			if !k.live(now) {
+				return nil, false
+			}
 			pr, err := sp.Principal()
 			return pr, err == nil
 		}
 	}
 	return nil, false
+}
+
+// Find returns the stored principals with this id, in every tenant.
+func (p *Principals) Find(id string) []StoredPrincipal {
+	var out []StoredPrincipal
+	for _, sp := range p.List() {
+		if sp.ID == id {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// ErrNoPrincipal is returned for a tenant/id the store does not hold.
+var ErrNoPrincipal = errors.New("no such principal")
+
+// Change is one change to a stored principal.
+type Change struct {
+	Remove    bool
+	Disable   *bool     // set Disabled
+	Clearance string    // set the clearance ("" leaves it)
+	Roles     *[]string // set the roles (nil leaves them)
+	// RotateKey issues a new key of this name, replacing the key of that name if there
+	// is one; the principal's other keys stay. Expires, if not zero, ends the new key.
+	RotateKey string
+	Expires   time.Time
+}
+
+// ChangeRecorded applies c to the principal tenant/id, calling record (if not nil) with
+// the principal as it will be stored, under the store's lock and before the file
+// changes: nothing changes unless record (its audit record) succeeds. It returns the
+// principal as stored and, for RotateKey, the new key (shown only this once).
+func (p *Principals) ChangeRecorded(tenant, id string, c Change, now time.Time, record func(*StoredPrincipal) error) (*StoredPrincipal, string, error) {
+	if c.Clearance != "" {
+		if _, err := ParseLevel(c.Clearance); err != nil {
+			return nil, "", err
+		}
+	}
+	if c.Roles != nil {
+		for _, r := range *c.Roles {
+			if !idPattern.MatchString(r) {
+				return nil, "", fmt.Errorf("role %q must be 1–128 letters, digits, '.', '_', '@' or '-'", r)
+			}
+		}
+	}
+	if c.RotateKey != "" && !idPattern.MatchString(c.RotateKey) {
+		return nil, "", fmt.Errorf("key name %q must be 1–128 letters, digits, '.', '_', '@' or '-'", c.RotateKey)
+	}
+	if !c.Expires.IsZero() && !c.Expires.After(now) {
+		return nil, "", fmt.Errorf("the key would expire at %s, which has passed", c.Expires.UTC().Format(time.RFC3339))
+	}
+	var out *StoredPrincipal
+	var key string
+	err := p.update(func(doc *principalsDoc) error {
+		i := slices.IndexFunc(doc.Principals, func(x *StoredPrincipal) bool { return x.Tenant == tenant && x.ID == id })
+		if i < 0 {
+			return fmt.Errorf("%w: %s in tenant %s", ErrNoPrincipal, id, tenant)
+		}
+		sp := *doc.Principals[i]
+		sp.upgrade()
+		sp.Keys = slices.Clone(sp.Keys)
+		if c.Disable != nil {
+			sp.Disabled = *c.Disable
+		}
+		if c.Clearance != "" {
+			sp.Clearance = c.Clearance
+		}
+		if c.Roles != nil {
+			sp.Roles = slices.Clone(*c.Roles)
+		}
+		if c.RotateKey != "" {
+			k, hash, err := newAPIKey()
+			if err != nil {
+				return err
+			}
+			sp.Keys = slices.DeleteFunc(sp.Keys, func(x StoredKey) bool { return x.Name == c.RotateKey })
+			nk := StoredKey{Name: c.RotateKey, Hash: hash, Created: now.UTC().Format(time.RFC3339)}
+			if !c.Expires.IsZero() {
+				nk.Expires = c.Expires.UTC().Format(time.RFC3339)
+			}
+			sp.Keys = append(sp.Keys, nk)
+			if len(sp.Keys) > MaxKeysPerPrincipal {
+				return fmt.Errorf("principal %s would hold %d keys, more than %d (MaxKeysPerPrincipal)", id, len(sp.Keys), MaxKeysPerPrincipal)
+			}
+			key = k
+		}
+		if record != nil {
+			if err := record(&sp); err != nil {
+				return err
+			}
+		}
+		if c.Remove {
+			doc.Principals = slices.Delete(doc.Principals, i, i+1)
+		} else {
+			doc.Principals[i] = &sp
+		}
+		out = &sp
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, key, nil
 }
 
 // Get returns the principal id in tenant.
@@ -234,8 +379,9 @@ func (p *Principals) AddRecorded(np NewPrincipal, now time.Time, record func(*St
 	if err != nil {
 		return "", nil, err
 	}
+	created := now.UTC().Format(time.RFC3339)
 	sp := &StoredPrincipal{ID: np.ID, Tenant: np.Tenant, Kind: np.Kind, Clearance: np.Clearance,
-		Roles: np.Roles, KeyHashes: []string{hash}, Created: now.UTC().Format(time.RFC3339)}
+		Roles: np.Roles, Keys: []StoredKey{{Name: "default", Hash: hash, Created: created}}, Created: created}
 	err = p.update(func(doc *principalsDoc) error {
 		for _, x := range doc.Principals {
 			if x.Tenant == sp.Tenant && x.ID == sp.ID {
@@ -273,7 +419,10 @@ func (p *Principals) update(change func(*principalsDoc) error) error {
 	if err != nil {
 		return err
 	}
-	doc.V = "sios-principals/1"
+	doc.V = "sios-principals/2"
+	for _, sp := range doc.Principals {
+		sp.upgrade()
+	}
 	if err := change(doc); err != nil {
 		return err
 	}
