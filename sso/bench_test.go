@@ -9,7 +9,7 @@ import (
 // cached keys: signature, issuer, audience, expiry and the mapping rules.
 func BenchmarkAuthenticate(b *testing.B) {
 	f := newFixture(b)
-	_, accessToken := f.p.signIn(b, "sios-console", "alice")
+	_, accessToken := f.p.SignIn(b, "sios-console", "alice")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

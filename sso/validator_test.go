@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/internal/oidctest"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/sso"
 )
@@ -89,7 +90,7 @@ func (e *events) last() sso.KeyEvent {
 }
 
 type fixture struct {
-	p      *provider
+	p      *oidctest.Provider
 	v      *sso.Validator
 	dir    string
 	clock  *clock
@@ -99,7 +100,7 @@ type fixture struct {
 // newFixture starts a provider and a validator for it whose keys have been fetched.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{p: startProvider(t, users), dir: t.TempDir(), clock: &clock{}, events: &events{}}
+	f := &fixture{p: oidctest.Start(t, users), dir: t.TempDir(), clock: &clock{}, events: &events{}}
 	f.v = f.validator(t)
 	if err := f.v.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
@@ -111,8 +112,8 @@ func newFixture(t testing.TB) *fixture {
 // node would.
 func (f *fixture) validator(t testing.TB) *sso.Validator {
 	t.Helper()
-	v, err := sso.New(configFor(t, f.p.issuer, ""), sso.Options{
-		Client: f.p.egressClient(t), CacheDir: f.dir, Now: f.clock.now, OnKeys: f.events.add})
+	v, err := sso.New(configFor(t, f.p.Issuer, ""), sso.Options{
+		Client: f.p.EgressClient(t), CacheDir: f.dir, Now: f.clock.now, OnKeys: f.events.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func (f *fixture) validator(t testing.TB) *sso.Validator {
 
 func TestClinicianGetsMappedTenantClearanceAndRoles(t *testing.T) {
 	f := newFixture(t)
-	idToken, accessToken := f.p.signIn(t, "sios-console", "alice")
+	idToken, accessToken := f.p.SignIn(t, "sios-console", "alice")
 	for name, tok := range map[string]string{"ID token": idToken, "access token": accessToken} {
 		t.Run(name, func(t *testing.T) {
 			id, err := f.v.Authenticate(context.Background(), tok)
@@ -132,7 +133,7 @@ func TestClinicianGetsMappedTenantClearanceAndRoles(t *testing.T) {
 			if id.Principal.ID != want.ID || id.Principal.Tenant != want.Tenant || id.Principal.Clearance != want.Clearance || !slices.Equal(id.Principal.Roles, want.Roles) {
 				t.Fatalf("principal %+v, want %+v (the staff group grants nothing)", id.Principal, want)
 			}
-			if id.Issuer != "corp" || id.IssuerURL != f.p.issuer || id.Subject != "alice" || id.Rule != 0 {
+			if id.Issuer != "corp" || id.IssuerURL != f.p.Issuer || id.Subject != "alice" || id.Rule != 0 {
 				t.Fatalf("audit fields %+v", id)
 			}
 			if until := time.Until(id.Expires); until <= 0 || until > time.Hour+time.Minute {
@@ -144,7 +145,7 @@ func TestClinicianGetsMappedTenantClearanceAndRoles(t *testing.T) {
 
 func TestNestedRealmRoleAndTenantFromClaim(t *testing.T) {
 	f := newFixture(t)
-	_, accessToken := f.p.signIn(t, "sios-console", "carol")
+	_, accessToken := f.p.SignIn(t, "sios-console", "carol")
 	id, err := f.v.Authenticate(context.Background(), accessToken)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestNestedRealmRoleAndTenantFromClaim(t *testing.T) {
 
 func TestUnmappedUserGetsNothing(t *testing.T) {
 	f := newFixture(t)
-	idToken, _ := f.p.signIn(t, "sios-console", "bob")
+	idToken, _ := f.p.SignIn(t, "sios-console", "bob")
 	id, err := f.v.Authenticate(context.Background(), idToken)
 	if id != nil || !errors.Is(err, sso.ErrUnmapped) || errors.Is(err, sso.ErrInvalidToken) {
 		t.Fatalf("bob: identity %v, error %v; want only ErrUnmapped", id, err)
@@ -175,21 +176,21 @@ func TestUnmappedUserGetsNothing(t *testing.T) {
 
 func TestTokenFromUnconfiguredIssuerIsInvalid(t *testing.T) {
 	f := newFixture(t)
-	other := startProvider(t, users)
-	idToken, _ := other.signIn(t, "sios-console", "alice")
+	other := oidctest.Start(t, users)
+	idToken, _ := other.SignIn(t, "sios-console", "alice")
 	_, err := f.v.Authenticate(context.Background(), idToken)
 	if !errors.Is(err, sso.ErrInvalidToken) || errors.Is(err, sso.ErrUnmapped) || !strings.Contains(err.Error(), "is not configured") {
 		t.Fatalf("token of another issuer: %v", err)
 	}
-	if n := other.jwksGET.Load(); n != 0 {
+	if n := other.JWKSGET.Load(); n != 0 {
 		t.Fatalf("the unconfigured issuer's keys were fetched %d times", n)
 	}
 }
 
 func TestRefusedTokens(t *testing.T) {
 	f := newFixture(t)
-	idToken, accessToken := f.p.signIn(t, "sios-console", "alice")
-	otherAudience, _ := f.p.signIn(t, "other-app", "alice")
+	idToken, accessToken := f.p.SignIn(t, "sios-console", "alice")
+	otherAudience, _ := f.p.SignIn(t, "other-app", "alice")
 	parts := strings.Split(idToken, ".")
 
 	flipSig := []byte(parts[2])
@@ -225,18 +226,18 @@ func TestRefusedTokens(t *testing.T) {
 	// Past KeyRefetchInterval, so that only the validator's judgement — a held key id
 	// does not verify: a forgery — keeps these tokens from causing a fetch.
 	f.clock.advance(sso.KeyRefetchInterval)
-	expired := sso.Options{Client: f.p.egressClient(t), CacheDir: f.dir, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
-	esOnly := sso.Options{Client: f.p.egressClient(t), CacheDir: t.TempDir()}
+	expired := sso.Options{Client: f.p.EgressClient(t), CacheDir: f.dir, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}
+	esOnly := sso.Options{Client: f.p.EgressClient(t), CacheDir: t.TempDir()}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := c.v
 			switch c.name {
 			case "expired":
-				v = mustNew(t, configFor(t, f.p.issuer, ""), expired)
+				v = mustNew(t, configFor(t, f.p.Issuer, ""), expired)
 			case "RS256 not allowed":
-				v = mustNew(t, configFor(t, f.p.issuer, `"algorithms": ["ES256"],`), esOnly)
+				v = mustNew(t, configFor(t, f.p.Issuer, `"algorithms": ["ES256"],`), esOnly)
 			}
-			before := f.p.jwksGET.Load()
+			before := f.p.JWKSGET.Load()
 			id, err := v.Authenticate(context.Background(), c.token)
 			if id != nil || !errors.Is(err, sso.ErrInvalidToken) {
 				t.Fatalf("identity %v, error %v; want ErrInvalidToken", id, err)
@@ -247,7 +248,7 @@ func TestRefusedTokens(t *testing.T) {
 			if c.token != "" && strings.Contains(err.Error(), c.token) {
 				t.Fatal("the error holds the token")
 			}
-			if n := f.p.jwksGET.Load(); n != before {
+			if n := f.p.JWKSGET.Load(); n != before {
 				t.Fatalf("a refused token made the validator fetch keys (%d fetches)", n-before)
 			}
 		})
@@ -265,8 +266,8 @@ func mustNew(t testing.TB, list []sso.Issuer, opts sso.Options) *sso.Validator {
 
 func TestCachedKeysOutliveTheIssuer(t *testing.T) {
 	f := newFixture(t)
-	idToken, accessToken := f.p.signIn(t, "sios-console", "alice")
-	f.p.stop()
+	idToken, accessToken := f.p.SignIn(t, "sios-console", "alice")
+	f.p.Stop()
 
 	// The running validator holds the keys.
 	if _, err := f.v.Authenticate(context.Background(), idToken); err != nil {
@@ -300,11 +301,11 @@ func TestCachedKeysOutliveTheIssuer(t *testing.T) {
 
 func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	f := newFixture(t)
-	fetches := f.p.jwksGET.Load()
-	old, _ := f.p.signIn(t, "sios-console", "alice")
+	fetches := f.p.JWKSGET.Load()
+	old, _ := f.p.SignIn(t, "sios-console", "alice")
 
-	kid := f.p.rotateKey(t, true)
-	rotated, _ := f.p.signIn(t, "sios-console", "alice")
+	kid := f.p.RotateKey(t, true)
+	rotated, _ := f.p.SignIn(t, "sios-console", "alice")
 	if header(t, rotated)["kid"] != kid {
 		t.Fatalf("the provider did not sign with the new key %s", kid)
 	}
@@ -314,7 +315,7 @@ func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	if !errors.Is(err, sso.ErrInvalidToken) || !strings.Contains(err.Error(), "KeyRefetchInterval") {
 		t.Fatalf("unknown key id right after a fetch: %v", err)
 	}
-	if n := f.p.jwksGET.Load(); n != fetches {
+	if n := f.p.JWKSGET.Load(); n != fetches {
 		t.Fatalf("fetched keys %d times within KeyRefetchInterval", n-fetches)
 	}
 
@@ -323,7 +324,7 @@ func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	if _, err := f.v.Authenticate(context.Background(), rotated); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
-	if n := f.p.jwksGET.Load(); n != fetches+1 {
+	if n := f.p.JWKSGET.Load(); n != fetches+1 {
 		t.Fatalf("%d key fetches for one rotation, want 1", n-fetches)
 	}
 	if ev := f.events.last(); !slices.Equal(ev.Added, []string{kid}) || len(ev.Removed) != 0 || ev.Err != nil {
@@ -334,7 +335,7 @@ func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	}
 
 	// The issuer retires the old keys: after the next refresh their tokens fail.
-	current := f.p.rotateKey(t, false)
+	current := f.p.RotateKey(t, false)
 	if err := f.v.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -344,11 +345,11 @@ func TestKeyRotationIsPickedUpOnUnknownKeyID(t *testing.T) {
 	if _, err := f.v.Authenticate(context.Background(), old); !errors.Is(err, sso.ErrInvalidToken) {
 		t.Fatalf("a token of a retired key: %v", err)
 	}
-	fresh, _ := f.p.signIn(t, "sios-console", "alice")
+	fresh, _ := f.p.SignIn(t, "sios-console", "alice")
 
 	// The cache holds the rotated key set: a node restarted with the issuer gone
 	// checks the current key's tokens and refuses the retired key's.
-	f.p.stop()
+	f.p.Stop()
 	restarted := f.validator(t)
 	if _, err := restarted.Authenticate(context.Background(), fresh); err != nil {
 		t.Fatalf("restarted node, current key: %v", err)
@@ -372,13 +373,13 @@ func header(t testing.TB, tok string) map[string]any {
 }
 
 func TestRunFetchesMissingKeys(t *testing.T) {
-	p := startProvider(t, users)
+	p := oidctest.Start(t, users)
 	dir := t.TempDir()
-	v := mustNew(t, configFor(t, p.issuer, ""), sso.Options{Client: p.egressClient(t), CacheDir: dir})
+	v := mustNew(t, configFor(t, p.Issuer, ""), sso.Options{Client: p.EgressClient(t), CacheDir: dir})
 	if st := v.Status()[0]; st.Keys != 0 || !st.Fetched.IsZero() {
 		t.Fatalf("New fetched or found keys: %+v", st)
 	}
-	if p.jwksGET.Load() != 0 {
+	if p.JWKSGET.Load() != 0 {
 		t.Fatal("New made a network request")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -391,7 +392,7 @@ func TestRunFetchesMissingKeys(t *testing.T) {
 	cancel()
 	<-done
 	st := v.Status()[0]
-	if st.Keys != 1 || st.JWKSURI != p.issuer+"/keys" || st.LastError != "" {
+	if st.Keys != 1 || st.JWKSURI != p.Issuer+"/keys" || st.LastError != "" {
 		t.Fatalf("after Run: %+v", st)
 	}
 	info, err := os.Stat(filepath.Join(dir, "corp.jwks.json"))
@@ -404,7 +405,7 @@ func TestRunFetchesMissingKeys(t *testing.T) {
 }
 
 func TestFetchesOnlyThroughTheCallersClient(t *testing.T) {
-	p := startProvider(t, users)
+	p := oidctest.Start(t, users)
 	// A guard that allows nothing: the fetch is refused before any connection.
 	var refused []egress.Refusal
 	var mu sync.Mutex
@@ -412,7 +413,7 @@ func TestFetchesOnlyThroughTheCallersClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := mustNew(t, configFor(t, p.issuer, ""), sso.Options{Client: &http.Client{Transport: g.HTTPTransport()}, CacheDir: t.TempDir()})
+	v := mustNew(t, configFor(t, p.Issuer, ""), sso.Options{Client: &http.Client{Transport: g.HTTPTransport()}, CacheDir: t.TempDir()})
 	err = v.Refresh(context.Background())
 	var re *egress.RefusedError
 	if !errors.As(err, &re) {
@@ -420,22 +421,22 @@ func TestFetchesOnlyThroughTheCallersClient(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(refused) != 1 || !strings.HasPrefix(p.issuer, "http://"+refused[0].Address) {
+	if len(refused) != 1 || !strings.HasPrefix(p.Issuer, "http://"+refused[0].Address) {
 		t.Fatalf("guard saw %+v", refused)
 	}
-	if p.jwksGET.Load() != 0 {
+	if p.JWKSGET.Load() != 0 {
 		t.Fatal("the provider was reached")
 	}
 }
 
 func TestDamagedCacheIsReportedAndReplaced(t *testing.T) {
-	p := startProvider(t, users)
+	p := oidctest.Start(t, users)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "corp.jwks.json")
-	if err := os.WriteFile(path, []byte(`{"v":"sios-oidc-keys/1","issuer":"`+p.issuer+`","jwks":{"keys":[]}}`), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(`{"v":"sios-oidc-keys/1","issuer":"`+p.Issuer+`","jwks":{"keys":[]}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v := mustNew(t, configFor(t, p.issuer, ""), sso.Options{Client: p.egressClient(t), CacheDir: dir})
+	v := mustNew(t, configFor(t, p.Issuer, ""), sso.Options{Client: p.EgressClient(t), CacheDir: dir})
 	if st := v.Status()[0]; st.Keys != 0 || !strings.Contains(st.LastError, path) {
 		t.Fatalf("damaged cache: %+v", st)
 	}
@@ -446,15 +447,15 @@ func TestDamagedCacheIsReportedAndReplaced(t *testing.T) {
 		t.Fatalf("after refresh: %+v", st)
 	}
 	// A cache of another issuer URL (the operator changed it) is not used.
-	moved := mustNew(t, configFor(t, "https://idp.example/realms/x", ""), sso.Options{Client: p.egressClient(t), CacheDir: dir})
+	moved := mustNew(t, configFor(t, "https://idp.example/realms/x", ""), sso.Options{Client: p.EgressClient(t), CacheDir: dir})
 	if st := moved.Status()[0]; st.Keys != 0 || st.LastError != "" {
 		t.Fatalf("cache of another issuer was used: %+v", st)
 	}
 }
 
 func TestLooksLikeJWT(t *testing.T) {
-	p := startProvider(t, users)
-	idToken, accessToken := p.signIn(t, "sios-console", "alice")
+	p := oidctest.Start(t, users)
+	idToken, accessToken := p.SignIn(t, "sios-console", "alice")
 	for _, tok := range []string{idToken, accessToken} {
 		if !sso.LooksLikeJWT(tok) {
 			t.Fatalf("a real token is not taken for a JWT: %s", tok[:20])

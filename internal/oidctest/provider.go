@@ -1,10 +1,10 @@
-package sso_test
-
-// A real OpenID Provider for the tests: github.com/zitadel/oidc's op package served
+// Package oidctest runs a real OpenID Provider for tests: github.com/zitadel/oidc's op package served
 // on loopback, with an in-memory storage holding a few users with group and role
 // claims, clients that receive JWT access tokens, and a signing key that can be
 // rotated. Tokens come from its authorization code flow (authorize → login →
-// callback → token endpoint), exactly as a browser sign-in would get them.
+// callback → token endpoint), exactly as a browser sign-in would get them. It is for
+// tests only: nothing in the node imports it.
+package oidctest
 
 import (
 	"context"
@@ -33,25 +33,25 @@ import (
 )
 
 // provider is a running OpenID Provider on 127.0.0.1.
-type provider struct {
-	issuer  string
+type Provider struct {
+	Issuer  string
 	srv     *httptest.Server
 	store   *storage
-	jwksGET atomic.Int64 // requests for the key set
+	JWKSGET atomic.Int64 // requests for the key set
 }
 
 const redirectURI = "http://127.0.0.1:1/callback" // never dialled: the test reads the redirect
 
-// startProvider serves an OpenID Provider with users (subject → extra claims) and the
+// Start serves an OpenID Provider with users (subject → extra claims) and the
 // clients "sios-console" and "other-app" (secret "secret").
-func startProvider(t testing.TB, users map[string]map[string]any) *provider {
+func Start(t testing.TB, users map[string]map[string]any) *Provider {
 	t.Helper()
-	p := &provider{store: newStorage(t, users)}
+	p := &Provider{store: newStorage(t, users)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.issuer = "http://" + ln.Addr().String()
+	p.Issuer = "http://" + ln.Addr().String()
 	cfg := &op.Config{
 		CryptoKey:             sha256.Sum256([]byte("sso test provider")),
 		CodeMethodS256:        true,
@@ -61,7 +61,7 @@ func startProvider(t testing.TB, users map[string]map[string]any) *provider {
 		DeviceAuthorization:   op.DeviceAuthorizationConfig{},
 		GrantTypeRefreshToken: false,
 	}
-	o, err := op.NewProvider(cfg, p.store, op.StaticIssuer(p.issuer), op.WithAllowInsecure())
+	o, err := op.NewProvider(cfg, p.store, op.StaticIssuer(p.Issuer), op.WithAllowInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func startProvider(t testing.TB, users map[string]map[string]any) *provider {
 	mux.Handle("/", o)
 	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/keys" {
-			p.jwksGET.Add(1)
+			p.JWKSGET.Add(1)
 		}
 		mux.ServeHTTP(w, r)
 	})}}
@@ -78,14 +78,14 @@ func startProvider(t testing.TB, users map[string]map[string]any) *provider {
 	return p
 }
 
-// stop takes the provider off the network: its port refuses connections.
-func (p *provider) stop() { p.srv.Close() }
+// Stop takes the provider off the network: its port refuses connections.
+func (p *Provider) Stop() { p.srv.Close() }
 
-// egressClient is the client a node would pass: its transport dials only through an
+// EgressClient is the client a node would pass: its transport dials only through an
 // egress guard that allows the provider's address and nothing else.
-func (p *provider) egressClient(t testing.TB) *http.Client {
+func (p *Provider) EgressClient(t testing.TB) *http.Client {
 	t.Helper()
-	u, _ := url.Parse(p.issuer)
+	u, _ := url.Parse(p.Issuer)
 	host, port, _ := net.SplitHostPort(u.Host)
 	var n int
 	fmt.Sscan(port, &n)
@@ -98,9 +98,9 @@ func (p *provider) egressClient(t testing.TB) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// signIn runs the authorization code flow for user at client and returns the ID token
+// SignIn runs the authorization code flow for user at client and returns the ID token
 // and the (JWT) access token the token endpoint issues.
-func (p *provider) signIn(t testing.TB, client, user string) (idToken, accessToken string) {
+func (p *Provider) SignIn(t testing.TB, client, user string) (idToken, accessToken string) {
 	t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	q := url.Values{
@@ -111,7 +111,7 @@ func (p *provider) signIn(t testing.TB, client, user string) (idToken, accessTok
 		"state":         {"s-" + user},
 		"nonce":         {"n-" + user},
 	}
-	loc := redirectTo(t, c, p.issuer+"/authorize?"+q.Encode())
+	loc := redirectTo(t, c, p.Issuer+"/authorize?"+q.Encode())
 	id := loc.Query().Get("authRequestID")
 	if id == "" {
 		t.Fatalf("authorize redirected to %s, not to the login page", loc)
@@ -119,13 +119,13 @@ func (p *provider) signIn(t testing.TB, client, user string) (idToken, accessTok
 	// The login page: the user authenticates (here: the test says who), and the
 	// login UI sends the browser back to the provider's callback.
 	p.store.login(t, id, user)
-	loc = redirectTo(t, c, p.issuer+"/authorize/callback?id="+url.QueryEscape(id))
+	loc = redirectTo(t, c, p.Issuer+"/authorize/callback?id="+url.QueryEscape(id))
 	code := loc.Query().Get("code")
 	if code == "" || loc.Query().Get("state") != "s-"+user {
 		t.Fatalf("callback redirected to %s, want a code and the state", loc)
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}}
-	req, _ := http.NewRequest(http.MethodPost, p.issuer+"/oauth/token", strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, p.Issuer+"/oauth/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(client, "secret")
 	resp, err := c.Do(req)
@@ -164,9 +164,9 @@ func redirectTo(t testing.TB, c *http.Client, u string) *url.URL {
 	return loc
 }
 
-// rotateKey makes a new signing key current. The key set publishes the new key, and
+// RotateKey makes a new signing key current. The key set publishes the new key, and
 // the old one too if keepOld.
-func (p *provider) rotateKey(t testing.TB, keepOld bool) string {
+func (p *Provider) RotateKey(t testing.TB, keepOld bool) string {
 	t.Helper()
 	return p.store.rotate(t, keepOld)
 }
