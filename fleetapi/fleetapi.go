@@ -35,7 +35,10 @@ type Config struct {
 	// PeerRequestsPerMinute is the rate of remote calls from all peers together that
 	// this node serves (its limits record states it).
 	PeerRequestsPerMinute int
-	Log                   *slog.Logger
+	// Attestor answers peers' TPM challenges; nil when the node's key is not sealed to
+	// a TPM (the route then answers 404).
+	Attestor fleet.Attestor
+	Log      *slog.Logger
 }
 
 // PeerOf identifies the peer of a request by its TLS client certificate, checking it
@@ -88,6 +91,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))
 	mux.HandleFunc("GET /fleet/v1/audit/consistency", a.route(a.consistency))
 	mux.HandleFunc("GET /fleet/v1/audit/copy", a.route(a.copyCheckpoint))
+	mux.HandleFunc("POST "+fleet.AttestPath, a.route(a.attest))
 	mux.HandleFunc("POST "+replication.WitnessPrefix+"/add-checkpoint", a.route(a.addCheckpoint)) // C2SP tlog-witness
 	return mux
 }

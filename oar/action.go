@@ -23,4 +23,5 @@ const (
 	ActionFleetRefuse     = "fleet.refuse"       // a peer refused admission to the fleet
 	ActionFleetRefuseCall = "fleet.refuse-call"  // a peer's remote call refused before it ran
 	ActionReplicaFork     = "audit.replica-fork" // a source presented another history to this replica
+	ActionFleetAttest     = "fleet.attest"       // a peer's TPM answered this node's challenge: attested now
 )
