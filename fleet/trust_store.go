@@ -368,17 +368,3 @@ func loadEKs(dataDir string) (map[string]tpm.Policy, map[string]*EKTrust, error)
 	}
 	return policies, byRoot, nil
 }
-
-// validRootID accepts what identity.PublicKey.ID makes with prefix "root".
-func validRootID(s string) bool {
-	const p = identity.RootPrefix + "_"
-	if len(s) <= len(p) || len(s) > MaxIDLen || s[:len(p)] != p {
-		return false
-	}
-	for i := len(p); i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '2' || c > '7') {
-			return false
-		}
-	}
-	return true
-}
