@@ -66,7 +66,6 @@ func WriteDefaults(dataDir string) error {
 	return files.SyncDir(dataDir)
 }
 
-
 // Load reads every *.cedar file in dataDir/policies, in name order; files whose names
 // start with "." are ignored (editor backups, locks). If the directory does not exist it
 // loads the embedded default set. Any problem is an error naming the file (and line
