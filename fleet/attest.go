@@ -31,6 +31,10 @@ const (
 	AttestRefresh = 10 * time.Minute
 	// AttestRetry is how long after a failed attestation the next is tried.
 	AttestRetry = 30 * time.Second
+	// attestRetryFirst is the first wait after an exchange that could not take place
+	// (the peer unreachable, or its fleet API not serving yet); it doubles with each
+	// such failure in a row, up to AttestRetry.
+	attestRetryFirst = 500 * time.Millisecond
 	// attestTimeout bounds one exchange, network included: the TPM's part is
 	// milliseconds (docs/attestation.md section 12).
 	attestTimeout = 10 * time.Second
@@ -78,15 +82,23 @@ type Attested struct {
 
 // attestState is what this node knows of a peer's TPM now.
 type attestState struct {
-	ek      string    // the EK of the last successful check; "" before one and after a failure
-	at      time.Time // when the last check ended
+	ek      string        // the EK of the last successful check; "" before one and after a failure
+	at      time.Time     // when the last check ended
+	retry   time.Duration // after a failure: how long after at the next may run
+	missed  int           // exchanges in a row that could not take place (errUnreachable)
 	running bool
 }
+
+// errUnreachable marks an exchange that could not take place: no connection, or the
+// peer's fleet API answered 503 (not serving yet). It is no verdict on the peer's
+// TPM: it is retried soon, and not audited.
+var errUnreachable = errors.New("the peer could not be reached to attest it")
 
 // Attest challenges node's TPM now and reports what its TPM answered. On success Peers
 // reports the node as AttestTPM; on failure as AttestSoftware, and the failure is
 // refused (Config.Refused) with its reason, which names identity/tpm's error
-// (tpm.ErrStaleNonce, tpm.ErrQuoteSignature, tpm.ErrUnknownEK, …).
+// (tpm.ErrStaleNonce, tpm.ErrQuoteSignature, tpm.ErrUnknownEK, …) — unless the
+// exchange could not take place at all (the peer unreachable), which is only retried.
 func (f *Fleet) Attest(ctx context.Context, node string) (*tpm.Attested, error) {
 	f.mu.Lock()
 	st := f.attest[node]
@@ -101,15 +113,29 @@ func (f *Fleet) Attest(ctx context.Context, node string) (*tpm.Attested, error) 
 	}
 	f.mu.Unlock()
 	att, err := f.challenge(ctx, node, addr)
+	unreachable := errors.Is(err, errUnreachable)
 	f.mu.Lock()
-	st.running, st.at, st.ek = false, time.Now(), ""
-	if err == nil {
-		st.ek = att.EKSHA256
+	st.running, st.at, st.ek, st.retry = false, time.Now(), "", AttestRetry
+	switch {
+	case err == nil:
+		st.ek, st.missed = att.EKSHA256, 0
+	case unreachable:
+		st.retry = min(AttestRetry, attestRetryFirst<<min(st.missed, 16))
+		st.missed++
+	default:
+		st.missed = 0
 	}
+	retry := st.retry
 	current := f.attest[node] == st // not forgotten (the peer died) meanwhile
 	f.mu.Unlock()
+	if unreachable {
+		f.log.Info("fleet: TPM attestation postponed", "node", node, "retry", retry, "err", err)
+		f.retryAttest(node, retry)
+		return nil, err
+	}
 	if err != nil {
 		f.refuse(Refusal{Node: node, Addr: addr, Reason: "TPM attestation: " + err.Error()}, "attest "+node)
+		f.retryAttest(node, retry)
 		return nil, err
 	}
 	if current {
@@ -153,12 +179,19 @@ func (f *Fleet) challenge(ctx context.Context, node, addr string) (*tpm.Attested
 	defer cancel()
 	resp, err := f.Post(ctx, node, addr, AttestPath, body)
 	if err != nil {
-		return nil, err
+		var pe *PeerError
+		if errors.As(err, &pe) {
+			return nil, err // the TLS peer was not the node: no mere outage
+		}
+		return nil, fmt.Errorf("%w: %v", errUnreachable, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, tpm.MaxAnswerSize+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", errUnreachable, err)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("%w: it answered %d: %s", errUnreachable, resp.StatusCode, short(string(bytes.TrimSpace(b))))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("the peer answered %d: %s", resp.StatusCode, short(string(bytes.TrimSpace(b))))
@@ -170,9 +203,24 @@ func (f *Fleet) challenge(ctx context.Context, node, addr string) (*tpm.Attested
 	return pending.Check(ans, time.Now())
 }
 
+// retryAttest tries node again after d, if it is still due then.
+func (f *Fleet) retryAttest(node string, d time.Duration) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-f.ctx.Done():
+		case <-t.C:
+			f.maybeAttest(node)
+		}
+	}()
+}
+
 // maybeAttest starts an attestation of node in the background when its identity
-// record says tpm and it is due: never checked, failed more than AttestRetry ago, or
-// succeeded more than AttestRefresh ago.
+// record says tpm and it is due: never checked, failed longer ago than its retry
+// wait, or succeeded more than AttestRefresh ago.
 func (f *Fleet) maybeAttest(node string) {
 	v, ok := f.cfg.Log.NodeView(node)
 	if !ok || v.Attestation != AttestTPM || v.Forked {
@@ -181,7 +229,7 @@ func (f *Fleet) maybeAttest(node string) {
 	f.mu.Lock()
 	st := f.attest[node]
 	due := st == nil || !st.running &&
-		(st.ek == "" && time.Since(st.at) > AttestRetry || st.ek != "" && time.Since(st.at) > AttestRefresh)
+		(st.ek == "" && time.Since(st.at) >= st.retry || st.ek != "" && time.Since(st.at) > AttestRefresh)
 	if p := f.peers[node]; p == nil || p.state != StateAlive || f.ctx.Err() != nil {
 		due = false
 	}

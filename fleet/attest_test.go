@@ -259,6 +259,37 @@ func TestTPMAttestationRefusals(t *testing.T) {
 	}
 }
 
+// A peer whose fleet API is not serving yet (503) is asked again soon, and that is no
+// refusal: the outage says nothing about its TPM.
+func TestTPMAttestationWaitsForAPeerNotServingYet(t *testing.T) {
+	ids := newTestIDs(t)
+	a := newTPMNode(t, ids.rootKeyA, "a", swtpmtest.Options{})
+	var asked atomic.Int32
+	notYet := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == AttestPath && asked.Add(1) <= 2 {
+				http.Error(w, "the fleet is not running yet", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	ma := startMemberWith(t, memberOptions{node: a.Node.Node, trust: a.ownTrust(ids.onlyA), evidence: a.evidence(t), attestor: a.Attestor, handler: notYet})
+	trust := ids.onlyA.WithEKPolicy(ids.a1.Cert.RootID, tpm.Policy{EKSHA256: []string{a.EKSHA256}})
+	mb := startMemberWith(t, memberOptions{node: ids.a2, trust: func() Trust { return trust }, join: []string{ma.f.Addr()}})
+	took := waitUntil(t, fleetSettle, "b sees a TPM-attested", func() bool {
+		p, ok := mb.peer(a.ID())
+		return ok && p.Attestation == AttestTPM
+	}, ma, mb)
+	t.Logf("attested after %d tries, in %v", asked.Load(), took)
+	if asked.Load() < 3 {
+		t.Fatalf("a was asked %d times, want 2 refused and then one answered", asked.Load())
+	}
+	if r := mb.refusals(); len(r) != 0 {
+		t.Fatalf("b refused a for an outage: %+v", r)
+	}
+}
+
 // replayAttestor answers every challenge with one old answer, as a node that recorded
 // its TPM's answer once and has no TPM now would.
 type replayAttestor struct{ old *tpm.Answer }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -89,6 +90,8 @@ type memberOptions struct {
 	join     []string
 	evidence []byte
 	attestor Attestor
+	// handler, if set, wraps the fleet API handler.
+	handler func(http.Handler) http.Handler
 }
 
 func startMemberWith(t *testing.T, o memberOptions) *member {
@@ -99,11 +102,15 @@ func startMemberWith(t *testing.T, o memberOptions) *member {
 		t.Fatal(err)
 	}
 	m := &member{node: n, pub: pub, logs: &syncBuffer{}}
+	h := attestHandler(o.attestor)
+	if o.handler != nil {
+		h = o.handler(h)
+	}
 	f, err := Start(t.Context(), Config{
 		Node: n, Publisher: pub, Log: NewLog(), Trust: o.trust,
 		Listen: "127.0.0.1:0", Join: o.join, Refused: m.addRefusal, Attested: m.addAttested, Timing: fastTiming,
 		Logger:  slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Handler: attestHandler(o.attestor),
+		Handler: h,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", n.Cert.Name, err)

@@ -71,7 +71,7 @@ var errPeer = errors.New("peer identity")
 func (a *API) peer(r *http.Request) (*identity.Certificate, error) {
 	f := a.peerOf.Load()
 	if f == nil {
-		return nil, errors.New("the fleet is not running yet")
+		return nil, errNotReady
 	}
 	cert, err := (*f)(r)
 	if err != nil {
@@ -122,7 +122,7 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusNotFound, strings.TrimPrefix(err.Error(), replication.ErrNotFound.Error()+": ")
 	case errors.Is(err, replication.ErrBadRequest):
 		status, msg = http.StatusBadRequest, strings.TrimPrefix(err.Error(), replication.ErrBadRequest.Error()+": ")
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, errUnavailable), errors.Is(err, errNotReady):
 		status, msg = http.StatusServiceUnavailable, err.Error()
 	default:
 		a.cfg.Log.Error("fleet API", "path", r.URL.Path, "err", err)
@@ -136,6 +136,10 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 var errUnavailable = errors.New("this node's witness is not available")
+
+// errNotReady answers a peer that reaches the fleet API in the moment between the
+// fleet's start and the API's: it may ask again at once.
+var errNotReady = errors.New("the fleet is not running yet")
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ": ") }
 

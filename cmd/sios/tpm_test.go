@@ -270,7 +270,7 @@ func TestTPMRequiredForSecretWork(t *testing.T) {
 	eventually(t, 20*time.Second, "o sees a TPM-attested", func() (bool, string) {
 		for _, p := range peersOf(t, o) {
 			if p.NodeID == idA {
-				return p.State == fleet.StateAlive && p.Attestation == fleet.AttestTPM, p.State + "/" + p.Attestation
+				return p.State == fleet.StateAlive && p.Attestation == fleet.AttestTPM, p.State + "/" + p.Attestation + "\n" + refusedLines(no)
 			}
 		}
 		return false, "a unknown"
@@ -316,4 +316,15 @@ func TestTPMRequiredForSecretWork(t *testing.T) {
 func nodeIDRoot(t *testing.T, dir string) string {
 	t.Helper()
 	return decode[map[string]string](t, ok(t, dir, "id", "--json"))["root_id"]
+}
+
+// refusedLines is what a node logged of the peers it refused, for a failure message.
+func refusedLines(n *runningNode) string {
+	var out []string
+	for _, l := range strings.Split(n.stderr.String(), "\n") {
+		if strings.Contains(l, "refused") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
