@@ -155,7 +155,7 @@ func TestTPMPeerAttested(t *testing.T) {
 		t.Fatalf("Attest on request: %v", err)
 	}
 	t.Logf("attestation exchange over the fleet's mutual TLS: %v", took)
-	if took > 2*time.Second {
+	if took > 10*time.Second { // the target is 100 ms; this bound only catches a hang on a loaded machine
 		t.Errorf("an attestation exchange took %v", took)
 	}
 
