@@ -165,7 +165,7 @@ func (f *Fleet) challenge(ctx context.Context, node, addr string) (*tpm.Attested
 		return nil, err
 	}
 	if addr == "" {
-		return nil, errors.New("no address to reach it at")
+		return nil, fmt.Errorf("%w: no address to reach it at", errUnreachable)
 	}
 	ch, pending, err := verified.Challenge(time.Now())
 	if err != nil {
