@@ -9,19 +9,27 @@ import (
 
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
 	"github.com/sios-project/sios/oar"
 )
 
 // Attestation kinds of an identity record. Only append to this list.
 const (
 	AttestSoftware = "software" // keys held in files on the node
-	AttestTPM      = "tpm"      // keys held in a TPM (defined, not yet verified: Log.Add refuses it)
+	AttestTPM      = "tpm"      // keys sealed to a TPM, which vouches for them (Evidence)
 )
 
-// IdentityBody is the body of an identity record: the node's enrolment certificate.
+// IdentityBody is the body of an identity record: the node's enrolment certificate and,
+// for attestation tpm, its TPM evidence.
 type IdentityBody struct {
 	Attestation string               `json:"attestation"`
 	Certificate identity.Certificate `json:"certificate"`
+	// Evidence is the node's TPM evidence (identity/tpm.Evidence, canonical
+	// sios-tpm-evidence/1, docs/attestation.md): present exactly when Attestation is
+	// AttestTPM. Log.Add verifies it under the EK policy of the node's institution.
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+
+	evidence *tpm.Evidence // parsed Evidence; set by validate
 }
 
 // PostureBody is the highest classification the node is accredited for (oar.Classifications).
@@ -108,7 +116,19 @@ func (b *IdentityBody) validate() error {
 	if b.Certificate.Signature == nil {
 		return fmt.Errorf("certificate is not signed")
 	}
-	return nil // the certificate itself is verified by Log.Add, against the caller's trust
+	switch {
+	case b.Attestation == AttestTPM && len(b.Evidence) == 0:
+		return fmt.Errorf("attestation %q needs evidence", AttestTPM)
+	case b.Attestation != AttestTPM && len(b.Evidence) > 0:
+		return fmt.Errorf("evidence is allowed only with attestation %q", AttestTPM)
+	case b.Attestation == AttestTPM:
+		ev, err := tpm.ParseEvidence(b.Evidence)
+		if err != nil {
+			return err
+		}
+		b.evidence = ev
+	}
+	return nil // the certificate and the evidence are verified by Log.Add, against the caller's trust
 }
 
 func (b *PostureBody) validate() error { return checkClass("classification", b.Classification) }

@@ -2,6 +2,10 @@ package fleet
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -14,6 +18,7 @@ func FuzzParseRecord(f *testing.F) {
 		f.Add(r)
 	}
 	f.Add([]byte(`{"body":{},"kind":"limits","node":"node_a","prev":"","seq":0,"time":"2026-01-01T00:00:00Z","v":"fed/1"}`))
+	f.Add(tpmIdentityRecord(f, fx))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Parse(b)
 		if err != nil {
@@ -39,6 +44,7 @@ func FuzzLogAdd(f *testing.F) {
 			f.Add(r)
 		}
 	}
+	f.Add(tpmIdentityRecord(f, fx))
 	trusted := map[string]bool{fx.a1.ID(): true, fx.a2.ID(): true}
 	rootA := fx.rootA.ID("root")
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -63,4 +69,30 @@ func FuzzLogAdd(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tpmIdentityRecord is an identity record of attestation tpm carrying real evidence
+// (identity/tpm's test vectors, made by swtpm): well formed, though the evidence binds
+// another node's keys, so Log.Add refuses it.
+func tpmIdentityRecord(f *testing.F, fx *fleetFixture) []byte {
+	f.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "identity", "tpm", "testdata", "vectors.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var v struct {
+		Evidence string `json:"evidence"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		f.Fatal(err)
+	}
+	rec, err := NewRecord(fx.a1.Key, fx.a1.ID(), 0, nil, KindIdentity,
+		&IdentityBody{Attestation: AttestTPM, Certificate: fx.a1.Cert, Evidence: []byte(v.Evidence)}, t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := NewLog().Add(rec, fx.onlyA); !errors.Is(err, ErrAttestation) {
+		f.Fatalf("a record whose evidence binds other keys: %v, want ErrAttestation", err)
+	}
+	return rec
 }

@@ -10,13 +10,30 @@ import (
 	"sync"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
 )
 
-// Trust is the set of institution roots this node's operator has pinned. A feed is
-// accepted only if its identity certificate was issued by one of them.
+// Trust is the set of institution roots this node's operator has pinned, and for each
+// institution the TPM endorsement keys it accepts. A feed is accepted only if its
+// identity certificate was issued by one of the roots, and, when the identity says
+// attestation tpm, its evidence verifies under that institution's EK policy.
 type Trust struct {
 	roots map[string]identity.PublicKey // by root id
+	eks   map[string]tpm.Policy         // by root id
 }
+
+// WithEKPolicy returns a copy of t in which institution rootID's nodes must show an
+// endorsement key that p accepts (pinned by hash, or certified by a pinned EK CA).
+func (t Trust) WithEKPolicy(rootID string, p tpm.Policy) Trust {
+	eks := make(map[string]tpm.Policy, len(t.eks)+1)
+	maps.Copy(eks, t.eks)
+	eks[rootID] = p
+	return Trust{roots: t.roots, eks: eks}
+}
+
+// EKPolicy is the endorsement keys accepted from institution rootID's nodes: none
+// (every TPM identity refused with tpm.ErrUnknownEK) unless the operator pinned some.
+func (t Trust) EKPolicy(rootID string) tpm.Policy { return t.eks[rootID] }
 
 // NewTrust pins the given root public keys.
 func NewTrust(roots ...identity.PublicKey) Trust {
@@ -70,6 +87,9 @@ var (
 	ErrUntrusted = errors.New("identity does not chain to a trusted institution root")
 	ErrNodeFork  = errors.New("node's feed has forked: its records are refused")
 	ErrHeldFull  = errors.New("too many records held for a missing predecessor")
+	// ErrAttestation: an identity record says attestation tpm and its evidence does not
+	// verify; the error also wraps identity/tpm's reason (tpm.ErrUnknownEK, …).
+	ErrAttestation = errors.New("TPM attestation evidence does not verify")
 )
 
 // Fork is the evidence of a forked feed: two different records, both validly signed by
@@ -89,13 +109,16 @@ type Feed struct {
 }
 
 type feed struct {
-	node    string
-	key     identity.PublicKey
-	recs    [][]byte
-	hashes  [][]byte
-	view    NodeView
-	forked  bool
-	evident [][]byte // conflicting records, kept as fork evidence
+	node   string
+	key    identity.PublicKey
+	recs   [][]byte
+	hashes [][]byte
+	view   NodeView
+	forked bool
+	// evidence is the node's verified TPM evidence (identity attestation tpm), for
+	// challenging it: verified evidence alone does not make a node attested.
+	evidence *tpm.Evidence
+	evident  [][]byte // conflicting records, kept as fork evidence
 }
 
 // Log is the fleet-wide log: the union of the trusted feeds. It is safe for concurrent use.
@@ -170,9 +193,6 @@ func (l *Log) applyLocked(r *Record, rec []byte, trust Trust) error {
 	f := l.feeds[r.Node]
 	if f == nil {
 		id := r.content.(*IdentityBody) // Parse: seq 0 is an identity record
-		if id.Attestation != AttestSoftware {
-			return fmt.Errorf("record %s: attestation %q cannot be verified yet", r.where(), id.Attestation)
-		}
 		nodeKey, rootKey, err := id.Certificate.Verify()
 		if err != nil {
 			return fmt.Errorf("record %s: %v", r.where(), err)
@@ -185,6 +205,15 @@ func (l *Log) applyLocked(r *Record, rec []byte, trust Trust) error {
 		}
 		f = &feed{node: r.Node, key: nodeKey}
 		f.view = NodeView{Node: r.Node, Name: id.Certificate.Name, Institution: id.Certificate.RootID, Attestation: id.Attestation}
+		if id.Attestation == AttestTPM {
+			// Checked after the record's signature, so that only the node itself can
+			// get a refusal of its evidence recorded.
+			v, err := tpm.Verify(id.evidence, r.Node, nodeKey, trust.EKPolicy(id.Certificate.RootID))
+			if err != nil {
+				return fmt.Errorf("record %s: %w: %w", r.where(), ErrAttestation, err)
+			}
+			f.evidence, f.view.EKSHA256 = id.evidence, v.EKSHA256
+		}
 		l.feeds[r.Node] = f
 	} else {
 		if f.forked {

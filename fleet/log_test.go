@@ -63,9 +63,21 @@ func TestAdd(t *testing.T) {
 			}
 			return nil
 		}, nil, 0},
-		{"tpm attestation not yet verifiable", func(t *testing.T) []step {
-			fb := &feedBuilder{t: t, node: fx.a1, key: fx.a1.Key}
-			return []step{{rec: fb.next(KindIdentity, &IdentityBody{Attestation: AttestTPM, Certificate: fx.a1.Cert}), err: "cannot be verified yet"}}
+		{"tpm attestation without evidence, software with evidence", func(t *testing.T) []step {
+			for _, c := range []struct {
+				body IdentityBody
+				want string
+			}{
+				{IdentityBody{Attestation: AttestTPM, Certificate: fx.a1.Cert}, "needs evidence"},
+				{IdentityBody{Attestation: AttestSoftware, Certificate: fx.a1.Cert, Evidence: []byte(`{"v":"sios-tpm-evidence/1"}`)}, "only with attestation"},
+				{IdentityBody{Attestation: AttestTPM, Certificate: fx.a1.Cert, Evidence: []byte(`{"v":"sios-tpm-evidence/1"}`)}, "evidence"},
+			} {
+				_, err := NewRecord(fx.a1.Key, fx.a1.ID(), 0, nil, KindIdentity, &c.body, t0)
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("NewRecord(%+v) = %v, want %q", c.body.Attestation, err, c.want)
+				}
+			}
+			return nil
 		}, nil, 0},
 		{"bad prev", func(t *testing.T) []step {
 			fb := newFeed(t, fx.a1).standard()

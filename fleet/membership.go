@@ -67,8 +67,12 @@ type Config struct {
 	Advertise string   // fleet address peers dial (default: the bound one)
 	Join      []string // addresses of any peers to join
 	// Refused is told about each peer refused admission (at the TLS handshake, or a
-	// gossiped member whose identity does not verify). It must not block for long.
+	// gossiped member whose identity does not verify) and each TPM attestation refused.
+	// It must not block for long.
 	Refused func(Refusal)
+	// Attested, if set, is told about each peer's TPM attestation checked fresh (see
+	// Attest). It must not block for long.
+	Attested func(Attested)
 	// AllowPeer, if set, is consulted before every connection to or from a peer address
 	// (see TransportConfig.AllowPeer).
 	AllowPeer func(addr string) error
@@ -98,11 +102,12 @@ type Fleet struct {
 	peers    map[string]*peerState // guarded by mu; by node id
 	pending  map[string]time.Time  // guarded by mu; members awaiting identity checks, by node id: last attempt
 	clients  map[string]*http.Client
-	cert     tls.Certificate        // guarded by mu; renewed before it expires
-	tlsConfs map[string]*tls.Config // guarded by mu; client configurations by node and ALPN name
-	changed  chan struct{}          // closed and replaced when peers or the log change; guarded by mu
-	refusals map[string]time.Time   // guarded by mu; last audited refusal by node/addr
-	digests  map[string]Digest      // guarded by mu; the last digest each peer sent, by node@addr
+	cert     tls.Certificate         // guarded by mu; renewed before it expires
+	tlsConfs map[string]*tls.Config  // guarded by mu; client configurations by node and ALPN name
+	changed  chan struct{}           // closed and replaced when peers or the log change; guarded by mu
+	refusals map[string]time.Time    // guarded by mu; last audited refusal by node/addr
+	digests  map[string]Digest       // guarded by mu; the last digest each peer sent, by node@addr
+	attest   map[string]*attestState // guarded by mu; peers' TPM attestations, by node id
 }
 
 type peerState struct {
@@ -133,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Fleet, error) {
 	f := &Fleet{
 		cfg: cfg, log: cfg.Logger, peers: map[string]*peerState{}, pending: map[string]time.Time{},
 		clients: map[string]*http.Client{}, changed: make(chan struct{}), refusals: map[string]time.Time{},
+		attest: map[string]*attestState{},
 	}
 	for _, rec := range cfg.Publisher.Records(0) {
 		if _, err := cfg.Log.Add(rec, cfg.Trust()); err != nil {
@@ -299,6 +305,11 @@ func (f *Fleet) rejoin() {
 			return
 		case <-t.C:
 		}
+		for _, p := range f.Peers() {
+			if p.State == StateAlive {
+				f.maybeAttest(p.NodeID)
+			}
+		}
 		if f.ml.NumMembers() <= 1 && len(f.cfg.Join) > 0 {
 			if err := f.join(f.ctx, f.cfg.Join); err != nil {
 				f.log.Debug("fleet rejoin", "err", err)
@@ -459,6 +470,11 @@ func (f *Fleet) addRecords(recs [][]byte) (applied int, errs []error) {
 	for _, rec := range recs {
 		res, err := f.cfg.Log.Add(rec, trust)
 		if err != nil {
+			if errors.Is(err, ErrAttestation) {
+				// Only the node itself signs its identity record: its TPM evidence, not a
+				// stranger's forgery, failed.
+				f.refuse(Refusal{Node: res.Node, Reason: err.Error()}, "node "+res.Node)
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -563,8 +579,14 @@ func (f *Fleet) setState(n *memberlist.Node, state string) {
 		p.since = time.Now()
 	}
 	p.addr, p.state = n.Address(), state
+	if state == StateDead {
+		f.forgetAttestationLocked(n.Name)
+	}
 	f.mu.Unlock()
 	f.notify()
+	if state == StateAlive {
+		f.maybeAttest(n.Name)
+	}
 }
 
 // NotifyAlive admits a member only if its identity record has verified: it is in the
@@ -674,13 +696,17 @@ func (e *events) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, _ []b
 
 // Peer is what this node knows of another: its federation records and its health.
 type Peer struct {
-	NodeID      string  `json:"node_id"`
-	Name        string  `json:"name"`
-	Institution string  `json:"institution"`
-	State       string  `json:"state"` // StateAlive, StateSuspect or StateDead
-	Since       string  `json:"since,omitempty"`
-	Posture     string  `json:"posture"`
+	NodeID      string `json:"node_id"`
+	Name        string `json:"name"`
+	Institution string `json:"institution"`
+	State       string `json:"state"` // StateAlive, StateSuspect or StateDead
+	Since       string `json:"since,omitempty"`
+	Posture     string `json:"posture"`
+	// Attestation is AttestTPM only while this node holds a fresh check of the peer's
+	// TPM (Attest) for the EK its identity record names, EKSHA256; AttestSoftware
+	// otherwise, whatever the record states.
 	Attestation string  `json:"attestation"`
+	EKSHA256    string  `json:"ek_sha256,omitempty"`
 	Brains      []Brain `json:"brains"`
 	Addr        string  `json:"addr,omitempty"`
 	API         string  `json:"api,omitempty"`
@@ -707,7 +733,8 @@ func (f *Fleet) Peers() []Peer {
 			continue
 		}
 		p := Peer{NodeID: v.Node, Name: v.Name, Institution: v.Institution, State: StateDead, Posture: v.Posture,
-			Attestation: v.Attestation, Brains: v.Brains, Forked: v.Forked, Seq: v.Seq}
+			Brains: v.Brains, Forked: v.Forked, Seq: v.Seq}
+		p.Attestation, p.EKSHA256 = f.attestationLocked(v.Node, v.Attestation, v.EKSHA256)
 		if p.Brains == nil {
 			p.Brains = []Brain{}
 		}

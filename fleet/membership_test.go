@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -67,24 +68,49 @@ type member struct {
 	pub  *Publisher
 	logs *syncBuffer // its log lines, debug level included
 
-	mu      sync.Mutex
-	refused []Refusal // guarded by mu
-	stopped bool      // guarded by mu
+	mu       sync.Mutex
+	refused  []Refusal  // guarded by mu
+	attested []Attested // guarded by mu
+	stopped  bool       // guarded by mu
 }
 
 // startMember starts a Fleet for n on 127.0.0.1 that trusts trust and joins join;
 // the test's cleanup stops it.
 func startMember(t *testing.T, n *identity.Node, trust Trust, join ...string) *member {
 	t.Helper()
-	pub, err := OpenPublisher(t.TempDir(), n, time.Now())
+	return startMemberWith(t, memberOptions{node: n, trust: func() Trust { return trust }, join: join})
+}
+
+// memberOptions says how to start a member: for a node whose keys are sealed to a TPM,
+// the evidence its identity record carries and the attestor that answers challenges
+// (served at AttestPath as the fleet API does).
+type memberOptions struct {
+	node     *identity.Node
+	trust    func() Trust
+	join     []string
+	evidence []byte
+	attestor Attestor
+	// handler, if set, wraps the fleet API handler.
+	handler func(http.Handler) http.Handler
+}
+
+func startMemberWith(t *testing.T, o memberOptions) *member {
+	t.Helper()
+	n := o.node
+	pub, err := OpenAttestedPublisher(t.TempDir(), n, o.evidence, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &member{node: n, pub: pub, logs: &syncBuffer{}}
+	h := attestHandler(o.attestor)
+	if o.handler != nil {
+		h = o.handler(h)
+	}
 	f, err := Start(t.Context(), Config{
-		Node: n, Publisher: pub, Log: NewLog(), Trust: func() Trust { return trust },
-		Listen: "127.0.0.1:0", Join: join, Refused: m.addRefusal, Timing: fastTiming,
-		Logger: slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Node: n, Publisher: pub, Log: NewLog(), Trust: o.trust,
+		Listen: "127.0.0.1:0", Join: o.join, Refused: m.addRefusal, Attested: m.addAttested, Timing: fastTiming,
+		Logger:  slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Handler: h,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", n.Cert.Name, err)
@@ -104,6 +130,18 @@ func (m *member) addRefusal(r Refusal) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refused = append(m.refused, r)
+}
+
+func (m *member) addAttested(a Attested) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.attested = append(m.attested, a)
+}
+
+func (m *member) attestations() []Attested {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.attested)
 }
 
 func (m *member) refusals() []Refusal {

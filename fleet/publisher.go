@@ -34,6 +34,19 @@ type Publisher struct {
 // OpenPublisher loads the feed in dir, checking that it is a chain of records signed by
 // node, or starts one with the node's identity record (attestation software).
 func OpenPublisher(dir string, node *identity.Node, now time.Time) (*Publisher, error) {
+	return OpenAttestedPublisher(dir, node, nil, now)
+}
+
+// OpenAttestedPublisher is OpenPublisher for a node whose keys are sealed to a TPM when
+// evidence (its canonical identity/tpm.Evidence) is not nil: a new feed starts with an
+// identity record of attestation tpm carrying it. An existing feed's identity record
+// must state the same attestation: a node's identity record is never rewritten, and a
+// node bound to a TPM has other keys, so another id, than any node that was not.
+func OpenAttestedPublisher(dir string, node *identity.Node, evidence []byte, now time.Time) (*Publisher, error) {
+	want := &IdentityBody{Attestation: AttestSoftware, Certificate: node.Cert}
+	if evidence != nil {
+		want.Attestation, want.Evidence = AttestTPM, evidence
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -74,11 +87,14 @@ func OpenPublisher(dir string, node *identity.Node, now time.Time) (*Publisher, 
 		if err := r.verifySig(node.Public()); err != nil {
 			return nil, fmt.Errorf("%s: %v", path, err)
 		}
+		if id, ok := r.content.(*IdentityBody); ok && id.Attestation != want.Attestation {
+			return nil, fmt.Errorf("%s: the feed's identity record states attestation %s, but this node's is %s", path, id.Attestation, want.Attestation)
+		}
 		p.recs = append(p.recs, b)
 		p.prev = Hash(b)
 	}
 	if len(p.recs) == 0 {
-		if _, err := p.Publish(KindIdentity, &IdentityBody{Attestation: AttestSoftware, Certificate: node.Cert}, now); err != nil {
+		if _, err := p.Publish(KindIdentity, want, now); err != nil {
 			return nil, err
 		}
 	}

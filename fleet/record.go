@@ -237,8 +237,14 @@ func isHash(s string) bool {
 }
 
 // validNodeID accepts what identity.PublicKey.ID makes with prefix "node".
-func validNodeID(s string) bool {
-	const p = identity.NodePrefix + "_"
+func validNodeID(s string) bool { return validKeyID(identity.NodePrefix, s) }
+
+// validRootID accepts what identity.PublicKey.ID makes with prefix "root".
+func validRootID(s string) bool { return validKeyID(identity.RootPrefix, s) }
+
+// validKeyID accepts prefix_ followed by lowercase base32, at most MaxIDLen bytes.
+func validKeyID(prefix, s string) bool {
+	p := prefix + "_"
 	if len(s) <= len(p) || len(s) > MaxIDLen || s[:len(p)] != p {
 		return false
 	}

@@ -1,14 +1,24 @@
 package fleet
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
+	"github.com/sios-project/sios/internal/swtpmtest"
 )
 
 func TestTrustStore(t *testing.T) {
@@ -50,4 +60,156 @@ func TestTrustStore(t *testing.T) {
 	if _, _, err := LoadTrust(dir, a.Node.Cert); err == nil || !strings.Contains(err.Error(), p) {
 		t.Fatalf("tampered store: %v", err)
 	}
+}
+
+func TestTrustStoreEKs(t *testing.T) {
+	a, err := identity.Init(t.TempDir(), "a", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := identity.Init(t.TempDir(), "b", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rootA, rootB := a.Node.Cert.RootID, b.Node.Cert.RootID
+	ek1, ek2 := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	for _, ek := range []string{ek1, ek2, ek1} { // pinning twice changes nothing
+		if _, err := AddEK(dir, rootA, ek, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := testCA(t, "EK CA 1")
+	et, err := AddEK(dir, rootB, "", ca)
+	if err != nil || len(et.CAs) != 1 {
+		t.Fatalf("pin an EK CA: %v", err)
+	}
+	exported, _ := json.Marshal(ExportRoot(b.Node.Cert))
+	if _, err := AddRoot(dir, exported); err != nil {
+		t.Fatal(err)
+	}
+	trust, list, err := LoadTrust(dir, a.Node.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := trust.EKPolicy(rootA); len(p.EKSHA256) != 2 || p.EKSHA256[0] != ek1 || p.EKSHA256[1] != ek2 || p.CAs != nil {
+		t.Errorf("institution A's EK policy: %+v", p)
+	}
+	if p := trust.EKPolicy(rootB); len(p.EKSHA256) != 0 || p.CAs == nil {
+		t.Errorf("institution B's EK policy: %+v", p)
+	}
+	if len(list) != 2 || len(list[0].EKSHA256) != 2 || len(list[1].EKCAs) != 1 || list[1].EKCAs[0].Subject != "CN=EK CA 1" {
+		t.Errorf("trust list: %+v", list)
+	}
+
+	for _, c := range []struct {
+		name, root, ek string
+		ca             []byte
+		want           string
+	}{
+		{"hash not hex", rootA, strings.Repeat("AB", 32), nil, "64 lowercase hex"},
+		{"hash too short", rootA, "abcd", nil, "64 lowercase hex"},
+		{"not a root id", "node_abc", ek1, nil, "not a root id"},
+		{"both", rootA, ek1, ca, "either"},
+		{"neither", rootA, "", nil, "either"},
+		{"not a certificate", rootA, "", []byte("hello"), "no certificate"},
+	} {
+		if _, err := AddEK(dir, c.root, c.ek, c.ca); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
+		}
+	}
+	// A tampered file in the store stops loading, naming the file.
+	p := filepath.Join(eksDir(dir), rootA+".json")
+	os.WriteFile(p, []byte(`{"v":"sios-ek-trust/1","institution":"`+rootA+`","ek_sha256":["xyz"],"ek_cas":[]}`), 0o644)
+	if _, _, err := LoadTrust(dir, a.Node.Cert); err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("tampered EK store: %v", err)
+	}
+	// A file named for another institution than it holds is refused.
+	good, _ := os.ReadFile(filepath.Join(eksDir(dir), rootB+".json"))
+	os.WriteFile(p, good, 0o644)
+	if _, _, err := LoadTrust(dir, a.Node.Cert); err == nil || !strings.Contains(err.Error(), "file name") {
+		t.Fatalf("misnamed EK file: %v", err)
+	}
+}
+
+// A node whose key is sealed to a TPM accepts its own TPM's EK for its institution.
+func TestTrustStoreOwnEK(t *testing.T) {
+	sim := swtpmtest.Start(t, swtpmtest.Options{})
+	tp, err := tpm.Open(sim.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	dir, other := t.TempDir(), t.TempDir()
+	res, err := tpm.Init(tp, dir, "a", "", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tpm.Init(tp, other, "b", "", nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	trust, list, err := LoadTrust(dir, res.Node.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list[0].OwnEKSHA256 != res.EKSHA256 || !slices.Contains(trust.EKPolicy(res.Node.Cert.RootID).EKSHA256, res.EKSHA256) {
+		t.Fatalf("own EK not accepted: %+v %+v", list[0], trust.EKPolicy(res.Node.Cert.RootID))
+	}
+	// Another node's evidence in its place is not taken for this node's.
+	b, _ := os.ReadFile(filepath.Join(other, tpm.EvidenceFile))
+	os.WriteFile(filepath.Join(dir, tpm.EvidenceFile), b, 0o644)
+	if _, _, err := LoadTrust(dir, res.Node.Cert); !errors.Is(err, tpm.ErrBindingMismatch) || !strings.Contains(err.Error(), tpm.EvidenceFile) {
+		t.Fatalf("another node's evidence: %v, want ErrBindingMismatch naming %s", err, tpm.EvidenceFile)
+	}
+}
+
+// testCA is a self-signed CA certificate (DER) named cn.
+func testCA(t testing.TB, cn string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// FuzzParseEKTrust: whatever ParseEKTrust accepts holds only valid hashes and CA
+// certificates, and writes back to a file that parses to the same.
+func FuzzParseEKTrust(f *testing.F) {
+	root := "root_" + strings.Repeat("a", 52)
+	ca, _ := json.Marshal([][]byte{testCA(f, "fuzz CA")})
+	f.Add([]byte(`{"v":"sios-ek-trust/1","institution":"` + root + `","ek_sha256":["` + strings.Repeat("ab", 32) + `"],"ek_cas":[]}`))
+	f.Add([]byte(`{"v":"sios-ek-trust/1","institution":"` + root + `","ek_sha256":[],"ek_cas":` + string(ca) + `}`))
+	f.Add([]byte(`{"v":"sios-ek-trust/1","institution":"` + root + `","ek_sha256":null,"ek_cas":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		et, err := ParseEKTrust(b)
+		if err != nil {
+			return
+		}
+		for _, h := range et.EKSHA256 {
+			if !tpm.ValidEKSHA256(h) {
+				t.Fatalf("accepted EK hash %q", h)
+			}
+		}
+		if len(et.certs) != len(et.CAs) {
+			t.Fatalf("%d CAs, %d parsed", len(et.CAs), len(et.certs))
+		}
+		again, err := json.Marshal(et)
+		if err != nil {
+			t.Fatal(err)
+		}
+		et2, err := ParseEKTrust(again)
+		if err != nil || !slices.Equal(et2.EKSHA256, et.EKSHA256) || len(et2.CAs) != len(et.CAs) || et2.Institution != et.Institution {
+			t.Fatalf("written back, it does not parse to the same: %v", err)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
 )
 
 // NodeView is what a node's feed currently states, with withdrawals applied: what
@@ -13,7 +14,11 @@ type NodeView struct {
 	Node        string
 	Name        string // from the enrolment certificate
 	Institution string // root id of the certificate's issuer
+	// Attestation is what the identity record states (AttestSoftware or AttestTPM);
+	// for tpm its evidence verified, and EKSHA256 names its endorsement key. It is a
+	// claim until the node answers a challenge (Fleet.Peers reports that).
 	Attestation string
+	EKSHA256    string
 	Posture     string // highest classification accredited for
 	Brains      []Brain
 	// RequestsPerMinute is the rate the node can sustain; HasLimits says whether it was stated.
@@ -92,6 +97,18 @@ func (l *Log) NodeView(node string) (NodeView, bool) {
 		v.Endpoints = &e
 	}
 	return v, true
+}
+
+// Evidence returns the verified TPM evidence of a node whose identity record says
+// attestation tpm.
+func (l *Log) Evidence(node string) (*tpm.Evidence, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.feeds[node]
+	if f == nil || f.evidence == nil {
+		return nil, false
+	}
+	return f.evidence, true
 }
 
 // Key returns the public keys of a node whose identity record the log holds.

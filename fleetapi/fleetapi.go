@@ -36,7 +36,10 @@ type Config struct {
 	// PeerRequestsPerMinute is the rate of remote calls from all peers together that
 	// this node serves (its limits record states it).
 	PeerRequestsPerMinute int
-	Log                   *slog.Logger
+	// Attestor answers peers' TPM challenges; nil when the node's key is not sealed to
+	// a TPM (the route then answers 404).
+	Attestor fleet.Attestor
+	Log      *slog.Logger
 }
 
 // PeerOf identifies the peer of a request by its TLS client certificate, checking it
@@ -69,7 +72,7 @@ var errPeer = errors.New("peer identity")
 func (a *API) peer(r *http.Request) (*identity.Certificate, error) {
 	f := a.peerOf.Load()
 	if f == nil {
-		return nil, errors.New("the fleet is not running yet")
+		return nil, errNotReady
 	}
 	cert, err := (*f)(r)
 	if err != nil {
@@ -89,6 +92,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))
 	mux.HandleFunc("GET /fleet/v1/audit/consistency", a.route(a.consistency))
 	mux.HandleFunc("GET /fleet/v1/audit/copy", a.route(a.copyCheckpoint))
+	mux.HandleFunc("POST "+fleet.AttestPath, a.route(a.attest))
 	mux.HandleFunc("POST "+replication.WitnessPrefix+"/add-checkpoint", a.route(a.addCheckpoint)) // C2SP tlog-witness
 	return mux
 }
@@ -119,7 +123,7 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = http.StatusNotFound, strings.TrimPrefix(err.Error(), replication.ErrNotFound.Error()+": ")
 	case errors.Is(err, replication.ErrBadRequest):
 		status, msg = http.StatusBadRequest, strings.TrimPrefix(err.Error(), replication.ErrBadRequest.Error()+": ")
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, errUnavailable), errors.Is(err, errNotReady):
 		status, msg = http.StatusServiceUnavailable, err.Error()
 	default:
 		a.cfg.Log.Error("fleet API", "path", r.URL.Path, "err", err)
@@ -133,6 +137,10 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 var errUnavailable = errors.New("this node's witness is not available")
+
+// errNotReady answers a peer that reaches the fleet API in the moment between the
+// fleet's start and the API's: it may ask again at once.
+var errNotReady = errors.New("the fleet is not running yet")
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ": ") }
 

@@ -38,6 +38,10 @@ type Bundle struct {
 	Entries     []string             `json:"entries"` // canonical JSON text of entries Start, Start+1, …
 	Left        []string             `json:"left"`    // hex hashes of the compact range [0, Start)
 	Right       []string             `json:"right"`   // hex hashes of the compact range [Start+len(Entries), size)
+	// Attestation is the node's TPM evidence (identity/tpm.Evidence, canonical
+	// sios-tpm-evidence/1) when its key is sealed to a TPM; absent otherwise. Verify
+	// checks that it binds the certificate's node and keys (bundle_attestation.go).
+	Attestation json.RawMessage `json:"attestation,omitempty"`
 }
 
 // Export builds a bundle holding entries from..to-1, widened to whole seal batches.
@@ -146,6 +150,10 @@ type BundleResult struct {
 	Records uint64 `json:"records"`
 	Seals   uint64 `json:"seals"`
 	Size    uint64 `json:"checkpoint_size"`
+	// Attestation is "tpm" when the bundle carries evidence that binds the node's keys
+	// to the TPM whose endorsement key EKSHA256 names, else "software".
+	Attestation string `json:"attestation"`
+	EKSHA256    string `json:"ek_sha256,omitempty"`
 }
 
 // Verify checks the bundle with nothing but its own contents: the certificate's root
@@ -154,6 +162,10 @@ type BundleResult struct {
 // institution root it trusts.
 func (b *Bundle) Verify() (*BundleResult, error) {
 	nodePub, _, err := b.Certificate.Verify()
+	if err != nil {
+		return nil, err
+	}
+	attestation, ek, err := b.verifyAttestation(nodePub)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +218,7 @@ func (b *Bundle) Verify() (*BundleResult, error) {
 		return nil, fmt.Errorf("entries %d..%d with the bundle's compact ranges do not give the checkpoint's root: they are not the log's entries at those indices", b.Start, end-1)
 	}
 	return &BundleResult{NodeID: b.Certificate.NodeID, RootID: b.Certificate.RootID, Start: b.Start, End: end,
-		Records: c.records, Seals: c.seals, Size: cp.Size}, nil
+		Records: c.records, Seals: c.seals, Size: cp.Size, Attestation: attestation, EKSHA256: ek}, nil
 }
 
 func unhexAll(ss []string, what string) ([][]byte, error) {

@@ -20,7 +20,14 @@ func FeedDir(dataDir string) string { return filepath.Join(dataDir, "fleet", "fe
 // the rate of peers' calls it serves.
 // A record is appended only when what it states changed, so restarts add nothing.
 func (n *Node) publishFeed(now time.Time, posture policy.Level) (*fleet.Publisher, error) {
-	p, err := fleet.OpenPublisher(FeedDir(n.dataDir), n.id, now)
+	var evidence []byte // the identity record of a node sealed to a TPM carries its evidence
+	if n.tpm != nil {
+		var err error
+		if evidence, err = n.tpm.Evidence.Marshal(); err != nil {
+			return nil, err
+		}
+	}
+	p, err := fleet.OpenAttestedPublisher(FeedDir(n.dataDir), n.id, evidence, now)
 	if err != nil {
 		return nil, err
 	}

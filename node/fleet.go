@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -35,9 +36,13 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 		DataDir: n.dataDir, Identity: n.id, FleetLog: n.fleetLog, LogSize: n.ledger.Size, Audit: n.audit, Log: n.log,
 		Replicas: n.cfg.Replicas, ReplicateFor: n.cfg.ReplicateFor,
 	})
+	var attestor fleet.Attestor // nil, not a nil *tpm.Attestor, for a node without a TPM
+	if n.tpm != nil {
+		attestor = n.tpm.Attestor
+	}
 	n.fleetAPI = fleetapi.New(fleetapi.Config{
 		Identity: n.id, Pipeline: n.pipeline, Replication: n.repl, FleetLog: n.fleetLog,
-		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Log: n.log,
+		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Attestor: attestor, Log: n.log,
 	})
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.
@@ -50,7 +55,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	f, err := fleet.Start(ctx, fleet.Config{
 		Node: n.id, Publisher: n.feed, Log: n.fleetLog, Archive: n.archive, Trust: n.fleetTrust,
 		Listen: n.cfg.FleetListen, Advertise: n.cfg.FleetAdvertise, Join: join,
-		Refused: n.auditPeerRefusal, Handler: n.fleetAPI.Handler(), Logger: n.log, Timing: n.fleetTiming,
+		Refused: n.auditPeerRefusal, Attested: n.auditPeerAttested, Handler: n.fleetAPI.Handler(), Logger: n.log, Timing: n.fleetTiming,
 		AllowPeer: n.fleetNetworkGuard(),
 	})
 	if err != nil {
@@ -129,6 +134,23 @@ func (n *Node) auditPeerRefusal(r fleet.Refusal) {
 		Detail:   mustJSON(map[string]string{"address": r.Addr, "reason": r.Reason}),
 	}); err != nil {
 		n.log.Error("audit fleet refusal", "err", err)
+	}
+}
+
+// auditPeerAttested records a peer's TPM attestation checked fresh: from now on Cedar
+// sees the peer as tpm. (A failed one is a refusal: auditPeerRefusal.)
+func (n *Node) auditPeerAttested(a fleet.Attested) {
+	pcrs := make([]string, len(a.PCRs))
+	for i, v := range a.PCRs {
+		pcrs[i] = hex.EncodeToString(v)
+	}
+	if err := n.audit(context.Background(), &oar.Record{
+		Actor: oar.Actor{ID: "node"}, Action: oar.ActionFleetAttest, Resource: "peer/" + a.NodeID,
+		Decision: &oar.Decision{Effect: "allow", Policies: []string{"fleet-ek-trust"}},
+		Detail: mustJSON(map[string]any{"address": a.Addr, "attestation": fleet.AttestTPM, "ek_sha256": a.EKSHA256,
+			"pcrs_sha256": pcrs, "tpm_clock": a.Clock, "tpm_reset_count": a.ResetCount, "tpm_restart_count": a.RestartCount}),
+	}); err != nil {
+		n.log.Error("audit fleet attestation", "err", err)
 	}
 }
 

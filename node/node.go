@@ -28,6 +28,7 @@ import (
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/fleetapi"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
@@ -49,6 +50,11 @@ type Options struct {
 	Ledger ledger.Options
 	// FleetTiming tunes fleet membership (zero: fleet.DefaultTiming).
 	FleetTiming fleet.Timing
+	// TPM, when set, is the node's identity as identity/tpm.Load unsealed it from its
+	// TPM: used instead of identity.Load; its evidence goes into the node's identity
+	// record and its attestor answers peers' challenges. The caller keeps it (and the
+	// TPM) open until the node is closed.
+	TPM *tpm.Node
 }
 
 // Node is a running node's state.
@@ -58,6 +64,7 @@ type Node struct {
 	log     *slog.Logger
 
 	id         *identity.Node
+	tpm        *tpm.Node // nil unless the node's key is sealed to a TPM
 	ledger     *ledger.Ledger
 	policy     *policy.Engine
 	principals *policy.Principals
@@ -96,7 +103,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config backend_accreditation: %v", err)
 	}
-	if n.id, err = identity.Load(n.dataDir); err != nil {
+	if opts.TPM != nil {
+		n.id, n.tpm = opts.TPM.Node, opts.TPM
+	} else if n.id, err = identity.Load(n.dataDir); err != nil {
 		return nil, err
 	}
 	if n.trust, _, err = fleet.LoadTrust(n.dataDir, n.id.Cert); err != nil {
@@ -339,9 +348,10 @@ func (n *Node) auditRefusal(r egress.Refusal) {
 
 // Bootstrap prepares a fresh data directory: a node identity (with an institution root
 // key) if there is none, the default policies, and an admin principal whose API key is
-// returned once. It returns "" when the directory was already set up.
+// returned once. It returns "" when the directory was already set up (a node key
+// sealed to a TPM counts: only the TPM can open it).
 func Bootstrap(dataDir string, now time.Time) (nodeID, apiKey string, err error) {
-	if _, err := identity.Load(dataDir); err == nil {
+	if _, err := identity.Load(dataDir); err == nil || errors.Is(err, identity.ErrKeySealed) {
 		return "", "", policy.WriteDefaults(dataDir)
 	} else if !errors.Is(err, identity.ErrNoIdentity) {
 		return "", "", err

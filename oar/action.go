@@ -5,29 +5,77 @@ package oar
 // a published action never changes meaning. docs/audit-actions.md describes each one,
 // and a test keeps that table and this list the same and refuses action strings
 // written anywhere else. ('sios audit append --action' lets an operator write any
-// other action of their own.)
-const (
-	ActionNodeInit           = "node.init"            // a node identity was created
-	ActionNodeStart          = "node.start"           // the node started serving
-	ActionPrincipalAdd       = "principal.add"        // a principal was added (never its key)
-	ActionPrincipalRemove    = "principal.remove"     // a principal was removed: its keys stop at once
-	ActionPrincipalDisable   = "principal.disable"    // a principal was disabled: its keys stop at once
-	ActionPrincipalEnable    = "principal.enable"     // a disabled principal was enabled again
-	ActionPrincipalRotateKey = "principal.rotate-key" // a principal's named key was issued anew (never the key)
-	ActionPrincipalSet       = "principal.set"        // a principal's clearance or roles changed
-	ActionAuthRefuse         = "auth.refuse"          // requests refused at the API's door (no key, a wrong key), per address
-	ActionBrainInvoke        = "brain.invoke"         // a request for a brain: admitted or refused
-	ActionBrainComplete      = "brain.complete"       // what an admitted request came to
-	ActionBrainEmbed         = "brain.embed"          // an embeddings request
-	ActionToolCall           = "tool.call"            // a tool call a model asked for: run or refused
-	ActionToolResult         = "tool.result"          // what a tool that ran returned, linked to its call
-	ActionMemoryWrite        = "memory.write"         // a memory was stored (or the write refused)
-	ActionMemorySearch       = "memory.search"        // a search of memory, with the ids it returned
-	ActionMemoryExport       = "memory.export"        // a subject's memories exported
-	ActionMemoryForget       = "memory.forget"        // a subject's memories and key destroyed
-	ActionMemoryExpire       = "memory.expire"        // memories forgotten by the retention policy
-	ActionEgressRefuse       = "egress.refuse"        // an outbound connection refused before it was made
-	ActionFleetRefuse        = "fleet.refuse"         // a peer refused admission to the fleet
-	ActionFleetRefuseCall    = "fleet.refuse-call"    // a peer's remote call refused before it ran
-	ActionReplicaFork        = "audit.replica-fork"   // a source presented another history to this replica
-)
+// other action of their own.) Each is a declaration of its own, so that adding one
+// never realigns the others.
+
+// ActionNodeInit: a node identity was created.
+const ActionNodeInit = "node.init"
+
+// ActionNodeStart: the node started serving.
+const ActionNodeStart = "node.start"
+
+// ActionPrincipalAdd: a principal was added (never its key).
+const ActionPrincipalAdd = "principal.add"
+
+// ActionPrincipalRemove: a principal was removed: its keys stop at once.
+const ActionPrincipalRemove = "principal.remove"
+
+// ActionPrincipalDisable: a principal was disabled: its keys stop at once.
+const ActionPrincipalDisable = "principal.disable"
+
+// ActionPrincipalEnable: a disabled principal was enabled again.
+const ActionPrincipalEnable = "principal.enable"
+
+// ActionPrincipalRotateKey: a principal's named key was issued anew (never the key).
+const ActionPrincipalRotateKey = "principal.rotate-key"
+
+// ActionPrincipalSet: a principal's clearance or roles changed.
+const ActionPrincipalSet = "principal.set"
+
+// ActionAuthRefuse: requests refused at the API's door (no key, a wrong key), per address.
+const ActionAuthRefuse = "auth.refuse"
+
+// ActionBrainInvoke: a request for a brain: admitted or refused.
+const ActionBrainInvoke = "brain.invoke"
+
+// ActionBrainComplete: what an admitted request came to.
+const ActionBrainComplete = "brain.complete"
+
+// ActionBrainEmbed: an embeddings request.
+const ActionBrainEmbed = "brain.embed"
+
+// ActionToolCall: a tool call a model asked for: run or refused.
+const ActionToolCall = "tool.call"
+
+// ActionToolResult: what a tool that ran returned, linked to its call.
+const ActionToolResult = "tool.result"
+
+// ActionMemoryWrite: a memory was stored (or the write refused).
+const ActionMemoryWrite = "memory.write"
+
+// ActionMemorySearch: a search of memory, with the ids it returned.
+const ActionMemorySearch = "memory.search"
+
+// ActionMemoryExport: a subject's memories exported.
+const ActionMemoryExport = "memory.export"
+
+// ActionMemoryForget: a subject's memories and key destroyed.
+const ActionMemoryForget = "memory.forget"
+
+// ActionMemoryExpire: memories forgotten by the retention policy.
+const ActionMemoryExpire = "memory.expire"
+
+// ActionEgressRefuse: an outbound connection refused before it was made.
+const ActionEgressRefuse = "egress.refuse"
+
+// ActionFleetRefuse: a peer refused admission to the fleet.
+const ActionFleetRefuse = "fleet.refuse"
+
+// ActionFleetRefuseCall: a peer's remote call refused before it ran.
+const ActionFleetRefuseCall = "fleet.refuse-call"
+
+// ActionReplicaFork: a source presented another history to this replica.
+const ActionReplicaFork = "audit.replica-fork"
+
+// ActionFleetAttest: a peer's TPM answered this node's challenge: attested now.
+const ActionFleetAttest = "fleet.attest"

@@ -45,6 +45,12 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *source == "" {
+		// A node whose key is sealed to a TPM hands over its evidence with its log.
+		if b.Attestation, err = e.evidence(); err != nil {
+			return err
+		}
+	}
 	// Check the bundle before handing it over: an export must verify offline.
 	res, err := b.Verify()
 	if err != nil {

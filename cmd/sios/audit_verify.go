@@ -75,6 +75,10 @@ func recoverLedger(ctx context.Context, e *env) (live bool, err error) {
 		return false, nil
 	}
 	n, err := e.loadNode()
+	var held *ledger.LockedError
+	if errors.As(err, &held) {
+		return true, nil // a running node holds the TPM the key is sealed to
+	}
 	if err != nil {
 		return false, nil // verification needs only the public identity
 	}
@@ -104,11 +108,21 @@ func verifyBundle(e *env, path string, asJSON bool) error {
 		return fmt.Errorf("bundle %s failed verification: %w", path, err)
 	}
 	if asJSON {
-		return printJSON(e.stdout, map[string]any{"verified": true, "node_id": res.NodeID, "root_id": res.RootID,
-			"start": res.Start, "end": res.End, "records": res.Records, "seals": res.Seals, "checkpoint_size": res.Size})
+		out := map[string]any{"verified": true, "node_id": res.NodeID, "root_id": res.RootID,
+			"start": res.Start, "end": res.End, "records": res.Records, "seals": res.Seals, "checkpoint_size": res.Size,
+			"attestation": res.Attestation}
+		if res.EKSHA256 != "" {
+			out["ek_sha256"] = res.EKSHA256
+		}
+		return printJSON(e.stdout, out)
 	}
 	fmt.Fprintf(e.stdout, "verified %d records under %d seals (entries %d..%d of %d) from node %s\n",
 		res.Records, res.Seals, res.Start, res.End-1, res.Size, res.NodeID)
 	fmt.Fprintf(e.stdout, "enrolled by institution root %s: compare it with the root you trust\n", res.RootID)
+	if res.Attestation == "tpm" {
+		fmt.Fprintf(e.stdout, "hardware-attested: the node's keys are bound to the TPM with endorsement key %s: compare it with the EKs you trust\n", res.EKSHA256)
+	} else {
+		fmt.Fprintln(e.stdout, "not hardware-attested: the node's keys are held in software")
+	}
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 )
 
 const fleetUsage = `usage: sios [--data DIR] fleet peers|routes|records [--json]
-  peers    the other nodes this node knows: institution, state (alive|suspect|dead), posture, brains
+  peers    the other nodes this node knows: institution, state (alive|suspect|dead), posture, attestation (tpm only once its TPM answered), brains
   routes   brain id → the nodes that could run it, in order of preference
   records  the fleet-wide log of federation records as this node holds it`
 
@@ -83,9 +83,9 @@ func showPeers(e *env, peers []fleet.Peer, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tNAME\tINSTITUTION\tSTATE\tPOSTURE\tADDRESS\tBRAINS")
+	fmt.Fprintln(tw, "NODE\tNAME\tINSTITUTION\tSTATE\tPOSTURE\tATTESTATION\tADDRESS\tBRAINS")
 	for _, p := range peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.NodeID, p.Name, p.Institution, p.State, p.Posture, p.Addr, len(p.Brains))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.NodeID, p.Name, p.Institution, p.State, p.Posture, p.Attestation, p.Addr, len(p.Brains))
 	}
 	return tw.Flush()
 }

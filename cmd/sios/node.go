@@ -13,9 +13,13 @@ import (
 
 func (e *env) ledgerDir() string { return filepath.Join(e.dataDir, "ledger") }
 
-// loadNode loads the node identity, with a hint when the directory is not initialised.
+// loadNode loads the node identity (unsealing a key sealed to a TPM), with a hint
+// when the directory is not initialised.
 func (e *env) loadNode() (*identity.Node, error) {
 	n, err := identity.Load(e.dataDir)
+	if errors.Is(err, identity.ErrKeySealed) {
+		return e.loadSealedNode()
+	}
 	if errors.Is(err, identity.ErrNoIdentity) {
 		return nil, withHint(err, fmt.Sprintf("run 'sios --data %s init' first", e.dataDir))
 	}

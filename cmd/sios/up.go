@@ -2,21 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/sios-project/sios/admin"
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/identity/tpm"
 	"github.com/sios-project/sios/node"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "up [--listen ADDR] [--fleet-listen ADDR [--join ADDR[,ADDR...]]] [--backend URL] [--model NAME]")
+	fs := newFlags(e, "up", "up [--listen ADDR] [--fleet-listen ADDR [--join ADDR[,ADDR...]]] [--backend URL] [--model NAME] [--tpm DEVICE|HOST:PORT]")
 	listen := fs.String("listen", "", "API address (default "+node.DefaultListen+", or config.json's listen)")
 	backendURL := fs.String("backend", "", "default model backend: 'builtin' or an OpenAI-compatible base URL such as http://127.0.0.1:11434/v1")
 	model := fs.String("model", "", "model to use on the backend for brains whose file names none")
@@ -25,6 +30,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fleetAdvertise := fs.String("fleet-advertise", "", "fleet address peers dial, when it differs from --fleet-listen")
 	join := fs.String("join", "", "fleet addresses of peers to join, comma-separated (any one is enough)")
 	grace := fs.Duration("grace", 30*time.Second, "how long in-flight requests may run on at shutdown")
+	tpmAddr := fs.String("tpm", "", "the TPM the node key is sealed to, when it is no longer where 'sios init --tpm' found it")
 	args, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -32,10 +38,30 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usageError("up takes no arguments, got %q", args[0])
 	}
+	if *tpmAddr != "" {
+		if _, err := os.Stat(filepath.Join(e.dataDir, identity.NodeKeyFile)); errors.Is(err, os.ErrNotExist) {
+			return withHint(fmt.Errorf("%s holds no node identity to unseal with the TPM at %s", e.dataDir, *tpmAddr),
+				fmt.Sprintf("initialise it with 'sios --data %s init --tpm %s' first", e.dataDir, *tpmAddr))
+		}
+	}
 	tuneForServing()
 	nodeID, adminKey, err := node.Bootstrap(e.dataDir, time.Now())
 	if err != nil {
 		return err
+	}
+	// A key sealed to a TPM is unsealed now; the node holds the TPM until it stops.
+	var bound *tpm.Node
+	var boundAt string
+	if sealed, err := keySealed(e.dataDir); err != nil {
+		return err
+	} else if sealed {
+		var closeTPM func()
+		if bound, boundAt, closeTPM, err = openTPMNode(e.dataDir, *tpmAddr); err != nil {
+			return err
+		}
+		defer closeTPM()
+	} else if *tpmAddr != "" {
+		return usageError("--tpm: the node key in %s is not sealed to a TPM (it was initialised without 'sios init --tpm')", e.dataDir)
 	}
 	cfg, err := node.LoadConfig(e.dataDir)
 	if err != nil {
@@ -71,7 +97,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return usageError("--join needs --fleet-listen: the address this node gossips on")
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log})
+	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log, TPM: bound})
 	if err != nil {
 		return err
 	}
@@ -83,8 +109,12 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
+	started := map[string]string{"listen": n.Config().Listen, "backend": n.Config().Backend, "attestation": fleet.AttestSoftware}
+	if bound != nil {
+		started["attestation"], started["ek_sha256"], started["tpm"] = fleet.AttestTPM, bound.EKSHA256, boundAt
+	}
 	if _, _, err := n.Ledger().Append(ctx, &oar.Record{Actor: oar.Actor{ID: "operator"}, Action: oar.ActionNodeStart,
-		Resource: n.ID(), Detail: mustJSON(map[string]string{"listen": n.Config().Listen, "backend": n.Config().Backend})}); err != nil {
+		Resource: n.ID(), Detail: mustJSON(started)}); err != nil {
 		n.Close(context.WithoutCancel(ctx))
 		return err
 	}
@@ -100,6 +130,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
 			n.ID(), ln.Addr(), n.Config().Backend)
+		if bound != nil {
+			fmt.Fprintf(e.stdout, "identity: key unsealed from the TPM at %s (EK %s)\n", boundAt, bound.EKSHA256)
+		}
 		if f := n.Fleet(); f != nil {
 			fmt.Fprintf(e.stdout, "fleet: listening on %s (mutual TLS)", f.Addr())
 			if len(n.Config().Join) > 0 {

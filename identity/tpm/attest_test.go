@@ -14,7 +14,7 @@ import (
 
 // attestedNode is a node initialised with a TPM, loaded, and the verifier's view of it.
 type attestedNode struct {
-	sim  *simulator
+	sim  simulator
 	dir  string
 	node *Node
 }
@@ -37,7 +37,7 @@ func newAttestedNode(t testing.TB, opt simOptions) *attestedNode {
 
 func (a *attestedNode) policyCA(t testing.TB) Policy {
 	t.Helper()
-	pool, _, err := ParseEKCAs(a.sim.caPEM)
+	pool, _, err := ParseEKCAs(a.sim.CAPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func roundTrip(t testing.TB, ev *Evidence) *Evidence {
 }
 
 func TestEvidenceVerifies(t *testing.T) {
-	a := newAttestedNode(t, simOptions{ekCert: true})
+	a := newAttestedNode(t, simOptions{EKCert: true})
 	ev := roundTrip(t, a.node.Evidence)
 	v, err := Verify(ev, a.node.ID(), a.node.Public(), a.policyCA(t))
 	if err != nil {
@@ -82,8 +82,8 @@ func TestEvidenceVerifies(t *testing.T) {
 }
 
 func TestEvidenceRefusals(t *testing.T) {
-	a := newAttestedNode(t, simOptions{ekCert: true})
-	other := newAttestedNode(t, simOptions{ekCert: true})
+	a := newAttestedNode(t, simOptions{EKCert: true})
+	other := newAttestedNode(t, simOptions{EKCert: true})
 	pinned := Policy{EKSHA256: []string{a.node.EKSHA256}}
 	otherKey := newNodeKey(t)
 
@@ -140,7 +140,7 @@ func TestEvidenceRefusals(t *testing.T) {
 }
 
 func TestExchange(t *testing.T) {
-	a := newAttestedNode(t, simOptions{ekCert: true})
+	a := newAttestedNode(t, simOptions{EKCert: true})
 	b := newAttestedNode(t, simOptions{})
 	va, err := a.verify(a.policyCA(t))
 	if err != nil {

@@ -16,7 +16,7 @@ func BenchmarkStartup(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		opt  simOptions
-	}{{"ek=provisioned", simOptions{ekCert: true}}, {"ek=derived", simOptions{}}} {
+	}{{"ek=provisioned", simOptions{EKCert: true}}, {"ek=derived", simOptions{}}} {
 		b.Run(c.name, func(b *testing.B) {
 			sim := startSimulator(b, c.opt)
 			tp := sim.open(b)
@@ -26,7 +26,7 @@ func BenchmarkStartup(b *testing.B) {
 			}
 			tp.Close()
 			for b.Loop() {
-				t, err := Open(sim.addr)
+				t, err := Open(sim.Addr)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -60,7 +60,7 @@ func BenchmarkUnseal(b *testing.B) {
 // encodings: the verifier makes a challenge (TPM2_MakeCredential in software), the
 // node activates it and quotes over the nonce, the verifier checks the answer.
 func BenchmarkAttestationExchange(b *testing.B) {
-	a := newAttestedNode(b, simOptions{ekCert: true})
+	a := newAttestedNode(b, simOptions{EKCert: true})
 	v, err := a.verify(a.policyCA(b))
 	if err != nil {
 		b.Fatal(err)
@@ -99,7 +99,7 @@ func BenchmarkAttestationExchange(b *testing.B) {
 // BenchmarkVerifyEvidence is a peer checking a node's evidence (parse, AK signature,
 // EK certificate chain), done once per peer at admission.
 func BenchmarkVerifyEvidence(b *testing.B) {
-	a := newAttestedNode(b, simOptions{ekCert: true})
+	a := newAttestedNode(b, simOptions{EKCert: true})
 	policy := a.policyCA(b)
 	raw, err := a.node.Evidence.Marshal()
 	if err != nil {

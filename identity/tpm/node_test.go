@@ -35,7 +35,7 @@ func copyDir(t testing.TB, from string) string {
 }
 
 func TestInitLoadNode(t *testing.T) {
-	simA := startSimulator(t, simOptions{ekCert: true})
+	simA := startSimulator(t, simOptions{EKCert: true})
 	a := simA.open(t)
 	dir := t.TempDir()
 	res, err := Init(a, dir, "ward-7", "", nil, time.Now())
@@ -52,8 +52,8 @@ func TestInitLoadNode(t *testing.T) {
 		t.Fatalf("identity.Load of a sealed identity: %v, want ErrKeySealed naming node.key", err)
 	}
 	kf, err := ReadKeyFile(dir)
-	if err != nil || kf.TPM != simA.addr {
-		t.Fatalf("ReadKeyFile: %v (tpm %q, want %q)", err, kf.TPM, simA.addr)
+	if err != nil || kf.TPM != simA.Addr {
+		t.Fatalf("ReadKeyFile: %v (tpm %q, want %q)", err, kf.TPM, simA.Addr)
 	}
 
 	n, err := Load(a, dir)
@@ -87,7 +87,7 @@ func TestInitLoadNode(t *testing.T) {
 	}
 
 	// After a reboot (PCRs reset, transient objects gone) the node starts again.
-	simA.restart(t)
+	simA.Restart(t)
 	a2 := simA.open(t)
 	n2, err := Load(a2, dir)
 	if err != nil {

@@ -65,7 +65,7 @@ func closedPort(t *testing.T) string { return fmt.Sprint(freePortPair(t)) }
 // A swtpm started without --flags takes no command until it is powered on through its
 // control channel; Open does that.
 func TestOpenPowersOnASimulator(t *testing.T) {
-	sim := startSimulator(t, simOptions{poweredOff: true})
+	sim := startSimulator(t, simOptions{PoweredOff: true})
 	tp := sim.open(t)
 	key := newNodeKey(t)
 	kf, err := tp.Seal(key, nil)
@@ -158,7 +158,7 @@ func TestOpenSimulatorInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = Open(sim.addr)
+	_, err = Open(sim.Addr)
 	if err == nil || !strings.Contains(err.Error(), "another process") || time.Since(start) > busyTimeout+2*time.Second {
 		t.Fatalf("Open of a simulator in use: %v after %v, want a refusal naming the cause within %v", err, time.Since(start), busyTimeout)
 	}

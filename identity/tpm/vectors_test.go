@@ -80,7 +80,7 @@ func TestVectors(t *testing.T) {
 }
 
 func writeVectors(t *testing.T) {
-	a := newAttestedNode(t, simOptions{ekCert: true})
+	a := newAttestedNode(t, simOptions{EKCert: true})
 	v, err := a.verify(a.policyCA(t))
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func writeVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	vec := vectors{Comment: "sios-tpm-evidence/1, challenge and answer test vectors from swtpm; see docs/attestation.md. " +
-		"Regenerate: go test ./identity/tpm -run TestVectors -update", EKCAPEM: string(a.sim.caPEM), Secret: p.secret}
+		"Regenerate: go test ./identity/tpm -run TestVectors -update", EKCAPEM: string(a.sim.CAPEM), Secret: p.secret}
 	kf, err := ReadKeyFile(a.dir)
 	if err != nil {
 		t.Fatal(err)
