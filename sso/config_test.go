@@ -29,10 +29,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"unknown field", with(t, `"audience"`, `"audiance":"x","audience"`), `unknown field "audiance"`},
 		{"misspelt rule field", with(t, `"clearance"`, `"clearence":"SECRET","clearance"`), `unknown field "clearence"`},
 		{"bad name", with(t, `"corp"`, `"Corp"`), "oidc[0].name:"},
-		{"no issuer", with(t, `"https://idp.example/realms/x"`, `""`), "oidc[0] (corp).Issuer: missing"},
+		{"no issuer", with(t, `"https://idp.example/realms/x"`, `""`), "oidc[0] (corp).issuer: missing"},
 		{"http issuer", with(t, `https://idp.example`, `http://idp.example`), "only https is accepted, except on a loopback host"},
 		{"issuer with query", with(t, `realms/x"`, `realms/x?a=1"`), "must not carry user info, a query or a fragment"},
-		{"issuer with bad port", with(t, `idp.example`, `idp.example:0`), "(corp).Issuer:"},
+		{"issuer with bad port", with(t, `idp.example`, `idp.example:0`), "(corp).issuer:"},
 		{"jwks_uri not https", with(t, `"audience"`, `"jwks_uri":"ftp://idp.example/k","audience"`), "(corp).jwks_uri:"},
 		{"no audience", with(t, `"audience":"sios",`, ``), "(corp).audience: missing"},
 		{"empty audience", with(t, `"audience":"sios"`, `"audience":[""]`), "(corp).audience:"},
@@ -58,7 +58,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"tenant values bad tenant", with(t, `"claims":{`, `"claims":{"tenant":{"claim":"tid","values":{"x":"a b"}},`), `claims.tenant.values["x"]`},
 		{"bad principal claim", with(t, `"claims":{`, `"claims":{"principal":".sub",`), "claims.principal:"},
 		{"duplicate name", "[" + goodIssuer + "," + strings.Replace(goodIssuer, "realms/x", "realms/y", 1), "oidc[1] (corp).name: also the name of oidc[0]"},
-		{"duplicate issuer", "[" + goodIssuer + "," + strings.Replace(goodIssuer, `"corp"`, `"corp2"`, 1), "oidc[1] (corp2).Issuer:"},
+		{"duplicate issuer", "[" + goodIssuer + "," + strings.Replace(goodIssuer, `"corp"`, `"corp2"`, 1), "oidc[1] (corp2).issuer:"},
 		{"trailing data", "[" + goodIssuer + "] []", "trailing data"},
 	}
 	for _, c := range cases {
