@@ -24,8 +24,11 @@ import (
 // fakeGateway answers every chat with its last user message reversed.
 type fakeGateway struct{}
 
-func (fakeGateway) Authenticate(k string) (*policy.Principal, bool) {
-	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, k == "sios_good"
+func (fakeGateway) Authenticate(_ context.Context, k string) (*policy.Principal, error) {
+	if k != "sios_good" {
+		return nil, &invoke.Error{Code: invoke.CodeInvalidKey, Message: "invalid API key"}
+	}
+	return &policy.Principal{ID: "u", Tenant: "t", Clearance: policy.Official}, nil
 }
 
 func (fakeGateway) RefuseAuthentication(context.Context, string, string) bool { return true }

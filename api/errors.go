@@ -72,6 +72,9 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidPayload:        http.StatusBadRequest,
 	invoke.CodeOriginForked:          http.StatusForbidden,
 	invoke.CodeEnvelopeRefused:       http.StatusForbidden,
+	invoke.CodeInvalidKey:            http.StatusUnauthorized,
+	invoke.CodeInvalidToken:          http.StatusUnauthorized,
+	invoke.CodeUnmappedIdentity:      http.StatusForbidden,
 	invoke.CodeInternal:              http.StatusInternalServerError,
 }
 

@@ -22,7 +22,9 @@ const ReceiptHeader = "X-Sios-Receipt"
 // Gateway is what the API needs from a node (*invoke.Pipeline). Implementations must be
 // safe for concurrent use; outcomes meant for the caller are *invoke.Error.
 type Gateway interface {
-	Authenticate(apiKey string) (*policy.Principal, bool)
+	// Authenticate returns the principal a bearer token (an API key, or an OIDC token
+	// when single sign-on is configured) stands for; a refusal is an *invoke.Error.
+	Authenticate(ctx context.Context, bearer string) (*policy.Principal, error)
 	// RefuseAuthentication records a request refused for its key, from a client
 	// address; false when even that could not be recorded.
 	RefuseAuthentication(ctx context.Context, addr, reason string) bool

@@ -80,9 +80,20 @@ func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) erro
 	if !ok {
 		return refuse("invalid_api_key", "malformed Authorization header", "the Authorization header must be 'Bearer KEY'")
 	}
-	p, ok := s.gw.Authenticate(strings.TrimSpace(key))
-	if !ok {
-		return refuse("invalid_api_key", "a key the node does not know", "invalid API key")
+	p, err := s.gw.Authenticate(r.Context(), strings.TrimSpace(key))
+	if err != nil {
+		ae, ok := asError(err)
+		if !ok {
+			return err
+		}
+		reason := map[string]string{"invalid_api_key": "a key the node does not know", "invalid_token": "a token no configured identity provider issued, or expired"}[ae.Code]
+		if reason == "" { // recorded by the pipeline (an unmapped user), or not a refusal at all
+			return ae
+		}
+		if !s.gw.RefuseAuthentication(r.Context(), r.RemoteAddr, reason) {
+			return Errorf(http.StatusServiceUnavailable, "audit_unavailable", "the audit ledger could not record this request")
+		}
+		return ae
 	}
 	return next(p)
 }

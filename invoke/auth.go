@@ -2,12 +2,17 @@ package invoke
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
+	"github.com/sios-project/sios/sso"
 )
 
 // Authentication at the API's door. A request whose key the node does not know is
@@ -24,11 +29,14 @@ const (
 	maxRefusalSources = 4096
 	// refreshEvery bounds how often an unknown key re-reads the principals file.
 	refreshEvery = time.Second
+	// maxSignIns bounds the OIDC tokens remembered as signed in (then it starts over).
+	maxSignIns = 100_000
 )
 
 // refusals counts authentication refusals per client address.
 type refusals struct {
 	mu          sync.Mutex
+	tokens      map[[32]byte]time.Time       // guarded by mu; OIDC tokens whose sign-in is recorded
 	bySource    map[netip.Addr]*refusalCount // guarded by mu
 	lastRefresh time.Time                    // guarded by mu
 }
@@ -38,8 +46,100 @@ type refusalCount struct {
 	count int       // refusals since, not yet recorded
 }
 
-// Authenticate returns the principal holding an API key.
-func (p *Pipeline) Authenticate(key string) (*policy.Principal, bool) {
+// Authenticate returns the principal a bearer token stands for: an API key of the
+// principal store, or — with single sign-on configured — an OIDC token of a configured
+// issuer, mapped to a tenant, clearance and roles by the operator's rules. A refusal is
+// an *Error: invalid_api_key or invalid_token (401), unmapped_identity (403).
+func (p *Pipeline) Authenticate(ctx context.Context, bearer string) (*policy.Principal, error) {
+	if p.cfg.SSO != nil && !strings.HasPrefix(bearer, policy.APIKeyPrefix) && sso.LooksLikeJWT(bearer) {
+		id, err := p.cfg.SSO.Authenticate(ctx, bearer)
+		var ue *sso.UnmappedError
+		switch {
+		case errors.As(err, &ue):
+			if err := p.unmapped(ctx, bearer, ue); err != nil {
+				return nil, err
+			}
+			return nil, &Error{Code: CodeUnmappedIdentity, Message: "the identity provider vouched for this user, but no rule of this node grants them anything"}
+		case err != nil:
+			p.cfg.Log.Info("bearer token refused", "reason", oar.Bounded(err.Error(), oar.MaxOutsideValue))
+			return nil, &Error{Code: CodeInvalidToken, Message: "the bearer token is not one a configured identity provider issued for this node, or has expired"}
+		}
+		if err := p.signedIn(ctx, id); err != nil {
+			return nil, err
+		}
+		pr := id.Principal
+		return &pr, nil
+	}
+	pr, ok := p.authenticateKey(bearer)
+	if !ok {
+		return nil, &Error{Code: CodeInvalidKey, Message: "invalid API key"}
+	}
+	return pr, nil
+}
+
+// signedIn records the first request of each OIDC token: who, by which issuer and
+// rule (never the token). Later requests are recorded under the principal's id. A
+// sign-in that cannot be recorded is not admitted (audit_unavailable).
+func (p *Pipeline) signedIn(ctx context.Context, id *sso.Identity) error {
+	h := sha256.Sum256([]byte(id.IssuerURL + "\n" + id.Subject + "\n" + id.TokenID + "\n" + id.Expires.String()))
+	p.auth.mu.Lock()
+	if p.auth.tokens == nil || len(p.auth.tokens) >= maxSignIns {
+		p.auth.tokens = map[[32]byte]time.Time{}
+	}
+	_, seen := p.auth.tokens[h]
+	p.auth.tokens[h] = id.Expires
+	p.auth.mu.Unlock()
+	if seen {
+		return nil
+	}
+	if _, err := p.appendNow(ctx, &oar.Record{
+		Tenant: id.Principal.Tenant, Actor: oar.Actor{ID: id.Principal.ID, Clearance: id.Principal.Clearance.String()},
+		Action: oar.ActionSSOSignIn, Resource: "issuer/" + oar.Bounded(id.Issuer, oar.MaxOutsideValue),
+		Decision: &oar.Decision{Effect: "allow", Policies: []string{fmt.Sprintf("oidc-rule-%d", id.Rule)}},
+		Detail: mustJSON(map[string]any{"issuer": oar.Bounded(id.IssuerURL, oar.MaxOutsideValue), "subject": oar.Bounded(id.Subject, oar.MaxOutsideValue),
+			"token_id": oar.Bounded(id.TokenID, oar.MaxOutsideValue), "expires": oar.FormatTime(id.Expires), "roles": id.Principal.Roles}),
+	}); err != nil {
+		p.auth.mu.Lock()
+		delete(p.auth.tokens, h) // the next request tries to record it again
+		p.auth.mu.Unlock()
+		p.cfg.Log.Error("audit sign-in", "err", err)
+		return &Error{Code: CodeAuditFailed, Message: "the sign-in could not be recorded: nothing was served"}
+	}
+	return nil
+}
+
+// unmapped records, once per token, a genuine user whom no rule grants anything:
+// issuer, subject and the reason (never the token). Only a configured issuer's
+// signed tokens get here, so these records are not a flood an anonymous caller controls.
+func (p *Pipeline) unmapped(ctx context.Context, bearer string, ue *sso.UnmappedError) error {
+	h := sha256.Sum256([]byte("unmapped\n" + bearer))
+	p.auth.mu.Lock()
+	if p.auth.tokens == nil || len(p.auth.tokens) >= maxSignIns {
+		p.auth.tokens = map[[32]byte]time.Time{}
+	}
+	_, seen := p.auth.tokens[h]
+	p.auth.tokens[h] = time.Time{}
+	p.auth.mu.Unlock()
+	if seen {
+		return nil
+	}
+	if _, err := p.appendNow(ctx, &oar.Record{
+		Actor: oar.Actor{ID: "anonymous"}, Action: oar.ActionAuthRefuse, Resource: "issuer/" + oar.Bounded(ue.Issuer, oar.MaxOutsideValue),
+		Decision: &oar.Decision{Effect: "deny"},
+		Detail: mustJSON(map[string]any{"reason": "an identity provider's user no rule grants anything", "issuer": oar.Bounded(ue.Issuer, oar.MaxOutsideValue),
+			"subject": oar.Bounded(ue.Subject, oar.MaxOutsideValue), "why": oar.Bounded(ue.Reason, oar.MaxOutsideValue)}),
+	}); err != nil {
+		p.auth.mu.Lock()
+		delete(p.auth.tokens, h)
+		p.auth.mu.Unlock()
+		p.cfg.Log.Error("audit unmapped sign-in", "err", err)
+		return &Error{Code: CodeAuditFailed, Message: "the refusal could not be recorded"}
+	}
+	return nil
+}
+
+// authenticateKey returns the principal holding an API key.
+func (p *Pipeline) authenticateKey(key string) (*policy.Principal, bool) {
 	if pr, ok := p.cfg.Principals.Authenticate(key); ok {
 		return pr, true
 	}

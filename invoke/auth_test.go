@@ -10,7 +10,7 @@ func TestWrongKeysAreRecordedAggregated(t *testing.T) {
 	h := newHarness(t, "builtin", nil)
 	ctx := context.Background()
 	for range 50 {
-		if _, ok := h.p.Authenticate("sios_wrong"); ok {
+		if _, err := h.p.Authenticate(ctx, "sios_wrong"); err == nil {
 			t.Fatal("a wrong key authenticated")
 		}
 		if !h.p.RefuseAuthentication(ctx, "192.0.2.7:5000", "a key the node does not know") {

@@ -36,6 +36,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/ratelimit"
+	"github.com/sios-project/sios/sso"
 )
 
 // Ledger appends audit records (ledger.Ledger).
@@ -74,7 +75,9 @@ type Config struct {
 	OpenLog func() (*ledger.Reader, error)
 	// FleetLog holds the peers' verified identities.
 	FleetLog *fleet.Log
-	Log      *slog.Logger
+	// SSO validates OpenID Connect tokens (nil: API keys only).
+	SSO *sso.Validator
+	Log *slog.Logger
 
 	// DefaultBackend is "builtin" or the base URL of the node's default model server.
 	DefaultBackend string

@@ -58,6 +58,11 @@ const (
 	CodeOriginForked    Code = "origin_forked"
 	CodeEnvelopeRefused Code = "envelope_refused"
 
+	// Authentication.
+	CodeInvalidKey       Code = "invalid_api_key"   // no principal holds the key
+	CodeInvalidToken     Code = "invalid_token"     // not a token of a configured identity provider
+	CodeUnmappedIdentity Code = "unmapped_identity" // a genuine user the operator's rules grant nothing
+
 	CodeInternal Code = "internal"
 )
 

@@ -21,6 +21,7 @@ import (
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/sso"
 )
 
 // ConfigFile is the node's optional configuration file in the data directory.
@@ -39,6 +40,9 @@ type Config struct {
 	EmbeddingModel string `json:"embedding_model,omitempty"`
 	// Model is the model a brain uses on a network backend when its file names none.
 	Model string `json:"model,omitempty"`
+	// OIDC are the OpenID Connect identity providers whose users may sign in, and the
+	// rules mapping their claims to a tenant, clearance and roles (docs/sso.md).
+	OIDC []sso.Issuer `json:"oidc,omitempty"`
 	// BackendModels states what the node cannot ask a model server: per model name,
 	// whether it takes tools ("tools": false answers without them, retrieving memory
 	// into the prompt) and a time budget that replaces the brains' ("timeout": "300s",
@@ -182,7 +186,11 @@ func (c Config) egressRules() ([]egress.Rule, error) {
 		}
 		rules = append(rules, r)
 	}
-	return rules, nil
+	oidc, err := sso.EgressRules(c.OIDC)
+	if err != nil {
+		return nil, err
+	}
+	return append(rules, oidc...), nil
 }
 
 // posture is the highest classification the node is accredited for: its backends'
@@ -218,6 +226,9 @@ func (c Config) check() error {
 		if d, err := time.ParseDuration(m.Timeout); err != nil || d <= 0 || d > 15*time.Minute {
 			return fmt.Errorf("config backend_models[%s].timeout: %q is not a duration between 0 and 15m such as \"300s\"", name, m.Timeout)
 		}
+	}
+	if err := sso.CheckConfig(c.OIDC); err != nil {
+		return err
 	}
 	if c.PeerRequestsPerMinute < 0 {
 		return fmt.Errorf("config peer_requests_per_minute: %d is negative", c.PeerRequestsPerMinute)

@@ -35,6 +35,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/sso"
 	"golang.org/x/net/netutil"
 )
 
@@ -72,6 +73,7 @@ type Node struct {
 	guard      *egress.Guard
 	memory     *memory.Ops
 	pipeline   *invoke.Pipeline
+	sso        *sso.Validator // nil without single sign-on
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
@@ -179,6 +181,16 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 			return vecs, err
 		}
 	}
+	if len(n.cfg.OIDC) > 0 {
+		// Keys are fetched only from the configured issuers, through the egress guard,
+		// and cached on disk so that sign-ins go on when an issuer is unreachable.
+		if n.sso, err = sso.New(n.cfg.OIDC, sso.Options{Client: &http.Client{Transport: n.guard.HTTPTransport()},
+			CacheDir: filepath.Join(n.dataDir, "oidc"), OnKeys: n.auditKeys}); err != nil {
+			store.Close()
+			n.ledger.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("config oidc: %v", err)
+		}
+	}
 	accreditation, _ := policy.ParseLevel(n.cfg.Accreditation) // checked by check; zero when unset
 	var router *brain.Router
 	if n.memory.Embed != nil {
@@ -200,7 +212,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
-		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log,
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso,
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
@@ -276,6 +288,13 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}()
 	// A bounded number of connections: a flood of slow clients cannot take every
 	// descriptor (each also has its read, write and idle deadlines).
+	if n.sso != nil {
+		n.bg.Add(1)
+		go func() {
+			defer n.bg.Done()
+			n.sso.Run(ctx) // fetches keys at once when none are cached, then periodically
+		}()
+	}
 	go func() { errc <- apiSrv.Serve(netutil.LimitListener(ln, api.MaxConnections)) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
@@ -333,6 +352,20 @@ func (n *Node) Close(ctx context.Context) error {
 func (n *Node) audit(ctx context.Context, rec *oar.Record) error {
 	_, _, err := n.ledger.Append(ctx, rec)
 	return err
+}
+
+// auditKeys records an identity provider's key fetch, cache load or failure.
+func (n *Node) auditKeys(e sso.KeyEvent) {
+	detail := map[string]any{"jwks_uri": oar.Bounded(e.JWKSURI, oar.MaxOutsideValue), "keys": e.KeyIDs, "added": e.Added, "removed": e.Removed,
+		"cached": e.Cached, "fetched": oar.FormatTime(e.Fetched)}
+	if e.Err != nil {
+		detail["error"] = oar.Bounded(e.Err.Error(), oar.MaxOutsideValue)
+	}
+	b, _ := json.Marshal(detail)
+	if err := n.audit(context.Background(), &oar.Record{Actor: oar.Actor{ID: "node"}, Action: oar.ActionSSOKeys,
+		Resource: "issuer/" + oar.Bounded(e.Issuer, oar.MaxOutsideValue), Detail: b}); err != nil {
+		n.log.Error("audit identity provider keys", "err", err)
+	}
 }
 
 // auditRefusal records an egress refusal. The guard calls it before refusing.

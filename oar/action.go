@@ -32,6 +32,14 @@ const ActionPrincipalRotateKey = "principal.rotate-key"
 // ActionPrincipalSet: a principal's clearance or roles changed.
 const ActionPrincipalSet = "principal.set"
 
+// ActionSSOSignIn: the first request of a user signed in by an OIDC identity provider:
+// issuer, subject, the mapping rule (never the token).
+const ActionSSOSignIn = "sso.sign-in"
+
+// ActionSSOKeys: an identity provider's signing keys were fetched or loaded, or the
+// fetch failed.
+const ActionSSOKeys = "sso.keys"
+
 // ActionAuthRefuse: requests refused at the API's door (no key, a wrong key), per address.
 const ActionAuthRefuse = "auth.refuse"
 
