@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/backend/mock"
 )
 
 // The golden files are real servers' answers (testdata/golden/README.md says where
@@ -315,6 +316,73 @@ func TestGoldenEmbeddings(t *testing.T) {
 			}
 			if fmt.Sprint(vs) != fmt.Sprint(tc.vectors) || u != tc.usage {
 				t.Fatalf("vectors %v usage %+v\nwant    %v usage %+v", vs, u, tc.vectors, tc.usage)
+			}
+		})
+	}
+}
+
+// TestMockDialects: the client reads the mock's answers in every dialect, as it
+// reads the real servers' (end-to-end tests elsewhere rely on this).
+func TestMockDialects(t *testing.T) {
+	calls := []backend.ToolCall{
+		{Function: backend.FunctionCall{Name: "get_weather", Arguments: `{"city":"Zürich"}`}},
+		{Function: backend.FunctionCall{Name: "get_weather", Arguments: `{"city":"Bern"}`}},
+	}
+	noDelta := func(backend.Delta) error { return nil }
+	for _, tc := range []struct {
+		dialect                 string
+		unknownModel, noTools   int    // statuses
+		midStream, midStreamErr string // *backend.Error message, or else error text
+	}{
+		{"", 404, 400, "", ""},
+		{"ollama", 404, 400, "", "the stream ended before the model finished"},
+		{"llamacpp", 400, 500, "runner crashed", ""},
+		{"vllm", 404, 400, "runner crashed", ""},
+	} {
+		t.Run("dialect="+tc.dialect, func(t *testing.T) {
+			text, _ := serve(t, &mock.Server{Dialect: tc.dialect, Reply: "one two three"}, backend.Options{})
+			for _, onDelta := range []func(backend.Delta) error{nil, noDelta} {
+				resp, err := text.Chat(context.Background(), userMessage("x"), onDelta)
+				if err != nil || resp.Content != "one two three" || resp.FinishReason != "stop" || resp.UsageEstimated {
+					t.Fatalf("streamed=%v: %+v %v", onDelta != nil, resp, err)
+				}
+			}
+			tools, _ := serve(t, &mock.Server{Dialect: tc.dialect, ToolCalls: calls}, backend.Options{})
+			for _, onDelta := range []func(backend.Delta) error{nil, noDelta} {
+				resp, err := tools.Chat(context.Background(), userMessage("x"), onDelta)
+				if err != nil || len(resp.ToolCalls) != 2 || resp.FinishReason != "tool_calls" ||
+					resp.ToolCalls[0].Function != calls[0].Function || resp.ToolCalls[1].Function != calls[1].Function ||
+					resp.ToolCalls[0].ID == resp.ToolCalls[1].ID {
+					t.Fatalf("streamed=%v: %+v %v", onDelta != nil, resp, err)
+				}
+			}
+			vs, u, err := text.Embed(context.Background(), "e", []string{"alpha", "beta"})
+			if err != nil || fmt.Sprint(vs[1]) != fmt.Sprint(mock.Embedding("beta", mock.DefaultDimensions)) || u.PromptTokens != 4 {
+				t.Fatalf("embed: %v %+v %v", vs, u, err)
+			}
+
+			var be *backend.Error
+			picky, _ := serve(t, &mock.Server{Dialect: tc.dialect, Models: []string{"other"}, NoTools: true}, backend.Options{})
+			if _, err := picky.Chat(context.Background(), userMessage("x"), nil); !errors.As(err, &be) || be.Status != tc.unknownModel {
+				t.Fatalf("unknown model: %v", err)
+			}
+			req := userMessage("x")
+			req.Model = "other"
+			req.Tools = []backend.Tool{{Function: backend.FunctionDef{Name: "f"}}}
+			if _, err := picky.Chat(context.Background(), req, nil); !errors.As(err, &be) || be.Status != tc.noTools || !strings.Contains(be.Message, "tool") {
+				t.Fatalf("no tools: %v", err)
+			}
+
+			if tc.dialect == "" {
+				return
+			}
+			failing, _ := serve(t, &mock.Server{Dialect: tc.dialect, Reply: "one two three", FailAfter: 1, StreamError: "runner crashed"}, backend.Options{})
+			_, err = failing.Chat(context.Background(), userMessage("x"), noDelta)
+			switch {
+			case tc.midStream != "" && (!errors.As(err, &be) || be.Status != 0 || be.Message != tc.midStream):
+				t.Fatalf("mid-stream: %v", err)
+			case tc.midStream == "" && (err == nil || errors.As(err, &be) || !strings.Contains(err.Error(), tc.midStreamErr)):
+				t.Fatalf("mid-stream: %v", err)
 			}
 		})
 	}
