@@ -43,6 +43,7 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidMemory:         http.StatusBadRequest,
 	invoke.CodeModelNotFound:         http.StatusNotFound,
 	invoke.CodeUnknownSubject:        http.StatusNotFound,
+	invoke.CodeUnknownRecord:         http.StatusNotFound,
 	invoke.CodeParameterNotAllowed:   http.StatusBadRequest,
 	invoke.CodeUnsupportedContent:    http.StatusBadRequest,
 	invoke.CodeBackendModelNotFound:  http.StatusBadGateway,
@@ -154,7 +155,22 @@ func writeError(w http.ResponseWriter, e *Error) {
 	json.NewEncoder(w).Encode(b)
 }
 
-// EncodeReceipt is the X-Sios-Receipt header form of a receipt: unpadded base64url JSON.
+// CompactReceipt is the X-Sios-Receipt header form of a receipt, an RFC 8941
+// dictionary naming the record: its index in the log, the index of the seal over its
+// batch, and its record hash — `index=1234, seal=1240, record="4a6d…"`. The full receipt
+// is GET /v1/receipts/{index}, or inline on request (FullReceiptHeader).
+func CompactReceipt(rc *oar.Receipt) string {
+	b := make([]byte, 0, 120)
+	b = append(b, "index="...)
+	b = strconv.AppendUint(b, rc.Index, 10)
+	b = append(b, ", seal="...)
+	b = strconv.AppendUint(b, rc.SealIndex, 10)
+	b = append(b, `, record="`...)
+	b = append(b, rc.RecordHash...)
+	return string(append(b, '"'))
+}
+
+// EncodeReceipt is the X-Sios-Receipt-Full header form of a receipt: unpadded base64url JSON.
 func EncodeReceipt(rc *oar.Receipt) string {
 	b, _ := json.Marshal(rc)
 	return base64.RawURLEncoding.EncodeToString(b)

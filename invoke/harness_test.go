@@ -40,6 +40,8 @@ type recorder struct {
 	recs []*oar.Record
 }
 
+func (r *recorder) Size() uint64 { return r.l.Size() }
+
 func (r *recorder) Append(ctx context.Context, rec *oar.Record) (*oar.Receipt, []byte, error) {
 	if r.fail != nil {
 		return nil, nil, r.fail

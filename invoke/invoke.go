@@ -43,6 +43,8 @@ import (
 // Ledger appends audit records (ledger.Ledger).
 type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
+	// Size is the number of entries written (journaled) so far.
+	Size() uint64
 }
 
 // Fleet is what remote invocation needs of the fleet (fleet.Fleet).

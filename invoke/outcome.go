@@ -20,6 +20,7 @@ const (
 	CodeInvalidMemory         Code = "invalid_memory"         // a memory request is malformed
 	CodeModelNotFound         Code = "model_not_found"        // no such brain, here or at a peer
 	CodeUnknownSubject        Code = "unknown_subject"        // no memories are held about the subject
+	CodeUnknownRecord         Code = "unknown_record"         // no audit record the caller may read at that index
 	CodeParameterNotAllowed   Code = "parameter_not_allowed"  // the brain does not let callers set a member
 	CodeUnsupportedContent    Code = "unsupported_content"    // an image to a brain that takes none
 

@@ -291,6 +291,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	handler := api.NewServer(n.pipeline, n.log)
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
+	handler.SetFullReceipts(n.cfg.FullReceipts)
 	apiSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: api.ReadHeaderTimeout,

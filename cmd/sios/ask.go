@@ -45,6 +45,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.ReceiptHeader, "full") // one request: show the whole receipt
 	if *class != "" {
 		req.Header.Set("X-Sios-Classification", *class)
 	}
@@ -57,7 +58,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	receipt := decodeReceiptHeader(resp.Header.Get(api.ReceiptHeader))
+	receipt := decodeReceiptHeader(resp.Header.Get(api.FullReceiptHeader))
 	if resp.StatusCode != http.StatusOK {
 		var eb struct {
 			Error struct {
@@ -94,6 +95,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// decodeReceiptHeader decodes an X-Sios-Receipt-Full header; nil if it is not one.
 func decodeReceiptHeader(h string) *oar.Receipt {
 	if h == "" {
 		return nil
