@@ -1,9 +1,11 @@
 package invoke
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -58,6 +60,19 @@ const (
 	CodeOriginForked    Code = "origin_forked"
 	CodeEnvelopeRefused Code = "envelope_refused"
 
+	// Consent grants (docs/consent.md): the refusal codes of package consent, spelt
+	// the same, so that a caller, a peer and an audit record name a refusal alike.
+	CodeConsentRequired      Code = Code(consent.CodeRequired)      // a request needs a grant and none covers it
+	CodeConsentMalformed     Code = Code(consent.CodeMalformed)     // the grant's bytes are not consent-grant/1
+	CodeConsentForged        Code = Code(consent.CodeForged)        // its signatures are not its origin's
+	CodeConsentExpired       Code = Code(consent.CodeExpired)       // expired, or not valid yet
+	CodeConsentWrongAudience Code = Code(consent.CodeWrongAudience) // made for another institution, node or principal
+	CodeConsentOutOfScope    Code = Code(consent.CodeOutOfScope)    // another action, brain, subject, tenant or origin
+	CodeConsentAboveMax      Code = Code(consent.CodeAboveMax)      // data above the grant's maximum
+	CodeConsentRevoked       Code = Code(consent.CodeRevoked)       // revoked at its origin
+	CodeConsentUsedUp        Code = Code(consent.CodeUsedUp)        // every use it allows has been made
+	CodeConsentUnknown       Code = Code(consent.CodeUnknown)       // its origin holds no such grant
+
 	CodeInternal Code = "internal"
 )
 
@@ -84,4 +99,14 @@ func errorf(code Code, format string, a ...any) *Error {
 // errAudit is the answer when a record cannot be written: the request is not served.
 func errAudit() *Error {
 	return errorf(CodeAuditFailed, "the audit ledger could not record this request, so it was not served")
+}
+
+// consentOutcome is a refusal of package consent as a pipeline outcome, with its code;
+// an error that is not one is internal (its text stays in the node's log).
+func consentOutcome(err error) *Error {
+	var ce *consent.Error
+	if errors.As(err, &ce) {
+		return &Error{Code: Code(ce.Code), Message: ce.Message}
+	}
+	return errorf(CodeInternal, "the consent grant could not be checked")
 }

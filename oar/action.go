@@ -25,4 +25,9 @@ const (
 	ActionFleetRefuse     = "fleet.refuse"       // a peer refused admission to the fleet
 	ActionFleetRefuseCall = "fleet.refuse-call"  // a peer's remote call refused before it ran
 	ActionReplicaFork     = "audit.replica-fork" // a source presented another history to this replica
+	ActionConsentGrant    = "consent.grant"      // a principal made a consent grant (or was refused one)
+	ActionConsentRevoke   = "consent.revoke"     // a consent grant was revoked
+	ActionConsentUse      = "consent.use"        // a use of a grant, durable before the data it allows leaves
+	ActionConsentRelease  = "consent.release"    // memories released under a grant to another institution (or refused)
+	ActionConsentReceive  = "consent.receive"    // memories received under a grant from their holder (or its refusal)
 )
