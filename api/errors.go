@@ -72,6 +72,16 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidPayload:        http.StatusBadRequest,
 	invoke.CodeOriginForked:          http.StatusForbidden,
 	invoke.CodeEnvelopeRefused:       http.StatusForbidden,
+	invoke.CodeConsentRequired:       http.StatusForbidden,
+	invoke.CodeConsentMalformed:      http.StatusBadRequest,
+	invoke.CodeConsentForged:         http.StatusForbidden,
+	invoke.CodeConsentExpired:        http.StatusForbidden,
+	invoke.CodeConsentWrongAudience:  http.StatusForbidden,
+	invoke.CodeConsentOutOfScope:     http.StatusForbidden,
+	invoke.CodeConsentAboveMax:       http.StatusForbidden,
+	invoke.CodeConsentRevoked:        http.StatusForbidden,
+	invoke.CodeConsentUsedUp:         http.StatusForbidden,
+	invoke.CodeConsentUnknown:        http.StatusNotFound,
 	invoke.CodeInternal:              http.StatusInternalServerError,
 }
 

@@ -232,8 +232,8 @@ func (p *Pipeline) ConsentRevoke(ctx context.Context, pr *policy.Principal, id s
 	now := time.Now()
 	rc, err := p.appendNow(ctx, &oar.Record{Tenant: en.Grant.Grantor.Tenant, Actor: actorOf(pr), Action: oar.ActionConsentRevoke,
 		Resource: "consent/" + id, Decision: &oar.Decision{Effect: "allow", Policies: []string{"consent-grantor"}},
-		Inputs:   []oar.Digest{oar.DigestOf("grant", en.Raw)},
-		Detail:   mustJSON(map[string]any{"grant": id, "grant_hash": consent.Hash(en.Raw), "revoked": oar.FormatTime(now)})})
+		Inputs: []oar.Digest{oar.DigestOf("grant", en.Raw)},
+		Detail: mustJSON(map[string]any{"grant": id, "grant_hash": consent.Hash(en.Raw), "revoked": oar.FormatTime(now)})})
 	if err != nil {
 		p.cfg.Log.Error("audit consent revocation", "err", err)
 		return nil, nil, errAudit()

@@ -61,17 +61,18 @@ const (
 	CodeEnvelopeRefused Code = "envelope_refused"
 
 	// Consent grants (docs/consent.md): the refusal codes of package consent, spelt
-	// the same, so that a caller, a peer and an audit record name a refusal alike.
-	CodeConsentRequired      Code = Code(consent.CodeRequired)      // a request needs a grant and none covers it
-	CodeConsentMalformed     Code = Code(consent.CodeMalformed)     // the grant's bytes are not consent-grant/1
-	CodeConsentForged        Code = Code(consent.CodeForged)        // its signatures are not its origin's
-	CodeConsentExpired       Code = Code(consent.CodeExpired)       // expired, or not valid yet
-	CodeConsentWrongAudience Code = Code(consent.CodeWrongAudience) // made for another institution, node or principal
-	CodeConsentOutOfScope    Code = Code(consent.CodeOutOfScope)    // another action, brain, subject, tenant or origin
-	CodeConsentAboveMax      Code = Code(consent.CodeAboveMax)      // data above the grant's maximum
-	CodeConsentRevoked       Code = Code(consent.CodeRevoked)       // revoked at its origin
-	CodeConsentUsedUp        Code = Code(consent.CodeUsedUp)        // every use it allows has been made
-	CodeConsentUnknown       Code = Code(consent.CodeUnknown)       // its origin holds no such grant
+	// the same (a test keeps them so), so that a caller, a peer and an audit record
+	// name a refusal alike.
+	CodeConsentRequired      Code = "consent_required"       // a request needs a grant and none covers it
+	CodeConsentMalformed     Code = "consent_malformed"      // the grant's bytes are not consent-grant/1
+	CodeConsentForged        Code = "consent_forged"         // its signatures are not its origin's
+	CodeConsentExpired       Code = "consent_expired"        // expired, or not valid yet
+	CodeConsentWrongAudience Code = "consent_wrong_audience" // made for another institution, node or principal
+	CodeConsentOutOfScope    Code = "consent_out_of_scope"   // another action, brain, subject, tenant or origin
+	CodeConsentAboveMax      Code = "consent_above_max"      // data above the grant's maximum
+	CodeConsentRevoked       Code = "consent_revoked"        // revoked at its origin
+	CodeConsentUsedUp        Code = "consent_used_up"        // every use it allows has been made
+	CodeConsentUnknown       Code = "consent_unknown"        // its origin holds no such grant
 
 	CodeInternal Code = "internal"
 )

@@ -31,9 +31,9 @@ import (
 // requester's question and the subjects it asks about. Its canonical JSON is what the
 // envelope's payload_digest covers.
 type SearchPayload struct {
-	Query    string   `json:"query"`              // the question, 0 to memory.MaxQueryBytes
-	Subjects []string `json:"subjects"`           // 1 to consent.MaxSubjects, sorted, no repeats
-	Limit    int      `json:"limit,omitempty"`    // memories per subject, 1 to MaxReleasePerSubject; 0: ReleasePerSubject
+	Query    string   `json:"query"`           // the question, 0 to memory.MaxQueryBytes
+	Subjects []string `json:"subjects"`        // 1 to consent.MaxSubjects, sorted, no repeats
+	Limit    int      `json:"limit,omitempty"` // memories per subject, 1 to MaxReleasePerSubject; 0: ReleasePerSubject
 }
 
 // ParseSearchPayload reads a search payload strictly: canonical JSON, exactly these
