@@ -88,6 +88,8 @@ func (p *Pipeline) ConsentGrant(ctx context.Context, pr *policy.Principal, ng Ne
 	})
 	rec := grantRecord(pr, parsed, raw, decisionOf(d))
 	if !d.Allow {
+		// A grant never made: its signed bytes go nowhere, its digest into the refusal.
+		rec.Parties, rec.Inputs = nil, []oar.Digest{oar.DigestOf("grant", raw)}
 		rc, err := p.appendNow(ctx, rec)
 		if err != nil {
 			p.cfg.Log.Error("audit consent refusal", "err", err)
