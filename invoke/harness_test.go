@@ -197,7 +197,7 @@ type harness struct {
 
 // newHarness builds a pipeline on a fresh data directory. Brains whose backend is the
 // node default run on the builtin backend unless model is "http://model".
-func newHarness(t *testing.T, defaultBackend string, cfg func(*Config)) *harness {
+func newHarness(t testing.TB, defaultBackend string, cfg func(*Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	res, err := identity.Init(dir, "test", "", time.Now())

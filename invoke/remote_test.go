@@ -20,7 +20,7 @@ import (
 // origin's fleet log, answering remote calls as a real target does — it verifies the
 // envelope and signs its reply — unless told to misbehave.
 type peerNode struct {
-	t    *testing.T
+	t    testing.TB
 	id   *identity.Node
 	peer fleet.Peer
 
@@ -38,7 +38,7 @@ type peerNode struct {
 
 // newPeer enrols a peer under the root key file rootKey (its own institution's: the
 // origin's root, or "" for a new institution of its own).
-func newPeer(t *testing.T, log *fleet.Log, posture, rootKey string) *peerNode {
+func newPeer(t testing.TB, log *fleet.Log, posture, rootKey string) *peerNode {
 	t.Helper()
 	dir := t.TempDir()
 	res, err := identity.Init(dir, "peer", rootKey, time.Now())
@@ -137,13 +137,13 @@ func (ps peers) MemorySearch(context.Context, fleet.Peer, *fleet.CallRequest) (*
 }
 
 // remoteHarness is an origin and n peers of its own institution offering lab-brain.
-func remoteHarness(t *testing.T, n int) (*harness, peers) {
+func remoteHarness(t testing.TB, n int) (*harness, peers) {
 	return remoteHarnessOf(t, n, true)
 }
 
 // remoteHarnessOf is remoteHarness with the peers of another institution, each its
 // own, unless same.
-func remoteHarnessOf(t *testing.T, n int, same bool) (*harness, peers) {
+func remoteHarnessOf(t testing.TB, n int, same bool) (*harness, peers) {
 	h := newHarness(t, "builtin", nil)
 	root := ""
 	if same {

@@ -185,6 +185,29 @@ func TestConsentStories(t *testing.T) {
 	if out := ok(t, "", question...); !strings.Contains(out, "3 cm mass") || !strings.Contains(out, "brain:   oncology-mdt") {
 		t.Fatalf("served answer: %s", out)
 	}
+	// Policy explains decisions with the grant in them; another principal cannot revoke
+	// it, nor learn it exists; a grant above one's clearance is refused by policy.
+	out := ok(t, h, "policy", "check", "--principal", "dr.adeyemi", "--tenant", "oncology", "--peer", idR,
+		"--classification", "OFFICIAL-SENSITIVE", "--grant", file)
+	for _, want := range []string{"decision: allow", "context.grant (a verified consent grant covers the request):",
+		`  brain: "oncology-mdt"`, "  max_classification: 2 (OFFICIAL-SENSITIVE)", "consent yes"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("policy check --grant lacks %q:\n%s", want, out)
+		}
+	}
+	if r := sios(t, h, "policy", "check", "--principal", "dr.adeyemi", "--tenant", "oncology", "--peer", idR, "--classification", "SECRET",
+		"--grant", file); r.code != exitDeny || !strings.Contains(r.stdout, "forbid-cross-institution-without-grant") {
+		t.Fatalf("SECRET data under the grant: %+v", r)
+	}
+	if out := ok(t, h, "policy", "check", "--principal", "dr.adeyemi", "--tenant", "oncology", "--grant", file); !strings.Contains(out, "permit-consent-grant") {
+		t.Fatalf("may she make it: %s", out)
+	}
+	colleague := nh.addPrincipal(t, "oncology", "dr.colleague", "SECRET")
+	fails(t, 1, "", []string{"consent", "revoke", "--node", nh.url, "--api-key", colleague, invokeGrant}, "404 consent_unknown")
+	fails(t, 1, "", []string{"consent", "grant", "--node", nh.url, "--api-key", adeyemi, "--to", rootR, "--action", "invoke", "--brain", "oncology-mdt",
+		"--max", "SECRET", "--purpose", "x", "--expires", "1d"}, "403 policy_denied")
+	fails(t, 2, "", []string{"consent", "grant", "--node", nh.url, "--api-key", adeyemi, "--to", rootR, "--action", "invoke", "--brain", "oncology-mdt",
+		"--max", "OFFICIAL", "--purpose", "x", "--expires", "400d"}, "365d")
 	// SECRET data, another brain: not covered.
 	fails(t, 1, "", []string{"ask", "--node", nh.url, "--api-key", adeyemi, "--brain", "oncology-mdt", "--classification", "SECRET", "x"}, "consent_required")
 	fails(t, 1, "", []string{"ask", "--node", nh.url, "--api-key", adeyemi, "--brain", "genomics-board", "x"}, "consent_required", "genomics-board")
