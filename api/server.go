@@ -50,6 +50,9 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 			return json.NewEncoder(w).Encode(rc)
 		}))
 	}
+	if cg, ok := gw.(ConsentGateway); ok {
+		s.consentRoutes(cg)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`+"\n")

@@ -104,3 +104,18 @@ const ActionReplicaFork = "audit.replica-fork"
 
 // ActionFleetAttest: a peer's TPM answered this node's challenge: attested now.
 const ActionFleetAttest = "fleet.attest"
+
+// ActionConsentGrant: a principal made a consent grant (or was refused one).
+const ActionConsentGrant = "consent.grant"
+
+// ActionConsentRevoke: a consent grant was revoked.
+const ActionConsentRevoke = "consent.revoke"
+
+// ActionConsentUse: a use of a grant, durable before the data it allows leaves.
+const ActionConsentUse = "consent.use"
+
+// ActionConsentRelease: memories released under a grant to another institution (or refused).
+const ActionConsentRelease = "consent.release"
+
+// ActionConsentReceive: memories received under a grant from their holder (or its refusal).
+const ActionConsentReceive = "consent.receive"
