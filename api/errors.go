@@ -42,6 +42,8 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidClassification: http.StatusBadRequest,
 	invoke.CodeInvalidMemory:         http.StatusBadRequest,
 	invoke.CodeModelNotFound:         http.StatusNotFound,
+	invoke.CodePanelNotFound:         http.StatusNotFound,
+	invoke.CodeDecisionNotFound:      http.StatusNotFound,
 	invoke.CodeUnknownSubject:        http.StatusNotFound,
 	invoke.CodeParameterNotAllowed:   http.StatusBadRequest,
 	invoke.CodeUnsupportedContent:    http.StatusBadRequest,

@@ -25,4 +25,7 @@ const (
 	ActionFleetRefuse     = "fleet.refuse"       // a peer refused admission to the fleet
 	ActionFleetRefuseCall = "fleet.refuse-call"  // a peer's remote call refused before it ran
 	ActionReplicaFork     = "audit.replica-fork" // a source presented another history to this replica
+	ActionDecisionRequest = "decision.request"   // a decision asked of a panel: its signed request, each member authorised or refused
+	ActionDecisionBallot  = "decision.ballot"    // a member's signed ballot, recorded by the node that cast it
+	ActionDecisionOutcome = "decision.outcome"   // a decision's signed outcome: the request and every counted ballot as signed
 )
