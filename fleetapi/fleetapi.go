@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/invoke"
@@ -37,6 +38,8 @@ type Config struct {
 	// this node serves (its limits record states it).
 	PeerRequestsPerMinute int
 	Log                   *slog.Logger
+	// Decisions makes this node's ballots for peers' decisions (nil: none are served).
+	Decisions Contributor
 }
 
 // PeerOf identifies the peer of a request by its TLS client certificate, checking it
@@ -84,6 +87,7 @@ type handler func(w http.ResponseWriter, r *http.Request, peer *identity.Certifi
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+fleet.InvokePath, a.serveInvoke)
+	mux.HandleFunc("POST "+deliberate.CallPath, a.serveDecide)
 	mux.HandleFunc("POST /fleet/v1/audit/notify", a.route(a.notify))
 	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", a.route(a.logFile))
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))

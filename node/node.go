@@ -24,6 +24,8 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/decision"
+	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/fleetapi"
@@ -65,6 +67,8 @@ type Node struct {
 	guard      *egress.Guard
 	memory     *memory.Ops
 	pipeline   *invoke.Pipeline
+	panels     *decision.Panels    // DIR/panels
+	decisions  *deliberate.Service // decisions asked of panels, and this node's ballots
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
@@ -117,6 +121,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	if n.brains, err = brain.Load(n.dataDir); err != nil {
+		return nil, err
+	}
+	if n.panels, err = decision.LoadPanels(n.dataDir, n.brains); err != nil {
 		return nil, err
 	}
 	if n.principals, err = policy.OpenPrincipals(n.dataDir); err != nil {
@@ -198,6 +205,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Models: n.cfg.models(), Started: time.Now(),
 		Router: router, EmbedAccreditation: n.memory.EmbedAccreditation,
 	})
+	n.decisions = n.newDecisions()
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
@@ -240,7 +248,7 @@ func (n *Node) openLog() (*ledger.Reader, error) {
 // waits for the audit records and seals the ledger.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, ready func()) error {
 	apiSrv := &http.Server{
-		Handler:           api.NewServer(n.pipeline, n.log),
+		Handler:           api.NewServer(apiGateway{n.pipeline, n.decisions}, n.log),
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
