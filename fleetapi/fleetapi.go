@@ -25,6 +25,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/ratelimit"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/trace"
 )
 
 // Config is what the fleet API serves from.
@@ -40,6 +41,8 @@ type Config struct {
 	Log                   *slog.Logger
 	// Decisions makes this node's ballots for peers' decisions (nil: none are served).
 	Decisions Contributor
+	// Trace answers peers' requests for their parts of traces (nil: none are served).
+	Trace TraceParts
 }
 
 // PeerOf identifies the peer of a request by its TLS client certificate, checking it
@@ -88,6 +91,7 @@ func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+fleet.InvokePath, a.serveInvoke)
 	mux.HandleFunc("POST "+deliberate.CallPath, a.serveDecide)
+	mux.HandleFunc("POST "+trace.PartPath, a.route(a.tracePart))
 	mux.HandleFunc("POST /fleet/v1/audit/notify", a.route(a.notify))
 	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", a.route(a.logFile))
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))

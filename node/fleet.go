@@ -38,6 +38,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	n.fleetAPI = fleetapi.New(fleetapi.Config{
 		Identity: n.id, Pipeline: n.pipeline, Replication: n.repl, FleetLog: n.fleetLog,
 		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Log: n.log, Decisions: n.decisions,
+		Trace: n.traceServer(),
 	})
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.

@@ -312,10 +312,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 
 // adminDeps is what the admin API acts on.
 func (n *Node) adminDeps() admin.Deps {
+	f := n.fleet
 	return admin.Deps{
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
 		Routes: n.pipeline.Routes, SetReplica: n.setReplica,
+		Trace: func(ctx context.Context, record string) ([]byte, error) { return n.buildTrace(ctx, f, record) },
 	}
 }
 

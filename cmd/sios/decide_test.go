@@ -145,7 +145,18 @@ rule: {name: quorum, quorum: 2}
 	other := n.addPrincipal(t, "other", "eve", "TOP-SECRET")
 	fails(t, 1, dir, []string{"decisions", "show", "--node", n.url, "--api-key", other, id}, "decision_not_found")
 
+	rec := res["record"].(map[string]any)
+	traceFile := filepath.Join(t.TempDir(), "trace.json")
+	ok(t, dir, "audit", "trace", "--record", fmt.Sprint(rec["index"]), "--out", traceFile)
 	n.stop(t)
+	chain := ok(t, dir, "audit", "verify", "--trace", traceFile)
+	if !strings.Contains(chain, "decided, outcome admit") || !strings.Contains(chain, "pharmacology") {
+		t.Fatalf("audit verify --trace:\n%s", chain)
+	}
+	// Offline, by hash, with the node stopped.
+	offline := filepath.Join(t.TempDir(), "trace2.json")
+	ok(t, dir, "audit", "trace", "--record", rec["record_hash"].(string), "--out", offline)
+	ok(t, dir, "audit", "verify", "--trace", offline, "--json")
 	recs := ledgerRecords(t, dir)
 	for action, want := range map[string]int{oar.ActionDecisionRequest: 1, oar.ActionDecisionBallot: 3, oar.ActionDecisionOutcome: 1} {
 		if got := len(recordsWith(recs, action)); got != want {
