@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +42,7 @@ type script struct {
 	mu      sync.Mutex
 	choice  map[string]string
 	latency map[string]time.Duration
+	mocks   []*mock.Server
 }
 
 func newScript() *script {
@@ -57,8 +57,19 @@ func (s *script) set(brain, choice string, latency time.Duration) {
 	s.latency["m-"+brain] = latency
 }
 
+// received is every request body the script's mock servers answered.
+func (s *script) received() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	for _, m := range s.mocks {
+		out = append(out, m.Received()...)
+	}
+	return out
+}
+
 func (s *script) mock() *mock.Server {
-	return &mock.Server{
+	m := &mock.Server{
 		Choose: func(model string, enum []any) any {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -73,6 +84,10 @@ func (s *script) mock() *mock.Server {
 			return s.latency[model]
 		},
 	}
+	s.mu.Lock()
+	s.mocks = append(s.mocks, m)
+	s.mu.Unlock()
+	return m
 }
 
 // decide posts a decision to n's API and returns the result (status 200) or the error body.
@@ -164,6 +179,4 @@ rule: {name: quorum, quorum: 2}
 		}
 	}
 	ok(t, dir, "audit", "verify")
-	_ = filepath.Join
-	_ = slices.Contains[[]string]
 }
