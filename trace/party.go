@@ -20,7 +20,8 @@ type party struct {
 	request  *decision.Request
 	ballot   *decision.Ballot
 	outcome  *decision.Outcome
-	err      error // the party is of a known format but does not parse
+	verified *decision.Outcome // outcome, once VerifyOutcome has re-derived it
+	err      error             // the party is of a known format but does not parse
 }
 
 // parseParty reads a party by its "v"; a format the trace does not know has only v.

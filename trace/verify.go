@@ -360,10 +360,9 @@ func (v *verifier) checkSignature(p *party, all []*party) error {
 		}
 		return fmt.Errorf("a ballot without the decision request it answers")
 	case p.outcome != nil:
-		if _, err := decision.VerifyOutcome(p.raw, v.directory); err != nil {
-			return err
-		}
-		return nil
+		o, err := decision.VerifyOutcome(p.raw, v.directory)
+		p.verified = o
+		return err
 	}
 	v.chain.Unchecked = append(v.chain.Unchecked, fmt.Sprintf("a party of format %q (not a format this verifier knows)", short(p.v)))
 	return nil
@@ -471,13 +470,10 @@ func (v *verifier) checkCall(rec *oar.Record, node string, env, rep *party) erro
 // trace — the request in this node's decision.request record, each ballot in the
 // decision.ballot record of the node that cast it — that the outcome record links to.
 func (v *verifier) checkOutcome(i int, rec *oar.Record, ps []*party) error {
-	if len(ps) == 0 || ps[0].outcome == nil {
+	if len(ps) == 0 || ps[0].verified == nil {
 		return fmt.Errorf("a decision.outcome record holds its outcome as its first party")
 	}
-	o, err := decision.VerifyOutcome(ps[0].raw, v.directory)
-	if err != nil {
-		return err
-	}
+	o := ps[0].verified
 	req, node := o.ParsedRequest(), v.t.Records[i].Node
 	switch {
 	case req.Origin != node:
