@@ -244,8 +244,8 @@ func (s *Service) plan(pr *policy.Principal, req *decision.Request, level policy
 // fillAny fills a BRAIN@* seat (see plan).
 func (s *Service) fillAny(pr *policy.Principal, req *decision.Request, level policy.Level, f Fleet, st *seat) {
 	var denied *policy.Decision
-	var best *fleet.Peer
-	var bestPolicies []string
+	var allowed []fleet.Peer
+	policies := map[string][]string{}
 	for _, peer := range f.Candidates(st.brain) {
 		if peer.NodeID == s.cfg.Identity.ID() {
 			continue
@@ -261,19 +261,29 @@ func (s *Service) fillAny(pr *policy.Principal, req *decision.Request, level pol
 			}
 			continue
 		}
-		if best == nil || rendezvous(req.Hash(), peer.NodeID) < rendezvous(req.Hash(), best.NodeID) {
-			p := peer
-			best, bestPolicies = &p, d.Reasons
-		}
+		allowed, policies[peer.NodeID] = append(allowed, peer), d.Reasons
 	}
 	switch {
-	case best != nil:
-		st.node, st.peer, st.allowed, st.policies = best.NodeID, best, true, bestPolicies
+	case len(allowed) > 0:
+		best := firstToFill(req.Hash(), allowed)
+		st.node, st.peer, st.allowed, st.policies = best.NodeID, &best, true, policies[best.NodeID]
 	case denied != nil:
 		st.policies, st.reason = denied.Reasons, "no peer offering the brain may receive this data: "+invoke.DenialReason(*denied)
 	default:
 		st.reason = "no reachable peer offers the brain"
 	}
+}
+
+// firstToFill is, of the peers that may fill a BRAIN@* seat, the one whose ballot
+// Count would keep if they all answered: the lowest rendezvous hash.
+func firstToFill(decisionHash string, peers []fleet.Peer) fleet.Peer {
+	best := peers[0]
+	for _, p := range peers[1:] {
+		if rendezvous(decisionHash, p.NodeID) < rendezvous(decisionHash, best.NodeID) {
+			best = p
+		}
+	}
+	return best
 }
 
 // rendezvous is docs/decisions.md section 6, step 3: hex(SHA-256(decision hash || node)).
