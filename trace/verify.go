@@ -122,6 +122,21 @@ type verifier struct {
 	hashes []string
 	byHash map[string]int
 	chain  *Chain
+	// parties and checked memoize parsing and signature checks: the same request, or
+	// ballot, is held by several records.
+	parties map[[32]byte]*party
+	checked map[[64]byte]error
+}
+
+// party parses raw once per verification.
+func (v *verifier) party(raw []byte) *party {
+	k := sha256.Sum256(raw)
+	if p, ok := v.parties[k]; ok {
+		return p
+	}
+	p := parseParty(raw)
+	v.parties[k] = p
+	return p
 }
 
 // Verify checks a trace with nothing but its own bytes (see the package comment) and
@@ -132,7 +147,8 @@ func Verify(b []byte, opts Options) (*Chain, error) {
 		return nil, err
 	}
 	v := &verifier{t: t, opts: opts, roots: map[string]identity.PublicKey{}, keys: map[string]identity.PublicKey{},
-		certs: map[string]identity.Certificate{}, cps: map[string]*ledger.Checkpoint{}, byHash: map[string]int{}, chain: &Chain{}}
+		certs: map[string]identity.Certificate{}, cps: map[string]*ledger.Checkpoint{}, byHash: map[string]int{}, chain: &Chain{},
+		parties: map[[32]byte]*party{}, checked: map[[64]byte]error{}}
 	for _, step := range []func() error{v.checkRoots, v.checkNodes, v.checkLogs, v.checkRecords, v.checkSubject, v.checkLinks, v.checkParties} {
 		if err := step(); err != nil {
 			return nil, err
@@ -310,13 +326,13 @@ func (v *verifier) checkParties() error {
 	for i, rec := range v.recs {
 		ps := make([]*party, len(rec.Parties))
 		for j, raw := range rec.Parties {
-			p := parseParty(raw)
+			p := v.party(raw)
 			ps[j] = p
 			part := fmt.Sprintf("%s: parties[%d]", v.part(i), j)
 			if p.err != nil {
 				return fmt.Errorf("%s: %v", part, p.err)
 			}
-			if err := v.checkSignature(p, ps); err != nil {
+			if err := v.checkSignatureOnce(p, ps); err != nil {
 				return fmt.Errorf("%s (%s): %v", part, p.v, err)
 			}
 		}
@@ -325,6 +341,29 @@ func (v *verifier) checkParties() error {
 		}
 	}
 	return nil
+}
+
+// checkSignatureOnce is checkSignature, once per party (a ballot: per party and the
+// request beside it).
+func (v *verifier) checkSignatureOnce(p *party, all []*party) error {
+	var k [64]byte
+	h := sha256.Sum256(p.raw)
+	copy(k[:32], h[:])
+	if p.ballot != nil {
+		for _, q := range all {
+			if q.request != nil {
+				r := sha256.Sum256(q.raw)
+				copy(k[32:], r[:])
+				break
+			}
+		}
+	}
+	if err, ok := v.checked[k]; ok {
+		return err
+	}
+	err := v.checkSignature(p, all)
+	v.checked[k] = err
+	return err
 }
 
 // checkSignature checks one party's signatures under its signer's enrolled keys.
@@ -410,7 +449,7 @@ func (v *verifier) checkRecord(i int, rec *oar.Record, ps []*party) error {
 				return fmt.Errorf("its invocation link is not node %s's brain.invoke record of brain %s", node, b.ballot.Brain)
 			}
 			for _, raw := range inv.Parties {
-				if e := parseParty(raw).envelope; e != nil && (e.Origin != req.request.Origin || e.Target != node || e.Brain != b.ballot.Brain || e.Classification != req.request.Classification) {
+				if e := v.party(raw).envelope; e != nil && (e.Origin != req.request.Origin || e.Target != node || e.Brain != b.ballot.Brain || e.Classification != req.request.Classification) {
 					return fmt.Errorf("the envelope of its invocation (%s) is not the origin's call of brain %s at %s", v.part(j), b.ballot.Brain, req.request.Classification)
 				}
 			}
