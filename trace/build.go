@@ -255,8 +255,18 @@ func gather(ctx context.Context, r *ledger.Reader, refs []Ref, allow func(*oar.R
 		if len(out) > MaxRecords {
 			return nil, fmt.Errorf("more than %d records are linked (MaxRecords)", MaxRecords)
 		}
+		// Links to records of other logs (a decision's remote ballots) are the
+		// builder's to resolve: they are not searched for here.
+		elsewhere := map[string]bool{}
+		for node, refs := range remoteRefs(e.Record) {
+			for _, r := range refs {
+				elsewhere[r.RecordHash] = node != e.Record.Node
+			}
+		}
 		for _, l := range e.Record.Links {
-			queue = append(queue, Ref{RecordHash: l.RecordHash})
+			if !elsewhere[l.RecordHash] {
+				queue = append(queue, Ref{RecordHash: l.RecordHash})
+			}
 		}
 	}
 	return out, nil
