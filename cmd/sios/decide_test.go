@@ -180,3 +180,14 @@ rule: {name: quorum, quorum: 2}
 	}
 	ok(t, dir, "audit", "verify")
 }
+
+// A panel file that does not load stops the node's start-up, naming the file and line.
+func TestInvalidPanelFileStopsStartUp(t *testing.T) {
+	t.Parallel()
+	dir := initNode(t)
+	writeFile(t, dir, "panels/ward.yaml", "id: ward\nmembers: [clinical-triage, router]\n")
+	r := fails(t, 1, dir, []string{"up", "--listen", "127.0.0.1:0"}, "panels/ward.yaml:2", "router", "arbitration: true")
+	if strings.Contains(r.stdout, "serving") {
+		t.Fatalf("the node served with a bad panel file: %s", r.stdout)
+	}
+}
