@@ -172,6 +172,15 @@ rule: {name: quorum, quorum: 2}
 	offline := filepath.Join(t.TempDir(), "trace2.json")
 	ok(t, dir, "audit", "trace", "--record", rec["record_hash"].(string), "--out", offline)
 	ok(t, dir, "audit", "verify", "--trace", offline, "--json")
+	// After a restart the decision is read back from the audit log, without rationales.
+	n = startNode(t, dir, "--backend", modelServer(t, sc.mock()), "--model", "unused")
+	again := decode[deliberate.Result](t, ok(t, dir, "decisions", "show", "--node", n.url, "--api-key", key, "--json", id))
+	if *again.Outcome != "admit" || len(again.Ballots) != 3 || again.Ballots[0].Rationale != "" || again.Ballots[0].Receipt == nil ||
+		again.Record.RecordHash != rec["record_hash"] {
+		t.Fatalf("read back from the log: %+v", again)
+	}
+	fails(t, 1, dir, []string{"decisions", "show", "--node", n.url, "--api-key", other, id}, "decision_not_found")
+	n.stop(t)
 	recs := ledgerRecords(t, dir)
 	for action, want := range map[string]int{oar.ActionDecisionRequest: 1, oar.ActionDecisionBallot: 3, oar.ActionDecisionOutcome: 1} {
 		if got := len(recordsWith(recs, action)); got != want {
