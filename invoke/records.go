@@ -46,8 +46,17 @@ func (p *Pipeline) recordReader(inv *Invocation) builtin.RecordReader {
 	})
 }
 
-// mayRead decides audit.read of one record for an invocation's principal.
+// mayRead decides audit.read of one record for an invocation's principal: what the
+// explainer says flows on to where the brain's data goes.
 func (p *Pipeline) mayRead(inv *Invocation, idx uint64, rec *oar.Record) bool {
+	return p.MayReadRecord(inv.Principal, idx, rec, p.flowsTo(inv))
+}
+
+// MayReadRecord decides audit.read of record idx for pr, when what it says goes on to
+// a place accredited at to (a brain's backend; the principal's own clearance for a
+// person reading it in the console). It is the one decision every read of a record's
+// content passes: the audit explainer's and the console's.
+func (p *Pipeline) MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record, to policy.Level) bool {
 	lvl := policy.Official
 	if rec.Classification != "" {
 		l, err := policy.ParseLevel(rec.Classification)
@@ -56,14 +65,13 @@ func (p *Pipeline) mayRead(inv *Invocation, idx uint64, rec *oar.Record) bool {
 		}
 		lvl = l
 	}
-	pr := inv.Principal
-	if lvl > p.flowsTo(inv) {
+	if lvl > to {
 		return false
 	}
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionAuditRead,
 		Resource: policy.Resource{Type: policy.ResourceRecord, ID: "record/" + strconv.FormatUint(idx, 10), Classification: lvl, Tenant: rec.Tenant},
-		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: p.flowsTo(inv)},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: to},
 	})
 	return d.Allow
 }

@@ -27,6 +27,9 @@ const (
 	ResourceMemory = "Memory"
 	ResourcePeer   = "Peer"
 	ResourceRecord = "Record" // an audit record: its tenant ("" for the node's own) and classification
+	// ResourcePrincipal is a principal being administered (the console's principal
+	// changes): its tenant, and its clearance as its classification.
+	ResourcePrincipal = "Principal"
 )
 
 // Request is one question put to the engine: may Principal do Action to Resource in
@@ -109,6 +112,9 @@ var resourceTypes = map[string]types.EntityType{
 	ResourceMemory: "Sios::Memory",
 	ResourcePeer:   "Sios::Peer",
 	ResourceRecord: "Sios::Record",
+	// A principal as the resource of an action: its id is "TENANT/ID", so that it is
+	// never the acting principal's entity (whose id is ID).
+	ResourcePrincipal: "Sios::Principal",
 }
 
 var actionUIDs = map[string]types.EntityUID{
@@ -235,7 +241,7 @@ func newResourceKey(r *Resource) resourceKey {
 		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
 	case ResourceTool:
 		return resourceKey{typ: r.Type, name: r.ID}
-	case ResourceMemory, ResourceRecord:
+	case ResourceMemory, ResourceRecord, ResourcePrincipal:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
 	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
@@ -248,7 +254,7 @@ func (k resourceKey) record() types.Record {
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
 	case ResourceTool:
 		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
-	case ResourceMemory, ResourceRecord:
+	case ResourceMemory, ResourceRecord, ResourcePrincipal:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
 	return types.NewRecord(types.RecordMap{ // a Peer
