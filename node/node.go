@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sios-project/sios/admin"
@@ -260,8 +261,14 @@ func (n *Node) openLog() (*ledger.Reader, error) {
 // leaves the fleet. ready, if not nil, is called once every listener is up. Close then
 // waits for the audit records and seals the ledger.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, ready func()) error {
+	var adminReady atomic.Pointer[admin.Deps] // the console's view of the node, once the fleet has started
+	apiHandler, con, err := n.apiHandler(&adminReady)
+	if err != nil {
+		return err
+	}
+	defer con.Close()
 	apiSrv := &http.Server{
-		Handler:           api.NewServer(n.pipeline, n.log),
+		Handler:           apiHandler,
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
@@ -308,7 +315,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		n.stopFleet()
 		return err
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(n.adminDeps()), ReadHeaderTimeout: api.ReadHeaderTimeout}
+	deps := n.adminDeps()
+	adminReady.Store(&deps)
+	adminSrv := &http.Server{Handler: admin.Handler(deps), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	if ready != nil {
 		ready()
