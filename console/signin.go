@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -48,6 +49,7 @@ func (c *Console) showSignIn(w http.ResponseWriter, r *http.Request, status int,
 func safeNext(next string) string {
 	u, err := url.Parse(next)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, Prefix) ||
+		(u.Path != path.Clean(u.Path) && u.Path != path.Clean(u.Path)+"/") ||
 		strings.HasPrefix(next, "//") || strings.Contains(next, "\\") || strings.HasPrefix(u.Path, "/console/signin") ||
 		strings.HasPrefix(u.Path, "/console/oidc/") {
 		return Prefix
