@@ -50,7 +50,7 @@ func (n *Node) newConsole(ready *atomic.Pointer[admin.Deps]) (*console.Console, 
 	cfg := console.Config{
 		Pipeline: n.pipeline, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Append: n.ledger.Append, OpenLog: n.openLog, Verify: n.verifyLog, Export: n.exportLog,
-		Node: n.consoleInfo(backendLvl),
+		Node:  n.consoleInfo(backendLvl),
 		Admin: ready.Load,
 		Institutions: func() ([]fleet.TrustedRoot, error) {
 			_, roots, err := fleet.LoadTrust(n.dataDir, n.id.Cert)

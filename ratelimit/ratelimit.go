@@ -134,7 +134,7 @@ func (l *Limiter) Usage(key string, perMinute, burst int) Usage {
 		u.TakenPerMinute = float64(b.taken) + float64(b.prevTaken)*w
 		u.RefusedPerMinute = float64(b.refused) + float64(b.prevRefused)*w
 	default: // the current window's counts are the previous minute's now
-		w := 1 - (d - time.Minute).Seconds()/60
+		w := 1 - (d-time.Minute).Seconds()/60
 		u.TakenPerMinute = float64(b.taken) * w
 		u.RefusedPerMinute = float64(b.refused) * w
 	}

@@ -194,7 +194,7 @@ var (
 
 func newStorage(t testing.TB, users map[string]map[string]any) *storage {
 	s := &storage{
-		users: users,
+		users:    users,
 		clients:  map[string]*client{},
 		requests: map[string]*authRequest{},
 		codes:    map[string]string{},
