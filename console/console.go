@@ -97,9 +97,9 @@ type OIDCClient struct {
 // Config is what the console is built from: the node's subsystems, passed one by one.
 type Config struct {
 	Pipeline   Pipeline
-	Policy     *policy.Engine
+	Policy     *policy.Live // reloaded on SIGHUP: every decision uses the policies in force
 	Principals *policy.Principals
-	Brains     *brain.Catalogue
+	Brains     *brain.Live
 	// Append writes an audit record and returns its receipt once durable.
 	Append func(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// OpenLog opens the node's own audit log for reading at its latest checkpoint.

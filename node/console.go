@@ -10,28 +10,24 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
-	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/console"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/policy"
 )
 
-// apiHandler is the API's handler with the web console mounted under /console/ on the
-// same listener. The console sees the admin API's view of the node (fleet, replicas)
-// through ready, which Serve fills once the fleet has started.
-func (n *Node) apiHandler(ready *atomic.Pointer[admin.Deps]) (http.Handler, *console.Console, error) {
-	con, err := n.newConsole(ready)
-	if err != nil {
-		return nil, nil, err
-	}
+// withConsole mounts the web console under /console/ beside the API, on the same
+// listener.
+func withConsole(apiHandler http.Handler, con *console.Console) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(console.Prefix, con)
-	mux.Handle("/", api.NewServer(n.pipeline, n.log))
-	return mux, con, nil
+	mux.Handle("/", apiHandler)
+	return mux
 }
 
-// newConsole builds the console from the node's subsystems.
+// newConsole builds the console from the node's subsystems. It sees the admin API's
+// view of the node (fleet, replicas) through ready, which Serve fills once the fleet
+// has started.
 func (n *Node) newConsole(ready *atomic.Pointer[admin.Deps]) (*console.Console, error) {
 	var clients []console.OIDCClient
 	secure := false
