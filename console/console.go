@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
+	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/invoke"
@@ -116,6 +117,8 @@ type Config struct {
 	Admin func() *admin.Deps
 	// Institutions lists the institution roots the node trusts.
 	Institutions func() ([]fleet.TrustedRoot, error)
+	// Readiness runs the checks /readyz runs (nil: none).
+	Readiness func() []api.Check
 	// SSO describes the identity providers' keys; nil without single sign-on.
 	SSO func() []sso.IssuerStatus
 	// OIDC are the identity providers that offer console sign-in.

@@ -118,6 +118,9 @@ func TestSignInWithAnAPIKey(t *testing.T) {
 	if node.status != http.StatusOK || !strings.Contains(node.body, `<span id="viewer">admin</span>`) || !strings.Contains(node.body, tn.id) {
 		t.Fatalf("the node page: %d\n%s", node.status, node.body)
 	}
+	if !strings.Contains(node.body, `<p id="ready" class="ok">Ready`) || !strings.Contains(node.body, "<td>ledger</td>") {
+		t.Fatalf("the admin's node page lacks the readiness checks:\n%s", node.body)
+	}
 	csrf := field(t, csrfField, node.body)
 	recs := tn.records(t, action(oar.ActionConsoleSignIn))
 	var in *oar.Record
@@ -294,7 +297,11 @@ func TestOfficialUserSeesNoSecret(t *testing.T) {
 	if own.status != http.StatusOK || !strings.Contains(own.body, "brain/education") || !strings.Contains(own.body, `id="receipt"`) {
 		t.Fatalf("their own record: %d\n%s", own.status, own.body)
 	}
-	// The replicas page and verification are not theirs.
+	// The node's health and addresses, the replicas page and verification are not theirs.
+	if body := b.get("/console/node").body; strings.Contains(body, `id="health"`) || strings.Contains(body, tn.url[len("http://"):]) ||
+		!strings.Contains(body, `id="posture"`) {
+		t.Fatalf("the node page of an OFFICIAL user:\n%s", body)
+	}
 	if p := b.get("/console/replicas"); p.status != http.StatusForbidden || strings.Contains(b.get("/console/node").body, `href="/console/replicas"`) {
 		t.Fatalf("the replicas page for an OFFICIAL user: %d", p.status)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/sso"
@@ -27,6 +28,8 @@ type nodeView struct {
 }
 
 type nodeHealth struct {
+	Checks         []api.Check // what /readyz checks
+	Ready          bool
 	Starting       bool // the node has not finished starting (its fleet)
 	LogSize        uint64
 	Checkpoint     uint64
@@ -73,6 +76,12 @@ func nodeData(v *View) (any, error) {
 	}
 	if c.cfg.SSO != nil {
 		h.Issuers = c.cfg.SSO()
+	}
+	if c.cfg.Readiness != nil {
+		h.Checks, h.Ready = c.cfg.Readiness(), true
+		for _, ch := range h.Checks {
+			h.Ready = h.Ready && ch.OK
+		}
 	}
 	out.Health = h
 	return out, nil

@@ -52,7 +52,8 @@ func (n *Node) newConsole(ready *atomic.Pointer[admin.Deps]) (*console.Console, 
 			_, roots, err := fleet.LoadTrust(n.dataDir, n.id.Cert)
 			return roots, err
 		},
-		OIDC: clients, HTTPClient: &http.Client{Transport: n.guard.HTTPTransport()}, SecureCookies: secure,
+		Readiness: n.readiness,
+		OIDC:      clients, HTTPClient: &http.Client{Transport: n.guard.HTTPTransport()}, SecureCookies: secure,
 		Log: n.log,
 	}
 	if n.sso != nil {
