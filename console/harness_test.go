@@ -36,7 +36,7 @@ type testNode struct {
 // startNode starts a node in a fresh data directory with the principals given (their
 // keys in keys), its console on the API listener. edit, if set, adjusts the config
 // once the listener's address is known.
-func startNode(t *testing.T, edit func(cfg *node.Config, addr string), principals ...policy.NewPrincipal) *testNode {
+func startNode(t testing.TB, edit func(cfg *node.Config, addr string), principals ...policy.NewPrincipal) *testNode {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	nodeID, adminKey, err := node.Bootstrap(dir, time.Now())
@@ -95,12 +95,12 @@ func startNode(t *testing.T, edit func(cfg *node.Config, addr string), principal
 // browser is an HTTP client that keeps cookies and sends what a browser sends with a
 // form from the console's own page.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 }
 
-func (tn *testNode) browser(t *testing.T) *browser {
+func (tn *testNode) browser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, base: tn.url, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -152,7 +152,7 @@ var (
 	csrfField  = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 )
 
-func field(t *testing.T, re *regexp.Regexp, body string) string {
+func field(t testing.TB, re *regexp.Regexp, body string) string {
 	t.Helper()
 	m := re.FindStringSubmatch(body)
 	if m == nil {
@@ -175,7 +175,7 @@ func (b *browser) signIn(key string) string {
 
 // records waits until the checkpointed log holds a record passing want, then returns
 // every record in it.
-func (tn *testNode) records(t *testing.T, want func(*oar.Record) bool) []*oar.Record {
+func (tn *testNode) records(t testing.TB, want func(*oar.Record) bool) []*oar.Record {
 	t.Helper()
 	id, err := identity.Load(tn.dir)
 	if err != nil {
@@ -216,7 +216,7 @@ func (tn *testNode) records(t *testing.T, want func(*oar.Record) bool) []*oar.Re
 }
 
 // recordIndex waits for a record passing want and returns its index.
-func (tn *testNode) recordIndex(t *testing.T, want func(*oar.Record) bool) uint64 {
+func (tn *testNode) recordIndex(t testing.TB, want func(*oar.Record) bool) uint64 {
 	t.Helper()
 	id, _ := identity.Load(tn.dir)
 	deadline := time.Now().Add(10 * time.Second)
@@ -236,7 +236,7 @@ func (tn *testNode) recordIndex(t *testing.T, want func(*oar.Record) bool) uint6
 }
 
 // api calls the node's OpenAI-compatible API with a key.
-func (tn *testNode) api(t *testing.T, key, method, path, body string, headers ...string) (int, string) {
+func (tn *testNode) api(t testing.TB, key, method, path, body string, headers ...string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, tn.url+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)

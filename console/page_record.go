@@ -54,7 +54,9 @@ func errNoRecord(idx uint64) error {
 	return errorf(http.StatusNotFound, "there is no record %d that you may read in the checkpointed log", idx)
 }
 
-// readEntry reads entry idx for the viewer: a seal, or a record they may read.
+// readEntry reads entry idx for the viewer: a seal, or a record they may read. It
+// reads the entry bundle that holds idx once, for the entry and for the records its
+// links name when they are in the same bundle (a completion's admission usually is).
 func (v *View) readEntry(idx uint64) (*entry, *recordView, error) {
 	r, err := v.openLog()
 	if err != nil {
@@ -63,10 +65,13 @@ func (v *View) readEntry(idx uint64) (*entry, *recordView, error) {
 	if r == nil || idx >= r.Size() {
 		return nil, nil, errNoRecord(idx)
 	}
-	raw, err := r.Entry(v.r.Context(), idx)
+	ctx := v.r.Context()
+	base := idx / bundleWidth * bundleWidth
+	bundle, err := r.Entries(ctx, base, min(base+bundleWidth, r.Size()))
 	if err != nil {
 		return nil, nil, err
 	}
+	raw := bundle[idx-base]
 	e, err := oar.Parse(raw)
 	if err != nil {
 		return nil, nil, errorf(http.StatusUnprocessableEntity, "entry %d does not parse (%v); 'sios audit verify' names what is wrong", idx, err)
@@ -75,26 +80,48 @@ func (v *View) readEntry(idx uint64) (*entry, *recordView, error) {
 		return nil, nil, errNoRecord(idx)
 	}
 	out := &recordView{Index: idx, Hash: hex.EncodeToString(oar.RecordHash(raw)), Record: e.Record, Seal: e.Seal, Size: r.Size()}
-	if e.Record != nil {
-		if rc, err := r.Receipt(v.r.Context(), idx); err != nil {
-			out.ReceiptErr = "no receipt yet: the seal that covers this record is not in the checkpointed log"
-		} else {
-			b, _ := json.MarshalIndent(rc, "", "  ")
-			out.Receipt = string(b)
-		}
-		for _, l := range e.Record.Links {
-			row := linkRow{Rel: l.Rel, Hash: l.RecordHash}
-			if i, ok, err := findHash(v.r.Context(), r, idx, MaxLinkScan, l.RecordHash); err == nil && ok {
-				if le, err := r.Entry(v.r.Context(), i); err == nil {
-					if p, err := oar.Parse(le); err == nil && (p.Seal != nil || v.mayRead(i, p.Record)) {
-						row.Index = &i
-					}
+	if e.Record == nil {
+		return &entry{Index: idx, Raw: raw, Entry: e}, out, nil
+	}
+	if rc, err := r.Receipt(ctx, idx); err != nil {
+		out.ReceiptErr = "no receipt yet: the seal that covers this record is not in the checkpointed log"
+	} else {
+		b, _ := json.MarshalIndent(rc, "", "  ")
+		out.Receipt = string(b)
+	}
+	for _, l := range e.Record.Links {
+		row := linkRow{Rel: l.Rel, Hash: l.RecordHash}
+		i, target, ok := inBundle(bundle, base, idx, l.RecordHash)
+		if !ok && base > 0 {
+			if j, found, err := findHash(ctx, r, base, MaxLinkScan-int(idx-base), l.RecordHash); err == nil && found {
+				if b, err := r.Entry(ctx, j); err == nil {
+					i, target, ok = j, b, true
 				}
 			}
-			out.Links = append(out.Links, row)
 		}
+		if ok {
+			if p, err := oar.Parse(target); err == nil && (p.Seal != nil || v.mayRead(i, p.Record)) {
+				row.Index = &i
+			}
+		}
+		out.Links = append(out.Links, row)
 	}
 	return &entry{Index: idx, Raw: raw, Entry: e}, out, nil
+}
+
+// inBundle finds the entry before idx, in the bundle starting at base, whose record
+// hash is h.
+func inBundle(bundle [][]byte, base, idx uint64, h string) (uint64, []byte, bool) {
+	want, err := hex.DecodeString(h)
+	if err != nil {
+		return 0, nil, false
+	}
+	for i := idx; i > base; i-- {
+		if raw := bundle[i-1-base]; bytes.Equal(oar.RecordHash(raw), want) {
+			return i - 1, raw, true
+		}
+	}
+	return 0, nil, false
 }
 
 func recordIndex(v *View) (uint64, error) {

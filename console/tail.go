@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -41,8 +42,14 @@ func (v *View) openLog() (*ledger.Reader, error) {
 }
 
 // backwards calls each for entries end-1, end-2, … down to index 0 or until it has
-// examined max entries or each returns false. It returns the lowest index examined.
+// examined max entries or each returns false, with each entry parsed. It returns the
+// lowest index examined.
 func backwards(ctx context.Context, r *ledger.Reader, end uint64, max int, each func(e entry) bool) (lowest uint64, err error) {
+	return scan(ctx, r, end, max, true, each)
+}
+
+// scan is backwards, parsing the entries only if parse is set.
+func scan(ctx context.Context, r *ledger.Reader, end uint64, max int, parse bool, each func(e entry) bool) (lowest uint64, err error) {
 	lowest = end
 	examined := 0
 	for end > 0 && examined < max {
@@ -54,7 +61,9 @@ func backwards(ctx context.Context, r *ledger.Reader, end uint64, max int, each 
 		for k := len(raws) - 1; k >= 0; k-- {
 			idx := from + uint64(k)
 			e := entry{Index: idx, Raw: raws[k]}
-			e.Entry, _ = oar.Parse(raws[k])
+			if parse {
+				e.Entry, _ = oar.Parse(raws[k])
+			}
 			lowest = idx
 			examined++
 			if !each(e) || examined >= max {
@@ -73,8 +82,8 @@ func findHash(ctx context.Context, r *ledger.Reader, end uint64, max int, h stri
 		return 0, false, nil
 	}
 	var found *uint64
-	_, err = backwards(ctx, r, end, max, func(e entry) bool {
-		if string(oar.RecordHash(e.Raw)) == string(want) {
+	_, err = scan(ctx, r, end, max, false, func(e entry) bool {
+		if bytes.Equal(oar.RecordHash(e.Raw), want) {
 			idx := e.Index
 			found = &idx
 			return false
