@@ -145,6 +145,7 @@ type Console struct {
 	verifies *verifies
 	oidc     *oidcFlows
 	origin   *http.CrossOriginProtection
+	exports  chan struct{} // a slot per bundle being built (MaxExports)
 
 	ctx    context.Context // ended by Close: verifications stop
 	cancel context.CancelFunc
@@ -172,7 +173,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), static: static, keys: k,
 		sessions: newSessions(cfg.Now), verifies: newVerifies(cfg.Now), oidc: newOIDCFlows(cfg.OIDC, cfg.HTTPClient, cfg.Now),
-		origin: http.NewCrossOriginProtection()}
+		origin: http.NewCrossOriginProtection(), exports: make(chan struct{}, MaxExports)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.origin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, r, nil, errorf(http.StatusForbidden, "cross-site request refused: this form may only be sent from the console's own pages"))

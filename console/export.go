@@ -43,6 +43,12 @@ func exportAction(w http.ResponseWriter, v *View, f form) (*Result, error) {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "the range %d..%d holds %d entries, more than %d (MaxExportEntries); export a smaller range, or use 'sios audit export' on the node",
 			from, to, to-from, MaxExportEntries)
 	}
+	select {
+	case v.c.exports <- struct{}{}:
+		defer func() { <-v.c.exports }()
+	default:
+		return nil, errorf(http.StatusServiceUnavailable, "%d evidence bundles are being built (MaxExports); try again when they are done", MaxExports)
+	}
 	b, err := v.c.cfg.Export(v.r.Context(), from, to)
 	if err != nil {
 		return nil, errorf(http.StatusConflict, "the bundle could not be built: %v", err)

@@ -57,4 +57,15 @@ const (
 	DiscoveryTTL = time.Hour
 	// ExchangeTimeout bounds an OIDC discovery or code exchange with the provider.
 	ExchangeTimeout = 10 * time.Second
+	// DiscoveryRetry is how long after a failed discovery the console waits before it
+	// asks the provider again: anyone may start a sign-in, and none may make the node
+	// hammer a provider that is down.
+	DiscoveryRetry = 10 * time.Second
+	// ExchangesPerMinute and ExchangeBurst bound the code exchanges the node makes
+	// with all providers together, for the same reason.
+	ExchangesPerMinute = 600
+	ExchangeBurst      = 60
+	// MaxExports is how many evidence bundles the console builds at once (each is
+	// held in memory, up to MaxExportEntries entries).
+	MaxExports = 2
 )

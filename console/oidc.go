@@ -19,6 +19,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/sios-project/sios/ratelimit"
 	"github.com/sios-project/sios/sso"
 )
 
@@ -45,17 +46,20 @@ type oidcFlows struct {
 	http    *http.Client
 	now     func() time.Time
 
+	exchanges *ratelimit.Limiter // code exchanges, all providers together
+
 	mu        sync.Mutex
 	providers map[string]discovered // guarded by mu; by issuer name
 }
 
 type discovered struct {
-	p       *oidc.Provider
-	fetched time.Time
+	p       *oidc.Provider // nil after a failure
+	fetched time.Time      // of p, or of the failure
+	err     error
 }
 
 func newOIDCFlows(list []OIDCClient, client *http.Client, now func() time.Time) *oidcFlows {
-	o := &oidcFlows{clients: map[string]OIDCClient{}, now: now, providers: map[string]discovered{}}
+	o := &oidcFlows{clients: map[string]OIDCClient{}, now: now, providers: map[string]discovered{}, exchanges: ratelimit.New(now)}
 	for _, c := range list {
 		o.clients[c.Name] = c
 	}
@@ -119,9 +123,21 @@ func (o *oidcFlows) provider(ctx context.Context, c OIDCClient) (*oidc.Provider,
 	o.mu.Lock()
 	d, ok := o.providers[c.Name]
 	o.mu.Unlock()
-	if ok && o.now().Sub(d.fetched) < DiscoveryTTL {
+	switch age := o.now().Sub(d.fetched); {
+	case ok && d.p != nil && age < DiscoveryTTL:
 		return d.p, nil
+	case ok && d.p == nil && age < DiscoveryRetry:
+		return nil, fmt.Errorf("%v (the last attempt, %v ago; the next after DiscoveryRetry, %v)", d.err, age.Round(time.Second), DiscoveryRetry)
 	}
+	p, err := o.discover(ctx, c)
+	o.mu.Lock()
+	o.providers[c.Name] = discovered{p: p, fetched: o.now(), err: err}
+	o.mu.Unlock()
+	return p, err
+}
+
+// discover fetches an issuer's discovery document and checks its endpoints.
+func (o *oidcFlows) discover(ctx context.Context, c OIDCClient) (*oidc.Provider, error) {
 	ctx, cancel := context.WithTimeout(ctx, ExchangeTimeout)
 	defer cancel()
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, boundedClient(o.http, MaxDiscoveryBytes)), c.Issuer)
@@ -134,9 +150,6 @@ func (o *oidcFlows) provider(ctx context.Context, c OIDCClient) (*oidc.Provider,
 	if err := checkEndpoint(p.Endpoint().TokenURL); err != nil {
 		return nil, fmt.Errorf("its token endpoint %v", err)
 	}
-	o.mu.Lock()
-	o.providers[c.Name] = discovered{p: p, fetched: o.now()}
-	o.mu.Unlock()
 	return p, nil
 }
 
@@ -269,6 +282,9 @@ func (c *Console) exchange(ctx context.Context, client OIDCClient, code, verifie
 	p, err := c.oidc.provider(ctx, client)
 	if err != nil {
 		return "", err
+	}
+	if ok, wait := c.oidc.exchanges.Take("exchange", ExchangesPerMinute, ExchangeBurst); !ok {
+		return "", fmt.Errorf("more than %d code exchanges a minute (ExchangesPerMinute); the next in %v", ExchangesPerMinute, wait.Round(time.Millisecond))
 	}
 	ctx, cancel := context.WithTimeout(ctx, ExchangeTimeout)
 	defer cancel()

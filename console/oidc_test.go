@@ -1,7 +1,10 @@
 package console
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
+	"net/http"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -71,5 +74,34 @@ func TestCheckEndpoint(t *testing.T) {
 		if err := checkEndpoint(raw); (err == nil) != ok {
 			t.Errorf("checkEndpoint(%q) = %v", raw, err)
 		}
+	}
+}
+
+type countingTransport struct{ n int }
+
+func (c *countingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	c.n++
+	return nil, errors.New("connection refused")
+}
+
+// Anyone may start a sign-in: a provider that is down is asked again only after
+// DiscoveryRetry, however many sign-ins are started meanwhile.
+func TestDiscoveryIsNotRetriedAtOnce(t *testing.T) {
+	c := &clock{time.Unix(1_800_000_000, 0)}
+	tr := &countingTransport{}
+	o := newOIDCFlows(nil, &http.Client{Transport: tr}, c.now)
+	client := OIDCClient{Name: "corp", Issuer: "https://idp.example"}
+	for range 5 {
+		if _, err := o.provider(context.Background(), client); err == nil {
+			t.Fatal("discovery succeeded without a provider")
+		}
+	}
+	if tr.n != 1 {
+		t.Fatalf("%d discovery requests within DiscoveryRetry, want 1", tr.n)
+	}
+	c.t = c.t.Add(DiscoveryRetry)
+	o.provider(context.Background(), client)
+	if tr.n != 2 {
+		t.Fatalf("%d discovery requests after DiscoveryRetry, want 2", tr.n)
 	}
 }

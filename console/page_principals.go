@@ -34,16 +34,15 @@ type principalRow struct {
 }
 
 type principalsView struct {
-	Self       *admin.PrincipalView // nil for a user of an identity provider
-	SelfKey    string               // the key this session signed in with
-	Via        string
-	Rows       []principalRow
-	Query      string
-	After      string // the cursor of this page
-	More       string // the cursor of the next page, if any
-	Levels     []string
-	Ops        []string
-	Considered int
+	Self    *admin.PrincipalView // nil for a user of an identity provider
+	SelfKey string               // the key this session signed in with
+	Via     string
+	Rows    []principalRow
+	Query   string
+	After   string // the cursor of this page
+	More    string // the cursor of the next page, if any
+	Levels  []string
+	Ops     []string
 }
 
 // mayAdminister asks Cedar whether the viewer may administer sp.
@@ -87,7 +86,6 @@ func principalsData(v *View) (any, error) {
 			out.More = out.Rows[len(out.Rows)-1].Tenant + "/" + out.Rows[len(out.Rows)-1].ID
 			break
 		}
-		out.Considered++
 		if d := v.mayAdminister(&sp); d.Allow {
 			out.Rows = append(out.Rows, principalRow{PrincipalView: admin.ViewOf(sp), Policies: d.Reasons, Self: self})
 		}
@@ -98,11 +96,12 @@ func principalsData(v *View) (any, error) {
 // changePrincipal makes one change to a principal the viewer may administer.
 func changePrincipal(w http.ResponseWriter, v *View, f form) (*Result, error) {
 	tenant, id, op := f.get("tenant"), f.get("id"), f.get("op")
-	i := slices.IndexFunc(v.c.cfg.Principals.List(), func(sp policy.StoredPrincipal) bool { return sp.Tenant == tenant && sp.ID == id })
+	list := v.c.cfg.Principals.List()
+	i := slices.IndexFunc(list, func(sp policy.StoredPrincipal) bool { return sp.Tenant == tenant && sp.ID == id })
 	if i < 0 {
 		return nil, errorf(http.StatusNotFound, "no principal %s in tenant %s", clip(id), clip(tenant))
 	}
-	sp := v.c.cfg.Principals.List()[i]
+	sp := list[i]
 	d := v.mayAdminister(&sp)
 	if !d.Allow {
 		why := "no policy permits it"

@@ -122,6 +122,13 @@ func (s *sessions) update(sess *session, p policy.Principal) {
 	s.mu.Unlock()
 }
 
+// principalOf is a session's principal as of now.
+func (s *sessions) principalOf(sess *session) policy.Principal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sess.principal
+}
+
 // remove ends the session of the raw id and returns it (nil if there was none).
 func (s *sessions) remove(id []byte) *session {
 	key := sha256.Sum256(id)

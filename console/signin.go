@@ -93,6 +93,7 @@ func (c *Console) signInKey(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, r, nil, err)
 		return
 	}
+	c.clearCookie(w, r, signInCookie, "/console/signin", http.SameSiteStrictMode)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -180,7 +181,7 @@ func (c *Console) signOut(w http.ResponseWriter, v *View) error {
 
 // recordSignOut records the end of a session.
 func (c *Console) recordSignOut(ctx context.Context, sess *session, why string) {
-	p := sess.principal
+	p := c.sessions.principalOf(sess)
 	if _, _, err := c.cfg.Append(context.WithoutCancel(ctx), &oar.Record{
 		Tenant: p.Tenant, Actor: oar.Actor{ID: p.ID, Clearance: p.Clearance.String()},
 		Action: oar.ActionConsoleSignOut, Resource: "console/session/" + sess.tag,
