@@ -3,9 +3,9 @@ package console
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
