@@ -69,6 +69,7 @@ func (d Deps) routes() []route {
 		{"POST /admin/principals", d.addPrincipal},
 		{"POST /admin/audit/append", d.appendRecord},
 		{"POST /admin/trust", d.changeTrust},
+		{"GET /admin/debug/profile", d.profile},
 		{"GET /admin/status", func(*http.Request) (any, error) { return d.Status(), nil }},
 	}
 	rs = append(rs, d.principalRoutes()...)
@@ -94,6 +95,11 @@ func Handler(d Deps) http.Handler {
 			out, err := h(r)
 			if err != nil {
 				renderError(w, err)
+				return
+			}
+			if b, ok := out.(raw); ok {
+				w.Header().Set("Content-Type", b.contentType)
+				w.Write(b.body)
 				return
 			}
 			writeJSON(w, out)

@@ -1,5 +1,6 @@
 // Package fleetapi serves a node's fleet API: the HTTP routes peers reach over the
-// fleet's mutual TLS — remote calls (invoke.go), audit replication and comparison, and
+// fleet's mutual TLS — remote calls (invoke.go), governed memory searches under a
+// consent grant (memory_search.go, consent.go), audit replication and comparison, and
 // the witness. Every route first establishes the connecting peer's identity and its
 // institution's current trust, per request, so that a root unpinned while a connection
 // stays open is refused on that connection too. Handlers return errors; one function
@@ -87,6 +88,7 @@ type handler func(w http.ResponseWriter, r *http.Request, peer *identity.Certifi
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+fleet.InvokePath, a.serveInvoke)
+	mux.HandleFunc("POST "+fleet.MemorySearchPath, a.serveMemorySearch)
 	mux.HandleFunc("POST /fleet/v1/audit/notify", a.route(a.notify))
 	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", a.route(a.logFile))
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))

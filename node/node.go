@@ -25,6 +25,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/fleetapi"
@@ -170,6 +171,13 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.ledger, err = ledger.Open(ctx, filepath.Join(n.dataDir, "ledger"), n.id, lopts); err != nil {
 		return nil, err
 	}
+	// The consent grants this node's principals made: checked against this node's keys
+	// as they load.
+	grants, err := consent.OpenStore(n.dataDir, consent.Signer{Key: n.id.Public(), Institution: n.id.Cert.RootID})
+	if err != nil {
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("consent grants: %v", err)
+	}
 	store, err := memory.Open(n.dataDir, memory.Options{})
 	if err != nil {
 		n.ledger.Close(context.WithoutCancel(ctx))
@@ -231,7 +239,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
-		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics,
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics, Consent: grants,
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
@@ -297,6 +305,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	handler := api.NewServer(n.pipeline, n.log)
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
+	handler.SetFullReceipts(n.cfg.FullReceipts)
 	apiSrv := &http.Server{
 		Handler:           withConsole(handler, con),
 		ReadHeaderTimeout: api.ReadHeaderTimeout,

@@ -109,9 +109,25 @@ const ActionFleetAttest = "fleet.attest"
 // OIDC identity provider (never the key, the token or the session id).
 const ActionConsoleSignIn = "console.sign-in"
 
-// ActionConsoleSignOut: a web console session was ended by its user.
+// ActionConsoleSignOut: a web console session was ended (signed out, or replaced by a
+// newer sign-in of its principal).
 const ActionConsoleSignOut = "console.sign-out"
 
 // ActionAuditExport: an evidence bundle of this node's log was handed out through the
 // web console.
 const ActionAuditExport = "audit.export"
+
+// ActionConsentGrant: a principal made a consent grant (or was refused one).
+const ActionConsentGrant = "consent.grant"
+
+// ActionConsentRevoke: a consent grant was revoked.
+const ActionConsentRevoke = "consent.revoke"
+
+// ActionConsentUse: a use of a grant, durable before the data it allows leaves.
+const ActionConsentUse = "consent.use"
+
+// ActionConsentRelease: memories released under a grant to another institution (or refused).
+const ActionConsentRelease = "consent.release"
+
+// ActionConsentReceive: memories received under a grant from their holder (or its refusal).
+const ActionConsentReceive = "consent.receive"

@@ -95,6 +95,7 @@ func commands() []command {
 		{"policy", "explain whether a principal may use a brain or a peer, and which policies decide", runPolicy},
 		{"ask", "ask a running node a question (prints the answer and its audit receipt)", runAsk},
 		{"memory", "add, search, export and forget the tenants' memory (encrypted, erasable)", runMemory},
+		{"consent", "grant, list and revoke consent for your data to reach another institution", runConsent},
 		{"root", "export the institution root's public key for other operators", runRoot},
 		{"trust", "pin other institutions' roots and TPM endorsement keys (trust add-root, add-ek, remove, list)", runTrust},
 		{"fleet", "the fleet as this node sees it (fleet peers|routes|records)", runFleet},
