@@ -31,6 +31,7 @@ type testNode struct {
 	dir  string
 	id   string
 	keys map[string]string // principal id → API key; "admin" is the bootstrap admin
+	n    *node.Node        // nil for the real binary
 }
 
 // startNode starts a node in a fresh data directory with the principals given (their
@@ -38,12 +39,22 @@ type testNode struct {
 // once the listener's address is known.
 func startNode(t testing.TB, edit func(cfg *node.Config, addr string), principals ...policy.NewPrincipal) *testNode {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
-	nodeID, adminKey, err := node.Bootstrap(dir, time.Now())
+	return startNodeIn(t, filepath.Join(t.TempDir(), "data"), edit, principals...)
+}
+
+// startNodeIn is startNode on dir, which may already hold a node identity (then there
+// is no bootstrap admin).
+func startNodeIn(t testing.TB, dir string, edit func(cfg *node.Config, addr string), principals ...policy.NewPrincipal) *testNode {
+	t.Helper()
+	_, adminKey, err := node.Bootstrap(dir, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := &testNode{dir: dir, id: nodeID, keys: map[string]string{"admin": adminKey}}
+	id, err := identity.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{dir: dir, id: id.ID(), keys: map[string]string{"admin": adminKey}}
 	ps, err := policy.OpenPrincipals(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +78,7 @@ func startNode(t testing.TB, edit func(cfg *node.Config, addr string), principal
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.Open(ctx, node.Options{DataDir: dir, Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Ledger: ledger.Options{CheckpointInterval: 100 * time.Millisecond}})
+	tn.n = n
 	if err != nil {
 		cancel()
 		t.Fatal(err)
