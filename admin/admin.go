@@ -45,6 +45,8 @@ type Deps struct {
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
+	// Trace gathers the trace of a record of this node's log, named by index or hash.
+	Trace func(ctx context.Context, record string) ([]byte, error)
 }
 
 // errNoFleet answers fleet questions on a node that runs alone.
@@ -74,6 +76,7 @@ func (d Deps) routes() []route {
 	}
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
+	rs = append(rs, d.traceRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }
 

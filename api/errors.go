@@ -44,6 +44,8 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidClassification: http.StatusBadRequest,
 	invoke.CodeInvalidMemory:         http.StatusBadRequest,
 	invoke.CodeModelNotFound:         http.StatusNotFound,
+	invoke.CodePanelNotFound:         http.StatusNotFound,
+	invoke.CodeDecisionNotFound:      http.StatusNotFound,
 	invoke.CodeUnknownSubject:        http.StatusNotFound,
 	invoke.CodeUnknownRecord:         http.StatusNotFound,
 	invoke.CodeParameterNotAllowed:   http.StatusBadRequest,

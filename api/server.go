@@ -53,6 +53,9 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 	if cg, ok := gw.(ConsentGateway); ok {
 		s.consentRoutes(cg)
 	}
+	if dg, ok := gw.(DecisionGateway); ok {
+		s.decisionRoutes(dg)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`+"\n")

@@ -21,6 +21,8 @@ const (
 	CodeInvalidClassification Code = "invalid_classification" // X-Sios-Classification is not a marking
 	CodeInvalidMemory         Code = "invalid_memory"         // a memory request is malformed
 	CodeModelNotFound         Code = "model_not_found"        // no such brain, here or at a peer
+	CodePanelNotFound         Code = "panel_not_found"        // no such panel in DIR/panels
+	CodeDecisionNotFound      Code = "decision_not_found"     // no decision with that id the caller may read
 	CodeUnknownSubject        Code = "unknown_subject"        // no memories are held about the subject
 	CodeUnknownRecord         Code = "unknown_record"         // no audit record the caller may read at that index
 	CodeParameterNotAllowed   Code = "parameter_not_allowed"  // the brain does not let callers set a member

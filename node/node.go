@@ -26,6 +26,8 @@ import (
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/decision"
+	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/fleetapi"
@@ -79,7 +81,9 @@ type Node struct {
 	guard       *egress.Guard
 	memory      *memory.Ops
 	pipeline    *invoke.Pipeline
-	sso         *sso.Validator // nil without single sign-on
+	sso         *sso.Validator      // nil without single sign-on
+	panels      *decision.Panels    // DIR/panels
+	decisions   *deliberate.Service // decisions asked of panels, and this node's ballots
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
@@ -147,6 +151,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.brains = brain.NewLive(cat)
+	if n.panels, err = decision.LoadPanels(n.dataDir, n.brains); err != nil {
+		return nil, err
+	}
 	if n.principals, err = policy.OpenPrincipals(n.dataDir); err != nil {
 		return nil, err
 	}
@@ -246,6 +253,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		Models: n.cfg.models(), Started: time.Now(),
 		Router: router, EmbedAccreditation: n.memory.EmbedAccreditation,
 	})
+	n.decisions = n.newDecisions()
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
@@ -302,7 +310,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	if err != nil {
 		return err
 	}
-	handler := api.NewServer(n.pipeline, n.log)
+	handler := api.NewServer(apiGateway{n.pipeline, n.decisions}, n.log)
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
 	handler.SetFullReceipts(n.cfg.FullReceipts)
@@ -390,10 +398,12 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 
 // adminDeps is what the admin API acts on.
 func (n *Node) adminDeps() admin.Deps {
+	f := n.fleet
 	return admin.Deps{
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
 		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Cert: n.id.Cert, TrustChanged: n.trustChanged,
+		Trace: func(ctx context.Context, record string) ([]byte, error) { return n.buildTrace(ctx, f, record) },
 	}
 }
 

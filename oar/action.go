@@ -131,3 +131,14 @@ const ActionConsentRelease = "consent.release"
 
 // ActionConsentReceive: memories received under a grant from their holder (or its refusal).
 const ActionConsentReceive = "consent.receive"
+
+// ActionDecisionRequest: a decision asked of a panel: its signed request, each member
+// authorised or refused.
+const ActionDecisionRequest = "decision.request"
+
+// ActionDecisionBallot: a member's signed ballot, recorded by the node that cast it.
+const ActionDecisionBallot = "decision.ballot"
+
+// ActionDecisionOutcome: a decision's signed outcome: the request and every counted
+// ballot as signed.
+const ActionDecisionOutcome = "decision.outcome"

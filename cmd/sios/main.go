@@ -94,6 +94,8 @@ func commands() []command {
 		{"brains", "list and show the brain catalogue", runBrains},
 		{"policy", "explain whether a principal may use a brain or a peer, and which policies decide", runPolicy},
 		{"ask", "ask a running node a question (prints the answer and its audit receipt)", runAsk},
+		{"decide", "ask a panel of brains, here and on peers, to decide among options (signed ballots, a recorded outcome)", runDecide},
+		{"decisions", "show a decision made on a running node (decisions show ID)", runDecisions},
 		{"memory", "add, search, export and forget the tenants' memory (encrypted, erasable)", runMemory},
 		{"consent", "grant, list and revoke consent for your data to reach another institution", runConsent},
 		{"root", "export the institution root's public key for other operators", runRoot},
