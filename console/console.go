@@ -62,7 +62,7 @@ type Pipeline interface {
 	Authenticate(ctx context.Context, bearer string) (*policy.Principal, error)
 	RefuseAuthentication(ctx context.Context, addr, reason string) bool
 	Models(p *policy.Principal) []invoke.Model
-	MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record, to policy.Level) bool
+	MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record) bool
 	BrainUsage(id string) (brain.RateLimit, ratelimit.Usage, bool)
 	PrincipalUsage(pr *policy.Principal) (perMinute, burst int, u ratelimit.Usage)
 }

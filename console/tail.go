@@ -20,9 +20,10 @@ import (
 const bundleWidth = 256
 
 // mayRead decides whether the viewer may read record idx: the pipeline's audit.read
-// decision, for a person cleared to the viewer's clearance.
+// decision (the audit explainer's, GET /v1/receipts's), for the data flowing to the
+// viewer.
 func (v *View) mayRead(idx uint64, rec *oar.Record) bool {
-	return v.c.cfg.Pipeline.MayReadRecord(&v.P, idx, rec, v.P.Clearance)
+	return v.c.cfg.Pipeline.MayReadRecord(&v.P, idx, rec)
 }
 
 // entry is one log entry read, parsed (Entry nil if it does not parse).

@@ -36,7 +36,7 @@ func (p *Pipeline) Receipt(ctx context.Context, pr *policy.Principal, idx uint64
 				return nil, unknown
 			}
 			e, err := oar.Parse(entry)
-			if err != nil || e.Record == nil || !p.MayReadRecord(pr, idx, e.Record, pr.Clearance) {
+			if err != nil || e.Record == nil || !p.mayReadRecord(pr, idx, e.Record, pr.Clearance) {
 				return nil, unknown
 			}
 			rc, err := r.Receipt(ctx, idx)

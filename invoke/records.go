@@ -46,17 +46,15 @@ func (p *Pipeline) recordReader(inv *Invocation) builtin.RecordReader {
 	})
 }
 
-// mayRead decides audit.read of one record for an invocation's principal: what the
-// explainer says flows on to where the brain's data goes.
+// mayRead decides audit.read of one record for an invocation's principal, whose
+// brain's backend what is read flows to.
 func (p *Pipeline) mayRead(inv *Invocation, idx uint64, rec *oar.Record) bool {
-	return p.MayReadRecord(inv.Principal, idx, rec, p.flowsTo(inv))
+	return p.mayReadRecord(inv.Principal, idx, rec, p.flowsTo(inv))
 }
 
-// MayReadRecord decides audit.read of record idx for pr, when what it says goes on to
-// a place accredited at to (a brain's backend; the principal's own clearance for a
-// person reading it in the console). It is the one decision every read of a record's
-// content passes: the audit explainer's and the console's.
-func (p *Pipeline) MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record, to policy.Level) bool {
+// mayReadRecord decides audit.read of record idx for pr, when what is read flows to a
+// place accredited up to flowsTo.
+func (p *Pipeline) mayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record, flowsTo policy.Level) bool {
 	lvl := policy.Official
 	if rec.Classification != "" {
 		l, err := policy.ParseLevel(rec.Classification)
@@ -65,13 +63,13 @@ func (p *Pipeline) MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Reco
 		}
 		lvl = l
 	}
-	if lvl > to {
+	if lvl > flowsTo {
 		return false
 	}
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionAuditRead,
 		Resource: policy.Resource{Type: policy.ResourceRecord, ID: "record/" + strconv.FormatUint(idx, 10), Classification: lvl, Tenant: rec.Tenant},
-		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: to},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: flowsTo},
 	})
 	return d.Allow
 }
