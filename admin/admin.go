@@ -72,9 +72,7 @@ func (d Deps) routes() []route {
 		{"POST /admin/audit/append", d.appendRecord},
 		{"POST /admin/trust", d.changeTrust},
 		{"GET /admin/debug/profile", d.profile},
-		{"GET /admin/status", func(*http.Request) (any, error) {
-			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
-		}},
+		{"GET /admin/status", func(*http.Request) (any, error) { return d.Status(), nil }},
 	}
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
@@ -195,6 +193,18 @@ func AuditPrincipalAdd(ctx context.Context, appendFn func(context.Context, *oar.
 		Detail: detail,
 	})
 	return rc, err
+}
+
+// Status is what GET /admin/status answers.
+type Status struct {
+	NodeID  string `json:"node_id"`
+	Listen  string `json:"listen"`
+	LogSize uint64 `json:"log_size"`
+}
+
+// Status is the running node's id, API address and log size.
+func (d Deps) Status() Status {
+	return Status{NodeID: d.NodeID, Listen: d.Listen, LogSize: d.Ledger.Size()}
 }
 
 // AppendRequest appends one record through the node.

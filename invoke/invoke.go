@@ -205,9 +205,16 @@ func (p *Pipeline) observeChat(inv *Invocation, err error) {
 }
 
 // record is the skeleton of a record of inv: who asked, for what, with which data.
+// Every record of an invocation — its completion, tool calls and results as well as
+// its admission — carries the classification of the data it was made with: each says
+// as much about that data, and audit.read decides on it.
 func (inv *Invocation) record(action string) *oar.Record {
 	pr := inv.Principal
-	return &oar.Record{Tenant: pr.Tenant, Actor: oar.Actor{ID: pr.ID, Clearance: pr.Clearance.String()}, Action: action}
+	rec := &oar.Record{Tenant: pr.Tenant, Actor: oar.Actor{ID: pr.ID, Clearance: pr.Clearance.String()}, Action: action}
+	if inv.data.Valid() {
+		rec.Classification = inv.data.String()
+	}
+	return rec
 }
 
 // prepare fills the members Append would and returns the record's hash, so that later

@@ -310,6 +310,12 @@ func (n *Node) openLog() (*ledger.Reader, error) {
 // leaves the fleet. ready, if not nil, is called once every listener is up. Close then
 // waits for the audit records and seals the ledger.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, ready func()) error {
+	var adminReady atomic.Pointer[admin.Deps] // the console's view of the node, once the fleet has started
+	con, err := n.newConsole(&adminReady)
+	if err != nil {
+		return err
+	}
+	defer con.Close()
 	metricsLn, err := n.listenMetrics()
 	if err != nil {
 		return err
@@ -319,7 +325,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	handler.SetReadiness(n.readiness)
 	handler.SetFullReceipts(n.cfg.FullReceipts)
 	apiSrv := &http.Server{
-		Handler:           handler,
+		Handler:           withConsole(handler, con),
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
@@ -368,7 +374,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		n.stopFleet()
 		return err
 	}
-	adminSrv := &http.Server{Handler: admin.Handler(n.adminDeps()), ReadHeaderTimeout: api.ReadHeaderTimeout}
+	deps := n.adminDeps()
+	adminReady.Store(&deps)
+	adminSrv := &http.Server{Handler: admin.Handler(deps), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	var metricsSrv *http.Server
 	if metricsLn != nil {

@@ -105,6 +105,18 @@ const ActionReplicaFork = "audit.replica-fork"
 // ActionFleetAttest: a peer's TPM answered this node's challenge: attested now.
 const ActionFleetAttest = "fleet.attest"
 
+// ActionConsoleSignIn: a web console session began, signed in with an API key or by an
+// OIDC identity provider (never the key, the token or the session id).
+const ActionConsoleSignIn = "console.sign-in"
+
+// ActionConsoleSignOut: a web console session was ended (signed out, or replaced by a
+// newer sign-in of its principal).
+const ActionConsoleSignOut = "console.sign-out"
+
+// ActionAuditExport: an evidence bundle of this node's log was handed out through the
+// web console.
+const ActionAuditExport = "audit.export"
+
 // ActionConsentGrant: a principal made a consent grant (or was refused one).
 const ActionConsentGrant = "consent.grant"
 

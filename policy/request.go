@@ -36,6 +36,9 @@ const (
 	// ResourceConsent is a consent grant being made: the grantor's tenant and the
 	// grant's maximum classification.
 	ResourceConsent = "Consent"
+	// ResourcePrincipal is a principal being administered (the console's principal
+	// changes): its tenant, and its clearance as its classification.
+	ResourcePrincipal = "Principal"
 )
 
 // Request is one question put to the engine: may Principal do Action to Resource in
@@ -125,6 +128,9 @@ var resourceTypes = map[string]types.EntityType{
 	ResourcePeer:    "Sios::Peer",
 	ResourceRecord:  "Sios::Record",
 	ResourceConsent: "Sios::Consent",
+	// A principal as the resource of an action: its id is "TENANT/ID", so that it is
+	// never the acting principal's entity (whose id is ID).
+	ResourcePrincipal: "Sios::Principal",
 }
 
 var actionUIDs = map[string]types.EntityUID{
@@ -276,7 +282,7 @@ func newResourceKey(r *Resource) resourceKey {
 		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
 	case ResourceTool:
 		return resourceKey{typ: r.Type, name: r.ID}
-	case ResourceMemory, ResourceRecord, ResourceConsent:
+	case ResourceMemory, ResourceRecord, ResourceConsent, ResourcePrincipal:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
 	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
@@ -289,7 +295,7 @@ func (k resourceKey) record() types.Record {
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
 	case ResourceTool:
 		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
-	case ResourceMemory, ResourceRecord, ResourceConsent:
+	case ResourceMemory, ResourceRecord, ResourceConsent, ResourcePrincipal:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
 	return types.NewRecord(types.RecordMap{ // a Peer
