@@ -340,8 +340,8 @@ func TestWrittenDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Len() != 10 {
-		t.Errorf("loaded %d policies, want 10", e.Len())
+	if e.Len() != 17 {
+		t.Errorf("loaded %d policies, want 17", e.Len())
 	}
 	for _, c := range defaultCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
