@@ -47,13 +47,13 @@ type Keeper struct {
 	retry map[string]time.Time // guarded by act; steps that failed, and when to try them again
 
 	mu             sync.Mutex
-	pos            Position                           // guarded by mu
-	roles          map[key]*role                      // guarded by mu
+	pos            Position                            // guarded by mu
+	roles          map[key]*role                       // guarded by mu
 	kems           map[string]*succession.KEMStatement // guarded by mu; each node's latest verified statement
-	pending        []Carried                          // guarded by mu; documents whose signer is not known yet
-	holders        map[string]map[string]string       // guarded by mu; tenant → chartered role → holder now ("" for none)
-	charterHolders map[string][]key                   // guarded by mu; tenant + "\n" + principal → roles whose charter names them holder
-	validUntil     time.Time                          // guarded by mu; when the last evaluation stops being right
+	pending        []Carried                           // guarded by mu; documents whose signer is not known yet
+	holders        map[string]map[string]string        // guarded by mu; tenant → chartered role → holder now ("" for none)
+	charterHolders map[string][]key                    // guarded by mu; tenant + "\n" + principal → roles whose charter names them holder
+	validUntil     time.Time                           // guarded by mu; when the last evaluation stops being right
 }
 
 // key names a role: a tenant's role name.
@@ -64,11 +64,11 @@ func (k key) String() string { return k.tenant + "/" + k.name }
 // role is what the keeper holds of one role.
 type role struct {
 	key
-	charters   map[string][]byte                 // verified charters, by charter hash
-	events     map[string]succession.SignedEvent // verified events, by event hash
-	failed     map[string]succession.Rejection   // documents whose signature does not verify, by hash
-	letters    map[string]*succession.Letter     // by letter hash; verified against the charter when used
-	shares     map[string][]byte                 // released shares addressed to this node, by SHA-256 of their bytes
+	charters map[string][]byte                 // verified charters, by charter hash
+	events   map[string]succession.SignedEvent // verified events, by event hash
+	failed   map[string]succession.Rejection   // documents whose signature does not verify, by hash
+	letters  map[string]*succession.Letter     // by letter hash; verified against the charter when used
+	shares   map[string][]byte                 // released shares addressed to this node, by SHA-256 of their bytes
 
 	charter   *succession.Charter // in force at the last evaluation, nil when none
 	state     succession.RoleState

@@ -297,7 +297,10 @@ func TestForgedDuplicateForeignAndPartitionedSuspicionsDoNotCount(t *testing.T) 
 		for _, r := range st.Rejected {
 			why[r.Event] = r.Reason
 		}
-		for name, want := range map[string]struct{ doc []byte; reason string }{
+		for name, want := range map[string]struct {
+			doc    []byte
+			reason string
+		}{
 			"forged": {forged, "verif"}, "not an observer": {notObserver, "not an observer"}, "foreign": {foreign, "not (yet) known"},
 		} {
 			if got := why[succession.EventHash(want.doc)]; !strings.Contains(got, want.reason) {

@@ -383,7 +383,7 @@ func (k *Keeper) release(ctx context.Context, kk key, c *succession.Charter, st 
 		return err
 	}
 	if _, err := k.record(ctx, entry{role: kk, action: oar.ActionRoleLetterRelease, actor: nodeActor,
-		detail: map[string]any{"letter": l.Hash(), "id": l.ID, "certificate": st.CertificateHash, "successor": st.Holder, "to": st.HolderNode},
+		detail:  map[string]any{"letter": l.Hash(), "id": l.ID, "certificate": st.CertificateHash, "successor": st.Holder, "to": st.HolderNode},
 		outputs: docDigest("share", doc)}); err != nil {
 		return err
 	}
@@ -392,4 +392,3 @@ func (k *Keeper) release(ctx context.Context, kk key, c *succession.Charter, st 
 	}
 	return k.marks.mark(markRelease, l.Hash())
 }
-
