@@ -32,7 +32,7 @@ func (p *Pipeline) memoryDecision(pr *policy.Principal, action, subject string, 
 		Principal: *pr, Action: action,
 		Resource: policy.Resource{Type: policy.ResourceMemory, ID: subject, Classification: lvl, Tenant: pr.Tenant,
 			Role: roleOfSubject(subject)}, // roles.go
-		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: lvl},
+		Context: policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: lvl},
 	})
 }
 
