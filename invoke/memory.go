@@ -30,9 +30,8 @@ func (p *Pipeline) memoryDecision(pr *policy.Principal, action, subject string, 
 	}
 	return p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: action,
-		Resource: policy.Resource{Type: policy.ResourceMemory, ID: subject, Classification: lvl, Tenant: pr.Tenant,
-			Role: roleOfSubject(subject)}, // roles.go
-		Context: policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: lvl},
+		Resource: policy.Resource{Type: policy.ResourceMemory, ID: subject, Classification: lvl, Tenant: pr.Tenant, Role: roleOfSubject(subject)},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: lvl},
 	})
 }
 
