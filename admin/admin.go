@@ -20,6 +20,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/roles"
 )
 
 // Deps is what the admin API acts on: the running node's subsystems.
@@ -39,6 +40,8 @@ type Deps struct {
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
+	// Roles keeps the institution's chartered roles (nil: none).
+	Roles *roles.Keeper
 }
 
 // errNoFleet answers fleet questions on a node that runs alone.
@@ -68,6 +71,7 @@ func (d Deps) routes() []route {
 	}
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
+	rs = append(rs, d.roleRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }
 

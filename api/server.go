@@ -29,6 +29,9 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 	if mg, ok := gw.(MemoryGateway); ok {
 		s.memoryRoutes(mg)
 	}
+	if rg, ok := gw.(RoleGateway); ok {
+		s.roleRoutes(rg) // roles.go
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`+"\n")

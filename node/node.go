@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sios-project/sios/admin"
@@ -35,6 +36,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/roles"
 	"github.com/sios-project/sios/sso"
 	"golang.org/x/net/netutil"
 )
@@ -82,6 +84,8 @@ type Node struct {
 	fleetAPI    *fleetapi.API
 	repl        *replication.Replication // nil when the node runs alone
 	fleet       *fleet.Fleet             // nil until Serve starts membership, and when alone
+	roles       *roles.Keeper            // the institution's chartered roles (succession.go)
+	rolesFleet  atomic.Pointer[fleet.Fleet]
 
 	mu        sync.Mutex
 	trust     fleet.Trust // guarded by mu; see fleetTrust
@@ -224,6 +228,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("federation feed: %v", err)
 	}
+	if err := n.openRoles(); err != nil {
+		store.Close()
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("roles: %v", err)
+	}
 	return n, nil
 }
 
@@ -300,11 +309,13 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		apiSrv.Close()
 		return fmt.Errorf("fleet: %v", err)
 	}
+	stopRoles := n.startRoles(ctx, n.fleet)
 	adminLn, err := admin.Listen(n.dataDir, func(uid uint32) {
 		n.log.Warn("admin socket: a process of another user was refused", "uid", uid)
 	})
 	if err != nil {
 		apiSrv.Close()
+		stopRoles()
 		n.stopFleet()
 		return err
 	}
@@ -324,6 +335,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	defer cancel()
 	err1 := apiSrv.Shutdown(sctx)
 	// Leave after the API has drained: requests in flight may still be calling peers.
+	stopRoles()
 	err3 := n.stopFleet()
 	err2 := adminSrv.Shutdown(sctx)
 	os.Remove(admin.Socket(n.dataDir))
@@ -335,7 +347,7 @@ func (n *Node) adminDeps() admin.Deps {
 	return admin.Deps{
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
-		Routes: n.pipeline.Routes, SetReplica: n.setReplica,
+		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Roles: n.roles,
 	}
 }
 
