@@ -101,10 +101,16 @@ func (d Deps) roleRoutes() []route {
 	}
 }
 
-// roleErr marks the acts the role's state refuses as conflicts.
+// roleErr marks the acts the role's state refuses as conflicts (409), keeping their
+// message.
 func roleErr(err error) error {
 	if errors.Is(err, roles.ErrNotNow) || errors.Is(err, roles.ErrUnknownRole) {
-		return fmt.Errorf("%w: %v", errConflict, err)
+		return conflict{err}
 	}
 	return err
 }
+
+type conflict struct{ error }
+
+func (c conflict) Is(target error) bool { return target == errConflict }
+func (c conflict) Unwrap() error        { return c.error }

@@ -32,6 +32,19 @@ var (
 	ErrUnrecorded = errors.New("the act could not be recorded, so it was not done")
 )
 
+// refusalError is an act refused for kind: its text is the message alone.
+type refusalError struct {
+	kind error
+	msg  string
+}
+
+func (e *refusalError) Error() string { return e.msg }
+func (e *refusalError) Unwrap() error { return e.kind }
+
+func refusal(kind error, format string, a ...any) error {
+	return &refusalError{kind: kind, msg: fmt.Sprintf(format, a...)}
+}
+
 // By is who acts and on what authority: the record's actor and decision, and the
 // principal id the act is made for (a holder, a successor, an admin).
 type By struct {
@@ -74,7 +87,7 @@ func (k *Keeper) current(tenant, name string) (*succession.Charter, succession.R
 	k.evaluateLocked(k.now())
 	r := k.roles[key{tenant, name}]
 	if r == nil || r.charter == nil {
-		return nil, succession.RoleState{}, nil, fmt.Errorf("%w: tenant %s has no role %q", ErrUnknownRole, tenant, name)
+		return nil, succession.RoleState{}, nil, refusal(ErrUnknownRole, "tenant %s has no role %q", tenant, name)
 	}
 	return r.charter, r.state, r, nil
 }
@@ -103,7 +116,7 @@ func (k *Keeper) Define(ctx context.Context, by By, spec Spec) (*Outcome, error)
 	defer k.act.Unlock()
 	for _, o := range spec.Observers {
 		if _, ok := k.keys.NodeKey(o); !ok {
-			return nil, fmt.Errorf("%w: observer %s is not a node of this institution that this node knows ('sios fleet peers' lists them)", ErrInvalid, o)
+			return nil, refusal(ErrInvalid, "observer %s is not a node of this institution that this node knows ('sios fleet peers' lists them)", o)
 		}
 	}
 	c := succession.Charter{Tenant: spec.Tenant, Name: spec.Name, Holder: spec.Holder, Successors: spec.Successors,
@@ -114,7 +127,7 @@ func (k *Keeper) Define(ctx context.Context, by By, spec Spec) (*Outcome, error)
 	}
 	doc, err := succession.SignCharter(k.cfg.Identity.Key, c)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, refusal(ErrInvalid, "%v", err)
 	}
 	p, err := succession.ParseCharter(doc)
 	if err != nil {
@@ -147,10 +160,10 @@ func (k *Keeper) Checkin(ctx context.Context, by By, tenant, name string) (*Outc
 		return nil, err
 	}
 	if by.Principal != c.Holder {
-		return nil, fmt.Errorf("%w: %s is not the holder of role %s that the charter names (%s)", ErrNotNow, by.Principal, name, c.Holder)
+		return nil, refusal(ErrNotNow, "%s is not the holder of role %s that the charter names (%s)", by.Principal, name, c.Holder)
 	}
 	if st.State == succession.StateHandedOver {
-		return nil, fmt.Errorf("%w: role %s was handed over at %s; a check-in no longer counts", ErrNotNow, name, succession.FormatTime(st.EffectiveAt))
+		return nil, refusal(ErrNotNow, "role %s was handed over at %s; a check-in no longer counts", name, succession.FormatTime(st.EffectiveAt))
 	}
 	now := k.now().Truncate(1e9)
 	k.mu.Lock()
@@ -189,15 +202,15 @@ func (k *Keeper) Refute(ctx context.Context, by By, tenant, name, reason string)
 		return nil, err
 	}
 	if by.Principal != c.Holder {
-		return nil, fmt.Errorf("%w: only the holder the charter names (%s) may refute, not %s", ErrNotNow, c.Holder, by.Principal)
+		return nil, refusal(ErrNotNow, "only the holder the charter names (%s) may refute, not %s", c.Holder, by.Principal)
 	}
 	if st.State == succession.StateHandedOver {
-		return nil, fmt.Errorf("%w: role %s was handed over at %s: too late to refute", ErrNotNow, name, succession.FormatTime(st.EffectiveAt))
+		return nil, refusal(ErrNotNow, "role %s was handed over at %s: too late to refute", name, succession.FormatTime(st.EffectiveAt))
 	}
 	doc, err := succession.SignRefutation(k.cfg.Identity.Key, succession.Refutation{Tenant: tenant, Role: name, Charter: c.Hash(),
 		Holder: c.Holder, Node: k.self, Reason: reason, Time: succession.FormatTime(k.now())})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, refusal(ErrInvalid, "%v", err)
 	}
 	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRefute, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "holder": c.Holder, "reason": reason, "state": st.State, "event": succession.EventHash(doc)},
@@ -215,18 +228,18 @@ func (k *Keeper) Accept(ctx context.Context, by By, tenant, name string) (*Outco
 	}
 	switch {
 	case st.State != succession.StateHandedOver:
-		return nil, fmt.Errorf("%w: role %s is %s: it is offered to a successor only after a handover", ErrNotNow, name, st.State)
+		return nil, refusal(ErrNotNow, "role %s is %s: it is offered to a successor only after a handover", name, st.State)
 	case st.Holder != "":
-		return nil, fmt.Errorf("%w: role %s was already accepted by %s", ErrNotNow, name, st.Holder)
+		return nil, refusal(ErrNotNow, "role %s was already accepted by %s", name, st.Holder)
 	case st.Offer == nil:
-		return nil, fmt.Errorf("%w: role %s is offered to nobody now (no successor accepted in time: an admin must define a new charter)", ErrNotNow, name)
+		return nil, refusal(ErrNotNow, "role %s is offered to nobody now (no successor accepted in time: an admin must define a new charter)", name)
 	case st.Offer.Successor != by.Principal:
-		return nil, fmt.Errorf("%w: role %s is offered to %s until %s, not to %s", ErrNotNow, name, st.Offer.Successor, succession.FormatTime(st.Offer.Until), by.Principal)
+		return nil, refusal(ErrNotNow, "role %s is offered to %s until %s, not to %s", name, st.Offer.Successor, succession.FormatTime(st.Offer.Until), by.Principal)
 	}
 	doc, err := succession.SignAcceptance(k.cfg.Identity.Key, succession.Acceptance{Tenant: tenant, Role: name, Charter: c.Hash(),
 		Successor: by.Principal, Node: k.self, Time: succession.FormatTime(k.now())})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, refusal(ErrInvalid, "%v", err)
 	}
 	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleAccept, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "successor": by.Principal, "certificate": st.CertificateHash, "event": succession.EventHash(doc)},
@@ -244,16 +257,16 @@ func (k *Keeper) Remove(ctx context.Context, by By, tenant, name, reason string)
 	}
 	switch {
 	case !slices.Contains(c.Admins, by.Principal):
-		return nil, fmt.Errorf("%w: %s is not one of role %s's admins (%s)", ErrNotNow, by.Principal, name, strings.Join(c.Admins, ", "))
+		return nil, refusal(ErrNotNow, "%s is not one of role %s's admins (%s)", by.Principal, name, strings.Join(c.Admins, ", "))
 	case st.State == succession.StateHandedOver:
-		return nil, fmt.Errorf("%w: role %s was already handed over at %s", ErrNotNow, name, succession.FormatTime(st.EffectiveAt))
+		return nil, refusal(ErrNotNow, "role %s was already handed over at %s", name, succession.FormatTime(st.EffectiveAt))
 	case slices.ContainsFunc(st.Removals, func(r succession.Removed) bool { return r.Admin == by.Principal }):
-		return nil, fmt.Errorf("%w: %s's removal of %s's holder is already counted (%d of the %d needed)", ErrNotNow, by.Principal, name, len(st.Removals), c.K)
+		return nil, refusal(ErrNotNow, "%s's removal of %s's holder is already counted (%d of the %d needed)", by.Principal, name, len(st.Removals), c.K)
 	}
 	doc, err := succession.SignRemoval(k.cfg.Identity.Key, succession.Removal{Tenant: tenant, Role: name, Charter: c.Hash(),
 		Holder: c.Holder, Admin: by.Principal, Node: k.self, Reason: reason, Time: succession.FormatTime(k.now())})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, refusal(ErrInvalid, "%v", err)
 	}
 	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRemove, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "holder": c.Holder, "admin": by.Principal, "reason": reason, "event": succession.EventHash(doc)},
@@ -272,16 +285,16 @@ func (k *Keeper) Deposit(ctx context.Context, by By, tenant, name string, letter
 	}
 	switch {
 	case by.Principal != c.Holder:
-		return nil, fmt.Errorf("%w: only the holder the charter names (%s) may deposit the role's letter, not %s", ErrNotNow, c.Holder, by.Principal)
+		return nil, refusal(ErrNotNow, "only the holder the charter names (%s) may deposit the role's letter, not %s", c.Holder, by.Principal)
 	case st.State == succession.StateHandedOver:
-		return nil, fmt.Errorf("%w: role %s was handed over at %s", ErrNotNow, name, succession.FormatTime(st.EffectiveAt))
+		return nil, refusal(ErrNotNow, "role %s was handed over at %s", name, succession.FormatTime(st.EffectiveAt))
 	}
 	k.mu.Lock()
 	kems := k.kemKeysLocked()
 	k.mu.Unlock()
 	doc, err := succession.SealLetter(k.cfg.Identity.Key, k.self, c, by.Principal, letter, kems, k.now())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, refusal(ErrInvalid, "%v", err)
 	}
 	l, err := succession.ParseLetter(doc)
 	if err != nil {
@@ -308,9 +321,9 @@ func (k *Keeper) OpenLetter(ctx context.Context, by By, tenant, name string) (*O
 	}
 	switch {
 	case st.State != succession.StateHandedOver || st.Holder != by.Principal:
-		return nil, fmt.Errorf("%w: only the successor who accepted role %s after a handover may open its letter", ErrNotNow, name)
+		return nil, refusal(ErrNotNow, "only the successor who accepted role %s after a handover may open its letter", name)
 	case st.HolderNode != k.self:
-		return nil, fmt.Errorf("%w: %s accepted role %s through node %s: the letter's shares are sealed to that node, and only there can it be opened", ErrNotNow, by.Principal, name, st.HolderNode)
+		return nil, refusal(ErrNotNow, "%s accepted role %s through node %s: the letter's shares are sealed to that node, and only there can it be opened", by.Principal, name, st.HolderNode)
 	}
 	k.mu.Lock()
 	var letters []*succession.Letter
@@ -325,7 +338,7 @@ func (k *Keeper) OpenLetter(ctx context.Context, by By, tenant, name string) (*O
 	}
 	k.mu.Unlock()
 	if len(letters) == 0 {
-		return nil, fmt.Errorf("%w: %s left no letter for role %s", ErrNotNow, c.Holder, name)
+		return nil, refusal(ErrNotNow, "%s left no letter for role %s", c.Holder, name)
 	}
 	slices.SortFunc(letters, func(a, b *succession.Letter) int {
 		return cmp.Or(strings.Compare(b.Time, a.Time), strings.Compare(a.Hash(), b.Hash()))
@@ -334,7 +347,7 @@ func (k *Keeper) OpenLetter(ctx context.Context, by By, tenant, name string) (*O
 	slices.SortFunc(shares, func(a, b []byte) int { return strings.Compare(string(a), string(b)) })
 	plain, err := l.Open(k.cfg.KEM, k.self, shares, k.keys)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotNow, err)
+		return nil, refusal(ErrNotNow, "%v", err)
 	}
 	rc, err := k.record(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleLetterOpen, actor: by.Actor, decision: by.Decision,
 		detail: map[string]any{"charter": c.Hash(), "letter": l.Hash(), "id": l.ID, "certificate": st.CertificateHash, "size": len(plain)}})
