@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
@@ -37,6 +38,11 @@ type Deps struct {
 	Feed        *fleet.Publisher
 	Replication *replication.Replication
 	Routes      func() map[string][]invoke.RouteCandidate
+	// Cert is the node's enrolment certificate (its institution, for trust changes).
+	Cert identity.Certificate
+	// TrustChanged makes the running node re-read its trust store at once and evict
+	// the peers of institutions no longer pinned; it returns their ids.
+	TrustChanged func() []string
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
@@ -65,6 +71,7 @@ func (d Deps) routes() []route {
 	rs := []route{
 		{"POST /admin/principals", d.addPrincipal},
 		{"POST /admin/audit/append", d.appendRecord},
+		{"POST /admin/trust", d.changeTrust},
 		{"GET /admin/status", func(*http.Request) (any, error) {
 			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
 		}},

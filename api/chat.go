@@ -63,7 +63,7 @@ func (c *chatWriter) Start(brain string, receipt *oar.Receipt) error {
 	h := c.w.Header()
 	h.Set("X-Sios-Brain", brain)
 	if receipt != nil {
-		h.Set(ReceiptHeader, EncodeReceipt(receipt))
+		setReceipt(h, c.w, receipt)
 	}
 	if !c.stream {
 		return nil

@@ -57,7 +57,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, p *policy.Pr
 		return err
 	}
 	if res.Receipt != nil {
-		w.Header().Set(ReceiptHeader, EncodeReceipt(res.Receipt))
+		setReceipt(w.Header(), w, res.Receipt)
 	}
 	resp := EmbeddingResponse{Object: "list", Model: res.Model, Usage: Usage{PromptTokens: res.Usage, TotalTokens: res.Usage}}
 	for i, v := range res.Vectors {

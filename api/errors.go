@@ -148,7 +148,7 @@ func writeError(w http.ResponseWriter, e *Error) {
 		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	if e.Receipt != nil {
-		h.Set(ReceiptHeader, EncodeReceipt(e.Receipt))
+		setReceipt(h, w, e.Receipt)
 	}
 	w.WriteHeader(e.Status)
 	json.NewEncoder(w).Encode(b)

@@ -70,7 +70,7 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
+		setReceipt(w.Header(), w, rc)
 		writeJSON(w, http.StatusOK, m)
 		return nil
 	}))
@@ -86,7 +86,7 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if res == nil {
 			res = []memory.Result{}
 		}
-		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
+		setReceipt(w.Header(), w, rc)
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": res})
 		return nil
 	}))
@@ -102,7 +102,7 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
+		setReceipt(w.Header(), w, rc)
 		writeJSON(w, http.StatusOK, ex)
 		return nil
 	}))
@@ -118,7 +118,7 @@ func (s *Server) memoryRoutes(mg MemoryGateway) {
 		if err != nil {
 			return err
 		}
-		w.Header().Set(ReceiptHeader, EncodeReceipt(rc))
+		setReceipt(w.Header(), w, rc)
 		writeJSON(w, http.StatusOK, map[string]any{"tenant": f.Tenant, "subject": f.Subject, "forgotten": len(f.IDs)})
 		return nil
 	}))

@@ -10,17 +10,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/metrics"
 	"github.com/sios-project/sios/policy"
 )
 
 // Server serves the OpenAI-compatible API over a Gateway.
 type Server struct {
-	gw  Gateway
-	log *slog.Logger
-	mux *http.ServeMux
+	gw      Gateway
+	log     *slog.Logger
+	mux     *http.ServeMux
+	metrics *metrics.Metrics // nil: none
+	ready   func() []Check   // nil: ready whenever serving
 }
 
-// NewServer builds the API's handler. log receives one line per failed request.
+// NewServer builds the API's handler. log receives one line per request (ServeHTTP),
+// and the error of each that failed inside the node.
 func NewServer(gw Gateway, log *slog.Logger) *Server {
 	s := &Server{gw: gw, log: log, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/chat/completions", s.authed(s.chat))
@@ -36,21 +40,19 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(http.StatusNotFound, "not_found", "no route for %s %s", r.Method, r.URL.Path))
 	})
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
 type authedHandler func(w http.ResponseWriter, r *http.Request, p *policy.Principal) error
 
 // authed checks the bearer key, runs h, and turns its error into a response.
 func (s *Server) authed(h authedHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		err := s.authenticate(r, func(p *policy.Principal) error { return h(w, r, p) })
+		err := s.authenticate(w, r, func(p *policy.Principal) error { return h(w, r, p) })
 		if err == nil {
 			return
 		}
@@ -68,7 +70,7 @@ func (s *Server) authed(h authedHandler) http.HandlerFunc {
 	}
 }
 
-func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) error) error {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, next func(*policy.Principal) error) error {
 	auth := r.Header.Get("Authorization")
 	key, ok := strings.CutPrefix(auth, "Bearer ")
 	refuse := func(code, reason, msg string) error {
@@ -98,6 +100,7 @@ func (s *Server) authenticate(r *http.Request, next func(*policy.Principal) erro
 		}
 		return ae
 	}
+	notePrincipal(w, p.ID)
 	return next(p)
 }
 

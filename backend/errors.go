@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -92,9 +93,11 @@ func errorField(raw json.RawMessage) string {
 const minScrubLen = 8
 
 // cleanMessage makes a server message safe to carry: request text the server echoed
-// (sent) is cut out, as is anything after an "input" member (vLLM's validation errors
-// quote the request there); control characters become spaces; the result is at most
-// MaxErrorMessage bytes.
+// (sent), as it was sent or escaped as a JSON string (llama-server quotes a message it
+// cannot parse that way, Python servers with non-ASCII as \u escapes), is cut out, as
+// is anything after an "input" member (vLLM's validation errors quote the request
+// there); control characters become spaces; the result is at most MaxErrorMessage
+// bytes.
 func cleanMessage(msg string, sent []string) string {
 	for _, marker := range []string{`'input':`, `"input":`} {
 		if i := strings.Index(msg, marker); i >= 0 {
@@ -102,8 +105,13 @@ func cleanMessage(msg string, sent []string) string {
 		}
 	}
 	for _, s := range sent {
-		if len(s) >= minScrubLen && strings.Contains(msg, s) {
-			msg = strings.ReplaceAll(msg, s, "[request text removed]")
+		if len(s) < minScrubLen {
+			continue
+		}
+		for _, form := range []string{s, jsonEscaped(s, false), jsonEscaped(s, true)} {
+			if strings.Contains(msg, form) {
+				msg = strings.ReplaceAll(msg, form, "[request text removed]")
+			}
 		}
 	}
 	msg = strings.Map(func(r rune) rune {
@@ -121,6 +129,33 @@ func cleanMessage(msg string, sent []string) string {
 		msg = msg[:cut] + "…"
 	}
 	return msg
+}
+
+// jsonEscaped is s as it appears inside a JSON string, without the quotes: quote,
+// backslash and control characters escaped, and with asciiOnly every non-ASCII
+// character as \u escapes too (Python's json.dumps default).
+func jsonEscaped(s string, asciiOnly bool) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || (asciiOnly && r > 0x7e):
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04x`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // requestTexts lists the text a chat request sent, for cleanMessage.

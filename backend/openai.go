@@ -267,6 +267,11 @@ func (o *OpenAI) readStream(ctx context.Context, resp *http.Response, body io.Re
 			return nil, fmt.Errorf("backend: POST %s: %w", o.chatURL, &Error{Message: cleanMessage(serverMessage(ev.data), requestTexts(req))})
 		}
 		if string(bytes.TrimSpace(ev.data)) == "[DONE]" {
+			if !asm.finished {
+				// A server that fails mid-answer may still close with [DONE] (llama-server
+				// did, after an error line); without a finish reason the answer is cut short.
+				return nil, fmt.Errorf("backend: POST %s: the stream ended ([DONE]) before the model finished (no finish_reason); the answer is incomplete", o.chatURL)
+			}
 			done = true
 			break
 		}
@@ -371,7 +376,7 @@ func (a *assembler) add(c *streamChunk) (Delta, error) {
 // send none, the last call unless the fragment brings a new id.
 func (a *assembler) position(f *wireToolCall) (int, error) {
 	if f.Index != nil {
-		if pos, ok := a.byIndex[*f.Index]; ok {
+		if pos, ok := a.byIndex[*f.Index]; ok && !a.startsAnother(pos, f) {
 			return pos, nil
 		}
 	} else if n := len(a.calls); n > 0 && (f.ID == "" || f.ID == a.calls[n-1].ID) {
@@ -387,6 +392,17 @@ func (a *assembler) position(f *wireToolCall) (int, error) {
 		a.byIndex[*f.Index] = pos
 	}
 	return pos, nil
+}
+
+// startsAnother reports whether a fragment at the index of the call at pos is in fact
+// a new call: it names a function, brings an id other than the call's, and the call's
+// arguments are already complete JSON. Ollama 0.8 and 0.9 streamed every tool call
+// whole and all at index 0, told apart only by their ids. A new id without a name, or
+// while the arguments are still open, continues the call (some servers change the id
+// mid-call).
+func (a *assembler) startsAnother(pos int, f *wireToolCall) bool {
+	c := &a.calls[pos]
+	return f.Function.Name != "" && f.ID != "" && c.ID != "" && f.ID != c.ID && json.Valid([]byte(a.args[pos].String()))
 }
 
 func (a *assembler) response() *ChatResponse {

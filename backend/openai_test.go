@@ -321,6 +321,30 @@ func TestServerError(t *testing.T) {
 	}
 }
 
+// A server that quotes the request escaped as a JSON string (llama-server's
+// message.dump(), Python's json.dumps with its \u escapes) is scrubbed too.
+func TestServerErrorEchoesEscapedRequest(t *testing.T) {
+	const text = "Dr. Müller wrote:\n\t\"patient NHS number 943 476 5919\""
+	for name, quoted := range map[string]string{
+		"JSON-escaped":       `Dr. Müller wrote:\\n\\t\\\"patient NHS number 943 476 5919\\\"`,
+		"ASCII JSON-escaped": `Dr. M\\u00fcller wrote:\\n\\t\\\"patient NHS number 943 476 5919\\\"`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(400)
+				io.WriteString(w, `{"error":{"code":400,"message":"Failed to parse messages: bad part in {\"content\":\"`+quoted+`\"}","type":"invalid_request_error"}}`)
+			})
+			c, _ := serve(t, h, backend.Options{})
+			_, err := c.Chat(context.Background(), userMessage(text), nil)
+			var be *backend.Error
+			if !errors.As(err, &be) || strings.Contains(err.Error(), "NHS") || strings.Contains(err.Error(), "ller wrote") ||
+				be.Message != `Failed to parse messages: bad part in {"content":"[request text removed]"}` {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
 func TestResponseTooLarge(t *testing.T) {
 	c, _ := serve(t, &mock.Server{Reply: strings.Repeat("word ", 1000)}, backend.Options{MaxResponseBytes: 1024})
 	for _, onDelta := range []func(backend.Delta) error{nil, func(backend.Delta) error { return nil }} {
@@ -355,6 +379,8 @@ func TestMalformedStream(t *testing.T) {
 		{"error chunk", `data: {"error":{"message":"out of memory"}}` + "\n\n", "model server reported an error mid-stream: out of memory", 0},
 		{"error event", "event: error\ndata: {\"error\":\"context length exceeded\"}\n\n", "mid-stream: context length exceeded", 0},
 		{"too many tool calls", manyToolCalls(backend.MaxToolCalls + 1), "more than 128 tool calls (MaxToolCalls)", -1},
+		{"[DONE] before the model finished", `data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}` + "\n\ndata: [DONE]\n\n", "the stream ended ([DONE]) before the model finished", -1},
+		{"llama.cpp error line", `data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}` + "\n\nerror: {\"code\":500,\"message\":\"context shift is disabled\",\"type\":\"server_error\"}\n\ndata: [DONE]\n\n", "mid-stream: context shift is disabled", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -366,6 +392,74 @@ func TestMalformedStream(t *testing.T) {
 			var be *backend.Error
 			if got := errors.As(err, &be); got != (tc.status >= 0) || (got && be.Status != tc.status) {
 				t.Fatalf("err = %#v; want *backend.Error: %v", err, tc.status >= 0)
+			}
+		})
+	}
+}
+
+// TestStreamToolCallsSharingAnIndex: Ollama 0.8 and 0.9 streamed every tool call
+// whole at index 0, told apart only by id; a server may also change a call's id
+// between its fragments. Neither may merge two calls or split one.
+func TestStreamToolCallsSharingAnIndex(t *testing.T) {
+	chunk := func(toolCall string) string {
+		return `data: {"choices":[{"index":0,"delta":{"tool_calls":[` + toolCall + `]}}]}` + "\n\n"
+	}
+	finish := `data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}` + "\n\ndata: [DONE]\n\n"
+	tests := []struct {
+		name, body string
+		want       []backend.ToolCall
+	}{
+		{"two whole calls at index 0", chunk(`{"id":"call_a","index":0,"type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}`) +
+			chunk(`{"id":"call_b","index":0,"type":"function","function":{"name":"g","arguments":"{\"y\":2}"}}`) + finish,
+			[]backend.ToolCall{
+				{Index: 0, ID: "call_a", Type: "function", Function: backend.FunctionCall{Name: "f", Arguments: `{"x":1}`}},
+				{Index: 1, ID: "call_b", Type: "function", Function: backend.FunctionCall{Name: "g", Arguments: `{"y":2}`}},
+			}},
+		{"id changes between fragments", chunk(`{"id":"functions.read:0","index":0,"type":"function","function":{"name":"read","arguments":""}}`) +
+			chunk(`{"id":"tool-a","index":0,"function":{"name":null,"arguments":"{\"path\":\"READ"}}`) +
+			chunk(`{"id":"tool-b","index":0,"function":{"arguments":"ME.md\"}"}}`) + finish,
+			[]backend.ToolCall{{Index: 0, ID: "functions.read:0", Type: "function", Function: backend.FunctionCall{Name: "read", Arguments: `{"path":"README.md"}`}}}},
+		{"name repeated with a new id while the arguments are open", chunk(`{"id":"a","index":0,"function":{"name":"f","arguments":"{\"x\":"}}`) +
+			chunk(`{"id":"b","index":0,"function":{"name":"f","arguments":"1}"}}`) + finish,
+			[]backend.ToolCall{{Index: 0, ID: "a", Type: "function", Function: backend.FunctionCall{Name: "f", Arguments: `{"x":1}`}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := serve(t, sseHandler(tc.body), backend.Options{})
+			resp, err := c.Chat(context.Background(), userMessage("x"), func(backend.Delta) error { return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(resp.ToolCalls) != fmt.Sprint(tc.want) {
+				t.Fatalf("tool calls\n got %+v\nwant %+v", resp.ToolCalls, tc.want)
+			}
+		})
+	}
+}
+
+// A server may send tool-call arguments as a JSON object instead of JSON text (as
+// Ollama's native API does); the node keeps the object's JSON text.
+func TestToolCallArgumentsAsObject(t *testing.T) {
+	bodies := map[string]http.Handler{
+		"whole": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":{"city":"Zürich","days":3}}}]},"finish_reason":"tool_calls"}]}`)
+		}),
+		"streamed": sseHandler(`data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":{"city":"Zürich","days":3}}}]}}]}` + "\n\n" +
+			`data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}` + "\n\ndata: [DONE]\n\n"),
+	}
+	for name, h := range bodies {
+		t.Run(name, func(t *testing.T) {
+			c, _ := serve(t, h, backend.Options{})
+			var onDelta func(backend.Delta) error
+			if name == "streamed" {
+				onDelta = func(backend.Delta) error { return nil }
+			}
+			resp, err := c.Chat(context.Background(), userMessage("x"), onDelta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.ToolCalls) != 1 || resp.ToolCalls[0].Function.Arguments != `{"city":"Zürich","days":3}` || resp.FinishReason != "tool_calls" {
+				t.Fatalf("response %+v", resp)
 			}
 		})
 	}

@@ -18,8 +18,9 @@ type sseEvent struct {
 
 // sseReader parses a text/event-stream. It yields only complete events (ended by a
 // blank line); an event cut off by the end of the stream is dropped, as the spec
-// says. Lines may end in CRLF, LF or CR; comments, and fields other than data and
-// event, are skipped. No line or event may exceed max bytes.
+// says. Lines may end in CRLF, LF or CR; comments, and fields other than data, event
+// and llama.cpp's non-standard error, are skipped. No line or event may exceed max
+// bytes.
 //
 // A line ended by a lone CR is seen only when an LF follows later in the stream; no
 // model server ends lines with a lone CR, so this costs nothing but latency there.
@@ -84,6 +85,15 @@ func (s *sseReader) next() (sseEvent, error) {
 			}
 		}
 		switch string(field) {
+		case "event":
+			s.typ = append(s.typ[:0], value...)
+		case "error":
+			// Not an SSE field: older llama.cpp servers streamed an error
+			// as a line "error: {…}" and then "data: [DONE]". Read strictly, the error
+			// would be dropped and the stream would look whole, so the line is read
+			// as data of an event of type "error".
+			s.typ = append(s.typ[:0], "error"...)
+			fallthrough
 		case "data":
 			if len(s.data)+len(value)+1 > s.max {
 				return sseEvent{}, s.tooLarge()
@@ -91,8 +101,6 @@ func (s *sseReader) next() (sseEvent, error) {
 			s.data = append(s.data, value...)
 			s.data = append(s.data, '\n')
 			s.hasData = true
-		case "event":
-			s.typ = append(s.typ[:0], value...)
 		}
 	}
 }

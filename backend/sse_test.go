@@ -57,6 +57,10 @@ func referenceSSE(input string) []event {
 				hasData = true
 			case "event":
 				typ = value
+			case "error": // llama.cpp's non-standard error line
+				typ = "error"
+				data += value + "\n"
+				hasData = true
 			}
 		}
 	}
@@ -78,6 +82,7 @@ func TestSSE(t *testing.T) {
 		{"only one leading space removed", "data:  x\n\n", []event{{"", " x"}}},
 		{"field with no colon", "data\n\n", []event{{"", ""}}},
 		{"event type", "event: error\ndata: boom\n\ndata: after\n\n", []event{{"error", "boom"}, {"", "after"}}},
+		{"llama.cpp error line", "error: {\"code\":500}\n\ndata: [DONE]\n\n", []event{{"error", `{"code":500}`}, {"", "[DONE]"}}},
 		{"blank lines without data dispatch nothing", "\n\n: c\n\nevent: x\n\n", nil},
 		{"BOM", "\uFEFFdata: x\n\n", []event{{"", "x"}}},
 		{"DONE is data", "data: [DONE]\n\n", []event{{"", "[DONE]"}}},
@@ -126,6 +131,7 @@ func FuzzSSE(f *testing.F) {
 		"data: {\"a\":\r\ndata: 1}\r\n\r\n",
 		"data: x\r\rdata: y\r\r\n",
 		": c\nevent: error\ndata: e\n\ndata: [DONE]\n\n",
+		"data: x\n\nerror: {\"message\":\"m\"}\n\ndata: [DONE]\n\n",
 		"\uFEFFdata\n\ndata: y",
 		"data: " + strings.Repeat("z", 80) + "\n\n",
 	} {

@@ -368,3 +368,49 @@ func loadEKs(dataDir string) (map[string]tpm.Policy, map[string]*EKTrust, error)
 	}
 	return policies, byRoot, nil
 }
+
+// RemoveRoot un-pins institution rootID in dataDir's trust store, with the EKs pinned
+// for its nodes, and returns the files removed. This node's own institution cannot be
+// un-pinned; a root that is not pinned is an error.
+func RemoveRoot(dataDir string, own identity.Certificate, rootID string) ([]string, error) {
+	if !validRootID(rootID) {
+		return nil, fmt.Errorf("%q is not a root id (root_…, as 'sios trust list' shows)", short(rootID))
+	}
+	if rootID == own.RootID {
+		return nil, fmt.Errorf("%s is this node's own institution: it cannot be un-pinned", rootID)
+	}
+	root := filepath.Join(rootsDir(dataDir), rootID+".json")
+	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("institution %s is not pinned here ('sios trust list' shows the roots trusted)", rootID)
+	}
+	var removed []string
+	for _, path := range []string{root, filepath.Join(eksDir(dataDir), rootID+".json")} {
+		switch err := os.Remove(path); {
+		case err == nil:
+			removed = append(removed, path)
+			if err := files.SyncDir(filepath.Dir(path)); err != nil {
+				return removed, err
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// RootIDOf is the root id a 'sios trust remove' argument names: a root id itself, or
+// a root file (made by 'sios root export') whose root it is.
+func RootIDOf(arg string) (string, error) {
+	if validRootID(arg) {
+		return arg, nil
+	}
+	data, err := files.ReadFileCapped(arg, maxRootFile, "maxRootFile")
+	if err != nil {
+		return "", fmt.Errorf("%q is neither a root id (root_…) nor a readable root file: %v", short(arg), err)
+	}
+	rf, _, err := ParseRoot(data)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", arg, err)
+	}
+	return rf.RootID, nil
+}

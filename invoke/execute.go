@@ -320,7 +320,9 @@ func (p *Pipeline) converse(ctx context.Context, inv *Invocation, be backend.Bac
 	cv.err = nil
 	budget := req.MaxTokens
 	for round := 0; ; round++ {
+		asked := time.Now()
 		resp, err := be.Chat(ctx, req, onDelta)
+		inv.waited += time.Since(asked)
 		if err != nil {
 			cv.err = err
 			return

@@ -236,8 +236,8 @@ func newHarness(t *testing.T, defaultBackend string, cfg func(*Config)) *harness
 	h := &harness{rec: rec, id: res.Node, dir: dir, server: &scripted{turns: []turn{{content: "hello from the model"}}}, ps: ps}
 	h.mem = &memory.Ops{Store: store, Append: rec.Append}
 	c := Config{
-		Identity: res.Node, Ledger: rec, Policy: eng, Principals: ps, Brains: brains, Memory: h.mem,
-		Backends: servers{"http://model": h.server}, Builtin: &builtin.Backend{Brains: brains, Policies: eng.Len},
+		Identity: res.Node, Ledger: rec, Policy: policy.NewLive(eng, nil), Principals: ps, Brains: brain.NewLive(brains), Memory: h.mem,
+		Backends: servers{"http://model": h.server}, Builtin: &builtin.Backend{Brains: brain.NewLive(brains), Policies: eng.Len},
 		OpenLog: func() (*ledger.Reader, error) {
 			return ledger.OpenReader(filepath.Join(dir, "ledger"), res.Node.ID(), res.Node.Public())
 		},

@@ -52,6 +52,9 @@ type Invocation struct {
 	Record string
 	// receipt is the admission record's, once it is durable.
 	receipt *oar.Receipt
+
+	// execute
+	waited time.Duration // waiting for the model server or the peer (a stream's delivery included)
 }
 
 // Message is one chat message. Its JSON form — OpenAI's, content a string, or parts

@@ -33,6 +33,7 @@ import (
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/metrics"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/ratelimit"
@@ -64,9 +65,9 @@ type Backends interface {
 type Config struct {
 	Identity   *identity.Node
 	Ledger     Ledger
-	Policy     *policy.Engine
+	Policy     *policy.Live
 	Principals *policy.Principals
-	Brains     *brain.Catalogue
+	Brains     *brain.Live
 	Memory     *memory.Ops
 	// Backends gives the client of a model server by base URL (backend.Pool).
 	Backends Backends
@@ -76,6 +77,8 @@ type Config struct {
 	OpenLog func() (*ledger.Reader, error)
 	// FleetLog holds the peers' verified identities.
 	FleetLog *fleet.Log
+	// Metrics counts requests and their latencies (nil: none).
+	Metrics *metrics.Metrics
 	// SSO validates OpenID Connect tokens (nil: API keys only).
 	SSO *sso.Validator
 	Log *slog.Logger
@@ -149,7 +152,8 @@ func (p *Pipeline) fleetOf() Fleet {
 func (p *Pipeline) Wait() { p.bg.Wait() }
 
 // Chat runs one invocation through every stage and writes its answer to sink.
-func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {
+func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) (err error) {
+	defer func() { p.observeChat(inv, err) }()
 	if err := p.resolve(ctx, inv); err != nil {
 		return p.refuse(ctx, inv, err)
 	}
@@ -163,6 +167,29 @@ func (p *Pipeline) Chat(ctx context.Context, inv *Invocation, sink Sink) error {
 		return p.executeRemote(ctx, inv, sink)
 	}
 	return p.execute(ctx, inv, sink)
+}
+
+// observeChat counts a finished chat completion in the metrics.
+func (p *Pipeline) observeChat(inv *Invocation, err error) {
+	if p.cfg.Metrics == nil {
+		return
+	}
+	brainID, kind := "", "model"
+	switch {
+	case inv.brain != nil:
+		brainID = inv.brain.ID
+	case inv.remote != nil:
+		brainID, kind = inv.remote.brain.ID, "peer"
+	}
+	code := "ok"
+	if err != nil {
+		code = string(codeOf(err))
+	}
+	var total time.Duration
+	if !inv.started.IsZero() {
+		total = time.Since(inv.started)
+	}
+	p.cfg.Metrics.Chat(brainID, code, total, inv.waited, kind)
 }
 
 // record is the skeleton of a record of inv: who asked, for what, with which data.

@@ -111,7 +111,9 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 		return res
 	}
 	res.envelope = env
+	asked := time.Now()
 	ans, err := p.fleetOf().Invoke(ctx, peer, &fleet.CallRequest{Envelope: env, Payload: body})
+	inv.waited += time.Since(asked)
 	bad := func(why string) *remoteResult {
 		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", why)
 		res.err = errorf(CodeRemoteInvalidReply, "brain %s: peer %s answered with a reply that does not verify (%s)", b.ID, peer.NodeID, why)

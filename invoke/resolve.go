@@ -38,7 +38,7 @@ func (p *Pipeline) resolve(ctx context.Context, inv *Invocation) *Error {
 			router = nil // the prompt may not go to the embeddings backend: lexical routing
 		}
 		rctx, cancel := context.WithTimeout(ctx, routeTimeout)
-		inv.brain, inv.route = router.Route(rctx, p.cfg.Brains, lastUser(inv.Messages), allowed)
+		inv.brain, inv.route = router.Route(rctx, p.cfg.Brains.Catalogue(), lastUser(inv.Messages), allowed)
 		cancel()
 		inv.note("requested", "auto")
 		inv.note("route", inv.route)

@@ -59,7 +59,18 @@ type Options struct {
 	JournalSegmentSize int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observe, when set, receives how long each append took until its record was
+	// durable (StageAppend), each seal took to sign (StageSeal) and each journal write
+	// took to become durable, fdatasync included (StageFsync). It must not block.
+	Observe func(stage string, d time.Duration)
 }
+
+// Stages Options.Observe reports.
+const (
+	StageAppend = "append"
+	StageSeal   = "seal"
+	StageFsync  = "fsync"
+)
 
 // Defaults for Tessera's sequencing batches.
 const (
@@ -289,6 +300,7 @@ func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byt
 		return nil, nil, fmt.Errorf("audit record: %w", err)
 	}
 	p := &pending{entry: entry, hash: oar.RecordHash(entry), done: make(chan result, 1)}
+	queued := time.Now()
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -307,10 +319,25 @@ func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byt
 	l.closeMu.RUnlock()
 	select {
 	case res := <-p.done:
+		if l.opts.Observe != nil && res.err == nil {
+			l.opts.Observe(StageAppend, time.Since(queued))
+		}
 		return res.receipt, entry, res.err
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
+}
+
+// Err is why the ledger stopped taking records (nil while it takes them): a journal
+// or log failure, after which every append fails until the node restarts, or ErrClosed.
+func (l *Ledger) Err() error {
+	l.closeMu.RLock()
+	closed := l.closed
+	l.closeMu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return l.err()
 }
 
 func (l *Ledger) err() error {
@@ -401,11 +428,15 @@ func (l *Ledger) seal(group []*pending) {
 		hashes[i], entries[i] = p.hash, p.entry
 	}
 	first := l.next
+	t0 := time.Now()
 	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, first, hashes, l.prev, l.opts.Now())
 	if err != nil {
 		l.fail(err)
 		failAll(group, l.err())
 		return
+	}
+	if l.opts.Observe != nil {
+		l.opts.Observe(StageSeal, time.Since(t0))
 	}
 	sealIndex := first + uint64(len(group))
 	l.next, l.seq, l.prev = sealIndex+1, l.seq+1, oar.RecordHash(sealEntry)
@@ -430,10 +461,14 @@ func (l *Ledger) journaler() {
 			failAll(s.group, err)
 			continue
 		}
+		t0 := time.Now()
 		if err := l.jrnl.write(s.batch); err != nil {
 			l.fail(err)
 			failAll(s.group, l.err())
 			continue
+		}
+		if l.opts.Observe != nil {
+			l.opts.Observe(StageFsync, time.Since(t0))
 		}
 		l.assigned.Store(s.batch.end())
 		sealEntry := s.batch.entries[len(s.batch.entries)-1]
@@ -507,6 +542,16 @@ func (l *Ledger) Close(ctx context.Context) error {
 	}
 	l.lock.Close()
 	return err
+}
+
+// Pending is the journal's depth: entries journaled (durable, receipted) that Tessera
+// has not yet integrated into the log.
+func (l *Ledger) Pending() uint64 {
+	a, i := l.assigned.Load(), l.integrated.Load()
+	if i >= a {
+		return 0
+	}
+	return a - i
 }
 
 // Size is the number of entries journaled so far (records and seals); Tessera may

@@ -30,6 +30,16 @@ type Ops struct {
 	// receive. A search at a higher clearance is not re-ranked: its query and the texts
 	// it found would flow to a backend not accredited for them.
 	EmbedAccreditation policy.Level
+	// Observe, when set, receives each operation's name (add, search, export, forget,
+	// expire), duration and outcome, for the metrics. It must not block.
+	Observe func(op string, d time.Duration, err error)
+}
+
+// observe reports an operation that started at start to Observe.
+func (m *Ops) observe(op string, start time.Time, err error) {
+	if m.Observe != nil {
+		m.Observe(op, time.Since(start), err)
+	}
 }
 
 // rerank orders BM25 candidates by embedding similarity to the query and keeps limit.
@@ -100,7 +110,8 @@ func (m *Ops) Resource(ctx context.Context, tenant, subject string) string {
 // transaction: if it cannot be written, nothing is stored. It names the subject by its
 // pseudonym and holds a digest of the text keyed with the subject's audit key, never
 // the text.
-func (m *Ops) Add(ctx context.Context, actor oar.Actor, decision *oar.Decision, nm NewMemory) (*Memory, *oar.Receipt, error) {
+func (m *Ops) Add(ctx context.Context, actor oar.Actor, decision *oar.Decision, nm NewMemory) (_ *Memory, _ *oar.Receipt, err error) {
+	defer func(start time.Time) { m.observe("add", start, err) }(time.Now())
 	var rc *oar.Receipt
 	mem, err := m.Store.AddRecorded(ctx, nm, func(mem *Memory, ref Ref) error {
 		var err error
@@ -119,7 +130,8 @@ func (m *Ops) Add(ctx context.Context, actor oar.Actor, decision *oar.Decision, 
 
 // Search runs a query and audits it with the ids it returned. The record holds the
 // query's digest keyed with the tenant's key, and the subject's pseudonym.
-func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decision, q Query) ([]Result, *oar.Receipt, error) {
+func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decision, q Query) (_ []Result, _ *oar.Receipt, err error) {
+	defer func(start time.Time) { m.observe("search", start, err) }(time.Now())
 	limit := q.Limit
 	switch {
 	case limit <= 0:
@@ -161,7 +173,8 @@ func (m *Ops) Search(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 
 // Export returns every memory of a subject at or below clearance, audited. A subject
 // with none the caller may see is ErrUnknownSubject, as one that does not exist.
-func (m *Ops) Export(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, clearance policy.Level) (*Export, *oar.Receipt, error) {
+func (m *Ops) Export(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, clearance policy.Level) (_ *Export, _ *oar.Receipt, err error) {
+	defer func(start time.Time) { m.observe("export", start, err) }(time.Now())
 	resource := m.Resource(ctx, tenant, subject)
 	ex, err := m.Store.Export(ctx, tenant, subject)
 	if err != nil && !errors.Is(err, ErrUnknownSubject) {
@@ -194,7 +207,8 @@ func (m *Ops) Export(ctx context.Context, actor oar.Actor, decision *oar.Decisio
 // so that nothing is destroyed without it. It keeps the ids and count, never content,
 // and names the subject by the pseudonym its writes used, which nobody can recompute
 // once the key is gone.
-func (m *Ops) Forget(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, upTo policy.Level) (*Forgotten, *oar.Receipt, error) {
+func (m *Ops) Forget(ctx context.Context, actor oar.Actor, decision *oar.Decision, tenant, subject string, upTo policy.Level) (_ *Forgotten, _ *oar.Receipt, err error) {
+	defer func(start time.Time) { m.observe("forget", start, err) }(time.Now())
 	var rc *oar.Receipt
 	f, err := m.Store.ForgetRecorded(ctx, tenant, subject, upTo, func(f *Forgotten, ref Ref) error {
 		var err error
@@ -228,13 +242,15 @@ func (m *Ops) RunExpiry(ctx context.Context, r Retention, every time.Duration, l
 			return
 		case <-t.C:
 		}
-		_, err := m.Store.ExpireRecorded(ctx, time.Now(), r, func(f *Forgotten, ref Ref) error {
+		start := time.Now()
+		_, err := m.Store.ExpireRecorded(ctx, start, r, func(f *Forgotten, ref Ref) error {
 			_, err := m.audit(ctx, &oar.Record{Tenant: f.Tenant, Actor: oar.Actor{ID: "retention"},
 				Action: oar.ActionMemoryExpire, Resource: "memory/" + ref.Subject,
 				Decision: &oar.Decision{Effect: "allow", Policies: []string{"retention"}},
 				Detail:   detailJSON(map[string]any{"forgotten": len(f.IDs), "ids": f.IDs, "key_destroyed": f.KeyDestroyed})})
 			return err
 		})
+		m.observe("expire", start, err)
 		if err != nil {
 			log.Error("memory retention", "err", err)
 		}

@@ -31,6 +31,12 @@ const ConfigFile = "config.json"
 type Config struct {
 	// Listen is the API address (default 127.0.0.1:7600).
 	Listen string `json:"listen,omitempty"`
+	// MetricsListen, when set, is the address (host:port) of a separate listener that
+	// serves Prometheus metrics at /metrics, unauthenticated: bind it to loopback or
+	// the management network (docs/operating.md).
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// LogFormat is the node log's format: "text" (default) or "json".
+	LogFormat string `json:"log_format,omitempty"`
 	// Backend is the node-wide default model backend: "builtin" (default) or the base
 	// URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1. It is
 	// allowed through the egress guard.
@@ -226,6 +232,14 @@ func (c Config) check() error {
 		if d, err := time.ParseDuration(m.Timeout); err != nil || d <= 0 || d > 15*time.Minute {
 			return fmt.Errorf("config backend_models[%s].timeout: %q is not a duration between 0 and 15m such as \"300s\"", name, m.Timeout)
 		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("config metrics_listen: %q is not host:port (%v)", c.MetricsListen, err)
+		}
+	}
+	if c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config log_format: %q is neither \"text\" nor \"json\"", c.LogFormat)
 	}
 	if err := sso.CheckConfig(c.OIDC); err != nil {
 		return err

@@ -73,6 +73,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 		}
 	}
 	n.pipeline.SetFleet(f)
+	n.joined.Store(f)
 	n.repl.Start(f)
 	n.log.Info("fleet membership started", "fleet", f.Addr(), "join", strings.Join(n.cfg.Join, ","))
 	return nil
@@ -84,6 +85,7 @@ func (n *Node) stopFleet() error {
 		return nil
 	}
 	n.pipeline.SetFleet(nil)
+	n.joined.Store(nil)
 	n.repl.Stop()
 	err := n.fleet.Close(fleetLeaveTimeout)
 	n.fleet = nil
@@ -105,7 +107,8 @@ func (n *Node) setReplica(c replication.ReplicaConfig, remove bool) error {
 }
 
 // fleetTrust is the set of pinned institution roots, re-read when the trust store
-// changes on disk so that 'sios trust add-root' takes effect without a restart.
+// changes on disk so that a root pinned with 'sios trust add-root' on the data
+// directory takes effect without a restart.
 func (n *Node) fleetTrust() fleet.Trust {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -120,6 +123,33 @@ func (n *Node) fleetTrust() fleet.Trust {
 	}
 	n.trust = t
 	return t
+}
+
+// setTrust puts t in force at once and evicts the peers of institutions it no longer
+// pins from the fleet-wide log and membership; it returns their ids.
+func (n *Node) setTrust(t fleet.Trust) []string {
+	n.mu.Lock()
+	n.trust, n.trustRead = t, time.Now()
+	n.mu.Unlock()
+	if f := n.joined.Load(); f != nil {
+		return f.Prune()
+	}
+	return n.fleetLog.Prune(t)
+}
+
+// trustChanged re-reads the trust store after a recorded change (POST /admin/trust)
+// and evicts the peers of an institution no longer pinned.
+func (n *Node) trustChanged() []string {
+	t, _, err := fleet.LoadTrust(n.dataDir, n.id.Cert)
+	if err != nil {
+		n.log.Error("trust store", "err", err)
+		return nil
+	}
+	gone := n.setTrust(t)
+	if len(gone) > 0 {
+		n.log.Info("evicted the peers of an institution no longer trusted", "nodes", strings.Join(gone, ","))
+	}
+	return gone
 }
 
 // auditPeerRefusal records a peer refused admission to the fleet.

@@ -33,6 +33,7 @@ import (
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
+	"github.com/sios-project/sios/metrics"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
@@ -69,13 +70,16 @@ type Node struct {
 	id         *identity.Node
 	tpm        *tpm.Node // nil unless the node's key is sealed to a TPM
 	ledger     *ledger.Ledger
-	policy     *policy.Engine
+	policy     *policy.Live // replaced by Reload
 	principals *policy.Principals
-	brains     *brain.Catalogue
-	guard      *egress.Guard
-	memory     *memory.Ops
-	pipeline   *invoke.Pipeline
-	sso        *sso.Validator // nil without single sign-on
+	brains     *brain.Live // replaced by Reload
+	metrics    *metrics.Metrics
+	// metricsAddr is the metrics listener's address while Serve runs ("": none).
+	metricsAddr string
+	guard       *egress.Guard
+	memory      *memory.Ops
+	pipeline    *invoke.Pipeline
+	sso         *sso.Validator // nil without single sign-on
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
@@ -84,9 +88,14 @@ type Node struct {
 	fleetAPI    *fleetapi.API
 	repl        *replication.Replication // nil when the node runs alone
 	fleet       *fleet.Fleet             // nil until Serve starts membership, and when alone
-	roles       *roles.Keeper            // the institution's chartered roles (succession.go)
-	rolesFleet  atomic.Pointer[fleet.Fleet]
+	// joined is fleet for the API's goroutines (readiness, metrics), which run while
+	// Serve starts and stops it.
+	joined atomic.Pointer[fleet.Fleet]
+	roles  *roles.Keeper // the institution's chartered roles (succession.go)
+	// rolesFleet is fleet for the role keeper's loop, which Serve starts and stops.
+	rolesFleet atomic.Pointer[fleet.Fleet]
 
+	reloadMu  sync.Mutex // one Reload at a time
 	mu        sync.Mutex
 	trust     fleet.Trust // guarded by mu; see fleetTrust
 	trustRead time.Time   // guarded by mu
@@ -128,12 +137,19 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	for _, s := range skipped {
 		n.log.Warn("fleet log: record not loaded", "why", s)
 	}
-	if n.policy, err = policy.Load(n.dataDir); err != nil {
+	n.metrics = metrics.New()
+	eng, err := policy.Load(n.dataDir)
+	if err != nil {
 		return nil, err
 	}
-	if n.brains, err = brain.Load(n.dataDir); err != nil {
+	n.policy = policy.NewLive(eng, func(req policy.Request, d policy.Decision) {
+		n.metrics.Decision(req.Action, d.Allow, d.Reasons, len(d.Errors) > 0)
+	})
+	cat, err := brain.Load(n.dataDir)
+	if err != nil {
 		return nil, err
 	}
+	n.brains = brain.NewLive(cat)
 	if n.principals, err = policy.OpenPrincipals(n.dataDir); err != nil {
 		return nil, err
 	}
@@ -152,6 +168,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		// overhead p50 3 ms → 0.9 ms, p99 23–45 ms → 9–12 ms.
 		lopts.SealMaxDelay = DefaultSealDelay
 	}
+	if lopts.Observe == nil {
+		lopts.Observe = n.observeLedger
+	}
 	if n.ledger, err = ledger.Open(ctx, filepath.Join(n.dataDir, "ledger"), n.id, lopts); err != nil {
 		return nil, err
 	}
@@ -165,7 +184,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		key = os.Getenv(n.cfg.BackendAPIKeyEnv)
 	}
 	backends := backend.NewPool(n.guard.HTTPTransport(), key)
-	n.memory = &memory.Ops{Store: store, Append: n.ledger.Append}
+	n.memory = &memory.Ops{Store: store, Append: n.ledger.Append, Observe: n.metrics.Memory}
 	if n.cfg.Backend != brain.BackendBuiltin && n.cfg.EmbeddingModel != "" {
 		def, err := backends.Get(n.cfg.Backend)
 		if err != nil {
@@ -208,7 +227,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		go func() {
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := router.Warm(wctx, n.brains); err != nil {
+			if err := router.Warm(wctx, n.brains.Catalogue()); err != nil {
 				n.log.Warn("routing falls back to lexical until the embeddings model answers", "err", err)
 			}
 		}()
@@ -216,7 +235,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
-		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso,
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics,
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
@@ -227,6 +246,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("federation feed: %v", err)
+	}
+	if err := n.registerState(); err != nil {
+		store.Close()
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("metrics: %v", err)
 	}
 	if err := n.openRoles(); err != nil {
 		store.Close()
@@ -269,8 +293,15 @@ func (n *Node) openLog() (*ledger.Reader, error) {
 // leaves the fleet. ready, if not nil, is called once every listener is up. Close then
 // waits for the audit records and seals the ledger.
 func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, ready func()) error {
+	metricsLn, err := n.listenMetrics()
+	if err != nil {
+		return err
+	}
+	handler := api.NewServer(n.pipeline, n.log)
+	handler.SetMetrics(n.metrics)
+	handler.SetReadiness(n.readiness)
 	apiSrv := &http.Server{
-		Handler:           api.NewServer(n.pipeline, n.log),
+		Handler:           handler,
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
@@ -307,6 +338,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	go func() { errc <- apiSrv.Serve(netutil.LimitListener(ln, api.MaxConnections)) }()
 	if err := n.startFleet(ctx, ln.Addr().String()); err != nil {
 		apiSrv.Close()
+		closeListener(metricsLn)
 		return fmt.Errorf("fleet: %v", err)
 	}
 	stopRoles := n.startRoles(ctx, n.fleet)
@@ -316,11 +348,17 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	if err != nil {
 		apiSrv.Close()
 		stopRoles()
+		closeListener(metricsLn)
 		n.stopFleet()
 		return err
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(n.adminDeps()), ReadHeaderTimeout: api.ReadHeaderTimeout}
 	go func() { errc <- adminSrv.Serve(adminLn) }()
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		metricsSrv, n.metricsAddr = n.metricsServer(), metricsLn.Addr().String()
+		go n.serveMetrics(metricsSrv, metricsLn) // after the fleet started: scrapes read it
+	}
 	if ready != nil {
 		ready()
 	}
@@ -333,6 +371,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(sctx) // before the fleet stops: scrapes read it
+	}
 	err1 := apiSrv.Shutdown(sctx)
 	// Leave after the API has drained: requests in flight may still be calling peers.
 	stopRoles()
@@ -347,7 +388,8 @@ func (n *Node) adminDeps() admin.Deps {
 	return admin.Deps{
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
-		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Roles: n.roles,
+		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Cert: n.id.Cert, TrustChanged: n.trustChanged,
+		Roles: n.roles,
 	}
 }
 

@@ -14,6 +14,23 @@ const ActionNodeInit = "node.init"
 // ActionNodeStart: the node started serving.
 const ActionNodeStart = "node.start"
 
+// ActionNodeReload: the operator reloaded policies, brains and trust (SIGHUP); recorded
+// before the new set takes effect, or with the error that kept the old one.
+const ActionNodeReload = "node.reload"
+
+// ActionTrustAddRoot: an institution's root was pinned.
+const ActionTrustAddRoot = "trust.add-root"
+
+// ActionTrustAddEK: TPM endorsement keys (by hash, or EK CAs) were pinned for an
+// institution's nodes.
+const ActionTrustAddEK = "trust.add-ek"
+
+// ActionTrustRemove: an institution's root was un-pinned, and its nodes evicted.
+const ActionTrustRemove = "trust.remove"
+
+// ActionTrustFailed: a recorded trust change could not be made.
+const ActionTrustFailed = "trust.failed"
+
 // ActionPrincipalAdd: a principal was added (never its key).
 const ActionPrincipalAdd = "principal.add"
 

@@ -15,6 +15,7 @@ type Engine struct {
 	permits *cedar.PolicySet // the permits alone, for Explain
 	info    map[types.PolicyID]policyInfo
 	records records // memo of request records; does not change decisions
+	digest  string  // of the policy files' names and text, as loaded
 }
 
 type policyInfo struct {
@@ -107,3 +108,17 @@ func reasonIDs(rs []cedar.DiagnosticReason) []string {
 
 // Len returns the number of loaded policies.
 func (e *Engine) Len() int { return len(e.info) }
+
+// Digest is the hex SHA-256 of the policy files as loaded (each file's base name,
+// length and text, in load order): what audit records name the policy set by.
+func (e *Engine) Digest() string { return e.digest }
+
+// IDs are the @id values of the loaded policies, sorted.
+func (e *Engine) IDs() []string {
+	ids := make([]string, 0, len(e.info))
+	for id := range e.info {
+		ids = append(ids, string(id))
+	}
+	slices.Sort(ids)
+	return ids
+}

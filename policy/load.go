@@ -2,7 +2,9 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -142,7 +144,10 @@ func newEngine(srcs []source) (*Engine, error) {
 		permits: cedar.NewPolicySet(),
 		info:    make(map[types.PolicyID]policyInfo),
 	}
+	h := sha256.New()
 	for _, src := range srcs {
+		fmt.Fprintf(h, "%s\n%d\n", filepath.Base(src.name), len(src.text))
+		h.Write(src.text)
 		list, err := cedar.NewPolicyListFromBytes(src.name, src.text)
 		if err != nil {
 			return nil, parseError(src, err)
@@ -172,6 +177,7 @@ func newEngine(srcs []source) (*Engine, error) {
 			}
 		}
 	}
+	e.digest = hex.EncodeToString(h.Sum(nil))
 	return e, nil
 }
 

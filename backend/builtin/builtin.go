@@ -63,7 +63,7 @@ type Caller struct {
 
 // Backend is the builtin backend. Its zero value is not usable: set Brains.
 type Backend struct {
-	Brains *brain.Catalogue
+	Brains *brain.Live
 	// Policies is the number of Cedar policies the node decides with (the
 	// policy-explainer brain states it).
 	Policies func() int
@@ -143,7 +143,7 @@ func (bb *bound) answer(ctx context.Context, b *brain.Brain, prompt string) stri
 			"accredited below its classification), no cross-tenant flow without consent. Run 'sios policy check' to "+
 			"see the policies behind any decision.", n)
 	case brain.BuiltinRoute:
-		r, why := bb.b.Brains.Route(prompt)
+		r, why := bb.b.Brains.Catalogue().Route(prompt)
 		return fmt.Sprintf("Route: %s (%s)", r.ID, why)
 	}
 	return fmt.Sprintf("Brain %s (%s) has no model server configured, and retrieval found nothing: this node "+

@@ -11,6 +11,12 @@
 // It answers POST …/chat/completions and POST …/embeddings (any path prefix, so both
 // ts.URL and ts.URL+"/v1" work as a base URL) and answers anything else with an
 // OpenAI-shaped 404.
+//
+// With Dialect set it answers as that server does (Ollama, llama.cpp's llama-server,
+// vLLM): the members each puts in its bodies and stream chunks, where it puts usage,
+// how it encodes tool calls, its error bodies and messages, and how it reports a
+// failure mid-stream. backend/testdata/golden holds those servers' recorded answers,
+// and the tests check that the mock's have the same shape.
 package mock
 
 import (
@@ -49,10 +55,18 @@ type Server struct {
 	// Reply is the assistant's answer (DefaultReply if empty). Streamed, it is sent
 	// one word per chunk, each word with the space before it.
 	Reply string
+	// Dialect shapes the answers as a real server's: "" (a plain OpenAI-compatible
+	// server, the default), "ollama", "llamacpp" (llama-server) or "vllm". Another
+	// value is answered with a 500 naming it.
+	Dialect string
 	// ToolCall, if set, is returned instead of text, with finish_reason "tool_calls".
-	// Streamed, its arguments arrive in three fragments. An empty ID becomes
-	// "call_mock_1".
+	// Streamed, its arguments arrive in three fragments (Ollama streams a call
+	// whole). An empty ID becomes "call_mock_1" (in a Dialect, an id of that
+	// server's form).
 	ToolCall *backend.ToolCall
+	// ToolCalls, if set, are several calls returned together, as ToolCall is (which
+	// they replace). The call-only-if-offered rule of OnlyOffered applies to each.
+	ToolCalls []backend.ToolCall
 	// ToolCallOnce makes ToolCall behave as a model that calls a tool and then answers:
 	// a request whose last message is a tool result gets Reply instead.
 	ToolCallOnce bool
@@ -68,6 +82,11 @@ type Server struct {
 	// FailAfter, when positive, breaks a streamed answer off after that many content
 	// chunks: the connection is closed mid-stream.
 	FailAfter int
+	// StreamError, if set, makes a FailAfter failure a server-reported one instead of
+	// a broken connection: the stream carries this error the way the Dialect's server
+	// reports one (an "error" chunk; for Ollama an empty chunk and the end of the
+	// body, which is all its OpenAI layer passes on).
+	StreamError string
 	// OmitUsage leaves usage out of streams even when the client asks for it
 	// (stream_options.include_usage), as some servers do.
 	OmitUsage bool
@@ -110,23 +129,28 @@ func (s *Server) Embeds() int64 { return s.embeds.Load() }
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
-	var route func(http.ResponseWriter, *http.Request, []byte)
+	d, ok := dialectNamed(s.Dialect)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("mock: unknown Dialect %q (use \"\", \"ollama\", \"llamacpp\" or \"vllm\")", s.Dialect))
+		return
+	}
+	var route func(*dialect, http.ResponseWriter, *http.Request, []byte)
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/chat/completions"):
 		route = s.chat
 	case strings.HasSuffix(r.URL.Path, "/embeddings"):
 		route = s.embeddings
 	default:
-		writeError(w, http.StatusNotFound, "no route for "+r.URL.Path)
+		d.fail(w, http.StatusNotFound, "no route for "+r.URL.Path)
 		return
 	}
 	if r.Method != http.MethodPost {
-		writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed; use POST")
+		d.fail(w, http.StatusMethodNotAllowed, r.Method+" is not allowed; use POST")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body too large or unreadable")
+		d.fail(w, http.StatusRequestEntityTooLarge, "request body too large or unreadable")
 		return
 	}
 	s.mu.Lock()
@@ -135,7 +159,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.received = append(s.received, body)
 	s.mu.Unlock()
-	route(w, r, body)
+	route(d, w, r, body)
 }
 
 // wait sleeps for the service time; false if the client left first.
@@ -208,29 +232,52 @@ type completion struct {
 	Usage   *usage   `json:"usage,omitempty"`
 }
 
-func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
+// answer is what the model says to one chat request, before a dialect shapes it.
+type answer struct {
+	seq          int64
+	id           string
+	created      int64
+	model        string
+	reply        string // the text, when calls is empty
+	calls        []call // the tool calls, if any
+	finish       string // "stop" or "tool_calls"
+	usage        usage  // the server's own count
+	includeUsage bool   // the client asked for usage in the stream
+	failAfter    int    // see Server.FailAfter
+	streamError  string // see Server.StreamError
+}
+
+// call is one tool call of an answer.
+type call struct {
+	id, name, arguments string
+}
+
+func (s *Server) chat(d *dialect, w http.ResponseWriter, r *http.Request, body []byte) {
 	var req chatRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "the request is not valid JSON")
+		d.fail(w, http.StatusBadRequest, "the request is not valid JSON")
 		return
 	}
 	if req.Model == "" || len(req.Messages) == 0 {
-		writeError(w, http.StatusBadRequest, "model and messages are required")
+		d.fail(w, http.StatusBadRequest, "model and messages are required")
 		return
 	}
 	if len(s.Models) > 0 && !slices.Contains(s.Models, req.Model) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("model %q not found, try pulling it first", req.Model))
+		d.unknownModel(w, req.Model)
 		return
 	}
 	if s.NoTools && len(req.Tools) > 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("registry.ollama.ai/library/%s:latest does not support tools", req.Model))
+		d.noTools(w, req.Model)
 		return
 	}
 	if !s.wait(r) {
 		return
 	}
 	s.chats.Add(1)
-	id := fmt.Sprintf("chatcmpl-mock-%d", s.seq.Add(1))
+	seq := s.seq.Add(1)
+	a := &answer{seq: seq, id: d.chatID(seq), created: time.Now().Unix(), model: req.Model, finish: "stop",
+		failAfter: s.FailAfter, streamError: s.StreamError}
+	a.includeUsage = req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.OmitUsage
 	reply := s.Reply
 	if reply == "" {
 		reply = DefaultReply
@@ -247,50 +294,30 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 			reply = reply[:i]
 		}
 	}
-	finish := "stop"
-	var tc *toolCall
-	offered := s.ToolCall != nil && (!s.OnlyOffered || slices.ContainsFunc(req.Tools, func(t backend.Tool) bool { return t.Function.Name == s.ToolCall.Function.Name }))
-	if offered && !(s.ToolCallOnce && lastRole(req.Messages) == "tool") {
-		finish = "tool_calls"
-		tc = &toolCall{ID: s.ToolCall.ID, Type: "function"}
-		if tc.ID == "" {
-			tc.ID = "call_mock_1"
-		}
-		tc.Function.Name = s.ToolCall.Function.Name
-		tc.Function.Arguments = s.ToolCall.Function.Arguments
-		reply = ""
+	a.reply = reply
+	if !(s.ToolCallOnce && lastRole(req.Messages) == "tool") {
+		a.calls = s.callsFor(d, seq, req.Tools)
 	}
 	completionText := reply
-	if tc != nil {
-		completionText = tc.Function.Name + tc.Function.Arguments
+	if len(a.calls) > 0 {
+		a.finish, a.reply, completionText = "tool_calls", "", ""
+		for _, c := range a.calls {
+			completionText += c.name + c.arguments
+		}
 	}
-	u := usage{PromptTokens: (len(body) + 3) / 4, CompletionTokens: len(strings.Fields(completionText)) + 1}
-	u.TotalTokens = u.PromptTokens + u.CompletionTokens
-	out := completion{ID: id, Created: time.Now().Unix(), Model: req.Model}
+	a.usage = usage{PromptTokens: (len(body) + 3) / 4, CompletionTokens: len(strings.Fields(completionText)) + 1}
+	a.usage.TotalTokens = a.usage.PromptTokens + a.usage.CompletionTokens
 
 	if !req.Stream {
-		out.Object = "chat.completion"
-		m := &message{Role: "assistant"}
-		if tc != nil {
-			m.ToolCalls = []toolCall{*tc}
-		} else {
-			m.Content = &reply
-		}
-		out.Choices = []choice{{Message: m, FinishReason: &finish}}
-		out.Usage = &u
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(&out)
+		writeJSON(w, http.StatusOK, d.jsonType, d.completion(a))
 		return
 	}
-
 	s.streams.Add(1)
-	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Content-Type", d.streamType)
 	w.Header().Set("Cache-Control", "no-cache")
 	flusher, _ := w.(http.Flusher)
-	out.Object = "chat.completion.chunk"
-	send := func(c completion) bool {
-		b, _ := json.Marshal(&c)
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+	send := func(data string) bool {
+		if _, err := io.WriteString(w, "data: "+data+"\n\n"); err != nil {
 			return false
 		}
 		if flusher != nil {
@@ -298,51 +325,47 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		return true
 	}
-	delta := func(m *message, finish *string) completion {
-		c := out
-		c.Choices = []choice{{Delta: m, FinishReason: finish}}
-		return c
-	}
-	empty := ""
-	if !send(delta(&message{Role: "assistant", Content: &empty}, nil)) {
-		return
-	}
-	if tc != nil {
-		zero := 0
-		head := toolCall{Index: &zero, ID: tc.ID, Type: tc.Type}
-		head.Function.Name = tc.Function.Name
-		if !send(delta(&message{ToolCalls: []toolCall{head}}, nil)) {
-			return
-		}
-		for _, frag := range split3(tc.Function.Arguments) {
-			f := toolCall{Index: &zero}
-			f.Function.Arguments = frag
-			if !send(delta(&message{ToolCalls: []toolCall{f}}, nil)) {
-				return
-			}
-		}
-	} else {
-		for i, word := range words(reply) {
-			if s.FailAfter > 0 && i == s.FailAfter {
+	sent := 0 // content chunks
+	for _, ev := range d.stream(a) {
+		if ev.content && a.failAfter > 0 && sent == a.failAfter {
+			if a.streamError == "" {
 				panic(http.ErrAbortHandler) // the connection breaks mid-answer
 			}
-			if !send(delta(&message{Content: &word}, nil)) {
-				return
+			for _, tail := range d.streamFailure(a) {
+				if !send(tail) {
+					return
+				}
 			}
+			return
 		}
-	}
-	if !send(delta(&message{}, &finish)) {
-		return
-	}
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.OmitUsage {
-		c := out
-		c.Choices = []choice{}
-		c.Usage = &u
-		if !send(c) {
+		if ev.content {
+			sent++
+		}
+		if !send(ev.data) {
 			return
 		}
 	}
-	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+// callsFor returns the tool calls the model makes: the configured ones, less those
+// not offered when OnlyOffered is set, with ids of the dialect's form where none is set.
+func (s *Server) callsFor(d *dialect, seq int64, offered []backend.Tool) []call {
+	calls := s.ToolCalls
+	if len(calls) == 0 && s.ToolCall != nil {
+		calls = []backend.ToolCall{*s.ToolCall}
+	}
+	var out []call
+	for _, tc := range calls {
+		if s.OnlyOffered && !slices.ContainsFunc(offered, func(t backend.Tool) bool { return t.Function.Name == tc.Function.Name }) {
+			continue
+		}
+		id := tc.ID
+		if id == "" {
+			id = d.callID(seq, len(out))
+		}
+		out = append(out, call{id: id, name: tc.Function.Name, arguments: tc.Function.Arguments})
+	}
+	return out
 }
 
 // conform makes a value of a JSON schema, as a model in JSON-schema mode would: an
@@ -414,26 +437,26 @@ func split3(s string) []string {
 	return []string{s[:a], s[a:b], s[b:]}
 }
 
-func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte) {
+func (s *Server) embeddings(d *dialect, w http.ResponseWriter, r *http.Request, body []byte) {
 	var req struct {
 		Model string          `json:"model"`
 		Input json.RawMessage `json:"input"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "the request is not valid JSON")
+		d.fail(w, http.StatusBadRequest, "the request is not valid JSON")
 		return
 	}
 	var inputs []string
 	if err := json.Unmarshal(req.Input, &inputs); err != nil {
 		var one string
 		if err := json.Unmarshal(req.Input, &one); err != nil {
-			writeError(w, http.StatusBadRequest, "input must be a string or an array of strings")
+			d.fail(w, http.StatusBadRequest, "input must be a string or an array of strings")
 			return
 		}
 		inputs = []string{one}
 	}
 	if req.Model == "" || len(inputs) == 0 {
-		writeError(w, http.StatusBadRequest, "model and input are required")
+		d.fail(w, http.StatusBadRequest, "model and input are required")
 		return
 	}
 	if !s.wait(r) {
@@ -444,25 +467,13 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, body []byte)
 	if dim <= 0 {
 		dim = DefaultDimensions
 	}
-	type item struct {
-		Object    string    `json:"object"`
-		Index     int       `json:"index"`
-		Embedding []float32 `json:"embedding"`
-	}
-	out := struct {
-		Object string `json:"object"`
-		Data   []item `json:"data"`
-		Model  string `json:"model"`
-		Usage  usage  `json:"usage"`
-	}{Object: "list", Model: req.Model}
+	vectors := make([][]float32, len(inputs))
 	tokens := 0
 	for i, in := range inputs {
-		out.Data = append(out.Data, item{Object: "embedding", Index: i, Embedding: Embedding(in, dim)})
+		vectors[i] = Embedding(in, dim)
 		tokens += len(strings.Fields(in)) + 1 // its own count, as a tokenizer would give
 	}
-	out.Usage = usage{PromptTokens: tokens, TotalTokens: tokens}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(&out)
+	writeJSON(w, http.StatusOK, d.jsonType, d.embeddingList(s.seq.Add(1), req.Model, vectors, tokens))
 }
 
 // Embedding is the vector the mock gives text: dim numbers derived from SHA-256 of the
@@ -492,11 +503,12 @@ func Embedding(text string, dim int) []float32 {
 
 // writeError answers in OpenAI's error shape.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
+	writeJSON(w, status, "application/json", openAIError(status, msg))
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
-		"message": msg,
-		"type":    "invalid_request_error",
-		"code":    status,
-	}})
+	json.NewEncoder(w).Encode(v)
 }

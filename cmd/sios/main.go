@@ -96,7 +96,7 @@ func commands() []command {
 		{"ask", "ask a running node a question (prints the answer and its audit receipt)", runAsk},
 		{"memory", "add, search, export and forget the tenants' memory (encrypted, erasable)", runMemory},
 		{"root", "export the institution root's public key for other operators", runRoot},
-		{"trust", "pin other institutions' roots and TPM endorsement keys (trust add-root, add-ek, list)", runTrust},
+		{"trust", "pin other institutions' roots and TPM endorsement keys (trust add-root, add-ek, remove, list)", runTrust},
 		{"fleet", "the fleet as this node sees it (fleet peers|routes|records)", runFleet},
 		{"role", "chartered roles and their succession (role list|show|define|checkin|refute|accept|remove|letter)", runRole},
 		{"audit", "append to, inspect, prove, export, verify, compare and replicate the signed audit log", runAudit},

@@ -57,6 +57,20 @@ func (n *runningNode) post(t *testing.T, key, path, body string, headers ...stri
 	return resp, string(b)
 }
 
+// get sends an authenticated GET to the node's API.
+func (n *runningNode) get(t *testing.T, key, path string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
 func recordsWith(recs []*oar.Record, action string) []*oar.Record {
 	var out []*oar.Record
 	for _, r := range recs {

@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
+	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/ledger"
+	"github.com/sios-project/sios/policy"
 )
 
 // runRoot handles 'sios root export --out FILE': the institution root's public key, to
@@ -44,21 +46,26 @@ func runRoot(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// trustUsage is the trust command's synopsis.
+const trustUsage = "usage: sios [--data DIR] trust add-root FILE | trust add-ek --institution ROOTID (SHA256 | --ca FILE) | trust remove ROOTID|FILE | trust list [--json]"
+
 // runTrust handles 'sios trust add-root FILE', 'sios trust add-ek --institution ROOTID
-// (SHA256 | --ca FILE)' and 'sios trust list [--json]'.
+// (SHA256 | --ca FILE)', 'sios trust remove ROOTID|FILE' and 'sios trust list [--json]'.
+// Changes are recorded before the store changes: through the running node, which
+// takes them at once (a removal evicts the institution's peers), or on the data
+// directory when no node runs.
 func runTrust(ctx context.Context, e *env, args []string) error {
-	const usage = "usage: sios [--data DIR] trust add-root FILE | trust add-ek --institution ROOTID (SHA256 | --ca FILE) | trust list [--json]"
 	if len(args) == 0 {
-		return usageError(usage)
+		return usageError(trustUsage)
 	}
 	if isHelp(args[0]) {
-		fmt.Fprintln(e.stdout, strings.Replace(usage, "usage", "Usage", 1))
+		fmt.Fprintln(e.stdout, strings.Replace(trustUsage, "usage", "Usage", 1))
 		return nil
 	}
-	if args[0] != "add-root" && args[0] != "add-ek" && args[0] != "list" {
-		return usageError("unknown trust subcommand %q (add-root, add-ek, list)", args[0])
+	if !slices.Contains([]string{"add-root", "add-ek", "remove", "list"}, args[0]) {
+		return usageError("unknown trust subcommand %q (add-root, add-ek, remove, list)", args[0])
 	}
-	fs := newFlags(e, "trust "+args[0], "trust add-root FILE | trust add-ek --institution ROOTID (SHA256 | --ca FILE) | trust list [--json]")
+	fs := newFlags(e, "trust "+args[0], strings.TrimPrefix(trustUsage, "usage: sios [--data DIR] "))
 	asJSON := fs.Bool("json", false, "print JSON")
 	institution := fs.String("institution", "", "add-ek: the root id of the institution whose nodes may show this TPM endorsement key")
 	caFile := fs.String("ca", "", "add-ek: accept every EK whose certificate chains to the EK CA certificates in FILE (PEM, or one DER certificate)")
@@ -75,18 +82,42 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		if len(rest) != 1 {
 			return usageError("trust add-root needs exactly one FILE (made by 'sios root export')")
 		}
-		data, err := os.ReadFile(rest[0])
+		data, err := files.ReadFileCapped(rest[0], 1<<20, "1 MiB")
 		if err != nil {
 			return err
 		}
-		rf, err := fleet.AddRoot(e.dataDir, data)
+		res, err := e.changeTrust(ctx, *cert, admin.TrustChange{Op: admin.TrustAddRoot, Root: data})
 		if err != nil {
 			return fmt.Errorf("%s: %w", rest[0], err)
 		}
-		fmt.Fprintf(e.stdout, "trusting institution root %s\n", rf.RootID)
+		if *asJSON {
+			return printJSON(e.stdout, res)
+		}
+		fmt.Fprintf(e.stdout, "trusting institution root %s\n", res.RootID)
 		return nil
 	case "add-ek":
-		return trustAddEK(e, *cert, *institution, *caFile, rest)
+		return trustAddEK(ctx, e, *cert, *institution, *caFile, rest, *asJSON)
+	case "remove":
+		if len(rest) != 1 {
+			return usageError("trust remove needs exactly one ROOTID (as 'sios trust list' shows) or root FILE")
+		}
+		rootID, err := fleet.RootIDOf(rest[0])
+		if err != nil {
+			return err
+		}
+		res, err := e.changeTrust(ctx, *cert, admin.TrustChange{Op: admin.TrustRemove, Institution: rootID})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, res)
+		}
+		fmt.Fprintf(e.stdout, "no longer trusting institution root %s", res.RootID)
+		if len(res.Evicted) > 0 {
+			fmt.Fprintf(e.stdout, "; evicted its nodes %s", strings.Join(res.Evicted, ", "))
+		}
+		fmt.Fprintln(e.stdout)
+		return nil
 	case "list":
 		_, list, err := fleet.LoadTrust(e.dataDir, *cert)
 		if err != nil {
@@ -113,43 +144,58 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	return usageError("unknown trust subcommand %q (add-root, add-ek, list)", args[0])
+	return usageError("unknown trust subcommand %q (add-root, add-ek, remove, list)", args[0])
+}
+
+// changeTrust makes a recorded trust change through the running node, or on the data
+// directory with its ledger when no node runs.
+func (e *env) changeTrust(ctx context.Context, own identity.Certificate, c admin.TrustChange) (*admin.TrustResult, error) {
+	if cl := admin.Dial(e.dataDir); cl != nil {
+		var res admin.TrustResult
+		if err := cl.Do(ctx, "POST", "/admin/trust", c, &res); err != nil {
+			return nil, err
+		}
+		return &res, nil
+	}
+	var res *admin.TrustResult
+	err := e.withLedger(ctx, func(_ *policy.Principals, l *ledger.Ledger) error {
+		var err error
+		res, err = admin.ChangeTrust(ctx, e.dataDir, own, l.Append, "operator", c, nil)
+		return err
+	})
+	return res, err
 }
 
 // trustAddEK pins a TPM endorsement key (by hash) or EK CA certificates (from a file)
 // for an institution this node already trusts.
-func trustAddEK(e *env, own identity.Certificate, institution, caFile string, rest []string) error {
+func trustAddEK(ctx context.Context, e *env, own identity.Certificate, institution, caFile string, rest []string, asJSON bool) error {
 	if institution == "" || (len(rest) == 1) == (caFile != "") || len(rest) > 1 {
 		return usageError("trust add-ek needs --institution ROOTID and either one EK hash (SHA256) or --ca FILE")
 	}
-	_, list, err := fleet.LoadTrust(e.dataDir, own)
-	if err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(list, func(r fleet.TrustedRoot) bool { return r.RootID == institution }) {
-		return withHint(fmt.Errorf("institution %s is not trusted here: its nodes are refused whatever their TPM", institution),
-			"pin its root first with 'sios trust add-root FILE'; 'sios trust list' shows the roots trusted")
-	}
-	var ca []byte
-	ek := ""
+	c := admin.TrustChange{Op: admin.TrustAddEK, Institution: institution}
 	if caFile != "" {
-		if ca, err = files.ReadFileCapped(caFile, 1<<20, "1 MiB"); err != nil {
+		ca, err := files.ReadFileCapped(caFile, 1<<20, "1 MiB")
+		if err != nil {
 			return err
 		}
+		c.CA = ca
 	} else {
-		ek = strings.ToLower(rest[0])
+		c.EKSHA256 = strings.ToLower(rest[0])
 	}
-	et, err := fleet.AddEK(e.dataDir, institution, ek, ca)
+	res, err := e.changeTrust(ctx, own, c)
 	if err != nil {
 		if caFile != "" {
 			return fmt.Errorf("%s: %w", caFile, err)
 		}
 		return err
 	}
-	if ek != "" {
-		fmt.Fprintf(e.stdout, "accepting TPM endorsement key %s for institution %s\n", ek, institution)
+	if asJSON {
+		return printJSON(e.stdout, res)
+	}
+	if c.EKSHA256 != "" {
+		fmt.Fprintf(e.stdout, "accepting TPM endorsement key %s for institution %s\n", c.EKSHA256, institution)
 	} else {
-		fmt.Fprintf(e.stdout, "accepting TPM endorsement keys certified by the EK CAs in %s for institution %s (%d EK CAs pinned)\n", caFile, institution, len(et.CAs))
+		fmt.Fprintf(e.stdout, "accepting TPM endorsement keys certified by the EK CAs in %s for institution %s (%d EK CAs pinned)\n", caFile, institution, res.EKCAs)
 	}
 	return nil
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sios-project/sios/admin"
@@ -21,7 +24,7 @@ import (
 )
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "up [--listen ADDR] [--fleet-listen ADDR [--join ADDR[,ADDR...]]] [--backend URL] [--model NAME] [--tpm DEVICE|HOST:PORT]")
+	fs := newFlags(e, "up", "up [--listen ADDR] [--fleet-listen ADDR [--join ADDR[,ADDR...]]] [--backend URL] [--model NAME] [--metrics-listen ADDR] [--log-format text|json] [--tpm DEVICE|HOST:PORT]")
 	listen := fs.String("listen", "", "API address (default "+node.DefaultListen+", or config.json's listen)")
 	backendURL := fs.String("backend", "", "default model backend: 'builtin' or an OpenAI-compatible base URL such as http://127.0.0.1:11434/v1")
 	model := fs.String("model", "", "model to use on the backend for brains whose file names none")
@@ -30,6 +33,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fleetAdvertise := fs.String("fleet-advertise", "", "fleet address peers dial, when it differs from --fleet-listen")
 	join := fs.String("join", "", "fleet addresses of peers to join, comma-separated (any one is enough)")
 	grace := fs.Duration("grace", 30*time.Second, "how long in-flight requests may run on at shutdown")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, unauthenticated: bind it to loopback or the management network")
+	logFormat := fs.String("log-format", "", "the log's format on stderr: text (default) or json")
 	tpmAddr := fs.String("tpm", "", "the TPM the node key is sealed to, when it is no longer where 'sios init --tpm' found it")
 	args, err := parseFlags(fs, args)
 	if err != nil {
@@ -82,6 +87,12 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if *fleetListen != "" {
 		cfg.FleetListen = *fleetListen
 	}
+	if *metricsListen != "" {
+		cfg.MetricsListen = *metricsListen
+	}
+	if *logFormat != "" {
+		cfg.LogFormat = *logFormat
+	}
 	if *fleetAdvertise != "" {
 		cfg.FleetAdvertise = *fleetAdvertise
 	}
@@ -96,7 +107,10 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if len(cfg.Join) > 0 && cfg.FleetListen == "" {
 		return usageError("--join needs --fleet-listen: the address this node gossips on")
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := newLogger(e.stderr, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
 	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log, TPM: bound})
 	if err != nil {
 		return err
@@ -130,6 +144,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
 			n.ID(), ln.Addr(), n.Config().Backend)
+		if a := n.MetricsAddr(); a != "" {
+			fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", a)
+		}
 		if bound != nil {
 			fmt.Fprintf(e.stdout, "identity: key unsealed from the TPM at %s (EK %s)\n", boundAt, bound.EKSHA256)
 		}
@@ -144,11 +161,60 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			f.Sync()
 		}
 	}
+	stopReloads := reloadOnHangup(ctx, n, log)
 	serveErr := n.Serve(ctx, ln, *grace, ready)
+	stopReloads()
 	log.Info("shutting down: finishing audit records and sealing the ledger")
 	if err := n.Close(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("close the ledger: %v", err)
 	}
 	log.Info("stopped", "node", n.ID())
 	return serveErr
+}
+
+// newLogger is the node's log on w: text (the default) or JSON, one line per event.
+func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError("--log-format: %q is neither text nor json", format)
+}
+
+// reloadOnHangup reloads the node's policies, brains and trust on each SIGHUP (as
+// 'systemctl reload' sends), until the returned function is called.
+func reloadOnHangup(ctx context.Context, n *node.Node, log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-hup:
+				if !ok {
+					return
+				}
+				r, err := n.Reload(ctx)
+				if err != nil {
+					log.Error("SIGHUP: reload refused, the node goes on as before", "err", err)
+					continue
+				}
+				log.Info("SIGHUP: reloaded", "policies", r.Policies, "policy_digest", r.PolicyDigest, "brains", r.Brains,
+					"policies_added", len(r.PoliciesAdded), "policies_removed", len(r.PoliciesRemoved),
+					"brains_added", len(r.BrainsAdded), "brains_removed", len(r.BrainsRemoved), "brains_changed", len(r.BrainsChanged),
+					"roots", len(r.Roots), "evicted", len(r.Evicted))
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(hup)
+		<-done
+	}
 }

@@ -32,14 +32,16 @@ import (
 type runningNode struct {
 	dir, url, adminKey string
 	fleetAddr          string // with --fleet-listen
+	metricsURL         string // with --metrics-listen: http://ADDR/metrics
 	cmd                *exec.Cmd
 	stderr             *syncBuffer
 }
 
 var (
-	keyLine   = regexp.MustCompile(`bootstrap admin API key \(shown once; store it now\): (sios_[a-z0-9]+)`)
-	serveLine = regexp.MustCompile(`serving the OpenAI-compatible API on (http://\S+)/v1`)
-	fleetLine = regexp.MustCompile(`fleet: listening on (\S+) \(mutual TLS\)`)
+	keyLine    = regexp.MustCompile(`bootstrap admin API key \(shown once; store it now\): (sios_[a-z0-9]+)`)
+	serveLine  = regexp.MustCompile(`serving the OpenAI-compatible API on (http://\S+)/v1`)
+	fleetLine  = regexp.MustCompile(`fleet: listening on (\S+) \(mutual TLS\)`)
+	metricLine = regexp.MustCompile(`metrics: (http://\S+/metrics)`)
 )
 
 // syncBuffer is a process's output, safe to read while the process writes it.
@@ -80,7 +82,8 @@ func startNode(t *testing.T, dir string, args ...string) *runningNode {
 	}()
 	deadline := time.After(30 * time.Second)
 	wantFleet := slices.Contains(args, "--fleet-listen")
-	for n.url == "" || wantFleet && n.fleetAddr == "" {
+	wantMetrics := slices.Contains(args, "--metrics-listen")
+	for n.url == "" || wantFleet && n.fleetAddr == "" || wantMetrics && n.metricsURL == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -95,6 +98,9 @@ func startNode(t *testing.T, dir string, args ...string) *runningNode {
 			}
 			if m := fleetLine.FindStringSubmatch(l); m != nil {
 				n.fleetAddr = m[1]
+			}
+			if m := metricLine.FindStringSubmatch(l); m != nil {
+				n.metricsURL = m[1]
 			}
 		case <-deadline:
 			cmd.Process.Kill()

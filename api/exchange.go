@@ -1,0 +1,96 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/sios-project/sios/metrics"
+	"github.com/sios-project/sios/oar"
+)
+
+// exchange is one request as the node's log line and metrics see it: the response
+// writer that notes the status, the bytes sent, the principal and the request's audit
+// record. It is passed down explicitly as the handlers' http.ResponseWriter.
+type exchange struct {
+	http.ResponseWriter
+	status    int
+	bytes     int64
+	principal string
+	record    string // hex hash of the request's audit record, once receipted
+	index     uint64 // its index in the log
+}
+
+func (x *exchange) WriteHeader(code int) {
+	if x.status == 0 {
+		x.status = code
+	}
+	x.ResponseWriter.WriteHeader(code)
+}
+
+func (x *exchange) Write(b []byte) (int, error) {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	n, err := x.ResponseWriter.Write(b)
+	x.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets a streamed answer through (http.Flusher).
+func (x *exchange) Flush() {
+	if f, ok := x.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the connection's writer.
+func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
+
+// setReceipt puts the request's receipt in its header and notes its record for the
+// log line.
+func setReceipt(h http.Header, w http.ResponseWriter, rc *oar.Receipt) {
+	h.Set(ReceiptHeader, EncodeReceipt(rc))
+	if x, ok := w.(*exchange); ok {
+		x.record, x.index = rc.RecordHash, rc.Index
+	}
+}
+
+// notePrincipal notes who the request was authenticated as, for the log line.
+func notePrincipal(w http.ResponseWriter, id string) {
+	if x, ok := w.(*exchange); ok {
+		x.principal = id
+	}
+}
+
+// SetMetrics makes the server count every request in m. Call it before serving.
+func (s *Server) SetMetrics(m *metrics.Metrics) { s.metrics = m }
+
+// ServeHTTP implements http.Handler: it routes the request, then writes one log line
+// for it — method, route, status, duration, bytes, principal and the hash and index of
+// its audit record; never a header, a key, a token or a byte of the body — and counts
+// it in the metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{ResponseWriter: w}
+	s.mux.ServeHTTP(x, r)
+	d := time.Since(start)
+	route := r.Pattern // set by the mux
+	if route == "" || route == "/" {
+		route = "unmatched"
+	}
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	s.metrics.HTTPRequest(route, x.status, d)
+	if s.log == nil {
+		return
+	}
+	attrs := []any{"method", r.Method, "route", route, "status", x.status, "duration_ms", float64(d.Microseconds()) / 1000, "bytes", x.bytes}
+	if x.principal != "" {
+		attrs = append(attrs, "principal", x.principal)
+	}
+	if x.record != "" {
+		attrs = append(attrs, "record", x.record, "index", x.index)
+	}
+	s.log.Info("request", attrs...)
+}
