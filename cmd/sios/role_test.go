@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
@@ -487,3 +490,22 @@ func injectSuspicions(t *testing.T, courierDir, observerDir, charter string, cha
 	return injected{forged: succession.EventHash(forged), notObserver: succession.EventHash(notObserver)}
 }
 
+
+// cmdWaitRole is the scenarios' waitrole NAME ROLE STATE.
+func cmdWaitRole(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: waitrole NAME ROLE STATE")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := exec.Command(siosBin, "--data", ts.MkAbs(args[0]), "role", "show", args[1], "--json").Output()
+		var st succession.RoleState
+		if json.Unmarshal(out, &st) == nil && st.State == args[2] {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s does not show role %s %s after 30s: %s", args[0], args[1], args[2], out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
