@@ -70,10 +70,12 @@ type role struct {
 	letters  map[string]*succession.Letter     // by letter hash; verified against the charter when used
 	shares   map[string][]byte                 // released shares addressed to this node, by SHA-256 of their bytes
 
-	charter   *succession.Charter // in force at the last evaluation, nil when none
-	state     succession.RoleState
-	seen      time.Time // when this node last saw the charter's holder active
-	published time.Time // when this node last published a presence for the role
+	charter    *succession.Charter    // in force at the last evaluation, nil when none
+	charterRej []succession.Rejection // the charters not in force, and why
+	newCharter bool                   // a charter arrived since the charter in force was chosen
+	state      succession.RoleState
+	seen       time.Time // when this node last saw the charter's holder active
+	published  time.Time // when this node last published a presence for the role
 }
 
 // New opens the keeper's marks in cfg.Dir and reads what the carrier holds. Run
@@ -166,7 +168,7 @@ func (k *Keeper) routeLocked(c Carried) (wait bool) {
 		case err != nil:
 			r.failed[d.Hash()] = succession.Rejection{Event: d.Hash(), Kind: "charter", Node: d.Node, Reason: err.Error()}
 		default:
-			r.charters[d.Hash()] = d.Bytes()
+			r.charters[d.Hash()], r.newCharter = d.Bytes(), true
 		}
 	case succession.Event:
 		tenant, name := eventScope(d)
@@ -240,12 +242,15 @@ func (k *Keeper) evaluateLocked(now time.Time) {
 	holders := map[string]map[string]string{}
 	chHolders := map[string][]key{}
 	for _, r := range k.roles {
-		c, rej, err := succession.CurrentCharter(r.tenant, r.name, slices.Collect(maps.Values(r.charters)), k.keys)
-		if err != nil {
-			k.cfg.Log.Error("roles: charter in force", "role", r.String(), "err", err)
-			continue
+		if r.newCharter { // each charter is verified on arrival: choose again only when one arrives
+			c, rej, err := succession.CurrentCharter(r.tenant, r.name, slices.Collect(maps.Values(r.charters)), k.keys)
+			if err != nil {
+				k.cfg.Log.Error("roles: charter in force", "role", r.String(), "err", err)
+				continue
+			}
+			r.charter, r.charterRej, r.newCharter = c, rej, false
 		}
-		r.charter = c
+		c := r.charter
 		if c == nil {
 			continue
 		}
@@ -254,7 +259,7 @@ func (k *Keeper) evaluateLocked(now time.Time) {
 			k.cfg.Log.Error("roles: state", "role", r.String(), "err", err)
 			continue
 		}
-		st.Rejected = append(st.Rejected, rej...)
+		st.Rejected = append(st.Rejected, r.charterRej...)
 		for _, f := range r.failed {
 			st.Rejected = append(st.Rejected, f)
 		}
