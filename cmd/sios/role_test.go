@@ -490,7 +490,6 @@ func injectSuspicions(t *testing.T, courierDir, observerDir, charter string, cha
 	return injected{forged: succession.EventHash(forged), notObserver: succession.EventHash(notObserver)}
 }
 
-
 // cmdWaitRole is the scenarios' waitrole NAME ROLE STATE.
 func cmdWaitRole(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
