@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	"github.com/sios-project/sios/fleet"
@@ -14,8 +15,9 @@ import (
 // steps (package roles).
 func RolesDir(dataDir string) string { return filepath.Join(dataDir, "roles") }
 
-// openRoles opens the node's KEM key (DATA/kem.key, made the first time) and its role
-// keeper, and gives the pipeline the roles the fleet's records say principals hold.
+// openRoles opens the node's KEM key (DATA/kem.key, made the first time), states it in
+// the node's feed (once), opens its role keeper, and gives the pipeline the roles the
+// fleet's records say principals hold.
 func (n *Node) openRoles() error {
 	kem, err := succession.OpenKEMKey(n.dataDir)
 	if err != nil {
@@ -29,6 +31,9 @@ func (n *Node) openRoles() error {
 		}})
 	if err != nil {
 		return err
+	}
+	if err := n.roles.StateKEM(); err != nil {
+		return fmt.Errorf("stating the node's KEM key in its feed: %v", err)
 	}
 	n.pipeline.SetRoles(n.roles)
 	return nil

@@ -147,7 +147,7 @@ func (n *net) institution(count int) []*member {
 	slices.SortFunc(ms, func(a, b *member) int { return compareStrings(a.id, b.id) })
 	for _, m := range ms {
 		n.start(m)
-		if err := m.keeper.stateKEM(); err != nil {
+		if err := m.keeper.StateKEM(); err != nil {
 			n.t.Fatal(err)
 		}
 	}

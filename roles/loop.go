@@ -14,13 +14,10 @@ import (
 	"github.com/sios-project/sios/succession"
 )
 
-// Run is the keeper's loop: it states the node's KEM key, then reads what the fleet
-// carries, evaluates every role and takes the steps that are due, whenever the fleet
-// changes, a holder is seen, or the next step falls due. It returns when ctx is done.
+// Run is the keeper's loop: it reads what the fleet carries, evaluates every role and
+// takes the steps that are due, whenever the fleet changes, a holder is seen, or the
+// next step falls due. It returns when ctx is done.
 func (k *Keeper) Run(ctx context.Context) {
-	if err := k.stateKEM(); err != nil {
-		k.cfg.Log.Error("roles: stating the node's KEM key", "err", err)
-	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -37,9 +34,9 @@ func (k *Keeper) Run(ctx context.Context) {
 	}
 }
 
-// stateKEM publishes the node's KEM statement (node-kem/1) unless its feed already
-// states this key.
-func (k *Keeper) stateKEM() error {
+// StateKEM publishes the node's KEM statement (node-kem/1) unless its feed already
+// states this key. The node calls it once, when it opens.
+func (k *Keeper) StateKEM() error {
 	pub := k.cfg.KEM.Public().Bytes()
 	k.mu.Lock()
 	k.ingestLocked()
