@@ -92,15 +92,14 @@ func (k *Keeper) current(tenant, name string) (*succession.Charter, succession.R
 	return r.charter, r.state, r, nil
 }
 
-// act records e, then publishes doc, and returns the role's state after.
-func (k *Keeper) act1(ctx context.Context, e entry, doc []byte) (*Outcome, error) {
+// recordAndPublish records e, then publishes doc, and returns the role's state after.
+func (k *Keeper) recordAndPublish(ctx context.Context, e entry, doc []byte) (*Outcome, error) {
 	rc, err := k.record(ctx, e)
 	if err != nil {
 		k.cfg.Log.Error("roles: recording", "action", e.action, "err", err)
 		return nil, ErrUnrecorded
 	}
-	kind := fleet.KindRole
-	if err := k.publish(kind, doc); err != nil {
+	if err := k.publish(fleet.KindRole, doc); err != nil {
 		k.cfg.Log.Error("roles: publishing", "action", e.action, "err", err)
 		return nil, fmt.Errorf("%s was recorded but could not be published: %v", e.action, err)
 	}
@@ -133,21 +132,14 @@ func (k *Keeper) Define(ctx context.Context, by By, spec Spec) (*Outcome, error)
 	if err != nil {
 		return nil, err
 	}
-	kk := key{spec.Tenant, spec.Name}
-	rc, err := k.record(ctx, entry{role: kk, action: oar.ActionRoleDefine, actor: by.Actor, decision: by.Decision,
+	out, err := k.recordAndPublish(ctx, entry{role: key{spec.Tenant, spec.Name}, action: oar.ActionRoleDefine, actor: by.Actor, decision: by.Decision,
 		detail: map[string]any{"charter": p.Hash(), "seq": p.Seq, "prev": p.Prev, "holder": p.Holder, "successors": p.Successors,
 			"observers": p.Observers, "k": p.K, "admins": p.Admins, "suspect_after": p.SuspectAfter, "wait": p.Wait, "accept_within": p.AcceptWithin},
-		outputs: docDigest("charter", doc)})
-	if err != nil {
-		k.cfg.Log.Error("roles: recording a definition", "err", err)
-		return nil, ErrUnrecorded
+		outputs: docDigest("charter", doc)}, doc)
+	if out != nil {
+		out.Event = p.Hash() // a charter is named by its charter hash
 	}
-	if err := k.publish(fleet.KindRole, doc); err != nil {
-		return nil, fmt.Errorf("the charter was recorded but could not be published: %v", err)
-	}
-	k.Poke()
-	st, _ := k.State(spec.Tenant, spec.Name)
-	return &Outcome{State: st, Event: p.Hash(), Published: true, Receipt: rc}, nil
+	return out, err
 }
 
 // Checkin is the holder's explicit presence: published at once when the fleet does
@@ -212,7 +204,7 @@ func (k *Keeper) Refute(ctx context.Context, by By, tenant, name, reason string)
 	if err != nil {
 		return nil, refusal(ErrInvalid, "%v", err)
 	}
-	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRefute, actor: by.Actor, decision: by.Decision,
+	return k.recordAndPublish(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRefute, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "holder": c.Holder, "reason": reason, "state": st.State, "event": succession.EventHash(doc)},
 		outputs: docDigest("refutation", doc)}, doc)
 }
@@ -241,7 +233,7 @@ func (k *Keeper) Accept(ctx context.Context, by By, tenant, name string) (*Outco
 	if err != nil {
 		return nil, refusal(ErrInvalid, "%v", err)
 	}
-	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleAccept, actor: by.Actor, decision: by.Decision,
+	return k.recordAndPublish(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleAccept, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "successor": by.Principal, "certificate": st.CertificateHash, "event": succession.EventHash(doc)},
 		outputs: docDigest("acceptance", doc)}, doc)
 }
@@ -268,7 +260,7 @@ func (k *Keeper) Remove(ctx context.Context, by By, tenant, name, reason string)
 	if err != nil {
 		return nil, refusal(ErrInvalid, "%v", err)
 	}
-	return k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRemove, actor: by.Actor, decision: by.Decision,
+	return k.recordAndPublish(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleRemove, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "holder": c.Holder, "admin": by.Principal, "reason": reason, "event": succession.EventHash(doc)},
 		outputs: docDigest("removal", doc)}, doc)
 }
@@ -300,7 +292,7 @@ func (k *Keeper) Deposit(ctx context.Context, by By, tenant, name string, letter
 	if err != nil {
 		return nil, err
 	}
-	out, err := k.act1(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleLetterDeposit, actor: by.Actor, decision: by.Decision,
+	out, err := k.recordAndPublish(ctx, entry{role: key{tenant, name}, action: oar.ActionRoleLetterDeposit, actor: by.Actor, decision: by.Decision,
 		detail:  map[string]any{"charter": c.Hash(), "letter": l.Hash(), "id": l.ID, "size": len(letter), "k": l.K, "observers": c.Observers},
 		outputs: docDigest("letter", doc)}, doc)
 	if out != nil {
