@@ -241,7 +241,7 @@ func holderNote(st succession.RoleState) string {
 	case st.Holder != "" && st.State == succession.StateHandedOver:
 		return ", held by " + st.Holder + " through " + st.HolderNode
 	case st.Holder != "":
-		return ", held by " + st.Holder
+		return " (holder " + st.Holder + ")"
 	case st.Offer != nil:
 		return fmt.Sprintf(", offered to %s until %s", st.Offer.Successor, succession.FormatTime(st.Offer.Until))
 	case st.Exhausted:
