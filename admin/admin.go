@@ -48,6 +48,8 @@ type Deps struct {
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
 	// Roles keeps the institution's chartered roles (nil: none).
 	Roles *roles.Keeper
+	// Trace gathers the trace of a record of this node's log, named by index or hash.
+	Trace func(ctx context.Context, record string) ([]byte, error)
 }
 
 // errNoFleet answers fleet questions on a node that runs alone.
@@ -72,6 +74,7 @@ func (d Deps) routes() []route {
 		{"POST /admin/principals", d.addPrincipal},
 		{"POST /admin/audit/append", d.appendRecord},
 		{"POST /admin/trust", d.changeTrust},
+		{"GET /admin/debug/profile", d.profile},
 		{"GET /admin/status", func(*http.Request) (any, error) {
 			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
 		}},
@@ -79,6 +82,7 @@ func (d Deps) routes() []route {
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
 	rs = append(rs, d.roleRoutes()...)
+	rs = append(rs, d.traceRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }
 
@@ -100,6 +104,11 @@ func Handler(d Deps) http.Handler {
 			out, err := h(r)
 			if err != nil {
 				renderError(w, err)
+				return
+			}
+			if b, ok := out.(raw); ok {
+				w.Header().Set("Content-Type", b.contentType)
+				w.Write(b.body)
 				return
 			}
 			writeJSON(w, out)

@@ -37,6 +37,30 @@ func Dial(dataDir string) *Client {
 		}}}}
 }
 
+// Raw GETs the admin path and returns the answer's bytes as they are (a profile).
+func (c *Client) Raw(ctx context.Context, path string) ([]byte, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://node"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("running node: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		return nil, errors.New(e.Error)
+	}
+	return io.ReadAll(resp.Body)
+}
+
 // Do sends body (JSON, if not nil) to the admin path and decodes the answer into out.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	if c.err != nil {

@@ -25,9 +25,15 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, p *policy.Principa
 		return perr
 	}
 	req.Classification = classificationHeader(r)
+	grant, err := ParseConsentHeader(r.Header.Values(ConsentHeader))
+	if err != nil {
+		return err
+	}
 	cw := &chatWriter{w: w, stream: req.Stream, id: "chatcmpl-" + randomID(), created: time.Now().Unix(),
 		usage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage}
-	err = s.gw.Chat(r.Context(), req.Invocation(p), cw)
+	inv := req.Invocation(p)
+	inv.Consent = grant
+	err = s.gw.Chat(r.Context(), inv, cw)
 	if err != nil && cw.started {
 		// The stream is open: report in it, in OpenAI's shape, and end it.
 		ae, ok := asError(err)

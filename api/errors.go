@@ -2,11 +2,13 @@ package api
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/invoke"
@@ -42,7 +44,10 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidClassification: http.StatusBadRequest,
 	invoke.CodeInvalidMemory:         http.StatusBadRequest,
 	invoke.CodeModelNotFound:         http.StatusNotFound,
+	invoke.CodePanelNotFound:         http.StatusNotFound,
+	invoke.CodeDecisionNotFound:      http.StatusNotFound,
 	invoke.CodeUnknownSubject:        http.StatusNotFound,
+	invoke.CodeUnknownRecord:         http.StatusNotFound,
 	invoke.CodeParameterNotAllowed:   http.StatusBadRequest,
 	invoke.CodeUnsupportedContent:    http.StatusBadRequest,
 	invoke.CodeBackendModelNotFound:  http.StatusBadGateway,
@@ -75,6 +80,16 @@ var statuses = map[invoke.Code]int{
 	invoke.CodeInvalidKey:            http.StatusUnauthorized,
 	invoke.CodeInvalidToken:          http.StatusUnauthorized,
 	invoke.CodeUnmappedIdentity:      http.StatusForbidden,
+	invoke.CodeConsentRequired:       http.StatusForbidden,
+	invoke.CodeConsentMalformed:      http.StatusBadRequest,
+	invoke.CodeConsentForged:         http.StatusForbidden,
+	invoke.CodeConsentExpired:        http.StatusForbidden,
+	invoke.CodeConsentWrongAudience:  http.StatusForbidden,
+	invoke.CodeConsentOutOfScope:     http.StatusForbidden,
+	invoke.CodeConsentAboveMax:       http.StatusForbidden,
+	invoke.CodeConsentRevoked:        http.StatusForbidden,
+	invoke.CodeConsentUsedUp:         http.StatusForbidden,
+	invoke.CodeConsentUnknown:        http.StatusNotFound,
 	invoke.CodeInternal:              http.StatusInternalServerError,
 }
 
@@ -154,7 +169,54 @@ func writeError(w http.ResponseWriter, e *Error) {
 	json.NewEncoder(w).Encode(b)
 }
 
-// EncodeReceipt is the X-Sios-Receipt header form of a receipt: unpadded base64url JSON.
+// CompactReceipt is the X-Sios-Receipt header form of a receipt, an RFC 8941
+// dictionary naming the record: its index in the log, the index of the seal over its
+// batch, and its record hash — `index=1234, seal=1240, record="4a6d…"`. The full receipt
+// is GET /v1/receipts/{index}, or inline on request (FullReceiptHeader).
+func CompactReceipt(rc *oar.Receipt) string {
+	b := make([]byte, 0, 120)
+	b = append(b, "index="...)
+	b = strconv.AppendUint(b, rc.Index, 10)
+	b = append(b, ", seal="...)
+	b = strconv.AppendUint(b, rc.SealIndex, 10)
+	b = append(b, `, record="`...)
+	b = append(b, rc.RecordHash...)
+	return string(append(b, '"'))
+}
+
+// ParseCompactReceipt reads an X-Sios-Receipt header as CompactReceipt writes it: the
+// record's index, its seal's index and its hex record hash.
+func ParseCompactReceipt(h string) (index, seal uint64, record string, err error) {
+	bad := func(why string) (uint64, uint64, string, error) {
+		return 0, 0, "", fmt.Errorf("X-Sios-Receipt %q: %s (want index=N, seal=N, record=\"HEX\")", oar.Bounded(h, 200), why)
+	}
+	parts := strings.Split(h, ", ")
+	if len(parts) != 3 {
+		return bad("not three members")
+	}
+	iv, ok1 := strings.CutPrefix(parts[0], "index=")
+	sv, ok2 := strings.CutPrefix(parts[1], "seal=")
+	rv, ok3 := strings.CutPrefix(parts[2], "record=")
+	if !ok1 || !ok2 || !ok3 {
+		return bad("members out of order or misnamed")
+	}
+	if index, err = strconv.ParseUint(iv, 10, 63); err != nil || strconv.FormatUint(index, 10) != iv {
+		return bad("index is not a decimal integer")
+	}
+	if seal, err = strconv.ParseUint(sv, 10, 63); err != nil || strconv.FormatUint(seal, 10) != sv || seal <= index {
+		return bad("seal is not a decimal integer after index")
+	}
+	if len(rv) != 66 || rv[0] != '"' || rv[65] != '"' {
+		return bad("record is not a quoted SHA-256")
+	}
+	record = rv[1:65]
+	if _, err := hex.DecodeString(record); err != nil || strings.ToLower(record) != record {
+		return bad("record is not lower-case hex")
+	}
+	return index, seal, record, nil
+}
+
+// EncodeReceipt is the X-Sios-Receipt-Full header form of a receipt: unpadded base64url JSON.
 func EncodeReceipt(rc *oar.Receipt) string {
 	b, _ := json.Marshal(rc)
 	return base64.RawURLEncoding.EncodeToString(b)

@@ -18,6 +18,7 @@ type exchange struct {
 	principal string
 	record    string // hex hash of the request's audit record, once receipted
 	index     uint64 // its index in the log
+	full      bool   // the full receipt goes inline (FullReceiptHeader)
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -46,13 +47,20 @@ func (x *exchange) Flush() {
 // Unwrap gives http.ResponseController the connection's writer.
 func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
 
-// setReceipt puts the request's receipt in its header and notes its record for the
-// log line.
+// setReceipt names the request's audit record in the X-Sios-Receipt header, adds the
+// full receipt when the caller asked for it (or the node always sends it), and notes
+// the record for the log line.
 func setReceipt(h http.Header, w http.ResponseWriter, rc *oar.Receipt) {
-	h.Set(ReceiptHeader, EncodeReceipt(rc))
-	if x, ok := w.(*exchange); ok {
-		x.record, x.index = rc.RecordHash, rc.Index
+	h.Set(ReceiptHeader, CompactReceipt(rc))
+	x, ok := w.(*exchange)
+	if !ok {
+		h.Set(FullReceiptHeader, EncodeReceipt(rc))
+		return
 	}
+	if x.full {
+		h.Set(FullReceiptHeader, EncodeReceipt(rc))
+	}
+	x.record, x.index = rc.RecordHash, rc.Index
 }
 
 // notePrincipal notes who the request was authenticated as, for the log line.
@@ -65,13 +73,17 @@ func notePrincipal(w http.ResponseWriter, id string) {
 // SetMetrics makes the server count every request in m. Call it before serving.
 func (s *Server) SetMetrics(m *metrics.Metrics) { s.metrics = m }
 
+// SetFullReceipts makes every answer carry its full receipt inline (config
+// full_receipts), not only those whose request asks with 'X-Sios-Receipt: full'.
+func (s *Server) SetFullReceipts(on bool) { s.fullReceipts = on }
+
 // ServeHTTP implements http.Handler: it routes the request, then writes one log line
 // for it — method, route, status, duration, bytes, principal and the hash and index of
 // its audit record; never a header, a key, a token or a byte of the body — and counts
 // it in the metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	x := &exchange{ResponseWriter: w}
+	x := &exchange{ResponseWriter: w, full: s.fullReceipts || r.Header.Get(ReceiptHeader) == "full"}
 	s.mux.ServeHTTP(x, r)
 	d := time.Since(start)
 	route := r.Pattern // set by the mux

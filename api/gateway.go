@@ -16,8 +16,12 @@ import (
 	"github.com/sios-project/sios/policy"
 )
 
-// ReceiptHeader carries the base64url (unpadded) JSON receipt of the request's audit record.
+// ReceiptHeader names the request's audit record compactly (CompactReceipt); a request
+// that carries it with the value "full" gets FullReceiptHeader as well.
 const ReceiptHeader = "X-Sios-Receipt"
+
+// FullReceiptHeader carries the full receipt: unpadded base64url of its JSON.
+const FullReceiptHeader = "X-Sios-Receipt-Full"
 
 // Gateway is what the API needs from a node (*invoke.Pipeline). Implementations must be
 // safe for concurrent use; outcomes meant for the caller are *invoke.Error.
@@ -35,6 +39,11 @@ type Gateway interface {
 
 // MemoryGateway is what the memory endpoints need. Every call is governed by policy
 // (memory.read / memory.write) and audited; the receipt is of the call's record.
+// ReceiptGateway is what GET /v1/receipts/{index} needs (*invoke.Pipeline).
+type ReceiptGateway interface {
+	Receipt(ctx context.Context, p *policy.Principal, idx uint64) (*oar.Receipt, error)
+}
+
 type MemoryGateway interface {
 	MemoryAdd(ctx context.Context, p *policy.Principal, subject string, lvl policy.Level, source, text string) (*memory.Memory, *oar.Receipt, error)
 	MemorySearch(ctx context.Context, p *policy.Principal, subject, query string, limit int) ([]memory.Result, *oar.Receipt, error)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,9 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics *metrics.Metrics // nil: none
-	ready   func() []Check   // nil: ready whenever serving
+	// fullReceipts puts the full receipt in every answer (SetFullReceipts).
+	fullReceipts bool
+	ready        func() []Check // nil: ready whenever serving
 }
 
 // NewServer builds the API's handler. log receives one line per request (ServeHTTP),
@@ -35,6 +38,26 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 	}
 	if rg, ok := gw.(RoleGateway); ok {
 		s.roleRoutes(rg) // roles.go
+	}
+	if rg, ok := gw.(ReceiptGateway); ok {
+		s.mux.HandleFunc("GET /v1/receipts/{index}", s.authed(func(w http.ResponseWriter, r *http.Request, p *policy.Principal) error {
+			idx, err := strconv.ParseUint(r.PathValue("index"), 10, 63)
+			if err != nil {
+				return Errorf(http.StatusBadRequest, "invalid_index", "the receipt index must be a record's index in the log, a decimal integer")
+			}
+			rc, err := rg.Receipt(r.Context(), p, idx)
+			if err != nil {
+				return err
+			}
+			w.Header().Set("Content-Type", "application/json")
+			return json.NewEncoder(w).Encode(rc)
+		}))
+	}
+	if cg, ok := gw.(ConsentGateway); ok {
+		s.consentRoutes(cg)
+	}
+	if dg, ok := gw.(DecisionGateway); ok {
+		s.decisionRoutes(dg)
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -5,9 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
-	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/sios-project/sios/policy"
 )
@@ -60,8 +60,9 @@ func TestCedarAttrs(t *testing.T) {
 	}
 }
 
-// consentPolicies is the proposed policy file, beside today's defaults.
-func consentPolicies(t testing.TB) []byte {
+// operatorPolicies is the operator's example of docs/consent.md section 8, beside the
+// default policies (which hold the consent policies themselves since they were wired).
+func operatorPolicies(t testing.TB) []byte {
 	b, err := os.ReadFile(filepath.Join("testdata", "policies.cedar"))
 	if err != nil {
 		t.Fatal(err)
@@ -69,15 +70,19 @@ func consentPolicies(t testing.TB) []byte {
 	return b
 }
 
-// TestProposedPoliciesLoad: the policy package accepts the proposed file beside its
-// defaults as it is (every policy has an @id, none repeats one), and today's engine,
-// which cannot yet put a grant in the context, keeps serving its own institution and
-// denies another institution: the proposal fails closed until it is wired.
-func TestProposedPoliciesLoad(t *testing.T) {
-	text := append(policy.Defaults(), consentPolicies(t)...)
-	e, err := policy.LoadBytes("default+consent.cedar", text)
+// TestDefaultPoliciesHoldTheConsentPolicies: the default set holds the three consent
+// policies docs/consent.md section 8 quotes, guarded so that a request without a grant
+// within the institution is unaffected, and the operator's example loads beside them.
+func TestDefaultPoliciesHoldTheConsentPolicies(t *testing.T) {
+	defaults := string(policy.Defaults())
+	for _, id := range []string{"permit-consent-grant", "forbid-cross-institution-without-grant", "forbid-release-without-grant"} {
+		if !strings.Contains(defaults, `@id("`+id+`")`) {
+			t.Errorf("policy/default.cedar lacks %s", id)
+		}
+	}
+	e, err := policy.LoadBytes("default+operator.cedar", append(policy.Defaults(), operatorPolicies(t)...))
 	if err != nil {
-		t.Fatalf("the policy package refuses the proposed policies: %v", err)
+		t.Fatalf("the policy package refuses the operator's example beside the defaults: %v", err)
 	}
 	pr := policy.Principal{ID: "dr.adeyemi", Tenant: "oncology", Clearance: policy.Secret}
 	send := func(same bool) policy.Decision {
@@ -94,48 +99,34 @@ func TestProposedPoliciesLoad(t *testing.T) {
 	}
 }
 
-// TestCedarSeesGrants evaluates the proposed policies with a verified grant in the
-// context, the way the policy package will once it carries context.grant.
+// TestCedarSeesGrants evaluates the default policies and the operator's example through
+// the policy engine, with the verified grant in the context as the node puts it there
+// (policy.Context.Grant from CedarAttrs).
 func TestCedarSeesGrants(t *testing.T) {
 	fx := newFixture()
-	ps := cedar.NewPolicySet()
-	for name, text := range map[string][]byte{"default.cedar": policy.Defaults(), "consent.cedar": consentPolicies(t)} {
-		list, err := cedar.NewPolicyListFromBytes(name, text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range list {
-			ps.Add(types.PolicyID(p.Annotations()["id"]), p)
-		}
+	e, err := policy.LoadBytes("default+operator.cedar", append(policy.Defaults(), operatorPolicies(t)...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	principal := func(id, tenant string, clearance policy.Level) types.Entity {
-		return types.Entity{UID: types.NewEntityUID("Sios::Principal", types.String(id)), Attributes: types.NewRecord(types.RecordMap{
-			"tenant": types.String(tenant), "clearance": types.Long(clearance), "roles": types.NewSet()})}
+	principal := func(id, tenant string, clearance policy.Level) policy.Principal {
+		return policy.Principal{ID: id, Tenant: tenant, Clearance: clearance}
 	}
-	peer := func(institution string, same bool) types.Entity {
-		return types.Entity{UID: types.NewEntityUID("Sios::Peer", types.String(fx.regional.nodeID)), Attributes: types.NewRecord(types.RecordMap{
-			"accreditation": types.Long(policy.Secret), "institution": types.String(institution),
-			"attestation": types.String("software"), "same_institution": types.Boolean(same)})}
+	peer := func(institution string, same bool) policy.Resource {
+		return policy.Resource{Type: policy.ResourcePeer, ID: fx.regional.nodeID, Classification: policy.Secret,
+			Institution: institution, Attestation: "software", SameInstitution: same}
 	}
-	mem := func(tenant string, c policy.Level) types.Entity {
-		return types.Entity{UID: types.NewEntityUID("Sios::Memory", "case-2290"), Attributes: types.NewRecord(types.RecordMap{
-			"tenant": types.String(tenant), "classification": types.Long(c)})}
+	mem := func(tenant string, c policy.Level) policy.Resource {
+		return policy.Resource{Type: policy.ResourceMemory, ID: "case-2290", Classification: c, Tenant: tenant}
 	}
-	grantEntity := func(g *Grant) types.Entity {
-		return types.Entity{UID: types.NewEntityUID("Sios::Consent", types.String(g.ID)), Attributes: types.NewRecord(types.RecordMap{
-			"tenant": types.String(g.Grantor.Tenant), "classification": types.Long(g.Scope.Max)})}
+	grantResource := func(g *Grant) policy.Resource {
+		return policy.Resource{Type: policy.ResourceConsent, ID: g.ID, Classification: g.Scope.Max, Tenant: g.Grantor.Tenant}
 	}
-	context := func(tenant string, data policy.Level, g *Grant) types.Record {
-		m := types.RecordMap{"tenant": types.String(tenant), "data_classification": types.Long(data),
-			"target_accreditation": types.Long(policy.Secret), "consent": types.Boolean(g != nil), "tool_allowed": types.False}
+	context := func(tenant string, data policy.Level, g *Grant) policy.Context {
+		c := policy.Context{Tenant: tenant, DataClassification: data, TargetAccreditation: policy.Secret}
 		if g != nil {
-			rm := types.RecordMap{}
-			for k, v := range g.CedarAttrs() {
-				rm[types.String(k)] = cedarValue(t, v)
-			}
-			m["grant"] = types.NewRecord(rm)
+			c.Grant = g.CedarAttrs()
 		}
-		return types.NewRecord(m)
+		return c
 	}
 	sign := func(f func(g *Grant)) *Grant {
 		g := fx.invokeGrant()
@@ -152,62 +143,56 @@ func TestCedarSeesGrants(t *testing.T) {
 	memGrant := mustParse(t, mustSign(t, fx.hospital.node, fx.memoryGrant()))
 
 	clin := principal("dr.adeyemi", "oncology", policy.Secret)
-	okafor := principal("dr.okafor@"+fx.practice.nodeID, "gp@"+fx.practice.rootID, policy.Secret)
+	okafor := principal("dr.okafor@"+fx.practice.rootID, "gp@"+fx.practice.rootID, policy.Secret)
 	for _, tc := range []struct {
 		name      string
-		principal types.Entity
+		principal policy.Principal
 		action    string
-		resource  types.Entity
-		context   types.Record
+		resource  policy.Resource
+		context   policy.Context
 		allow     bool
 		reason    string // a policy that must be among the reasons
 	}{
-		{"brain call to the regional centre without a grant", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"brain call to the regional centre without a grant", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.OfficialSensitive, nil), false, "forbid-cross-institution-without-grant"},
-		{"brain call with the grant", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"brain call with the grant", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.OfficialSensitive, invoke), true, "permit-peer-send"},
-		{"brain call with a grant for another institution", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"brain call with a grant for another institution", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.OfficialSensitive, otherInstitution), false, "forbid-cross-institution-without-grant"},
-		{"SECRET data under an OFFICIAL-SENSITIVE grant", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"SECRET data under an OFFICIAL-SENSITIVE grant", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.Secret, invoke), false, "forbid-cross-institution-without-grant"},
-		{"within the institution no grant is needed", clin, "peer.send", peer(fx.hospital.rootID, true),
+		{"within the institution no grant is needed", clin, policy.ActionPeerSend, peer(fx.hospital.rootID, true),
 			context("oncology", policy.Secret, nil), true, "permit-peer-send"},
-		{"a research grant covering SECRET is forbidden", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"a research grant covering SECRET is forbidden", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.OfficialSensitive, research), false, "forbid-research-secret"},
-		{"a research grant up to OFFICIAL-SENSITIVE is not", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"a research grant up to OFFICIAL-SENSITIVE is not", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.OfficialSensitive, researchOS), true, "permit-peer-send"},
-		{"a care grant covering SECRET is not", clin, "peer.send", peer(fx.regional.rootID, false),
+		{"a care grant covering SECRET is not", clin, policy.ActionPeerSend, peer(fx.regional.rootID, false),
 			context("oncology", policy.Secret, careSecret), true, "permit-peer-send"},
-		{"granting up to one's clearance", clin, "consent.grant", grantEntity(careSecret),
+		{"granting up to one's clearance", clin, policy.ActionConsentGrant, grantResource(careSecret),
 			context("oncology", policy.Secret, careSecret), true, "permit-consent-grant"},
-		{"granting above one's clearance", principal("dr.adeyemi", "oncology", policy.OfficialSensitive), "consent.grant", grantEntity(careSecret),
+		{"granting above one's clearance", principal("dr.adeyemi", "oncology", policy.OfficialSensitive), policy.ActionConsentGrant, grantResource(careSecret),
 			context("oncology", policy.Secret, careSecret), false, ""},
-		{"granting over another tenant's data", principal("dr.adeyemi", "cardiology", policy.Secret), "consent.grant", grantEntity(invoke),
+		{"granting over another tenant's data", principal("dr.adeyemi", "cardiology", policy.Secret), policy.ActionConsentGrant, grantResource(invoke),
 			context("cardiology", policy.OfficialSensitive, invoke), false, ""},
-		{"making a research grant covering SECRET", clin, "consent.grant", grantEntity(research),
+		{"making a research grant covering SECRET", clin, policy.ActionConsentGrant, grantResource(research),
 			context("oncology", policy.Secret, research), false, "forbid-research-secret"},
-		{"release to the practice under the grant", okafor, "memory.read", mem("cardiology", policy.OfficialSensitive),
+		{"release to the practice under the grant", okafor, policy.ActionMemoryRead, mem("cardiology", policy.OfficialSensitive),
 			context("cardiology", policy.OfficialSensitive, memGrant), true, "permit-cross-tenant-consent"},
-		{"release without a grant", okafor, "memory.read", mem("cardiology", policy.Official),
+		{"release without a grant", okafor, policy.ActionMemoryRead, mem("cardiology", policy.Official),
 			context("cardiology", policy.Official, nil), false, "forbid-release-without-grant"},
-		{"release of SECRET under an OFFICIAL-SENSITIVE grant", okafor, "memory.read", mem("cardiology", policy.Secret),
+		{"release of SECRET under an OFFICIAL-SENSITIVE grant", okafor, policy.ActionMemoryRead, mem("cardiology", policy.Secret),
 			context("cardiology", policy.Secret, memGrant), false, "forbid-release-without-grant"},
-		{"release of another tenant's memory", okafor, "memory.read", mem("oncology", policy.Official),
+		{"release of another tenant's memory", okafor, policy.ActionMemoryRead, mem("oncology", policy.Official),
 			context("cardiology", policy.Official, memGrant), false, "forbid-release-without-grant"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ents := types.EntityMap{tc.principal.UID: tc.principal, tc.resource.UID: tc.resource}
-			d, diag := cedar.Authorize(ps, ents, cedar.Request{Principal: tc.principal.UID,
-				Action: types.NewEntityUID("Sios::Action", types.String(tc.action)), Resource: tc.resource.UID, Context: tc.context})
-			if len(diag.Errors) > 0 {
-				t.Fatalf("policies failed to evaluate: %v", diag.Errors)
+			d := e.Decide(policy.Request{Principal: tc.principal, Action: tc.action, Resource: tc.resource, Context: tc.context})
+			if len(d.Errors) > 0 {
+				t.Fatalf("policies failed to evaluate: %v", d.Errors)
 			}
-			var reasons []string
-			for _, r := range diag.Reasons {
-				reasons = append(reasons, string(r.PolicyID))
-			}
-			if (d == cedar.Allow) != tc.allow || tc.reason != "" && !slices.Contains(reasons, tc.reason) {
-				t.Fatalf("decision %v by %v; want allow=%v with %q", d, reasons, tc.allow, tc.reason)
+			if d.Allow != tc.allow || tc.reason != "" && !slices.Contains(d.Reasons, tc.reason) {
+				t.Fatalf("decision %+v; want allow=%v with %q", d, tc.allow, tc.reason)
 			}
 		})
 	}

@@ -63,6 +63,11 @@ func Verify(g *Grant, signer Signer, u Use) error {
 	return g.Check(u)
 }
 
+// VerifySignature checks only that signer, the node g names as origin and of the
+// institution g names, signed g: what a node checks of a grant it explains rather than
+// uses ('sios policy check'). A refusal is an *Error with CodeForged.
+func VerifySignature(g *Grant, signer Signer) error { return verifySig(g, signer) }
+
 // verifySig checks that signer is the node g names as origin, of the institution g
 // names, and that its keys signed g.
 func verifySig(g *Grant, signer Signer) error {

@@ -19,6 +19,12 @@ import (
 // InvokePath is where a node serves its peers' remote calls.
 const InvokePath = "/fleet/v1/invoke"
 
+// MemorySearchPath is where a node serves governed memory searches: a peer asks, on
+// behalf of one of its principals and under a consent grant this node made, for the
+// memories the grant releases (docs/consent.md). The request and answer are those of
+// InvokePath: a CallRequest whose envelope is fed-call/2, answered by a CallResponse.
+const MemorySearchPath = "/fleet/v1/memory/search"
+
 // Caps on the remote-call protocol's bytes, the same on both sides.
 const (
 	// MaxCallPayload is the largest request payload a target accepts.
@@ -26,7 +32,12 @@ const (
 	// MaxCallAnswer is the largest answer an origin accepts from a target.
 	MaxCallAnswer = 8 << 20
 	// MaxCallRequest bounds a whole call body: payload, envelope and the JSON around them.
-	MaxCallRequest = MaxCallPayload + MaxEnvelopeSize + 1024
+	MaxCallRequest = MaxCallPayload + MaxEnvelopeSize2 + 1024
+	// MaxSearchPayload is the largest governed memory search payload a holder accepts:
+	// a question and the subjects asked about.
+	MaxSearchPayload = 16 << 10
+	// MaxSearchRequest bounds a whole memory search body.
+	MaxSearchRequest = MaxSearchPayload + MaxEnvelopeSize2 + 1024
 )
 
 // CallRequest is the body of a remote call.
@@ -84,11 +95,21 @@ var ErrMalformedAnswer = errors.New("malformed answer")
 // checks the reply's signature. An error from the connection is returned as the
 // transport gave it (a *net.OpError with Op "dial" means the call was never sent).
 func (f *Fleet) Invoke(ctx context.Context, peer Peer, req *CallRequest) (*CallAnswer, error) {
+	return f.call(ctx, peer, InvokePath, req)
+}
+
+// MemorySearch sends one governed memory search to peer (MemorySearchPath) and returns
+// its answer, unverified, as Invoke does.
+func (f *Fleet) MemorySearch(ctx context.Context, peer Peer, req *CallRequest) (*CallAnswer, error) {
+	return f.call(ctx, peer, MemorySearchPath, req)
+}
+
+func (f *Fleet) call(ctx context.Context, peer Peer, path string, req *CallRequest) (*CallAnswer, error) {
 	body, err := Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := f.Post(ctx, peer.NodeID, peer.Addr, InvokePath, body)
+	resp, err := f.Post(ctx, peer.NodeID, peer.Addr, path, body)
 	if err != nil {
 		return nil, err
 	}

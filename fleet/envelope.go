@@ -32,6 +32,14 @@ const (
 	EnvelopeDomain  = "fed-call/1 envelope" // identity.PrivateKey.Sign domain of an envelope
 	ReplyDomain     = "fed-reply/1 reply"   // identity.PrivateKey.Sign domain of a reply
 	CallHashDomain  = "fed-call/1 hash"     // prefix (followed by a newline) of a call hash
+
+	// fed-call/2 is fed-call/1 with one more member, consent: the consent grant
+	// (docs/consent.md) under which the call's data crosses to another institution. An
+	// origin sends it only with a grant, so that nodes that do not know grants keep
+	// working with each other, and a target that does not know it refuses it.
+	EnvelopeVersion2 = "fed-call/2"
+	EnvelopeDomain2  = "fed-call/2 envelope"
+	CallHashDomain2  = "fed-call/2 hash"
 )
 
 // Reply statuses. Only append to this list: a published status never changes meaning.
@@ -43,19 +51,23 @@ const (
 
 // Envelope is a signed request from an origin node to a target node to run a brain.
 type Envelope struct {
-	V              string              `json:"v"`
-	Nonce          string              `json:"nonce"`          // 32 lowercase hex digits (16 random bytes)
-	Origin         string              `json:"origin"`         // node id of the sender, who signs
-	Target         string              `json:"target"`         // node id of the node asked
-	Issued         string              `json:"issued"`         // oar.FormatTime
-	Expires        string              `json:"expires"`        // oar.FormatTime, after Issued, within MaxEnvelopeLifetime
-	Principal      string              `json:"principal"`      // principal id at the origin
-	Tenant         string              `json:"tenant"`         // the principal's tenant
-	Clearance      string              `json:"clearance"`      // the principal's clearance (oar.Classifications)
-	Classification string              `json:"classification"` // classification of the data (oar.Classifications)
-	Brain          string              `json:"brain"`          // brain id at the target
-	PayloadDigest  string              `json:"payload_digest"` // SHA-256 of the payload bytes, lowercase hex
-	Sig            *identity.Signature `json:"sig,omitempty"`
+	V              string `json:"v"`
+	Nonce          string `json:"nonce"`          // 32 lowercase hex digits (16 random bytes)
+	Origin         string `json:"origin"`         // node id of the sender, who signs
+	Target         string `json:"target"`         // node id of the node asked
+	Issued         string `json:"issued"`         // oar.FormatTime
+	Expires        string `json:"expires"`        // oar.FormatTime, after Issued, within MaxEnvelopeLifetime
+	Principal      string `json:"principal"`      // principal id at the origin
+	Tenant         string `json:"tenant"`         // the principal's tenant
+	Clearance      string `json:"clearance"`      // the principal's clearance (oar.Classifications)
+	Classification string `json:"classification"` // classification of the data (oar.Classifications)
+	Brain          string `json:"brain"`          // brain id at the target
+	PayloadDigest  string `json:"payload_digest"` // SHA-256 of the payload bytes, lowercase hex
+	// Consent is the consent grant the call is made under, embedded byte for byte as a
+	// canonical JSON object of at most MaxConsentSize bytes (fed-call/2 only). This
+	// package treats it as opaque: the target parses and verifies it (package consent).
+	Consent json.RawMessage     `json:"consent,omitempty"`
+	Sig     *identity.Signature `json:"sig,omitempty"`
 }
 
 // Reply is the target's signed answer to an envelope.
@@ -73,10 +85,14 @@ type Reply struct {
 	Sig          *identity.Signature `json:"sig,omitempty"`
 }
 
-// SealEnvelope fills V and, when empty, Nonce, checks every member, signs the envelope
-// with key (the origin's) and returns its canonical bytes.
+// SealEnvelope fills V (fed-call/2 when the envelope carries a consent grant, else
+// fed-call/1) and, when empty, Nonce, checks every member, signs the envelope with key
+// (the origin's) and returns its canonical bytes.
 func SealEnvelope(key *identity.PrivateKey, e Envelope) ([]byte, error) {
 	e.V = EnvelopeVersion
+	if e.Consent != nil {
+		e.V = EnvelopeVersion2
+	}
 	if e.Nonce == "" {
 		var n [16]byte
 		rand.Read(n[:]) // never fails (crypto/rand, Go 1.24 and later)
@@ -90,7 +106,7 @@ func SealEnvelope(key *identity.PrivateKey, e Envelope) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig := key.Sign(EnvelopeDomain, signed)
+	sig := key.Sign(e.format().domain, signed)
 	e.Sig = &sig
 	return encodeCall(&e)
 }
@@ -113,8 +129,8 @@ func SealReply(key *identity.PrivateKey, r Reply) ([]byte, error) {
 }
 
 // ParseEnvelope decodes an envelope, requiring that its bytes are canonical, that it
-// holds exactly the members of fed-call/1 (checked by re-encoding what was decoded), that
-// every member is valid and that it is signed. It checks the form only: the signature is
+// holds exactly the members of its version, fed-call/1 or fed-call/2 (checked by
+// re-encoding what was decoded), that every member is valid and that it is signed. It checks the form only: the signature is
 // checked by Verify, freshness and replay by ReplayGuard.Check.
 func ParseEnvelope(b []byte) (*Envelope, error) {
 	var e Envelope
@@ -141,10 +157,17 @@ func (e *Envelope) Verify(pub identity.PublicKey) error { return verifyCall(e, p
 func (r *Reply) Verify(pub identity.PublicKey) error { return verifyCall(r, pub) }
 
 // CallHash names an envelope by its canonical bytes (sig included), in lowercase hex:
-// SHA-256(CallHashDomain || 0x0A || envelope). Replies and audit records cite it.
+// SHA-256(CallHashDomain || 0x0A || envelope) for fed-call/1, under CallHashDomain2 for
+// fed-call/2. Replies and audit records cite it. The version is read from the bytes: in
+// a canonical envelope "v" is the last member (members are sorted, and no member name
+// sorts after it), so a fed-call/2 envelope ends with its version.
 func CallHash(envelope []byte) string {
+	domain := CallHashDomain
+	if bytes.HasSuffix(envelope, []byte(`"v":"`+EnvelopeVersion2+`"}`)) {
+		domain = CallHashDomain2
+	}
 	h := sha256.New()
-	h.Write([]byte(CallHashDomain + "\n"))
+	h.Write([]byte(domain + "\n"))
 	h.Write(envelope)
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -166,8 +189,14 @@ type callMessage interface {
 	signedBytes() ([]byte, error) // canonical encoding without sig
 }
 
-func (*Envelope) format() callFormat {
-	return callFormat{"envelope", EnvelopeVersion, EnvelopeDomain, MaxEnvelopeSize, "MaxEnvelopeSize"}
+// format is the envelope's version's. Before an envelope is decoded (V empty) it is
+// fed-call/2's, the larger: the decoded envelope is then held to its own version's cap
+// when it is re-encoded.
+func (e *Envelope) format() callFormat {
+	if e.V == EnvelopeVersion {
+		return callFormat{"envelope", EnvelopeVersion, EnvelopeDomain, MaxEnvelopeSize, "MaxEnvelopeSize"}
+	}
+	return callFormat{"envelope", EnvelopeVersion2, EnvelopeDomain2, MaxEnvelopeSize2, "MaxEnvelopeSize2"}
 }
 
 func (*Reply) format() callFormat {
@@ -216,6 +245,7 @@ func parseCall(b []byte, m callMessage) error {
 	if err := json.Unmarshal(b, m); err != nil {
 		return fmt.Errorf("%s: %v", f.name, err)
 	}
+	f = m.format() // the version decoded
 	if err := m.validate(); err != nil {
 		return err
 	}
@@ -254,8 +284,17 @@ func verifyCall(m callMessage, pub identity.PublicKey) error {
 }
 
 func (e *Envelope) validate() error {
-	if e.V != EnvelopeVersion {
-		return fmt.Errorf("envelope v is %q, want %q", short(e.V), EnvelopeVersion)
+	switch e.V {
+	case EnvelopeVersion:
+		if e.Consent != nil {
+			return fmt.Errorf("envelope v is %q, which has no consent member: an envelope carrying a grant is %q", EnvelopeVersion, EnvelopeVersion2)
+		}
+	case EnvelopeVersion2:
+		if err := checkConsent(e.Consent); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("envelope v is %q, want %q or %q", short(e.V), EnvelopeVersion, EnvelopeVersion2)
 	}
 	if !isNonce(e.Nonce) {
 		return fmt.Errorf("envelope nonce %q is not 32 lowercase hex digits", short(e.Nonce))
@@ -297,6 +336,20 @@ func (e *Envelope) validate() error {
 	}
 	if !isHash(e.PayloadDigest) {
 		return fmt.Errorf("envelope payload_digest %q is not a SHA-256 in 64 lowercase hex digits", short(e.PayloadDigest))
+	}
+	return nil
+}
+
+// checkConsent requires a fed-call/2 envelope's consent: a canonical JSON object of at
+// most MaxConsentSize bytes. What it says is for the target to check (package consent).
+func checkConsent(c json.RawMessage) error {
+	switch {
+	case len(c) == 0:
+		return fmt.Errorf("envelope consent is required when v is %q", EnvelopeVersion2)
+	case len(c) > MaxConsentSize:
+		return fmt.Errorf("envelope consent is %d bytes, more than the limit of %d (MaxConsentSize)", len(c), MaxConsentSize)
+	case c[0] != '{' || !jcs.IsCanonical(c):
+		return fmt.Errorf("envelope consent is not a JSON object in canonical form (RFC 8785)")
 	}
 	return nil
 }

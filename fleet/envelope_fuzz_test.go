@@ -19,6 +19,9 @@ func FuzzParseEnvelope(f *testing.F) {
 	e.V, e.Sig = EnvelopeVersion, fakeSig()
 	f.Add(unsealed(f, &e))
 	f.Add([]byte(`{"v":"fed-call/1"}`))
+	e.Sig, e.Consent = nil, []byte(`{"id":"00112233445566778899aabbccddeeff","v":"consent-grant/1"}`)
+	f.Add(mustSealEnvelope(f, fx.a1.Key, e))
+	f.Add([]byte(`{"consent":{},"v":"fed-call/2"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := ParseEnvelope(b)
 		if err != nil {

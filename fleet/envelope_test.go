@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -94,7 +95,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		t.Fatal("parsed envelope has no sig")
 	}
 	want.V, want.Sig = EnvelopeVersion, e.Sig
-	if *e != want {
+	if !reflect.DeepEqual(*e, want) {
 		t.Fatalf("parsed %+v, want %+v", *e, want)
 	}
 	if err := e.Verify(fx.a1.Public()); err != nil {
@@ -194,7 +195,7 @@ func TestParseEnvelope(t *testing.T) {
 		{"missing sig", withoutSig(t, b), "sig is required"},
 		{"null sig", replace(t, withoutSig(t, b), `"target"`, `"sig":null,"target"`), "sig is required"},
 		{"unknown sig member", replace(t, b, `"sig":{`, `"sig":{"a":"AA==",`), "not part of fed-call/1"},
-		{"too big", append(bytes.Repeat([]byte(" "), MaxEnvelopeSize), b...), "MaxEnvelopeSize"},
+		{"too big", append(bytes.Repeat([]byte(" "), MaxEnvelopeSize2), b...), "MaxEnvelopeSize2"},
 		{"not JSON", []byte("fed-call/1"), "not in canonical form"},
 	}
 	for _, tc := range tests {
@@ -577,5 +578,84 @@ func TestReplyVerify(t *testing.T) {
 	}
 	if fx.a2.Public().Verify(EnvelopeDomain, signed, *r.Sig) == nil {
 		t.Fatal("reply signature verifies under the envelope domain")
+	}
+}
+
+// A fed-call/2 envelope carries a consent grant as an opaque canonical object: signed
+// and hashed under its own domains, so that neither signature nor call hash can be
+// taken for a fed-call/1 envelope's, and refused when its grant is missing, too large
+// or not canonical.
+func TestEnvelopeVersion2CarriesConsent(t *testing.T) {
+	fx := newFixture(t)
+	grant := []byte(`{"id":"00112233445566778899aabbccddeeff","v":"consent-grant/1"}`)
+	e := testEnvelope(fx)
+	e.Consent = grant
+	b := mustSealEnvelope(t, fx.a1.Key, e)
+	got, err := ParseEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.V != EnvelopeVersion2 || !bytes.Equal(got.Consent, grant) {
+		t.Fatalf("parsed %s with consent %s", got.V, got.Consent)
+	}
+	if err := got.Verify(fx.a1.Public()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(b, []byte(`"v":"fed-call/2"}`)) {
+		t.Fatalf("v is not the last member of %s", b)
+	}
+	// The call hash is under the fed-call/2 domain.
+	h := sha256.New()
+	h.Write([]byte(CallHashDomain2 + "\n"))
+	h.Write(b)
+	if CallHash(b) != hex.EncodeToString(h.Sum(nil)) {
+		t.Fatal("a fed-call/2 envelope is not hashed under its own domain")
+	}
+	// The signature is under the fed-call/2 domain: relabelled fed-call/1 (without the
+	// grant), it does not verify.
+	v1 := *got
+	v1.V, v1.Consent = EnvelopeVersion, nil
+	if err := v1.Verify(fx.a1.Public()); err == nil {
+		t.Fatal("a fed-call/2 signature verifies for a fed-call/1 envelope")
+	}
+	// Without a grant, SealEnvelope writes fed-call/1, hashed as before.
+	plain := mustSealEnvelope(t, fx.a1.Key, testEnvelope(fx))
+	if p, err := ParseEnvelope(plain); err != nil || p.V != EnvelopeVersion {
+		t.Fatalf("no grant: %v %v", p, err)
+	}
+	h = sha256.New()
+	h.Write([]byte(CallHashDomain + "\n"))
+	h.Write(plain)
+	if CallHash(plain) != hex.EncodeToString(h.Sum(nil)) {
+		t.Fatal("a fed-call/1 envelope's call hash changed")
+	}
+	for name, c := range map[string]struct {
+		consent []byte
+		v       string
+		want    string
+	}{
+		"v2 without consent": {nil, EnvelopeVersion2, "consent is required"},
+		"v1 with consent":    {grant, EnvelopeVersion, "no consent member"},
+	} {
+		e := testEnvelope(fx)
+		e.V, e.Consent, e.Sig = c.v, c.consent, fakeSig()
+		_, err := ParseEnvelope(unsealed(t, &e))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
+		}
+	}
+	for name, c := range map[string]struct {
+		consent []byte
+		want    string
+	}{
+		"consent not an object": {[]byte(`["x"]`), "canonical"},
+		"consent not canonical": {[]byte(`{"v":"x", "a":1}`), "canonical"},
+		"consent too big":       {[]byte(`{"a":"` + strings.Repeat("x", MaxConsentSize) + `"}`), "MaxConsentSize"},
+	} {
+		e := testEnvelope(fx)
+		e.Consent = c.consent
+		if _, err := SealEnvelope(fx.a1.Key, e); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
+		}
 	}
 }

@@ -24,10 +24,16 @@ const (
 	MaxSinceBatch = 1024
 )
 
-// Caps of the remote-call formats (fed-call/1, fed-reply/1).
+// Caps of the remote-call formats (fed-call/1, fed-call/2, fed-reply/1).
 const (
-	// MaxEnvelopeSize is the largest canonical call envelope in bytes.
+	// MaxEnvelopeSize is the largest canonical fed-call/1 envelope in bytes.
 	MaxEnvelopeSize = 16 << 10
+	// MaxConsentSize is the largest consent grant a fed-call/2 envelope carries: the
+	// grant format's own cap (consent.MaxGrantSize, checked equal by its tests).
+	MaxConsentSize = 16 << 10
+	// MaxEnvelopeSize2 is the largest canonical fed-call/2 envelope in bytes: a
+	// fed-call/1 envelope and its grant.
+	MaxEnvelopeSize2 = MaxEnvelopeSize + MaxConsentSize
 	// MaxReplySize is the largest canonical reply in bytes.
 	MaxReplySize = 16 << 10
 	// MaxReplyMessage is the longest human-readable message in a reply, in bytes.

@@ -1,5 +1,6 @@
 // Package fleetapi serves a node's fleet API: the HTTP routes peers reach over the
-// fleet's mutual TLS — remote calls (invoke.go), audit replication and comparison, and
+// fleet's mutual TLS — remote calls (invoke.go), governed memory searches under a
+// consent grant (memory_search.go, consent.go), audit replication and comparison, and
 // the witness. Every route first establishes the connecting peer's identity and its
 // institution's current trust, per request, so that a root unpinned while a connection
 // stays open is refused on that connection too. Handlers return errors; one function
@@ -18,12 +19,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/ratelimit"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/trace"
 )
 
 // Config is what the fleet API serves from.
@@ -40,6 +43,10 @@ type Config struct {
 	// a TPM (the route then answers 404).
 	Attestor fleet.Attestor
 	Log      *slog.Logger
+	// Decisions makes this node's ballots for peers' decisions (nil: none are served).
+	Decisions Contributor
+	// Trace answers peers' requests for their parts of traces (nil: none are served).
+	Trace TraceParts
 }
 
 // PeerOf identifies the peer of a request by its TLS client certificate, checking it
@@ -87,6 +94,9 @@ type handler func(w http.ResponseWriter, r *http.Request, peer *identity.Certifi
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+fleet.InvokePath, a.serveInvoke)
+	mux.HandleFunc("POST "+fleet.MemorySearchPath, a.serveMemorySearch)
+	mux.HandleFunc("POST "+deliberate.CallPath, a.serveDecide)
+	mux.HandleFunc("POST "+trace.PartPath, a.route(a.tracePart))
 	mux.HandleFunc("POST /fleet/v1/audit/notify", a.route(a.notify))
 	mux.HandleFunc("GET /fleet/v1/audit/log/{path...}", a.route(a.logFile))
 	mux.HandleFunc("GET /fleet/v1/audit/checkpoint", a.route(a.checkpoint))

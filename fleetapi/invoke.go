@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/api"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/invoke"
@@ -39,10 +40,14 @@ func (a *API) refusal(peer string, envelope []byte, code invoke.Code, msg, reaso
 	if peer == "" {
 		resource = "peer/unknown"
 	}
+	policies := []string{"fleet-envelope"}
+	if strings.HasPrefix(string(code), "consent_") {
+		policies = []string{"consent"}
+	}
 	rec := &oar.Record{
 		Actor: oar.Actor{ID: "node"}, Action: oar.ActionFleetRefuseCall, Resource: resource,
-		Decision: &oar.Decision{Effect: "deny", Policies: []string{"fleet-envelope"}},
-		Detail:   mustJSON(map[string]string{"reason": truncate(reason, 512)}),
+		Decision: &oar.Decision{Effect: "deny", Policies: policies},
+		Detail:   mustJSON(map[string]string{"reason": truncate(reason, 512), "code": string(code)}),
 	}
 	if envelope != nil && json.Valid(envelope) && bytes.HasPrefix(bytes.TrimSpace(envelope), []byte("{")) {
 		rec.Inputs = []oar.Digest{oar.DigestOf("envelope", envelope)}
@@ -57,63 +62,109 @@ func (a *API) invoke(r *http.Request) (*fleet.CallResponse, time.Duration) {
 	if err != nil {
 		return a.refusal("", nil, invoke.CodePeerUntrusted, oneLine(err), oneLine(err)), 0
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, fleet.MaxCallRequest+1))
-	if err != nil {
-		return &fleet.CallResponse{Status: http.StatusBadRequest}, 0
-	}
-	var rq fleet.CallRequest
-	if len(raw) > fleet.MaxCallRequest || json.Unmarshal(raw, &rq) != nil || rq.Envelope == nil || rq.Payload == nil {
-		return a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, "the call is not {envelope, payload} JSON within the size limits", "malformed request"), 0
-	}
-	env, err := fleet.ParseEnvelope(rq.Envelope)
-	if err != nil {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeInvalidEnvelope, err.Error(), err.Error()), 0
-	}
-	// The envelope must be the connection's own node's, signed by its key.
-	if env.Origin != cert.NodeID {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeEnvelopeForged, "the envelope's origin is not the connecting node",
-			fmt.Sprintf("envelope names origin %s but the connection is from %s", env.Origin, cert.NodeID)), 0
-	}
-	// The origin's keys: from the fleet log (verified under a pinned root when its
-	// identity record was added), else from its certificate.
-	pub, ok := a.cfg.FleetLog.Key(cert.NodeID)
-	if !ok {
-		pub, _, err = cert.Verify()
-	}
-	if err == nil {
-		err = env.Verify(pub)
-	}
-	if err != nil {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeEnvelopeForged, "the envelope's signature does not verify", err.Error()), 0
-	}
-	if sha256Hex(rq.Payload) != env.PayloadDigest {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodePayloadMismatch, "the payload does not match the envelope's payload_digest",
-			"payload does not match payload_digest"), 0
+	rq, env, refused := a.readCall(r, cert, fleet.MaxCallRequest)
+	if refused != nil {
+		return refused, 0
 	}
 	req, perr := api.ParsePeerPayload(rq.Payload, env.Brain, env.Classification)
 	if perr != nil {
 		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeInvalidPayload, perr.Message, "payload: "+perr.Message), 0
 	}
-	if v, ok := a.cfg.FleetLog.NodeView(env.Origin); ok && v.Forked {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeOriginForked, "the origin's federation feed has forked: this node takes no work from it",
-			"the origin's federation feed has forked"), 0
+	if refused := a.forked(cert, env, rq.Envelope); refused != nil {
+		return refused, 0
 	}
-	// The rate this node states in its limits record, for all peers together.
-	perMin := a.cfg.PeerRequestsPerMinute
-	if ok, wait := a.limits.Take("fleet/peers", perMin, max(1, perMin/10)); !ok {
-		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodePeerRateLimited,
-			fmt.Sprintf("this node serves at most %d calls a minute from peers (its limits record); retry after %s", perMin, wait.Round(time.Millisecond)),
-			"over the peers' rate limit"), wait
+	// A call from another institution carries its origin's grant for this node, this
+	// brain and this data; a call that carries one is held to it, whoever sent it.
+	var grant *consent.Grant
+	if env.Consent != nil || cert.RootID != a.cfg.Identity.Cert.RootID {
+		cl, _ := policy.ParseLevel(env.Classification)
+		g, err := a.verifyGrant(cert, env, func(*consent.Grant) consent.Use {
+			return consent.Use{Institution: a.cfg.Identity.Cert.RootID, Node: a.cfg.Identity.ID(), From: env.Origin, Tenant: env.Tenant,
+				Action: consent.ActionInvoke, Brain: env.Brain, Classification: cl, Time: time.Now()}
+		})
+		if err != nil {
+			return a.refusal(cert.NodeID, rq.Envelope, invoke.Code(consent.CodeOf(err)), oneLine(err), oneLine(err)), 0
+		}
+		grant = g
+	}
+	if refused, wait := a.peerRate(cert, rq.Envelope); refused != nil {
+		return refused, wait
 	}
 	// Last, so that only a call that would be served uses up its nonce.
 	if err := a.replay.Check(env, a.cfg.Identity.ID(), time.Now()); err != nil {
 		return a.refusal(cert.NodeID, rq.Envelope, invoke.CodeEnvelopeRefused, err.Error(), err.Error()), 0
 	}
-	return a.serve(r.Context(), cert, env, rq.Envelope, req)
+	return a.serve(r.Context(), cert, env, rq.Envelope, req, grant)
+}
+
+// readCall reads a call's body (at most limit bytes) and checks its envelope: its form,
+// that it is the connecting node's own, and its signature by that node's key. A refusal
+// is audited and returned.
+func (a *API) readCall(r *http.Request, cert *identity.Certificate, limit int) (*fleet.CallRequest, *fleet.Envelope, *fleet.CallResponse) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(limit)+1))
+	if err != nil {
+		return nil, nil, &fleet.CallResponse{Status: http.StatusBadRequest}
+	}
+	var rq fleet.CallRequest
+	if len(raw) > limit || json.Unmarshal(raw, &rq) != nil || rq.Envelope == nil || rq.Payload == nil {
+		return nil, nil, a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, "the call is not {envelope, payload} JSON within the size limits", "malformed request")
+	}
+	env, err := fleet.ParseEnvelope(rq.Envelope)
+	if err != nil {
+		return nil, nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodeInvalidEnvelope, err.Error(), err.Error())
+	}
+	// The envelope must be the connection's own node's, signed by its key.
+	if env.Origin != cert.NodeID {
+		return nil, nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodeEnvelopeForged, "the envelope's origin is not the connecting node",
+			fmt.Sprintf("envelope names origin %s but the connection is from %s", env.Origin, cert.NodeID))
+	}
+	pub, err := a.originKey(cert)
+	if err == nil {
+		err = env.Verify(pub)
+	}
+	if err != nil {
+		return nil, nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodeEnvelopeForged, "the envelope's signature does not verify", err.Error())
+	}
+	if sha256Hex(rq.Payload) != env.PayloadDigest {
+		return nil, nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodePayloadMismatch, "the payload does not match the envelope's payload_digest",
+			"payload does not match payload_digest")
+	}
+	return &rq, env, nil
+}
+
+// originKey is the connecting node's keys: from the fleet log (verified under a pinned
+// root when its identity record was added), else from its certificate.
+func (a *API) originKey(cert *identity.Certificate) (identity.PublicKey, error) {
+	if pub, ok := a.cfg.FleetLog.Key(cert.NodeID); ok {
+		return pub, nil
+	}
+	pub, _, err := cert.Verify()
+	return pub, err
+}
+
+// forked refuses a call from an origin whose feed has forked.
+func (a *API) forked(cert *identity.Certificate, env *fleet.Envelope, envelope []byte) *fleet.CallResponse {
+	if v, ok := a.cfg.FleetLog.NodeView(env.Origin); ok && v.Forked {
+		return a.refusal(cert.NodeID, envelope, invoke.CodeOriginForked, "the origin's federation feed has forked: this node takes no work from it",
+			"the origin's federation feed has forked")
+	}
+	return nil
+}
+
+// peerRate holds peers' calls to the rate this node states in its limits record, for
+// all peers together.
+func (a *API) peerRate(cert *identity.Certificate, envelope []byte) (*fleet.CallResponse, time.Duration) {
+	perMin := a.cfg.PeerRequestsPerMinute
+	if ok, wait := a.limits.Take("fleet/peers", perMin, max(1, perMin/10)); !ok {
+		return a.refusal(cert.NodeID, envelope, invoke.CodePeerRateLimited,
+			fmt.Sprintf("this node serves at most %d calls a minute from peers (its limits record); retry after %s", perMin, wait.Round(time.Millisecond)),
+			"over the peers' rate limit"), wait
+	}
+	return nil, 0
 }
 
 // serve runs a verified call through this node's pipeline and signs the reply.
-func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.Envelope, envelope []byte, req *api.ChatRequest) (*fleet.CallResponse, time.Duration) {
+func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.Envelope, envelope []byte, req *api.ChatRequest, grant *consent.Grant) (*fleet.CallResponse, time.Duration) {
 	id := a.cfg.Identity
 	// The origin vouches for its principal's clearance, but no higher than the origin
 	// itself is accredited.
@@ -132,11 +183,27 @@ func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.
 	}
 	principal := &policy.Principal{ID: env.Principal + "@" + env.Origin, Tenant: tenant, Clearance: min(clearance, originPosture)}
 	inv := req.Invocation(principal)
-	inv.Peer = &invoke.PeerCall{Origin: env.Origin, Envelope: envelope, Call: fleet.CallHash(envelope)}
+	inv.Peer = &invoke.PeerCall{Origin: env.Origin, Envelope: envelope, Call: fleet.CallHash(envelope), Grant: grant}
 	out := &collector{}
 	err := a.cfg.Pipeline.Chat(ctx, inv, out)
+	var output []byte
+	if err == nil {
+		u := out.result.Usage
+		co := fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
+			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}}
+		if len(out.result.ToolCalls) > 0 {
+			co.ToolCalls, _ = json.Marshal(out.result.ToolCalls)
+		}
+		output, _ = json.Marshal(co)
+	}
+	return a.answer(env, inv.Peer.Call, inv.Decision, inv.Record, output, err)
+}
 
-	reply := fleet.Reply{Call: inv.Peer.Call, Responder: id.ID(), Time: oar.FormatTime(time.Now()), Decision: inv.Decision, Record: inv.Record}
+// answer signs the reply to a call this node took: ok with output, or the outcome err
+// (denied when its status is 403, else error), naming this node's record of the call.
+func (a *API) answer(env *fleet.Envelope, call string, d *oar.Decision, record string, output []byte, err error) (*fleet.CallResponse, time.Duration) {
+	id := a.cfg.Identity
+	reply := fleet.Reply{Call: call, Responder: id.ID(), Time: oar.FormatTime(time.Now()), Decision: d, Record: record}
 	resp := &fleet.CallResponse{Status: http.StatusOK}
 	var retry time.Duration
 	if err != nil {
@@ -152,15 +219,8 @@ func (a *API) serve(ctx context.Context, cert *identity.Certificate, env *fleet.
 		}
 		resp.Status, retry = status, e.RetryAfter
 	} else {
-		u := out.result.Usage
-		co := fleet.CallOutput{Content: out.content.String(), FinishReason: out.result.FinishReason,
-			Usage: fleet.CallUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}}
-		if len(out.result.ToolCalls) > 0 {
-			co.ToolCalls, _ = json.Marshal(out.result.ToolCalls)
-		}
-		o, _ := json.Marshal(co)
-		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(o)
-		resp.Output = o
+		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(output)
+		resp.Output = output
 	}
 	signed, err := fleet.SealReply(id.Key, reply)
 	if err != nil {

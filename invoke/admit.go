@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -31,6 +32,14 @@ func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
 	if inv.remote != nil {
 		inv.note("route", "remote")
 		inv.note("peer", inv.peers[0].peer.NodeID)
+		if g := inv.peers[0].grant; g != nil {
+			if err := p.useGrant(ctx, inv, g); err != nil {
+				return err
+			}
+		}
+	}
+	if d := inv.descent; d != nil {
+		inv.noteAny("consent", map[string]string{"grant": d.grant.ID, "grant_hash": d.hash, "holder": d.holder.NodeID})
 	}
 	// The admission record is durable before anything leaves for a backend or a peer:
 	// a request whose record cannot be written is not served.
@@ -84,11 +93,16 @@ func (inv *Invocation) admissionRecord() *oar.Record {
 	}
 	rec.Resource = "brain/" + inv.brainID()
 	rec.Decision = inv.Decision
+	rec.Links = inv.links
 	if inv.Peer != nil {
-		// Served for a peer: the record carries the peer's signed envelope.
+		// Served for a peer: the record carries the peer's signed envelope (and with
+		// it the grant the call came under).
 		rec.Parties = []json.RawMessage{inv.Peer.Envelope}
 		inv.note("origin", inv.Peer.Origin)
 		inv.note("call", inv.Peer.Call)
+		if g := inv.Peer.Grant; g != nil {
+			inv.note("consent", g.ID)
+		}
 	}
 	if len(inv.detail) > 0 {
 		rec.Detail = mustJSON(inv.detail)
@@ -107,4 +121,41 @@ func toolNameOf(before []Message, callID string) string {
 		}
 	}
 	return ""
+}
+
+// useGrant records one use of the grant that lets inv's data go to another institution,
+// before the admission record and before anything is sent: the use is on disk (the
+// store's) and in the log (consent.use, which the admission record links to), or the
+// request is refused. A grant revoked, expired or used up since it was found is refused
+// here with its code.
+func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Entry) error {
+	en, err := p.cfg.Consent.Use(g.Grant.ID, time.Now())
+	if err != nil {
+		if consent.CodeOf(err) == "" {
+			p.cfg.Log.Error("consent store: use", "grant", g.Grant.ID, "err", err)
+		}
+		e := consentOutcome(err)
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"consent"}}
+		inv.note("code", string(e.Code))
+		inv.note("consent", g.Grant.ID)
+		return p.refuse(ctx, inv, e)
+	}
+	hash := consent.Hash(en.Raw)
+	pr := inv.Principal
+	rec := &oar.Record{Tenant: pr.Tenant, Actor: actorOf(pr), Action: oar.ActionConsentUse, Resource: "consent/" + en.Grant.ID,
+		Classification: inv.data.String(), Decision: &oar.Decision{Effect: "allow", Policies: []string{"consent"}},
+		Detail: mustJSON(map[string]any{"grant": en.Grant.ID, "grant_hash": hash, "used": en.Used, "remaining": en.Remaining(),
+			"peer": inv.peers[0].peer.NodeID, "brain": inv.brainID()})}
+	h, err := p.prepare(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := p.appendNow(ctx, rec); err != nil {
+		p.cfg.Log.Error("audit consent use", "err", err)
+		return errAudit()
+	}
+	inv.used = en
+	inv.links = append(inv.links, oar.Link{Rel: "consent", RecordHash: h})
+	inv.noteAny("consent", map[string]string{"grant": en.Grant.ID, "grant_hash": hash})
+	return nil
 }

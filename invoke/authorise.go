@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
@@ -16,24 +18,50 @@ import (
 // tenancy). For a brain only peers offer, the same decision as if it were local, then
 // peer.send, for every candidate peer: the request may go only to peers policy allows.
 
-// peerChoice is a peer the request may go to, with the policies that allowed it.
+// peerChoice is a peer the request may go to, with the policies that allowed it and,
+// for a peer of another institution, the principal's grant that lets its data go there.
 type peerChoice struct {
 	peer     fleet.Peer
 	policies []string
+	grant    *consent.Entry
 }
 
 func (p *Pipeline) authorise(inv *Invocation) *Error {
+	if inv.Consent != nil && (inv.remote != nil || inv.Peer != nil) {
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"consent"}}
+		return &Error{Code: CodeInvalidRequest, Param: "X-Sios-Consent",
+			Message: fmt.Sprintf("brain %s is not this node's: memories released under a grant are used here, for this node's brains only, and never sent on", inv.brainID())}
+	}
 	if inv.remote != nil {
 		return p.authoriseRemote(inv)
 	}
 	b := inv.brain
-	d := p.decideInvoke(inv.Principal, b, inv.data)
+	if inv.Consent != nil {
+		// A grant the caller brings: checked here, before anything is recorded as
+		// admitted; the holder is asked after admission (execute).
+		if e := p.checkDescent(inv); e != nil {
+			return e
+		}
+	}
+	d := p.decideBrain(inv.Principal, b, inv.data, inv.grantAttrs())
 	inv.Decision = decisionOf(d)
 	if !d.Allow {
 		return errorf(CodePolicyDenied, "principal %s may not use brain %s (%s) with %s data: %s",
 			inv.Principal.ID, b.ID, b.Classification, inv.data, denialReason(d))
 	}
 	return p.authoriseRequest(inv)
+}
+
+// grantAttrs is context.grant for inv's own decision: the grant a peer's call came
+// under, or the one its caller brought; nil for none.
+func (inv *Invocation) grantAttrs() map[string]any {
+	switch {
+	case inv.Peer != nil && inv.Peer.Grant != nil:
+		return inv.Peer.Grant.CedarAttrs()
+	case inv.descent != nil:
+		return inv.descent.grant.CedarAttrs()
+	}
+	return nil
 }
 
 // authoriseRequest applies the brain's file to what the request asks of it: the
@@ -119,12 +147,30 @@ func (p *Pipeline) authoriseRemote(inv *Invocation) *Error {
 		return errorf(CodeRemoteUnavailable, "brain %s is offered only by peers, and none is reachable now: %s", b.ID, strings.Join(where, ", "))
 	}
 	var denied policy.Decision
+	var missing *Error // why no grant covers the first peer of another institution
 	for _, peer := range rb.peers {
-		if d := p.decidePeer(inv.Principal, b, peer, inv.data); d.Allow {
-			inv.peers = append(inv.peers, peerChoice{peer: peer, policies: d.Reasons})
+		var grant *consent.Entry
+		if peer.Institution != p.cfg.Identity.Cert.RootID {
+			// The principal's data would leave the institution: only under its grant.
+			g, e := p.findGrant(inv, peer)
+			if e != nil {
+				if missing == nil {
+					missing = e
+				}
+				continue
+			}
+			grant = g
+		}
+		if d := p.decidePeer(inv.Principal, b, peer, inv.data, grant); d.Allow {
+			inv.peers = append(inv.peers, peerChoice{peer: peer, policies: d.Reasons, grant: grant})
 		} else if denied.Reasons == nil && denied.Errors == nil {
 			denied = d
 		}
+	}
+	if len(inv.peers) == 0 && missing != nil && denied.Reasons == nil && denied.Errors == nil {
+		inv.Decision = &oar.Decision{Effect: "deny", Policies: []string{"consent"}}
+		inv.note("code", string(missing.Code))
+		return missing
 	}
 	if len(inv.peers) == 0 {
 		inv.Decision = &oar.Decision{Effect: "deny", Policies: denied.Reasons}
@@ -141,6 +187,11 @@ func (p *Pipeline) authoriseRemote(inv *Invocation) *Error {
 
 // decideInvoke asks the policy engine whether pr may send data of level data to b.
 func (p *Pipeline) decideInvoke(pr *policy.Principal, b *brain.Brain, data policy.Level) policy.Decision {
+	return p.decideBrain(pr, b, data, nil)
+}
+
+// decideBrain is decideInvoke with a verified grant as context.grant (nil: none).
+func (p *Pipeline) decideBrain(pr *policy.Principal, b *brain.Brain, data policy.Level, grant map[string]any) policy.Decision {
 	lvl, err := policy.ParseLevel(b.Classification)
 	if err != nil {
 		return policy.Decision{Errors: []string{err.Error()}}
@@ -149,7 +200,7 @@ func (p *Pipeline) decideInvoke(pr *policy.Principal, b *brain.Brain, data polic
 		Principal: *pr,
 		Action:    policy.ActionInvoke,
 		Resource:  policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: lvl, Kind: b.Kind},
-		Context:   policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: p.accreditation(b, lvl)},
+		Context:   policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: p.accreditation(b, lvl), Grant: grant},
 	})
 }
 
@@ -166,10 +217,40 @@ func (p *Pipeline) accreditation(b *brain.Brain, brainLvl policy.Level) policy.L
 	return min(brainLvl, p.cfg.BackendAccreditation)
 }
 
+// findGrant finds the grant of inv's principal that lets its data go to peer, a node
+// of another institution, for inv's brain at inv's classification: one that covers
+// the use and may still be used. None is consent_required, saying what is missing.
+func (p *Pipeline) findGrant(inv *Invocation, peer fleet.Peer) (*consent.Entry, *Error) {
+	pr, b := inv.Principal, inv.remote.brain
+	if p.cfg.Consent == nil {
+		return nil, errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", b.ID, peer.NodeID)
+	}
+	e, err := p.cfg.Consent.Find(pr.ID, consent.Use{
+		Institution: peer.Institution, Node: peer.NodeID, From: p.cfg.Identity.ID(), Tenant: pr.Tenant,
+		Action: consent.ActionInvoke, Brain: b.ID, Classification: inv.data, Time: time.Now(),
+	})
+	if err != nil {
+		if consent.CodeOf(err) == "" {
+			p.cfg.Log.Error("consent store: find", "err", err)
+		}
+		return nil, consentOutcome(err)
+	}
+	return e, nil
+}
+
+// grantAttrs is context.grant for a grant, nil for none.
+func grantAttrs(e *consent.Entry) map[string]any {
+	if e == nil {
+		return nil
+	}
+	return e.Grant.CedarAttrs()
+}
+
 // decidePeer asks policy whether pr's data of level data may go to peer for brain b:
 // the brain decision as if it were local (read up, flow down to the lower of the
-// brain's ceiling and the peer's posture, tenancy), then peer.send.
-func (p *Pipeline) decidePeer(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, data policy.Level) policy.Decision {
+// brain's ceiling and the peer's posture, tenancy), then peer.send. Both see the grant
+// the data would go under, if any, as context.grant.
+func (p *Pipeline) decidePeer(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, data policy.Level, grant *consent.Entry) policy.Decision {
 	bl, err1 := policy.ParseLevel(b.Classification)
 	pl, err2 := policy.ParseLevel(peer.Posture)
 	if err := errors.Join(err1, err2); err != nil {
@@ -178,7 +259,7 @@ func (p *Pipeline) decidePeer(pr *policy.Principal, b fleet.Brain, peer fleet.Pe
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionInvoke,
 		Resource: policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: bl, Kind: b.Kind},
-		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: min(bl, pl)},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: min(bl, pl), Grant: grantAttrs(grant)},
 	})
 	if !d.Allow {
 		return d
@@ -187,7 +268,7 @@ func (p *Pipeline) decidePeer(pr *policy.Principal, b fleet.Brain, peer fleet.Pe
 		Principal: *pr, Action: policy.ActionPeerSend,
 		Resource: policy.Resource{Type: policy.ResourcePeer, ID: peer.NodeID, Classification: pl,
 			Institution: peer.Institution, Attestation: peer.Attestation, SameInstitution: peer.Institution == p.cfg.Identity.Cert.RootID},
-		Context: policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: pl},
+		Context: policy.Context{Tenant: pr.Tenant, DataClassification: data, TargetAccreditation: pl, Grant: grantAttrs(grant)},
 	})
 }
 

@@ -18,6 +18,14 @@ func (p *Pipeline) complete(ctx context.Context, inv *Invocation, cv *conversati
 	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
+	if inv.Peer != nil && inv.Peer.Grant != nil {
+		detail["consent"] = inv.Peer.Grant.ID
+	}
+	if d := inv.descent; d != nil && d.record != "" {
+		// What the holder released for this answer, and through it the holder's record.
+		rec.Links = append(rec.Links, oar.Link{Rel: "consent", RecordHash: d.record})
+		detail["consent"] = d.grant.ID
+	}
 	if cv != nil {
 		detail["usage"], detail["finish_reason"], detail["tool_calls"], detail["backend"] = cv.usage, cv.finish, cv.toolCalls, cv.backend
 		detail["model"], detail["path"] = oar.Bounded(cv.model, oar.MaxOutsideValue), cv.path

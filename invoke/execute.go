@@ -91,6 +91,13 @@ func (p *Pipeline) budgetFor(b *brain.Brain, model string) budget {
 
 func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) error {
 	b := inv.brain
+	if inv.descent != nil {
+		// What the caller's grant releases at its holder, asked for now that the
+		// request is admitted, and used for this request only.
+		if e := p.descend(ctx, inv); e != nil {
+			return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, e))
+		}
+	}
 	be, beName, err := p.backendFor(inv, b)
 	if err != nil {
 		p.cfg.Log.Error("backend", "brain", b.ID, "err", err)
@@ -185,6 +192,16 @@ func (p *Pipeline) backendRequest(inv *Invocation, beName string) (backend.ChatR
 		return req, &Error{Code: CodeInvalidRequest, Param: "options", Message: err.Error()}
 	}
 	req.Options = opts
+	if d := inv.descent; d != nil && beName != brain.BackendBuiltin {
+		// The builtin backend retrieves them with the tenant's own memory (retriever).
+		if text := d.releasedPrompt(); text != "" {
+			if len(req.Messages) > 0 && req.Messages[0].Role == "system" {
+				req.Messages[0].Content += text
+			} else {
+				req.Messages = append([]backend.Message{{Role: "system", Content: strings.TrimSpace(text)}}, req.Messages...)
+			}
+		}
+	}
 	switch {
 	case beName == brain.BackendBuiltin:
 		req.Model = b.ID

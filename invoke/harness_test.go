@@ -17,6 +17,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
@@ -39,6 +40,8 @@ type recorder struct {
 	mu   sync.Mutex
 	recs []*oar.Record
 }
+
+func (r *recorder) Size() uint64 { return r.l.Size() }
 
 func (r *recorder) Append(ctx context.Context, rec *oar.Record) (*oar.Receipt, []byte, error) {
 	if r.fail != nil {
@@ -196,7 +199,7 @@ type harness struct {
 
 // newHarness builds a pipeline on a fresh data directory. Brains whose backend is the
 // node default run on the builtin backend unless model is "http://model".
-func newHarness(t *testing.T, defaultBackend string, cfg func(*Config)) *harness {
+func newHarness(t testing.TB, defaultBackend string, cfg func(*Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	res, err := identity.Init(dir, "test", "", time.Now())
@@ -232,6 +235,10 @@ func newHarness(t *testing.T, defaultBackend string, cfg func(*Config)) *harness
 	if err != nil {
 		t.Fatal(err)
 	}
+	grants, err := consent.OpenStore(dir, consent.Signer{Key: res.Node.Public(), Institution: res.Node.Cert.RootID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec := &recorder{l: l}
 	h := &harness{rec: rec, id: res.Node, dir: dir, server: &scripted{turns: []turn{{content: "hello from the model"}}}, ps: ps}
 	h.mem = &memory.Ops{Store: store, Append: rec.Append}
@@ -241,7 +248,7 @@ func newHarness(t *testing.T, defaultBackend string, cfg func(*Config)) *harness
 		OpenLog: func() (*ledger.Reader, error) {
 			return ledger.OpenReader(filepath.Join(dir, "ledger"), res.Node.ID(), res.Node.Public())
 		},
-		FleetLog: fleet.NewLog(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		FleetLog: fleet.NewLog(), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Consent: grants,
 		DefaultBackend: defaultBackend, DefaultModel: "tiny", BackendAccreditation: policy.Secret, Posture: policy.Secret,
 		PrincipalPerMinute: 600, PrincipalBurst: 100,
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -30,6 +31,11 @@ type Invocation struct {
 	// Classification is the caller's marking of the data it sends (the
 	// X-Sios-Classification header, or the envelope's); empty means OFFICIAL.
 	Classification string
+	// Consent is a consent grant the caller brings (the X-Sios-Consent header), exactly
+	// as its origin signed it: a memory.read grant made at another institution naming
+	// the caller, under which this node asks the holding node for what it releases,
+	// for this request only, before the brain answers (descent.go). nil: none.
+	Consent []byte
 
 	// resolve
 	started time.Time
@@ -45,7 +51,15 @@ type Invocation struct {
 	Decision *oar.Decision
 	peers    []peerChoice // remote: the peers policy lets the request go to, best first
 
+	// descent is the grant the caller brought, checked (authorise), and what its
+	// holder released for this request (execute).
+	descent *descent
+
 	// admit
+	// used is the grant a use was recorded of for a call to another institution;
+	// links are the records the admission record links to (that use's).
+	used      *consent.Entry
+	links     []oar.Link
 	admission *oar.Record
 	// Record is the hash of this node's record of the request: its admission record,
 	// or its refusal's.
@@ -125,6 +139,9 @@ type PeerCall struct {
 	Origin   string // the origin node's id
 	Envelope []byte // the signed envelope, exactly as received
 	Call     string // fleet.CallHash of the envelope
+	// Grant is the consent grant the envelope carries, verified by the caller against
+	// the origin's keys and this call (consent.Verify); nil when it carries none.
+	Grant *consent.Grant
 }
 
 // Sink receives a served request's answer. Start is called once, before any content,

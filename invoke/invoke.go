@@ -13,7 +13,11 @@
 // by Code) and speaks no HTTP: package api turns outcomes into responses.
 //
 // Memory requests (memory.go) and embeddings (embed.go) pass the same authorisation and
-// perimeter.
+// perimeter. Consent grants (consent.go) are made, listed and revoked here; a request
+// whose data would go to another institution needs one (authorise.go, admit.go,
+// remote.go), and a person who works in two places draws on what the other holds
+// about her work through one: the requester asks (descent.go), the holder releases
+// (release.go).
 package invoke
 
 import (
@@ -29,6 +33,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/ledger"
@@ -44,6 +49,8 @@ import (
 // Ledger appends audit records (ledger.Ledger).
 type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
+	// Size is the number of entries written (journaled) so far.
+	Size() uint64
 }
 
 // Fleet is what remote invocation needs of the fleet (fleet.Fleet).
@@ -54,6 +61,8 @@ type Fleet interface {
 	Candidates(brain string) []fleet.Peer
 	// Invoke sends a remote call.
 	Invoke(ctx context.Context, peer fleet.Peer, req *fleet.CallRequest) (*fleet.CallAnswer, error)
+	// MemorySearch sends a governed memory search under a consent grant.
+	MemorySearch(ctx context.Context, peer fleet.Peer, req *fleet.CallRequest) (*fleet.CallAnswer, error)
 }
 
 // Backends gives the client of the model server at a base URL.
@@ -82,6 +91,10 @@ type Config struct {
 	// SSO validates OpenID Connect tokens (nil: API keys only).
 	SSO *sso.Validator
 	Log *slog.Logger
+	// Consent is the node's grant store: the grants its principals made, which it
+	// alone may use or release data under (nil: none can be made, and no principal's
+	// data goes to another institution).
+	Consent *consent.Store
 
 	// DefaultBackend is "builtin" or the base URL of the node's default model server.
 	DefaultBackend string

@@ -204,13 +204,17 @@ func (p *Pipeline) flowsTo(inv *Invocation) policy.Level {
 // above the brain's classification never reaches it.
 func (p *Pipeline) retriever(inv *Invocation) builtin.Retriever {
 	return retrieverFunc(func(ctx context.Context, question string, limit int) ([]builtin.Passage, error) {
+		// What a grant released for this request comes first: the caller asked for it.
+		var out []builtin.Passage
+		if d := inv.descent; d != nil {
+			out = d.releasedPassages()
+		}
 		res, _, err := p.readMemory(ctx, inv.Principal, "", question, limit, p.flowsTo(inv), "builtin-retrieval")
-		if err != nil {
+		if err != nil && len(out) == 0 {
 			return nil, err
 		}
-		out := make([]builtin.Passage, len(res))
-		for i, r := range res {
-			out[i] = builtin.Passage{ID: r.ID, Subject: r.Subject, Classification: r.Classification.String(), Created: r.Created, Text: r.Text}
+		for _, r := range res {
+			out = append(out, builtin.Passage{ID: r.ID, Subject: r.Subject, Classification: r.Classification.String(), Created: r.Created, Text: r.Text})
 		}
 		return out, nil
 	})

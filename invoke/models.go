@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/policy"
 )
@@ -22,7 +23,8 @@ type Model struct {
 }
 
 // Models lists the brains pr may invoke (with OFFICIAL data): "auto", this node's
-// brains, then the brains only peers offer that policy lets pr send to one of them.
+// brains, then the brains only peers offer that policy lets pr send to one of them (to
+// a peer of another institution, only under one of pr's grants).
 func (p *Pipeline) Models(pr *policy.Principal) []Model {
 	created := p.cfg.Started.Unix()
 	out := []Model{{ID: "auto", Title: "Deterministic router: picks the domain brain for the prompt", Kind: "router", Created: created}}
@@ -41,8 +43,15 @@ func (p *Pipeline) Models(pr *policy.Principal) []Model {
 			continue
 		}
 		rb, _ := remoteBrainOf(f, id, offered[id])
+		probe := &Invocation{Principal: pr, remote: rb, data: policy.Official}
 		for _, peer := range rb.peers {
-			if d := p.decidePeer(pr, rb.brain, peer, policy.Official); d.Allow {
+			var grant *consent.Entry
+			if peer.Institution != p.cfg.Identity.Cert.RootID {
+				if grant, _ = p.findGrant(probe, peer); grant == nil {
+					continue
+				}
+			}
+			if d := p.decidePeer(pr, rb.brain, peer, policy.Official, grant); d.Allow {
 				out = append(out, Model{ID: id, Kind: rb.brain.Kind, Classification: rb.brain.Classification,
 					Title: "offered by peer " + peer.NodeID, OwnedBy: peer.NodeID, Created: created})
 				break

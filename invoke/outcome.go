@@ -1,9 +1,11 @@
 package invoke
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -19,7 +21,10 @@ const (
 	CodeInvalidClassification Code = "invalid_classification" // X-Sios-Classification is not a marking
 	CodeInvalidMemory         Code = "invalid_memory"         // a memory request is malformed
 	CodeModelNotFound         Code = "model_not_found"        // no such brain, here or at a peer
+	CodePanelNotFound         Code = "panel_not_found"        // no such panel in DIR/panels
+	CodeDecisionNotFound      Code = "decision_not_found"     // no decision with that id the caller may read
 	CodeUnknownSubject        Code = "unknown_subject"        // no memories are held about the subject
+	CodeUnknownRecord         Code = "unknown_record"         // no audit record the caller may read at that index
 	CodeParameterNotAllowed   Code = "parameter_not_allowed"  // the brain does not let callers set a member
 	CodeUnsupportedContent    Code = "unsupported_content"    // an image to a brain that takes none
 
@@ -62,6 +67,19 @@ const (
 	CodeInvalidKey       Code = "invalid_api_key"   // no principal holds the key
 	CodeInvalidToken     Code = "invalid_token"     // not a token of a configured identity provider
 	CodeUnmappedIdentity Code = "unmapped_identity" // a genuine user the operator's rules grant nothing
+	// Consent grants (docs/consent.md): the refusal codes of package consent, spelt
+	// the same (a test keeps them so), so that a caller, a peer and an audit record
+	// name a refusal alike.
+	CodeConsentRequired      Code = "consent_required"       // a request needs a grant and none covers it
+	CodeConsentMalformed     Code = "consent_malformed"      // the grant's bytes are not consent-grant/1
+	CodeConsentForged        Code = "consent_forged"         // its signatures are not its origin's
+	CodeConsentExpired       Code = "consent_expired"        // expired, or not valid yet
+	CodeConsentWrongAudience Code = "consent_wrong_audience" // made for another institution, node or principal
+	CodeConsentOutOfScope    Code = "consent_out_of_scope"   // another action, brain, subject, tenant or origin
+	CodeConsentAboveMax      Code = "consent_above_max"      // data above the grant's maximum
+	CodeConsentRevoked       Code = "consent_revoked"        // revoked at its origin
+	CodeConsentUsedUp        Code = "consent_used_up"        // every use it allows has been made
+	CodeConsentUnknown       Code = "consent_unknown"        // its origin holds no such grant
 
 	CodeInternal Code = "internal"
 )
@@ -89,4 +107,14 @@ func errorf(code Code, format string, a ...any) *Error {
 // errAudit is the answer when a record cannot be written: the request is not served.
 func errAudit() *Error {
 	return errorf(CodeAuditFailed, "the audit ledger could not record this request, so it was not served")
+}
+
+// consentOutcome is a refusal of package consent as a pipeline outcome, with its code;
+// an error that is not one is internal (its text stays in the node's log).
+func consentOutcome(err error) *Error {
+	var ce *consent.Error
+	if errors.As(err, &ce) {
+		return &Error{Code: Code(ce.Code), Message: ce.Message}
+	}
+	return errorf(CodeInternal, "the consent grant could not be checked")
 }

@@ -46,8 +46,15 @@ func (p *Pipeline) recordReader(inv *Invocation) builtin.RecordReader {
 	})
 }
 
-// mayRead decides audit.read of one record for an invocation's principal.
+// mayRead decides audit.read of one record for an invocation's principal, whose
+// brain's backend what is read flows to.
 func (p *Pipeline) mayRead(inv *Invocation, idx uint64, rec *oar.Record) bool {
+	return p.mayReadRecord(inv.Principal, idx, rec, p.flowsTo(inv))
+}
+
+// mayReadRecord decides audit.read of record idx for pr, when what is read flows to a
+// place accredited up to flowsTo.
+func (p *Pipeline) mayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record, flowsTo policy.Level) bool {
 	lvl := policy.Official
 	if rec.Classification != "" {
 		l, err := policy.ParseLevel(rec.Classification)
@@ -56,14 +63,13 @@ func (p *Pipeline) mayRead(inv *Invocation, idx uint64, rec *oar.Record) bool {
 		}
 		lvl = l
 	}
-	pr := inv.Principal
-	if lvl > p.flowsTo(inv) {
+	if lvl > flowsTo {
 		return false
 	}
 	d := p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: policy.ActionAuditRead,
 		Resource: policy.Resource{Type: policy.ResourceRecord, ID: "record/" + strconv.FormatUint(idx, 10), Classification: lvl, Tenant: rec.Tenant},
-		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: p.flowsTo(inv)},
+		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: flowsTo},
 	})
 	return d.Allow
 }

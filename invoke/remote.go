@@ -45,6 +45,8 @@ type remoteResult struct {
 	peer        string
 	envelope    []byte
 	reply       []byte // verified signed reply, nil if none
+	replyRecord string // the record hash the reply names, if any
+	output      []byte // the output an ok reply's digest covers
 	out         fleet.CallOutput
 	outDigest   string
 	err         *Error
@@ -65,7 +67,14 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 	defer cancel()
 	var res *remoteResult
 	for _, c := range inv.peers {
-		res = p.callPeer(cctx, inv, c.peer, body)
+		if c.grant != nil && (inv.used == nil || c.grant.Grant.ID != inv.used.Grant.ID) {
+			continue // its data may go there only under a grant whose use was not recorded
+		}
+		var grant []byte
+		if c.grant != nil {
+			grant = inv.used.Raw
+		}
+		res = p.callPeer(cctx, inv, c.peer, body, grant)
 		if !res.unreachable {
 			break
 		}
@@ -94,8 +103,9 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 		Fingerprint: fingerprint("peer/"+res.peer, "", b.ID)})
 }
 
-// callPeer sends one signed envelope to peer and verifies the answer.
-func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Peer, body []byte) *remoteResult {
+// callPeer sends one signed envelope to peer, carrying grant (fed-call/2) when the
+// peer is of another institution, and verifies the answer.
+func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Peer, body, grant []byte) *remoteResult {
 	pr, b := inv.Principal, inv.remote.brain
 	res := &remoteResult{peer: peer.NodeID}
 	now := time.Now()
@@ -103,7 +113,7 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 	env, err := fleet.SealEnvelope(id.Key, fleet.Envelope{
 		Origin: id.ID(), Target: peer.NodeID, Issued: oar.FormatTime(now), Expires: oar.FormatTime(now.Add(remoteTimeout)),
 		Principal: pr.ID, Tenant: pr.Tenant, Clearance: pr.Clearance.String(), Classification: inv.data.String(),
-		Brain: b.ID, PayloadDigest: sha256Hex(body),
+		Brain: b.ID, PayloadDigest: sha256Hex(body), Consent: grant,
 	})
 	if err != nil {
 		p.cfg.Log.Error("seal envelope", "err", err)
@@ -114,25 +124,42 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 	asked := time.Now()
 	ans, err := p.fleetOf().Invoke(ctx, peer, &fleet.CallRequest{Envelope: env, Payload: body})
 	inv.waited += time.Since(asked)
-	bad := func(why string) *remoteResult {
-		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", why)
-		res.err = errorf(CodeRemoteInvalidReply, "brain %s: peer %s answered with a reply that does not verify (%s)", b.ID, peer.NodeID, why)
+	p.checkAnswer(ctx, "brain "+b.ID, peer, ans, err, res)
+	if res.err != nil || res.output == nil {
 		return res
+	}
+	if err := json.Unmarshal(res.output, &res.out); err != nil {
+		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", "output: "+err.Error())
+		res.err = errorf(CodeRemoteInvalidReply, "brain %s: peer %s answered with a reply that does not verify (output: %v)", b.ID, peer.NodeID, err)
+	}
+	return res
+}
+
+// checkAnswer verifies a peer's answer to the envelope in res (the outcome of sending
+// it: ans or err) and fills res: the signed reply once it verifies (the peer's key
+// from the fleet log, the peer as responder, the envelope's call hash), and the output
+// of an ok reply, matching its output_digest; else the outcome to give the caller.
+// what names the call for the caller ("brain B").
+func (p *Pipeline) checkAnswer(ctx context.Context, what string, peer fleet.Peer, ans *fleet.CallAnswer, err error, res *remoteResult) {
+	bad := func(why string) {
+		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", why)
+		res.err = errorf(CodeRemoteInvalidReply, "%s: peer %s answered with a reply that does not verify (%s)", what, peer.NodeID, why)
 	}
 	switch {
 	case errors.Is(err, fleet.ErrMalformedAnswer):
-		return bad("malformed answer")
+		bad("malformed answer")
+		return
 	case err != nil:
 		p.cfg.Log.Warn("remote call failed", "peer", peer.NodeID, "err", err)
 		// Another peer is tried only if this one never got the call: a call that may
 		// have been served must not run twice.
 		var oe *net.OpError
 		res.unreachable = ctx.Err() == nil && errors.As(err, &oe) && oe.Op == "dial"
-		res.err = errorf(CodeRemoteUnreachable, "brain %s: peer %s could not be reached", b.ID, peer.NodeID)
+		res.err = errorf(CodeRemoteUnreachable, "%s: peer %s could not be reached", what, peer.NodeID)
 		if errors.Is(err, context.DeadlineExceeded) {
-			res.err = errorf(CodeRemoteTimeout, "brain %s: peer %s did not answer within %s", b.ID, peer.NodeID, remoteTimeout)
+			res.err = errorf(CodeRemoteTimeout, "%s: peer %s did not answer within %s", what, peer.NodeID, remoteTimeout)
 		}
-		return res
+		return
 	}
 	rr := ans.Response
 	if rr.Reply == nil {
@@ -140,47 +167,52 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 		if rr.Error != nil && rr.Error.Status >= 400 {
 			res.err = &Error{Code: Code(rr.Error.Code), RetryAfter: ans.RetryAfter,
 				Message: fmt.Sprintf("peer %s refused the call: %s", peer.NodeID, rr.Error.Message)}
-			return res
+			return
 		}
-		return bad("no signed reply")
+		bad("no signed reply")
+		return
 	}
 	reply, err := fleet.ParseReply(rr.Reply)
 	if err != nil {
-		return bad(err.Error())
+		bad(err.Error())
+		return
 	}
 	key, ok := p.cfg.FleetLog.Key(peer.NodeID)
 	if !ok {
-		return bad("peer's identity is not in the fleet log")
+		bad("peer's identity is not in the fleet log")
+		return
 	}
 	if err := reply.Verify(key); err != nil {
-		return bad(err.Error())
+		bad(err.Error())
+		return
 	}
-	if reply.Responder != peer.NodeID || reply.Call != fleet.CallHash(env) {
-		return bad("the reply answers another call")
+	if reply.Responder != peer.NodeID || reply.Call != fleet.CallHash(res.envelope) {
+		bad("the reply answers another call")
+		return
 	}
-	res.reply = rr.Reply
+	res.reply, res.replyRecord = rr.Reply, reply.Record
 	if reply.Status != fleet.ReplyOK {
 		code := Code(reply.Error)
 		if code == "" {
 			code = CodeRemoteError
 		}
 		res.err = &Error{Code: code, RetryAfter: ans.RetryAfter, Message: fmt.Sprintf("peer %s: %s", peer.NodeID, reply.Message)}
-		return res
+		return
 	}
 	if reply.OutputDigest != sha256Hex(rr.Output) {
-		return bad("output does not match the reply's output_digest")
+		bad("output does not match the reply's output_digest")
+		return
 	}
-	if err := json.Unmarshal(rr.Output, &res.out); err != nil {
-		return bad("output: " + err.Error())
-	}
-	res.outDigest = reply.OutputDigest
-	return res
+	res.output, res.outDigest = rr.Output, reply.OutputDigest
 }
 
 // completeRemote writes the origin's completion record: linked to the admission, with
 // the envelope and the peer's signed reply as parties.
 func (p *Pipeline) completeRemote(ctx context.Context, inv *Invocation, res *remoteResult) {
 	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds(), "peer": res.peer, "route": "remote"}
+	if inv.used != nil {
+		detail["consent"] = inv.used.Grant.ID
+	}
 	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.remote.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}

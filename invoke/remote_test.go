@@ -20,7 +20,7 @@ import (
 // origin's fleet log, answering remote calls as a real target does — it verifies the
 // envelope and signs its reply — unless told to misbehave.
 type peerNode struct {
-	t    *testing.T
+	t    testing.TB
 	id   *identity.Node
 	peer fleet.Peer
 
@@ -36,10 +36,12 @@ type peerNode struct {
 	signedWith *identity.Node
 }
 
-func newPeer(t *testing.T, log *fleet.Log, posture string) *peerNode {
+// newPeer enrols a peer under the root key file rootKey (its own institution's: the
+// origin's root, or "" for a new institution of its own).
+func newPeer(t testing.TB, log *fleet.Log, posture, rootKey string) *peerNode {
 	t.Helper()
 	dir := t.TempDir()
-	res, err := identity.Init(dir, "peer", "", time.Now())
+	res, err := identity.Init(dir, "peer", rootKey, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +132,26 @@ func (ps peers) Invoke(_ context.Context, peer fleet.Peer, req *fleet.CallReques
 	return nil, errors.New("no such peer")
 }
 
-func remoteHarness(t *testing.T, n int) (*harness, peers) {
+func (ps peers) MemorySearch(context.Context, fleet.Peer, *fleet.CallRequest) (*fleet.CallAnswer, error) {
+	return nil, errors.New("these peers hold no memories")
+}
+
+// remoteHarness is an origin and n peers of its own institution offering lab-brain.
+func remoteHarness(t testing.TB, n int) (*harness, peers) {
+	return remoteHarnessOf(t, n, true)
+}
+
+// remoteHarnessOf is remoteHarness with the peers of another institution, each its
+// own, unless same.
+func remoteHarnessOf(t testing.TB, n int, same bool) (*harness, peers) {
 	h := newHarness(t, "builtin", nil)
+	root := ""
+	if same {
+		root = filepath.Join(h.dir, identity.RootKeyFile)
+	}
 	var ps peers
 	for range n {
-		p := newPeer(t, h.p.cfg.FleetLog, "SECRET")
+		p := newPeer(t, h.p.cfg.FleetLog, "SECRET", root)
 		p.originKey = h.id.Public()
 		ps = append(ps, p)
 	}

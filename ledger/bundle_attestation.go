@@ -23,11 +23,7 @@ func (b *Bundle) verifyAttestation(nodePub identity.PublicKey) (kind, ekSHA256 s
 	if err != nil {
 		return "", "", fmt.Errorf("bundle attestation: %v", err)
 	}
-	ev, err := tpm.ParseEvidence(canon)
-	if err != nil {
-		return "", "", fmt.Errorf("bundle attestation: %v", err)
-	}
-	v, err := tpm.Verify(ev, b.Certificate.NodeID, nodePub, tpm.Policy{EKSHA256: []string{ev.Binding.EKSHA256}})
+	v, err := tpm.VerifyBinding(canon, b.Certificate.NodeID, nodePub)
 	if err != nil {
 		return "", "", fmt.Errorf("bundle attestation: %w", err)
 	}

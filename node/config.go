@@ -35,6 +35,10 @@ type Config struct {
 	// serves Prometheus metrics at /metrics, unauthenticated: bind it to loopback or
 	// the management network (docs/operating.md).
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// FullReceipts puts the full receipt of every answer's audit record inline
+	// (X-Sios-Receipt-Full), not only when the request asks for it: ~6 KB more per
+	// answer (docs/api.md).
+	FullReceipts bool `json:"full_receipts,omitempty"`
 	// LogFormat is the node log's format: "text" (default) or "json".
 	LogFormat string `json:"log_format,omitempty"`
 	// Backend is the node-wide default model backend: "builtin" (default) or the base

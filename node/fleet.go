@@ -42,7 +42,8 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	}
 	n.fleetAPI = fleetapi.New(fleetapi.Config{
 		Identity: n.id, Pipeline: n.pipeline, Replication: n.repl, FleetLog: n.fleetLog,
-		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Attestor: attestor, Log: n.log,
+		PeerRequestsPerMinute: n.cfg.PeerRequestsPerMinute, Attestor: attestor, Log: n.log, Decisions: n.decisions,
+		Trace: n.traceServer(),
 	})
 	// Besides the configured join addresses, the peers this node knew when it stopped:
 	// a restarted node finds its fleet even if the one it was told to join is down.
@@ -74,6 +75,7 @@ func (n *Node) startFleet(ctx context.Context, apiAddr string) error {
 	}
 	n.pipeline.SetFleet(f)
 	n.joined.Store(f)
+	n.decisions.SetFleet(f)
 	n.repl.Start(f)
 	n.log.Info("fleet membership started", "fleet", f.Addr(), "join", strings.Join(n.cfg.Join, ","))
 	return nil
@@ -86,6 +88,7 @@ func (n *Node) stopFleet() error {
 	}
 	n.pipeline.SetFleet(nil)
 	n.joined.Store(nil)
+	n.decisions.SetFleet(nil)
 	n.repl.Stop()
 	err := n.fleet.Close(fleetLeaveTimeout)
 	n.fleet = nil

@@ -25,6 +25,9 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/decision"
+	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/fleetapi"
@@ -79,7 +82,9 @@ type Node struct {
 	guard       *egress.Guard
 	memory      *memory.Ops
 	pipeline    *invoke.Pipeline
-	sso         *sso.Validator // nil without single sign-on
+	sso         *sso.Validator      // nil without single sign-on
+	panels      *decision.Panels    // DIR/panels
+	decisions   *deliberate.Service // decisions asked of panels, and this node's ballots
 
 	feed        *fleet.Publisher // this node's own federation feed
 	fleetLog    *fleet.Log       // the fleet-wide log
@@ -150,6 +155,9 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.brains = brain.NewLive(cat)
+	if n.panels, err = decision.LoadPanels(n.dataDir, n.brains); err != nil {
+		return nil, err
+	}
 	if n.principals, err = policy.OpenPrincipals(n.dataDir); err != nil {
 		return nil, err
 	}
@@ -173,6 +181,13 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	}
 	if n.ledger, err = ledger.Open(ctx, filepath.Join(n.dataDir, "ledger"), n.id, lopts); err != nil {
 		return nil, err
+	}
+	// The consent grants this node's principals made: checked against this node's keys
+	// as they load.
+	grants, err := consent.OpenStore(n.dataDir, consent.Signer{Key: n.id.Public(), Institution: n.id.Cert.RootID})
+	if err != nil {
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("consent grants: %v", err)
 	}
 	store, err := memory.Open(n.dataDir, memory.Options{})
 	if err != nil {
@@ -235,13 +250,14 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
-		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics,
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics, Consent: grants,
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
 		Models: n.cfg.models(), Started: time.Now(),
 		Router: router, EmbedAccreditation: n.memory.EmbedAccreditation,
 	})
+	n.decisions = n.newDecisions()
 	if n.feed, err = n.publishFeed(time.Now(), n.cfg.posture(backendLvl)); err != nil {
 		store.Close()
 		n.ledger.Close(context.WithoutCancel(ctx))
@@ -297,9 +313,10 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	if err != nil {
 		return err
 	}
-	handler := api.NewServer(n.pipeline, n.log)
+	handler := api.NewServer(apiGateway{n.pipeline, n.decisions}, n.log)
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
+	handler.SetFullReceipts(n.cfg.FullReceipts)
 	apiSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
@@ -385,11 +402,13 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 
 // adminDeps is what the admin API acts on.
 func (n *Node) adminDeps() admin.Deps {
+	f := n.fleet
 	return admin.Deps{
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
 		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Cert: n.id.Cert, TrustChanged: n.trustChanged,
 		Roles: n.roles,
+		Trace: func(ctx context.Context, record string) ([]byte, error) { return n.buildTrace(ctx, f, record) },
 	}
 }
 

@@ -105,6 +105,32 @@ const ActionReplicaFork = "audit.replica-fork"
 // ActionFleetAttest: a peer's TPM answered this node's challenge: attested now.
 const ActionFleetAttest = "fleet.attest"
 
+// ActionConsentGrant: a principal made a consent grant (or was refused one).
+const ActionConsentGrant = "consent.grant"
+
+// ActionConsentRevoke: a consent grant was revoked.
+const ActionConsentRevoke = "consent.revoke"
+
+// ActionConsentUse: a use of a grant, durable before the data it allows leaves.
+const ActionConsentUse = "consent.use"
+
+// ActionConsentRelease: memories released under a grant to another institution (or refused).
+const ActionConsentRelease = "consent.release"
+
+// ActionConsentReceive: memories received under a grant from their holder (or its refusal).
+const ActionConsentReceive = "consent.receive"
+
+// ActionDecisionRequest: a decision asked of a panel: its signed request, each member
+// authorised or refused.
+const ActionDecisionRequest = "decision.request"
+
+// ActionDecisionBallot: a member's signed ballot, recorded by the node that cast it.
+const ActionDecisionBallot = "decision.ballot"
+
+// ActionDecisionOutcome: a decision's signed outcome: the request and every counted
+// ballot as signed.
+const ActionDecisionOutcome = "decision.outcome"
+
 // ActionRoleDefine: a role charter signed by this node and published to the fleet (or a
 // definition refused).
 const ActionRoleDefine = "role.define"

@@ -2,7 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cedar-policy/cedar-go/types"
 )
@@ -36,9 +40,14 @@ func (e *Engine) Explain(req Request) string {
 	case ResourcePeer:
 		fmt.Fprintf(&b, " (accreditation %v, institution %q, attestation %q, same institution %s)",
 			r.Classification, r.Institution, r.Attestation, yesNo(r.SameInstitution))
+	case ResourceConsent:
+		fmt.Fprintf(&b, " (maximum %v, tenant %q)", r.Classification, r.Tenant)
 	}
 	fmt.Fprintf(&b, "\ncontext: tenant %q, data %v flowing to %v, consent %s, tool allowed %s\n",
-		c.Tenant, c.DataClassification, c.TargetAccreditation, yesNo(c.Consent), yesNo(c.ToolAllowed))
+		c.Tenant, c.DataClassification, c.TargetAccreditation, yesNo(c.Consent || c.Grant != nil), yesNo(c.ToolAllowed))
+	if c.Grant != nil {
+		explainGrant(&b, c.Grant)
+	}
 	switch {
 	case d.Allow:
 		e.list(&b, "permitted by:", d.Reasons)
@@ -67,6 +76,37 @@ func (e *Engine) list(b *strings.Builder, title string, ids []string) {
 		if info.description != "" {
 			fmt.Fprintf(b, "    %s\n", info.description)
 		}
+	}
+}
+
+// explainGrant prints context.grant as policies see it, one attribute a line, in name
+// order; classifications are shown by name beside their rank.
+func explainGrant(b *strings.Builder, g map[string]any) {
+	b.WriteString("context.grant (a verified consent grant covers the request):\n")
+	for _, k := range slices.Sorted(maps.Keys(g)) {
+		v := g[k]
+		switch x := v.(type) {
+		case int64:
+			if (k == "max_classification" || k == "grantor_clearance") && Level(x).Valid() {
+				fmt.Fprintf(b, "  %s: %d (%v)\n", k, x, Level(x))
+				continue
+			}
+			if (k == "issued" || k == "expires") && x > 0 {
+				fmt.Fprintf(b, "  %s: %d (%s)\n", k, x, time.Unix(x, 0).UTC().Format(time.RFC3339))
+				continue
+			}
+		case string:
+			fmt.Fprintf(b, "  %s: %q\n", k, x)
+			continue
+		case []string:
+			q := make([]string, len(x))
+			for i, s := range x {
+				q[i] = strconv.Quote(s)
+			}
+			fmt.Fprintf(b, "  %s: [%s]\n", k, strings.Join(q, ", "))
+			continue
+		}
+		fmt.Fprintf(b, "  %s: %v\n", k, v)
 	}
 }
 

@@ -37,17 +37,59 @@ func toolCall(allowed bool) Request {
 // peerSend is a request by a SECRET-cleared principal of tenant "nhs" to send data of
 // classification data to peer "node-b" of another institution, attested in software and
 // accredited at peer, with the data flowing to the peer's accreditation.
+// peerSend is a request to a peer of another institution, under a grant of the tenant
+// for that institution up to TOP-SECRET.
 func peerSend(data, peer Level) Request {
 	return Request{
 		Principal: Principal{ID: "alice", Tenant: "nhs", Clearance: Secret, Roles: []string{"clinician"}},
 		Action:    ActionPeerSend,
 		Resource: Resource{Type: ResourcePeer, ID: "node-b", Classification: peer,
 			Institution: "root_partner", Attestation: "software"},
-		Context: Context{Tenant: "nhs", DataClassification: data, TargetAccreditation: peer},
+		Context: Context{Tenant: "nhs", DataClassification: data, TargetAccreditation: peer,
+			Grant: grantFor("invoke", "root_partner", "nhs", TopSecret)},
+	}
+}
+
+// grantFor is context.grant of a grant of tenant to institution up to max, as
+// consent.Grant.CedarAttrs gives it.
+func grantFor(action, institution, tenant string, max Level) map[string]any {
+	brain, subjects := "clinical-coding", []string{}
+	if action == ActionMemoryRead {
+		brain, subjects = "", []string{"case-1187"}
+	}
+	return map[string]any{
+		"id": "00112233445566778899aabbccddeeff", "grantor": "alice", "tenant": tenant, "grantor_clearance": int64(Secret),
+		"origin": "node_a", "origin_institution": "root_ours", "audience": institution, "audience_node": "",
+		"audience_principal": "", "action": action, "brain": brain, "subjects": subjects,
+		"max_classification": int64(max), "purpose": "direct care", "issued": int64(1767323045),
+		"expires": int64(1767323045 + 86400), "uses": int64(0), "retain": false,
 	}
 }
 
 func with(r Request, f func(*Request)) Request { f(&r); return r }
+
+// consentGrant is a principal of tenant nhs cleared clearance making an invoke grant up
+// to max.
+func consentGrant(clearance, max Level) Request {
+	return Request{
+		Principal: Principal{ID: "alice", Tenant: "nhs", Clearance: clearance},
+		Action:    ActionConsentGrant,
+		Resource:  Resource{Type: ResourceConsent, ID: "00112233445566778899aabbccddeeff", Classification: max, Tenant: "nhs"},
+		Context: Context{Tenant: "nhs", DataClassification: max, TargetAccreditation: max,
+			Grant: grantFor("invoke", "root_partner", "nhs", max)},
+	}
+}
+
+// release is a holding node's release of an nhs memory at lvl to another institution's
+// principal, under grant.
+func release(lvl Level, grant map[string]any) Request {
+	return Request{
+		Principal: Principal{ID: "dr.okafor@root_partner", Tenant: "gp@root_partner", Clearance: Secret},
+		Action:    ActionMemoryRead,
+		Resource:  Resource{Type: ResourceMemory, ID: "case-1187", Classification: lvl, Tenant: "nhs"},
+		Context:   Context{Tenant: "nhs", DataClassification: lvl, TargetAccreditation: Secret, Grant: grant},
+	}
+}
 
 type decideCase struct {
 	name    string
@@ -81,7 +123,7 @@ func defaultCases() []decideCase {
 			req: with(invoke(Secret, Secret), func(r *Request) {
 				r.Action, r.Resource = ActionMemoryRead, Resource{Type: ResourceMemory, ID: "m1", Classification: Official, Tenant: "mod"}
 			}),
-			reasons: []string{"forbid-cross-tenant"}},
+			reasons: []string{"forbid-cross-tenant", "forbid-release-without-grant"}},
 		{name: "memory of own tenant",
 			req: with(invoke(Secret, Secret), func(r *Request) {
 				r.Action, r.Resource = ActionMemoryWrite, Resource{Type: ResourceMemory, ID: "m1", Classification: Official, Tenant: "nhs"}
@@ -120,11 +162,47 @@ func defaultCases() []decideCase {
 			req:   with(peerSend(Official, Secret), func(r *Request) { r.Principal.Clearance = Official }),
 			allow: true, reasons: []string{"permit-peer-send"}},
 		{name: "peer.send in another tenant without consent",
-			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant = "mod" }),
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant, r.Context.Grant, r.Resource.SameInstitution = "mod", nil, true }),
 			reasons: []string{"forbid-cross-tenant"}},
 		{name: "peer.send in another tenant with consent is denied by default",
-			req:   with(peerSend(Official, Official), func(r *Request) { r.Context.Tenant, r.Context.Consent = "mod", true }),
+			req: with(peerSend(Official, Official), func(r *Request) {
+				r.Context.Tenant, r.Context.Consent, r.Context.Grant, r.Resource.SameInstitution = "mod", true, nil, true
+			}),
 			deflt: true},
+		{name: "peer.send to another institution without a grant",
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Grant = nil }),
+			reasons: []string{"forbid-cross-institution-without-grant"}},
+		{name: "peer.send within the institution needs no grant",
+			req:   with(peerSend(Secret, Secret), func(r *Request) { r.Context.Grant, r.Resource.SameInstitution = nil, true }),
+			allow: true, reasons: []string{"permit-peer-send"}},
+		{name: "peer.send under a grant for another institution",
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Grant = grantFor("invoke", "root_other", "nhs", TopSecret) }),
+			reasons: []string{"forbid-cross-institution-without-grant"}},
+		{name: "peer.send above the grant's maximum",
+			req:     with(peerSend(Secret, Secret), func(r *Request) { r.Context.Grant = grantFor("invoke", "root_partner", "nhs", OfficialSensitive) }),
+			reasons: []string{"forbid-cross-institution-without-grant"}},
+		{name: "peer.send under a memory.read grant",
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Context.Grant = grantFor("memory.read", "root_partner", "nhs", TopSecret) }),
+			reasons: []string{"forbid-cross-institution-without-grant"}},
+		{name: "granting consent up to one's clearance", req: consentGrant(Secret, Secret),
+			allow: true, reasons: []string{"permit-consent-grant"}},
+		{name: "granting consent above one's clearance is denied by default", req: consentGrant(OfficialSensitive, Secret),
+			deflt: true},
+		{name: "granting consent over another tenant's data is denied by default",
+			req:   with(consentGrant(Secret, Official), func(r *Request) { r.Context.Grant = grantFor("invoke", "root_partner", "mod", Official) }),
+			deflt: true},
+		{name: "releasing memory to another institution's principal under a grant",
+			req:   release(Official, grantFor("memory.read", "root_partner", "nhs", OfficialSensitive)),
+			allow: true, reasons: []string{"permit-cross-tenant-consent"}},
+		{name: "releasing memory above the grant's maximum",
+			req:     release(Secret, grantFor("memory.read", "root_partner", "nhs", OfficialSensitive)),
+			reasons: []string{"forbid-release-without-grant"}},
+		{name: "releasing memory without a grant",
+			req:     release(Official, nil),
+			reasons: []string{"forbid-cross-tenant", "forbid-release-without-grant"}},
+		{name: "releasing memory under an invoke grant",
+			req:     release(Official, grantFor("invoke", "root_partner", "nhs", OfficialSensitive)),
+			reasons: []string{"forbid-release-without-grant"}},
 		{name: "peer.send to a brain is denied by default",
 			req:   with(peerSend(Official, Official), func(r *Request) { r.Resource = invoke(Secret, Secret).Resource }),
 			deflt: true},
@@ -340,8 +418,8 @@ func TestWrittenDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Len() != 17 {
-		t.Errorf("loaded %d policies, want 17", e.Len())
+	if e.Len() != 20 {
+		t.Errorf("loaded %d policies, want 20", e.Len())
 	}
 	for _, c := range defaultCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
@@ -424,8 +502,21 @@ func TestExplain(t *testing.T) {
 		{"peer flow down", peerSend(Secret, Official), []string{
 			"decision: deny (forbidden by forbid-flow-down)",
 			`peer.send Peer "node-b" (accreditation OFFICIAL, institution "root_partner", attestation "software", same institution no)`,
-			"context: tenant \"nhs\", data SECRET flowing to OFFICIAL",
+			"context: tenant \"nhs\", data SECRET flowing to OFFICIAL, consent yes",
 			"permits that matched but were overridden:\n  permit-peer-send",
+		}},
+		{"a grant", with(peerSend(Secret, Secret), func(r *Request) { r.Context.Grant = grantFor("invoke", "root_partner", "nhs", OfficialSensitive) }), []string{
+			"decision: deny (forbidden by forbid-cross-institution-without-grant)",
+			"context.grant (a verified consent grant covers the request):",
+			`  audience: "root_partner"`,
+			"  max_classification: 2 (OFFICIAL-SENSITIVE)",
+			`  subjects: []`,
+			"  expires: 1767409445 (2026-01-03T03:04:05Z)",
+			"  retain: false",
+		}},
+		{"granting", consentGrant(Secret, Secret), []string{
+			"decision: allow (permitted by permit-consent-grant)",
+			`consent.grant Consent "00112233445566778899aabbccddeeff" (maximum SECRET, tenant "nhs")`,
 		}},
 	}
 	for _, c := range cases {
@@ -591,7 +682,10 @@ func TestPeerSendOperatorPolicies(t *testing.T) {
 	ours := func(r *Request) { r.Resource.SameInstitution = true }
 	tpm := func(r *Request) { r.Resource.Attestation = "tpm" }
 	both := func(r *Request) { ours(r); tpm(r) }
-	mod := func(r *Request) { r.Principal.Tenant, r.Context.Tenant = "mod", "mod" }
+	mod := func(r *Request) {
+		r.Principal.Tenant, r.Context.Tenant = "mod", "mod"
+		r.Context.Grant = grantFor("invoke", r.Resource.Institution, "mod", TopSecret)
+	}
 	cases := []decideCase{
 		{name: "OFFICIAL to another institution's software peer", req: peerSend(Official, Official),
 			allow: true, reasons: []string{"permit-peer-send"}},
@@ -619,7 +713,7 @@ func TestPeerSendOperatorPolicies(t *testing.T) {
 		{name: "mod tenant to the partner", req: with(peerSend(Official, Official), mod),
 			allow: true, reasons: []string{"permit-peer-send"}},
 		{name: "mod tenant to another institution",
-			req:     with(peerSend(Official, Official), func(r *Request) { mod(r); r.Resource.Institution = "root_other" }),
+			req:     with(peerSend(Official, Official), func(r *Request) { r.Resource.Institution = "root_other"; mod(r) }),
 			reasons: []string{"forbid-peer-mod-outside-partner"}},
 		{name: "invoke is untouched", req: invoke(Secret, Secret),
 			allow: true, reasons: []string{"permit-tenant-members"}},
@@ -634,14 +728,17 @@ func TestPeerSendOperatorPolicies(t *testing.T) {
 // cached record, and allowed.
 func TestPeerRecordCache(t *testing.T) {
 	data := writePolicies(t, map[string]string{"peers.cedar": peerPolicies})
-	mod := func(r *Request) { r.Principal.Tenant, r.Context.Tenant = "mod", "mod" }
+	mod := func(r *Request) {
+		r.Principal.Tenant, r.Context.Tenant = "mod", "mod"
+		r.Context.Grant = grantFor("invoke", r.Resource.Institution, "mod", TopSecret)
+	}
 	pairs := []struct {
 		name            string
 		allowed, denied Request
 	}{
 		{"institution",
 			with(peerSend(Official, Official), mod),
-			with(peerSend(Official, Official), func(r *Request) { mod(r); r.Resource.Institution = "root_other" })},
+			with(peerSend(Official, Official), func(r *Request) { r.Resource.Institution = "root_other"; mod(r) })},
 		{"attestation",
 			with(peerSend(Secret, Secret), func(r *Request) { r.Resource.SameInstitution, r.Resource.Attestation = true, "tpm" }),
 			with(peerSend(Secret, Secret), func(r *Request) { r.Resource.SameInstitution = true })},
@@ -661,5 +758,35 @@ func TestPeerRecordCache(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A context with a grant is never cached: two requests that differ only in their grant
+// are judged each on its own, in either order, and the cache holds only contexts
+// without one. A grant value of a type Cedar is not given here refuses the request.
+func TestGrantContexts(t *testing.T) {
+	e, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := peerSend(Official, Official)
+	other := with(peerSend(Official, Official), func(r *Request) { r.Context.Grant = grantFor("invoke", "root_other", "nhs", TopSecret) })
+	none := with(peerSend(Official, Official), func(r *Request) { r.Context.Grant = nil })
+	for i, r := range []Request{covered, other, none, covered, none, other} {
+		want := r.Context.Grant != nil && r.Context.Grant["audience"] == "root_partner"
+		if d := e.Decide(r); d.Allow != want {
+			t.Fatalf("request %d: Decide = %+v, want allow=%v", i, d, want)
+		}
+	}
+	if n := len(e.records.contexts.m); n != 1 {
+		t.Fatalf("the context cache holds %d records, want only the one without a grant", n)
+	}
+	bad := with(covered, func(r *Request) { r.Context.Grant = map[string]any{"uses": 3} })
+	if d := e.Decide(bad); d.Allow || len(d.Errors) == 0 || !strings.Contains(d.Errors[0], "context.grant.uses") {
+		t.Fatalf("an int grant value: %+v", d)
+	}
+	// A grant implies consent, as context.consent has always meant.
+	if !strings.Contains(e.Explain(covered), "consent yes") {
+		t.Fatal("a request with a grant is explained without consent")
 	}
 }

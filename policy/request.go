@@ -3,6 +3,9 @@ package policy
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -18,6 +21,9 @@ const (
 	ActionAdmin       = "admin"        // administer the node
 	ActionPeerSend    = "peer.send"    // the node sends a principal's request to a peer node
 	ActionAuditRead   = "audit.read"   // read an audit record's content (the audit explainer)
+	// ActionConsentGrant: a principal makes a consent grant over its tenant's data
+	// (docs/consent.md); the resource is the grant (a Consent), context.grant what it says.
+	ActionConsentGrant = "consent.grant"
 )
 
 // Resource types, as named in policies: Sios::Brain and so on.
@@ -27,6 +33,9 @@ const (
 	ResourceMemory = "Memory"
 	ResourcePeer   = "Peer"
 	ResourceRecord = "Record" // an audit record: its tenant ("" for the node's own) and classification
+	// ResourceConsent is a consent grant being made: the grantor's tenant and the
+	// grant's maximum classification.
+	ResourceConsent = "Consent"
 )
 
 // Request is one question put to the engine: may Principal do Action to Resource in
@@ -52,9 +61,10 @@ type Resource struct {
 	Type string // one of the Resource constants
 	ID   string
 	// Classification is the accreditation ceiling of a Brain, the classification of a
-	// Memory or an audit Record, the accreditation of a Peer; unused for a Tool.
+	// Memory or an audit Record, the accreditation of a Peer, the maximum of a Consent;
+	// unused for a Tool.
 	Classification Level
-	Tenant         string // the tenant a Memory or Record belongs to ("" for the node's own records)
+	Tenant         string // the tenant a Memory, Record or Consent belongs to ("" for the node's own records)
 	Kind           string // a Brain's kind: "domain" or "operational"
 	// A Peer's institution (the root id of its institution's certificate), how its
 	// identity is attested ("software" or "tpm") and whether it belongs to this node's
@@ -75,6 +85,11 @@ type Context struct {
 	TargetAccreditation Level  // accreditation of where the data would flow: a brain, backend or peer
 	Consent             bool   // the originating tenant granted consent to cross-tenant flow
 	ToolAllowed         bool   // the brain's allowlist allows the tool (ActionTool only)
+	// Grant is the verified consent grant that covers the request, as
+	// consent.Grant.CedarAttrs gives it, or nil: policies see it as context.grant, present
+	// only when set. Values are string, int64, bool or []string. A grant implies Consent.
+	// The caller verifies the grant first: policy decides on what it says.
+	Grant map[string]any
 }
 
 // Decision is the engine's answer.
@@ -108,21 +123,23 @@ const (
 )
 
 var resourceTypes = map[string]types.EntityType{
-	ResourceBrain:  "Sios::Brain",
-	ResourceTool:   "Sios::Tool",
-	ResourceMemory: "Sios::Memory",
-	ResourcePeer:   "Sios::Peer",
-	ResourceRecord: "Sios::Record",
+	ResourceBrain:   "Sios::Brain",
+	ResourceTool:    "Sios::Tool",
+	ResourceMemory:  "Sios::Memory",
+	ResourcePeer:    "Sios::Peer",
+	ResourceRecord:  "Sios::Record",
+	ResourceConsent: "Sios::Consent",
 }
 
 var actionUIDs = map[string]types.EntityUID{
-	ActionInvoke:      types.NewEntityUID(typeAction, ActionInvoke),
-	ActionTool:        types.NewEntityUID(typeAction, ActionTool),
-	ActionMemoryRead:  types.NewEntityUID(typeAction, ActionMemoryRead),
-	ActionMemoryWrite: types.NewEntityUID(typeAction, ActionMemoryWrite),
-	ActionAdmin:       types.NewEntityUID(typeAction, ActionAdmin),
-	ActionPeerSend:    types.NewEntityUID(typeAction, ActionPeerSend),
-	ActionAuditRead:   types.NewEntityUID(typeAction, ActionAuditRead),
+	ActionInvoke:       types.NewEntityUID(typeAction, ActionInvoke),
+	ActionTool:         types.NewEntityUID(typeAction, ActionTool),
+	ActionMemoryRead:   types.NewEntityUID(typeAction, ActionMemoryRead),
+	ActionMemoryWrite:  types.NewEntityUID(typeAction, ActionMemoryWrite),
+	ActionAdmin:        types.NewEntityUID(typeAction, ActionAdmin),
+	ActionPeerSend:     types.NewEntityUID(typeAction, ActionPeerSend),
+	ActionAuditRead:    types.NewEntityUID(typeAction, ActionAuditRead),
+	ActionConsentGrant: types.NewEntityUID(typeAction, ActionConsentGrant),
 }
 
 // check refuses requests that the default policies could misjudge: a zero Level or an
@@ -152,8 +169,8 @@ func (r *Request) check() error {
 	if res.Type != ResourceTool && res.Type != ResourceRole && !res.Classification.Valid() {
 		return fmt.Errorf("%s %q: classification %v is not a classification", res.Type, res.ID, res.Classification)
 	}
-	if res.Type == ResourceMemory && res.Tenant == "" {
-		return fmt.Errorf("memory %q has no tenant", res.ID)
+	if (res.Type == ResourceMemory || res.Type == ResourceConsent) && res.Tenant == "" {
+		return fmt.Errorf("%s %q has no tenant", strings.ToLower(res.Type), res.ID)
 	}
 	if res.Type == ResourcePeer {
 		switch {
@@ -171,7 +188,31 @@ func (r *Request) check() error {
 	case !c.TargetAccreditation.Valid():
 		return fmt.Errorf("target accreditation %v is not a classification", c.TargetAccreditation)
 	}
+	for _, k := range slices.Sorted(maps.Keys(c.Grant)) {
+		if _, err := cedarValue(c.Grant[k]); err != nil {
+			return fmt.Errorf("context.grant.%s: %v", k, err)
+		}
+	}
 	return nil
+}
+
+// cedarValue converts one of a grant's attributes (consent.Grant.CedarAttrs) to Cedar.
+func cedarValue(v any) (types.Value, error) {
+	switch x := v.(type) {
+	case string:
+		return types.String(x), nil
+	case int64:
+		return types.Long(x), nil
+	case bool:
+		return types.Boolean(x), nil
+	case []string:
+		vs := make([]types.Value, len(x))
+		for i, s := range x {
+			vs[i] = types.String(s)
+		}
+		return types.NewSet(vs...), nil
+	}
+	return nil, fmt.Errorf("a %T has no Cedar type here (string, int64, bool or []string)", v)
 }
 
 // entities holds the two entities of one request. It is the whole entity store a
@@ -242,7 +283,7 @@ func newResourceKey(r *Resource) resourceKey {
 		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
 	case ResourceTool:
 		return resourceKey{typ: r.Type, name: r.ID}
-	case ResourceMemory, ResourceRecord:
+	case ResourceMemory, ResourceRecord, ResourceConsent:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
 	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
@@ -255,7 +296,7 @@ func (k resourceKey) record() types.Record {
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
 	case ResourceTool:
 		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
-	case ResourceMemory, ResourceRecord:
+	case ResourceMemory, ResourceRecord, ResourceConsent:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
 	return types.NewRecord(types.RecordMap{ // a Peer
@@ -266,18 +307,28 @@ func (k resourceKey) record() types.Record {
 	})
 }
 
-// contextKey is a Context; it builds the request's context record.
-type contextKey Context
+// contextKey is a Context without its grant; it builds the request's context record.
+// Every field of Context but Grant must be here, or two contexts would share a cached
+// record. A context with a grant is built without the cache (see records.context).
+type contextKey struct {
+	Tenant              string
+	DataClassification  Level
+	TargetAccreditation Level
+	Consent             bool
+	ToolAllowed         bool
+}
 
-func (k contextKey) record() types.Record {
-	return types.NewRecord(types.RecordMap{
+func (k contextKey) attrs() types.RecordMap {
+	return types.RecordMap{
 		"tenant":               types.String(k.Tenant),
 		"data_classification":  types.Long(k.DataClassification),
 		"target_accreditation": types.Long(k.TargetAccreditation),
 		"consent":              types.Boolean(k.Consent),
 		"tool_allowed":         types.Boolean(k.ToolAllowed),
-	})
+	}
 }
+
+func (k contextKey) record() types.Record { return types.NewRecord(k.attrs()) }
 
 // recordKey is the fields a Cedar record is built from.
 type recordKey interface {
@@ -345,4 +396,20 @@ func (rc *records) resource(r *Resource) types.Entity {
 	return e
 }
 
-func (rc *records) context(c *Context) types.Record { return rc.contexts.get(contextKey(*c)) }
+// context builds the request's context record: from the cache, or, with a grant, anew
+// (grants are rare and each differs, so caching them would only evict the usual
+// contexts), with the grant as context.grant and consent set.
+func (rc *records) context(c *Context) types.Record {
+	k := contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification, TargetAccreditation: c.TargetAccreditation,
+		Consent: c.Consent || c.Grant != nil, ToolAllowed: c.ToolAllowed}
+	if c.Grant == nil {
+		return rc.contexts.get(k)
+	}
+	attrs := k.attrs()
+	grant := make(types.RecordMap, len(c.Grant))
+	for name, v := range c.Grant {
+		grant[types.String(name)], _ = cedarValue(v) // checked by Request.check
+	}
+	attrs["grant"] = types.NewRecord(grant)
+	return types.NewRecord(attrs)
+}

@@ -41,6 +41,9 @@ type Passage struct {
 	Classification string
 	Created        time.Time
 	Text           string
+	// From says where a passage that is not the tenant's own memory came from (a
+	// release under a consent grant); empty for the tenant's own.
+	From string
 }
 
 // Retriever searches the memory of the principal a request is made for. Implementations
@@ -167,7 +170,11 @@ func (bb *bound) retrieve(ctx context.Context, question string) string {
 		if len(text) > 600 {
 			text = text[:600] + "…"
 		}
-		fmt.Fprintf(&sb, "[%d] %s (subject %s, %s, %s): %q\n", i+1, r.ID, r.Subject, r.Classification, r.Created.Format(time.DateOnly), text)
+		from := ""
+		if r.From != "" {
+			from = ", " + r.From
+		}
+		fmt.Fprintf(&sb, "[%d] %s (subject %s, %s, %s%s): %q\n", i+1, r.ID, r.Subject, r.Classification, r.Created.Format(time.DateOnly), from, text)
 	}
 	return sb.String()
 }

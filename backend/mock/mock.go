@@ -92,6 +92,14 @@ type Server struct {
 	OmitUsage bool
 	// Dimensions is the embedding size (DefaultDimensions if zero).
 	Dimensions int
+	// Choose, if set, picks the value of each enum a json_schema answer fills, as a
+	// model with opinions would: it is called with the request's model and the enum's
+	// values, and a value it returns that is not among them means the first. It must
+	// be safe for concurrent use.
+	Choose func(model string, enum []any) any
+	// LatencyOf, if set, is each model's service time, in place of Latency. It must be
+	// safe for concurrent use.
+	LatencyOf func(model string) time.Duration
 
 	mu       sync.Mutex
 	received [][]byte // guarded by mu; the latest maxKept request bodies
@@ -163,11 +171,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // wait sleeps for the service time; false if the client left first.
-func (s *Server) wait(r *http.Request) bool {
-	if s.Latency <= 0 {
+func (s *Server) wait(r *http.Request) bool { return s.sleep(r, s.Latency) }
+
+// waitFor sleeps for model's service time; false if the client left first.
+func (s *Server) waitFor(r *http.Request, model string) bool {
+	if s.LatencyOf != nil {
+		return s.sleep(r, s.LatencyOf(model))
+	}
+	return s.wait(r)
+}
+
+func (s *Server) sleep(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(s.Latency)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -270,7 +288,7 @@ func (s *Server) chat(d *dialect, w http.ResponseWriter, r *http.Request, body [
 		d.noTools(w, req.Model)
 		return
 	}
-	if !s.wait(r) {
+	if !s.waitFor(r, req.Model) {
 		return
 	}
 	s.chats.Add(1)
@@ -286,7 +304,7 @@ func (s *Server) chat(d *dialect, w http.ResponseWriter, r *http.Request, body [
 		b, _ := json.Marshal(map[string]string{"answer": reply})
 		reply = string(b)
 	} else if rf != nil && rf.Type == "json_schema" && rf.JSONSchema != nil {
-		b, _ := json.Marshal(conform(rf.JSONSchema.Schema, reply))
+		b, _ := json.Marshal(s.conform(req.Model, rf.JSONSchema.Schema, reply))
 		reply = string(b)
 	}
 	for _, stop := range req.Stop {
@@ -369,8 +387,9 @@ func (s *Server) callsFor(d *dialect, seq int64, offered []backend.Tool) []call 
 }
 
 // conform makes a value of a JSON schema, as a model in JSON-schema mode would: an
-// object with every property, the first of an enum, text for strings.
-func conform(schema json.RawMessage, text string) any {
+// object with every property, the first of an enum (or the one Choose picks), text for
+// strings.
+func (s *Server) conform(model string, schema json.RawMessage, text string) any {
 	var sc struct {
 		Type       string                     `json:"type"`
 		Enum       []any                      `json:"enum"`
@@ -379,11 +398,16 @@ func conform(schema json.RawMessage, text string) any {
 	json.Unmarshal(schema, &sc)
 	switch {
 	case len(sc.Enum) > 0:
+		if s.Choose != nil {
+			if v := s.Choose(model, sc.Enum); slices.Contains(sc.Enum, v) {
+				return v
+			}
+		}
 		return sc.Enum[0]
 	case sc.Type == "object":
 		out := map[string]any{}
 		for k, v := range sc.Properties {
-			out[k] = conform(v, text)
+			out[k] = s.conform(model, v, text)
 		}
 		return out
 	case sc.Type == "number":

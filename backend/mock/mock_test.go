@@ -62,3 +62,52 @@ func TestServer(t *testing.T) {
 		t.Fatalf("counts: requests %d chats %d embeds %d streams %d", m.Requests(), m.Chats(), m.Embeds(), m.Streams())
 	}
 }
+
+// A mock with opinions: Choose picks each model's enum value in json_schema answers,
+// LatencyOf gives each model its own service time.
+func TestServerChoosesAndTakesItsTimePerModel(t *testing.T) {
+	m := &mock.Server{
+		Choose: func(model string, enum []any) any {
+			if model == "contrarian" {
+				return enum[len(enum)-1]
+			}
+			return "not one of them"
+		},
+		LatencyOf: func(model string) time.Duration {
+			if model == "slow" {
+				return 80 * time.Millisecond
+			}
+			return 0
+		},
+	}
+	ts := httptest.NewServer(m)
+	defer ts.Close()
+	ask := func(model string) (map[string]any, time.Duration) {
+		body := `{"model":"` + model + `","messages":[{"role":"user","content":"pick"}],"response_format":{"type":"json_schema","json_schema":{"name":"b","schema":{"type":"object","properties":{"choice":{"type":"string","enum":["a","b","c"]},"confidence":{"type":"number"}}}}}}`
+		start := time.Now()
+		resp, err := ts.Client().Post(ts.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v struct {
+			Choices []struct {
+				Message struct {
+					Content string `json:"content"`
+				} `json:"message"`
+			} `json:"choices"`
+		}
+		json.NewDecoder(resp.Body).Decode(&v)
+		var answer map[string]any
+		if err := json.Unmarshal([]byte(v.Choices[0].Message.Content), &answer); err != nil {
+			t.Fatalf("%s: %q is not JSON", model, v.Choices[0].Message.Content)
+		}
+		return answer, time.Since(start)
+	}
+	if a, took := ask("contrarian"); a["choice"] != "c" || took >= 80*time.Millisecond {
+		t.Fatalf("contrarian: %v after %v", a, took)
+	}
+	if a, took := ask("slow"); a["choice"] != "a" || took < 80*time.Millisecond {
+		t.Fatalf("slow (a value outside the enum means the first): %v after %v", a, took)
+	}
+}

@@ -17,11 +17,12 @@ import (
 )
 
 func runAsk(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "ask", "ask [--node URL] [--api-key K] [--brain ID] [--json] QUESTION")
+	fs := newFlags(e, "ask", "ask [--node URL] [--api-key K] [--brain ID] [--consent FILE] [--json] QUESTION")
 	nodeURL := fs.String("node", "http://127.0.0.1:7600", "the node's API base URL")
 	apiKey := fs.String("api-key", "", "API key (default $SIOS_API_KEY)")
 	brainID := fs.String("brain", "auto", "brain id, or auto for the router")
 	class := fs.String("classification", "", "classification of the question's data (default OFFICIAL)")
+	grantFile := fs.String("consent", "", "a consent grant made for you at another institution (the file 'sios consent grant --json' wrote there): what it releases answers this question too")
 	asJSON := fs.Bool("json", false, "print JSON")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
@@ -45,8 +46,16 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.ReceiptHeader, "full") // one request: show the whole receipt
 	if *class != "" {
 		req.Header.Set("X-Sios-Classification", *class)
+	}
+	if *grantFile != "" {
+		grant, err := readGrantFile(*grantFile)
+		if err != nil {
+			return withHint(fmt.Errorf("--consent: %v", err), "give the file 'sios consent grant --json' printed, or the grant itself")
+		}
+		req.Header.Set(api.ConsentHeader, base64.RawURLEncoding.EncodeToString(grant))
 	}
 	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
 	if err != nil {
@@ -57,7 +66,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	receipt := decodeReceiptHeader(resp.Header.Get(api.ReceiptHeader))
+	receipt := decodeReceiptHeader(resp.Header.Get(api.FullReceiptHeader))
 	if resp.StatusCode != http.StatusOK {
 		var eb struct {
 			Error struct {
@@ -94,6 +103,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// decodeReceiptHeader decodes an X-Sios-Receipt-Full header; nil if it is not one.
 func decodeReceiptHeader(h string) *oar.Receipt {
 	if h == "" {
 		return nil

@@ -17,6 +17,7 @@ Subcommands:
   export   write an evidence bundle that verifies offline (of a kept copy with --source NODEID)
   replicas the peers keeping copies of this log, and the copies this node keeps (add, remove)
   compare  prove two copies of a log identical up to their common size (--bundle A --bundle B, or --peer NODEID --with DIR2)
+  trace    gather a record's trail across nodes into one file that verifies offline (--record INDEX|HASH --out FILE)
 `
 
 func runAudit(ctx context.Context, e *env, args []string) error {
@@ -33,6 +34,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		"export":   runAuditExport,
 		"replicas": runAuditReplicas,
 		"compare":  runAuditCompare,
+		"trace":    runAuditTrace,
 	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(e.stdout, auditUsage)

@@ -12,8 +12,9 @@ import (
 )
 
 func runAuditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit verify", "audit verify [--bundle FILE] [--json]")
+	fs := newFlags(e, "audit verify", "audit verify [--bundle FILE | --trace FILE] [--json]")
 	bundle := fs.String("bundle", "", "verify this evidence bundle offline instead of the node's log")
+	traceFile := fs.String("trace", "", "verify this trace ('sios audit trace') offline instead of the node's log")
 	asJSON := fs.Bool("json", false, "print JSON")
 	args, err := parseFlags(fs, args)
 	if err != nil {
@@ -21,6 +22,9 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	}
 	if len(args) > 0 {
 		return usageError("audit verify takes no arguments, got %q", args[0])
+	}
+	if *traceFile != "" {
+		return verifyTrace(e, *traceFile, *asJSON)
 	}
 	if *bundle != "" {
 		return verifyBundle(e, *bundle, *asJSON)

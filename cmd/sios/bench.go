@@ -20,6 +20,7 @@ func benchCommands() []command {
 		{"memory", "memory add rate, search latency over 100,000 memories, forget time", runBenchMemory},
 		{"fleet", "an N-node fleet on loopback: record spread, failure detection, remote-call overhead", runBenchFleet},
 		{"replication", "audit replication between two nodes: entries/s verified, lag under a steady rate", runBenchReplication},
+		{"decide", "a five-member panel across three nodes: overhead over the slowest member, decisions/s, audit verify --trace", runBenchDecide},
 	}
 }
 

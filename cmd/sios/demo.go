@@ -27,7 +27,8 @@ import (
 const demoUsage = `usage: sios demo fleet [--dir DIR]
   Starts a fleet of two institutions on 127.0.0.x addresses — a hospital with two nodes
   and a laboratory with one — sends a request to the hospital for a brain only the
-  laboratory offers, and shows how it was routed, governed and audited on both sides.`
+  laboratory offers (refused until the clinician grants consent for her data to go
+  there), and shows how it was routed, governed and audited on both sides.`
 
 func runDemo(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] != "fleet" {
@@ -172,16 +173,51 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	prompt := "Summarise: 58-year-old, 2 cm lesion in the left lobe. The board recommends resection and follow-up imaging."
 	body, _ := json.Marshal(map[string]any{"model": "tumour-board", "messages": []map[string]string{{"role": "user", "content": prompt}}})
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+hospA.api+"/v1/chat/completions", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+added.APIKey)
-	req.Header.Set("Content-Type", "application/json")
+	post := func(path string, body []byte) (*http.Response, []byte, error) {
+		req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+hospA.api+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+added.APIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b, nil
+	}
+	// Her case would leave the hospital: without her consent grant, nothing is sent.
 	d.say("\ndr-jones (SECRET clearance) asks hospital-a's /v1/chat/completions for model tumour-board:")
-	resp, err := http.DefaultClient.Do(req)
+	resp, answer, err := post("/v1/chat/completions", body)
 	if err != nil {
 		return err
 	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	var refusal struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	json.Unmarshal(answer, &refusal)
+	if resp.StatusCode != http.StatusForbidden || refusal.Error.Code != string(invoke.CodeConsentRequired) {
+		return fmt.Errorf("hospital-a answered %d without a grant: %s", resp.StatusCode, answer)
+	}
+	d.say("  %d %s: nothing was sent to lab-c, another institution, without her grant", resp.StatusCode, refusal.Error.Code)
+	grantReq, _ := json.Marshal(map[string]any{"to": labC.institutionRoot, "to_node": d.nodeID(labC), "action": "invoke",
+		"brain": "tumour-board", "max_classification": "SECRET", "purpose": "direct care: tumour board opinion on case 7",
+		"expires_in": 86400, "uses": 1})
+	resp, granted, err := post("/v1/consents", grantReq)
+	if err != nil {
+		return err
+	}
+	var grant struct{ ID, Expires string }
+	json.Unmarshal(granted, &grant)
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("hospital-a refused the grant: %d %s", resp.StatusCode, granted)
+	}
+	d.say("\ndr-jones grants consent (sios consent grant --to %s --to-node … --action invoke --brain tumour-board", labC.institutionRoot)
+	d.say("  --max SECRET --purpose … --expires 1d --uses 1): grant %s, signed by hospital-a, until %s", grant.ID, grant.Expires)
+	d.say("\nand asks again:")
+	resp, answer, err = post("/v1/chat/completions", body)
+	if err != nil {
+		return err
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("hospital-a answered %d: %s", resp.StatusCode, answer)
 	}
@@ -198,11 +234,13 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("\nwhat happened:")
 	d.say("  1. hospital-a does not host tumour-board; its route table names lab-c, alive, of a pinned institution")
-	d.say("  2. hospital-a's policy allowed it (invoke, then peer.send) and wrote the admission record before sending")
-	d.say("  3. it sent an ML-DSA-65-signed envelope (nonce, expiry, principal, tenant, classification, payload digest)")
-	d.say("     over mutual TLS (X25519MLKEM768) to lab-c")
-	d.say("  4. lab-c verified the envelope, applied its own policy, ran the brain, audited the call")
-	d.say("     and answered with a signed reply naming its own audit record")
+	d.say("  2. lab-c is of another institution: hospital-a found dr-jones's grant for lab-c, tumour-board and the data,")
+	d.say("     its policy allowed it (invoke, then peer.send, with the grant as context.grant), it recorded the grant's use")
+	d.say("     and wrote the admission record before sending")
+	d.say("  3. it sent an ML-DSA-65-signed envelope (nonce, expiry, principal, tenant, classification, payload digest,")
+	d.say("     and the grant) over mutual TLS (X25519MLKEM768) to lab-c")
+	d.say("  4. lab-c verified the envelope and the grant (signed by hospital-a, for lab-c, this brain, this data, unexpired),")
+	d.say("     applied its own policy, ran the brain, audited the call and answered with a signed reply naming its record")
 	d.say("  5. hospital-a checked the reply's signature and wrote a completion record holding the envelope and the reply")
 
 	// 6. Stop the nodes (their ledgers are sealed on the way down) and show the evidence.
@@ -242,6 +280,14 @@ func (d *demo) find(n *demoNode, action string) string {
 		}
 	}
 	return "INDEX"
+}
+
+func (d *demo) nodeID(n *demoNode) string {
+	c, err := identity.LoadCertificate(filepath.Join(n.dir, identity.NodeCertFile))
+	if err != nil {
+		return ""
+	}
+	return c.NodeID
 }
 
 func shortID(n *demoNode) string {

@@ -20,9 +20,11 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 )
 
 // The fleet tests run every node as its own 'sios up' process on loopback.
@@ -73,6 +75,12 @@ func (in *institution) trusts(t *testing.T, others ...*institution) {
 func nodeIDOf(t *testing.T, dir string) string {
 	t.Helper()
 	return decode[map[string]string](t, ok(t, dir, "id", "--json"))["node_id"]
+}
+
+// institutionOf is the root id of dir's institution.
+func institutionOf(t *testing.T, dir string) string {
+	t.Helper()
+	return decode[map[string]string](t, ok(t, dir, "id", "--json"))["root_id"]
 }
 
 func peersOf(t *testing.T, dir string) []fleet.Peer {
@@ -169,6 +177,9 @@ func TestFleetThreeNodesTwoInstitutions(t *testing.T) {
 	key := na.addPrincipal(t, "default", "alice", "SECRET")
 	cl := na.client(key)
 	ctx := context.Background()
+	// C is of another institution: alice's data goes there under her grant.
+	ok(t, "", "consent", "grant", "--node", na.url, "--api-key", key, "--to", institutionOf(t, c), "--action", "invoke",
+		"--brain", "tumour-board", "--max", "SECRET", "--purpose", "direct care: tumour board", "--expires", "1d")
 	models, err := cl.Models.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -349,16 +360,40 @@ func (p *peerClient) call(t *testing.T, env, payload []byte) map[string]any {
 
 func (p *peerClient) envelope(t *testing.T, key *identity.PrivateKey, origin, target string, issued, expires time.Time, payload []byte) []byte {
 	t.Helper()
+	return p.envelopeWith(t, key, origin, target, issued, expires, payload, nil)
+}
+
+// envelopeWith is envelope carrying a consent grant (fed-call/2) when grant is set.
+func (p *peerClient) envelopeWith(t *testing.T, key *identity.PrivateKey, origin, target string, issued, expires time.Time, payload, grant []byte) []byte {
+	t.Helper()
 	sum := sha256.Sum256(payload)
 	env, err := fleet.SealEnvelope(key, fleet.Envelope{
 		Origin: origin, Target: target, Issued: oar.FormatTime(issued), Expires: oar.FormatTime(expires),
 		Principal: "mallory", Tenant: "default", Clearance: "SECRET", Classification: "OFFICIAL",
-		Brain: "summariser", PayloadDigest: hex.EncodeToString(sum[:]),
+		Brain: "summariser", PayloadDigest: hex.EncodeToString(sum[:]), Consent: grant,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return env
+}
+
+// grant is a grant made at the peer's own node, signed with its key, by its principal
+// mallory in tenant default, for institution to invoke brain up to SECRET for a day.
+func (p *peerClient) grant(t *testing.T, to, brain string, now time.Time) []byte {
+	t.Helper()
+	b, err := consent.Sign(p.node.Key, consent.Grant{
+		Grantor:  consent.Grantor{Principal: "mallory", Tenant: "default", Clearance: policy.Secret},
+		Origin:   consent.Origin{Node: p.node.ID(), Institution: p.node.Cert.RootID},
+		Audience: consent.Audience{Institution: to},
+		Scope:    consent.Scope{Action: consent.ActionInvoke, Brain: brain, Max: policy.Secret},
+		Purpose:  "a peer's test call", Issued: oar.FormatTime(now.Truncate(time.Second)),
+		Expires: oar.FormatTime(now.Truncate(time.Second).Add(24 * time.Hour)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestFleetRejectsForgedReplayedAndExpiredEnvelopes(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sios-project/sios/admin"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/policy"
 )
@@ -16,7 +17,7 @@ import (
 const exitDeny = 3
 
 func runPolicy(ctx context.Context, e *env, args []string) error {
-	const usage = "policy check --principal ID --tenant T (--brain ID | --peer NODEID [--peer-posture LEVEL --peer-institution ROOTID --peer-attestation KIND]) [--classification LEVEL] [--json]"
+	const usage = "policy check --principal ID --tenant T (--brain ID | --peer NODEID [--peer-posture LEVEL --peer-institution ROOTID --peer-attestation KIND] | --grant FILE) [--grant FILE] [--classification LEVEL] [--json]"
 	if len(args) == 0 || args[0] != "check" {
 		return usageError("usage: sios [--data DIR] %s", usage)
 	}
@@ -29,13 +30,14 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	peerInst := fs.String("peer-institution", "", "the peer's institution root id")
 	peerAttest := fs.String("peer-attestation", "", "the peer's attestation kind (software or tpm)")
 	class := fs.String("classification", "OFFICIAL", "classification of the data the request would carry")
+	grantFile := fs.String("grant", "", "a consent grant (a file 'sios consent grant --json' wrote): policies see it as context.grant; alone, the question is whether the principal may make it (consent.grant)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	rest, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 || *pid == "" || *tenant == "" || (*brainID == "") == (*peerID == "") {
-		return usageError("policy check needs --principal, --tenant and one of --brain or --peer")
+	if len(rest) > 0 || *pid == "" || *tenant == "" || (*brainID != "" && *peerID != "") || (*brainID == "" && *peerID == "" && *grantFile == "") {
+		return usageError("policy check needs --principal, --tenant and one of --brain, --peer or --grant")
 	}
 	data, err := policy.ParseLevel(*class)
 	if err != nil {
@@ -53,12 +55,33 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 	if !ok {
 		return withHint(fmt.Errorf("no principal %s in tenant %s", *pid, *tenant), "add one with 'sios principal add'")
 	}
+	var grant *consent.Grant
+	if *grantFile != "" {
+		if grant, err = e.grantForPolicy(*grantFile); err != nil {
+			return err
+		}
+	}
+	withGrant := func(req policy.Request) policy.Request {
+		if grant != nil {
+			req.Context.Grant = grant.CedarAttrs()
+		}
+		return req
+	}
 	if *peerID != "" {
 		req, err := e.peerRequest(ctx, p, *peerID, *peerPosture, *peerInst, *peerAttest, data)
 		if err != nil {
 			return err
 		}
-		return decideAndShow(e, eng, req, *asJSON)
+		return decideAndShow(e, eng, withGrant(req), *asJSON)
+	}
+	if *brainID == "" {
+		// May the principal make this grant? As POST /v1/consents asks.
+		req := policy.Request{
+			Principal: *p, Action: policy.ActionConsentGrant,
+			Resource: policy.Resource{Type: policy.ResourceConsent, ID: grant.ID, Classification: grant.Scope.Max, Tenant: p.Tenant},
+			Context:  policy.Context{Tenant: p.Tenant, DataClassification: grant.Scope.Max, TargetAccreditation: grant.Scope.Max},
+		}
+		return decideAndShow(e, eng, withGrant(req), *asJSON)
 	}
 	cat, err := brain.Load(e.dataDir)
 	if err != nil {
@@ -77,7 +100,28 @@ func runPolicy(ctx context.Context, e *env, args []string) error {
 		Resource: policy.Resource{Type: policy.ResourceBrain, ID: b.ID, Classification: lvl, Kind: b.Kind},
 		Context:  policy.Context{Tenant: p.Tenant, DataClassification: data, TargetAccreditation: lvl},
 	}
-	return decideAndShow(e, eng, req, *asJSON)
+	return decideAndShow(e, eng, withGrant(req), *asJSON)
+}
+
+// grantForPolicy reads a grant for 'policy check'. Policy decides on what a verified
+// grant says; a grant this node made is verified with its keys here, and one made
+// elsewhere is explained as it reads (the node verifies it against its origin's keys
+// before its policy ever sees it).
+func (e *env) grantForPolicy(path string) (*consent.Grant, error) {
+	raw, err := readGrantFile(path)
+	if err != nil {
+		return nil, withHint(fmt.Errorf("--grant: %v", err), "give the file 'sios consent grant --json' printed, or the grant itself")
+	}
+	g, err := consent.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--grant: %v", err)
+	}
+	if n, err := e.loadNode(); err == nil && g.Origin.Node == n.ID() {
+		if err := consent.VerifySignature(g, consent.Signer{Key: n.Public(), Institution: n.Cert.RootID}); err != nil {
+			return nil, fmt.Errorf("--grant: %v", err)
+		}
+	}
+	return g, nil
 }
 
 // decideAndShow prints the decision (explained, or as JSON) and exits 3 on deny.

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -294,16 +290,6 @@ func showRole(w io.Writer, st succession.RoleState) {
 	}
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // parseSeconds reads a duration (30s, 15m, 72h, 30d) in whole seconds.
 func parseSeconds(s string) (uint64, error) {
 	var d time.Duration
@@ -353,14 +339,11 @@ func (e *env) roleClient(nodeURL, apiKey, as, sub string) (roleClient, error) {
 		if as != "" {
 			return nil, usageError("--as is for the operator; a principal acts as itself (--node, --api-key)")
 		}
-		key := apiKey
-		if key == "" {
-			key = os.Getenv("SIOS_API_KEY")
+		c, err := newAPIClient(nodeURL, apiKey, "role "+strings.Replace(sub, "-", " ", 1))
+		if err != nil {
+			return nil, err
 		}
-		if key == "" {
-			return nil, usageError("role %s through --node needs an API key: --api-key K or $SIOS_API_KEY", sub)
-		}
-		return &apiRoles{url: strings.TrimSuffix(nodeURL, "/"), key: key}, nil
+		return &apiRoles{c}, nil
 	}
 	c := admin.Dial(e.dataDir)
 	if c == nil {
@@ -394,18 +377,18 @@ func (a adminRoles) act(ctx context.Context, tenant, name, act, as, reason strin
 }
 
 // apiRoles acts as a principal through a node's API.
-type apiRoles struct{ url, key string }
+type apiRoles struct{ c *apiClient }
 
 func (a *apiRoles) list(ctx context.Context, _ string) ([]succession.RoleState, error) {
 	var out struct {
 		Data []succession.RoleState `json:"data"`
 	}
-	return out.Data, a.do(ctx, "GET", "/v1/roles", nil, &out)
+	return out.Data, a.c.do(ctx, "GET", "/v1/roles", nil, &out)
 }
 
 func (a *apiRoles) define(ctx context.Context, spec roles.Spec, _ string) (*actResult, error) {
 	var out actResult
-	return &out, a.do(ctx, "POST", "/v1/roles", api.RoleDefineRequest{Spec: spec}, &out)
+	return &out, a.c.do(ctx, "POST", "/v1/roles", api.RoleDefineRequest{Spec: spec}, &out)
 }
 
 func (a *apiRoles) act(ctx context.Context, _, name, act, _, reason string, letter []byte) (*actResult, error) {
@@ -420,53 +403,5 @@ func (a *apiRoles) act(ctx context.Context, _, name, act, _, reason string, lett
 		path = "/v1/roles/" + url.PathEscape(name) + "/letter/open"
 	}
 	var out actResult
-	return &out, a.do(ctx, "POST", path, body, &out)
-}
-
-// do sends one request with the principal's key and decodes a 2xx answer into out; a
-// refusal becomes an error naming its status and code.
-func (a *apiRoles) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.url+path, rd)
-	if err != nil {
-		return usageError("--node: %v", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+a.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return withHint(fmt.Errorf("cannot reach the node at %s: %v", a.url, err), "start it with 'sios up', or point --node at it")
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var eb struct {
-			Error struct {
-				Message string `json:"message"`
-				Code    string `json:"code"`
-			} `json:"error"`
-		}
-		json.Unmarshal(data, &eb)
-		msg := fmt.Errorf("the node refused (%d %s): %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
-		if rc := decodeReceiptHeader(resp.Header.Get(api.ReceiptHeader)); rc != nil {
-			return withHint(msg, fmt.Sprintf("the refusal is audit record %d (seal %d)", rc.Index, rc.SealIndex))
-		}
-		return msg
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("the node's answer is not what %s %s returns: %v", method, path, err)
-	}
-	return nil
+	return &out, a.c.do(ctx, "POST", path, body, &out)
 }

@@ -451,10 +451,12 @@ func TestSecurityPeerCalls(t *testing.T) {
 			t.Fatalf("%s: %v", name, ans)
 		}
 	}
-	// An envelope accepted before a restart is refused after it.
+	// An envelope accepted before a restart is refused after it. x is of another
+	// institution: its calls carry its principal's grant for C.
 	payload := []byte(`{"messages":[{"role":"user","content":"Summarise: all quiet."}]}`)
 	now := time.Now()
-	good := px.envelope(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload)
+	good := px.envelopeWith(t, px.node.Key, px.node.ID(), idC, now, now.Add(time.Minute), payload,
+		px.grant(t, institutionOf(t, c), "summariser", now))
 	if out := px.call(t, good, payload); out["reply"] == nil {
 		t.Fatalf("a valid envelope was refused: %v", out)
 	}

@@ -144,6 +144,12 @@ func TestTPMNodeStartsSignsAndFederates(t *testing.T) {
 	if out := ok(t, t.TempDir(), "audit", "verify", "--bundle", bundle); !strings.Contains(out, "hardware-attested") || !strings.Contains(out, ek) {
 		t.Fatalf("verify --bundle does not name the EK:\n%s", out)
 	}
+	// So does a trace of one of its records: the chain names the EK its keys are bound to.
+	traced := filepath.Join(t.TempDir(), "a.trace")
+	ok(t, a, "audit", "trace", "--record", "0", "--out", traced)
+	if out := ok(t, t.TempDir(), "audit", "verify", "--trace", traced, "--json"); !strings.Contains(out, ek) || strings.Contains(out, "not checked") {
+		t.Fatalf("verify --trace of a TPM node's record does not check its evidence:\n%s", out)
+	}
 	// Another node's evidence in the bundle does not pass for a's.
 	otherSim := swtpmtest.Start(t, swtpmtest.Options{})
 	other := filepath.Join(t.TempDir(), "other")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -142,6 +143,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "initialised node %s in %s\n", nodeID, e.dataDir)
 			fmt.Fprintf(e.stdout, "bootstrap admin API key (shown once; store it now): %s\n", adminKey)
 		}
+		fmt.Fprintf(e.stdout, "runtime: GOMAXPROCS=%d on %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
 			n.ID(), ln.Addr(), n.Config().Backend)
 		if a := n.MetricsAddr(); a != "" {

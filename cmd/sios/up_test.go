@@ -194,9 +194,27 @@ func TestOpenAISDKAgainstARunningNode(t *testing.T) {
 	if got := chat.Choices[0].Message.Content; !strings.Contains(got, "= 42") || !strings.Contains(got, "not a language model") {
 		t.Fatalf("calculator answered %q", got)
 	}
-	rc := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt"))
-	if rc == nil || rc.RecordHash == "" {
-		t.Fatalf("no receipt header on a chat response: %v", resp.Header)
+	// The answer names its record compactly; the full receipt is fetched by index, by
+	// a principal who may read the record, and by nobody else.
+	var idx, seal uint64
+	var hash string
+	if _, err := fmt.Sscanf(resp.Header.Get("X-Sios-Receipt"), "index=%d, seal=%d, record=%q", &idx, &seal, &hash); err != nil || len(hash) != 64 || seal <= idx {
+		t.Fatalf("the receipt header %q does not name a record: %v", resp.Header.Get("X-Sios-Receipt"), err)
+	}
+	if resp.Header.Get("X-Sios-Receipt-Full") != "" {
+		t.Fatal("a full receipt came inline unasked")
+	}
+	r, body := n.get(t, n.adminKey, fmt.Sprintf("/v1/receipts/%d", idx))
+	full := decode[oar.Receipt](t, body)
+	if r.StatusCode != 200 || full.RecordHash != hash || full.SealIndex != seal || full.Index != idx || len(full.Seal) == 0 || len(full.InclusionProof) == 0 && seal != idx+1 {
+		t.Fatalf("GET /v1/receipts/%d: %d %s", idx, r.StatusCode, body)
+	}
+	other := n.addPrincipal(t, "elsewhere", "visitor", "OFFICIAL")
+	if r, body := n.get(t, other, fmt.Sprintf("/v1/receipts/%d", idx)); r.StatusCode != 404 || !strings.Contains(body, "unknown_record") {
+		t.Fatalf("another tenant's principal fetched the receipt: %d %s", r.StatusCode, body)
+	}
+	if r, _ := n.get(t, n.adminKey, "/v1/receipts/99999999"); r.StatusCode != 404 {
+		t.Fatalf("a receipt beyond the log: %d", r.StatusCode)
 	}
 
 	stream := admin.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
@@ -238,12 +256,13 @@ func TestClearanceGovernsBrains(t *testing.T) {
 	msg := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("review this transaction pattern")}
 
 	var resp *http.Response
-	_, err := official.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: secretBrain, Messages: msg}, option.WithResponseInto(&resp))
+	_, err := official.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: secretBrain, Messages: msg}, option.WithResponseInto(&resp),
+		option.WithHeader("X-Sios-Receipt", "full"))
 	ae := apiError(t, err, 403)
 	if !strings.Contains(ae.Message, "forbid-read-up") {
 		t.Fatalf("403 does not name the forbid policy: %q", ae.Message)
 	}
-	deny := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt"))
+	deny := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt-Full"))
 	if deny == nil {
 		t.Fatal("a denied request carried no receipt")
 	}

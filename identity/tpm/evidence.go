@@ -289,3 +289,16 @@ func ParseEKCAs(data []byte) (*x509.CertPool, []*x509.Certificate, error) {
 	}
 	return pool, certs, nil
 }
+
+// VerifyBinding parses evidence and checks that it binds nodeID and keys to the EK it
+// names — Verify with that EK accepted — for a verifier with no EK policy of its own
+// (an evidence bundle, a trace, the node's own 'sios id'): it reports which TPM the
+// node claims, and whether that EK is one to trust is the verifier's call, as the
+// institution root is.
+func VerifyBinding(evidence []byte, nodeID string, keys identity.PublicKey) (*Verified, error) {
+	ev, err := ParseEvidence(evidence)
+	if err != nil {
+		return nil, err
+	}
+	return Verify(ev, nodeID, keys, Policy{EKSHA256: []string{ev.Binding.EKSHA256}})
+}
