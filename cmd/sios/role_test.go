@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -426,7 +427,45 @@ func TestSuccessionFiveNodes(t *testing.T) {
 			}
 		}
 	}
+	// The handover certificate's record, traced on the successor's node and verified
+	// offline: the record, its inclusion in n3's log, and each observer's signed
+	// suspicion under the observer's enrolled keys, chained to the institution's root.
+	traceFile := filepath.Join(t.TempDir(), "handover-trace.json")
+	idx := recordIndex(t, dirs[3], func(r *oar.Record) bool {
+		return r.Action == oar.ActionRoleHandover && r.Resource == "role/default/guardian"
+	})
+	ok(t, dirs[3], "audit", "trace", "--record", fmt.Sprint(idx), "--out", traceFile)
+	verified := decode[map[string]any](t, ok(t, "", "audit", "verify", "--trace", traceFile, "--json"))
+	if verified["verified"] != true {
+		t.Fatalf("the handover's trace: %v", verified)
+	}
+	if chain, _ := verified["chain"].(map[string]any); chain["unchecked"] != nil {
+		t.Fatalf("the handover's trace left parts unchecked: %v", chain["unchecked"])
+	}
+	human := ok(t, "", "audit", "verify", "--trace", traceFile)
+	for _, id := range ids[:3] {
+		if !strings.Contains(human, id) {
+			t.Fatalf("the trace does not name observer %s:\n%s", id, human)
+		}
+	}
 	t.Logf("total: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// recordIndex is the index in a stopped node's log of the first record pred accepts.
+func recordIndex(t *testing.T, dir string, pred func(*oar.Record) bool) uint64 {
+	t.Helper()
+	rd := openTestReader(t, dir)
+	raws, err := rd.Entries(context.Background(), 0, rd.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, raw := range raws {
+		if e, err := oar.Parse(raw); err == nil && e.Record != nil && pred(e.Record) {
+			return uint64(i)
+		}
+	}
+	t.Fatalf("no such record in %s's log", filepath.Base(dir))
+	return 0
 }
 
 func countSteps(st succession.RoleState, action, node string) int {
