@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,21 @@ func TestAuthorityAndMemoryFollowTheRole(t *testing.T) {
 	}
 	if _, err := h.p.RoleShow(ctx, stranger, "guardian"); err == nil {
 		t.Fatal("another tenant's principal sees the role")
+	}
+}
+
+// A consent grant naming a role's memory releases nothing of it to another
+// institution's principal: the release reaches policy with the role, as every read does.
+func TestConsentDoesNotReleaseARolesMemory(t *testing.T) {
+	ho := newHolder(t)
+	if _, err := ho.h.mem.Store.Add(context.Background(), memory.NewMemory{Tenant: "cardiology", Subject: "role:guardian",
+		Classification: policy.Official, Text: "canary-role guardian handbook: stenosis escalation"}); err != nil {
+		t.Fatal(err)
+	}
+	practice, root := otherRoot(t)
+	en := ho.grant(t, root, func(ng *NewGrant) { ng.Subjects = []string{"role:guardian"} })
+	_, err := ho.release(t, en, practice, policy.Secret, policy.Secret)
+	if e := outcome(t, err, CodePolicyDenied); !strings.Contains(e.Message, "forbid-role-memory-not-holder") {
+		t.Fatalf("refused for another reason: %s", e.Message)
 	}
 }
