@@ -100,4 +100,3 @@ func (v *verifier) checkHandover(rec *oar.Record, ps []*party) error {
 	}
 	return nil
 }
-
