@@ -790,3 +790,19 @@ func TestGrantContexts(t *testing.T) {
 		t.Fatal("a request with a grant is explained without consent")
 	}
 }
+
+// The scale is written down once, in the audit format: the named Levels are its ranks.
+func TestLevelsAreTheAuditFormatsClassifications(t *testing.T) {
+	named := map[Level]string{Official: "OFFICIAL", OfficialSensitive: "OFFICIAL-SENSITIVE", Secret: "SECRET", TopSecret: "TOP-SECRET"}
+	if len(Levels()) != len(oar.Classifications) || len(named) != len(oar.Classifications) {
+		t.Fatalf("%d levels, %d classifications", len(Levels()), len(oar.Classifications))
+	}
+	for l, name := range named {
+		if l.String() != name || oar.ClassificationRank(name) != int(l)-1 {
+			t.Fatalf("%d is %q; the audit format ranks %q at %d", l, l.String(), name, oar.ClassificationRank(name))
+		}
+	}
+	if Level(len(oar.Classifications) + 1).Valid() {
+		t.Fatal("a level beyond the scale is valid")
+	}
+}
