@@ -86,6 +86,9 @@ type Config struct {
 	OpenLog func() (*ledger.Reader, error)
 	// FleetLog holds the peers' verified identities.
 	FleetLog *fleet.Log
+	// Attestation is how this node's own key is held (fleet.AttestTPM when it is
+	// sealed to a TPM), as the route table shows it; default software.
+	Attestation string
 	// Metrics counts requests and their latencies (nil: none).
 	Metrics *metrics.Metrics
 	// SSO validates OpenID Connect tokens (nil: API keys only).

@@ -250,7 +250,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.pipeline = invoke.New(invoke.Config{
 		Identity: n.id, Ledger: n.ledger, Policy: n.policy, Principals: n.principals, Brains: n.brains,
 		Memory: n.memory, Backends: backends, Builtin: &builtin.Backend{Brains: n.brains, Policies: n.policy.Len},
-		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics, Consent: grants,
+		OpenLog: n.openLog, FleetLog: n.fleetLog, Log: n.log, SSO: n.sso, Metrics: n.metrics, Consent: grants, Attestation: n.attestation(),
 		DefaultBackend: n.cfg.Backend, DefaultModel: n.cfg.Model, EmbeddingModel: n.cfg.EmbeddingModel,
 		BackendAccreditation: backendLvl, Accreditation: accreditation, Posture: n.cfg.posture(backendLvl),
 		PrincipalPerMinute: n.cfg.PrincipalRequestsPerMinute, PrincipalBurst: n.cfg.PrincipalBurst,
@@ -398,6 +398,14 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	err2 := adminSrv.Shutdown(sctx)
 	os.Remove(admin.Socket(n.dataDir))
 	return errors.Join(err1, err2, err3)
+}
+
+// attestation is how this node's key is held: tpm when it is sealed to a TPM.
+func (n *Node) attestation() string {
+	if n.tpm != nil {
+		return fleet.AttestTPM
+	}
+	return fleet.AttestSoftware
 }
 
 // adminDeps is what the admin API acts on.
