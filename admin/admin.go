@@ -21,6 +21,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/roles"
 )
 
 // Deps is what the admin API acts on: the running node's subsystems.
@@ -45,6 +46,8 @@ type Deps struct {
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
+	// Roles keeps the institution's chartered roles (nil: none).
+	Roles *roles.Keeper
 	// Trace gathers the trace of a record of this node's log, named by index or hash.
 	Trace func(ctx context.Context, record string) ([]byte, error)
 }
@@ -76,6 +79,7 @@ func (d Deps) routes() []route {
 	}
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
+	rs = append(rs, d.roleRoutes()...)
 	rs = append(rs, d.traceRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }

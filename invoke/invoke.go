@@ -42,6 +42,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/ratelimit"
+	"github.com/sios-project/sios/roles"
 	"github.com/sios-project/sios/sso"
 )
 
@@ -123,6 +124,9 @@ type Config struct {
 
 	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
 	PrincipalPerMinute, PrincipalBurst int
+
+	// Roles keeps the institution's chartered roles (nil: none; see roles.go).
+	Roles *roles.Keeper
 }
 
 // Pipeline runs invocations. It is safe for concurrent use.

@@ -40,6 +40,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/roles"
 	"github.com/sios-project/sios/sso"
 	"golang.org/x/net/netutil"
 )
@@ -102,6 +103,9 @@ type Node struct {
 	// joined is fleet for the API's goroutines (readiness, metrics), which run while
 	// Serve starts and stops it.
 	joined atomic.Pointer[fleet.Fleet]
+	roles  *roles.Keeper // the institution's chartered roles (succession.go)
+	// rolesFleet is fleet for the role keeper's loop, which Serve starts and stops.
+	rolesFleet atomic.Pointer[fleet.Fleet]
 
 	reloadMu  sync.Mutex // one Reload at a time
 	mu        sync.Mutex
@@ -274,6 +278,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		n.ledger.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("metrics: %v", err)
 	}
+	if err := n.openRoles(); err != nil {
+		store.Close()
+		n.ledger.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("roles: %v", err)
+	}
 	return n, nil
 }
 
@@ -365,11 +374,13 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 		closeListener(metricsLn)
 		return fmt.Errorf("fleet: %v", err)
 	}
+	stopRoles := n.startRoles(ctx, n.fleet)
 	adminLn, err := admin.Listen(n.dataDir, func(uid uint32) {
 		n.log.Warn("admin socket: a process of another user was refused", "uid", uid)
 	})
 	if err != nil {
 		apiSrv.Close()
+		stopRoles()
 		closeListener(metricsLn)
 		n.stopFleet()
 		return err
@@ -400,6 +411,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	}
 	err1 := apiSrv.Shutdown(sctx)
 	// Leave after the API has drained: requests in flight may still be calling peers.
+	stopRoles()
 	err3 := n.stopFleet()
 	err2 := adminSrv.Shutdown(sctx)
 	os.Remove(admin.Socket(n.dataDir))
@@ -421,6 +433,7 @@ func (n *Node) adminDeps() admin.Deps {
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
 		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Cert: n.id.Cert, TrustChanged: n.trustChanged,
+		Roles: n.roles,
 		Trace: func(ctx context.Context, record string) ([]byte, error) { return n.buildTrace(ctx, f, record) },
 	}
 }

@@ -75,6 +75,10 @@ type Resource struct {
 	Institution     string
 	Attestation     string
 	SameInstitution bool
+	// Role is the role a Memory is filed under (its subject is "role:NAME"); "" for
+	// none. RoleFacts are a Role's (policy/role.go).
+	Role      string
+	RoleFacts *RoleFacts
 }
 
 // Context is what is known about the request beyond its principal and resource.
@@ -156,16 +160,19 @@ func (r *Request) check() error {
 	case !p.Clearance.Valid():
 		return fmt.Errorf("principal %q: clearance %v is not a classification", p.ID, p.Clearance)
 	}
-	if _, ok := actionUIDs[r.Action]; !ok {
+	if _, ok := actionUID(r.Action); !ok {
 		return fmt.Errorf("unknown action %q", r.Action)
 	}
-	if _, ok := resourceTypes[res.Type]; !ok {
+	if _, ok := resourceType(res.Type); !ok {
 		return fmt.Errorf("unknown resource type %q", res.Type)
 	}
 	if res.ID == "" {
 		return fmt.Errorf("%s has no id", res.Type)
 	}
-	if res.Type != ResourceTool && !res.Classification.Valid() {
+	if err := checkRole(res); err != nil {
+		return err
+	}
+	if res.Type != ResourceTool && res.Type != ResourceRole && !res.Classification.Valid() {
 		return fmt.Errorf("%s %q: classification %v is not a classification", res.Type, res.ID, res.Classification)
 	}
 	if (res.Type == ResourceMemory || res.Type == ResourceConsent) && res.Tenant == "" {
@@ -382,10 +389,17 @@ func (rc *records) principal(p *Principal) types.Entity {
 }
 
 func (rc *records) resource(r *Resource) types.Entity {
-	return types.Entity{
-		UID:        types.NewEntityUID(resourceTypes[r.Type], types.String(r.ID)),
-		Attributes: rc.resources.get(newResourceKey(r)),
+	typ, _ := resourceType(r.Type)
+	e := types.Entity{UID: types.NewEntityUID(typ, types.String(r.ID))}
+	switch {
+	case r.Type == ResourceRole:
+		e.Attributes = roleAttrs(r, types.Record{})
+	case r.Role != "":
+		e.Attributes = roleAttrs(r, rc.resources.get(newResourceKey(r)))
+	default:
+		e.Attributes = rc.resources.get(newResourceKey(r))
 	}
+	return e
 }
 
 // context builds the request's context record: from the cache, or, with a grant, anew
