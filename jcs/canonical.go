@@ -39,6 +39,16 @@ var ErrDepth = errors.New("nesting depth exceeds MaxDepth")
 // canonical form.
 var ErrNotCanonical = errors.New("not in canonical form (RFC 8785)")
 
+// NotCanonicalError is CheckCanonical's error for valid input that is not in
+// canonical form: Offset is the first byte that differs from it.
+type NotCanonicalError struct{ Offset int }
+
+func (e *NotCanonicalError) Error() string {
+	return fmt.Sprintf("not in canonical form (RFC 8785) from byte offset %d", e.Offset)
+}
+
+func (e *NotCanonicalError) Unwrap() error { return ErrNotCanonical }
+
 // Canonicalize parses the JSON text in and returns its RFC 8785 canonical
 // form. Input must be strict I-JSON; any violation is reported as an error
 // naming the byte offset in in and the reason.
@@ -106,7 +116,7 @@ func CheckCanonical(b []byte) error {
 		for i < len(out) && i < len(b) && out[i] == b[i] {
 			i++
 		}
-		err = fmt.Errorf("%w: byte offset %d differs from the canonical form", ErrNotCanonical, i)
+		err = &NotCanonicalError{Offset: i}
 	}
 	if cap(out) <= jcsMaxPooled {
 		*bp = out[:0]

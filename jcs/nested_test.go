@@ -154,8 +154,8 @@ func TestCheckCanonicalSaysWhy(t *testing.T) {
 		msg  string
 	}{
 		{`{"a":1}`, nil, ""},
-		{`{"b":1,"a":2}`, ErrNotCanonical, "byte offset 2"},
-		{`{"a":1.0}`, ErrNotCanonical, "byte offset 6"},
+		{`{"b":1,"a":2}`, ErrNotCanonical, "from byte offset 2"},
+		{`{"a":1.0}`, ErrNotCanonical, "from byte offset 6"},
 		{"[\"\ufdd0\"]", nil, "noncharacter U+FDD0"},
 		{nest(65), ErrDepth, "MaxDepth (64)"},
 		{`{"a":1,"a":1}`, nil, "duplicate object member name"},
