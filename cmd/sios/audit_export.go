@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sios-project/sios/identity"
@@ -49,11 +48,11 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("the exported bundle does not verify: %w", err)
 	}
-	data, err := json.MarshalIndent(b, "", " ")
+	data, err := b.Marshal()
 	if err != nil {
-		return err
+		return withHint(err, "export a narrower range with --from and --to")
 	}
-	if err := identity.ReplaceFile(*out, append(data, '\n'), 0o644); err != nil {
+	if err := identity.ReplaceFile(*out, data, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "exported entries %d..%d (%d records, %d seals) to %s\n", res.Start, res.End-1, res.Records, res.Seals, *out)
