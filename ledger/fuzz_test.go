@@ -11,7 +11,7 @@ import (
 // FuzzDecodeFrame: a frame that decodes encodes back to exactly the bytes it came from.
 func FuzzDecodeFrame(f *testing.F) {
 	f.Add(encodeFrame(nil, &batch{first: 7, entries: [][]byte{[]byte(`{"a":1}`), []byte(`{}`)}}))
-	f.Add([]byte{0, 0, 0, 12, 0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add(bytes.Repeat([]byte{0xff}, 20))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, n, err := decodeFrame(data)

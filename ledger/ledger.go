@@ -186,7 +186,7 @@ func (l *Ledger) start(ctx context.Context) error {
 	}
 	l.integrated.Store(size)
 
-	jrnl, batches, err := openJournal(filepath.Join(l.dir, journalDirName), l.opts.JournalSegmentSize)
+	jrnl, batches, err := openJournal(filepath.Join(l.dir, journalDirName), l.opts.JournalSegmentSize, size)
 	if err != nil {
 		cancel()
 		return err
