@@ -102,7 +102,7 @@ func TestVerifyNamesTheFirstBadEntry(t *testing.T) {
 		}, "entry 1: "},
 		{"missing bundle", func(t *testing.T, dir string) {
 			os.Remove(dir + last)
-		}, "entry 256: entry bundle"},
+		}, "entry 256: tile/entries/001"},
 		{"extra trailing entry", func(t *testing.T, dir string) {
 			es := readBundleFile(t, dir+last)
 			writeBundleFile(t, dir+last, append(es, es[len(es)-1]))
