@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
@@ -144,7 +143,7 @@ func (s *store) widest(idx uint64) ([][]byte, error) {
 		}
 		best := 0
 		for _, de := range des {
-			if w, err := strconv.Atoi(de.Name()); err == nil && w > best {
+			if w, ok := partialWidth(de.Name()); ok && w > best {
 				best = w
 			}
 		}

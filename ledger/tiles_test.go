@@ -150,3 +150,32 @@ func TestTileCheckerFullUpperTile(t *testing.T) {
 		t.Fatalf("the full level-1 tile removed: %v", err)
 	}
 }
+
+// A crash can leave Tessera's temporary files (the target's name with random digits
+// appended) beside the tiles; they are not part of the layout and every reader ignores
+// them.
+func TestReadersIgnoreTesseraTemporaryFiles(t *testing.T) {
+	node := newTestNode(t)
+	dir := pristine(t, node, 200) // about 250 entries: bundle 0 partial
+	log := filepath.Join(dir, logDirName)
+	for _, p := range []string{layout.EntriesPath(0, 0) + ".p/1971234567", layout.TilePath(0, 0, 0) + ".p/25", layout.TilePath(0, 0, 0) + ".p/2581234", "checkpoint55512"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(log, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(log, p), []byte("left by a crash"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(log, layout.TilePath(0, 0, 0)+".p/25")) // only the digit-suffixed ones stay
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Verify(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pending(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Entries(context.Background(), 0, r.Size()); err != nil {
+		t.Fatal(err)
+	}
+}

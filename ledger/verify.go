@@ -362,8 +362,8 @@ func (s *store) versions(full string) (storedVersions, error) {
 		return nil, err
 	}
 	for _, de := range des {
-		w, err := strconv.Atoi(de.Name())
-		if err != nil || w < 1 || w >= layout.TileWidth || strconv.Itoa(w) != de.Name() {
+		w, ok := partialWidth(de.Name())
+		if !ok {
 			continue
 		}
 		if err := read(full+".p/"+de.Name(), w); err != nil {
@@ -375,6 +375,17 @@ func (s *store) versions(full string) (storedVersions, error) {
 	}
 	slices.SortFunc(out, func(a, b storedVersion) int { return a.width - b.width })
 	return out, nil
+}
+
+// partialWidth reads the name of a partial tile or bundle, "1" to "255". Other names
+// in a .p directory are not part of the layout: Tessera names its temporary files after
+// the target with random digits appended, and a crash can leave them behind.
+func partialWidth(name string) (int, bool) {
+	w, err := strconv.Atoi(name)
+	if err != nil || w < 1 || w >= layout.TileWidth || strconv.Itoa(w) != name {
+		return 0, false
+	}
+	return w, true
 }
 
 // source is the version that holds the resource at the given width: the one of that
