@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/oar"
+	"github.com/transparency-dev/tessera/api/layout"
 )
 
 // The crash helper is this test binary run again with SIOS_LEDGER_CRASH set to
@@ -205,5 +207,70 @@ func TestVerifyCatchesAForgedJournalEntry(t *testing.T) {
 	_, err = r.Verify(context.Background(), false)
 	if err == nil || !strings.Contains(err.Error(), "root does not match") || !strings.Contains(err.Error(), "only the journal holds") {
 		t.Fatalf("verify: %v", err)
+	}
+}
+
+// A crash during an integration can leave tile and bundle files that hold entries
+// beyond Tessera's integrated size (log/.state/treeState). No checkpoint or state
+// commits to those bytes, and the node rewrites them from the journal when it next
+// starts: whatever they hold is harmless (OAR/1 section 9).
+func TestRecoveryRewritesFilesBeyondTesseraState(t *testing.T) {
+	dir, node, size, integrated := crashedLedger(t)
+	// Junk where Tessera will write the entries the journal holds beyond its state:
+	// the bundle and level-0 tile of the journal's end.
+	idx := (size - 1) / layout.EntryBundleWidth
+	w := layout.PartialTileSize(0, idx, size)
+	log := filepath.Join(dir, logDirName)
+	junkBundle := filepath.Join(log, layout.EntriesPath(idx, w))
+	junkTile := filepath.Join(log, layout.TilePath(0, idx, w))
+	// Well-formed files: the entries and hashes below the state as they are, junk for
+	// those beyond it.
+	st := newStore(log)
+	var bundle, tile []byte
+	for i := idx * layout.EntryBundleWidth; i < size; i++ {
+		e, h := bytes.Repeat([]byte{0xa5}, 40), bytes.Repeat([]byte{0xa5}, 32)
+		if i < integrated {
+			es, err := st.entries(context.Background(), i, i+1, integrated)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, h = es[0], oar.RecordHash(es[0])
+		}
+		bundle = append(binary.BigEndian.AppendUint16(bundle, uint16(len(e))), e...)
+		tile = append(tile, h...)
+	}
+	for p, data := range map[string][]byte{junkBundle: bundle, junkTile: tile} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Verify(context.Background(), false); err != nil {
+		t.Fatalf("junk beyond Tessera's state failed verification: %v", err)
+	}
+	// The node recovers: Tessera integrates the journal's entries over the junk.
+	l, err := Open(context.Background(), dir, node, Options{CheckpointInterval: 100 * time.Millisecond, TesseraBatchAge: time.Millisecond, TesseraBatchSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err = OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil || res.Entries != size {
+		t.Fatalf("after recovery: %+v, %v", res, err)
+	}
+	for _, p := range []string{junkBundle, junkTile} {
+		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte{0xa5, 0xa5, 0xa5, 0xa5}) {
+			t.Fatalf("%s still holds the junk after recovery", p)
+		}
 	}
 }
