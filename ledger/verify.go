@@ -97,14 +97,23 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 		}
 	}
 
+	// Beyond what Tessera recorded, a crash during an integration can leave files
+	// holding entries [target, …): they must hold the journal's entries, which are
+	// what the node integrates there when it next starts.
+	var beyond func(i uint64) []byte
+	end := target
+	if !live && state != nil {
+		beyond = jr.beyondEntry
+		end = max(target, jr.endOr(0))
+	}
 	c := newChain(r.nodeID, r.pub, 0)
 	rng := rangeFactory.NewEmptyRange(0)
 	var seenRoot, cpRoot []byte
 	if seen != nil && seen.Size == 0 {
 		seenRoot = rfc6962.DefaultHasher.EmptyRoot()
 	}
-	tc := &tileChecker{store: r.store, size: target, checkpointSize: size}
-	for b := range r.parseBundles(ctx, target, c) {
+	tc := &tileChecker{store: r.store, size: end, checkpointSize: size}
+	for b := range r.parseBundles(ctx, target, c, beyond) {
 		if b.err != nil {
 			return nil, b.err
 		}
@@ -141,6 +150,13 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if beyond != nil {
+		n, err := r.checkFilesBeyond(ctx, target, end, beyond, tc)
+		if err != nil {
+			return nil, err
+		}
+		res.Files += n
 	}
 	n, err := tc.finish(ctx)
 	if err != nil {
@@ -200,7 +216,7 @@ type parsedBundle struct {
 
 // parseBundles reads, hashes and parses the bundles of a log of the given size on all
 // cores, yielding them in order. It stops early at the first unreadable bundle.
-func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain) iter.Seq[*parsedBundle] {
+func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain, beyond func(uint64) []byte) iter.Seq[*parsedBundle] {
 	return func(yield func(*parsedBundle) bool) {
 		n := (size + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth
 		workers := runtime.GOMAXPROCS(0)
@@ -230,7 +246,7 @@ func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain) iter.S
 				case <-ctx.Done():
 					return
 				}
-				job := func() { f <- r.parseBundle(idx, size, c) }
+				job := func() { f <- r.parseBundle(idx, size, c, beyond) }
 				select {
 				case jobs <- job:
 				case <-ctx.Done():
@@ -258,8 +274,10 @@ func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain) iter.S
 
 // parseBundle reads every stored version of entry bundle idx and of its level-0 hash
 // tile (the full file and the partial ones kept beside it), checks that they agree
-// with one another, and hashes and parses the entries.
-func (r *Reader) parseBundle(idx, size uint64, c *chain) *parsedBundle {
+// with one another, and hashes and parses the entries. Entries and hashes that
+// versions hold beyond size are compared with beyond(index) (the journal's), unless
+// beyond is nil (a writer is adding them as verification reads).
+func (r *Reader) parseBundle(idx, size uint64, c *chain, beyond func(uint64) []byte) *parsedBundle {
 	b := &parsedBundle{base: idx * layout.EntryBundleWidth}
 	width := int(bundleWidth(idx, size))
 	fail := func(err error) *parsedBundle {
@@ -293,6 +311,10 @@ func (r *Reader) parseBundle(idx, size uint64, c *chain) *parsedBundle {
 				return b
 			}
 		}
+		if err := checkBeyond(v, versions[k], width, b.base, beyond, false); err != nil {
+			b.err = err
+			return b
+		}
 	}
 
 	tiles, err := r.store.versions(layout.TilePath(0, idx, 0))
@@ -316,6 +338,10 @@ func (r *Reader) parseBundle(idx, size uint64, c *chain) *parsedBundle {
 			b.err = &VerifyError{Index: b.base + uint64(j), Reason: fmt.Sprintf("%s and %s hold different hashes for this entry (a stored copy was altered)", v.path, b.tilePath)}
 			return b
 		}
+		if err := checkBeyond(v, tileHashes(v), width, b.base, beyond, true); err != nil {
+			b.err = err
+			return b
+		}
 	}
 	b.files = uint64(len(bundles) + len(tiles))
 
@@ -329,6 +355,87 @@ func (r *Reader) parseBundle(idx, size uint64, c *chain) *parsedBundle {
 		b.sigErrs[k] = c.checkSeal(b.parsed[k])
 	}
 	return b
+}
+
+// checkBeyond compares what version v holds from position from on — entries (items)
+// of an entry bundle, or leaf hashes of a level-0 tile — with the journal's entries
+// at those indices (beyond). A writer may be adding them (beyond is nil): then they
+// are not compared.
+func checkBeyond(v storedVersion, items [][]byte, from int, base uint64, beyond func(uint64) []byte, hashes bool) error {
+	if beyond == nil {
+		return nil
+	}
+	for j := from; j < len(items); j++ {
+		i := base + uint64(j)
+		want := beyond(i)
+		if want == nil {
+			return &VerifyError{Index: i, Reason: fmt.Sprintf("%s holds this entry, which is neither in the log Tessera recorded nor in the journal (the file was altered)", v.path)}
+		}
+		if hashes {
+			want = oar.RecordHash(want)
+		}
+		if !bytes.Equal(items[j], want) {
+			return &VerifyError{Index: i, Reason: fmt.Sprintf("%s holds other bytes for this entry than the journal, which the node integrates there when it next starts (the file was altered)", v.path)}
+		}
+	}
+	return nil
+}
+
+// tileHashes splits a hash tile version into its hashes.
+func tileHashes(v storedVersion) [][]byte {
+	out := make([][]byte, len(v.data)/oar.HashSize)
+	for j := range out {
+		out[j] = v.data[j*oar.HashSize : (j+1)*oar.HashSize]
+	}
+	return out
+}
+
+// checkFilesBeyond checks the entry bundles and level-0 tiles that lie wholly beyond
+// Tessera's integrated size (from): a crash during an integration can leave them, and
+// they must hold the journal's entries, up to end. It then gives the tile checker the
+// journal's leaf hashes of [from, end), so that upper tiles are checked that far.
+func (r *Reader) checkFilesBeyond(ctx context.Context, from, end uint64, beyond func(uint64) []byte, tc *tileChecker) (uint64, error) {
+	var files uint64
+	for idx := (from + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth; ; idx++ {
+		base := idx * layout.EntryBundleWidth
+		bundles, err := r.store.versions(layout.EntriesPath(idx, 0))
+		if err != nil {
+			return 0, fmt.Errorf("entry bundle %d: %v", idx, err)
+		}
+		tiles, err := r.store.versions(layout.TilePath(0, idx, 0))
+		if err != nil {
+			return 0, fmt.Errorf("hash tile 0/%d: %v", idx, err)
+		}
+		if len(bundles)+len(tiles) == 0 && base >= end {
+			break
+		}
+		if err := tiles.checkSizes(); err != nil {
+			return 0, err
+		}
+		for _, v := range bundles {
+			var eb api.EntryBundle
+			if err := eb.UnmarshalText(v.data); err != nil || len(eb.Entries) != v.width {
+				return 0, &VerifyError{Index: base, Reason: fmt.Sprintf("%s is not an entry bundle of %d entries (the file was altered)", v.path, v.width)}
+			}
+			if err := checkBeyond(v, eb.Entries, 0, base, beyond, false); err != nil {
+				return 0, err
+			}
+		}
+		for _, v := range tiles {
+			if err := checkBeyond(v, tileHashes(v), 0, base, beyond, true); err != nil {
+				return 0, err
+			}
+		}
+		files += uint64(len(bundles) + len(tiles))
+	}
+	var leaves [][]byte
+	for i := from; i < end; i++ {
+		leaves = append(leaves, oar.RecordHash(beyond(i)))
+	}
+	if err := tc.addLeaves(ctx, from, leaves); err != nil {
+		return 0, err
+	}
+	return files, ctx.Err()
 }
 
 // storedVersion is one stored version of a tile or entry bundle: the full file (width
@@ -427,20 +534,25 @@ func (storedVersions) firstDifference(a, b storedVersion, width int) int {
 // tiles are checked with their entry bundles (parseBundle).
 type tileChecker struct {
 	store          *store
-	size           uint64 // the size verified
-	checkpointSize uint64 // tiles a client of the checkpoint needs must exist
+	size           uint64   // the size verified
+	checkpointSize uint64   // tiles a client of the checkpoint needs must exist
+	leaves         [][]byte // level-0 hashes not yet in a full tile
 	rows           [][][]byte
 	full           []uint64 // full tiles checked so far at each level
 	files          uint64
 }
 
-// addLeaves takes the leaf hashes of one entry bundle; a full one is a full level-0
-// tile, whose root is a hash of level 1.
+// addLeaves takes the next leaf hashes, in order; each full level-0 tile's root is a
+// hash of level 1. (Level-0 tiles themselves are checked with their bundles.)
 func (tc *tileChecker) addLeaves(ctx context.Context, base uint64, leaves [][]byte) error {
-	if len(leaves) < layout.TileWidth {
-		return nil
+	tc.leaves = append(tc.leaves, leaves...)
+	for len(tc.leaves) >= layout.TileWidth {
+		if err := tc.add(ctx, 1, subtreeRoot(tc.leaves[:layout.TileWidth])); err != nil {
+			return err
+		}
+		tc.leaves = tc.leaves[layout.TileWidth:]
 	}
-	return tc.add(ctx, 1, subtreeRoot(leaves))
+	return nil
 }
 
 // add adds hash h at tree level 8*level; a row that fills up is a full tile, checked,
@@ -578,6 +690,7 @@ func (r *Reader) readTesseraState(checkpointSize uint64) (*tesseraState, error) 
 type journalRead struct {
 	held    map[uint64][]byte // entries the log holds too, by index: they must agree
 	beyond  []*batch          // entries only the journal holds, from the log's size on
+	flat    [][]byte          // the entries of beyond, in order
 	end     uint64
 	torn    string
 	ignored string
@@ -612,6 +725,7 @@ func (r *Reader) readJournal(integrated uint64) (*journalRead, error) {
 		if b.end() > integrated {
 			from := max(b.first, integrated)
 			jr.beyond = append(jr.beyond, &batch{first: from, entries: b.entries[from-b.first:]})
+			jr.flat = append(jr.flat, b.entries[from-b.first:]...)
 		}
 		jr.end = b.end()
 	}
@@ -620,6 +734,23 @@ func (r *Reader) readJournal(integrated uint64) (*journalRead, error) {
 			integrated, jr.beyond[0].first-1, jr.beyond[0].first)
 	}
 	return jr, nil
+}
+
+// beyondEntry is the journal's entry i, for i at or past the log's integrated size,
+// or nil.
+func (jr *journalRead) beyondEntry(i uint64) []byte {
+	if jr == nil || len(jr.beyond) == 0 || i < jr.beyond[0].first || i-jr.beyond[0].first >= uint64(len(jr.flat)) {
+		return nil
+	}
+	return jr.flat[i-jr.beyond[0].first]
+}
+
+// endOr is the index after the journal's last entry, or def without a journal.
+func (jr *journalRead) endOr(def uint64) uint64 {
+	if jr == nil {
+		return def
+	}
+	return jr.end
 }
 
 func (jr *journalRead) entry(i uint64) ([]byte, bool) {
