@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,11 +21,12 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 )
 
-// Limits on the files 'audit verify --receipt' reads, named in the errors.
+// Limits on what 'audit verify --receipt' reads, named in the errors. A file of
+// receipts is read one document at a time, so its size is not bounded.
 const (
-	maxReceiptsFile = 1 << 30  // a file of receipts (about 200,000 of them)
-	maxCertFile     = 64 << 10 // an enrolment certificate
-	maxRecordFile   = oar.MaxEntrySize
+	maxReceiptDoc = 1 << 20  // one receipt document or header line (a receipt is about 5 KiB)
+	maxCertFile   = 64 << 10 // an enrolment certificate
+	maxRecordFile = oar.MaxEntrySize
 )
 
 // receiptDoc is one receipt as found in the file: JSON (a receipt, or the output of
@@ -55,22 +57,14 @@ func verifyReceipts(e *env, path, certPath, recordPath string, asJSON bool) erro
 	if err != nil {
 		return err
 	}
-	data, err := readFileLimited(path, maxReceiptsFile, "maxReceiptsFile")
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
-	docs, err := splitReceipts(data)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if len(docs) == 0 {
-		return fmt.Errorf("%s holds no receipt", path)
-	}
+	defer f.Close()
+	docs := newReceiptReader(f)
 	var record []byte
 	if recordPath != "" {
-		if len(docs) != 1 {
-			return usageError("--record goes with a file of one receipt; %s holds %d", path, len(docs))
-		}
 		raw, err := readFileLimited(recordPath, 2*maxRecordFile, "twice oar.MaxEntrySize")
 		if err != nil {
 			return err
@@ -81,48 +75,65 @@ func verifyReceipts(e *env, path, certPath, recordPath string, asJSON bool) erro
 			return fmt.Errorf("%s is not a JSON record: %v", recordPath, err)
 		}
 	}
-	results := make([]receiptResult, len(docs))
-	failed := 0
+	var results []receiptResult
+	failed, count := 0, 0
 	var firstErr error
-	for k, d := range docs {
-		results[k] = verifyReceiptDoc(d, cert, pub, record)
-		if !results[k].Verified {
+	for {
+		d, err := docs.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		count++
+		if record != nil && count > 1 {
+			return usageError("--record goes with a file of one receipt; %s holds more", path)
+		}
+		res := verifyReceiptDoc(d, cert, pub, record)
+		if !res.Verified {
 			failed++
 			if firstErr == nil {
-				firstErr = fmt.Errorf("%s: %s", d.where, results[k].Error)
+				firstErr = fmt.Errorf("%s: %s", d.where, res.Error)
 			}
 		}
+		if asJSON {
+			results = append(results, res)
+		} else if res.Verified {
+			printReceiptResult(e, res)
+		}
+	}
+	if count == 0 {
+		return fmt.Errorf("%s holds no receipt", path)
 	}
 	if asJSON {
 		if err := printJSON(e.stdout, map[string]any{"verified": failed == 0, "node_id": cert.NodeID, "root_id": cert.RootID, "receipts": results}); err != nil {
 			return err
 		}
 	} else {
-		for _, r := range results {
-			if !r.Verified {
-				continue
-			}
-			if r.Kind == oar.KindSeal {
-				fmt.Fprintf(e.stdout, "%s: entry %d (leaf hash %s) is in the log's checkpoint of %d entries\n", r.Where, r.Index, r.RecordHash, r.TreeSize)
-				continue
-			}
-			fmt.Fprintf(e.stdout, "%s: entry %d (record_hash %s) is sealed by seal %d at index %d; both signatures verify",
-				r.Where, r.Index, r.RecordHash, r.Seal, r.SealIndex)
-			if r.TreeSize > 0 {
-				fmt.Fprintf(e.stdout, "; in the log's checkpoint of %d entries", r.TreeSize)
-			}
-			fmt.Fprintln(e.stdout)
-		}
 		fmt.Fprintf(e.stdout, "node %s, enrolled by institution root %s: compare it with the root you trust\n", cert.NodeID, cert.RootID)
 	}
 	if failed > 0 {
-		err := fmt.Errorf("%d of %d receipts failed verification; the first, %w", failed, len(docs), firstErr)
+		err := fmt.Errorf("%d of %d receipts failed verification; the first, %w", failed, count, firstErr)
 		if asJSON {
 			return &cliError{err: err, code: exitFailure, quiet: true}
 		}
 		return err
 	}
 	return nil
+}
+
+func printReceiptResult(e *env, r receiptResult) {
+	if r.Kind == oar.KindSeal {
+		fmt.Fprintf(e.stdout, "%s: entry %d (leaf hash %s) is in the log's checkpoint of %d entries\n", r.Where, r.Index, r.RecordHash, r.TreeSize)
+		return
+	}
+	fmt.Fprintf(e.stdout, "%s: entry %d (record_hash %s) is sealed by seal %d at index %d; both signatures verify",
+		r.Where, r.Index, r.RecordHash, r.Seal, r.SealIndex)
+	if r.TreeSize > 0 {
+		fmt.Fprintf(e.stdout, "; in the log's checkpoint of %d entries", r.TreeSize)
+	}
+	fmt.Fprintln(e.stdout)
 }
 
 // receiptCert loads the certificate receipts are verified with: the file given, read
@@ -162,42 +173,122 @@ func readFileLimited(path string, limit int64, name string) ([]byte, error) {
 	return data, nil
 }
 
-// splitReceipts finds the receipts in a file: a sequence of JSON documents, or lines of
-// X-Sios-Receipt header values (unpadded base64url of the receipt JSON, with or without
-// the header name).
-func splitReceipts(data []byte) ([]receiptDoc, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		var docs []receiptDoc
-		dec := jsontext.NewDecoder(bytes.NewReader(data))
-		for k := 1; ; k++ {
-			off := dec.InputOffset()
-			v, err := dec.ReadValue()
-			if errors.Is(err, io.EOF) {
-				return docs, nil
-			}
+// receiptReader reads the receipts of a file one at a time: a sequence of JSON
+// documents, or lines of X-Sios-Receipt header values (unpadded base64url of the
+// receipt JSON, with or without the header name).
+type receiptReader struct {
+	r      *bufio.Reader
+	kind   byte // '{' for JSON documents, 'h' for header lines, 0 until known
+	n      int  // documents or lines read
+	offset int64
+}
+
+func newReceiptReader(r io.Reader) *receiptReader {
+	return &receiptReader{r: bufio.NewReaderSize(r, 1<<16)}
+}
+
+// next returns the next receipt document, or io.EOF.
+func (rr *receiptReader) next() (receiptDoc, error) {
+	if rr.kind == 0 {
+		for {
+			c, err := rr.r.ReadByte()
 			if err != nil {
-				return nil, fmt.Errorf("JSON document %d (byte offset %d): %v", k, off, err)
+				return receiptDoc{}, err
 			}
-			docs = append(docs, receiptDoc{where: fmt.Sprintf("receipt %d", k), json: bytes.Clone(v)})
+			if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+				rr.r.UnreadByte()
+				rr.kind = 'h'
+				if c == '{' {
+					rr.kind = '{'
+				}
+				break
+			}
+			rr.offset++
 		}
 	}
-	var docs []receiptDoc
-	for n, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
+	if rr.kind == '{' {
+		return rr.nextJSON()
+	}
+	return rr.nextHeader()
+}
+
+// nextJSON reads one JSON object: up to the brace that closes it, outside strings. The
+// strict parse of what it returns is verifyReceiptDoc's.
+func (rr *receiptReader) nextJSON() (receiptDoc, error) {
+	var doc []byte
+	depth, inString, escaped := 0, false, false
+	start := rr.offset
+	for {
+		c, err := rr.r.ReadByte()
+		if errors.Is(err, io.EOF) && depth == 0 && len(doc) == 0 {
+			return receiptDoc{}, io.EOF
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return receiptDoc{}, fmt.Errorf("JSON document %d (byte offset %d) is cut short", rr.n+1, start)
+			}
+			return receiptDoc{}, err
+		}
+		rr.offset++
+		if len(doc) == 0 {
+			if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+				start++
+				continue
+			}
+			if c != '{' {
+				return receiptDoc{}, fmt.Errorf("byte offset %d: want a JSON object, found %q", start, c)
+			}
+		}
+		doc = append(doc, c)
+		if len(doc) > maxReceiptDoc {
+			return receiptDoc{}, fmt.Errorf("JSON document %d (byte offset %d) is larger than %d bytes (maxReceiptDoc)", rr.n+1, start, maxReceiptDoc)
+		}
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		}
+		if depth == 0 {
+			rr.n++
+			return receiptDoc{where: fmt.Sprintf("receipt %d", rr.n), json: doc}, nil
+		}
+	}
+}
+
+func (rr *receiptReader) nextHeader() (receiptDoc, error) {
+	for {
+		line, err := rr.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxReceiptDoc {
+			return receiptDoc{}, fmt.Errorf("line %d is longer than %d bytes", rr.n+1, rr.r.Size())
+		}
+		if len(line) == 0 && err != nil {
+			return receiptDoc{}, err
+		}
+		rr.n++
+		text := strings.TrimSpace(string(line))
+		if text == "" {
+			if err != nil {
+				return receiptDoc{}, err
+			}
 			continue
 		}
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "X-Sios-Receipt") {
-			line = strings.TrimSpace(value)
+		if name, value, ok := strings.Cut(text, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "X-Sios-Receipt") {
+			text = strings.TrimSpace(value)
 		}
-		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(line, "="))
-		if err != nil {
-			return nil, fmt.Errorf("line %d is neither JSON nor an X-Sios-Receipt value (unpadded base64url): %v", n+1, err)
+		raw, derr := base64.RawURLEncoding.DecodeString(strings.TrimRight(text, "="))
+		if derr != nil {
+			return receiptDoc{}, fmt.Errorf("line %d is neither JSON nor an X-Sios-Receipt value (unpadded base64url): %v", rr.n, derr)
 		}
-		docs = append(docs, receiptDoc{where: fmt.Sprintf("line %d", n+1), json: raw})
+		return receiptDoc{where: fmt.Sprintf("line %d", rr.n), json: raw}, nil
 	}
-	return docs, nil
 }
 
 // proveOutput is the document 'audit prove --json' prints.
