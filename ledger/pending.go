@@ -45,7 +45,7 @@ func (r *Reader) Pending(ctx context.Context) ([]PendingEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	batches, err := collectBatches(segs, 0)
+	batches, err := collectBatches(segs, r.cp.Size)
 	if err != nil {
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func TestTileCheckerFullUpperTile(t *testing.T) {
 	check := func() error {
 		tc := &tileChecker{store: newStore(dir), size: n, checkpointSize: n}
 		for base := 0; base < n; base += layout.EntryBundleWidth {
-			if err := tc.addLeaves(ctx, uint64(base), leaves[base:min(base+layout.EntryBundleWidth, n)]); err != nil {
+			if err := tc.addLeaves(ctx, leaves[base:min(base+layout.EntryBundleWidth, n)]); err != nil {
 				return err
 			}
 		}

@@ -144,7 +144,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 				}
 			}
 		}
-		if err := tc.addLeaves(ctx, b.base, b.leaves); err != nil {
+		if err := tc.addLeaves(ctx, b.leaves); err != nil {
 			return nil, err
 		}
 	}
@@ -185,7 +185,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 		res.Integrated = target
 	}
 	if jr != nil {
-		if err := jr.continueChain(c, target); err != nil {
+		if err := jr.continueChain(c); err != nil {
 			return nil, err
 		}
 		res.JournalEnd, res.TornJournal, res.IgnoredJournal = jr.end, jr.torn, jr.ignored
@@ -432,7 +432,7 @@ func (r *Reader) checkFilesBeyond(ctx context.Context, from, end uint64, beyond 
 	for i := from; i < end; i++ {
 		leaves = append(leaves, oar.RecordHash(beyond(i)))
 	}
-	if err := tc.addLeaves(ctx, from, leaves); err != nil {
+	if err := tc.addLeaves(ctx, leaves); err != nil {
 		return 0, err
 	}
 	return files, ctx.Err()
@@ -544,7 +544,7 @@ type tileChecker struct {
 
 // addLeaves takes the next leaf hashes, in order; each full level-0 tile's root is a
 // hash of level 1. (Level-0 tiles themselves are checked with their bundles.)
-func (tc *tileChecker) addLeaves(ctx context.Context, base uint64, leaves [][]byte) error {
+func (tc *tileChecker) addLeaves(ctx context.Context, leaves [][]byte) error {
 	tc.leaves = append(tc.leaves, leaves...)
 	for len(tc.leaves) >= layout.TileWidth {
 		if err := tc.add(ctx, 1, subtreeRoot(tc.leaves[:layout.TileWidth])); err != nil {
@@ -762,8 +762,8 @@ func (jr *journalRead) entry(i uint64) ([]byte, bool) {
 }
 
 // continueChain checks the entries only the journal holds as the continuation of the
-// log's seal chain c, which ends at index from.
-func (jr *journalRead) continueChain(c *chain, from uint64) error {
+// log's seal chain c, which ends where they begin.
+func (jr *journalRead) continueChain(c *chain) error {
 	for _, b := range jr.beyond {
 		for _, e := range b.entries {
 			if err := c.add(e, oar.RecordHash(e)); err != nil {
