@@ -57,8 +57,10 @@ const (
 	spareName       = "spare.tmp"
 	frameHeaderSize = 12
 	sectorSize      = 512
-	// maxFrame bounds a frame read back: a batch of MaxSealCount full-size entries.
-	maxFrame = 12 + (oar.MaxSealCount+1)*(oar.MaxEntrySize+4)
+	// maxFrame bounds a frame's payload, written or read back: what its 4-byte length
+	// can say. (A batch of MaxSealCount+1 entries of MaxEntrySize would not fit; the
+	// writer refuses such a batch rather than write a length that wraps.)
+	maxFrame = 1<<32 - 1
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -438,11 +440,17 @@ func decodePayload(payload []byte) (*batch, error) {
 	return b, nil
 }
 
-func encodeFrame(buf []byte, b *batch) []byte {
-	n := 12
+// frameSize is the size of b's frame payload.
+func frameSize(b *batch) uint64 {
+	n := uint64(12)
 	for _, e := range b.entries {
-		n += 4 + len(e)
+		n += 4 + uint64(len(e))
 	}
+	return n
+}
+
+func encodeFrame(buf []byte, b *batch) []byte {
+	n := frameSize(b)
 	buf = binary.BigEndian.AppendUint32(buf[:0], uint32(n))
 	buf = binary.BigEndian.AppendUint32(buf, 0)
 	buf = binary.BigEndian.AppendUint32(buf, 0)
@@ -459,6 +467,9 @@ func encodeFrame(buf []byte, b *batch) []byte {
 
 // write appends a batch as one frame and makes it durable. Called by one goroutine.
 func (j *journal) write(b *batch) error {
+	if n := frameSize(b); n > maxFrame {
+		return fmt.Errorf("journal: a batch of %d entries takes %d bytes, more than a frame holds (%d): lower SealMaxRecords", len(b.entries), n, maxFrame)
+	}
 	j.buf = encodeFrame(j.buf, b)
 	// Keep room for the padding and a zero header after the frame, which marks the end.
 	need := int64(alignSector(len(j.buf))) + frameHeaderSize

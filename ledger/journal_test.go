@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sios-project/sios/oar"
 )
 
 // testBatches makes n batches of k entries of about 300 bytes, from index 0.
@@ -206,5 +208,23 @@ func TestJournalReadsTheEarlierFormat(t *testing.T) {
 	_, got, err = openJournal(dir, 1<<20, 0)
 	if err != nil || len(got) != 4 {
 		t.Fatalf("after a write in the current format: %d batches, %v", len(got), err)
+	}
+}
+
+// A batch whose frame length would not fit the frame's 4-byte length is refused
+// rather than written with a length that wraps (and then read back as damage).
+func TestJournalRefusesABatchBeyondItsFrame(t *testing.T) {
+	entry := bytes.Repeat([]byte("x"), oar.MaxEntrySize) // shared: the batch costs 64 KiB
+	b := &batch{first: 0, entries: make([][]byte, oar.MaxSealCount+1)}
+	for i := range b.entries {
+		b.entries[i] = entry
+	}
+	j, _, err := openJournal(t.TempDir(), 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close(0)
+	if err := j.write(b); err == nil || !strings.Contains(err.Error(), "more than a frame holds") {
+		t.Fatalf("write of a %d-byte frame: %v", frameSize(b), err)
 	}
 }
