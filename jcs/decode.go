@@ -29,7 +29,9 @@ func DecodeStrict(data []byte, v any) error {
 		return err
 	}
 	if err := jsonv2.Unmarshal(data, v, jsonv2.RejectUnknownMembers(true)); err != nil {
-		return fmt.Errorf("jcs: %v", err)
+		// Wrapped, so that a caller can find a field decoder's own error (errors.As)
+		// and where it was (a *json.SemanticError of go-json-experiment/json).
+		return fmt.Errorf("jcs: %w", err)
 	}
 	return nil
 }
