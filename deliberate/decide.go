@@ -87,11 +87,17 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 		return nil, &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record this decision, so no member was asked"}
 	}
 	if reqRec.Decision.Effect == "deny" {
+		// Refused for want of consent alone, the decision says so with the first
+		// member's code, as a remote call does.
+		code := invoke.Code(seats[0].code)
 		var why []string
 		for _, st := range seats {
 			why = append(why, st.member+": "+st.reason)
+			if st.code == "" {
+				code = invoke.CodePolicyDenied
+			}
 		}
-		return nil, &invoke.Error{Code: invoke.CodePolicyDenied, Receipt: rc,
+		return nil, &invoke.Error{Code: code, Receipt: rc,
 			Message: "no member of the panel may be asked: " + strings.Join(why, "; ")}
 	}
 

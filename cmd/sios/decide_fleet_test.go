@@ -375,6 +375,12 @@ func TestDecisionsAcrossTheFleet(t *testing.T) {
 				}
 			}
 		}
+		// A panel all of whose members want a grant is refused as a remote call is.
+		status, _, body = f.o.decide(t, bob, map[string]any{"question": "Nobody may be asked", "options": []string{"discharge", "admit"},
+			"members": []string{secondOpinion + "@*", secondOpinion + "@" + f.idB}, "classification": "OFFICIAL-SENSITIVE"})
+		if status != 403 || !strings.Contains(body, `"consent_required"`) {
+			t.Fatalf("a panel of members without a grant: %d %.300s", status, body)
+		}
 		if n := f.modelB.Chats(); n != chats {
 			t.Fatalf("B's model server answered %d requests while only members without a grant were at B", n-chats)
 		}
