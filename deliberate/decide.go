@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -73,15 +74,15 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 		return nil, fmt.Errorf("decision request sealed but does not parse: %w", err)
 	}
 	seats := s.plan(pr, req, level)
-	// Each use of a consent grant is durable, on disk and in consent.use, before the
-	// request record names it, and so before anything is sent.
-	if err := s.useGrants(ctx, pr, req, level, seats); err != nil {
+	uses, err := s.useGrants(pr, req, level, seats)
+	if err != nil {
 		return nil, err
 	}
 
-	// The request record is durable before any member is asked.
+	// The request record, and the consent.use record of every grant a member is asked
+	// under, are durable before any member is asked.
 	reqRec := s.requestRecord(pr, req, len(ask.Question), seats)
-	rc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), reqRec)
+	rc, err := s.appendTogether(ctx, reqRec, uses)
 	if err != nil {
 		s.cfg.Log.Error("decision request record", "decision", req.Hash(), "err", err)
 		return nil, &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record this decision, so no member was asked"}
@@ -328,28 +329,44 @@ func (st *seat) refuse(e *invoke.Error) {
 	st.policies, st.code, st.reason = []string{"consent"}, string(e.Code), string(e.Code)+": "+e.Message
 }
 
-// useGrants consumes one use of the consent grant of every seat asked under one, and
-// records it (consent.use), before the request record and before anything is sent.
-// A grant revoked, expired or used up since plan found it refuses its seat with its
-// code; a use that cannot be recorded stops the decision, with nothing sent.
-func (s *Service) useGrants(ctx context.Context, pr *policy.Principal, req *decision.Request, level policy.Level, seats []*seat) error {
+// useGrants consumes one use of the consent grant of every seat asked under one (on
+// disk when it returns) and returns the consent.use records of those uses, for the
+// ledger. A grant revoked, expired or used up since plan found it refuses its seat with
+// its code; any other failure stops the decision, with nothing sent.
+func (s *Service) useGrants(pr *policy.Principal, req *decision.Request, level policy.Level, seats []*seat) ([]*oar.Record, error) {
+	var recs []*oar.Record
 	for _, st := range seats {
 		if !st.allowed || st.grant == nil {
 			continue
 		}
-		en, h, err := s.cfg.Pipeline.UseMemberGrant(ctx, pr, st.grant, st.node, st.brain, req.Hash(), level)
+		en, rec, h, err := s.cfg.Pipeline.UseMemberGrant(pr, st.grant, st.node, st.brain, req.Hash(), level)
 		var e *invoke.Error
 		switch {
 		case err == nil:
 			st.grant, st.use = en, h
+			recs = append(recs, rec)
 		case errors.As(err, &e) && strings.HasPrefix(string(e.Code), "consent_"):
 			st.refuse(e)
 		default:
 			s.cfg.Log.Error("decision: consent use", "decision", req.Hash(), "member", st.member, "err", err)
-			return &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record the use of a consent grant, so no member was asked"}
+			return nil, &invoke.Error{Code: invoke.CodeInternal, Message: "the use of a consent grant could not be recorded, so no member was asked"}
 		}
 	}
-	return nil
+	return recs, nil
+}
+
+// appendTogether appends the request record and the consent.use records it links to at
+// once, so that they share one seal, and returns the request record's receipt when all
+// are durable; an error if any is not (then nothing may be sent).
+func (s *Service) appendTogether(ctx context.Context, reqRec *oar.Record, uses []*oar.Record) (*oar.Receipt, error) {
+	errs := make([]error, len(uses))
+	var wg sync.WaitGroup
+	for i, rec := range uses {
+		wg.Go(func() { _, _, errs[i] = s.cfg.Ledger.Append(context.WithoutCancel(ctx), rec) })
+	}
+	rc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), reqRec)
+	wg.Wait()
+	return rc, errors.Join(append(errs, err)...)
 }
 
 // firstToFill is, of the peers that may fill a BRAIN@* seat, the one whose ballot

@@ -8,8 +8,8 @@
 //     accredited below it, peer.send allows a remote member, and a member at another
 //     institution is covered by a consent grant of the principal's (the question is
 //     her data, as a remote call's messages are) — and the refusals are recorded with
-//     the allowed members in the decision.request record, made durable before any
-//     member is asked, after the consent.use record of every grant used. BRAIN@* seats
+//     the allowed members in the decision.request record, made durable with the
+//     consent.use record of every grant used before any member is asked. BRAIN@* seats
 //     are filled from the fleet's candidates. All members are asked at once, until the
 //     deadline: local ones through the invocation pipeline, remote ones by a decision
 //     call (CallPath) in a fed-call/1 envelope, or fed-call/2 carrying the grant. The

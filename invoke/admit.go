@@ -141,9 +141,13 @@ func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Ent
 		inv.note("consent", g.Grant.ID)
 		return p.refuse(ctx, inv, e)
 	}
-	h, err := p.recordUse(ctx, inv.Principal, en, inv.data, map[string]any{"peer": inv.peers[0].peer.NodeID, "brain": inv.brainID()})
+	rec, h, err := p.useRecord(inv.Principal, en, inv.data, map[string]any{"peer": inv.peers[0].peer.NodeID, "brain": inv.brainID()})
 	if err != nil {
 		return err
+	}
+	if _, err := p.appendNow(ctx, rec); err != nil {
+		p.cfg.Log.Error("audit consent use", "err", err)
+		return errAudit()
 	}
 	inv.used = en
 	inv.links = append(inv.links, oar.Link{Rel: "consent", RecordHash: h})
@@ -151,10 +155,10 @@ func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Ent
 	return nil
 }
 
-// recordUse records in consent.use the use of grant en (as Store.Use returned it) for
-// pr's data of level data, with what the use was for (about: the peer, the brain, …) in
-// its detail, and returns the record's hash once it is durable.
-func (p *Pipeline) recordUse(ctx context.Context, pr *policy.Principal, en *consent.Entry, data policy.Level, about map[string]any) (string, error) {
+// useRecord is the consent.use record of the use of grant en (as Store.Use returned it)
+// for pr's data of level data, with what the use was for (about: the peer, the brain,
+// …) in its detail, ready for the ledger, and its hash.
+func (p *Pipeline) useRecord(pr *policy.Principal, en *consent.Entry, data policy.Level, about map[string]any) (*oar.Record, string, error) {
 	detail := map[string]any{"grant": en.Grant.ID, "grant_hash": consent.Hash(en.Raw), "used": en.Used, "remaining": en.Remaining()}
 	for k, v := range about {
 		detail[k] = v
@@ -163,11 +167,7 @@ func (p *Pipeline) recordUse(ctx context.Context, pr *policy.Principal, en *cons
 		Classification: data.String(), Decision: &oar.Decision{Effect: "allow", Policies: []string{"consent"}}, Detail: mustJSON(detail)}
 	h, err := p.prepare(rec)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	if _, err := p.appendNow(ctx, rec); err != nil {
-		p.cfg.Log.Error("audit consent use", "err", err)
-		return "", errAudit()
-	}
-	return h, nil
+	return rec, h, nil
 }

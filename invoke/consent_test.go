@@ -585,9 +585,9 @@ func TestDescentOnlyForLocalBrains(t *testing.T) {
 
 // A decision's member at another institution is authorised as a remote call of its
 // brain would be: MemberGrant finds the principal's grant (consent_required without
-// one), MaySend allows only with it, and UseMemberGrant records the use, durable,
-// naming the decision — or refuses a grant revoked since it was found, recording
-// nothing.
+// one), MaySend allows only with it, and UseMemberGrant makes the use durable in the
+// store and gives its consent.use record, naming the decision — or refuses a grant used
+// up since it was found.
 func TestDecisionMemberGrant(t *testing.T) {
 	h, ps := remoteHarnessOf(t, 1, false)
 	peer, b := ps[0].peer, ps[0].peer.Brains[0]
@@ -611,20 +611,28 @@ func TestDecisionMemberGrant(t *testing.T) {
 		t.Fatalf("with the grant: %+v", d)
 	}
 	decision := strings.Repeat("d", 64)
-	used, hash, err := h.p.UseMemberGrant(ctx, dr, g, peer.NodeID, b.ID, decision, policy.Official)
+	used, rec, hash, err := h.p.UseMemberGrant(dr, g, peer.NodeID, b.ID, decision, policy.Official)
 	if err != nil || used.Used != 1 {
 		t.Fatalf("use: %v %v", used, err)
 	}
-	uses := h.rec.byAction(oar.ActionConsentUse)
-	if len(uses) != 1 || detailOf(t, uses[0])["decision"] != decision || detailOf(t, uses[0])["peer"] != peer.NodeID {
-		t.Fatalf("consent.use records %+v", uses)
+	if en, _ := h.p.cfg.Consent.Get(g.Grant.ID); en.Used != 1 {
+		t.Fatalf("the use is not in the store: %d", en.Used)
 	}
-	if u, _ := uses[0].Encode(); sha256HexRecord(u) != hash {
+	d := detailOf(t, rec)
+	if rec.Action != oar.ActionConsentUse || d["decision"] != decision || d["peer"] != peer.NodeID || d["brain"] != b.ID || d["grant"] != g.Grant.ID {
+		t.Fatalf("consent.use record %+v", rec)
+	}
+	// The record is the caller's to append (with the decision.request record that
+	// links to it): the hash given is the one it has in the log.
+	if _, _, err := h.rec.Append(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := h.rec.byAction(oar.ActionConsentUse)[0].Encode(); sha256HexRecord(u) != hash {
 		t.Fatal("the hash returned is not the consent.use record's")
 	}
-	// Its one use is made: a second is refused with its code, and nothing is recorded.
-	_, _, err = h.p.UseMemberGrant(ctx, dr, g, peer.NodeID, b.ID, decision, policy.Official)
-	if e := outcome(t, err, CodeConsentUsedUp); e == nil || len(h.rec.byAction(oar.ActionConsentUse)) != 1 {
+	// Its one use is made: a second is refused with its code.
+	_, rec, _, err = h.p.UseMemberGrant(dr, g, peer.NodeID, b.ID, decision, policy.Official)
+	if e := outcome(t, err, CodeConsentUsedUp); e == nil || rec != nil {
 		t.Fatal("a used-up grant was used")
 	}
 	if len(ps[0].envelopes) != 0 {

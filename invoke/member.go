@@ -1,7 +1,6 @@
 package invoke
 
 import (
-	"context"
 	"time"
 
 	"github.com/sios-project/sios/brain"
@@ -47,28 +46,29 @@ func (p *Pipeline) MemberGrant(pr *policy.Principal, brainID string, peer fleet.
 }
 
 // UseMemberGrant consumes one use of grant g (as MemberGrant found it) for a decision's
-// question, pr's data of level data, sent to brain at peer, and records it in
-// consent.use (detail: the grant, its hash, uses made and left, the peer, the brain and
-// the decision); it returns the grant as used and the record's hash once both the use
-// and the record are durable. A grant revoked, expired or used up since it was found is
-// an *Error with its consent code; an *Error with code audit_failed means nothing may be
-// sent.
-func (p *Pipeline) UseMemberGrant(ctx context.Context, pr *policy.Principal, g *consent.Entry, peer, brainID, decisionHash string, data policy.Level) (*consent.Entry, string, error) {
+// question, pr's data of level data, to go to brain at peer, and returns the grant as
+// used with its consent.use record (detail: the grant, its hash, uses made and left,
+// the peer, the brain and the decision), ready for the ledger, and the record's hash.
+// The use is on disk when it returns; the caller makes the record durable before the
+// question goes under the grant (with the decision.request record that links to it,
+// so that both share one seal). A grant revoked, expired or used up since it was found
+// is an *Error with its consent code.
+func (p *Pipeline) UseMemberGrant(pr *policy.Principal, g *consent.Entry, peer, brainID, decisionHash string, data policy.Level) (*consent.Entry, *oar.Record, string, error) {
 	if p.cfg.Consent == nil {
-		return nil, "", errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", brainID, peer)
+		return nil, nil, "", errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", brainID, peer)
 	}
 	en, err := p.cfg.Consent.Use(g.Grant.ID, time.Now())
 	if err != nil {
 		if consent.CodeOf(err) == "" {
 			p.cfg.Log.Error("consent store: use", "grant", g.Grant.ID, "err", err)
 		}
-		return nil, "", consentOutcome(err)
+		return nil, nil, "", consentOutcome(err)
 	}
-	h, err := p.recordUse(ctx, pr, en, data, map[string]any{"peer": peer, "brain": brainID, "decision": decisionHash})
+	rec, h, err := p.useRecord(pr, en, data, map[string]any{"peer": peer, "brain": brainID, "decision": decisionHash})
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	return en, h, nil
+	return en, rec, h, nil
 }
 
 // MayReadRecord decides whether pr may read record idx of this node's log (Cedar
