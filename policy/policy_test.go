@@ -418,8 +418,8 @@ func TestWrittenDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Len() != 13 {
-		t.Errorf("loaded %d policies, want 13", e.Len())
+	if e.Len() != 20 {
+		t.Errorf("loaded %d policies, want 20", e.Len())
 	}
 	for _, c := range defaultCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
