@@ -149,9 +149,10 @@ func (b *Bundle) Marshal() ([]byte, error) {
 }
 
 // ParseBundle decodes a bundle document without verifying it. It is strict, so that
-// no two verifiers read one bundle differently (jcs.Unmarshal): a member given twice
+// no two verifiers read one bundle differently (jcs.DecodeStrict): a member given twice
 // or spelt in another case, an unknown member at any depth, and trailing data are
-// refused, and every member of the bundle is required and must not be null.
+// refused, and every member of the bundle but attestation is required and must not be
+// null.
 func ParseBundle(data []byte) (*Bundle, error) {
 	if len(data) > MaxBundleSize {
 		return nil, fmt.Errorf("bundle is larger than %d bytes (MaxBundleSize)", MaxBundleSize)
@@ -164,6 +165,8 @@ func ParseBundle(data []byte) (*Bundle, error) {
 		Entries     *[]string             `json:"entries"`
 		Left        *[]string             `json:"left"`
 		Right       *[]string             `json:"right"`
+		// Attestation is optional: a node whose key is not sealed to a TPM has none.
+		Attestation json.RawMessage `json:"attestation"`
 	}
 	if err := jcs.DecodeStrict(data, &w); err != nil {
 		return nil, fmt.Errorf("bundle is not valid JSON as oar-bundle/1 requires: %v", err)
@@ -181,7 +184,7 @@ func ParseBundle(data []byte) (*Bundle, error) {
 		}
 	}
 	b := &Bundle{V: *w.V, Certificate: *w.Certificate, Checkpoint: *w.Checkpoint, Start: *w.Start,
-		Entries: *w.Entries, Left: *w.Left, Right: *w.Right}
+		Entries: *w.Entries, Left: *w.Left, Right: *w.Right, Attestation: w.Attestation}
 	if b.V != BundleVersion {
 		return nil, fmt.Errorf("bundle v is %q, want %q", b.V, BundleVersion)
 	}
