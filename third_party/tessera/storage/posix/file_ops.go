@@ -196,11 +196,14 @@ func createTemp(prefix string, d []byte) (name string, err error) {
 		}
 	}
 
+	tmp := name
 	defer func() {
 		// This deletes any temporary files that we don't return to the user due to error.
+		// sios: it removes tmp, not name, which the error returns below have already set
+		// to "" (a failed write, e.g. on a full disk, left its temporary file behind).
 		if err != nil {
-			if err := os.Remove(name); err != nil {
-				slog.WarnContext(context.Background(), "Failed to remove temporary file", slog.String("name", name), slog.Any("error", err))
+			if err := os.Remove(tmp); err != nil {
+				slog.WarnContext(context.Background(), "Failed to remove temporary file", slog.String("name", tmp), slog.Any("error", err))
 			}
 			name = ""
 		}

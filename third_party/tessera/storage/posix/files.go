@@ -81,6 +81,11 @@ type appender struct {
 	curSize uint64
 	newCP   func(context.Context, uint64, []byte) ([]byte, error) // May be nil for mirrored logs.
 
+	// failed is the error of the first batch that could not be sequenced and integrated
+	// (guarded by s.mu). sios: every later batch fails with it, so that no entry ever
+	// takes an index that was handed to an entry of the failed batch (see SIOS.md).
+	failed error
+
 	cpUpdated chan struct{}
 }
 
@@ -256,20 +261,30 @@ func (l *logResourceStorage) NextIndex(ctx context.Context) (uint64, error) {
 // sequenced entries are contiguous from the zeroth entry (i.e left-hand dense).
 // We try to minimise the number of partially complete entry bundles by writing entries in chunks rather
 // than one-by-one.
-func (a *appender) sequenceBatch(ctx context.Context, entries []*tessera.Entry) error {
+func (a *appender) sequenceBatch(ctx context.Context, entries []*tessera.Entry) (err error) {
 	// Double locking:
 	// - The mutex `Lock()` ensures that multiple concurrent calls to this function within a task are serialised.
 	// - The POSIX `lockFile()` ensures that distinct tasks are serialised.
 	a.s.mu.Lock()
-	unlock, err := a.s.lockFile(ctx, treeStateLock)
-	if err != nil {
-		panic(err)
+	defer a.s.mu.Unlock()
+	// sios: a failure is returned (to every entry of the batch), never a panic, and it
+	// is sticky.
+	if a.failed != nil {
+		return fmt.Errorf("not sequenced: an earlier batch failed and this appender sequences nothing more: %w", a.failed)
 	}
 	defer func() {
-		if err := unlock(); err != nil {
-			panic(err)
+		if err != nil {
+			a.failed = err
 		}
-		a.s.mu.Unlock()
+	}()
+	unlock, err := a.s.lockFile(ctx, treeStateLock)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", treeStateLock, err)
+	}
+	defer func() {
+		if uerr := unlock(); uerr != nil && err == nil {
+			err = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
+		}
 	}()
 
 	size, _, err := a.s.readTreeState(ctx)
@@ -445,8 +460,6 @@ func (lrs *logResourceStorage) writeTile(ctx context.Context, level, index uint6
 		return err
 	}
 
-
-
 	posixOpsHistogram.Record(ctx, time.Since(now).Milliseconds(), metric.WithAttributes(opNameKey.String("writeTile")))
 	return nil
 }
@@ -464,7 +477,7 @@ func (lrs *logResourceStorage) writeBundle(_ context.Context, index uint64, part
 
 // initialise ensures that the storage location is valid by loading the checkpoint from this location, or
 // creating a zero-sized one if it doesn't already exist.
-func (a *appender) initialise(ctx context.Context) error {
+func (a *appender) initialise(ctx context.Context) (rerr error) {
 	// Idempotent: If folder exists, nothing happens.
 	if err := mkdirAll(filepath.Join(a.s.cfg.Path, stateDir), dirPerm); err != nil {
 		return fmt.Errorf("failed to create log directory: %q", err)
@@ -473,15 +486,16 @@ func (a *appender) initialise(ctx context.Context) error {
 	// - The mutex `Lock()` ensures that multiple concurrent calls to this function within a task are serialised.
 	// - The POSIX `lockFile()` ensures that distinct tasks are serialised.
 	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	// sios: errors are returned, never a panic.
 	unlock, err := a.s.lockFile(ctx, treeStateLock)
 	if err != nil {
-		panic(err)
+		return fmt.Errorf("lock %s: %w", treeStateLock, err)
 	}
 	defer func() {
-		if err := unlock(); err != nil {
-			panic(err)
+		if uerr := unlock(); uerr != nil && rerr == nil {
+			rerr = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
 		}
-		a.s.mu.Unlock()
 	}()
 
 	if err := a.s.ensureVersion(compatibilityVersion); err != nil {
@@ -900,7 +914,7 @@ func (m *MigrationStorage) AwaitIntegration(ctx context.Context, sourceSize uint
 	}
 }
 
-func (m *MigrationStorage) initialise(ctx context.Context) error {
+func (m *MigrationStorage) initialise(ctx context.Context) (rerr error) {
 	// Idempotent: If folder exists, nothing happens.
 	if err := mkdirAll(filepath.Join(m.s.cfg.Path, stateDir), dirPerm); err != nil {
 		return fmt.Errorf("failed to create log directory: %q", err)
@@ -909,15 +923,16 @@ func (m *MigrationStorage) initialise(ctx context.Context) error {
 	// - The mutex `Lock()` ensures that multiple concurrent calls to this function within a task are serialised.
 	// - The POSIX `lockFile()` ensures that distinct tasks are serialised.
 	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	// sios: errors are returned, never a panic.
 	unlock, err := m.s.lockFile(ctx, treeStateLock)
 	if err != nil {
-		panic(err)
+		return fmt.Errorf("lock %s: %w", treeStateLock, err)
 	}
 	defer func() {
-		if err := unlock(); err != nil {
-			panic(err)
+		if uerr := unlock(); uerr != nil && rerr == nil {
+			rerr = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
 		}
-		m.s.mu.Unlock()
 	}()
 
 	if err := m.s.ensureVersion(compatibilityVersion); err != nil {
@@ -949,20 +964,21 @@ func (m *MigrationStorage) IntegratedSize(ctx context.Context) (uint64, error) {
 	return sz, err
 }
 
-func (m *MigrationStorage) buildTree(ctx context.Context, targetSize uint64) error {
+func (m *MigrationStorage) buildTree(ctx context.Context, targetSize uint64) (rerr error) {
 	// Double locking:
 	// - The mutex `Lock()` ensures that multiple concurrent calls to this function within a task are serialised.
 	// - The POSIX `lockFile()` ensures that distinct tasks are serialised.
 	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	// sios: errors are returned, never a panic.
 	unlock, err := m.s.lockFile(ctx, treeStateLock)
 	if err != nil {
-		panic(err)
+		return fmt.Errorf("lock %s: %w", treeStateLock, err)
 	}
 	defer func() {
-		if err := unlock(); err != nil {
-			panic(err)
+		if uerr := unlock(); uerr != nil && rerr == nil {
+			rerr = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
 		}
-		m.s.mu.Unlock()
 	}()
 
 	size, _, err := m.s.readTreeState(ctx)
