@@ -16,15 +16,6 @@ import (
 	"github.com/sios-project/sios/policy"
 )
 
-// withConsole mounts the web console under /console/ beside the API, on the same
-// listener.
-func withConsole(apiHandler http.Handler, con *console.Console) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(console.Prefix, con)
-	mux.Handle("/", apiHandler)
-	return mux
-}
-
 // newConsole builds the console from the node's subsystems. It sees the admin API's
 // view of the node (fleet, replicas) through ready, which Serve fills once the fleet
 // has started.

@@ -26,6 +26,7 @@ import (
 	"github.com/sios-project/sios/backend/builtin"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/console"
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/deliberate"
 	"github.com/sios-project/sios/egress"
@@ -333,8 +334,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
 	handler.SetFullReceipts(n.cfg.FullReceipts)
+	handler.Mount(console.Prefix, con) // the web console, on the same listener
 	apiSrv := &http.Server{
-		Handler:           withConsole(handler, con),
+		Handler:           handler,
 		ReadHeaderTimeout: api.ReadHeaderTimeout,
 		IdleTimeout:       api.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
