@@ -25,7 +25,7 @@ func with(t *testing.T, old, new string) string {
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := []struct{ name, config, want string }{
-		{"not a list", `{}`, "config oidc: json: cannot unmarshal"},
+		{"not a list", `{}`, "unmarshal JSON object into Go []sso.Issuer"},
 		{"unknown field", with(t, `"audience"`, `"audiance":"x","audience"`), `unknown member "audiance"`},
 		{"misspelt rule field", with(t, `"clearance"`, `"clearence":"SECRET","clearance"`), `unknown member "clearence" in /claims/rules/0`},
 		{"differently cased field", with(t, `"audience"`, `"Audience":"x","audience"`), `unknown member "Audience"`},
