@@ -53,7 +53,7 @@ func consentsData(v *View) (any, error) {
 		return nil, outcome(err)
 	}
 	now := v.c.cfg.Now()
-	out := &consentsView{Actions: []string{consent.ActionInvoke, consent.ActionMemoryRead}, Levels: levels()}
+	out := &consentsView{Actions: []string{consent.ActionInvoke, consent.ActionMemoryRead}, Levels: levelsUpTo(v.P.Clearance)}
 	for _, e := range es {
 		g := e.Grant
 		mine := g.Grantor.Principal == v.P.ID && g.Grantor.Tenant == v.P.Tenant

@@ -67,7 +67,7 @@ func decisionsData(v *View) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &decisionsView{Rules: decision.Rules, Levels: levels()}
+	out := &decisionsView{Rules: decision.Rules, Levels: levelsUpTo(v.P.Clearance)}
 	if out.Before, _, err = parseIndex("before", before); err != nil {
 		return nil, err
 	}
@@ -228,10 +228,16 @@ func commaList(s string) []string {
 	return out
 }
 
-func levels() []string {
+func levels() []string { return levelsUpTo(policy.TopSecret) }
+
+// levelsUpTo are the classifications up to max: what a form offers a viewer of that
+// clearance (policy refuses the rest, whatever a form sends).
+func levelsUpTo(max policy.Level) []string {
 	var out []string
 	for _, l := range policy.Levels() {
-		out = append(out, l.String())
+		if l <= max {
+			out = append(out, l.String())
+		}
 	}
 	return out
 }

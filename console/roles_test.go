@@ -51,21 +51,26 @@ func roleFleet(t *testing.T) *testNode {
 		cfg.FleetListen = "127.0.0.1:0"
 		cfg.Join = []string{a.n.Fleet().Addr()}
 	})
-	// The role may be defined once this node knows its peer.
-	spec := fmt.Sprintf(`{"name":"guardian","holder":"dr.okafor","successors":["dr.li"],"observers":[%q,%q],"k":2,
-		"admins":["admin.a","admin.b"],"suspect_after":3600,"wait":3600,"accept_within":3600}`, a.id, peer.id)
-	deadline := time.Now().Add(20 * time.Second)
+	a.defineRole(t, a.keys["hadmin"], fmt.Sprintf(`{"name":"guardian","holder":"dr.okafor","successors":["dr.li"],"observers":[%q,%q],"k":2,
+		"admins":["admin.a","admin.b"],"suspect_after":3600,"wait":3600,"accept_within":3600}`, a.id, peer.id))
+	return a
+}
+
+// defineRole defines a role through the API with key, once the node knows the
+// observers the charter names (its peers join in the background).
+func (tn *testNode) defineRole(t testing.TB, key, spec string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, out := a.api(t, a.keys["hadmin"], "POST", "/v1/roles", spec)
+		code, out := tn.api(t, key, "POST", "/v1/roles", spec)
 		if code == http.StatusOK {
-			break
+			return
 		}
 		if time.Now().After(deadline) || !strings.Contains(out, "is not a node of this institution") {
 			t.Fatalf("define the role: %d %s", code, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return a
 }
 
 var roleRows = regexp.MustCompile(`<tr id="r-([^"]+)">`)
