@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseForm(t *testing.T) {
@@ -63,6 +64,22 @@ func TestSafeNext(t *testing.T) {
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseLifetime(t *testing.T) {
+	for s, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "12h": 12 * time.Hour, "90m": 90 * time.Minute, "45s": 45 * time.Second,
+		" 365d ": 365 * 24 * time.Hour} {
+		if d, err := parseLifetime(s); err != nil || d != want {
+			t.Errorf("parseLifetime(%q) = %s, %v; want %s", s, d, err, want)
+		}
+	}
+	for _, s := range []string{"366d", "0d", "-1d", "1.5d", "d", "", "7", "7w", "8761h"} {
+		if d, err := parseLifetime(s); err == nil {
+			t.Errorf("parseLifetime(%q) = %s, want a refusal", s, d)
+		} else if !strings.Contains(err.Error(), "MaxGrantLifetime") {
+			t.Errorf("parseLifetime(%q): %v does not name the limit", s, err)
 		}
 	}
 }
