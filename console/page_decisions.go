@@ -58,9 +58,14 @@ type decisionsView struct {
 	Levels []string
 }
 
-// outcomeAction is how a decision.outcome record's action reads in its canonical
-// bytes: entries without it are not parsed.
-var outcomeAction = []byte(`"` + oar.ActionDecisionOutcome + `"`)
+// maybeOutcome says whether an entry's bytes may be a decision.outcome record, without
+// parsing them: an entry is in canonical form (oar.Parse refuses any other), whose
+// members are sorted, and "action" is the first member of every OAR/1 record.
+func maybeOutcome(raw []byte) bool {
+	return bytes.HasPrefix(raw, outcomePrefix)
+}
+
+var outcomePrefix = []byte(`{"action":"` + oar.ActionDecisionOutcome + `"`)
 
 func decisionsData(v *View) (any, error) {
 	before, err := query(v.r, "before")
@@ -85,7 +90,7 @@ func decisionsData(v *View) (any, error) {
 		end = out.Before
 	}
 	out.Lowest, err = scan(v.r.Context(), r, end, MaxTailScan, false, func(e entry) bool {
-		if !bytes.Contains(e.Raw, outcomeAction) {
+		if !maybeOutcome(e.Raw) {
 			return true
 		}
 		p, err := oar.Parse(e.Raw)
