@@ -918,6 +918,17 @@ func AppendString(dst []byte, s string) ([]byte, error) {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
+			// A run of printable ASCII that needs no escape is copied at once: hashes,
+			// ids and most text are nothing else.
+			j := i
+			for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' {
+				j++
+			}
+			if j > i {
+				dst = append(dst, s[i:j]...)
+				i = j
+				continue
+			}
 			jcsAppendRune(&dst, rune(c))
 			i++
 			continue
