@@ -447,6 +447,43 @@ func TestBrowserOfficialUserSeesNoSecret(t *testing.T) {
 	if !strings.Contains(consents, "a shared reading list") || !strings.Contains(consents, "active") || strings.Contains(consents, "incident response") {
 		t.Fatalf("the consents page:\n%s", consents)
 	}
+	// A grant made with the page's own form: signed, recorded and listed by the API as
+	// the user's; then revoked with the row's own form, recorded, and listed revoked.
+	c.do(t, chromedp.SendKeys(chromedp.CSS("#grant-to"), "gp.okafor@"+root),
+		chromedp.SendKeys(chromedp.CSS("#grant-brain"), "education"),
+		chromedp.SendKeys(chromedp.CSS("#grant-purpose"), "a ward <b>rota</b>"),
+		chromedp.SetValue(chromedp.CSS("#grant-max"), "OFFICIAL"),
+		chromedp.SetValue(chromedp.CSS("#grant-expires"), "7d"),
+		chromedp.Click(chromedp.CSS("#grant")), chromedp.WaitVisible(chromedp.CSS("#message, #error")))
+	made := regexp.MustCompile(`Grant ([0-9a-f]+) to gp\.okafor@` + root + ` made and recorded`).FindStringSubmatch(c.text(t, "main"))
+	if made == nil {
+		t.Fatalf("after the grant form: %q", c.text(t, "main"))
+	}
+	grantID := made[1]
+	if g := tn.apiGrant(t, tn.keys["dr.official"], grantID); g.State != "active" || g.Purpose != "a ward <b>rota</b>" || g.Brain != "education" {
+		t.Fatalf("the grant made in the browser, as the API lists it: %+v", g)
+	}
+	tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionConsentGrant && r.Resource == "consent/"+grantID && r.Actor.ID == "dr.official" && r.Decision.Effect == "allow"
+	})
+	c.open(t, tn.url+"/console/consents")
+	if purpose := c.text(t, "#g-"+grantID+" td:nth-child(5)"); purpose != "a ward <b>rota</b>" {
+		t.Fatalf("the grant's purpose, rendered: %q (its markup must show as text)", purpose)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS("#g-"+grantID+" button.revoke")), chromedp.WaitVisible(chromedp.CSS("#message, #error")))
+	if msg := c.text(t, "main"); !strings.Contains(msg, "Grant "+grantID+" revoked and recorded") {
+		t.Fatalf("after the revoke form: %q", msg)
+	}
+	if g := tn.apiGrant(t, tn.keys["dr.official"], grantID); g.State != "revoked" {
+		t.Fatalf("the grant revoked in the browser, as the API lists it: %+v", g)
+	}
+	tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionConsentRevoke && r.Resource == "consent/"+grantID && r.Actor.ID == "dr.official"
+	})
+	c.open(t, tn.url+"/console/consents")
+	if st := c.text(t, "#g-"+grantID+" td.consent-revoked"); !strings.HasPrefix(st, "revoked") {
+		t.Fatalf("the revoked grant's state, rendered: %q", st)
+	}
 	if roles := c.open(t, tn.url+"/console/roles"); !strings.Contains(roles, "duty-officer") || !strings.Contains(roles, "dr.secret") {
 		t.Fatalf("the roles page:\n%s", roles)
 	}

@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
 )
@@ -40,6 +42,23 @@ func (tn *testNode) apiGrants(t testing.TB, key string) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// apiGrant is grant id as GET /v1/consents lists it for a key.
+func (tn *testNode) apiGrant(t testing.TB, key, id string) api.ConsentSummary {
+	t.Helper()
+	code, out := tn.api(t, key, "GET", "/v1/consents", "")
+	var list struct{ Data []api.ConsentSummary }
+	if code != http.StatusOK || json.Unmarshal([]byte(out), &list) != nil {
+		t.Fatalf("GET /v1/consents: %d %s", code, out)
+	}
+	for _, g := range list.Data {
+		if g.ID == id {
+			return g
+		}
+	}
+	t.Fatalf("GET /v1/consents does not list grant %s: %s", id, out)
+	return api.ConsentSummary{}
 }
 
 // The consents page lists exactly what GET /v1/consents lists for the viewer; a grant
@@ -163,5 +182,32 @@ func TestConsentsPage(t *testing.T) {
 	}
 	if revokes != 1 || grants != 2 {
 		t.Fatalf("%d revocations and %d grants recorded, want 1 and 2", revokes, grants)
+	}
+
+	// A grant beyond the user's clearance (the form offers none; a crafted one may ask)
+	// is refused by policy as POST /v1/consents refuses it, and the refusal recorded.
+	grant.Set("max_classification", "SECRET")
+	grant.Set("purpose", "beyond clearance")
+	p = o.post("/console/consents/grant", grant)
+	refusal := regexp.MustCompile(`<a id="refusal" href="/console/audit/record/(\d+)">`).FindStringSubmatch(p.body)
+	if p.status != http.StatusForbidden || refusal == nil || !strings.Contains(p.body, "may not grant invoke over SECRET data of tenant hospital") {
+		t.Fatalf("a SECRET grant by an OFFICIAL user: %d\n%s", p.status, p.body)
+	}
+	code, out = tn.api(t, tn.keys["dr.official"], "POST", "/v1/consents", `{"to":"gp.okafor@`+root+`","action":"invoke","brain":"education",
+		"max_classification":"SECRET","purpose":"beyond clearance","expires_in":604800}`)
+	if code != http.StatusForbidden || !strings.Contains(out, "may not grant invoke over SECRET data of tenant hospital") {
+		t.Fatalf("the API's answer to the same grant: %d %s", code, out)
+	}
+	// The refusal the page links to is the first consent.grant refusal in the log: the
+	// console's, recorded as the API records its own.
+	first := tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionConsentGrant && r.Decision.Effect == "deny" && r.Actor.ID == "dr.official" &&
+			r.Classification == "SECRET" && len(r.Parties) == 0
+	})
+	if refusal[1] != strconv.FormatUint(first, 10) {
+		t.Fatalf("the page links to record %s as the refusal; the log's first refusal is record %d", refusal[1], first)
+	}
+	if got := tn.apiGrants(t, tn.keys["dr.official"]); len(got) != 1 {
+		t.Fatalf("after the refusals the user's grants are %v", got)
 	}
 }

@@ -171,8 +171,9 @@ func decisionData(v *View) (any, error) {
 	}
 	// The outcome record, read as the record page reads it (the same audit.read), for
 	// the question's digest and the link to the request record.
-	// A decision just made may not be checkpointed yet.
-	_, rv, err := v.readEntry(res.Record.Index)
+	// A decision just made may not be checkpointed yet. (Its receipt is the API's, in
+	// the result: the page links to the record, whose page shows it.)
+	_, rv, err := v.readEntryWith(res.Record.Index, false)
 	var e *Error
 	switch {
 	case err == nil && rv.Record != nil && rv.Record.Resource == "decision/"+res.DecisionID:
