@@ -82,3 +82,7 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 )
+
+// The POSIX driver returns errors instead of panicking when the log directory cannot be
+// locked; see third_party/tessera/SIOS.md.
+replace github.com/transparency-dev/tessera v1.0.4 => ./third_party/tessera

@@ -520,11 +520,17 @@ func (l *Ledger) journal(s *sealed) {
 }
 
 // feeder passes journaled batches to Tessera in order, so that Tessera assigns each
-// entry the index the journal and the receipts already gave it.
+// entry the index the journal and the receipts already gave it. Once the ledger has
+// failed it passes nothing more: what is journaled is integrated when the node next
+// starts (Tessera itself, as sios builds it, sequences nothing after a failed batch;
+// third_party/tessera/SIOS.md).
 func (l *Ledger) feeder() {
 	defer close(l.futs)
 	ctx := context.Background()
 	for b := range l.feed {
+		if l.err() != nil {
+			continue
+		}
 		for i, e := range b.entries {
 			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, tessera.NewEntry(e))}
 		}

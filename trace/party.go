@@ -35,7 +35,7 @@ func parseParty(raw []byte) *party {
 	json.Unmarshal(raw, &head)
 	p.v = head.V
 	switch p.v {
-	case fleet.EnvelopeVersion:
+	case fleet.EnvelopeVersion, fleet.EnvelopeVersion2: // fed-call/2 carries a consent grant
 		p.envelope, p.err = fleet.ParseEnvelope(raw)
 	case fleet.ReplyVersion:
 		p.reply, p.err = fleet.ParseReply(raw)

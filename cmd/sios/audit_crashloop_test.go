@@ -217,6 +217,7 @@ func startLoad(t *testing.T, dir, url, key string, round int) *load {
 				req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+key)
 				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Sios-Receipt", "full") // the compact header only names the record
 				resp, err := client.Do(req)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -226,7 +227,7 @@ func startLoad(t *testing.T, dir, url, key string, round int) *load {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if rc := decodeReceiptHeaderValue(resp.Header.Get("X-Sios-Receipt")); rc != nil {
+				if rc := decodeReceiptHeaderValue(resp.Header.Get("X-Sios-Receipt-Full")); rc != nil {
 					l.mu.Lock()
 					l.chatted = append(l.chatted, *rc)
 					l.mu.Unlock()
