@@ -49,7 +49,8 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		t.Errorf("stylesheet served as %q", ct)
 	}
 	b.signIn(tn.keys["admin"])
-	for _, path := range []string{"/console/node", "/console/brains", "/console/fleet", "/console/audit", "/console/replicas", "/console/principals"} {
+	for _, path := range []string{"/console/node", "/console/brains", "/console/fleet", "/console/audit", "/console/replicas", "/console/principals",
+		"/console/decisions", "/console/consents", "/console/roles"} {
 		p := b.get(path)
 		if p.status != http.StatusOK {
 			t.Fatalf("%s: %d\n%s", path, p.status, p.body)
@@ -256,7 +257,8 @@ func TestOfficialUserSeesNoSecret(t *testing.T) {
 	if !slices.Equal(got, want) || !slices.Contains(got, "education") {
 		t.Fatalf("the brains page lists %v; /v1/models lists %v", got, want)
 	}
-	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/node", "/console/principals"} {
+	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/node", "/console/principals",
+		"/console/decisions", "/console/consents", "/console/roles"} {
 		body := b.get(page).body
 		for _, s := range []string{"cyber-threat", "intelligence-analysis", ">SECRET<", "indicators"} {
 			if strings.Contains(body, s) {

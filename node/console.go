@@ -39,6 +39,8 @@ func (n *Node) newConsole(ready *atomic.Pointer[admin.Deps]) (*console.Console, 
 		Append: n.ledger.Append, OpenLog: n.openLog, Verify: n.verifyLog, Export: n.exportLog,
 		Node:  n.consoleInfo(backendLvl),
 		Admin: ready.Load,
+		// The API's own gateways: the console's pages call what its endpoints call.
+		Decisions: apiGateway{n.pipeline, n.decisions}, Consents: n.pipeline, Roles: n.pipeline,
 		Institutions: func() ([]fleet.TrustedRoot, error) {
 			_, roots, err := fleet.LoadTrust(n.dataDir, n.id.Cert)
 			return roots, err
