@@ -1,5 +1,7 @@
 package ledger
 
+import "fmt"
+
 // Progress of the ledger's long operations — verifying a log, exporting a bundle,
 // catching a replica up — told to an optional callback at a bounded rate, so that a
 // terminal or a console page can show how far a run over millions of entries got.
@@ -21,6 +23,36 @@ type Progress struct {
 	// their size.
 	Files uint64
 	Bytes uint64
+}
+
+// String is the progress as a person reads it: "12000 of 40000 entries (30%), 96
+// files, 3.1 MiB read".
+func (p Progress) String() string {
+	s := fmt.Sprintf("%d of %d entries", p.Done, p.Total)
+	if p.Total > 0 {
+		s += fmt.Sprintf(" (%d%%)", p.Done*100/p.Total)
+	}
+	if p.Files > 0 {
+		s += fmt.Sprintf(", %d files", p.Files)
+	}
+	if p.Bytes > 0 {
+		s += ", " + byteSize(p.Bytes) + " read"
+	}
+	return s
+}
+
+// byteSize writes n bytes for a person: 512 B, 3.1 MiB.
+func byteSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
 }
 
 // ProgressFunc receives progress reports, in order, from the goroutine running the

@@ -41,7 +41,7 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	} else if r, cert, err = e.openReader(); err != nil {
 		return err
 	}
-	line := newProgressLine(e, showProgress, "exporting", "entries read")
+	line := newProgressLine(e, showProgress, "exporting")
 	b, err := r.ExportWith(ctx, *cert, *from, *to, ledger.ExportOptions{Progress: line.report()})
 	line.done()
 	if err != nil {
@@ -54,7 +54,7 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	// Check the bundle before handing it over: an export must verify offline.
-	line = newProgressLine(e, showProgress, "checking the bundle", "entries")
+	line = newProgressLine(e, showProgress, "checking the bundle")
 	res, err := b.VerifyWith(ledger.BundleVerifyOptions{Progress: line.report()})
 	line.done()
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 	"github.com/sios-project/sios/ledger"
 )
 
-// A progress line: "\r<what>: D of T <noun> (P%)…", the last one at T of T.
-var progressRe = regexp.MustCompile(`\r([a-z ]+): (\d+) of (\d+) (entries|entries read) \((\d+)%\)`)
+// A progress line: "\r<what>: D of T entries (P%)…", the last one at T of T.
+var progressRe = regexp.MustCompile(`\r([a-z ]+): (\d+) of (\d+) entries \((\d+)%\)`)
 
 // lastProgress returns the figures of the last progress line of what in stderr.
 func lastProgress(t *testing.T, stderr, what string) (done, total string) {
@@ -152,7 +152,7 @@ func TestProgressWantedOnTerminalsOnly(t *testing.T) {
 func TestProgressLineIsThrottled(t *testing.T) {
 	var buf bytes.Buffer
 	now := time.Unix(1000, 0)
-	l := &progressLine{w: &buf, what: "verifying", noun: "entries", now: func() time.Time { return now }, started: now}
+	l := &progressLine{w: &buf, what: "verifying", now: func() time.Time { return now }, started: now}
 	draw := l.report()
 	draw(ledger.Progress{Done: 0, Total: 100000})
 	for done := uint64(256); done < 100000; done += 256 {

@@ -52,7 +52,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("audit log verification failed: %w", err)
 	}
-	line := newProgressLine(e, showProgress, "verifying", "entries")
+	line := newProgressLine(e, showProgress, "verifying")
 	res, err := r.VerifyWith(ctx, ledger.VerifyOptions{Progress: line.report()})
 	line.done()
 	if err != nil {
@@ -109,7 +109,7 @@ func verifyBundle(e *env, path string, asJSON bool, showProgress *progressFlag) 
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}
-	line := newProgressLine(e, showProgress, "verifying the bundle", "entries")
+	line := newProgressLine(e, showProgress, "verifying the bundle")
 	res, err := b.VerifyWith(ledger.BundleVerifyOptions{Progress: line.report()})
 	line.done()
 	if err != nil {

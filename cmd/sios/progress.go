@@ -67,7 +67,6 @@ func isTerminal(w io.Writer) bool {
 type progressLine struct {
 	w       io.Writer
 	what    string // "verifying", "exporting", …
-	noun    string // what Done counts: "entries", "entries read"
 	now     func() time.Time
 	started time.Time
 	drawn   time.Time
@@ -76,11 +75,11 @@ type progressLine struct {
 
 // newProgressLine returns a line for the operation on e's stderr, or nil when
 // progress is not wanted there. Its report method is then a nil ledger.ProgressFunc.
-func newProgressLine(e *env, f *progressFlag, what, noun string) *progressLine {
+func newProgressLine(e *env, f *progressFlag, what string) *progressLine {
 	if !f.wanted(e.stderr) {
 		return nil
 	}
-	return &progressLine{w: e.stderr, what: what, noun: noun, now: time.Now, started: time.Now()}
+	return &progressLine{w: e.stderr, what: what, now: time.Now, started: time.Now()}
 }
 
 // report is the ledger's progress callback, nil for a nil line (no progress: the
@@ -100,7 +99,7 @@ func (l *progressLine) draw(p ledger.Progress) {
 		return
 	}
 	l.drawn = now
-	s := progressText(l.what, l.noun, p, now.Sub(l.started))
+	s := progressText(l.what, p, now.Sub(l.started))
 	pad := max(l.width-len(s), 0)
 	l.width = max(l.width, len(s))
 	fmt.Fprintf(l.w, "\r%s%s", s, strings.Repeat(" ", pad))
@@ -115,34 +114,10 @@ func (l *progressLine) done() {
 
 // progressText is one progress line: "verifying: 12000 of 40000 entries (30%), 96
 // files, 3.1 MiB read, 52000 entries/s".
-func progressText(what, noun string, p ledger.Progress, elapsed time.Duration) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d of %d %s", what, p.Done, p.Total, noun)
-	if p.Total > 0 {
-		fmt.Fprintf(&b, " (%d%%)", p.Done*100/p.Total)
+func progressText(what string, p ledger.Progress, elapsed time.Duration) string {
+	s := what + ": " + p.String()
+	if sec := elapsed.Seconds(); sec >= 1 {
+		s += fmt.Sprintf(", %.0f entries/s", float64(p.Done)/sec)
 	}
-	if p.Files > 0 {
-		fmt.Fprintf(&b, ", %d files", p.Files)
-	}
-	if p.Bytes > 0 {
-		fmt.Fprintf(&b, ", %s read", byteSize(p.Bytes))
-	}
-	if s := elapsed.Seconds(); s >= 1 {
-		fmt.Fprintf(&b, ", %.0f entries/s", float64(p.Done)/s)
-	}
-	return b.String()
-}
-
-// byteSize writes n bytes for a person: 512 B, 3.1 MiB.
-func byteSize(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
+	return s
 }
