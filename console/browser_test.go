@@ -649,6 +649,9 @@ func TestBrowserVerifiesTheLog(t *testing.T) {
 	if n, _ := strconv.Atoi(value.Value); n < 30_000 || value.Value != max.Value {
 		t.Fatalf("the progress bar ends at %q of %q", value.Value, max.Value)
 	}
+	if text := c.text(t, "#progress-text"); !strings.HasPrefix(text, value.Value+" of "+max.Value+" entries (100%), ") || !strings.Contains(text, " files, ") {
+		t.Fatalf("the progress text: %q", text)
+	}
 	// The script followed it: the page asked for its status.
 	polled := false
 	c.mu.Lock()

@@ -108,9 +108,9 @@ type Config struct {
 	Append func(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// OpenLog opens the node's own audit log for reading at its latest checkpoint.
 	OpenLog func() (*ledger.Reader, error)
-	// Verify re-derives the whole log (ledger.Reader.Verify), telling progress how
-	// far it got as it goes.
-	Verify func(ctx context.Context, progress func(done, total uint64)) (*ledger.VerifyResult, error)
+	// Verify re-derives the whole log (ledger.Reader.VerifyWith), telling progress
+	// how far it got as it goes (ledger.VerifyOptions.Progress).
+	Verify func(ctx context.Context, progress ledger.ProgressFunc) (*ledger.VerifyResult, error)
 	// Export builds an evidence bundle of entries from..to-1 (the node adds its TPM
 	// evidence, as 'sios audit export' does).
 	Export func(ctx context.Context, from, to uint64) (*ledger.Bundle, error)

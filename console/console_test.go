@@ -446,10 +446,10 @@ func TestExportAndVerifyFromTheConsole(t *testing.T) {
 	for {
 		st := admin.get(loc + "/status")
 		var s struct {
-			Finished, OK bool
-			Done, Total  uint64
-			Failure      string
-			Result       *ledger.VerifyResult
+			Finished, OK              bool
+			Done, Total, Files, Bytes uint64
+			Progress, Failure         string
+			Result                    *ledger.VerifyResult
 		}
 		if err := json.Unmarshal([]byte(st.body), &s); err != nil {
 			t.Fatalf("status: %v %s", err, st.body)
@@ -457,6 +457,11 @@ func TestExportAndVerifyFromTheConsole(t *testing.T) {
 		if s.Finished {
 			if !s.OK || s.Result == nil || s.Result.Records == 0 || s.Done != s.Total || s.Total != s.Result.Entries {
 				t.Fatalf("verification: %+v", s)
+			}
+			// The figures are the ledger's own reports: the files it read, with
+			// their bytes.
+			if s.Files != s.Result.Files || s.Bytes == 0 || !strings.HasPrefix(s.Progress, fmt.Sprintf("%d of %d entries (100%%), %d files, ", s.Done, s.Total, s.Files)) {
+				t.Fatalf("verification progress: %+v", s)
 			}
 			break
 		}

@@ -79,18 +79,13 @@ func (n *Node) consoleInfo(backendLvl policy.Level) console.NodeInfo {
 
 // verifyLog verifies the node's own log at its latest checkpoint, as 'sios audit
 // verify' does (records awaiting their seal are reported, not failed: the node is
-// writing). Progress is told at the start and the end of the run.
-func (n *Node) verifyLog(ctx context.Context, progress func(done, total uint64)) (*ledger.VerifyResult, error) {
+// writing), telling progress how far it got as it goes.
+func (n *Node) verifyLog(ctx context.Context, progress ledger.ProgressFunc) (*ledger.VerifyResult, error) {
 	r, err := n.openLog()
 	if err != nil {
 		return nil, err
 	}
-	progress(0, r.Size())
-	res, err := r.Verify(ctx, true)
-	if err == nil {
-		progress(r.Size(), r.Size())
-	}
-	return res, err
+	return r.VerifyWith(ctx, ledger.VerifyOptions{AllowPending: true, Progress: progress})
 }
 
 // exportLog builds an evidence bundle of entries from..to-1 of the node's own log,
