@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/sios-project/sios/jcs"
+
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/policy"
 )
@@ -59,8 +61,13 @@ func base64Vector(v []float32) string {
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, p *policy.Principal) error {
 	var req EmbeddingRequest
-	if err := decodeBody(w, r, &req); err != nil {
+	data, err := readBody(w, r)
+	if err != nil {
 		return err
+	}
+	// Members strictly, values as OpenAI takes them (as a chat request's).
+	if err := jcs.DecodeMembers(data, &req); err != nil {
+		return strictProblem(err, "the request body is not valid JSON for this endpoint")
 	}
 	if req.Model == "" {
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "missing_model", Param: "model", Message: "model is required"}

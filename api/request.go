@@ -219,7 +219,7 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 	images := false
 	for i, raw := range parts {
 		var p backend.Part
-		if err := jcs.DecodeStrict(raw, &p); err != nil {
+		if err := jcs.DecodeMembers(raw, &p); err != nil {
 			var head struct {
 				Type string `json:"type"`
 			}
@@ -311,8 +311,10 @@ func decodeChatRequest(body []byte) (*ChatRequest, *Error) {
 	// Strictly below the top level too: a member OpenAI does not define in a message, a
 	// tool or the stream options is refused naming it, as OpenAI refuses it, and a
 	// repeated or differently cased one is refused, which readers could take apart.
+	// Values as OpenAI takes them: a seed beyond 2^53 or a noncharacter in a message is
+	// the client's to send (the record holds digests of messages, never their text).
 	var req ChatRequest
-	if err := jcs.DecodeStrict(body, &req); err != nil {
+	if err := jcs.DecodeMembers(body, &req); err != nil {
 		var pe *partError
 		if errors.As(err, &pe) {
 			return nil, &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "unsupported_content",

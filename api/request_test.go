@@ -240,3 +240,18 @@ func FuzzParseChatRequest(f *testing.F) {
 		}
 	})
 }
+
+// Members are read strictly, values as OpenAI takes them: a seed beyond 2^53 and a
+// noncharacter in a message are the client's to send.
+func TestValuesAsOpenAITakesThem(t *testing.T) {
+	req, err := ParseChatRequest([]byte(`{"model":"b","seed":9223372036854775807,"messages":[{"role":"user","content":"a\uffff b \ufdd0"}]}`))
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if req.Seed == nil || *req.Seed != 9223372036854775807 {
+		t.Fatalf("seed read as %v", req.Seed)
+	}
+	if got := req.Messages[0].Content.Text; got != "a\uffff b \ufdd0" {
+		t.Fatalf("content read as %q", got)
+	}
+}

@@ -35,3 +35,16 @@ func DecodeStrict(data []byte, v any) error {
 	}
 	return nil
 }
+
+// DecodeMembers decodes data into v strict about members only: a member named twice, a
+// member differently cased than v's, and a member v does not have are refused, naming
+// it, as DecodeStrict refuses them; invalid UTF-8 is refused too. It does not apply
+// I-JSON's value rules (noncharacters, numbers beyond a double's precision): it is for
+// request bodies of a wire protocol the node shares with clients that send such values
+// (OpenAI's chat and embeddings), whose values the node digests rather than signs.
+func DecodeMembers(data []byte, v any) error {
+	if err := jsonv2.Unmarshal(data, v, jsonv2.RejectUnknownMembers(true)); err != nil {
+		return fmt.Errorf("jcs: %w", err)
+	}
+	return nil
+}
