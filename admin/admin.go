@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/oar"
@@ -115,9 +117,19 @@ func Handler(d Deps) http.Handler {
 	return mux
 }
 
-// decode reads a JSON request body of at most maxBody bytes into v.
+// decode reads a JSON request body of at most maxBody bytes into v, strictly
+// (jcs.DecodeStrict): a misspelt, differently cased or repeated member in an
+// operator's request is an error naming it, not a setting silently dropped.
 func decode(r *http.Request, v any) error {
-	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody)).Decode(v); err != nil {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: the request is more than %d bytes (maxBody)", errBadRequest, maxBody)
+		}
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err := jcs.DecodeStrict(b, v); err != nil {
 		return fmt.Errorf("%w: %v", errBadRequest, err)
 	}
 	return nil
@@ -218,7 +230,10 @@ type AppendRequest struct {
 
 func (d Deps) appendRecord(r *http.Request) (any, error) {
 	var req AppendRequest
-	if err := decode(r, &req); err != nil || req.Record == nil {
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Record == nil {
 		return nil, fmt.Errorf("%w: body must be {\"record\": {...}}", errBadRequest)
 	}
 	rc, _, err := d.Ledger.Append(r.Context(), req.Record)

@@ -72,6 +72,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		if err != nil {
 			return err
 		}
+		if len(b) > maxBody {
+			return fmt.Errorf("the request is %d bytes, more than the admin API reads (maxBody %d)", len(b), maxBody)
+		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://node"+path, rd)

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -88,10 +88,8 @@ func (s *Server) consentRoutes(cg ConsentGateway) {
 			return err
 		}
 		var req ConsentRequest
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not a consent request: %s", jsonProblem(err))
+		if err := jcs.DecodeStrict(data, &req); err != nil {
+			return strictProblem(err, "the request body is not a consent request")
 		}
 		ng, aerr := req.NewGrant()
 		if aerr != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/deliberate"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -157,24 +157,14 @@ func (q *DecisionRequest) rule() (*decision.Rule, error) {
 	return &r, nil
 }
 
-// strictJSON decodes one JSON value into v, refusing unknown members and trailing data.
+// strictJSON decodes one JSON value into v strictly (jcs.DecodeStrict): an unknown,
+// differently cased or repeated member, or trailing data, is refused.
 func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after the JSON value")
-	}
-	return nil
+	return jcs.DecodeStrict(data, v)
 }
 
-// decodeProblem describes a decoding error without echoing the body, naming an
-// unknown member.
+// decodeProblem describes a decoding error without echoing the body, naming the
+// member at fault.
 func decodeProblem(err error) string {
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return "unknown member " + name
-	}
-	return jsonProblem(err)
+	return strictProblem(err, "malformed").Message
 }

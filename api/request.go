@@ -1,15 +1,22 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/jcs"
+	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -21,7 +28,7 @@ var chatMembers = []struct{ name, does string }{
 	{"model", "required: a brain id, or auto for the router"},
 	{"messages", "required: 1 to 256 messages (MaxMessages); roles system, developer, user, assistant, tool; content a string or parts (text; image_url when the brain takes images)"},
 	{"stream", "streams the answer as server-sent events"},
-	{"stream_options", "include_usage adds a usage chunk at the end of a stream"},
+	{"stream_options", "include_usage adds a usage chunk at the end of a stream; include_obfuscation is taken and has no effect (no padding is sent)"},
 	{"max_tokens", "capped: the lower of it and the brain's max_tokens is sent"},
 	{"max_completion_tokens", "the same as max_tokens (it wins when both are sent)"},
 	{"temperature", "forwarded when the brain allows it (brain file: parameters); a brain may pin it"},
@@ -33,7 +40,7 @@ var chatMembers = []struct{ name, does string }{
 	{"response_format", "forwarded when the brain allows it: text, json_object or json_schema"},
 	{"user", "forwarded when the brain allows it; digested in the audit record"},
 	{"options", "backend-specific options (Ollama's num_ctx, …), forwarded when the brain allows it, after the brain's own"},
-	{"tools", "client-side functions: offered to the model when the brain's client_tools allow each one (else 403); the model's calls come back as tool_calls"},
+	{"tools", "client-side functions (type, function with name, description, parameters, strict): offered to the model when the brain's client_tools allow each one (else 403); the model's calls come back as tool_calls"},
 	{"tool_choice", "forwarded with client tools"},
 	{"parallel_tool_calls", "forwarded with client tools"},
 	{"n", "1 only: the node answers one choice"},
@@ -104,6 +111,9 @@ type ChatRequest struct {
 // StreamOptions are OpenAI's stream options.
 type StreamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
+	// IncludeObfuscation is taken and has no effect: the node's stream events carry no
+	// padding against length side channels.
+	IncludeObfuscation *bool `json:"include_obfuscation,omitempty"`
 }
 
 // Stop is OpenAI's stop member: one string or an array of strings.
@@ -128,13 +138,60 @@ func (s *Stop) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ChatMessage is one message.
+// ChatMessage is one message: the members of OpenAI's request messages, and no other
+// (an unknown member is refused, naming it). messageMembers lists them for docs/api.md.
 type ChatMessage struct {
-	Role       string             `json:"role"`
-	Content    Content            `json:"content"`
-	Name       string             `json:"name,omitempty"`
-	ToolCallID string             `json:"tool_call_id,omitempty"`
-	ToolCalls  []backend.ToolCall `json:"tool_calls,omitempty"`
+	Role       string     `json:"role"`
+	Content    Content    `json:"content"`
+	Name       string     `json:"name,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	// Refusal is an assistant message's refusal, as OpenAI answers it; a message sent
+	// back with one and no content has it as its content.
+	Refusal *string `json:"refusal,omitempty"`
+	// Audio and FunctionCall are OpenAI's members of an assistant message, taken only
+	// when null or empty: the node has no audio, and calls are tool_calls.
+	Audio        json.RawMessage `json:"audio,omitempty"`
+	FunctionCall json.RawMessage `json:"function_call,omitempty"`
+	// Annotations are an OpenAI answer's citations of web pages, which clients send
+	// back with the message; taken only when null or empty (the node never searches
+	// the web, so its own answers have none).
+	Annotations json.RawMessage `json:"annotations,omitempty"`
+	// Parsed is the openai-node SDK's copy of the content, parsed by its structured
+	// output helpers (runTools, parse), which it sends back with the message. It is
+	// ignored: the content is what the model said.
+	Parsed json.RawMessage `json:"parsed,omitempty"`
+}
+
+// ToolCall is a call an assistant message made, as a client sends it back: OpenAI's
+// members, and those its SDKs add when they assemble a streamed answer.
+type ToolCall struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+		// ParsedArguments is the openai-node SDK's parse of Arguments; ignored.
+		ParsedArguments json.RawMessage `json:"parsed_arguments,omitempty"`
+	} `json:"function"`
+	// Index is the call's position in a streamed answer, kept by SDKs that assemble
+	// the stream's chunks; ignored (the calls' order is the array's).
+	Index *int `json:"index,omitempty"`
+}
+
+// messageMembers are the members a message may hold, each with what the node does
+// with it; docs/api.md lists the same, and a test keeps the two equal.
+var messageMembers = []struct{ name, does string }{
+	{"role", "required: system, developer, user, assistant or tool"},
+	{"content", "a string, null, or an array of text parts (and image_url parts when the brain takes images)"},
+	{"name", "forwarded"},
+	{"tool_call_id", "required in a tool message: the call it answers"},
+	{"tool_calls", "an assistant message's calls (id, type, function with name and arguments; index and parsed_arguments, which SDKs add, are ignored)"},
+	{"refusal", "an assistant message's refusal: its content when it has no other"},
+	{"audio", "null only"},
+	{"function_call", "null only: use tool_calls"},
+	{"annotations", "null or empty only"},
+	{"parsed", "ignored: the openai-node SDK's parse of the content"},
 }
 
 // Content is a message's content: a string, null, or an array of parts.
@@ -162,15 +219,16 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 	images := false
 	for i, raw := range parts {
 		var p backend.Part
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
+		if err := jcs.DecodeMembers(raw, &p); err != nil {
 			var head struct {
 				Type string `json:"type"`
 			}
 			json.Unmarshal(raw, &head)
 			if head.Type != "" && head.Type != "text" && head.Type != "image_url" {
 				return &partError{i, head.Type}
+			}
+			if name, ok := unknownMember(err); ok {
+				return fmt.Errorf("content part %d has the member %q, which text and image_url parts do not", i, name)
 			}
 			return fmt.Errorf("content part %d is not a text or image_url part", i)
 		}
@@ -250,32 +308,104 @@ func decodeChatRequest(body []byte) (*ChatRequest, *Error) {
 			return nil, bad("unknown_parameter", name, "%s is not a chat completions member this node knows; docs/api.md lists every member and what the node does with it", name)
 		}
 	}
+	// Strictly below the top level too: a member OpenAI does not define in a message, a
+	// tool or the stream options is refused naming it, as OpenAI refuses it, and a
+	// repeated or differently cased one is refused, which readers could take apart.
+	// Values as OpenAI takes them: a seed beyond 2^53 or a noncharacter in a message is
+	// the client's to send (the record holds digests of messages, never their text).
 	var req ChatRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := jcs.DecodeMembers(body, &req); err != nil {
 		var pe *partError
-		if asPart(err, &pe) {
+		if errors.As(err, &pe) {
 			return nil, &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "unsupported_content",
 				Param: fmt.Sprintf("messages[].content[%d]", pe.index), Message: pe.Error()}
 		}
-		return nil, bad("invalid_json", "", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
+		return nil, strictProblem(err, "the request body is not valid JSON for this endpoint")
 	}
 	return &req, nil
 }
 
-// asPart finds a *partError in the chain (encoding/json wraps UnmarshalJSON errors).
-func asPart(err error, target **partError) bool {
-	for e := err; e != nil; {
-		if pe, ok := e.(*partError); ok {
-			*target = pe
-			return true
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		e = u.Unwrap()
+// strictProblem is the 400 for a body jcs.DecodeStrict refused, naming the member
+// (as OpenAI's param does: messages[0].tool_calls[1].id) and what is wrong with it,
+// without echoing the body beyond the member's name.
+func strictProblem(err error, what string) *Error {
+	e := &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_json"}
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) {
+		// Not JSON, or JSON that is not I-JSON: a repeated member (named), a lone
+		// surrogate or noncharacter, a number a double would change, nesting too deep.
+		e.Message = what + ": " + oar.Bounded(strings.TrimPrefix(err.Error(), "jcs: "), 300)
+		return e
 	}
-	return false
+	e.Param = oar.Bounded(paramPath(se.JSONPointer), 200)
+	switch {
+	case se.Err == jsonv2.ErrUnknownName:
+		e.Code = "unknown_parameter"
+		e.Message = fmt.Sprintf("%s is not a member this node takes there; docs/api.md lists every member and what the node does with it", e.Param)
+	case se.Err != nil && se.JSONKind != 0 && se.GoType != nil && strings.HasPrefix(se.GoType.PkgPath(), "github.com/sios-project/"):
+		// A field's own decoder (content, stop) said what is wrong.
+		e.Message = fmt.Sprintf("%s: %s", e.Param, se.Err)
+	default:
+		e.Message = fmt.Sprintf("%s must be %s", e.Param, goKind(se.GoType))
+	}
+	return e
+}
+
+// unknownMember is the name of the unknown member err from jcs.DecodeStrict refused.
+func unknownMember(err error) (string, bool) {
+	var se *jsonv2.SemanticError
+	if !errors.As(err, &se) || se.Err != jsonv2.ErrUnknownName {
+		return "", false
+	}
+	p := string(se.JSONPointer)
+	return oar.Bounded(unescapePointer(p[strings.LastIndexByte(p, '/')+1:]), 200), true
+}
+
+// paramPath writes a JSON pointer (/messages/0/role) as OpenAI names a parameter
+// (messages[0].role).
+func paramPath(p jsontext.Pointer) string {
+	var b strings.Builder
+	for _, tok := range strings.Split(strings.TrimPrefix(string(p), "/"), "/") {
+		if _, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(unescapePointer(tok))
+	}
+	return b.String()
+}
+
+func unescapePointer(tok string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+}
+
+// goKind says in words what JSON a Go type takes.
+func goKind(t reflect.Type) string {
+	if t == nil {
+		return "another JSON value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another JSON value"
 }
 
 func sortedKeys(m map[string]json.RawMessage) []string {
@@ -326,6 +456,18 @@ func (r *ChatRequest) Validate() *Error {
 		}
 		if len(m.ToolCalls) > MaxToolCalls {
 			return bad("invalid_message", fmt.Sprintf("messages[%d].tool_calls", i), "more than %d tool calls (MaxToolCalls)", MaxToolCalls)
+		}
+		if m.Refusal != nil && *m.Refusal != "" && m.Role != "assistant" {
+			return bad("invalid_message", fmt.Sprintf("messages[%d].refusal", i), "only assistant messages carry a refusal")
+		}
+		if !isEmpty(m.Audio) {
+			return unsupported(fmt.Sprintf("messages[%d].audio", i), "the node takes and gives no audio")
+		}
+		if !isEmpty(m.FunctionCall) {
+			return unsupported(fmt.Sprintf("messages[%d].function_call", i), "use tool_calls")
+		}
+		if !isEmpty(m.Annotations) {
+			return unsupported(fmt.Sprintf("messages[%d].annotations", i), "the node takes no citations of web pages")
 		}
 	}
 	if n := r.MaxOutputTokens(); n < 0 {
@@ -409,8 +551,17 @@ func (r *ChatRequest) Invocation(p *policy.Principal) *invoke.Invocation {
 		inv.MaxTokens = &m
 	}
 	for i, m := range r.Messages {
-		inv.Messages[i] = invoke.Message{Role: m.Role, Content: m.Content.Text, Parts: m.Content.Parts, Name: m.Name,
-			ToolCallID: m.ToolCallID, ToolCalls: m.ToolCalls}
+		text := m.Content.Text
+		if text == "" && m.Content.Parts == nil && m.Refusal != nil {
+			text = *m.Refusal // what the assistant said
+		}
+		var calls []backend.ToolCall
+		for j, c := range m.ToolCalls {
+			calls = append(calls, backend.ToolCall{Index: j, ID: c.ID, Type: c.Type,
+				Function: backend.FunctionCall{Name: c.Function.Name, Arguments: c.Function.Arguments}})
+		}
+		inv.Messages[i] = invoke.Message{Role: m.Role, Content: text, Parts: m.Content.Parts, Name: m.Name,
+			ToolCallID: m.ToolCallID, ToolCalls: calls}
 	}
 	return inv
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/metrics"
 	"github.com/sios-project/sios/policy"
 )
@@ -138,14 +139,16 @@ func classificationHeader(r *http.Request) string {
 	return strings.Join(r.Header.Values(ClassificationHeader), ", ")
 }
 
-// decodeBody reads a JSON body of at most MaxBodyBytes into v.
+// decodeBody reads a JSON body of at most MaxBodyBytes into v, strictly
+// (jcs.DecodeStrict): a member the endpoint does not take, one differently cased or
+// one given twice is a 400 naming it, not a setting silently dropped or read two ways.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	data, err := readBody(w, r)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not valid JSON for this endpoint: %s", jsonProblem(err))
+	if err := jcs.DecodeStrict(data, v); err != nil {
+		return strictProblem(err, "the request body is not valid JSON for this endpoint")
 	}
 	return nil
 }

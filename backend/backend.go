@@ -101,11 +101,13 @@ type Tool struct {
 	Function FunctionDef `json:"function"`
 }
 
-// FunctionDef describes a function tool; Parameters is a JSON Schema.
+// FunctionDef describes a function tool; Parameters is a JSON Schema. Strict is
+// OpenAI's request that calls follow the schema exactly, passed on as the caller set it.
 type FunctionDef struct {
 	Name        string          `json:"name"`
 	Description string          `json:"description,omitempty"`
 	Parameters  json.RawMessage `json:"parameters,omitempty"`
+	Strict      *bool           `json:"strict,omitempty"`
 }
 
 // ChatRequest is the subset of an OpenAI chat completion request the node sends: the

@@ -18,6 +18,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Options configures an OpenAI client.
@@ -116,6 +119,22 @@ type wireChatRequest struct {
 
 type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
+}
+
+// decodeAnswer reads a model server's JSON answer (a completion, a stream chunk, an
+// embeddings list) into v. It is lenient about members it does not know: servers add
+// their own freely (Ollama's, vLLM's prompt_logprobs and kv_transfer_params,
+// llama.cpp's timings, reasoning_content), and an answer must not fail for a newer
+// server's extra. It refuses a member given twice, naming it: encoding/json would let
+// the last one win, so an answer with two contents or two finish_reasons would be
+// recorded as one the server may not have meant; and it matches names exactly, so a
+// differently cased member is skipped as an unknown one rather than taken for the
+// real one. Invalid UTF-8 is replaced by U+FFFD as encoding/json did: a model may cut
+// a multi-byte character at a token boundary, and that is no reason to lose the
+// answer. It is not jcs.DecodeStrict, which would also refuse noncharacters and lone
+// surrogates in what the model wrote.
+func decodeAnswer(b []byte, v any) error {
+	return jsonv2.Unmarshal(b, v, jsontext.AllowInvalidUTF8(true))
 }
 
 // completion is a non-streamed chat completion.
@@ -221,7 +240,7 @@ func (o *OpenAI) readCompletion(ctx context.Context, body io.Reader, req *ChatRe
 		return nil, o.readErr(ctx, o.chatURL, err)
 	}
 	var c completion
-	if err := json.Unmarshal(raw, &c); err != nil {
+	if err := decodeAnswer(raw, &c); err != nil {
 		return nil, fmt.Errorf("backend: POST %s: response is not a chat completion: %v", o.chatURL, err)
 	}
 	if len(c.Error) > 0 && string(c.Error) != "null" {
@@ -276,7 +295,7 @@ func (o *OpenAI) readStream(ctx context.Context, resp *http.Response, body io.Re
 			break
 		}
 		var chunk streamChunk
-		if err := json.Unmarshal(ev.data, &chunk); err != nil {
+		if err := decodeAnswer(ev.data, &chunk); err != nil {
 			return nil, fmt.Errorf("backend: POST %s: malformed stream chunk: %v", o.chatURL, err)
 		}
 		if len(chunk.Error) > 0 && string(chunk.Error) != "null" {
@@ -481,7 +500,7 @@ func (o *OpenAI) Embed(ctx context.Context, model string, input []string) ([][]f
 		} `json:"data"`
 		Usage *Usage `json:"usage"`
 	}
-	if err := json.Unmarshal(raw, &r); err != nil {
+	if err := decodeAnswer(raw, &r); err != nil {
 		return nil, Usage{}, fmt.Errorf("backend: POST %s: response is not an embeddings list: %v", o.embedURL, err)
 	}
 	if len(r.Data) != len(input) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jsonv2 "github.com/go-json-experiment/json"
 	"golang.org/x/oauth2"
 
 	"github.com/sios-project/sios/ratelimit"
@@ -325,9 +325,12 @@ func parseIDClaims(token string) (*idClaims, error) {
 	if err != nil {
 		return nil, errors.New("the ID token's payload is not base64url")
 	}
+	// Each claim exactly and once (go-json-experiment/json's defaults), as
+	// Authenticate reads them: encoding/json would take "Nonce" for nonce, or the last
+	// of two nonces.
 	var c idClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, errors.New("the ID token's payload is not a JSON object with the claims an ID token has")
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
+		return nil, errors.New("the ID token's payload is not a JSON object with the claims an ID token has, each once")
 	}
 	return &c, nil
 }

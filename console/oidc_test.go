@@ -52,6 +52,16 @@ func TestIDClaimsCheck(t *testing.T) {
 			t.Errorf("%s: %v, want an error mentioning %q", c.name, err, c.want)
 		}
 	}
+	// Each claim exactly and once: encoding/json took the last nonce, or "Nonce".
+	for _, p := range []string{`{"nonce":"n0","aud":"sios-console","nonce":"n1"}`, `{"Nonce":"n1","aud":"sios-console"}`} {
+		parsed, err := parseIDClaims("a." + base64.RawURLEncoding.EncodeToString([]byte(p)) + ".c")
+		if err == nil {
+			err = parsed.check("sios-console", "n1", now)
+		}
+		if err == nil || !strings.Contains(err.Error(), "nonce") && !strings.Contains(err.Error(), "each once") {
+			t.Errorf("%s: %v, want a refusal", p, err)
+		}
+	}
 	for _, bad := range []string{"", "a.b", "a.!!.c", "a." + base64.RawURLEncoding.EncodeToString([]byte(`[1]`)) + ".c"} {
 		if _, err := parseIDClaims(bad); err == nil {
 			t.Errorf("%q parsed", bad)

@@ -48,6 +48,24 @@ type CallAnswer struct {
 	Invocation string `json:"invocation,omitempty"`
 }
 
+// ParseCallAnswer reads a contributor's answer to a decision call strictly
+// (jcs.DecodeStrict): at most MaxCallAnswer bytes, no member repeated, differently
+// cased or unknown, a ballot present. The ballot and the receipt are checked by the
+// caller.
+func ParseCallAnswer(raw []byte) (*CallAnswer, error) {
+	if len(raw) > MaxCallAnswer {
+		return nil, fmt.Errorf("the answer is %d bytes, more than %d (MaxCallAnswer)", len(raw), MaxCallAnswer)
+	}
+	var ans CallAnswer
+	if err := jcs.DecodeStrict(raw, &ans); err != nil {
+		return nil, fmt.Errorf("the answer is not a ballot: %v", err)
+	}
+	if len(ans.Ballot) == 0 {
+		return nil, errors.New("the answer is not a ballot: it has none")
+	}
+	return &ans, nil
+}
+
 // ParseCallPayload reads a decision call's payload strictly: at most MaxCallPayload
 // bytes of canonical JSON with exactly the members of CallPayload, the question valid
 // UTF-8 within decision.MaxQuestionLen, the request at most decision.MaxRequestSize
@@ -135,15 +153,14 @@ func (s *Service) call(ctx context.Context, pr *policy.Principal, req *decision.
 		return nil, fmt.Errorf("the answer is more than %d bytes (MaxCallAnswer)", MaxCallAnswer)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var cr fleet.CallResponse
-		if json.Unmarshal(raw, &cr) == nil && cr.Error != nil {
+		if cr, err := fleet.ParseCallResponse(raw); err == nil && cr.Error != nil {
 			return nil, fmt.Errorf("peer refused the call (%s): %s", cut(cr.Error.Code, 64), cr.Error.Message)
 		}
 		return nil, fmt.Errorf("peer answered %d", resp.StatusCode)
 	}
-	var ans CallAnswer
-	if err := json.Unmarshal(raw, &ans); err != nil || len(ans.Ballot) == 0 {
-		return nil, errors.New("the answer is not a ballot")
+	ans, err := ParseCallAnswer(raw)
+	if err != nil {
+		return nil, err
 	}
 	c := &Contributed{Ballot: ans.Ballot, Rationale: ans.Rationale, Invocation: ans.Invocation}
 	// The receipt says where the peer recorded its ballot; one that does not verify

@@ -1,15 +1,16 @@
 package fleet
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/identity/tpm"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -101,10 +102,10 @@ func decodeBody(kind string, raw json.RawMessage) (any, error) {
 	default:
 		return nil, fmt.Errorf("kind %q is not one of %v", short(kind), Kinds)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return nil, fmt.Errorf("%s body: %v", kind, err)
+	// Strictly (jcs.DecodeStrict): an unknown, differently cased or repeated member is
+	// refused naming it (encoding/json would match "Brains" to brains).
+	if err := jcs.DecodeStrict(raw, v); err != nil {
+		return nil, fmt.Errorf("%s body: %v", kind, strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	if err := v.(interface{ validate() error }).validate(); err != nil {
 		return nil, fmt.Errorf("%s body: %v", kind, err)

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/sios-project/sios/jcs"
 )
 
 // The remote-call protocol (docs/federation.md): an origin POSTs a CallRequest to
@@ -122,21 +124,61 @@ func (f *Fleet) call(ctx context.Context, peer Peer, path string, req *CallReque
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) > MaxCallAnswer {
-		return nil, fmt.Errorf("%w: more than %d bytes (MaxCallAnswer)", ErrMalformedAnswer, MaxCallAnswer)
+	r, err := ParseCallResponse(raw)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(raw, &ans.Response); err != nil {
-		return nil, ErrMalformedAnswer
-	}
+	ans.Response = *r
 	return ans, nil
 }
 
-// WriteCallResponse writes a target's answer, with Retry-After when retryAfter > 0.
+// ParseCallRequest reads the body of a remote call strictly (jcs.DecodeStrict): at
+// most limit bytes (MaxCallRequest, MaxSearchRequest, or the decision call's own cap),
+// no member repeated, differently cased or unknown, envelope and payload present. The
+// envelope and the payload are the caller's to parse and check.
+func ParseCallRequest(raw []byte, limit int) (*CallRequest, error) {
+	if len(raw) > limit {
+		return nil, fmt.Errorf("the call is more than %d bytes", limit)
+	}
+	var rq CallRequest
+	if err := jcs.DecodeStrict(raw, &rq); err != nil {
+		return nil, fmt.Errorf("the call is not {envelope, payload}: %v", err)
+	}
+	if rq.Envelope == nil || rq.Payload == nil {
+		return nil, errors.New("the call is not {envelope, payload}: both are required")
+	}
+	return &rq, nil
+}
+
+// ParseCallResponse reads a target's answer strictly (jcs.DecodeStrict), within
+// MaxCallAnswer. Errors wrap ErrMalformedAnswer. The reply's signature and the
+// output's digest are the caller's to check.
+func ParseCallResponse(raw []byte) (*CallResponse, error) {
+	if len(raw) > MaxCallAnswer {
+		return nil, fmt.Errorf("%w: more than %d bytes (MaxCallAnswer)", ErrMalformedAnswer, MaxCallAnswer)
+	}
+	var resp CallResponse
+	if err := jcs.DecodeStrict(raw, &resp); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedAnswer, err)
+	}
+	return &resp, nil
+}
+
+// WriteCallResponse writes a target's answer, with Retry-After when retryAfter > 0. An
+// answer the origin would refuse (ParseCallResponse: more than MaxCallAnswer bytes, or
+// text that is not I-JSON, such as a Unicode noncharacter in a model's output) is
+// replaced by an unsigned internal error saying why, so that both sides apply one rule.
 func WriteCallResponse(w http.ResponseWriter, resp *CallResponse, retryAfter time.Duration) {
 	b, err := Marshal(resp)
 	if err != nil {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
+	}
+	if _, err := ParseCallResponse(b); err != nil {
+		// "internal" is invoke.CodeInternal (this package cannot import invoke).
+		b, _ = Marshal(&CallResponse{Status: http.StatusInternalServerError, Error: &CallError{
+			Status: http.StatusInternalServerError, Type: "server_error", Code: "internal",
+			Message: "the target could not send its answer: " + err.Error()}})
 	}
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))

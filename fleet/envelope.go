@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 	"unicode"
@@ -242,8 +243,10 @@ func parseCall(b []byte, m callMessage) error {
 	if !jcs.IsCanonical(b) {
 		return fmt.Errorf("%s is not in canonical form (RFC 8785)", f.name)
 	}
-	if err := json.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%s: %v", f.name, err)
+	// Decoded strictly (jcs.DecodeStrict) so that an unknown or differently cased
+	// member is named; the re-encoding below then refuses a missing or null one.
+	if err := jcs.DecodeStrict(b, m); err != nil {
+		return fmt.Errorf("%s: %v", f.name, strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	f = m.format() // the version decoded
 	if err := m.validate(); err != nil {

@@ -188,13 +188,13 @@ func TestParseEnvelope(t *testing.T) {
 		{"not canonical", replace(t, b, `{"brain"`, `{ "brain"`), "not in canonical form"},
 		{"trailing newline", append(append([]byte(nil), b...), '\n'), "not in canonical form"},
 		{"duplicate member", replace(t, b, `"brain":"legal",`, `"brain":"legal","brain":"legal",`), "not in canonical form"},
-		{"unknown member", replace(t, b, `,"v":"fed-call/1"}`, `,"v":"fed-call/1","w":1}`), "not part of fed-call/1"},
-		{"differently cased member", replace(t, b, `"payload_digest":`, `"payload_Digest":`), "not part of fed-call/1"},
+		{"unknown member", replace(t, b, `,"v":"fed-call/1"}`, `,"v":"fed-call/1","w":1}`), `unknown object member name "w"`},
+		{"differently cased member", replace(t, b, `"payload_digest":`, `"payload_Digest":`), `unknown object member name "payload_Digest"`},
 		{"missing member", replace(t, b, `"tenant":"acme",`, ``), "tenant"},
 		{"wrong type", replace(t, b, `"brain":"legal"`, `"brain":7`), "brain"},
 		{"missing sig", withoutSig(t, b), "sig is required"},
 		{"null sig", replace(t, withoutSig(t, b), `"target"`, `"sig":null,"target"`), "sig is required"},
-		{"unknown sig member", replace(t, b, `"sig":{`, `"sig":{"a":"AA==",`), "not part of fed-call/1"},
+		{"unknown sig member", replace(t, b, `"sig":{`, `"sig":{"a":"AA==",`), `unknown object member name "a" within "/sig"`},
 		{"too big", append(bytes.Repeat([]byte(" "), MaxEnvelopeSize2), b...), "MaxEnvelopeSize2"},
 		{"not JSON", []byte("fed-call/1"), "not in canonical form"},
 	}
@@ -515,8 +515,8 @@ func TestParseReply(t *testing.T) {
 		err   string
 	}{
 		{"not canonical", replace(t, b, `{"call"`, `{ "call"`), "not in canonical form"},
-		{"unknown member", replace(t, b, `,"v":"fed-reply/1"}`, `,"v":"fed-reply/1","w":null}`), "not part of fed-reply/1"},
-		{"unknown decision member", replace(t, b, `"decision":{`, `"decision":{"by":"x",`), "not part of fed-reply/1"},
+		{"unknown member", replace(t, b, `,"v":"fed-reply/1"}`, `,"v":"fed-reply/1","w":null}`), `unknown object member name "w"`},
+		{"unknown decision member", replace(t, b, `"decision":{`, `"decision":{"by":"x",`), `unknown object member name "by" within "/decision"`},
 		{"empty policies", replace(t, b, `,"policies":["fleet-default"]`, `,"policies":[]`), "not part of fed-reply/1"},
 		{"null decision", replace(t, b, `"decision":{"effect":"allow","policies":["fleet-default"]}`, `"decision":null`), "not part of fed-reply/1"},
 		{"empty optional member", replace(t, b, `"call"`, `"error":"","call"`), "not in canonical form"},

@@ -114,8 +114,9 @@ func TestAdd(t *testing.T) {
 		{"extra member", func(t *testing.T) []step {
 			fb := newFeed(t, fx.a1).standard()
 			return []step{{rec: fb.recs[0], status: Applied, applied: 1},
-				{rec: replace(t, fb.recs[1], `,"v":"fed/1"}`, `,"v":"fed/1","x":1}`), err: "not part of fed/1"},
-				{rec: replace(t, fb.recs[1], `{"classification"`, `{"by":"me","classification"`), err: "unknown field"},
+				{rec: replace(t, fb.recs[1], `,"v":"fed/1"}`, `,"v":"fed/1","x":1}`), err: `unknown object member name "x"`},
+				{rec: replace(t, fb.recs[1], `{"classification"`, `{"by":"me","classification"`), err: `unknown object member name "by"`},
+				{rec: replace(t, fb.recs[1], `{"classification"`, `{"Classification"`), err: `unknown object member name "Classification"`},
 				{rec: replace(t, fb.recs[1], `"seq":1`, `"Seq":1`), err: "not in canonical form"}}
 		}, []string{fx.a1.ID()}, 0},
 		{"identity after seq 0", func(t *testing.T) []step {

@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 )
 
 // Timing tunes membership. The defaults suit a LAN or loopback fleet of up to a few
@@ -522,8 +522,8 @@ func (d *delegate) LocalState(bool) []byte {
 // not the place for megabytes of records).
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	f := (*Fleet)(d)
-	var st stateMsg
-	if len(buf) > MaxSyncSize || json.Unmarshal(buf, &st) != nil || st.Node == f.ID() || !validNodeID(st.Node) {
+	st, err := parseState(buf)
+	if err != nil || st.Node == f.ID() {
 		return
 	}
 	if !f.lacks(st.Digest) {
@@ -556,6 +556,22 @@ type stateMsg struct {
 	Node   string `json:"node"`
 	Addr   string `json:"addr"`
 	Digest Digest `json:"digest"`
+}
+
+// parseState reads a peer's push/pull state strictly (jcs.DecodeStrict), within
+// MaxSyncSize, naming a node.
+func parseState(buf []byte) (*stateMsg, error) {
+	if len(buf) > MaxSyncSize {
+		return nil, fmt.Errorf("state is %d bytes, more than %d (MaxSyncSize)", len(buf), MaxSyncSize)
+	}
+	var st stateMsg
+	if err := jcs.DecodeStrict(buf, &st); err != nil {
+		return nil, fmt.Errorf("state: %v", err)
+	}
+	if !validNodeID(st.Node) {
+		return nil, fmt.Errorf("state names %q, not a node id", short(st.Node))
+	}
+	return &st, nil
 }
 
 // events is the Fleet as memberlist's event, alive and ping delegates.

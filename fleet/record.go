@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/identity"
@@ -128,9 +129,11 @@ func Parse(b []byte) (*Record, error) {
 	if !jcs.IsCanonical(b) {
 		return nil, ErrNotCanonical
 	}
+	// Decoded strictly (jcs.DecodeStrict) so that an unknown or differently cased
+	// member is named; the re-encoding below then refuses a missing or null one.
 	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("record: %v", err)
+	if err := jcs.DecodeStrict(b, &r); err != nil {
+		return nil, fmt.Errorf("record: %v", strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	if err := r.validate(); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 )
 
 // Anti-entropy over the fleet API: POST /fleet/v1/sync with this node's digest and any
@@ -23,6 +24,33 @@ type syncMsg struct {
 	Addr    string            `json:"addr"`
 	Digest  Digest            `json:"digest"`
 	Records []json.RawMessage `json:"records,omitempty"`
+}
+
+// withinSync is the first of recs that fit in half of MaxSyncSize, leaving the other
+// half to the digest, so that a request or an answer stays within what the other side
+// reads; the rest goes in a later round.
+func withinSync(recs [][]byte) [][]byte {
+	size := 0
+	for i, rec := range recs {
+		if size += len(rec) + 1; size > MaxSyncSize/2 {
+			return recs[:i]
+		}
+	}
+	return recs
+}
+
+// parseSync reads an anti-entropy request or answer strictly (jcs.DecodeStrict): a
+// repeated, differently cased or unknown member is refused, naming it. Its records are
+// checked one by one by the log.
+func parseSync(b []byte) (*syncMsg, error) {
+	if len(b) > MaxSyncSize {
+		return nil, fmt.Errorf("%d bytes, more than %d (MaxSyncSize)", len(b), MaxSyncSize)
+	}
+	var m syncMsg
+	if err := jcs.DecodeStrict(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // Marshal encodes v as JSON without escaping <, > and &: records, envelopes and
@@ -64,7 +92,7 @@ func (f *Fleet) syncWith(ctx context.Context, node, addr string) error {
 
 func (f *Fleet) syncOnce(ctx context.Context, node, addr string, push [][]byte) (*syncMsg, error) {
 	req := syncMsg{Node: f.ID(), Addr: f.Addr(), Digest: f.cfg.Log.Digest()}
-	for _, r := range push {
+	for _, r := range withinSync(push) {
 		req.Records = append(req.Records, r)
 	}
 	body, err := Marshal(req)
@@ -86,11 +114,11 @@ func (f *Fleet) syncOnce(ctx context.Context, node, addr string, push [][]byte) 
 	if len(b) > MaxSyncSize {
 		return nil, fmt.Errorf("sync answer is more than %d bytes (MaxSyncSize)", MaxSyncSize)
 	}
-	var got syncMsg
-	if err := json.Unmarshal(b, &got); err != nil {
-		return nil, fmt.Errorf("sync answer: %v", err)
+	got, err := parseSync(b)
+	if err != nil {
+		return nil, fmt.Errorf("sync answer from %s: %v", addr, err)
 	}
-	return &got, nil
+	return got, nil
 }
 
 // The last digest each peer sent, so that the next round pushes what it lacks.
@@ -133,8 +161,8 @@ func (f *Fleet) handleSync(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("sync request is more than %d bytes (MaxSyncSize)", MaxSyncSize), http.StatusRequestEntityTooLarge)
 		return
 	}
-	var req syncMsg
-	if err := json.Unmarshal(b, &req); err != nil {
+	req, err := parseSync(b)
+	if err != nil {
 		http.Error(w, "sync request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -151,11 +179,7 @@ func (f *Fleet) handleSync(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp := syncMsg{Node: f.ID(), Addr: f.Addr(), Digest: f.cfg.Log.Digest()}
-	size := 0
-	for _, rec := range f.cfg.Log.Missing(req.Digest) {
-		if size += len(rec) + 1; size > MaxSyncSize/2 {
-			break // the peer asks again for the rest
-		}
+	for _, rec := range withinSync(f.cfg.Log.Missing(req.Digest)) {
 		resp.Records = append(resp.Records, rec)
 	}
 	out, err := Marshal(resp)

@@ -12,12 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 )
 
 // Mutual TLS between nodes. A node's TLS certificate is self-signed with its Ed25519
@@ -199,14 +199,10 @@ func parseLeaf(raw []byte) (*peerLeaf, error) {
 		return refuse("enrolment extension is %d bytes, more than the %d allowed (MaxEnrolmentExtension)", len(ext), MaxEnrolmentExtension)
 	}
 	p := &peerLeaf{notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
-	// Unknown members are refused: they would not be covered by the root's signature.
-	dec := json.NewDecoder(bytes.NewReader(ext))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p.cert); err != nil {
+	// Unknown members are refused (they would not be covered by the root's signature),
+	// and so are repeated and differently cased ones, which readers could take apart.
+	if err := jcs.DecodeStrict(ext, &p.cert); err != nil {
 		return refuse("enrolment extension is not an enrolment certificate: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return refuse("enrolment extension has data after the enrolment certificate")
 	}
 	pe.Node, pe.Root = claimed(p.cert.NodeID), claimed(p.cert.RootID)
 	nodeKey, rootKey, err := p.cert.Verify()

@@ -17,6 +17,7 @@ import (
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/identity/tpm"
 	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/jcs"
 )
 
 // The local trust store: the institution roots this node's operator has pinned, one
@@ -47,11 +48,11 @@ func ExportRoot(cert identity.Certificate) RootFile {
 func ParseRoot(data []byte) (RootFile, identity.PublicKey, error) {
 	var rf RootFile
 	if len(data) > maxRootFile {
-		return rf, identity.PublicKey{}, fmt.Errorf("root file is larger than %d bytes", maxRootFile)
+		return rf, identity.PublicKey{}, fmt.Errorf("root file is %d bytes, more than %d (maxRootFile)", len(data), maxRootFile)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rf); err != nil {
+	// Strictly: a root file comes from another institution, and a member that one
+	// reader takes and another skips or overrides has no place in what decides trust.
+	if err := jcs.DecodeStrict(data, &rf); err != nil {
 		return rf, identity.PublicKey{}, fmt.Errorf("not a root file: %v", err)
 	}
 	if rf.V != RootFileVersion {
@@ -228,13 +229,8 @@ func ParseEKTrust(data []byte) (*EKTrust, error) {
 		return nil, fmt.Errorf("EK trust file is larger than %d bytes (maxEKTrustFile)", maxEKTrustFile)
 	}
 	var et EKTrust
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&et); err != nil {
+	if err := jcs.DecodeStrict(data, &et); err != nil {
 		return nil, fmt.Errorf("not an EK trust file: %v", err)
-	}
-	if dec.More() {
-		return nil, errors.New("EK trust file has data after the document")
 	}
 	if err := et.check(); err != nil {
 		return nil, err

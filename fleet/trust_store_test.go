@@ -213,3 +213,79 @@ func FuzzParseEKTrust(f *testing.F) {
 		}
 	})
 }
+
+// TestParseRootStrict: a root file another institution sends is read the same by every
+// reader or not at all: repeated, differently cased and unknown members are refused,
+// naming the member, and so is anything after the document.
+func TestParseRootStrict(t *testing.T) {
+	b, err := identity.Init(t.TempDir(), "b", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := json.MarshalIndent(ExportRoot(b.Node.Cert), "", "  ")
+	if _, _, err := ParseRoot(good); err != nil {
+		t.Fatalf("the file 'sios root export' writes: %v", err)
+	}
+	body := string(good[1:]) // after the opening brace
+	for _, c := range []struct{ name, in, want string }{
+		{"repeated member", `{"root_id":"root_x",` + body, `duplicate object member name "root_id"`},
+		{"differently cased member", strings.Replace(string(good), `"root_id"`, `"Root_ID"`, 1), `unknown object member name "Root_ID"`},
+		{"unknown member", `{"comment":"from b",` + body, `unknown object member name "comment"`},
+		{"data after the document", string(good) + "{}", "trailing data"},
+		{"too large", string(good) + strings.Repeat(" ", maxRootFile), "(maxRootFile)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, _, err := ParseRoot([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("ParseRoot = %v, want an error saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestParseEKTrustStrict: an EK trust file refuses what readers could read differently.
+func TestParseEKTrustStrict(t *testing.T) {
+	root := "root_" + strings.Repeat("a", 52)
+	good := `{"v":"sios-ek-trust/1","institution":"` + root + `","ek_sha256":["` + strings.Repeat("ab", 32) + `"],"ek_cas":[]}`
+	if _, err := ParseEKTrust([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, in, want string }{
+		{"repeated member", `{"ek_sha256":[],` + good[1:], `duplicate object member name "ek_sha256"`},
+		{"differently cased member", strings.Replace(good, `"institution"`, `"Institution"`, 1), `unknown object member name "Institution"`},
+		{"unknown member", `{"note":"x",` + good[1:], `unknown object member name "note"`},
+		{"data after the document", good + " {}", "trailing data"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := ParseEKTrust([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("ParseEKTrust = %v, want an error saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// FuzzParseRoot: whatever ParseRoot accepts names the root its keys make, and the
+// file AddRoot writes of it parses to the same root.
+func FuzzParseRoot(f *testing.F) {
+	b, err := identity.Init(f.TempDir(), "b", "", time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := json.MarshalIndent(ExportRoot(b.Node.Cert), "", "  ")
+	f.Add(good)
+	f.Add([]byte(`{"v":"sios-root/1","root_id":"root_x","root_id":"root_y"}`))
+	f.Add([]byte(`{"V":"sios-root/1"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rf, pub, err := ParseRoot(in)
+		if err != nil {
+			return
+		}
+		if id := pub.ID(identity.RootPrefix); id != rf.RootID {
+			t.Fatalf("accepted root_id %s for the keys of %s", rf.RootID, id)
+		}
+		again, _ := json.MarshalIndent(rf, "", "  ")
+		rf2, _, err := ParseRoot(again)
+		if err != nil || rf2 != rf {
+			t.Fatalf("written back, it does not parse to the same: %v", err)
+		}
+	})
+}

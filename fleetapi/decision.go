@@ -2,7 +2,6 @@ package fleetapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,9 +72,9 @@ func (a *API) decide(r *http.Request) (*deliberate.CallAnswer, *fleet.CallRespon
 	if err != nil {
 		return nil, &fleet.CallResponse{Status: http.StatusBadRequest}, 0
 	}
-	var rq fleet.CallRequest
-	if len(raw) > maxDecideRequest || json.Unmarshal(raw, &rq) != nil || rq.Envelope == nil || rq.Payload == nil {
-		return nil, a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, "the call is not {envelope, payload} JSON within the size limits", "malformed decision call"), 0
+	rq, err := fleet.ParseCallRequest(raw, maxDecideRequest)
+	if err != nil {
+		return nil, a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, oneLine(err), "malformed decision call: "+oneLine(err)), 0
 	}
 	env, err := fleet.ParseEnvelope(rq.Envelope)
 	if err != nil {

@@ -95,9 +95,9 @@ func (a *API) readCall(r *http.Request, cert *identity.Certificate, limit int) (
 	if err != nil {
 		return nil, nil, &fleet.CallResponse{Status: http.StatusBadRequest}
 	}
-	var rq fleet.CallRequest
-	if len(raw) > limit || json.Unmarshal(raw, &rq) != nil || rq.Envelope == nil || rq.Payload == nil {
-		return nil, nil, a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, "the call is not {envelope, payload} JSON within the size limits", "malformed request")
+	rq, err := fleet.ParseCallRequest(raw, limit)
+	if err != nil {
+		return nil, nil, a.refusal(cert.NodeID, nil, invoke.CodeMalformedCall, oneLine(err), "malformed request: "+oneLine(err))
 	}
 	env, err := fleet.ParseEnvelope(rq.Envelope)
 	if err != nil {
@@ -119,7 +119,7 @@ func (a *API) readCall(r *http.Request, cert *identity.Certificate, limit int) (
 		return nil, nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodePayloadMismatch, "the payload does not match the envelope's payload_digest",
 			"payload does not match payload_digest")
 	}
-	return &rq, env, nil
+	return rq, env, nil
 }
 
 // originKey is the connecting node's keys: from the fleet log (verified under a pinned

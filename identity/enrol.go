@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,18 +256,27 @@ func loadNode(dir string, loadKey func(keyPath string) (*PrivateKey, error)) (*N
 
 // LoadCertificate reads a certificate file without verifying it.
 func LoadCertificate(path string) (Certificate, error) {
-	var c Certificate
 	b, err := readLimited(path, maxCertFile)
 	if err != nil {
-		return c, err
+		return Certificate{}, err
 	}
-	// Unknown members are refused: they would not be covered by the root's signature.
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("%s is corrupt: %v", path, err)
+	c, err := parseCertificate(b)
+	if err != nil {
+		return c, fmt.Errorf("%s is not an enrolment certificate: %v", path, err)
 	}
 	return c, nil
+}
+
+// parseCertificate decodes a certificate without verifying it. Unknown members are
+// refused (they would not be covered by the root's signature), and so are repeated
+// and differently cased ones, which readers could take apart.
+func parseCertificate(b []byte) (Certificate, error) {
+	var c Certificate
+	if len(b) > maxCertFile {
+		return c, fmt.Errorf("%d bytes, more than %d (maxCertFile)", len(b), maxCertFile)
+	}
+	err := jcs.DecodeStrict(b, &c)
+	return c, err
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+	"github.com/sios-project/sios/jcs"
 )
 
 // Key kinds stored in key files.
@@ -250,9 +251,19 @@ func LoadKey(path, wantKind string) (*PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The version first, leniently, to send a sealed key file to its own reader; then
+	// the plain file strictly (jcs.DecodeStrict): a repeated seed or a differently
+	// cased member is refused naming it, not read as the last or matched anyway.
 	var kf keyFile
-	if err := json.Unmarshal(b, &kf); err != nil {
+	if err := json.Unmarshal(b, &struct {
+		V *string `json:"v"`
+	}{&kf.V}); err != nil {
 		return nil, &KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", err)}
+	}
+	if kf.V == keyFileVersion {
+		if err := jcs.DecodeStrict(b, &kf); err != nil {
+			return nil, &KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", strings.TrimPrefix(err.Error(), "jcs: "))}
+		}
 	}
 	if kf.V == SealedKeyVersion {
 		return nil, &KeyFileError{Path: path, Err: ErrKeySealed,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -96,7 +97,7 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 	u := res.out.Usage
 	var calls []backend.ToolCall
 	if len(res.out.ToolCalls) > 0 {
-		json.Unmarshal(res.out.ToolCalls, &calls) // verified under the reply's output digest
+		jcs.DecodeStrict(res.out.ToolCalls, &calls) // verified under the reply's output digest
 	}
 	return sink.Finish(&Result{Content: res.out.Content, FinishReason: res.out.FinishReason,
 		Usage: usageOf(u.PromptTokens, u.CompletionTokens, u.TotalTokens), ToolCalls: calls,
@@ -128,7 +129,7 @@ func (p *Pipeline) callPeer(ctx context.Context, inv *Invocation, peer fleet.Pee
 	if res.err != nil || res.output == nil {
 		return res
 	}
-	if err := json.Unmarshal(res.output, &res.out); err != nil {
+	if err := jcs.DecodeStrict(res.output, &res.out); err != nil {
 		p.cfg.Log.Warn("remote reply refused", "peer", peer.NodeID, "reason", "output: "+err.Error())
 		res.err = errorf(CodeRemoteInvalidReply, "brain %s: peer %s answered with a reply that does not verify (output: %v)", b.ID, peer.NodeID, err)
 	}
@@ -147,7 +148,7 @@ func (p *Pipeline) checkAnswer(ctx context.Context, what string, peer fleet.Peer
 	}
 	switch {
 	case errors.Is(err, fleet.ErrMalformedAnswer):
-		bad("malformed answer")
+		bad(err.Error()) // names the limit or the member
 		return
 	case err != nil:
 		p.cfg.Log.Warn("remote call failed", "peer", peer.NodeID, "err", err)

@@ -30,6 +30,7 @@ type peerNode struct {
 	badSig     bool   // sign the reply with another key
 	wrongCall  bool   // answer another call
 	tamperOut  bool   // change the output after signing
+	rawOut     string // when set, the output's bytes, signed as they are
 	originKey  identity.PublicKey
 	mu         sync.Mutex
 	envelopes  [][]byte
@@ -92,6 +93,9 @@ func (p *peerNode) invoke(req *fleet.CallRequest) (*fleet.CallAnswer, error) {
 		resp.Status = 403
 	} else {
 		out, _ := json.Marshal(fleet.CallOutput{Content: p.answer, FinishReason: "stop", Usage: fleet.CallUsage{TotalTokens: 7}})
+		if p.rawOut != "" {
+			out = []byte(p.rawOut)
+		}
 		reply.Status, reply.OutputDigest = fleet.ReplyOK, sha256Hex(out)
 		resp.Output = out
 		if p.tamperOut {
@@ -194,6 +198,16 @@ func TestRemoteRepliesThatDoNotVerify(t *testing.T) {
 		{"signed by another key", func(p *peerNode) { p.badSig, p.signedWith = true, other.Node }, CodeRemoteInvalidReply},
 		{"answers another call", func(p *peerNode) { p.wrongCall = true }, CodeRemoteInvalidReply},
 		{"output altered", func(p *peerNode) { p.tamperOut = true }, CodeRemoteInvalidReply},
+		// Signed, but readers could take it apart: the origin reads it strictly.
+		{"output with a repeated member", func(p *peerNode) {
+			p.rawOut = `{"content":"a","content":"b","finish_reason":"stop","usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`
+		}, CodeRemoteInvalidReply},
+		{"output with a differently cased member", func(p *peerNode) {
+			p.rawOut = `{"Content":"a","finish_reason":"stop","usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`
+		}, CodeRemoteInvalidReply},
+		{"output with an unknown member", func(p *peerNode) {
+			p.rawOut = `{"content":"a","finish_reason":"stop","logprobs":null,"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}`
+		}, CodeRemoteInvalidReply},
 		{"denied by the peer's policy", func(p *peerNode) { p.deny = true }, CodePolicyDenied},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -104,6 +104,18 @@ func Validate(in []byte) error {
 	return err
 }
 
+// validateExact is Validate that also refuses numbers a double would change
+// (AppendNested's rule).
+func validateExact(in []byte) error {
+	bp := jcsBufPool.Get().(*[]byte)
+	out, err := AppendNested((*bp)[:0], in, 0)
+	if cap(out) <= jcsMaxPooled {
+		*bp = out[:0]
+		jcsBufPool.Put(bp)
+	}
+	return err
+}
+
 // CheckCanonical is IsCanonical with the reason: nil when b is exactly its own
 // canonical form; the parse error (naming the offset and the rule, for instance
 // ErrDepth) when b is not strict I-JSON; else an error wrapping ErrNotCanonical

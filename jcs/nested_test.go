@@ -200,6 +200,8 @@ func TestUnmarshalRefusesWhatReadersCouldReadDifferently(t *testing.T) {
 		{"lone surrogate", `{"name":"\ud800"}`, "surrogate"},
 		{"too deep", `{"raw":` + nest(64) + `}`, "MaxDepth"},
 		{"wrong type", `{"count":"1"}`, "count"},
+		{"number a double rounds", `{"count":12345678901234567890}`, "number"},
+		{"number beyond 2^53", `{"count":9007199254740993}`, "number"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var d decodedDoc

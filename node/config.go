@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/sios-project/sios/egress"
 	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/memory"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
@@ -289,16 +289,13 @@ func LoadConfig(dataDir string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		if strings.Contains(err.Error(), `unknown field "audit_prompts"`) {
+	// Strictly (jcs.DecodeStrict): a misspelt, differently cased or repeated setting is
+	// an error naming it, not a setting silently dropped or read as the last of two.
+	if err := jcs.DecodeStrict(b, &c); err != nil {
+		if strings.Contains(err.Error(), `unknown object member name "audit_prompts"`) {
 			return c, fmt.Errorf("%s: audit_prompts is no longer a setting: audit records hold digests of prompts and answers, never their text; remove it", path)
 		}
-		return c, fmt.Errorf("%s: %v", path, err)
-	}
-	if dec.More() {
-		return c, fmt.Errorf("%s: more than one JSON value", path)
+		return c, fmt.Errorf("%s: %v", path, strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	return c, nil
 }

@@ -9,9 +9,12 @@ import (
 
 func TestLoadConfigRefusesWhatItCannotHonour(t *testing.T) {
 	for _, c := range []struct{ name, file, want string }{
-		{"a misspelt key", `{"backend":"builtin","bakend":"x"}`, `unknown field "bakend"`},
+		{"a misspelt key", `{"backend":"builtin","bakend":"x"}`, `unknown object member name "bakend"`},
 		{"a removed setting", `{"audit_prompts":true}`, "audit_prompts is no longer a setting"},
-		{"two values", `{} {}`, "more than one JSON value"},
+		{"two values", `{} {}`, "trailing data after top-level value"},
+		{"a differently cased key", `{"Backend":"http://127.0.0.1:11434/v1"}`, `unknown object member name "Backend"`},
+		{"a repeated key", `{"backend":"builtin","backend":"http://127.0.0.1:11434/v1"}`, `duplicate object member name "backend"`},
+		{"a repeated retention tenant", `{"retention":{"tenants":{"a":"1h","a":"2h"}}}`, `duplicate object member name "a"`},
 		{"not JSON", `{"backend":`, "config.json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

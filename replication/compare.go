@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 )
 
@@ -32,6 +32,20 @@ import (
 type ConsistencyMsg struct {
 	Checkpoint string   `json:"checkpoint"`
 	Proof      [][]byte `json:"proof,omitempty"`
+}
+
+// parseConsistency reads a consistency answer strictly (jcs.DecodeStrict): at most
+// MaxProofAnswer bytes, no member repeated, differently cased or unknown. The
+// checkpoint and the proof are checked by the caller.
+func parseConsistency(b []byte) (*ConsistencyMsg, error) {
+	if len(b) > MaxProofAnswer {
+		return nil, fmt.Errorf("%d bytes, more than %d (MaxProofAnswer)", len(b), MaxProofAnswer)
+	}
+	var m ConsistencyMsg
+	if err := jcs.DecodeStrict(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 // CompareResult is the answer of the admin compare endpoint.
@@ -120,11 +134,11 @@ func (r *Replication) ComparePeer(ctx context.Context, peer string) (*CompareRes
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("%s answered %d: %s", peer, resp.StatusCode, truncate(string(b), 200))
 		}
-		var m ConsistencyMsg
-		if len(b) > MaxProofAnswer || json.Unmarshal(b, &m) != nil {
-			return nil, fmt.Errorf("%s's answer is not a checkpoint and proof", peer)
+		m, err := parseConsistency(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s's answer is not a checkpoint and proof: %v", peer, err)
 		}
-		return &m, nil
+		return m, nil
 	}
 	copyDir := filepath.Join(ReplicasDir(r.cfg.DataDir), peer)
 	if _, err := os.Stat(copyDir); err == nil {

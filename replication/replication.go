@@ -38,6 +38,7 @@ import (
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/witness"
@@ -92,6 +93,28 @@ type NotifyMsg struct {
 	// Cosignature is the replica's cosignature/v1 note signature line, newline
 	// included, over Checkpoint (answer).
 	Cosignature string `json:"cosignature,omitempty"`
+}
+
+// parseNotify reads a notify message, request or answer, strictly (jcs.DecodeStrict):
+// at most MaxNotify bytes, no member repeated, differently cased or unknown.
+func parseNotify(b []byte) (*NotifyMsg, error) {
+	if len(b) > MaxNotify {
+		return nil, fmt.Errorf("%d bytes, more than %d (MaxNotify)", len(b), MaxNotify)
+	}
+	var m NotifyMsg
+	if err := jcs.DecodeStrict(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// readNotify reads a notify answer of at most MaxNotify bytes from r.
+func readNotify(r io.Reader) (*NotifyMsg, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxNotify+1))
+	if err != nil {
+		return nil, err
+	}
+	return parseNotify(b)
 }
 
 // Fleet is what replication needs of the fleet (fleet.Fleet).
@@ -320,6 +343,12 @@ func (r *Replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 		return
 	}
 	body, _ := json.Marshal(NotifyMsg{Checkpoint: string(cp)})
+	if len(body) > MaxNotify {
+		set(func(s *ReplicaStatus) {
+			s.State, s.Error = "error", fmt.Sprintf("the notify message is %d bytes, more than a replica reads (MaxNotify %d)", len(body), MaxNotify)
+		})
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	resp, err := f.Post(cctx, t.cfg.Node, peer.Addr, "/fleet/v1/audit/notify", body)
@@ -328,17 +357,20 @@ func (r *Replication) notifyOnce(ctx context.Context, t *replicaTarget) {
 		return
 	}
 	defer resp.Body.Close()
-	var ans NotifyMsg
-	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxNotify)).Decode(&ans); err != nil || resp.StatusCode != http.StatusOK {
-		msg := ans.Error
-		if msg == "" {
-			msg = fmt.Sprintf("replica answered %d", resp.StatusCode)
+	ans, err := readNotify(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		msg := fmt.Sprintf("replica answered %d", resp.StatusCode)
+		switch {
+		case err != nil && resp.StatusCode == http.StatusOK:
+			msg = "replica's answer: " + err.Error()
+		case err == nil && ans.Error != "":
+			msg = ans.Error
 		}
 		set(func(s *ReplicaStatus) { s.State, s.Error = "refused", msg })
 		return
 	}
 	if ans.Cosignature != "" {
-		if err := r.collect(t.cfg.Node, ans); err != nil {
+		if err := r.collect(t.cfg.Node, *ans); err != nil {
 			r.cfg.Log.Warn("cosignature refused", "replica", t.cfg.Node, "err", err)
 		}
 	}
@@ -473,8 +505,8 @@ func (r *Replication) Notify(cert *identity.Certificate, body []byte) (*NotifyMs
 	if !r.allowedSource(cert) {
 		return nil, fmt.Errorf("%w: this node keeps no copies for %s of institution %s (config replicate_for)", ErrForbidden, cert.NodeID, cert.RootID)
 	}
-	var req NotifyMsg
-	if err := json.Unmarshal(body, &req); err != nil {
+	req, err := parseNotify(body)
+	if err != nil {
 		return nil, fmt.Errorf("%w: body: %v", ErrBadRequest, err)
 	}
 	pub, _, err := cert.Verify()

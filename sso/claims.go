@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // claimPath is the route to a claim inside a token's claims object: one object member
@@ -99,7 +102,14 @@ func (p claimPath) String() string {
 
 // decodeClaims decodes a token payload into a claims object, keeping numbers as
 // their literal text so that 42 matches "42" exactly.
+//
+// A claim named twice, at any depth, is refused: RFC 7519 section 4 lets a parser
+// refuse it rather than take the last, and sios does, so that the claim mapped to a
+// tenant or clearance is the one every other verifier of the token reads.
 func decodeClaims(payload []byte) (map[string]any, error) {
+	if err := jsonv2.Unmarshal(payload, new(jsontext.Value)); err != nil {
+		return nil, fmt.Errorf("claims are not one JSON object without repeated members: %s", clip(strings.TrimPrefix(err.Error(), "jsontext: ")))
+	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var m map[string]any

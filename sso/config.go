@@ -14,7 +14,10 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/sios-project/sios/egress"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/policy"
 )
 
@@ -106,16 +109,23 @@ func (s *Strings) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// UnmarshalJSON decodes one issuer strictly: an unknown field anywhere in it (a
-// misspelt "clearence") is an error rather than a silently ignored rule part, however
-// the enclosing document is decoded.
+// UnmarshalJSON decodes one issuer strictly (jcs.DecodeStrict): an unknown,
+// differently cased or repeated member anywhere in it (a misspelt "clearence", a
+// "Tenant") is an error naming it rather than a silently ignored or misread rule
+// part, however the enclosing document is decoded.
 func (i *Issuer) UnmarshalJSON(b []byte) error {
 	type plain Issuer
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var p plain
-	if err := dec.Decode(&p); err != nil {
-		return err
+	if err := jcs.DecodeStrict(b, &p); err != nil {
+		var se *jsonv2.SemanticError
+		if errors.As(err, &se) && se.Err == jsonv2.ErrUnknownName {
+			at, name := se.JSONPointer.Parent(), se.JSONPointer.LastToken()
+			if at == "" {
+				return fmt.Errorf("unknown member %q", name)
+			}
+			return fmt.Errorf("unknown member %q in %s", name, at)
+		}
+		return errors.New(strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	*i = Issuer(p)
 	return nil
@@ -128,13 +138,13 @@ func ParseConfig(b []byte) ([]Issuer, error) {
 		return nil, fmt.Errorf("config oidc: %d bytes, more than %d (MaxConfigBytes)", len(b), MaxConfigBytes)
 	}
 	var list []Issuer
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&list); err != nil {
-		return nil, fmt.Errorf("config oidc: %v", err)
-	}
-	if dec.More() {
-		return nil, errors.New("config oidc: trailing data after the list")
+	if err := jcs.DecodeStrict(b, &list); err != nil {
+		var se *jsonv2.SemanticError
+		if errors.As(err, &se) && se.Err != nil && strings.Count(string(se.JSONPointer), "/") == 1 {
+			// An issuer's own decoder said what is wrong in it: config oidc[0]: …
+			return nil, fmt.Errorf("config oidc[%s]: %v", strings.TrimPrefix(string(se.JSONPointer), "/"), se.Err)
+		}
+		return nil, fmt.Errorf("config oidc: %v", strings.TrimPrefix(err.Error(), "jcs: "))
 	}
 	if err := CheckConfig(list); err != nil {
 		return nil, err

@@ -25,9 +25,11 @@ func with(t *testing.T, old, new string) string {
 
 func TestConfigErrorsNameTheField(t *testing.T) {
 	cases := []struct{ name, config, want string }{
-		{"not a list", `{}`, "config oidc: json: cannot unmarshal"},
-		{"unknown field", with(t, `"audience"`, `"audiance":"x","audience"`), `unknown field "audiance"`},
-		{"misspelt rule field", with(t, `"clearance"`, `"clearence":"SECRET","clearance"`), `unknown field "clearence"`},
+		{"not a list", `{}`, "unmarshal JSON object into Go []sso.Issuer"},
+		{"unknown field", with(t, `"audience"`, `"audiance":"x","audience"`), `unknown member "audiance"`},
+		{"misspelt rule field", with(t, `"clearance"`, `"clearence":"SECRET","clearance"`), `unknown member "clearence" in /claims/rules/0`},
+		{"differently cased field", with(t, `"audience"`, `"Audience":"x","audience"`), `unknown member "Audience"`},
+		{"repeated field", with(t, `"audience"`, `"audience":"x","audience"`), `duplicate object member name "audience"`},
 		{"bad name", with(t, `"corp"`, `"Corp"`), "oidc[0].name:"},
 		{"no issuer", with(t, `"https://idp.example/realms/x"`, `""`), "oidc[0] (corp).issuer: missing"},
 		{"http issuer", with(t, `https://idp.example`, `http://idp.example`), "only https is accepted, except on a loopback host"},

@@ -32,7 +32,7 @@ func TestConsoleClientConfig(t *testing.T) {
 		{"bad env", `"client_id":"sios"`, `"client_id":"sios","client_secret_env":"A B"`, "console.client_secret_env:"},
 		{"openid scope", `"client_id":"sios"`, `"client_id":"sios","scopes":["openid"]`, `console.scopes: "openid"`},
 		{"scope with space", `"client_id":"sios"`, `"client_id":"sios","scopes":["a b"]`, `console.scopes: "a b"`},
-		{"unknown member", `"client_id":"sios"`, `"client_id":"sios","secret":"x"`, `unknown field "secret"`},
+		{"unknown member", `"client_id":"sios"`, `"client_id":"sios","secret":"x"`, `unknown member "secret" in /console`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

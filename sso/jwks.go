@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // parseDiscovery reads an issuer's discovery document (OpenID Connect Discovery 1.0,
@@ -28,8 +29,11 @@ func parseDiscovery(b []byte, issuerURL string) (string, error) {
 		Issuer  *string `json:"issuer"`
 		JWKSURI *string `json:"jwks_uri"`
 	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return "", errors.New("discovery document is not a JSON object with string \"issuer\" and \"jwks_uri\"")
+	// Leniently about members it does not define (providers publish many), but each
+	// name exactly and once (go-json-experiment/json's defaults), so that "ISSUER" or a
+	// second "jwks_uri" cannot stand in for the one the node checks.
+	if err := jsonv2.Unmarshal(b, &doc); err != nil {
+		return "", errors.New("discovery document is not a JSON object with string \"issuer\" and \"jwks_uri\", each once")
 	}
 	if doc.Issuer == nil || *doc.Issuer != issuerURL {
 		got := "none"
@@ -67,8 +71,11 @@ func parseJWKS(b []byte, algs []string) ([]jose.JSONWebKey, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := json.Unmarshal(b, &set); err != nil || set.Keys == nil {
-		return nil, errors.New("key set is not a JSON object with a \"keys\" list")
+	// A member named twice anywhere in the set (a key's "n" or "x", a second "keys")
+	// is refused, so that the key checked is the key every reader of the set sees;
+	// members the node does not know are skipped, as RFC 7517 asks.
+	if err := jsonv2.Unmarshal(b, &set); err != nil || set.Keys == nil {
+		return nil, errors.New("key set is not a JSON object with a \"keys\" list, without repeated members")
 	}
 	var keys []jose.JSONWebKey
 	for _, raw := range set.Keys {
@@ -92,7 +99,7 @@ func usableKey(raw json.RawMessage, algs []string) (jose.JSONWebKey, bool) {
 		Use string `json:"use"`
 		Alg string `json:"alg"`
 	}
-	if json.Unmarshal(raw, &meta) != nil {
+	if jsonv2.Unmarshal(raw, &meta) != nil {
 		return jose.JSONWebKey{}, false
 	}
 	if meta.Use != "" && meta.Use != "sig" || meta.Alg != "" && !slices.Contains(algs, meta.Alg) {

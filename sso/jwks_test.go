@@ -90,6 +90,9 @@ func TestParseDiscovery(t *testing.T) {
 		{`{"issuer":"https://idp.example/realms/x","jwks_uri":"http://idp.example/certs"}`, "only https"},
 		{`{"issuer":"https://idp.example/realms/x","jwks_uri":3}`, "not a JSON object"},
 		{`[]`, "not a JSON object"},
+		// Each name exactly and once: encoding/json took the last issuer, or "ISSUER".
+		{`{"issuer":"https://evil.example","issuer":"https://idp.example/realms/x","jwks_uri":"https://idp.example/certs"}`, "each once"},
+		{`{"ISSUER":"https://idp.example/realms/x","jwks_uri":"https://idp.example/certs"}`, "names issuer none"},
 	}
 	for _, c := range cases {
 		uri, err := parseDiscovery([]byte(c.doc), iss)

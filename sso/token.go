@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // LooksLikeJWT reports whether a bearer credential has the shape of a signed JWT:
@@ -50,7 +52,10 @@ func peekIssuer(token string) (string, error) {
 	var claims struct {
 		Issuer *string `json:"iss"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	// Exactly "iss", once (go-json-experiment/json's defaults): encoding/json would take
+	// "ISS" for it, or the last of two, and choose keys by a claim the verified
+	// claims do not hold.
+	if err := jsonv2.Unmarshal(payload, &claims); err != nil {
 		return "", errors.New("payload is not a JSON object with a string \"iss\"")
 	}
 	if claims.Issuer == nil || *claims.Issuer == "" {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/internal/files"
+	"github.com/sios-project/sios/jcs"
 )
 
 // A node receives sealed letter shares with an HPKE key pair of its own (RFC 9180, KEM
@@ -136,9 +138,11 @@ func LoadKEMKey(path string) (*KEMKey, error) {
 	if len(b) > MaxKEMKeyFile {
 		return nil, &identity.KeyFileError{Path: path, Err: fmt.Errorf("is larger than %d bytes (MaxKEMKeyFile): not a sios KEM key file", MaxKEMKeyFile)}
 	}
+	// Strictly (jcs.DecodeStrict): a repeated seed or a differently cased member is
+	// refused naming it, not read as the last or matched anyway.
 	var kf kemFile
-	if err := json.Unmarshal(b, &kf); err != nil {
-		return nil, &identity.KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", err)}
+	if err := jcs.DecodeStrict(b, &kf); err != nil {
+		return nil, &identity.KeyFileError{Path: path, Err: fmt.Errorf("is corrupt: %v", strings.TrimPrefix(err.Error(), "jcs: "))}
 	}
 	if kf.V != kemFileVersion {
 		return nil, &identity.KeyFileError{Path: path, Err: fmt.Errorf("has version %q, want %q", short(kf.V), kemFileVersion)}

@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 )
@@ -136,10 +136,10 @@ func ParsePartRequest(b []byte) (PartRequest, error) {
 	if len(b) > 16<<10 {
 		return req, errors.New("a part request is at most 16 KiB")
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
-		return req, errors.New("a part request is {\"records\": [{\"record_hash\", \"index\"?}]}")
+	// jcs.DecodeStrict: a peer's unknown, differently cased or repeated member is
+	// refused naming it.
+	if err := jcs.DecodeStrict(b, &req); err != nil {
+		return req, fmt.Errorf("a part request is {\"records\": [{\"record_hash\", \"index\"?}]}: %s", oar.Bounded(strings.TrimPrefix(err.Error(), "jcs: "), 300))
 	}
 	return req, checkRequest(req)
 }
@@ -183,9 +183,14 @@ func (f FleetSource) Part(ctx context.Context, node string, req PartRequest) (*P
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("%s answered %d: %s", node, resp.StatusCode, short(strings.TrimSpace(string(raw))))
 	}
+	if len(raw) > MaxTraceSize {
+		return nil, "", fmt.Errorf("%s's answer is more than %d bytes (MaxTraceSize)", node, MaxTraceSize)
+	}
+	// Strictly (jcs.DecodeStrict): a peer's answer with an unknown, differently cased
+	// or repeated member is refused naming it.
 	var p Part
-	if len(raw) > MaxTraceSize || json.Unmarshal(raw, &p) != nil {
-		return nil, "", fmt.Errorf("%s's answer is not a part of a trace within %d bytes (MaxTraceSize)", node, MaxTraceSize)
+	if err := jcs.DecodeStrict(raw, &p); err != nil {
+		return nil, "", fmt.Errorf("%s's answer is not a part of a trace: %s", node, oar.Bounded(strings.TrimPrefix(err.Error(), "jcs: "), 300))
 	}
 	return &p, SourcePeer, nil
 }

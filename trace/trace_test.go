@@ -187,8 +187,15 @@ func TestLimits(t *testing.T) {
 	if _, err := ParsePartRequest([]byte(`{"records":[]}`)); err == nil || !strings.Contains(err.Error(), "MaxRecords") {
 		t.Fatalf("%v", err)
 	}
-	if _, err := ParsePartRequest([]byte(`{"records":[{"record_hash":"` + strings.Repeat("a", 64) + `"}],"more":1}`)); err == nil {
-		t.Fatal("an unknown member was taken")
+	for body, want := range map[string]string{
+		`{"records":[{"record_hash":"` + strings.Repeat("a", 64) + `"}],"more":1}`:                        `unknown object member name "more"`,
+		`{"records":[{"Record_hash":"` + strings.Repeat("a", 64) + `"}]}`:                                 `unknown object member name "Record_hash"`,
+		`{"records":[{"record_hash":"` + strings.Repeat("a", 64) + `","index":1,"index":2}]}`:             `duplicate object member name "index"`,
+		`{"records":[{"record_hash":"` + strings.Repeat("a", 64) + `"}],"records":[{"record_hash":"b"}]}`: `duplicate object member name "records"`,
+	} {
+		if _, err := ParsePartRequest([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ParsePartRequest(%s) = %v, want %q", body, err, want)
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ func mustPublic(t *testing.T, b []byte) tpm2.TPMTPublic {
 
 // The fuzzers' seeds are the test vectors (real swtpm outputs) and a few near misses.
 
-func readVectors(f *testing.F) vectors {
+func readVectors(f testing.TB) vectors {
 	f.Helper()
 	b, err := os.ReadFile(vectorsPath)
 	if err != nil {

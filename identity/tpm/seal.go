@@ -1,7 +1,6 @@
 package tpm
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -67,15 +66,8 @@ func ParseKeyFile(b []byte) (*KeyFile, error) {
 	if len(b) > MaxSealedKeyFile {
 		return nil, fmt.Errorf("sealed key file is %d bytes, more than %d (MaxSealedKeyFile)", len(b), MaxSealedKeyFile)
 	}
-	// Canonicalize refuses repeated member names, which encoding/json would let the
-	// last one win.
-	if _, err := jcs.Canonicalize(b); err != nil {
-		return nil, fmt.Errorf("sealed key file is not valid JSON: %v", err)
-	}
 	var kf KeyFile
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&kf); err != nil {
+	if err := jcs.DecodeStrict(b, &kf); err != nil {
 		return nil, fmt.Errorf("sealed key file: %v", err)
 	}
 	if err := kf.validate(); err != nil {

@@ -134,3 +134,27 @@ func TestPCRBoundSealFailsAfterExtend(t *testing.T) {
 		t.Fatalf("unseal with doctored PCR values: %v, want the TPM's refusal as ErrPCRChanged", err)
 	}
 }
+
+// TestParseKeyFileStrict: the vector key file parses; one with a repeated, differently
+// cased or unknown member is refused naming it, where encoding/json would match a
+// differently cased member anyway.
+func TestParseKeyFileStrict(t *testing.T) {
+	vec := readVectors(t)
+	good := vec.KeyFile
+	if _, err := ParseKeyFile([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(good, "{") + 1
+	for _, c := range []struct{ name, in, want string }{
+		{"repeated member", good[:i] + `"tpm":"/dev/other",` + good[i:], `duplicate object member name "tpm"`},
+		{"differently cased member", strings.Replace(good, `"tpm"`, `"TPM"`, 1), `unknown object member name "TPM"`},
+		{"unknown member", good[:i] + `"comment":"x",` + good[i:], `unknown object member name "comment"`},
+		{"data after the document", good + "{}", "trailing data"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := ParseKeyFile([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("ParseKeyFile = %v, want an error saying %q", err, c.want)
+			}
+		})
+	}
+}
