@@ -24,10 +24,10 @@ import (
 
 // VerifyResult summarises a successful verification.
 type VerifyResult struct {
-	Entries  uint64 `json:"entries"` // entries the checkpoint commits to
-	Records  uint64 `json:"records"`
-	Seals    uint64 `json:"seals"`
-	Pending  uint64 `json:"pending"` // records after the last seal, awaiting their seal from a running writer
+	Entries uint64 `json:"entries"` // entries the checkpoint commits to
+	Records uint64 `json:"records"`
+	Seals   uint64 `json:"seals"`
+	Pending uint64 `json:"pending"` // records after the last seal, awaiting their seal from a running writer
 	// Unsealed is the number of records at the journal's end that a node made durable
 	// but stopped before sealing (no writer holds the ledger): the node seals them, in
 	// order, when it next starts.
