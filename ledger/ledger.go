@@ -118,12 +118,14 @@ type Ledger struct {
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
 
-	reqs chan *pending
-	feed chan *batch
-	futs chan future
-	done chan struct{} // closed when the waiter has drained
+	reqs   chan *pending
+	frames chan *frame
+	idle   chan struct{} // holds a token while the journaler waits for a frame
+	feed   chan *batch
+	futs   chan future
+	done   chan struct{} // closed when the waiter has drained
 
-	// owned by the writer goroutine
+	// owned by the sealer goroutine
 	lastSeal   time.Time
 	next       uint64
 	seq        uint64
@@ -133,7 +135,7 @@ type Ledger struct {
 	openFirst  uint64
 	openSince  time.Time
 	openQuiet  bool   // the open group began after a quiet spell
-	held       *batch // journaled entries not yet passed to Tessera: the open group's
+	held       *batch // owned by the journaler: journaled entries not yet passed to Tessera
 
 	assigned   atomic.Uint64 // entries journaled so far: the log size once integrated
 	integrated atomic.Uint64
@@ -147,10 +149,8 @@ type pending struct {
 	durable chan error  // one value: nil once journaled, or why not
 	done    chan result // one value: the receipt once sealed, or why not
 
-	// owned by the writer goroutine
-	index  uint64
-	joined bool // given an index and put in the open group
-	acked  bool // durable has its value
+	queued time.Time
+	acked  bool // durable has its value; owned by the journaler
 }
 
 type result struct {
@@ -251,10 +251,13 @@ func (l *Ledger) start(ctx context.Context) error {
 	}
 	l.assigned.Store(l.next)
 	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
+	l.frames = make(chan *frame, 2)
+	l.idle = make(chan struct{}, 1)
 	l.feed = make(chan *batch, 64)
 	l.futs = make(chan future, 1<<16)
 	l.done = make(chan struct{})
-	go l.writer()
+	go l.sealer()
+	go l.journaler()
 	go l.feeder()
 	go l.waiter()
 	for _, b := range batches {
@@ -385,15 +388,21 @@ func (l *Ledger) Node() *identity.Node { return l.node }
 // Append logs the record and returns its receipt once the record and its seal are
 // durable. Members left empty are filled: v, kind, node and time.
 func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error) {
-	w, err := l.Write(ctx, r)
+	p, err := l.queue(ctx, r)
 	if err != nil {
 		return nil, nil, err
 	}
-	rc, err := w.Receipt(ctx)
-	if err != nil {
-		return nil, nil, err
+	// Every record has its done value in the end (a receipt or why not), after its
+	// durable one: waiting for done alone wakes the caller once.
+	select {
+	case res := <-p.done:
+		if res.err != nil {
+			return nil, nil, res.err
+		}
+		return res.receipt, p.entry, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
 	}
-	return rc, w.Entry, nil
 }
 
 // Written is a record the journal holds durably; its seal may still be on its way.
@@ -427,6 +436,23 @@ func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
 // before sealing it (the node seals it when it next starts). Members left empty are
 // filled: v, kind, node and time.
 func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
+	p, err := l.queue(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-p.durable:
+		if err != nil {
+			return nil, err
+		}
+		return &Written{Entry: p.entry, p: p}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// queue encodes the record and queues it for the writer.
+func (l *Ledger) queue(ctx context.Context, r *oar.Record) (*pending, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
@@ -435,8 +461,7 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1)}
-	queued := time.Now()
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now()}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -453,18 +478,7 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 		return nil, ctx.Err()
 	}
 	l.closeMu.RUnlock()
-	select {
-	case err := <-p.durable:
-		if err != nil {
-			return nil, err
-		}
-		if l.opts.Observe != nil {
-			l.opts.Observe(StageAppend, time.Since(queued))
-		}
-		return &Written{Entry: entry, p: p}, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return p, nil
 }
 
 // Err is why the ledger stopped taking records (nil while it takes them): a journal
@@ -493,167 +507,146 @@ func (l *Ledger) fail(err error) {
 	}
 }
 
-// writer is the ledger's one writing goroutine: group commit with sealing beside it.
-// Each turn it takes every record queued (up to SealMaxRecords), gives them their
-// indices and writes them as one journal frame with one fdatasync, after which each
-// is durable (Write returns). Records join the open seal group; when the group is due
-// (see sealDue) its seal is signed and written at the end of the same frame, and the
-// group's receipts are handed out once that frame is durable. So a record is durable
-// after about one fdatasync, while a signature (about 0.3 ms of CPU) covers every
-// record of a SealMaxDelay window. Only entries up to the last seal are passed on to
-// Tessera: the log never holds a record whose seal is not journaled.
-func (l *Ledger) writer() {
-	defer close(l.feed)
-	max := l.opts.SealMaxRecords
-	var timer *time.Timer
-	for {
-		var wake <-chan time.Time
-		if len(l.open) > 0 {
-			wait := l.opts.SealMaxDelay - time.Since(l.openSince)
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			wake = timer.C
-		}
-		var fresh []*pending
-		open := true
-		select {
-		case p, ok := <-l.reqs:
-			if ok {
-				fresh = append(fresh, p)
-			} else {
-				open = false
-			}
-		case <-wake:
-		}
-		for open && len(fresh) < max {
-			select {
-			case p, ok := <-l.reqs:
-				if ok {
-					fresh = append(fresh, p)
-					continue
-				}
-				open = false
-			default:
-			}
-			break
-		}
-		if timer != nil && !timer.Stop() {
-			select { // drain a fire that raced with the stop
-			case <-timer.C:
-			default:
-			}
-		}
-		l.commit(fresh, !open)
-		if !open {
-			if timer != nil {
-				timer.Stop()
-			}
-			return
-		}
-	}
+// The writing side is two goroutines, so that signing overlaps fdatasync:
+//
+//   - the sealer takes records as they queue, gives them their indices and adds them
+//     to the frame it is building; they join the open seal group, whose seal it signs
+//     into the frame when the group is due (sealDue) or full. It hands the frame over
+//     whenever the journaler is idle, so records that queue during one fdatasync go
+//     together in the next (group commit).
+//   - the journaler writes each frame and fdatasyncs it, after which its records are
+//     durable (Write returns) and the groups sealed in it have their receipts. It
+//     passes entries on to Tessera only up to a seal: the log never holds a record
+//     whose seal is not journaled.
+//
+// So a record is durable after about one fdatasync, while one signature (about 0.3 ms
+// of CPU) covers every record of a SealMaxDelay window.
+
+// frame is one journal write on its way from the sealer to the journaler.
+type frame struct {
+	b       *batch
+	fresh   []*pending     // records this frame makes durable
+	seals   []*sealedGroup // groups whose seal is in this frame
+	orphans []*pending     // after a failure: records that will never be sealed
 }
 
-// group is the open seal group: records journaled whose seal is not yet written.
+// group is a seal group: consecutive records under one seal.
 type group struct {
 	first   uint64
 	pending []*pending
 	hashes  [][]byte
 }
 
-// sealedGroup is a group whose seal is in the frame being written.
+// sealedGroup is a group and its seal.
 type sealedGroup struct {
 	group
 	sealIndex uint64
 	seal      []byte
 }
 
-// commit writes fresh records, and the seals that fall due, as one durable frame;
-// closing seals whatever is open.
-func (l *Ledger) commit(fresh []*pending, closing bool) {
-	var seals []*sealedGroup
-	if err := l.err(); err != nil {
-		l.abort(fresh, seals, err)
-		return
-	}
-	b := &batch{first: l.next}
-	for _, p := range fresh {
-		p.index, p.joined = l.next, true
-		if len(l.open) == 0 {
-			l.openFirst, l.openSince = l.next, time.Now()
-			// A record after a quiet spell is sealed at once: nobody waits to share it.
-			l.openQuiet = time.Since(l.lastSeal) >= l.opts.SealMaxDelay
+func (l *Ledger) sealer() {
+	defer close(l.frames)
+	max := l.opts.SealMaxRecords
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	cur := &frame{b: &batch{first: l.next}}
+	idle, closing := true, false
+	for !closing {
+		var wake <-chan time.Time
+		if len(l.open) > 0 {
+			timer.Reset(l.opts.SealMaxDelay - time.Since(l.openSince))
+			wake = timer.C
 		}
-		l.next++
-		b.entries = append(b.entries, p.entry)
-		l.open = append(l.open, p)
-		l.openHashes = append(l.openHashes, p.hash)
-		if len(l.open) >= l.opts.SealMaxRecords {
-			if err := l.sealInto(b, &seals); err != nil {
-				l.abort(fresh, seals, err)
-				return
+		var ready <-chan struct{}
+		if !idle {
+			ready = l.idle
+		}
+		reqs := l.reqs
+		if len(cur.fresh) >= 4*max {
+			reqs = nil // the journaler is behind: let the queue push back
+		}
+		select {
+		case p, ok := <-reqs:
+			if !ok {
+				closing = true
+				break
 			}
+			l.take(cur, p)
+			for len(cur.fresh) < 4*max && !closing {
+				select {
+				case p, ok := <-l.reqs:
+					if ok {
+						l.take(cur, p)
+					} else {
+						closing = true
+					}
+					continue
+				default:
+				}
+				break
+			}
+		case <-wake:
+		case <-ready:
+			idle = true
+		}
+		timer.Stop()
+		if err := l.err(); err != nil {
+			cur.orphans = append(cur.orphans, l.open...)
+			l.open, l.openHashes = nil, nil
+		} else if len(l.open) > 0 && (closing || l.sealDue(idle)) {
+			l.sealInto(cur)
+		}
+		if (idle || closing) && (len(cur.b.entries) > 0 || len(cur.orphans) > 0) {
+			l.frames <- cur
+			cur, idle = &frame{b: &batch{first: l.next}}, false
 		}
 	}
-	if len(l.open) > 0 && (closing || l.sealDue()) {
-		if err := l.sealInto(b, &seals); err != nil {
-			l.abort(fresh, seals, err)
-			return
-		}
-	}
-	if len(b.entries) == 0 {
+}
+
+// take gives a queued record its index and adds it to the frame and the open group,
+// sealing the group into the frame when it is full.
+func (l *Ledger) take(f *frame, p *pending) {
+	if l.err() != nil {
+		f.orphans = append(f.orphans, p)
 		return
 	}
-	t0 := time.Now()
-	if err := l.jrnl.write(b); err != nil {
-		l.fail(err)
-		l.abort(fresh, seals, l.err())
-		return
+	if len(l.open) == 0 {
+		l.openFirst, l.openSince = l.next, time.Now()
+		// A record after a quiet spell is sealed at once: nobody waits to share it.
+		l.openQuiet = time.Since(l.lastSeal) >= l.opts.SealMaxDelay
 	}
-	if l.opts.Observe != nil {
-		l.opts.Observe(StageFsync, time.Since(t0))
-	}
-	l.assigned.Store(b.end())
-	for _, p := range fresh {
-		p.durable <- nil
-		p.acked = true
-	}
-	for _, s := range seals {
-		hexHashes, proofs := oar.HexProofs(s.hashes)
-		for i, p := range s.pending {
-			p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.first + uint64(i),
-				RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: s.seal}}
-		}
-	}
-	// Pass on everything up to the frame's last seal; hold the open group's records.
-	if l.held == nil {
-		l.held = &batch{first: b.first}
-	}
-	l.held.entries = append(l.held.entries, b.entries...)
-	if n := len(seals); n > 0 {
-		cut := seals[n-1].sealIndex + 1 - l.held.first
-		l.feed <- &batch{first: l.held.first, entries: l.held.entries[:cut]}
-		l.held = &batch{first: l.held.first + cut, entries: append([][]byte(nil), l.held.entries[cut:]...)}
+	l.next++
+	f.b.entries = append(f.b.entries, p.entry)
+	f.fresh = append(f.fresh, p)
+	l.open = append(l.open, p)
+	l.openHashes = append(l.openHashes, p.hash)
+	if len(l.open) >= l.opts.SealMaxRecords {
+		l.sealInto(f)
 	}
 }
 
 // sealDue says whether the open group is sealed now: at once without SealMaxDelay or
-// after a quiet spell, else once its first record has waited SealMaxDelay.
-func (l *Ledger) sealDue() bool {
-	return l.opts.SealMaxDelay <= 0 || l.openQuiet || time.Since(l.openSince) >= l.opts.SealMaxDelay
+// after a quiet spell, else once its first record has waited SealMaxDelay — or
+// sooner, when the journaler waits for work (idle) and the group holds at least
+// SealMaxRecords/16 records, enough that the signature costs little per record:
+// waiting on would only leave the journal idle while receipts wait.
+func (l *Ledger) sealDue(idle bool) bool {
+	return l.opts.SealMaxDelay <= 0 || l.openQuiet || time.Since(l.openSince) >= l.opts.SealMaxDelay ||
+		idle && len(l.open) >= max(1, l.opts.SealMaxRecords/16)
 }
 
-// sealInto signs the open group's seal and appends it to b; the group moves to seals.
-// A signing failure fails the ledger.
-func (l *Ledger) sealInto(b *batch, seals *[]*sealedGroup) error {
+// sealInto signs the open group's seal and appends it to the frame. A signing
+// failure fails the ledger; the group's records are then orphans.
+func (l *Ledger) sealInto(f *frame) {
 	g := group{first: l.openFirst, pending: l.open, hashes: l.openHashes}
+	l.open, l.openHashes = nil, nil
 	t0 := time.Now()
 	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, g.first, g.hashes, l.prev, l.opts.Now())
 	if err != nil {
 		l.fail(err)
-		return l.err()
+		f.orphans = append(f.orphans, g.pending...)
+		return
 	}
 	if l.opts.Observe != nil {
 		l.opts.Observe(StageSeal, time.Since(t0))
@@ -661,17 +654,80 @@ func (l *Ledger) sealInto(b *batch, seals *[]*sealedGroup) error {
 	sealIndex := l.next
 	l.next, l.seq, l.prev = l.next+1, l.seq+1, oar.RecordHash(sealEntry)
 	l.lastSeal = time.Now()
-	b.entries = append(b.entries, sealEntry)
-	*seals = append(*seals, &sealedGroup{group: g, sealIndex: sealIndex, seal: sealEntry})
-	l.open, l.openHashes = nil, nil
-	return nil
+	f.b.entries = append(f.b.entries, sealEntry)
+	f.seals = append(f.seals, &sealedGroup{group: g, sealIndex: sealIndex, seal: sealEntry})
 }
 
-// abort fails every record the writer holds once a frame cannot be written: those of
-// this frame (not durable: Write fails too) and the open group's (durable, waiting
-// for a seal that will not come from this process; the node seals them when it next
-// starts).
-func (l *Ledger) abort(fresh []*pending, seals []*sealedGroup, err error) {
+// journaler writes each frame durably, answers its records and receipts, and passes
+// sealed entries on to Tessera. When no frame is queued, it leaves a token in idle.
+func (l *Ledger) journaler() {
+	defer close(l.feed)
+	for f := range l.frames {
+		l.journal(f)
+		if len(l.frames) == 0 {
+			select {
+			case l.idle <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (l *Ledger) journal(f *frame) {
+	if err := l.err(); err != nil {
+		l.abort(f, err)
+		return
+	}
+	if len(f.b.entries) > 0 {
+		t0 := time.Now()
+		if err := l.jrnl.write(f.b); err != nil {
+			l.fail(err)
+			l.abort(f, l.err())
+			return
+		}
+		if l.opts.Observe != nil {
+			l.opts.Observe(StageFsync, time.Since(t0))
+		}
+		l.assigned.Store(f.b.end())
+	}
+	for _, p := range f.fresh {
+		p.durable <- nil
+		p.acked = true
+		if l.opts.Observe != nil {
+			l.opts.Observe(StageAppend, time.Since(p.queued))
+		}
+	}
+	for _, s := range f.seals {
+		hexHashes, proofs := oar.HexProofs(s.hashes)
+		for i, p := range s.pending {
+			p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.first + uint64(i),
+				RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: s.seal}}
+		}
+	}
+	// Pass on everything up to the frame's last seal; hold the open group's records.
+	if len(f.b.entries) == 0 {
+		return
+	}
+	if l.held == nil {
+		l.held = &batch{first: f.b.first}
+	}
+	l.held.entries = append(l.held.entries, f.b.entries...)
+	if n := len(f.seals); n > 0 {
+		cut := f.seals[n-1].sealIndex + 1 - l.held.first
+		l.feed <- &batch{first: l.held.first, entries: l.held.entries[:cut]}
+		l.held = &batch{first: l.held.first + cut, entries: append([][]byte(nil), l.held.entries[cut:]...)}
+	}
+}
+
+// abort fails a frame that cannot be written: its records are not durable (Write
+// fails), and its groups and orphans will have no seal from this process (Receipt
+// fails; a record that was durable is sealed when the node next starts). A fresh
+// record not in one of the frame's groups is in a later frame's group or orphans.
+func (l *Ledger) abort(f *frame, err error) {
+	for _, p := range f.fresh {
+		p.durable <- err
+		p.acked = true
+	}
 	fail := func(p *pending) {
 		if !p.acked {
 			p.durable <- err
@@ -679,20 +735,14 @@ func (l *Ledger) abort(fresh []*pending, seals []*sealedGroup, err error) {
 		}
 		p.done <- result{err: err}
 	}
-	for _, s := range seals {
+	for _, s := range f.seals {
 		for _, p := range s.pending {
 			fail(p)
 		}
 	}
-	for _, p := range l.open {
+	for _, p := range f.orphans {
 		fail(p)
 	}
-	for _, p := range fresh {
-		if !p.joined {
-			fail(p)
-		}
-	}
-	l.open, l.openHashes = nil, nil
 }
 
 // feeder passes journaled batches to Tessera in order, so that Tessera assigns each
