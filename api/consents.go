@@ -64,7 +64,9 @@ type ConsentSummary struct {
 	Revoked  string   `json:"revoked,omitempty"`
 }
 
-func summaryOf(e *consent.Entry, now time.Time) ConsentSummary {
+// ConsentSummaryOf is one grant as GET /v1/consents lists it (the console lists it so
+// too).
+func ConsentSummaryOf(e *consent.Entry, now time.Time) ConsentSummary {
 	g := e.Grant
 	to := g.Audience.Principal
 	if to == "" {
@@ -91,7 +93,7 @@ func (s *Server) consentRoutes(cg ConsentGateway) {
 		if err := dec.Decode(&req); err != nil {
 			return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not a consent request: %s", jsonProblem(err))
 		}
-		ng, aerr := req.newGrant()
+		ng, aerr := req.NewGrant()
 		if aerr != nil {
 			return aerr
 		}
@@ -111,7 +113,7 @@ func (s *Server) consentRoutes(cg ConsentGateway) {
 		now := time.Now()
 		out := make([]ConsentSummary, len(es))
 		for i, e := range es {
-			out[i] = summaryOf(e, now)
+			out[i] = ConsentSummaryOf(e, now)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": out})
 		return nil
@@ -129,9 +131,10 @@ func (s *Server) consentRoutes(cg ConsentGateway) {
 	}))
 }
 
-// newGrant checks what the pipeline cannot know was meant: the classification's
-// spelling and the expiry's unit. Everything else is the grant format's to check.
-func (req *ConsentRequest) newGrant() (invoke.NewGrant, error) {
+// NewGrant checks what the pipeline cannot know was meant: the classification's
+// spelling and the expiry's unit. Everything else is the grant format's to check. The
+// console's grant form goes through it too.
+func (req *ConsentRequest) NewGrant() (invoke.NewGrant, error) {
 	bad := func(param, format string, a ...any) error {
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_request", Param: param, Message: fmt.Sprintf(format, a...)}
 	}

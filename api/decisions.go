@@ -59,7 +59,7 @@ func (s *Server) decisionRoutes(dg DecisionGateway) {
 		if err := strictJSON(data, &req); err != nil {
 			return Errorf(http.StatusBadRequest, "invalid_json", "the request body is not a decision request: %s", decodeProblem(err))
 		}
-		ask, err := req.ask(classificationHeader(r))
+		ask, err := req.Ask(classificationHeader(r))
 		if err != nil {
 			return err
 		}
@@ -84,9 +84,10 @@ func (s *Server) decisionRoutes(dg DecisionGateway) {
 	}))
 }
 
-// ask turns a request into what the decision service takes, refusing what cannot be
-// one with a 400 naming the member.
-func (q *DecisionRequest) ask(header string) (deliberate.Ask, error) {
+// Ask turns a request into what the decision service takes, refusing what cannot be
+// one with a 400 naming the member; header is the X-Sios-Classification header's value
+// ("" for none). The console's decision form goes through it too.
+func (q *DecisionRequest) Ask(header string) (deliberate.Ask, error) {
 	bad := func(param, format string, a ...any) error {
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_request", Param: param, Message: fmt.Sprintf(format, a...)}
 	}

@@ -8,11 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
 )
 
 // BenchmarkPages renders each console page for a signed-in admin over loopback HTTP
-// with keep-alive, against a real node whose log holds 90 brain requests. Besides
+// with keep-alive, against a real node whose log holds 90 brain requests, three
+// decisions of two members and three consent grants (no roles: a role's observers are
+// two nodes, and this node runs alone). Besides
 // ns/op it reports the process's CPU time per request (user + system; client and
 // server share the process), and the same for the API's /healthz as the baseline of
 // HTTP alone, so that the console's own cost is the difference.
@@ -22,6 +25,21 @@ func BenchmarkPages(b *testing.B) {
 	tn := startNode(b, nil)
 	br := tn.browser(b)
 	br.signIn(tn.keys["admin"])
+	// Three decisions and three grants of the admin's, for the decisions and consents pages.
+	var decision string
+	for i := range 3 {
+		decision = tn.decide(b, tn.keys["admin"], `{"question":"option `+strconv.Itoa(i)+`?","options":["a","b"],"members":["education","public-policy"],"deadline":"20s"}`).DecisionID
+	}
+	elsewhere, err := identity.Init(b.TempDir(), "elsewhere", "", time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 3 {
+		if code, out := tn.api(b, tn.keys["admin"], "POST", "/v1/consents", `{"to":"`+elsewhere.Node.Cert.RootID+`","action":"invoke","brain":"education",
+			"max_classification":"OFFICIAL","purpose":"bench `+strconv.Itoa(i)+`","expires_in":86400}`); code != http.StatusCreated {
+			b.Fatalf("grant: %d %s", code, out)
+		}
+	}
 	// 90 requests, spread over OFFICIAL brains within their bursts and the principal's.
 	brains := []string{"public-policy", "education", "procurement", "hr-policy", "engineering-safety", "research-literature",
 		"formatter", "evaluator", "scheduler", "notifier", "sentiment", "explainer"}
@@ -50,6 +68,10 @@ func BenchmarkPages(b *testing.B) {
 		{"audit", "/console/audit"},
 		{"record", "/console/audit/record/" + strconv.FormatUint(idx, 10)},
 		{"principals", "/console/principals"},
+		{"decisions", "/console/decisions"},
+		{"decision", "/console/decisions/" + decision},
+		{"consents", "/console/consents"},
+		{"roles", "/console/roles"},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			get := func() {

@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sios-project/sios/console"
+	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/internal/oidctest"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/sso"
@@ -315,11 +316,40 @@ func (c *chrome) signIn(t *testing.T, base, key string) {
 		chromedp.WaitVisible(chromedp.CSS("#viewer")))
 }
 
+// freeAddr is a loopback address nothing listens on now, for a node to listen on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The OFFICIAL user's console, rendered: no page names a SECRET brain or shows a SECRET
+// record or decision; their own decisions, grants and roles are there, and they check
+// in to their role with the page's own form. The node has a peer of its institution
+// (a role's observers are two nodes at least).
 func TestBrowserOfficialUserSeesNoSecret(t *testing.T) {
 	newChrome(t) // skips now if there is no chromium
-	tn := startBinary(t, upOptions{})
+	fleetAddr := freeAddr(t)
+	tn := startBinary(t, upOptions{config: fmt.Sprintf(`{"fleet_listen":%q}`, fleetAddr)})
 	tn.addPrincipal(t, "hospital", "dr.official", "OFFICIAL")
 	tn.addPrincipal(t, "hospital", "dr.secret", "SECRET")
+	tn.addPrincipal(t, "hospital", "hadmin", "SECRET", "admin")
+	peer := startBinary(t, upOptions{config: fmt.Sprintf(`{"fleet_listen":"127.0.0.1:0","join":[%q]}`, fleetAddr),
+		before: func(bin, dir string) string {
+			out, err := exec.Command(bin, "--data", dir, "init", "--name", "ward-2", "--root", filepath.Join(tn.dir, "root.key")).CombinedOutput()
+			if err != nil {
+				t.Fatalf("init the peer: %v\n%s", err, out)
+			}
+			out, err = exec.Command(bin, "--data", dir, "principal", "add", "--tenant", "default", "--id", "admin", "--clearance", "TOP-SECRET", "--role", "admin").CombinedOutput()
+			if err != nil {
+				t.Fatalf("the peer's admin: %v\n%s", err, out)
+			}
+			return keyLine.FindStringSubmatch(string(out))[1]
+		}})
 	if code, out := tn.api(t, tn.keys["dr.secret"], "POST", "/v1/chat/completions",
 		`{"model":"cyber-threat","messages":[{"role":"user","content":"indicators"}]}`, "X-Sios-Classification", "SECRET"); code != http.StatusOK {
 		t.Fatalf("%d %s", code, out)
@@ -330,6 +360,29 @@ func TestBrowserOfficialUserSeesNoSecret(t *testing.T) {
 	}
 	secretIdx := tn.recordIndex(t, func(r *oar.Record) bool { return r.Action == oar.ActionBrainComplete && r.Classification == "SECRET" })
 	ownIdx := tn.recordIndex(t, func(r *oar.Record) bool { return r.Action == oar.ActionBrainComplete && r.Actor.ID == "dr.official" })
+	// A decision each, a grant each, and a role the OFFICIAL user holds.
+	secretDecision := tn.decide(t, tn.keys["dr.secret"], `{"question":"isolate the ward network?","options":["isolate","monitor"],
+		"members":["cyber-threat","defence-procurement"],"classification":"SECRET","deadline":"20s"}`)
+	ownDecision := tn.decide(t, tn.keys["dr.official"], `{"question":"which reading list?","options":["short","long"],
+		"members":["education","public-policy"],"deadline":"20s"}`)
+	elsewhere, err := identity.Init(t.TempDir(), "elsewhere", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := elsewhere.Node.Cert.RootID
+	for who, body := range map[string]string{
+		"dr.secret":   `{"to":"` + root + `","action":"invoke","brain":"cyber-threat","max_classification":"SECRET","purpose":"incident response","expires_in":86400}`,
+		"dr.official": `{"to":"` + root + `","action":"invoke","brain":"education","max_classification":"OFFICIAL","purpose":"a shared reading list","expires_in":86400}`,
+	} {
+		if code, out := tn.api(t, tn.keys[who], "POST", "/v1/consents", body); code != http.StatusCreated {
+			t.Fatalf("%s's grant: %d %s", who, code, out)
+		}
+	}
+	tn.defineRole(t, tn.keys["hadmin"], fmt.Sprintf(`{"name":"duty-officer","holder":"dr.official","successors":["dr.secret"],
+		"observers":[%q,%q],"k":2,"suspect_after":3600,"wait":3600,"accept_within":3600}`, tn.id, peer.id))
+	tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionDecisionOutcome && r.Resource == "decision/"+ownDecision.DecisionID
+	})
 
 	c := newChrome(t)
 	c.signIn(t, tn.url, tn.keys["dr.official"])
@@ -340,7 +393,8 @@ func TestBrowserOfficialUserSeesNoSecret(t *testing.T) {
 	if !strings.Contains(brains, "education") || !strings.Contains(brains, "formatter") {
 		t.Fatalf("the brains page lacks the OFFICIAL brains:\n%s", brains)
 	}
-	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/principals", "/console/node"} {
+	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/principals", "/console/node",
+		"/console/decisions", "/console/consents", "/console/roles"} {
 		body := c.open(t, tn.url+page)
 		for _, s := range []string{"cyber-threat", "intelligence-analysis", "defence-procurement"} {
 			if strings.Contains(body, s) {
@@ -368,6 +422,80 @@ func TestBrowserOfficialUserSeesNoSecret(t *testing.T) {
 	if rec := c.text(t, "#record h2"); rec != "brain.invoke" {
 		t.Fatalf("the link led to %q", rec)
 	}
+	// Their decisions, grants and roles, and none of the SECRET user's.
+	decisions := c.open(t, tn.url+"/console/decisions")
+	if !strings.Contains(decisions, ownDecision.DecisionID[:16]) || strings.Contains(decisions, secretDecision.DecisionID[:16]) ||
+		!strings.Contains(decisions, ownDecision.Status) {
+		t.Fatalf("the decisions page:\n%s", decisions)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS(`#d-`+ownDecision.DecisionID+` a`)), chromedp.WaitVisible(chromedp.CSS("#ballots")))
+	if id := c.text(t, "#decision-id"); id != ownDecision.DecisionID {
+		t.Fatalf("the decision's link led to %q", id)
+	}
+	if ballots := c.text(t, "#ballots"); !strings.Contains(ballots, "education") || !strings.Contains(ballots, "public-policy") {
+		t.Fatalf("the decision's ballots:\n%s", ballots)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS(`#outcome-record`)), chromedp.WaitVisible(chromedp.CSS("#record")))
+	if rec := c.text(t, "#record h2"); rec != oar.ActionDecisionOutcome {
+		t.Fatalf("the outcome's link led to %q", rec)
+	}
+	hiddenDecision := c.open(t, tn.url+"/console/decisions/"+secretDecision.DecisionID)
+	if !strings.Contains(hiddenDecision, "no decision") || strings.Contains(hiddenDecision, "cyber-threat") {
+		t.Fatalf("the SECRET decision's page:\n%s", hiddenDecision)
+	}
+	consents := c.open(t, tn.url+"/console/consents")
+	if !strings.Contains(consents, "a shared reading list") || !strings.Contains(consents, "active") || strings.Contains(consents, "incident response") {
+		t.Fatalf("the consents page:\n%s", consents)
+	}
+	// A grant made with the page's own form: signed, recorded and listed by the API as
+	// the user's; then revoked with the row's own form, recorded, and listed revoked.
+	c.do(t, chromedp.SendKeys(chromedp.CSS("#grant-to"), "gp.okafor@"+root),
+		chromedp.SendKeys(chromedp.CSS("#grant-brain"), "education"),
+		chromedp.SendKeys(chromedp.CSS("#grant-purpose"), "a ward <b>rota</b>"),
+		chromedp.SetValue(chromedp.CSS("#grant-max"), "OFFICIAL"),
+		chromedp.SetValue(chromedp.CSS("#grant-expires"), "7d"),
+		chromedp.Click(chromedp.CSS("#grant")), chromedp.WaitVisible(chromedp.CSS("#message, #error")))
+	made := regexp.MustCompile(`Grant ([0-9a-f]+) to gp\.okafor@` + root + ` made and recorded`).FindStringSubmatch(c.text(t, "main"))
+	if made == nil {
+		t.Fatalf("after the grant form: %q", c.text(t, "main"))
+	}
+	grantID := made[1]
+	if g := tn.apiGrant(t, tn.keys["dr.official"], grantID); g.State != "active" || g.Purpose != "a ward <b>rota</b>" || g.Brain != "education" {
+		t.Fatalf("the grant made in the browser, as the API lists it: %+v", g)
+	}
+	tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionConsentGrant && r.Resource == "consent/"+grantID && r.Actor.ID == "dr.official" && r.Decision.Effect == "allow"
+	})
+	c.open(t, tn.url+"/console/consents")
+	if purpose := c.text(t, "#g-"+grantID+" td:nth-child(5)"); purpose != "a ward <b>rota</b>" {
+		t.Fatalf("the grant's purpose, rendered: %q (its markup must show as text)", purpose)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS("#g-"+grantID+" button.revoke")), chromedp.WaitVisible(chromedp.CSS("#message, #error")))
+	if msg := c.text(t, "main"); !strings.Contains(msg, "Grant "+grantID+" revoked and recorded") {
+		t.Fatalf("after the revoke form: %q", msg)
+	}
+	if g := tn.apiGrant(t, tn.keys["dr.official"], grantID); g.State != "revoked" {
+		t.Fatalf("the grant revoked in the browser, as the API lists it: %+v", g)
+	}
+	tn.recordIndex(t, func(r *oar.Record) bool {
+		return r.Action == oar.ActionConsentRevoke && r.Resource == "consent/"+grantID && r.Actor.ID == "dr.official"
+	})
+	c.open(t, tn.url+"/console/consents")
+	if st := c.text(t, "#g-"+grantID+" td.consent-revoked"); !strings.HasPrefix(st, "revoked") {
+		t.Fatalf("the revoked grant's state, rendered: %q", st)
+	}
+	if roles := c.open(t, tn.url+"/console/roles"); !strings.Contains(roles, "duty-officer") || !strings.Contains(roles, "dr.secret") {
+		t.Fatalf("the roles page:\n%s", roles)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS(`#r-duty-officer a`)), chromedp.WaitVisible(chromedp.CSS("#checkin")))
+	if st := c.text(t, "#role-state"); st != "held" {
+		t.Fatalf("the role's state: %q", st)
+	}
+	c.do(t, chromedp.Click(chromedp.CSS("#checkin")), chromedp.WaitVisible(chromedp.CSS("#message")))
+	if msg := c.text(t, "#message"); !strings.Contains(msg, "Checked in to role duty-officer") {
+		t.Fatalf("after the check-in: %q", msg)
+	}
+	c.open(t, tn.url+"/console/node")
 	// Every page the browser loaded carried the policy; it loaded nothing elsewhere
 	// and reported no violation.
 	c.mu.Lock()
@@ -520,6 +648,9 @@ func TestBrowserVerifiesTheLog(t *testing.T) {
 	max, _ := chromedp.Run(c.ctx, chromedp.AttributeValue(chromedp.CSS("#progress"), "max"))
 	if n, _ := strconv.Atoi(value.Value); n < 30_000 || value.Value != max.Value {
 		t.Fatalf("the progress bar ends at %q of %q", value.Value, max.Value)
+	}
+	if text := c.text(t, "#progress-text"); !strings.HasPrefix(text, value.Value+" of "+max.Value+" entries (100%), ") || !strings.Contains(text, " files, ") {
+		t.Fatalf("the progress text: %q", text)
 	}
 	// The script followed it: the page asked for its status.
 	polled := false

@@ -65,6 +65,9 @@ type Pipeline interface {
 	MayReadRecord(pr *policy.Principal, idx uint64, rec *oar.Record) bool
 	BrainUsage(id string) (brain.RateLimit, ratelimit.Usage, bool)
 	PrincipalUsage(pr *policy.Principal) (perMinute, burst int, u ratelimit.Usage)
+	// WithRoles is the principal as policy sees it after authentication: with the
+	// chartered roles the fleet's records give it (and its request is presence).
+	WithRoles(pr *policy.Principal) *policy.Principal
 }
 
 // NodeInfo is what the node page states about the node that does not change while it
@@ -105,9 +108,9 @@ type Config struct {
 	Append func(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// OpenLog opens the node's own audit log for reading at its latest checkpoint.
 	OpenLog func() (*ledger.Reader, error)
-	// Verify re-derives the whole log (ledger.Reader.Verify), telling progress how
-	// far it got as it goes.
-	Verify func(ctx context.Context, progress func(done, total uint64)) (*ledger.VerifyResult, error)
+	// Verify re-derives the whole log (ledger.Reader.VerifyWith), telling progress
+	// how far it got as it goes (ledger.VerifyOptions.Progress).
+	Verify func(ctx context.Context, progress ledger.ProgressFunc) (*ledger.VerifyResult, error)
 	// Export builds an evidence bundle of entries from..to-1 (the node adds its TPM
 	// evidence, as 'sios audit export' does).
 	Export func(ctx context.Context, from, to uint64) (*ledger.Bundle, error)
@@ -115,6 +118,12 @@ type Config struct {
 	// Admin is the admin API's view of the running node; nil until the node has
 	// started (its fleet joined).
 	Admin func() *admin.Deps
+	// Decisions, Consents and Roles are what the API's decision, consent and role
+	// endpoints call (the same functions, so the same decisions and records); nil: the
+	// node has no such capability and its page is not shown.
+	Decisions api.DecisionGateway
+	Consents  api.ConsentGateway
+	Roles     api.RoleGateway
 	// Institutions lists the institution roots the node trusts.
 	Institutions func() ([]fleet.TrustedRoot, error)
 	// Readiness runs the checks /readyz runs (nil: none).
@@ -284,6 +293,8 @@ func (c *Console) serveStatic(w http.ResponseWriter, r *http.Request) {
 type Error struct {
 	Status  int
 	Message string
+	// Receipt is the log index of the record of a refusal, when one was written.
+	Receipt *uint64
 }
 
 func (e *Error) Error() string { return e.Message }

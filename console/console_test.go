@@ -49,7 +49,8 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		t.Errorf("stylesheet served as %q", ct)
 	}
 	b.signIn(tn.keys["admin"])
-	for _, path := range []string{"/console/node", "/console/brains", "/console/fleet", "/console/audit", "/console/replicas", "/console/principals"} {
+	for _, path := range []string{"/console/node", "/console/brains", "/console/fleet", "/console/audit", "/console/replicas", "/console/principals",
+		"/console/decisions", "/console/consents", "/console/roles"} {
 		p := b.get(path)
 		if p.status != http.StatusOK {
 			t.Fatalf("%s: %d\n%s", path, p.status, p.body)
@@ -256,7 +257,8 @@ func TestOfficialUserSeesNoSecret(t *testing.T) {
 	if !slices.Equal(got, want) || !slices.Contains(got, "education") {
 		t.Fatalf("the brains page lists %v; /v1/models lists %v", got, want)
 	}
-	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/node", "/console/principals"} {
+	for _, page := range []string{"/console/brains", "/console/fleet", "/console/audit", "/console/node", "/console/principals",
+		"/console/decisions", "/console/consents", "/console/roles"} {
 		body := b.get(page).body
 		for _, s := range []string{"cyber-threat", "intelligence-analysis", ">SECRET<", "indicators"} {
 			if strings.Contains(body, s) {
@@ -444,10 +446,10 @@ func TestExportAndVerifyFromTheConsole(t *testing.T) {
 	for {
 		st := admin.get(loc + "/status")
 		var s struct {
-			Finished, OK bool
-			Done, Total  uint64
-			Failure      string
-			Result       *ledger.VerifyResult
+			Finished, OK              bool
+			Done, Total, Files, Bytes uint64
+			Progress, Failure         string
+			Result                    *ledger.VerifyResult
 		}
 		if err := json.Unmarshal([]byte(st.body), &s); err != nil {
 			t.Fatalf("status: %v %s", err, st.body)
@@ -455,6 +457,11 @@ func TestExportAndVerifyFromTheConsole(t *testing.T) {
 		if s.Finished {
 			if !s.OK || s.Result == nil || s.Result.Records == 0 || s.Done != s.Total || s.Total != s.Result.Entries {
 				t.Fatalf("verification: %+v", s)
+			}
+			// The figures are the ledger's own reports: the files it read, with
+			// their bytes.
+			if s.Files != s.Result.Files || s.Bytes == 0 || !strings.HasPrefix(s.Progress, fmt.Sprintf("%d of %d entries (100%%), %d files, ", s.Done, s.Total, s.Files)) {
+				t.Fatalf("verification progress: %+v", s)
 			}
 			break
 		}

@@ -1,10 +1,15 @@
 package console
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sios-project/sios/jcs"
+	"github.com/sios-project/sios/oar"
 )
 
 func TestParseForm(t *testing.T) {
@@ -63,6 +68,44 @@ func TestSafeNext(t *testing.T) {
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseLifetime(t *testing.T) {
+	for s, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "12h": 12 * time.Hour, "90m": 90 * time.Minute, "45s": 45 * time.Second,
+		" 365d ": 365 * 24 * time.Hour} {
+		if d, err := parseLifetime(s); err != nil || d != want {
+			t.Errorf("parseLifetime(%q) = %s, %v; want %s", s, d, err, want)
+		}
+	}
+	for _, s := range []string{"366d", "0d", "-1d", "1.5d", "d", "", "7", "7w", "8761h"} {
+		if d, err := parseLifetime(s); err == nil {
+			t.Errorf("parseLifetime(%q) = %s, want a refusal", s, d)
+		} else if !strings.Contains(err.Error(), "MaxGrantLifetime") {
+			t.Errorf("parseLifetime(%q): %v does not name the limit", s, err)
+		}
+	}
+}
+
+// maybeOutcome passes every decision.outcome record in canonical form, and no other
+// record.
+func TestMaybeOutcome(t *testing.T) {
+	for _, c := range []struct {
+		rec  oar.Record
+		want bool
+	}{
+		{oar.Record{Action: oar.ActionDecisionOutcome, Resource: "decision/x"}, true},
+		{oar.Record{Action: oar.ActionDecisionRequest, Resource: "decision/x", Detail: json.RawMessage(`{"next":"decision.outcome"}`)}, false},
+		{oar.Record{Action: "decision.outcome.other"}, false},
+	} {
+		c.rec.V, c.rec.Kind, c.rec.Time, c.rec.Actor = oar.Version, oar.KindRecord, "2026-01-01T00:00:00Z", oar.Actor{ID: "a"}
+		raw, err := jcs.Marshal(c.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := maybeOutcome(raw); got != c.want {
+			t.Errorf("%s: maybeOutcome = %v\n%s", c.rec.Action, got, raw)
 		}
 	}
 }

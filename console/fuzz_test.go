@@ -1,8 +1,11 @@
 package console
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sios-project/sios/consent"
 )
 
 // Everything a browser or an identity provider sends is parsed by these functions;
@@ -64,6 +67,31 @@ func FuzzSafeNext(f *testing.F) {
 		got := safeNext(next)
 		if got != Prefix && (len(got) < len(Prefix) || got[:len(Prefix)] != Prefix || got[:2] == "//") {
 			t.Fatalf("safeNext(%q) = %q, not a console path", next, got)
+		}
+	})
+}
+
+func FuzzParseLifetime(f *testing.F) {
+	for _, s := range []string{"30d", "12h", "90m", "45s", "365d", "366d", "0d", "-1d", "d", "1x", " 7d ", "99999999999s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseLifetime(s)
+		if err == nil && (d < time.Second || d > consent.MaxGrantLifetime) {
+			t.Fatalf("parseLifetime(%q) = %s, outside 1s..MaxGrantLifetime", s, d)
+		}
+	})
+}
+
+func FuzzCommaList(f *testing.F) {
+	for _, s := range []string{"a, b", ",,", " education ,public-policy", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, item := range commaList(s) {
+			if item == "" || strings.TrimSpace(item) != item || strings.Contains(item, ",") {
+				t.Fatalf("commaList(%q) holds %q", s, item)
+			}
 		}
 	})
 }

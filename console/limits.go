@@ -51,6 +51,9 @@ const (
 
 	// MaxPrincipalRows is how many principals the principals page lists at once.
 	MaxPrincipalRows = 200
+	// MaxDecisionRows is how many decisions the decisions page lists at once (from at
+	// most MaxTailScan entries).
+	MaxDecisionRows = 50
 
 	// DiscoveryTTL is how long an identity provider's discovery document (its
 	// authorization and token endpoints) is reused before it is fetched again.

@@ -55,13 +55,14 @@ type Result struct {
 	Secret string
 	// Receipt is the log index of the record the action wrote.
 	Receipt *uint64
-	Back    string // where to go next
+	// Download is a console path to a file the action made (a signed grant).
+	Download string
+	Back     string // where to go next
 }
 
-// pages is the console's page registry, in navigation order. To add a page (the
-// decisions, consents and roles of other capabilities): write page_NAME.go with a
-// function returning its Page, its template templates/NAME.html, and add the
-// function here.
+// pages is the console's page registry, in navigation order. To add a page (another
+// capability's): write page_NAME.go with a function returning its Page, its template
+// templates/NAME.html, and add the function here.
 func pages() []Page {
 	return []Page{
 		nodePage(),
@@ -75,6 +76,12 @@ func pages() []Page {
 		verifyStatusPage(),
 		replicasPage(),
 		principalsPage(),
+		decisionsPage(),
+		decisionPage(),
+		consentsPage(),
+		consentGrantPage(),
+		rolesPage(),
+		rolePage(),
 	}
 }
 
@@ -168,7 +175,9 @@ func (c *Console) viewer(r *http.Request) (*View, string) {
 			p = *cur
 		}
 	}
-	return &View{c: c, r: r, sess: sess, P: p}, ""
+	// Policy sees the viewer as the API sees them: with the chartered roles the
+	// fleet's records give them now, whatever the store or the sign-in said.
+	return &View{c: c, r: r, sess: sess, P: *c.cfg.Pipeline.WithRoles(&p)}, ""
 }
 
 // pageHandler serves a page's GET.

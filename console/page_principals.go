@@ -67,10 +67,8 @@ func principalsData(v *View) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &principalsView{Query: q, After: after, Via: v.sess.describe(), Ops: []string{"disable", "enable", "rotate-key", "set", "remove"}}
-	for _, l := range policy.Levels() {
-		out.Levels = append(out.Levels, l.String())
-	}
+	out := &principalsView{Query: q, After: after, Via: v.sess.describe(), Ops: []string{"disable", "enable", "rotate-key", "set", "remove"},
+		Levels: levels()}
 	for _, sp := range v.c.cfg.Principals.List() {
 		self := sp.Tenant == v.P.Tenant && sp.ID == v.P.ID
 		if self {

@@ -54,10 +54,16 @@ func errNoRecord(idx uint64) error {
 	return errorf(http.StatusNotFound, "there is no record %d that you may read in the checkpointed log", idx)
 }
 
-// readEntry reads entry idx for the viewer: a seal, or a record they may read. It
-// reads the entry bundle that holds idx once, for the entry and for the records its
-// links name when they are in the same bundle (a completion's admission usually is).
-func (v *View) readEntry(idx uint64) (*entry, *recordView, error) {
+// readEntry reads entry idx for the viewer: a seal, or a record they may read, with
+// its receipt. It reads the entry bundle that holds idx once, for the entry and for the
+// records its links name when they are in the same bundle (a completion's admission
+// usually is).
+func (v *View) readEntry(idx uint64) (*entry, *recordView, error) { return v.readEntryWith(idx, true) }
+
+// readEntryWith is readEntry, with the record's receipt only if receipt is set: finding
+// the seal that covers a record reads every record under that seal, which a page that
+// shows no receipt (a decision's) need not pay for.
+func (v *View) readEntryWith(idx uint64, receipt bool) (*entry, *recordView, error) {
 	r, err := v.openLog()
 	if err != nil {
 		return nil, nil, err
@@ -83,11 +89,13 @@ func (v *View) readEntry(idx uint64) (*entry, *recordView, error) {
 	if e.Record == nil {
 		return &entry{Index: idx, Raw: raw, Entry: e}, out, nil
 	}
-	if rc, err := r.Receipt(ctx, idx); err != nil {
-		out.ReceiptErr = "no receipt yet: the seal that covers this record is not in the checkpointed log"
-	} else {
-		b, _ := json.MarshalIndent(rc, "", "  ")
-		out.Receipt = string(b)
+	if receipt {
+		if rc, err := r.Receipt(ctx, idx); err != nil {
+			out.ReceiptErr = "no receipt yet: the seal that covers this record is not in the checkpointed log"
+		} else {
+			b, _ := json.MarshalIndent(rc, "", "  ")
+			out.Receipt = string(b)
+		}
 	}
 	for _, l := range e.Record.Links {
 		row := linkRow{Rel: l.Rel, Hash: l.RecordHash}

@@ -21,7 +21,7 @@ type verifyJob struct {
 	By      string // who started it
 	Started time.Time
 
-	done, total atomic.Uint64
+	progress atomic.Pointer[ledger.Progress] // the last report; nil before the first
 
 	mu       sync.Mutex
 	finished time.Time            // guarded by mu; zero while running
@@ -65,10 +65,9 @@ func (c *Console) startVerify(by string) *verifyJob {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		res, err := c.cfg.Verify(c.ctx, func(done, total uint64) {
-			j.total.Store(total)
-			j.done.Store(done)
-		})
+		// The ledger reports at a bounded rate (ledger.ProgressSteps): each report
+		// replaces the last, which the page and its script read.
+		res, err := c.cfg.Verify(c.ctx, func(p ledger.Progress) { j.progress.Store(&p) })
 		j.mu.Lock()
 		j.finished, j.result = vs.now(), res
 		if err != nil {
@@ -123,8 +122,11 @@ type verifyStatus struct {
 	ID       string               `json:"id"`
 	By       string               `json:"by"`
 	Started  time.Time            `json:"started"`
-	Done     uint64               `json:"done"`
-	Total    uint64               `json:"total"`
+	Done     uint64               `json:"done"`     // entries verified
+	Total    uint64               `json:"total"`    // of the entries the run verifies
+	Files    uint64               `json:"files"`    // entry bundles and hash tiles read
+	Bytes    uint64               `json:"bytes"`    // their size
+	Progress string               `json:"progress"` // the figures above as a person reads them
 	Finished bool                 `json:"finished"`
 	OK       bool                 `json:"ok"`
 	Failure  string               `json:"failure,omitempty"`
@@ -135,8 +137,11 @@ type verifyStatus struct {
 func (j *verifyJob) status(now time.Time) verifyStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	s := verifyStatus{ID: j.ID, By: j.By, Started: j.Started, Done: j.done.Load(), Total: j.total.Load(),
+	s := verifyStatus{ID: j.ID, By: j.By, Started: j.Started, Progress: "starting",
 		Finished: !j.finished.IsZero(), Failure: j.failure, Result: j.result}
+	if p := j.progress.Load(); p != nil {
+		s.Done, s.Total, s.Files, s.Bytes, s.Progress = p.Done, p.Total, p.Files, p.Bytes, p.String()
+	}
 	end := now
 	if s.Finished {
 		end = j.finished

@@ -37,6 +37,11 @@ const (
 // SetRoles gives the pipeline the node's role keeper; call it before serving.
 func (p *Pipeline) SetRoles(k *roles.Keeper) { p.cfg.Roles = k }
 
+// WithRoles is withRoles for a principal authenticated another way than by
+// Authenticate: the console's sessions, re-checked on every request, are seen by
+// policy as the API sees the same principal.
+func (p *Pipeline) WithRoles(pr *policy.Principal) *policy.Principal { return p.withRoles(pr) }
+
 // withRoles is an authenticated principal as policy sees it: with the chartered roles
 // of its tenant as the fleet's records say. Its request counts as presence.
 func (p *Pipeline) withRoles(pr *policy.Principal) *policy.Principal {

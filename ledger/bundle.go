@@ -47,6 +47,20 @@ type Bundle struct {
 
 // Export builds a bundle holding entries from..to-1, widened to whole seal batches.
 func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to uint64) (*Bundle, error) {
+	return r.ExportWith(ctx, cert, from, to, ExportOptions{})
+}
+
+// ExportOptions are the options of Reader.ExportWith.
+type ExportOptions struct {
+	// Progress, if set, is told the entries read of those the export reads — the
+	// bundle's entries, then the leaf hashes from its end to the checkpoint's size
+	// that join it to the tree — and the entry bundles and hash tiles read, at most
+	// ProgressSteps+2 times.
+	Progress ProgressFunc
+}
+
+// ExportWith is Export with options.
+func (r *Reader) ExportWith(ctx context.Context, cert identity.Certificate, from, to uint64, opts ExportOptions) (*Bundle, error) {
 	size := r.cp.Size
 	if size == 0 {
 		return nil, errors.New("the audit log is empty")
@@ -71,7 +85,9 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 	if err := checkBundleLimits(int(min(end-start, MaxBundleEntries+1)), 0); err != nil {
 		return nil, fmt.Errorf("entries %d..%d: %v; export a narrower range", start, end-1, err)
 	}
-	entries, err := r.Entries(ctx, start, end)
+	// Done counts from start: entries read, then leaf hashes up to size.
+	pr := newProgress(opts.Progress, 0, size-start)
+	entries, err := r.exportEntries(ctx, start, end, pr)
 	if err != nil {
 		return nil, err
 	}
@@ -79,10 +95,11 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 	if err != nil {
 		return nil, fmt.Errorf("compact range [0, %d): %v", start, err)
 	}
-	right, err := r.rightRange(ctx, end, size)
+	right, err := r.rightRange(ctx, end, size, start, pr)
 	if err != nil {
 		return nil, err
 	}
+	pr.end()
 	b := &Bundle{V: BundleVersion, Certificate: cert, Checkpoint: string(r.cp.Raw), Start: start,
 		Entries: make([]string, len(entries)), Left: oar.HexHashes(left), Right: oar.HexHashes(right)}
 	for i, e := range entries {
@@ -91,14 +108,41 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 	return b, nil
 }
 
-// rightRange computes the compact range [end, size) from the leaf hashes.
-func (r *Reader) rightRange(ctx context.Context, end, size uint64) ([][]byte, error) {
+// exportEntries reads entries [start, end) one entry bundle at a time, telling pr.
+func (r *Reader) exportEntries(ctx context.Context, start, end uint64, pr *progress) ([][]byte, error) {
+	if pr == nil {
+		return r.Entries(ctx, start, end)
+	}
+	out := make([][]byte, 0, end-start)
+	for lo := start; lo < end; {
+		hi := min(end, (lo/layout.EntryBundleWidth+1)*layout.EntryBundleWidth)
+		es, err := r.Entries(ctx, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		var n uint64
+		for _, e := range es {
+			n += 2 + uint64(len(e)) // as the bundle stores it, after its length
+		}
+		out = append(out, es...)
+		pr.read(1, n)
+		pr.advance(hi - start)
+		lo = hi
+	}
+	return out, nil
+}
+
+// rightRange computes the compact range [end, size) from the leaf hashes, telling pr
+// how far it got as entries read since start.
+func (r *Reader) rightRange(ctx context.Context, end, size, start uint64, pr *progress) ([][]byte, error) {
 	rng := rangeFactory.NewEmptyRange(end)
 	for idx := end / layout.EntryBundleWidth; idx*layout.EntryBundleWidth < size; idx++ {
 		leaves, err := r.store.leafHashes(ctx, idx, size)
 		if err != nil {
 			return nil, err
 		}
+		pr.read(1, uint64(len(leaves))*oar.HashSize)
+		pr.advance(idx*layout.EntryBundleWidth + uint64(len(leaves)) - start)
 		for k, h := range leaves {
 			if idx*layout.EntryBundleWidth+uint64(k) >= end {
 				if err := rng.Append(h, nil); err != nil {
@@ -217,6 +261,19 @@ type BundleResult struct {
 // at their indices in the checkpoint's tree. The caller compares RootID with the
 // institution root it trusts.
 func (b *Bundle) Verify() (*BundleResult, error) {
+	return b.VerifyWith(BundleVerifyOptions{})
+}
+
+// BundleVerifyOptions are the options of Bundle.VerifyWith.
+type BundleVerifyOptions struct {
+	// Progress, if set, is told the bundle's entries verified of all of them, and
+	// their bytes, at most ProgressSteps+2 times. (Files stays 0: a bundle is one
+	// document, already read.)
+	Progress ProgressFunc
+}
+
+// VerifyWith is Verify with options.
+func (b *Bundle) VerifyWith(opts BundleVerifyOptions) (*BundleResult, error) {
 	nodePub, _, err := b.Certificate.Verify()
 	if err != nil {
 		return nil, err
@@ -246,7 +303,8 @@ func (b *Bundle) Verify() (*BundleResult, error) {
 		return nil, fmt.Errorf("left compact range: %v", err)
 	}
 	c := newChain(b.Certificate.NodeID, nodePub, b.Start)
-	for _, s := range b.Entries {
+	pr := newProgress(opts.Progress, 0, uint64(len(b.Entries)))
+	for k, s := range b.Entries {
 		e := []byte(s)
 		leaf := oar.RecordHash(e)
 		if err := c.add(e, leaf); err != nil {
@@ -254,6 +312,12 @@ func (b *Bundle) Verify() (*BundleResult, error) {
 		}
 		if err := rng.Append(leaf, nil); err != nil {
 			return nil, err
+		}
+		if pr != nil {
+			pr.read(0, uint64(len(e)))
+			if (k+1)%layout.EntryBundleWidth == 0 {
+				pr.advance(uint64(k + 1))
+			}
 		}
 	}
 	if p := c.pending(); p > 0 {
@@ -273,6 +337,7 @@ func (b *Bundle) Verify() (*BundleResult, error) {
 	if !bytes.Equal(root, cp.Root) {
 		return nil, fmt.Errorf("entries %d..%d with the bundle's compact ranges do not give the checkpoint's root: they are not the log's entries at those indices", b.Start, end-1)
 	}
+	pr.end()
 	return &BundleResult{NodeID: b.Certificate.NodeID, RootID: b.Certificate.RootID, Start: b.Start, End: end,
 		Records: c.records, Seals: c.seals, Size: cp.Size, Attestation: attestation, EKSHA256: ek}, nil
 }

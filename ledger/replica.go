@@ -293,6 +293,25 @@ func (r *Replica) Reader() (*Reader, error) {
 // least one. On a fork it returns a *ForkError and halts; later calls return ErrHalted
 // until Resume.
 func (r *Replica) Update(ctx context.Context, fetch Fetcher, maxEntries uint64) (*UpdateResult, error) {
+	return r.UpdateWith(ctx, fetch, UpdateOptions{MaxEntries: maxEntries})
+}
+
+// UpdateOptions are the options of Replica.UpdateWith.
+type UpdateOptions struct {
+	// MaxEntries > 0 bounds the new entries one call takes on (see Update).
+	MaxEntries uint64
+	// Progress, if set, is told the entries the copy holds verified — what it held
+	// before and what this call verified since — of those the source's checkpoint
+	// commits to, and the files and bytes fetched, at most ProgressSteps+2 times per
+	// call. A call that finds the copy up to date reports nothing; one that ends the
+	// session reports Done == Total last; one that stops short (MaxEntries) reports
+	// where it stopped, and the next call goes on from there.
+	Progress ProgressFunc
+}
+
+// UpdateWith is Update with options.
+func (r *Replica) UpdateWith(ctx context.Context, fetch Fetcher, opts UpdateOptions) (*UpdateResult, error) {
+	maxEntries := opts.MaxEntries
 	r.updMu.Lock()
 	defer r.updMu.Unlock()
 	r.mu.RLock()
@@ -339,11 +358,13 @@ func (r *Replica) Update(ctx context.Context, fetch Fetcher, maxEntries uint64) 
 	sy := &syncer{pub: r.pub, fetch: fetch, target: s.target, base: s.base, stageDir: r.stagingDir()}
 	st, linked := s.st.clone(), s.linked
 	res.From = st.size
+	sy.progress = newProgress(opts.Progress, st.size, s.target.Size)
 	err = sy.advance(ctx, st, &linked, maxEntries)
 	if err == nil && st.size == s.target.Size {
 		err = sy.finish(ctx, st)
 	}
 	res.Bytes += sy.bytes.Load()
+	sy.progress.fetched(uint64(sy.files.Load()), uint64(sy.bytes.Load()))
 	if err != nil {
 		var d *divergence
 		if errors.As(err, &d) {
@@ -364,12 +385,14 @@ func (r *Replica) Update(ctx context.Context, fetch Fetcher, maxEntries uint64) 
 	s.st, s.linked = st, linked
 	s.staged = append(s.staged, sy.staged...)
 	if st.size < s.target.Size {
+		sy.progress.stop()
 		return res, nil
 	}
 	if err := r.commitLocked(s); err != nil {
 		r.sess = nil
 		return nil, fmt.Errorf("write the copy in %s: %v", r.dir, err)
 	}
+	sy.progress.end()
 	return res, nil
 }
 
@@ -574,7 +597,9 @@ type syncer struct {
 	base     uint64 // size of the copy the session extends
 	stageDir string // "" to verify a copy in place
 	bytes    atomic.Int64
+	files    atomic.Int64 // files fetched, with bytes
 	staged   []stagedFile // files of the entries verified so far, in order
+	progress *progress    // told the entries verified in order; nil for none
 }
 
 // fetchedBundle is one entry bundle and its level-0 tile, fetched, checked against each
@@ -618,6 +643,10 @@ func (s *syncer) advance(ctx context.Context, st *treeState, linked *bool, limit
 		if err := s.addBundle(ctx, st, linked, b); err != nil {
 			return err
 		}
+		if s.progress != nil {
+			s.progress.fetched(uint64(s.files.Load()), uint64(s.bytes.Load()))
+			s.progress.advance(st.size)
+		}
 	}
 	return ctx.Err()
 }
@@ -637,6 +666,7 @@ func (s *syncer) get(ctx context.Context, path func(p uint8) string, p uint8) (r
 		return nil, false, fmt.Errorf("fetch %s: %w", path(p), err)
 	}
 	s.bytes.Add(int64(len(raw)))
+	s.files.Add(1)
 	return raw, exact, nil
 }
 

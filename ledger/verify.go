@@ -69,6 +69,23 @@ type VerifyResult struct {
 // stopped before sealing them; it seals them when it next starts: Unsealed), or
 // allowPending is set (a copy whose source checkpointed them before their seal).
 func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, error) {
+	return r.VerifyWith(ctx, VerifyOptions{AllowPending: allowPending})
+}
+
+// VerifyOptions are the options of Reader.VerifyWith.
+type VerifyOptions struct {
+	// AllowPending accepts records after the last seal (see Verify).
+	AllowPending bool
+	// Progress, if set, is told the entries verified of those the run verifies
+	// (the checkpoint's, and beyond it what the tiles and the journal hold when no
+	// writer holds the ledger), and the entry bundles and hash tiles read, at most
+	// ProgressSteps+2 times.
+	Progress ProgressFunc
+}
+
+// VerifyWith is Verify with options.
+func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) (*VerifyResult, error) {
+	allowPending := opts.AllowPending
 	size := r.cp.Size
 	live := WriterRunning(r.dir)
 	seen, err := readSeen(r.dir, r.nodeID, r.pub)
@@ -111,18 +128,24 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 		beyond = jr.beyondEntry
 		end = max(target, jr.endOr(0))
 	}
+	total := target
+	if jr != nil {
+		total = max(total, jr.end)
+	}
+	pr := newProgress(opts.Progress, 0, total)
 	c := newChain(r.nodeID, r.pub, 0)
 	rng := rangeFactory.NewEmptyRange(0)
 	var seenRoot, cpRoot []byte
 	if seen != nil && seen.Size == 0 {
 		seenRoot = rfc6962.DefaultHasher.EmptyRoot()
 	}
-	tc := &tileChecker{store: r.store, size: end, checkpointSize: size}
+	tc := &tileChecker{store: r.store, size: end, checkpointSize: size, progress: pr}
 	for b := range r.parseBundles(ctx, target, c, beyond) {
 		if b.err != nil {
 			return nil, b.err
 		}
 		res.Files += b.files
+		pr.read(b.files, b.bytes)
 		for k := range b.entries {
 			i := b.base + uint64(k)
 			if !bytes.Equal(b.leaves[k], b.tile[k]) {
@@ -152,6 +175,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 		if err := tc.addLeaves(ctx, b.leaves); err != nil {
 			return nil, err
 		}
+		pr.advance(b.base + uint64(len(b.entries)))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -162,6 +186,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 			return nil, err
 		}
 		res.Files += n
+		pr.read(n, 0) // entry bundles and tiles a crash left, read for checking only
 	}
 	n, err := tc.finish(ctx)
 	if err != nil {
@@ -204,6 +229,7 @@ func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, 
 		}
 		res.Pending = p
 	}
+	pr.end()
 	return res, nil
 }
 
@@ -218,6 +244,7 @@ type parsedBundle struct {
 	errs           []error
 	sigErrs        []error // seal signature checks (checkSeal), done ahead on the workers
 	files          uint64  // stored versions of the bundle and its level-0 tile checked
+	bytes          uint64  // their size
 	err            error
 }
 
@@ -351,6 +378,11 @@ func (r *Reader) parseBundle(idx, size uint64, c *chain, beyond func(uint64) []b
 		}
 	}
 	b.files = uint64(len(bundles) + len(tiles))
+	for _, vs := range []storedVersions{bundles, tiles} {
+		for _, v := range vs {
+			b.bytes += uint64(len(v.data))
+		}
+	}
 
 	b.leaves = make([][]byte, width)
 	b.parsed = make([]*oar.Entry, width)
@@ -547,6 +579,7 @@ type tileChecker struct {
 	rows           [][][]byte
 	full           []uint64 // full tiles checked so far at each level
 	files          uint64
+	progress       *progress // told the tiles read; nil for none
 }
 
 // addLeaves takes the next leaf hashes, in order; each full level-0 tile's root is a
@@ -607,6 +640,13 @@ func (tc *tileChecker) check(_ context.Context, level int, idx uint64, row [][]b
 		}
 	}
 	tc.files += uint64(len(vs))
+	if tc.progress != nil {
+		var n uint64
+		for _, v := range vs {
+			n += uint64(len(v.data))
+		}
+		tc.progress.read(uint64(len(vs)), n)
+	}
 	return nil
 }
 

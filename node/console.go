@@ -39,6 +39,8 @@ func (n *Node) newConsole(ready *atomic.Pointer[admin.Deps]) (*console.Console, 
 		Append: n.ledger.Append, OpenLog: n.openLog, Verify: n.verifyLog, Export: n.exportLog,
 		Node:  n.consoleInfo(backendLvl),
 		Admin: ready.Load,
+		// The API's own gateways: the console's pages call what its endpoints call.
+		Decisions: apiGateway{n.pipeline, n.decisions}, Consents: n.pipeline, Roles: n.pipeline,
 		Institutions: func() ([]fleet.TrustedRoot, error) {
 			_, roots, err := fleet.LoadTrust(n.dataDir, n.id.Cert)
 			return roots, err
@@ -77,18 +79,13 @@ func (n *Node) consoleInfo(backendLvl policy.Level) console.NodeInfo {
 
 // verifyLog verifies the node's own log at its latest checkpoint, as 'sios audit
 // verify' does (records awaiting their seal are reported, not failed: the node is
-// writing). Progress is told at the start and the end of the run.
-func (n *Node) verifyLog(ctx context.Context, progress func(done, total uint64)) (*ledger.VerifyResult, error) {
+// writing), telling progress how far it got as it goes.
+func (n *Node) verifyLog(ctx context.Context, progress ledger.ProgressFunc) (*ledger.VerifyResult, error) {
 	r, err := n.openLog()
 	if err != nil {
 		return nil, err
 	}
-	progress(0, r.Size())
-	res, err := r.Verify(ctx, true)
-	if err == nil {
-		progress(r.Size(), r.Size())
-	}
-	return res, err
+	return r.VerifyWith(ctx, ledger.VerifyOptions{AllowPending: true, Progress: progress})
 }
 
 // exportLog builds an evidence bundle of entries from..to-1 of the node's own log,

@@ -11,11 +11,12 @@ import (
 )
 
 func runAuditExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit export", "audit export [--source NODEID] --out FILE [--from I] [--to J]")
+	fs := newFlags(e, "audit export", "audit export [--source NODEID] --out FILE [--from I] [--to J] [--progress]")
 	source := fs.String("source", "", "export the copy this node keeps of another node's log")
 	out := fs.String("out", "", "write the evidence bundle to FILE (required)")
 	from := fs.Uint64("from", 0, "first index to include")
 	to := fs.Uint64("to", 0, "index after the last one to include (default: the whole log)")
+	showProgress := addProgressFlag(fs)
 	args, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -40,7 +41,9 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	} else if r, cert, err = e.openReader(); err != nil {
 		return err
 	}
-	b, err := r.Export(ctx, *cert, *from, *to)
+	line := newProgressLine(e, showProgress, "exporting")
+	b, err := r.ExportWith(ctx, *cert, *from, *to, ledger.ExportOptions{Progress: line.report()})
+	line.done()
 	if err != nil {
 		return err
 	}
@@ -51,7 +54,9 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	// Check the bundle before handing it over: an export must verify offline.
-	res, err := b.Verify()
+	line = newProgressLine(e, showProgress, "checking the bundle")
+	res, err := b.VerifyWith(ledger.BundleVerifyOptions{Progress: line.report()})
+	line.done()
 	if err != nil {
 		return fmt.Errorf("the exported bundle does not verify: %w", err)
 	}

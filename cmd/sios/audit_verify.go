@@ -11,9 +11,9 @@ import (
 )
 
 func runAuditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit verify", "audit verify [--json]\n"+
+	fs := newFlags(e, "audit verify", "audit verify [--json] [--progress]\n"+
 		"       sios [--data DIR] audit verify --trace FILE [--json]\n"+
-		"       sios [--data DIR] audit verify --bundle FILE [--json]\n"+
+		"       sios [--data DIR] audit verify --bundle FILE [--json] [--progress]\n"+
 		"       sios [--data DIR] audit verify --receipt FILE [--cert FILE] [--record FILE] [--json]")
 	bundle := fs.String("bundle", "", "verify this evidence bundle offline instead of the node's log")
 	traceFile := fs.String("trace", "", "verify this trace ('sios audit trace') offline instead of the node's log")
@@ -21,6 +21,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	certPath := fs.String("cert", "", "with --receipt: the node's enrolment certificate (default: DIR/node.cert)")
 	record := fs.String("record", "", "with --receipt: the record (JSON, e.g. the entry of 'audit show --json'), to check that the receipt is for it")
 	asJSON := fs.Bool("json", false, "print JSON")
+	showProgress := addProgressFlag(fs)
 	args, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -38,7 +39,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	case *receipt == "" && (*certPath != "" || *record != ""):
 		return usageError("--cert and --record go with --receipt")
 	case *bundle != "":
-		return verifyBundle(e, *bundle, *asJSON)
+		return verifyBundle(e, *bundle, *asJSON, showProgress)
 	case *receipt != "":
 		return verifyReceipts(e, *receipt, *certPath, *record, *asJSON)
 	}
@@ -51,7 +52,9 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("audit log verification failed: %w", err)
 	}
-	res, err := r.Verify(ctx, false)
+	line := newProgressLine(e, showProgress, "verifying")
+	res, err := r.VerifyWith(ctx, ledger.VerifyOptions{Progress: line.report()})
+	line.done()
 	if err != nil {
 		return fmt.Errorf("audit log verification failed: %w", err)
 	}
@@ -102,7 +105,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func verifyBundle(e *env, path string, asJSON bool) error {
+func verifyBundle(e *env, path string, asJSON bool, showProgress *progressFlag) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -112,7 +115,9 @@ func verifyBundle(e *env, path string, asJSON bool) error {
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", path, err)
 	}
-	res, err := b.Verify()
+	line := newProgressLine(e, showProgress, "verifying the bundle")
+	res, err := b.VerifyWith(ledger.BundleVerifyOptions{Progress: line.report()})
+	line.done()
 	if err != nil {
 		return fmt.Errorf("bundle %s failed verification: %w", path, err)
 	}

@@ -11,7 +11,7 @@
   function show(s) {
     bar.max = s.total || 1;
     bar.value = s.done;
-    text.textContent = s.done + " of " + s.total + " entries";
+    text.textContent = s.progress;
     if (!s.finished) { return false; }
     var r = s.result;
     if (s.ok) {
