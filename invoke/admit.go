@@ -50,13 +50,31 @@ func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
 		return err
 	}
 	inv.admission, inv.Record = rec, h
-	rc, err := p.appendNow(ctx, rec)
+	// Durable, not yet sealed: the seal (a signature over every record of a few
+	// milliseconds) is made while the backend or the peer works, and the receipt is
+	// awaited only where it goes out (receipt).
+	w, err := p.cfg.Ledger.Write(context.WithoutCancel(ctx), rec)
 	if err != nil {
 		p.cfg.Log.Error("admission record", "err", err)
 		return errAudit()
 	}
-	inv.receipt = rc
+	inv.written = w
 	return nil
+}
+
+// receipt is the admission record's receipt, waiting for its seal if need be (at
+// most about the ledger's seal delay after admission). A seal that cannot be made
+// means the ledger has failed: the answer does not go out without its receipt.
+func (p *Pipeline) receipt(ctx context.Context, inv *Invocation) (*oar.Receipt, error) {
+	if inv.written == nil {
+		return nil, nil
+	}
+	rc, err := inv.written.Receipt(context.WithoutCancel(ctx))
+	if err != nil {
+		p.cfg.Log.Error("admission record's seal", "err", err)
+		return nil, errAudit()
+	}
+	return rc, nil
 }
 
 // admissionRecord is the record of the request as the stages so far decided it.

@@ -95,18 +95,18 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 		// What the caller's grant releases at its holder, asked for now that the
 		// request is admitted, and used for this request only.
 		if e := p.descend(ctx, inv); e != nil {
-			return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, e))
+			return p.complete(ctx, inv, nil, sink, p.withReceipt(ctx, inv, e))
 		}
 	}
 	be, beName, err := p.backendFor(inv, b)
 	if err != nil {
 		p.cfg.Log.Error("backend", "brain", b.ID, "err", err)
-		return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, errorf(CodeBackendMisconfigured,
+		return p.complete(ctx, inv, nil, sink, p.withReceipt(ctx, inv, errorf(CodeBackendMisconfigured,
 			"brain %s's backend is misconfigured; see the node's log", b.ID)))
 	}
 	breq, err := p.backendRequest(inv, beName)
 	if err != nil {
-		return p.complete(ctx, inv, nil, sink, p.withReceipt(inv, err.(*Error)))
+		return p.complete(ctx, inv, nil, sink, p.withReceipt(ctx, inv, err.(*Error)))
 	}
 	bud := p.budgetFor(b, breq.Model)
 	cctx, cancel := context.WithTimeout(ctx, bud.d)
@@ -117,7 +117,11 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 			return nil
 		}
 		started = true
-		return sink.Start(b.ID, inv.receipt)
+		rc, err := p.receipt(ctx, inv)
+		if err != nil {
+			return err
+		}
+		return sink.Start(b.ID, rc)
 	}
 	cv := conversation{backend: beName, model: breq.Model, path: "tools"}
 	var onDelta func(backend.Delta) error
@@ -155,7 +159,7 @@ func (p *Pipeline) execute(ctx context.Context, inv *Invocation, sink Sink) erro
 			p.cfg.Log.Warn("streamed answer broke off", "brain", b.ID, "code", e.Code, "streamed_bytes", cv.streamed.bytes, "err", cv.err)
 		}
 		if !started {
-			p.withReceipt(inv, e)
+			p.withReceipt(ctx, inv, e)
 		}
 		return p.complete(ctx, inv, &cv, sink, e)
 	}
@@ -300,9 +304,10 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// withReceipt attaches the admission's receipt to a failure after admission.
-func (p *Pipeline) withReceipt(inv *Invocation, e *Error) *Error {
-	e.Receipt = inv.receipt
+// withReceipt attaches the admission's receipt to a failure after admission (none if
+// the ledger failed before sealing it: the failure goes out as it is).
+func (p *Pipeline) withReceipt(ctx context.Context, inv *Invocation, e *Error) *Error {
+	e.Receipt, _ = p.receipt(ctx, inv)
 	return e
 }
 

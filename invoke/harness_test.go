@@ -43,6 +43,19 @@ type recorder struct {
 
 func (r *recorder) Size() uint64 { return r.l.Size() }
 
+func (r *recorder) Write(ctx context.Context, rec *oar.Record) (*ledger.Written, error) {
+	if r.fail != nil {
+		return nil, r.fail
+	}
+	w, err := r.l.Write(ctx, rec)
+	if err == nil {
+		r.mu.Lock()
+		r.recs = append(r.recs, rec)
+		r.mu.Unlock()
+	}
+	return w, err
+}
+
 func (r *recorder) Append(ctx context.Context, rec *oar.Record) (*oar.Receipt, []byte, error) {
 	if r.fail != nil {
 		return nil, nil, r.fail

@@ -7,6 +7,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -64,8 +65,8 @@ type Invocation struct {
 	// Record is the hash of this node's record of the request: its admission record,
 	// or its refusal's.
 	Record string
-	// receipt is the admission record's, once it is durable.
-	receipt *oar.Receipt
+	// written is the admission record, durable; its receipt follows once sealed.
+	written *ledger.Written
 
 	// execute
 	waited time.Duration // waiting for the model server or the peer (a stream's delivery included)

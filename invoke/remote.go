@@ -80,11 +80,14 @@ func (p *Pipeline) executeRemote(ctx context.Context, inv *Invocation, sink Sink
 			break
 		}
 	}
-	rc := inv.receipt
+	rc, rerr := p.receipt(ctx, inv)
 	p.completeRemote(ctx, inv, res)
 	if res.err != nil {
 		res.err.Receipt = rc
 		return res.err
+	}
+	if rerr != nil {
+		return rerr
 	}
 	if err := sink.Start(b.ID, rc); err != nil {
 		return err

@@ -22,10 +22,11 @@ import (
 )
 
 // The crash helper is this test binary run again with SIOS_LEDGER_CRASH set to
-// "IDENTITY-DIR LEDGER-DIR INTEGRATED PENDING": it opens the ledger, appends INTEGRATED
-// records and waits until Tessera integrated them (no checkpoint is published for
-// them), appends PENDING more that Tessera holds back, and kills itself with SIGKILL
-// once every receipt is in hand: the state a crash leaves.
+// "IDENTITY-DIR LEDGER-DIR INTEGRATED PENDING [UNSEALED]": it opens the ledger, appends
+// INTEGRATED records and waits until Tessera integrated them (no checkpoint is
+// published for them), appends PENDING more that Tessera holds back, writes UNSEALED
+// more that are durable but not yet sealed, and kills itself with SIGKILL once every
+// receipt (and every Write) is in hand: the state a crash leaves.
 func init() {
 	if spec := os.Getenv("SIOS_LEDGER_CRASH"); spec != "" {
 		os.Exit(crashHelper(strings.Fields(spec)))
@@ -62,6 +63,18 @@ func crashHelper(args []string) int {
 			return 3
 		}
 	}
+	if len(args) > 4 {
+		// Seal nothing more: the next records stay durable and unsealed. (The writer
+		// reads the option after receiving the next record, which orders the two.)
+		l.opts.SealMaxDelay, l.opts.SealMaxRecords = time.Hour, 4096
+		unsealed, _ := strconv.Atoi(args[4])
+		for i := range unsealed {
+			if _, err := l.Write(ctx, testRecord(integrated+pending+i)); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 3
+			}
+		}
+	}
 	fmt.Println(l.Size(), l.integrated.Load())
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
@@ -72,6 +85,13 @@ func crashHelper(args []string) int {
 // them. It returns the ledger directory, the node, the journaled size and Tessera's
 // integrated size.
 func crashedLedger(t *testing.T) (string, *identity.Node, uint64, uint64) {
+	t.Helper()
+	return crashedLedgerWith(t, 0)
+}
+
+// crashedLedgerWith is crashedLedger, with unsealed records after the last seal:
+// durable (Write returned) but not yet sealed when the process died.
+func crashedLedgerWith(t *testing.T, unsealed int) (string, *identity.Node, uint64, uint64) {
 	t.Helper()
 	idDir := t.TempDir()
 	res, err := identity.Init(idDir, "crash-node", "", time.Now())
@@ -85,7 +105,7 @@ func crashedLedger(t *testing.T) (string, *identity.Node, uint64, uint64) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("SIOS_LEDGER_CRASH=%s %s 100 13", idDir, dir))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("SIOS_LEDGER_CRASH=%s %s 100 13 %d", idDir, dir, unsealed))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -274,5 +294,64 @@ func TestRecoveryRewritesFilesBeyondTesseraState(t *testing.T) {
 		if data, _ := os.ReadFile(p); bytes.Contains(data, []byte{0xa5, 0xa5, 0xa5, 0xa5}) {
 			t.Fatalf("%s still holds the junk after recovery", p)
 		}
+	}
+}
+
+// A record is durable once Write returns, before its seal: one that a crash caught
+// unsealed is in the journal, verification reports it as such, and the node seals it
+// first when it next starts (issue 11, item 1: the admission record is durable before
+// anything leaves, while sealing overlaps the backend's work).
+func TestDurableRecordsACrashLeftUnsealedAreSealedAtStart(t *testing.T) {
+	dir, node, size, _ := crashedLedgerWith(t, 5)
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unsealed != 5 || res.JournalEnd != size || res.BeyondRecords != 118 {
+		t.Fatalf("result %+v: want 5 unsealed records at the end of a journal of %d entries, 118 beyond the checkpoint", res, size)
+	}
+	records := res.Records + res.BeyondRecords
+	pend, err := r.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pend) == 0 || pend[len(pend)-1].Index != size-1 {
+		t.Fatalf("pending entries end at %v, want %d", pend[len(pend)-1:], size-1)
+	}
+
+	l := openTest(t, dir, node)
+	rc, _, err := l.Append(context.Background(), testRecord(1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The unsealed records took the seal at index size; the new record follows it.
+	if rc.Index != size+1 {
+		t.Fatalf("the first record after the restart is at %d, want %d (after the seal of the unsealed ones at %d)", rc.Index, size+1, size)
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r, err = OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = r.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unsealed != 0 || res.Pending != 0 || res.Records != records+1 || res.Entries != size+3 {
+		t.Fatalf("after the restart: %+v; want %d records, %d entries, nothing unsealed", res, records+1, size+3)
+	}
+	es, err := r.Entries(context.Background(), size, size+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := oar.Parse(es[0])
+	if err != nil || e.Seal == nil || e.Seal.First != size-5 || e.Seal.Count != 5 {
+		t.Fatalf("entry %d is not the seal of the 5 unsealed records: %v %+v", size, err, e)
 	}
 }

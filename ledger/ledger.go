@@ -119,17 +119,23 @@ type Ledger struct {
 	closed  bool // guarded by closeMu
 
 	reqs   chan *pending
-	sealed chan *sealed
-	idle   chan struct{} // holds a token while the journaler waits for a sealed batch
+	frames chan *frame
+	idle   chan struct{} // holds a token while the journaler waits for a frame
 	feed   chan *batch
 	futs   chan future
 	done   chan struct{} // closed when the waiter has drained
 
 	// owned by the sealer goroutine
-	lastSeal time.Time
-	next     uint64
-	seq      uint64
-	prev     []byte
+	lastSeal   time.Time
+	next       uint64
+	seq        uint64
+	prev       []byte
+	open       []*pending // the open seal group: journaled, not yet sealed
+	openHashes [][]byte
+	openFirst  uint64
+	openSince  time.Time
+	openQuiet  bool   // the open group began after a quiet spell
+	held       *batch // owned by the journaler: journaled entries not yet passed to Tessera
 
 	assigned   atomic.Uint64 // entries journaled so far: the log size once integrated
 	integrated atomic.Uint64
@@ -138,9 +144,13 @@ type Ledger struct {
 }
 
 type pending struct {
-	entry []byte
-	hash  []byte
-	done  chan result
+	entry   []byte
+	hash    []byte
+	durable chan error  // one value: nil once journaled, or why not
+	done    chan result // one value: the receipt once sealed, or why not
+
+	queued time.Time
+	acked  bool // durable has its value; owned by the journaler
 }
 
 type result struct {
@@ -209,7 +219,8 @@ func (l *Ledger) start(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("journal starts at entry %d but the log holds only %d: entries are missing", batches[0].first, size)
 	}
-	if err := l.resume(ctx, size, batches); err != nil {
+	tail, err := l.resume(ctx, size, batches)
+	if err != nil {
 		cancel()
 		return err
 	}
@@ -228,9 +239,19 @@ func (l *Ledger) start(ctx context.Context) error {
 		}
 	}
 
+	// Records the previous process made durable but did not live to seal are sealed
+	// now, before anything new: the log never holds a record without its seal.
+	if tail != nil {
+		sb, err := l.sealTail(tail)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("seal the %d records journaled after the last seal: %v", len(tail.entries), err)
+		}
+		batches = append(batches, sb)
+	}
 	l.assigned.Store(l.next)
 	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
-	l.sealed = make(chan *sealed, 2)
+	l.frames = make(chan *frame, 2)
 	l.idle = make(chan struct{}, 1)
 	l.feed = make(chan *batch, 64)
 	l.futs = make(chan future, 1<<16)
@@ -251,33 +272,98 @@ func (l *Ledger) start(ctx context.Context) error {
 	return nil
 }
 
-// resume finds the last seal, from the journal or else the log, to continue the chain.
-func (l *Ledger) resume(ctx context.Context, size uint64, batches []*batch) error {
+// resume continues the seal chain from the last seal, in the journal or else the log,
+// and returns the records journaled after it: durable records the previous process
+// did not live to seal (sealTail seals them).
+func (l *Ledger) resume(ctx context.Context, size uint64, batches []*batch) (*batch, error) {
 	var last []byte
 	l.next = size
+	var tail *batch
 	if n := len(batches); n > 0 {
-		b := batches[n-1]
-		last = b.entries[len(b.entries)-1]
-		l.next = max(size, b.end())
-	} else if size > 0 {
+		l.next = max(size, batches[n-1].end())
+		var err error
+		if last, tail, err = lastSeal(batches); err != nil {
+			return nil, err
+		}
+		if tail != nil && tail.first < size {
+			return nil, fmt.Errorf("the log holds records from index %d that no journaled seal covers", tail.first)
+		}
+	}
+	if last == nil && size > 0 {
 		es, err := l.store.entries(ctx, size-1, size, size)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		last = es[0]
 	}
 	if last == nil {
-		return nil
+		return tail, nil
 	}
 	e, err := oar.Parse(last)
 	if err != nil {
-		return fmt.Errorf("last log entry %d: %v", l.next-1, err)
+		return nil, fmt.Errorf("last seal: %v", err)
 	}
 	if e.Kind != oar.KindSeal {
-		return fmt.Errorf("log ends with an unsealed record at index %d and the journal holds nothing to complete it", l.next-1)
+		return nil, fmt.Errorf("log ends with an unsealed record at index %d and the journal holds nothing to complete it", size-1)
 	}
 	l.seq, l.prev = e.Seal.Seq+1, oar.RecordHash(last)
-	return nil
+	return tail, nil
+}
+
+// lastSeal finds the journal's last seal and the entries after it (nil if none).
+func lastSeal(batches []*batch) (seal []byte, tail *batch, err error) {
+	end := batches[len(batches)-1].end()
+	for i := len(batches) - 1; i >= 0; i-- {
+		b := batches[i]
+		for k := len(b.entries) - 1; k >= 0; k-- {
+			e, err := oar.Parse(b.entries[k])
+			if err != nil {
+				return nil, nil, fmt.Errorf("journal entry %d: %v", b.first+uint64(k), err)
+			}
+			if e.Kind == oar.KindSeal {
+				if idx := b.first + uint64(k); idx+1 < end {
+					tail = entriesFrom(batches, idx+1)
+				}
+				return b.entries[k], tail, nil
+			}
+		}
+	}
+	return nil, entriesFrom(batches, batches[0].first), nil
+}
+
+// entriesFrom is the batches' entries from index first on, as one batch.
+func entriesFrom(batches []*batch, first uint64) *batch {
+	out := &batch{first: first}
+	for _, b := range batches {
+		for k, e := range b.entries {
+			if b.first+uint64(k) >= first {
+				out.entries = append(out.entries, e)
+			}
+		}
+	}
+	return out
+}
+
+// sealTail seals the records a previous process journaled but did not seal, and
+// journals the seal. It returns the seal's batch to pass on to Tessera.
+func (l *Ledger) sealTail(tail *batch) (*batch, error) {
+	hashes := make([][]byte, len(tail.entries))
+	for i, e := range tail.entries {
+		hashes[i] = oar.RecordHash(e)
+	}
+	if len(hashes) > oar.MaxSealCount {
+		return nil, fmt.Errorf("the journal holds %d records after its last seal, more than one seal covers (%d)", len(hashes), oar.MaxSealCount)
+	}
+	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, tail.first, hashes, l.prev, l.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	b := &batch{first: l.next, entries: [][]byte{sealEntry}}
+	if err := l.jrnl.write(b); err != nil {
+		return nil, err
+	}
+	l.next, l.seq, l.prev = l.next+1, l.seq+1, oar.RecordHash(sealEntry)
+	return b, nil
 }
 
 func (l *Ledger) checkSeen(ctx context.Context) error {
@@ -302,41 +388,97 @@ func (l *Ledger) Node() *identity.Node { return l.node }
 // Append logs the record and returns its receipt once the record and its seal are
 // durable. Members left empty are filled: v, kind, node and time.
 func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error) {
+	p, err := l.queue(ctx, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every record has its done value in the end (a receipt or why not), after its
+	// durable one: waiting for done alone wakes the caller once.
+	select {
+	case res := <-p.done:
+		if res.err != nil {
+			return nil, nil, res.err
+		}
+		return res.receipt, p.entry, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+// Written is a record the journal holds durably; its seal may still be on its way.
+type Written struct {
+	Entry []byte // the record as logged (canonical)
+	p     *pending
+	rc    *oar.Receipt
+	err   error
+	got   bool
+}
+
+// Receipt waits for the record's seal to be durable and returns its receipt: at most
+// about SealMaxDelay after Write returned. It may be called more than once (not
+// concurrently).
+func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
+	if w.got {
+		return w.rc, w.err
+	}
+	select {
+	case res := <-w.p.done:
+		w.rc, w.err, w.got = res.receipt, res.err, true
+		return w.rc, w.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Write logs the record and returns once it is durable in the journal (written and
+// fdatasynced), before its seal is: what must hold before anything it records may
+// happen. A record that is durable is in the log for good, even if the node stops
+// before sealing it (the node seals it when it next starts). Members left empty are
+// filled: v, kind, node and time.
+func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
+	p, err := l.queue(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-p.durable:
+		if err != nil {
+			return nil, err
+		}
+		return &Written{Entry: p.entry, p: p}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// queue encodes the record and queues it for the writer.
+func (l *Ledger) queue(ctx context.Context, r *oar.Record) (*pending, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
 	}
 	entry, err := r.Encode()
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit record: %w", err)
+		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), done: make(chan result, 1)}
-	queued := time.Now()
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now()}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	if err := l.err(); err != nil {
 		l.closeMu.RUnlock()
-		return nil, nil, err
+		return nil, err
 	}
 	select {
 	case l.reqs <- p:
 	case <-ctx.Done():
 		l.closeMu.RUnlock()
-		return nil, nil, ctx.Err()
+		return nil, ctx.Err()
 	}
 	l.closeMu.RUnlock()
-	select {
-	case res := <-p.done:
-		if l.opts.Observe != nil && res.err == nil {
-			l.opts.Observe(StageAppend, time.Since(queued))
-		}
-		return res.receipt, entry, res.err
-	case <-ctx.Done():
-		return nil, nil, ctx.Err()
-	}
+	return p, nil
 }
 
 // Err is why the ledger stopped taking records (nil while it takes them): a journal
@@ -365,158 +507,242 @@ func (l *Ledger) fail(err error) {
 	}
 }
 
-// sealer groups queued records into batches and seals each (see seal).
-func (l *Ledger) sealer() {
-	defer close(l.sealed)
-	max := l.opts.SealMaxRecords
-	for {
-		p, ok := <-l.reqs
-		if !ok {
-			return
-		}
-		group := append(make([]*pending, 0, 64), p)
-		open := l.gather(&group, max)
-		if err := l.err(); err != nil {
-			failAll(group, err)
-		} else {
-			l.seal(group)
-		}
-		if !open {
-			return
-		}
-	}
+// The writing side is two goroutines, so that signing overlaps fdatasync:
+//
+//   - the sealer takes records as they queue, gives them their indices and adds them
+//     to the frame it is building; they join the open seal group, whose seal it signs
+//     into the frame when the group is due (sealDue) or full. It hands the frame over
+//     whenever the journaler is idle, so records that queue during one fdatasync go
+//     together in the next (group commit).
+//   - the journaler writes each frame and fdatasyncs it, after which its records are
+//     durable (Write returns) and the groups sealed in it have their receipts. It
+//     passes entries on to Tessera only up to a seal: the log never holds a record
+//     whose seal is not journaled.
+//
+// So a record is durable after about one fdatasync, while one signature (about 0.3 ms
+// of CPU) covers every record of a SealMaxDelay window.
+
+// frame is one journal write on its way from the sealer to the journaler.
+type frame struct {
+	b       *batch
+	fresh   []*pending     // records this frame makes durable
+	seals   []*sealedGroup // groups whose seal is in this frame
+	orphans []*pending     // after a failure: records that will never be sealed
 }
 
-// gather adds queued requests to group up to limit, waiting up to SealMaxDelay for more:
-// waiting lets one signature (about 0.3 ms of CPU) cover more records. But once the
-// journal waits for work and the group holds at least limit/16 records (enough that
-// the signature costs little per record), it is sealed at once: waiting on would only
-// leave the journal, whose fdatasync every receipt waits for, idle while records queue.
-// It reports false once the request channel is closed.
-func (l *Ledger) gather(group *[]*pending, limit int) bool {
-	var timer <-chan time.Time
-	if l.opts.SealMaxDelay > 0 && time.Since(l.lastSeal) < l.opts.SealMaxDelay {
-		t := time.NewTimer(l.opts.SealMaxDelay)
-		defer t.Stop()
-		timer = t.C
-	}
-	early := max(1, limit/16)
-	journalIdle := false
-	for len(*group) < limit {
-		select {
-		case p, ok := <-l.reqs:
-			if !ok {
-				return false
-			}
-			*group = append(*group, p)
-			continue
-		default:
-		}
-		if timer == nil || journalIdle && len(*group) >= early {
-			return true
-		}
-		select {
-		case p, ok := <-l.reqs:
-			if !ok {
-				return false
-			}
-			*group = append(*group, p)
-		case <-timer:
-			return true
-		case <-l.idle:
-			journalIdle = true
-		}
-	}
-	return true
+// group is a seal group: consecutive records under one seal.
+type group struct {
+	first   uint64
+	pending []*pending
+	hashes  [][]byte
 }
 
-// sealed is a signed batch on its way to the journal.
-type sealed struct {
-	group     []*pending
-	hashes    [][]byte
-	batch     *batch
+// sealedGroup is a group and its seal.
+type sealedGroup struct {
+	group
 	sealIndex uint64
+	seal      []byte
 }
 
-// seal assigns the group its indices, signs its seal and passes it to the journaler.
-// Signing batch k+1 here overlaps with the journal making batch k durable.
-func (l *Ledger) seal(group []*pending) {
-	hashes := make([][]byte, len(group))
-	entries := make([][]byte, len(group), len(group)+1)
-	for i, p := range group {
-		hashes[i], entries[i] = p.hash, p.entry
+func (l *Ledger) sealer() {
+	defer close(l.frames)
+	max := l.opts.SealMaxRecords
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	cur := &frame{b: &batch{first: l.next}}
+	idle, closing := true, false
+	for !closing {
+		var wake <-chan time.Time
+		if len(l.open) > 0 {
+			timer.Reset(l.opts.SealMaxDelay - time.Since(l.openSince))
+			wake = timer.C
+		}
+		var ready <-chan struct{}
+		if !idle {
+			ready = l.idle
+		}
+		reqs := l.reqs
+		if len(cur.fresh) >= 4*max {
+			reqs = nil // the journaler is behind: let the queue push back
+		}
+		select {
+		case p, ok := <-reqs:
+			if !ok {
+				closing = true
+				break
+			}
+			l.take(cur, p)
+			for len(cur.fresh) < 4*max && !closing {
+				select {
+				case p, ok := <-l.reqs:
+					if ok {
+						l.take(cur, p)
+					} else {
+						closing = true
+					}
+					continue
+				default:
+				}
+				break
+			}
+		case <-wake:
+		case <-ready:
+			idle = true
+		}
+		timer.Stop()
+		if err := l.err(); err != nil {
+			cur.orphans = append(cur.orphans, l.open...)
+			l.open, l.openHashes = nil, nil
+		} else if len(l.open) > 0 && (closing || l.sealDue(idle)) {
+			l.sealInto(cur)
+		}
+		if (idle || closing) && (len(cur.b.entries) > 0 || len(cur.orphans) > 0) {
+			l.frames <- cur
+			cur, idle = &frame{b: &batch{first: l.next}}, false
+		}
 	}
-	first := l.next
+}
+
+// take gives a queued record its index and adds it to the frame and the open group,
+// sealing the group into the frame when it is full.
+func (l *Ledger) take(f *frame, p *pending) {
+	if l.err() != nil {
+		f.orphans = append(f.orphans, p)
+		return
+	}
+	if len(l.open) == 0 {
+		l.openFirst, l.openSince = l.next, time.Now()
+		// A record after a quiet spell is sealed at once: nobody waits to share it.
+		l.openQuiet = time.Since(l.lastSeal) >= l.opts.SealMaxDelay
+	}
+	l.next++
+	f.b.entries = append(f.b.entries, p.entry)
+	f.fresh = append(f.fresh, p)
+	l.open = append(l.open, p)
+	l.openHashes = append(l.openHashes, p.hash)
+	if len(l.open) >= l.opts.SealMaxRecords {
+		l.sealInto(f)
+	}
+}
+
+// sealDue says whether the open group is sealed now: at once without SealMaxDelay or
+// after a quiet spell, else once its first record has waited SealMaxDelay — or
+// sooner, when the journaler waits for work (idle) and the group holds at least
+// SealMaxRecords/16 records, enough that the signature costs little per record:
+// waiting on would only leave the journal idle while receipts wait.
+func (l *Ledger) sealDue(idle bool) bool {
+	return l.opts.SealMaxDelay <= 0 || l.openQuiet || time.Since(l.openSince) >= l.opts.SealMaxDelay ||
+		idle && len(l.open) >= max(1, l.opts.SealMaxRecords/16)
+}
+
+// sealInto signs the open group's seal and appends it to the frame. A signing
+// failure fails the ledger; the group's records are then orphans.
+func (l *Ledger) sealInto(f *frame) {
+	g := group{first: l.openFirst, pending: l.open, hashes: l.openHashes}
+	l.open, l.openHashes = nil, nil
 	t0 := time.Now()
-	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, first, hashes, l.prev, l.opts.Now())
+	_, sealEntry, err := oar.NewSeal(l.node.Key, l.node.ID(), l.seq, g.first, g.hashes, l.prev, l.opts.Now())
 	if err != nil {
 		l.fail(err)
-		failAll(group, l.err())
+		f.orphans = append(f.orphans, g.pending...)
 		return
 	}
 	if l.opts.Observe != nil {
 		l.opts.Observe(StageSeal, time.Since(t0))
 	}
-	sealIndex := first + uint64(len(group))
-	l.next, l.seq, l.prev = sealIndex+1, l.seq+1, oar.RecordHash(sealEntry)
+	sealIndex := l.next
+	l.next, l.seq, l.prev = l.next+1, l.seq+1, oar.RecordHash(sealEntry)
 	l.lastSeal = time.Now()
-	l.sealed <- &sealed{group: group, hashes: hashes, sealIndex: sealIndex,
-		batch: &batch{first: first, entries: append(entries, sealEntry)}}
-	select {
-	case <-l.idle: // the journal has work again: an idle token from before is stale
-	default:
-	}
+	f.b.entries = append(f.b.entries, sealEntry)
+	f.seals = append(f.seals, &sealedGroup{group: g, sealIndex: sealIndex, seal: sealEntry})
 }
 
-func failAll(group []*pending, err error) {
-	for _, p := range group {
-		p.done <- result{err: err}
-	}
-}
-
-// journaler makes each sealed batch durable, hands out its receipts, and passes it on
-// to Tessera. After a failure every later batch fails too: their indices follow the
-// failed one. When no sealed batch is queued, it leaves a token in idle.
+// journaler writes each frame durably, answers its records and receipts, and passes
+// sealed entries on to Tessera. When no frame is queued, it leaves a token in idle.
 func (l *Ledger) journaler() {
 	defer close(l.feed)
-	for {
-		s, ok := <-l.sealed
-		if !ok {
-			return
-		}
-		l.journal(s)
-		if len(l.sealed) == 0 {
+	for f := range l.frames {
+		l.journal(f)
+		if len(l.frames) == 0 {
 			select {
-			case l.idle <- struct{}{}: // nothing queued: the sealer may seal what it has
+			case l.idle <- struct{}{}:
 			default:
 			}
 		}
 	}
 }
 
-// journal makes one sealed batch durable and hands out its receipts.
-func (l *Ledger) journal(s *sealed) {
+func (l *Ledger) journal(f *frame) {
 	if err := l.err(); err != nil {
-		failAll(s.group, err)
+		l.abort(f, err)
 		return
 	}
-	t0 := time.Now()
-	if err := l.jrnl.write(s.batch); err != nil {
-		l.fail(err)
-		failAll(s.group, l.err())
+	if len(f.b.entries) > 0 {
+		t0 := time.Now()
+		if err := l.jrnl.write(f.b); err != nil {
+			l.fail(err)
+			l.abort(f, l.err())
+			return
+		}
+		if l.opts.Observe != nil {
+			l.opts.Observe(StageFsync, time.Since(t0))
+		}
+		l.assigned.Store(f.b.end())
+	}
+	for _, p := range f.fresh {
+		p.durable <- nil
+		p.acked = true
+		if l.opts.Observe != nil {
+			l.opts.Observe(StageAppend, time.Since(p.queued))
+		}
+	}
+	for _, s := range f.seals {
+		hexHashes, proofs := oar.HexProofs(s.hashes)
+		for i, p := range s.pending {
+			p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.first + uint64(i),
+				RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: s.seal}}
+		}
+	}
+	// Pass on everything up to the frame's last seal; hold the open group's records.
+	if len(f.b.entries) == 0 {
 		return
 	}
-	if l.opts.Observe != nil {
-		l.opts.Observe(StageFsync, time.Since(t0))
+	if l.held == nil {
+		l.held = &batch{first: f.b.first}
 	}
-	l.assigned.Store(s.batch.end())
-	sealEntry := s.batch.entries[len(s.batch.entries)-1]
-	hexHashes, proofs := oar.HexProofs(s.hashes)
-	for i, p := range s.group {
-		p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.batch.first + uint64(i),
-			RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: sealEntry}}
+	l.held.entries = append(l.held.entries, f.b.entries...)
+	if n := len(f.seals); n > 0 {
+		cut := f.seals[n-1].sealIndex + 1 - l.held.first
+		l.feed <- &batch{first: l.held.first, entries: l.held.entries[:cut]}
+		l.held = &batch{first: l.held.first + cut, entries: append([][]byte(nil), l.held.entries[cut:]...)}
 	}
-	l.feed <- s.batch
+}
+
+// abort fails a frame that cannot be written: its records are not durable (Write
+// fails), and its groups and orphans will have no seal from this process (Receipt
+// fails; a record that was durable is sealed when the node next starts). A fresh
+// record not in one of the frame's groups is in a later frame's group or orphans.
+func (l *Ledger) abort(f *frame, err error) {
+	for _, p := range f.fresh {
+		p.durable <- err
+		p.acked = true
+	}
+	fail := func(p *pending) {
+		if !p.acked {
+			p.durable <- err
+			p.acked = true
+		}
+		p.done <- result{err: err}
+	}
+	for _, s := range f.seals {
+		for _, p := range s.pending {
+			fail(p)
+		}
+	}
+	for _, p := range f.orphans {
+		fail(p)
+	}
 }
 
 // feeder passes journaled batches to Tessera in order, so that Tessera assigns each

@@ -49,10 +49,8 @@ func (r *Reader) Pending(ctx context.Context) ([]PendingEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range batches {
-		if err := r.checkBatch(b); err != nil {
-			return nil, err
-		}
+	if err := r.checkJournalSeals(batches); err != nil {
+		return nil, err
 	}
 	integrated, err := r.integratedSize()
 	if err != nil {
@@ -89,24 +87,39 @@ func (r *Reader) Pending(ctx context.Context) ([]PendingEntry, error) {
 	return out, ctx.Err()
 }
 
-// checkBatch checks that a journal batch is records followed by the seal that covers
-// them, signed by the node.
-func (r *Reader) checkBatch(b *batch) error {
-	last := b.entries[len(b.entries)-1]
-	e, err := oar.Parse(last)
-	if err != nil || e.Seal == nil {
-		return fmt.Errorf("journal batch at entry %d does not end with a seal: %v", b.first, err)
+// checkJournalSeals checks every seal the journal holds against the records before
+// it (those the journal still holds: a seal's first records may be in the log only)
+// and its signatures. Records after the last seal are not sealed yet: the writer
+// seals them, or the node when it next starts.
+func (r *Reader) checkJournalSeals(batches []*batch) error {
+	if len(batches) == 0 {
+		return nil
 	}
-	s := e.Seal
-	hashes := make([][]byte, 0, len(b.entries)-1)
-	for _, rec := range b.entries[:len(b.entries)-1] {
-		hashes = append(hashes, oar.RecordHash(rec))
-	}
-	if s.First != b.first || s.Count != uint64(len(hashes)) || !bytes.Equal(s.RootBytes(), oar.MerkleRoot(hashes)) || s.Node != r.nodeID {
-		return fmt.Errorf("journal batch at entry %d: its seal %d does not cover its records", b.first, s.Seq)
-	}
-	if err := s.VerifySignature(r.pub); err != nil {
-		return fmt.Errorf("journal batch at entry %d: %v", b.first, err)
+	start := batches[0].first
+	var hashes [][]byte
+	for _, b := range batches {
+		for k, raw := range b.entries {
+			i := b.first + uint64(k)
+			e, err := oar.Parse(raw)
+			if err != nil {
+				return fmt.Errorf("journal entry %d: %v", i, err)
+			}
+			if e.Seal == nil {
+				hashes = append(hashes, oar.RecordHash(raw))
+				continue
+			}
+			s := e.Seal
+			if s.Node != r.nodeID || s.First+s.Count != i {
+				return fmt.Errorf("journal entry %d: seal %d does not cover the records before it", i, s.Seq)
+			}
+			if s.First >= start && (s.Count != uint64(len(hashes)) || !bytes.Equal(s.RootBytes(), oar.MerkleRoot(hashes))) {
+				return fmt.Errorf("journal entry %d: seal %d does not cover its records", i, s.Seq)
+			}
+			if err := s.VerifySignature(r.pub); err != nil {
+				return fmt.Errorf("journal entry %d: %v", i, err)
+			}
+			hashes = hashes[:0]
+		}
 	}
 	return nil
 }

@@ -24,10 +24,14 @@ import (
 
 // VerifyResult summarises a successful verification.
 type VerifyResult struct {
-	Entries  uint64 `json:"entries"` // entries the checkpoint commits to
-	Records  uint64 `json:"records"`
-	Seals    uint64 `json:"seals"`
-	Pending  uint64 `json:"pending"` // records after the last seal, awaiting their seal from a running writer
+	Entries uint64 `json:"entries"` // entries the checkpoint commits to
+	Records uint64 `json:"records"`
+	Seals   uint64 `json:"seals"`
+	Pending uint64 `json:"pending"` // records after the last seal, awaiting their seal from a running writer
+	// Unsealed is the number of records at the journal's end that a node made durable
+	// but stopped before sealing (no writer holds the ledger): the node seals them, in
+	// order, when it next starts.
+	Unsealed uint64 `json:"unsealed"`
 	Size     uint64 `json:"checkpoint_size"`
 	Root     []byte `json:"checkpoint_root"`
 	SeenSize uint64 `json:"seen_size"` // size of the previously seen checkpoint it is consistent with
@@ -61,8 +65,9 @@ type VerifyResult struct {
 //     continuing the seal chain; damage in the journal that the node would refuse.
 //
 // Records after the last seal fail verification unless a writer holds the ledger
-// (it is sealing them) or allowPending is set (a copy whose source checkpointed them
-// before their seal).
+// (it is sealing them), only the journal holds them (a node made them durable and
+// stopped before sealing them; it seals them when it next starts: Unsealed), or
+// allowPending is set (a copy whose source checkpointed them before their seal).
 func (r *Reader) Verify(ctx context.Context, allowPending bool) (*VerifyResult, error) {
 	return r.VerifyWith(ctx, VerifyOptions{AllowPending: allowPending})
 }
@@ -216,7 +221,9 @@ func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) (*VerifyRes
 		res.JournalEnd, res.TornJournal, res.IgnoredJournal = jr.end, jr.torn, jr.ignored
 	}
 	res.BeyondRecords = c.records - res.Records
-	if p := c.pending(); p > 0 {
+	if p := c.pending(); p > 0 && !live && jr != nil && len(jr.beyond) > 0 && c.batchFirst >= max(res.Integrated, jr.beyond[0].first) {
+		res.Unsealed = p // only the journal holds them: the node seals them when it starts
+	} else if p > 0 {
 		if !allowPending && !live {
 			return nil, &VerifyError{Index: c.batchFirst, Reason: fmt.Sprintf("%d records at the end of the log are not covered by a seal, and no writer holds the ledger to seal them", p)}
 		}

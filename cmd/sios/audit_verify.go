@@ -61,7 +61,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, map[string]any{
 			"verified": true, "records": res.Records, "seals": res.Seals, "entries": res.Entries,
-			"pending": res.Pending, "checkpoint_size": res.Size, "checkpoint_root": hex.EncodeToString(res.Root),
+			"pending": res.Pending, "unsealed": res.Unsealed, "checkpoint_size": res.Size, "checkpoint_root": hex.EncodeToString(res.Root),
 			"consistent_with_size": res.SeenSize, "files": res.Files, "writer_running": res.Live,
 			"integrated": res.Integrated, "journal_end": res.JournalEnd, "beyond_checkpoint_records": res.BeyondRecords,
 			"torn_journal": res.TornJournal, "ignored_journal": res.IgnoredJournal,
@@ -80,8 +80,14 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if end := max(res.Integrated, res.JournalEnd); end > res.Entries {
-		fmt.Fprintf(e.stdout, "beyond the checkpoint: %d records (entries %d..%d), each under a verified seal, that no checkpoint commits to yet:\n",
+		fmt.Fprintf(e.stdout, "beyond the checkpoint: %d records (entries %d..%d) that no checkpoint commits to yet:\n",
 			res.BeyondRecords, res.Entries, end-1)
+		if sealed := res.BeyondRecords - res.Unsealed; sealed > 0 {
+			fmt.Fprintf(e.stdout, "  %d of them under a verified seal\n", sealed)
+		}
+		if res.Unsealed > 0 {
+			fmt.Fprintf(e.stdout, "  the last %d durable but not yet sealed: the node stopped before sealing them, and seals them first when it next starts\n", res.Unsealed)
+		}
 		if res.Integrated > res.Entries {
 			fmt.Fprintf(e.stdout, "  entries %d..%d are in the log's tiles, awaiting a checkpoint\n", res.Entries, res.Integrated-1)
 		}
