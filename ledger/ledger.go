@@ -150,6 +150,7 @@ type pending struct {
 	done    chan result // one value: the receipt once sealed, or why not
 
 	queued time.Time
+	urgent bool // a Write: its caller waits for durability, not for the seal
 	acked  bool // durable has its value; owned by the journaler
 }
 
@@ -388,7 +389,7 @@ func (l *Ledger) Node() *identity.Node { return l.node }
 // Append logs the record and returns its receipt once the record and its seal are
 // durable. Members left empty are filled: v, kind, node and time.
 func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error) {
-	p, err := l.queue(ctx, r)
+	p, err := l.queue(ctx, r, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -436,7 +437,7 @@ func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
 // before sealing it (the node seals it when it next starts). Members left empty are
 // filled: v, kind, node and time.
 func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
-	p, err := l.queue(ctx, r)
+	p, err := l.queue(ctx, r, true)
 	if err != nil {
 		return nil, err
 	}
@@ -451,8 +452,9 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 	}
 }
 
-// queue encodes the record and queues it for the writer.
-func (l *Ledger) queue(ctx context.Context, r *oar.Record) (*pending, error) {
+// queue encodes the record and queues it for the writer; urgent if its caller waits
+// for durability only.
+func (l *Ledger) queue(ctx context.Context, r *oar.Record, urgent bool) (*pending, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
@@ -461,7 +463,7 @@ func (l *Ledger) queue(ctx context.Context, r *oar.Record) (*pending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now()}
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: urgent}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -519,8 +521,10 @@ func (l *Ledger) fail(err error) {
 //     passes entries on to Tessera only up to a seal: the log never holds a record
 //     whose seal is not journaled.
 //
-// So a record is durable after about one fdatasync, while one signature (about 0.3 ms
-// of CPU) covers every record of a SealMaxDelay window.
+// So a record written with Write is durable after about one fdatasync, while one
+// signature (about 0.3 ms of CPU) covers every record of a SealMaxDelay window; a
+// record appended for its receipt waits in the sealer for the frame of its seal (or
+// of a Write), so that it costs no fdatasync of its own.
 
 // frame is one journal write on its way from the sealer to the journaler.
 type frame struct {
@@ -528,6 +532,7 @@ type frame struct {
 	fresh   []*pending     // records this frame makes durable
 	seals   []*sealedGroup // groups whose seal is in this frame
 	orphans []*pending     // after a failure: records that will never be sealed
+	urgent  bool           // holds a record whose caller waits for durability
 }
 
 // group is a seal group: consecutive records under one seal.
@@ -597,7 +602,10 @@ func (l *Ledger) sealer() {
 		} else if len(l.open) > 0 && (closing || l.sealDue(idle)) {
 			l.sealInto(cur)
 		}
-		if (idle || closing) && (len(cur.b.entries) > 0 || len(cur.orphans) > 0) {
+		// A frame goes out when the journaler is free and it holds something worth an
+		// fdatasync: a seal, a record whose caller waits for durability alone, or
+		// orphans. Records appended for their receipt wait for their seal's frame.
+		if (idle || closing) && (len(cur.seals) > 0 || cur.urgent || len(cur.orphans) > 0 || closing && len(cur.b.entries) > 0) {
 			l.frames <- cur
 			cur, idle = &frame{b: &batch{first: l.next}}, false
 		}
@@ -619,6 +627,7 @@ func (l *Ledger) take(f *frame, p *pending) {
 	l.next++
 	f.b.entries = append(f.b.entries, p.entry)
 	f.fresh = append(f.fresh, p)
+	f.urgent = f.urgent || p.urgent
 	l.open = append(l.open, p)
 	l.openHashes = append(l.openHashes, p.hash)
 	if len(l.open) >= l.opts.SealMaxRecords {
