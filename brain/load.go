@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sios-project/sios/internal/files"
 	"gopkg.in/yaml.v3"
 )
 
@@ -131,12 +132,9 @@ func readCapped(file string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file", file)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := files.ReadCapped(f, MaxFileSize, "MaxFileSize")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", file, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes (MaxFileSize)", file, MaxFileSize)
 	}
 	return data, nil
 }

@@ -199,7 +199,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{"list where a string belongs", minimal + "model: [a]\n", 6, "cannot unmarshal !!seq into string"},
 		{"empty file", "", 0, "no brain in file"},
 		{"comments only", "# nothing here\n", 0, "no brain in file"},
-		{"oversized file", big, 0, "larger than 1048576 bytes (MaxFileSize)"},
+		{"oversized file", big, 0, "more than 1048576 bytes (MaxFileSize)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeBrains(t, map[string]string{"bad.yaml": tc.content})

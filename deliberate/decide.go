@@ -17,6 +17,7 @@ import (
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/invoke"
+	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 )
@@ -82,7 +83,7 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 	// The request record, and the consent.use record of every grant a member is asked
 	// under, are durable before any member is asked.
 	reqRec := s.requestRecord(pr, req, len(ask.Question), seats)
-	rc, err := s.appendTogether(ctx, reqRec, uses)
+	written, err := s.writeTogether(ctx, reqRec, uses)
 	if err != nil {
 		s.cfg.Log.Error("decision request record", "decision", req.Hash(), "err", err)
 		return nil, &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record this decision, so no member was asked"}
@@ -98,9 +99,15 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 				code = invoke.CodePolicyDenied
 			}
 		}
+		rc, err := written.Receipt(context.WithoutCancel(ctx))
+		if err != nil {
+			s.cfg.Log.Error("decision request record's seal", "decision", req.Hash(), "err", err)
+			return nil, &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record this decision"}
+		}
 		return nil, &invoke.Error{Code: code, Receipt: rc,
 			Message: "no member of the panel may be asked: " + strings.Join(why, "; ")}
 	}
+	reqHash := hex.EncodeToString(oar.RecordHash(written.Entry))
 
 	asking := s.cfg.Now()
 	replies := s.gather(ctx, pr, req, ask.Question, seats)
@@ -124,7 +131,7 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 	if err != nil {
 		return nil, fmt.Errorf("seal outcome: %w", err)
 	}
-	outRec := s.outcomeRecord(pr, req, len(ask.Question), reqRec, rc.RecordHash, signed, o, replies)
+	outRec := s.outcomeRecord(pr, req, len(ask.Question), reqRec, reqHash, signed, o, replies)
 	orc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), outRec)
 	if err != nil {
 		s.cfg.Log.Error("decision outcome record", "decision", req.Hash(), "err", err)
@@ -355,18 +362,19 @@ func (s *Service) useGrants(pr *policy.Principal, req *decision.Request, level p
 	return recs, nil
 }
 
-// appendTogether appends the request record and the consent.use records it links to at
-// once, so that they share one seal, and returns the request record's receipt when all
-// are durable; an error if any is not (then nothing may be sent).
-func (s *Service) appendTogether(ctx context.Context, reqRec *oar.Record, uses []*oar.Record) (*oar.Receipt, error) {
+// writeTogether writes the request record and the consent.use records it links to at
+// once, so that they share a journal frame, and returns the request record once all
+// are durable (its seal follows while the members work); an error if any is not (then
+// nothing may be sent).
+func (s *Service) writeTogether(ctx context.Context, reqRec *oar.Record, uses []*oar.Record) (*ledger.Written, error) {
 	errs := make([]error, len(uses))
 	var wg sync.WaitGroup
 	for i, rec := range uses {
-		wg.Go(func() { _, _, errs[i] = s.cfg.Ledger.Append(context.WithoutCancel(ctx), rec) })
+		wg.Go(func() { _, errs[i] = s.cfg.Ledger.Write(context.WithoutCancel(ctx), rec) })
 	}
-	rc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), reqRec)
+	w, err := s.cfg.Ledger.Write(context.WithoutCancel(ctx), reqRec)
 	wg.Wait()
-	return rc, errors.Join(append(errs, err)...)
+	return w, errors.Join(append(errs, err)...)
 }
 
 // firstToFill is, of the peers that may fill a BRAIN@* seat, the one whose ballot

@@ -49,6 +49,8 @@ import (
 // Ledger appends audit records (ledger.Ledger).
 type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
+	// Write returns once the record is durable, before its seal (its receipt) is.
+	Write(ctx context.Context, r *oar.Record) (*ledger.Written, error)
 }
 
 // Fleet is what a decision needs of the fleet (fleet.Fleet): the peers that may fill a

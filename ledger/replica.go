@@ -446,22 +446,6 @@ func (r *Replica) commitLocked(s *session) error {
 	return os.RemoveAll(r.stagingDir())
 }
 
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // haltRecord is the persisted halt: dir/.replica/halt.json.
 type haltRecord struct {
 	Reason   string `json:"reason"`
@@ -699,7 +683,7 @@ func (s *syncer) tile(ctx context.Context, level, idx uint64) (path string, data
 // stage writes data to a temporary file for path, durably.
 func (s *syncer) stage(path string, data []byte) (stagedFile, error) {
 	f := stagedFile{tmp: filepath.Join(s.stageDir, strings.ReplaceAll(path, "/", "_")), path: path}
-	if err := writeSynced(f.tmp, data); err != nil {
+	if err := files.Write(f.tmp, data, 0o644); err != nil {
 		return f, fmt.Errorf("stage %s: %v", path, err)
 	}
 	return f, nil

@@ -71,8 +71,11 @@ type ReplicaStatus struct {
 	LagRecords   uint64 `json:"lag_records"`
 	LastVerified string `json:"last_verified,omitempty"`
 	State        string `json:"state"`
-	Error        string `json:"error,omitempty"`
-	Cadence      string `json:"cadence,omitempty"`
+	// Progress is, while a copy catches up with its source, how far it has verified
+	// (ledger.Progress in words); empty otherwise.
+	Progress string `json:"progress,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Cadence  string `json:"cadence,omitempty"`
 	// CosignedSize is, for a replica, the size of this node's checkpoint that the
 	// replica's latest cosignature kept here is over; for a source, the size of the
 	// source's latest checkpoint this node cosigned as its witness. Cosigned says that
@@ -594,6 +597,9 @@ func (r *Replication) kick(node string, sc *sourceCopy) {
 	}()
 }
 
+// ProgressLogEvery is how often a copy catching up with its source logs its progress.
+const ProgressLogEvery = 10 * time.Second
+
 // update brings a copy up to its source's checkpoint, verifying everything.
 func (r *Replication) update(node string, sc *sourceCopy) {
 	if halted, _ := sc.rep.Halted(); halted {
@@ -627,9 +633,22 @@ func (r *Replication) update(node string, sc *sourceCopy) {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, 10*time.Minute)
 	defer cancel()
-	_, err := sc.rep.Update(ctx, fetch, replicaBatch)
+	// A long catch-up shows how far it has got in the status (sios audit replicas, the
+	// console) and, every ProgressLogEvery, in the node's log.
+	lastLog := time.Now()
+	progress := func(p ledger.Progress) {
+		r.mu.Lock()
+		sc.status.Progress = p.String()
+		r.mu.Unlock()
+		if p.Done < p.Total && time.Since(lastLog) >= ProgressLogEvery {
+			r.cfg.Log.Info("replication catching up", "source", node, "progress", p.String())
+			lastLog = time.Now()
+		}
+	}
+	_, err := sc.rep.UpdateWith(ctx, fetch, ledger.UpdateOptions{MaxEntries: replicaBatch, Progress: progress})
 	r.mu.Lock()
 	st := &sc.status
+	st.Progress = ""
 	st.Size, st.Root = sc.rep.Size(), hex.EncodeToString(sc.rep.Root())
 	st.LagRecords = 0
 	if sc.notified > st.Size {

@@ -80,6 +80,9 @@ func runAuditReplicas(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintln(tw, "NODE\tROLE\tSIZE\tLAG\tCOSIGNED\tLAST VERIFIED\tSTATE")
 	for _, r := range list {
 		state := r.State
+		if r.Progress != "" {
+			state += " (" + r.Progress + ")"
+		}
 		if r.Error != "" {
 			state += ": " + r.Error
 		}
