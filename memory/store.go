@@ -68,7 +68,6 @@ CREATE TABLE IF NOT EXISTS memories(
 );
 CREATE INDEX IF NOT EXISTS memories_subject ON memories(tenant, subject, created);
 CREATE INDEX IF NOT EXISTS memories_created ON memories(created);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(scope, tokens, content='', contentless_delete=1, tokenize='ascii');
 `
 
 // dsn gives every connection the same settings: SQLite's secure_delete is a
@@ -145,11 +144,6 @@ func (s *Store) init(dataDir, path string) error {
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("memory: create schema in %s: %w", path, err)
 	}
-	// FTS5's own secure-delete removes a deleted row's entries from the index pages
-	// at once instead of writing delete markers beside them (SQLite ≥ 3.42).
-	if _, err := tx.ExecContext(ctx, "INSERT INTO fts(fts, rank) VALUES('secure-delete', 1)"); err != nil {
-		return fmt.Errorf("memory: configure index in %s: %w", path, err)
-	}
 	var check []byte
 	err = tx.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = 'kek_check'").Scan(&check)
 	fresh := errors.Is(err, sql.ErrNoRows)
@@ -167,10 +161,13 @@ func (s *Store) init(dataDir, path string) error {
 	} else if !hmac.Equal(check, kekCheck(s.kek)) {
 		return fmt.Errorf("memory: key file %s is not the key the memories in %s were sealed under; restore the right key file", kekPath, path)
 	}
+	s.kekAEAD = newGCM(s.kek)
+	if err := s.ensureIndexTx(ctx, tx); err != nil {
+		return fmt.Errorf("memory: open %s: %w", path, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("memory: open %s: %w", path, err)
 	}
-	s.kekAEAD = newGCM(s.kek)
 	pending, err := s.purgePending(ctx)
 	if err != nil {
 		return err
