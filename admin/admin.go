@@ -21,6 +21,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/replication"
+	"github.com/sios-project/sios/roles"
 )
 
 // Deps is what the admin API acts on: the running node's subsystems.
@@ -45,6 +46,8 @@ type Deps struct {
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error
+	// Roles keeps the institution's chartered roles (nil: none).
+	Roles *roles.Keeper
 	// Trace gathers the trace of a record of this node's log, named by index or hash.
 	Trace func(ctx context.Context, record string) ([]byte, error)
 }
@@ -72,12 +75,11 @@ func (d Deps) routes() []route {
 		{"POST /admin/audit/append", d.appendRecord},
 		{"POST /admin/trust", d.changeTrust},
 		{"GET /admin/debug/profile", d.profile},
-		{"GET /admin/status", func(*http.Request) (any, error) {
-			return map[string]any{"node_id": d.NodeID, "listen": d.Listen, "log_size": d.Ledger.Size()}, nil
-		}},
+		{"GET /admin/status", func(*http.Request) (any, error) { return d.Status(), nil }},
 	}
 	rs = append(rs, d.principalRoutes()...)
 	rs = append(rs, d.memoryRoutes()...)
+	rs = append(rs, d.roleRoutes()...)
 	rs = append(rs, d.traceRoutes()...)
 	return append(rs, d.fleetRoutes()...)
 }
@@ -195,6 +197,18 @@ func AuditPrincipalAdd(ctx context.Context, appendFn func(context.Context, *oar.
 		Detail: detail,
 	})
 	return rc, err
+}
+
+// Status is what GET /admin/status answers.
+type Status struct {
+	NodeID  string `json:"node_id"`
+	Listen  string `json:"listen"`
+	LogSize uint64 `json:"log_size"`
+}
+
+// Status is the running node's id, API address and log size.
+func (d Deps) Status() Status {
+	return Status{NodeID: d.NodeID, Listen: d.Listen, LogSize: d.Ledger.Size()}
 }
 
 // AppendRequest appends one record through the node.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/replication"
 )
 
@@ -18,12 +19,7 @@ type ReplicaRequest struct {
 func (d Deps) fleetRoutes() []route {
 	var rs []route
 	add := func(pattern string, h handler) { rs = append(rs, route{pattern, h}) }
-	add("GET /admin/fleet/peers", func(*http.Request) (any, error) {
-		if d.Fleet == nil {
-			return nil, errNoFleet
-		}
-		return d.Fleet.Peers(), nil
-	})
+	add("GET /admin/fleet/peers", func(*http.Request) (any, error) { return d.Peers() })
 	add("GET /admin/fleet/routes", func(*http.Request) (any, error) { return d.Routes(), nil })
 	add("GET /admin/fleet/records", func(*http.Request) (any, error) {
 		recs := []json.RawMessage{}
@@ -41,7 +37,7 @@ func (d Deps) fleetRoutes() []route {
 		}
 		return recs, nil
 	})
-	add("GET /admin/audit/replicas", func(*http.Request) (any, error) { return d.replicaStatuses(), nil })
+	add("GET /admin/audit/replicas", func(*http.Request) (any, error) { return d.ReplicaStatuses(), nil })
 	add("POST /admin/audit/replicas", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
 		if err := decode(r, &req); err != nil {
@@ -54,7 +50,7 @@ func (d Deps) fleetRoutes() []route {
 		if err := d.SetReplica(c, req.Remove); err != nil {
 			return nil, err
 		}
-		return d.replicaStatuses(), nil
+		return d.ReplicaStatuses(), nil
 	})
 	add("POST /admin/audit/replicas/resume", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
@@ -70,7 +66,7 @@ func (d Deps) fleetRoutes() []route {
 		if err != nil {
 			return nil, err
 		}
-		return d.replicaStatuses(), nil
+		return d.ReplicaStatuses(), nil
 	})
 	add("POST /admin/audit/compare", func(r *http.Request) (any, error) {
 		var req ReplicaRequest
@@ -85,7 +81,17 @@ func (d Deps) fleetRoutes() []route {
 	return rs
 }
 
-func (d Deps) replicaStatuses() []replication.ReplicaStatus {
+// Peers lists the fleet's other nodes; an error on a node that runs alone.
+func (d Deps) Peers() ([]fleet.Peer, error) {
+	if d.Fleet == nil {
+		return nil, errNoFleet
+	}
+	return d.Fleet.Peers(), nil
+}
+
+// ReplicaStatuses describes the copies of this node's log that replicas keep, and the
+// copies this node keeps of others' logs (none when the node runs alone).
+func (d Deps) ReplicaStatuses() []replication.ReplicaStatus {
 	if d.Replication == nil {
 		return []replication.ReplicaStatus{}
 	}

@@ -34,6 +34,15 @@ type KeyView struct {
 	Expires string `json:"expires,omitempty"`
 }
 
+// PrincipalViews lists every principal as the operator sees it.
+func (d Deps) PrincipalViews() []PrincipalView {
+	out := []PrincipalView{}
+	for _, sp := range d.Principals.List() {
+		out = append(out, ViewOf(sp))
+	}
+	return out
+}
+
 // ViewOf is the operator's view of a stored principal.
 func ViewOf(sp policy.StoredPrincipal) PrincipalView {
 	v := PrincipalView{Tenant: sp.Tenant, ID: sp.ID, Kind: sp.Kind, Clearance: sp.Clearance, Roles: sp.Roles,
@@ -91,6 +100,13 @@ func (r ChangeRequest) change() (string, policy.Change, error) {
 // running node's admin API, or by the CLI on a data directory no node holds.
 func ChangePrincipal(ctx context.Context, ps *policy.Principals, appendFn func(context.Context, *oar.Record) (*oar.Receipt, []byte, error),
 	actor string, req ChangeRequest) (*ChangeResponse, error) {
+	return ChangePrincipalAs(ctx, ps, appendFn, oar.Actor{ID: actor}, OperatorAllow, req)
+}
+
+// ChangePrincipalAs is ChangePrincipal made by actor under decision (the policies that
+// allowed it): the console's changes, which a signed-in principal makes under Cedar.
+func ChangePrincipalAs(ctx context.Context, ps *policy.Principals, appendFn func(context.Context, *oar.Record) (*oar.Receipt, []byte, error),
+	actor oar.Actor, decision *oar.Decision, req ChangeRequest) (*ChangeResponse, error) {
 	action, c, err := req.change()
 	if err != nil {
 		return nil, err
@@ -107,8 +123,8 @@ func ChangePrincipal(ctx context.Context, ps *policy.Principals, appendFn func(c
 		b, _ := json.Marshal(detail)
 		var err error
 		rc, _, err = appendFn(ctx, &oar.Record{
-			Tenant: sp.Tenant, Actor: oar.Actor{ID: actor}, Action: action,
-			Resource: "principal/" + sp.Tenant + "/" + sp.ID, Decision: &oar.Decision{Effect: "allow", Policies: []string{"operator"}},
+			Tenant: sp.Tenant, Actor: actor, Action: action,
+			Resource: "principal/" + sp.Tenant + "/" + sp.ID, Decision: decision,
 			Detail: b,
 		})
 		return err
@@ -121,13 +137,7 @@ func ChangePrincipal(ctx context.Context, ps *policy.Principals, appendFn func(c
 
 func (d Deps) principalRoutes() []route {
 	return []route{
-		{"GET /admin/principals", func(*http.Request) (any, error) {
-			out := []PrincipalView{}
-			for _, sp := range d.Principals.List() {
-				out = append(out, ViewOf(sp))
-			}
-			return out, nil
-		}},
+		{"GET /admin/principals", func(*http.Request) (any, error) { return d.PrincipalViews(), nil }},
 		{"POST /admin/principals/change", func(r *http.Request) (any, error) {
 			var req ChangeRequest
 			if err := decode(r, &req); err != nil {

@@ -70,6 +70,10 @@ func notePrincipal(w http.ResponseWriter, id string) {
 	}
 }
 
+// Mount serves h under the path prefix pattern (e.g. "/console/") beside the API, so
+// that its requests are logged and counted as the API's are. Call it before serving.
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // SetMetrics makes the server count every request in m. Call it before serving.
 func (s *Server) SetMetrics(m *metrics.Metrics) { s.metrics = m }
 

@@ -36,6 +36,9 @@ func NewServer(gw Gateway, log *slog.Logger) *Server {
 	if mg, ok := gw.(MemoryGateway); ok {
 		s.memoryRoutes(mg)
 	}
+	if rg, ok := gw.(RoleGateway); ok {
+		s.roleRoutes(rg) // roles.go
+	}
 	if rg, ok := gw.(ReceiptGateway); ok {
 		s.mux.HandleFunc("GET /v1/receipts/{index}", s.authed(func(w http.ResponseWriter, r *http.Request, p *policy.Principal) error {
 			idx, err := strconv.ParseUint(r.PathValue("index"), 10, 63)

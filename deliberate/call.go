@@ -20,10 +20,11 @@ import (
 )
 
 // The decision call: an origin asks a peer for one member's ballot by POSTing a
-// fleet.CallRequest to CallPath on the peer's fleet API. The envelope (fed-call/1,
-// signed by the origin) names the brain, the principal and the classification, and
-// commits to the payload — the question and the signed decision request — by its
-// digest. The peer checks the envelope as it checks a remote call (fleetapi), then the
+// fleet.CallRequest to CallPath on the peer's fleet API. The envelope (signed by the
+// origin) names the brain, the principal and the classification, and commits to the
+// payload — the question and the signed decision request — by its digest. To a peer of
+// another institution it is fed-call/2 and carries the principal's consent grant for
+// that brain there, as a remote call's envelope does; else fed-call/1. The peer checks the envelope as it checks a remote call (fleetapi), then the
 // request (Contribute), and answers a CallAnswer: the ballot as signed, its rationale,
 // and the receipt of its own decision.ballot record. A call refused before a ballot
 // was made is answered as a remote call's refusal is (fleet.CallResponse with Error).
@@ -109,7 +110,7 @@ func (s *Service) call(ctx context.Context, pr *policy.Principal, req *decision.
 	env, err := fleet.SealEnvelope(id.Key, fleet.Envelope{
 		Origin: id.ID(), Target: st.node, Issued: oar.FormatTime(s.cfg.Now()), Expires: req.Deadline,
 		Principal: pr.ID, Tenant: pr.Tenant, Clearance: pr.Clearance.String(), Classification: req.Classification,
-		Brain: st.brain, PayloadDigest: hex.EncodeToString(sum[:]),
+		Brain: st.brain, PayloadDigest: hex.EncodeToString(sum[:]), Consent: grantOf(st),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("seal envelope: %v", err)
@@ -155,6 +156,15 @@ func (s *Service) call(ctx context.Context, pr *policy.Principal, req *decision.
 		}
 	}
 	return c, nil
+}
+
+// grantOf is the consent grant a seat's call carries (fed-call/2), exactly as its origin
+// signed it and its use was recorded; nil within the institution (fed-call/1).
+func grantOf(st *seat) json.RawMessage {
+	if st.grant == nil {
+		return nil
+	}
+	return st.grant.Raw
 }
 
 // reply is what came of asking one member.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/invoke"
 	"github.com/sios-project/sios/oar"
@@ -26,7 +27,9 @@ type Contribution struct {
 	// Principal is on whose behalf the origin asks: the origin's own principal, or, for
 	// a peer, the principal its envelope vouches for (fleetapi qualifies it).
 	Principal *policy.Principal
-	// Peer is the peer's verified envelope when a peer asked; nil at the origin.
+	// Peer is the peer's verified envelope when a peer asked; nil at the origin. A peer
+	// of another institution asks only under its principal's consent grant, verified by
+	// the caller (fleetapi) and given in Peer.Grant.
 	Peer *invoke.PeerCall
 	// Classification is the classification the call states (the envelope's); it must
 	// be the request's. Empty at the origin.
@@ -44,8 +47,9 @@ type Contributed struct {
 
 // Contribute makes one member's ballot: it checks the request (its origin's signature,
 // the question's digest, the classification, the deadline, this node's seat on the
-// panel, the brain's arbitration flag, and that this brain has not answered this
-// decision before), runs the brain through the pipeline asking for a structured answer
+// panel, the brain's arbitration flag, for a peer of another institution the consent
+// grant it asks under (checkGrant), and that this brain has not answered this decision
+// before), runs the brain through the pipeline asking for a structured answer
 // (decision.ResponseFormat), reads the answer into a ballot — an abstention when the
 // answer does not parse or the pipeline refused or failed — signs it, records it in
 // decision.ballot and returns it with the record's receipt. A request that does not
@@ -91,6 +95,11 @@ func (s *Service) Contribute(ctx context.Context, c Contribution) (*Contributed,
 	if !b.Arbitration {
 		return nil, &invoke.Error{Code: invoke.CodePolicyDenied, Message: fmt.Sprintf("brain %s may not sit on a panel: its brain file does not say arbitration: true", c.Brain)}
 	}
+	if c.Peer != nil && origin.Institution != id.Cert.RootID {
+		if err := s.checkGrant(c, req, origin.Institution, now); err != nil {
+			return nil, err
+		}
+	}
 	if ok, full := s.answered.take(req.Hash(), c.Brain, deadline, now); !ok {
 		if full {
 			return nil, &invoke.Error{Code: invoke.CodeEnvelopeRefused, Message: fmt.Sprintf("this node holds %d unanswered decisions (MaxAnswered); retry later", MaxAnswered)}
@@ -131,7 +140,7 @@ func (s *Service) Contribute(ctx context.Context, c Contribution) (*Contributed,
 		Inputs:   []oar.Digest{{Name: "question", SHA256: req.QuestionDigest, Size: int64(len(c.Question))}},
 		Outputs:  []oar.Digest{oar.DigestOf("ballot", signed), oar.DigestOf("rationale", []byte(answer.Rationale))},
 		Parties:  []json.RawMessage{c.Request, signed},
-		Detail:   mustJSON(ballotDetail{Decision: req.Hash(), Seat: seat, Brain: c.Brain, Choice: ballot.Choice, Abstention: ballot.Abstention}),
+		Detail:   mustJSON(ballotDetail{Decision: req.Hash(), Seat: seat, Brain: c.Brain, Choice: ballot.Choice, Abstention: ballot.Abstention, Consent: grantID(c.Peer)}),
 	}
 	if inv.Record != "" {
 		rec.Links = []oar.Link{{Rel: "invocation", RecordHash: inv.Record}}
@@ -144,6 +153,39 @@ func (s *Service) Contribute(ctx context.Context, c Contribution) (*Contributed,
 	return &Contributed{Ballot: signed, Rationale: answer.Rationale, Receipt: rc, Invocation: inv.Record}, nil
 }
 
+// checkGrant holds a decision call from another institution to the consent grant it
+// came under. The question is the asking principal's data: it comes to this node only
+// under that principal's grant for this node's institution (and node, if it names one),
+// this brain, the principal's tenant and the request's classification — the grant the
+// fleet API verified against its origin's keys (consent.Verify) and handed on in
+// c.Peer.Grant. Here it is held to the signed request itself.
+func (s *Service) checkGrant(c Contribution, req *decision.Request, institution string, now time.Time) error {
+	id := s.cfg.Identity
+	g := c.Peer.Grant
+	if g == nil {
+		return &invoke.Error{Code: invoke.CodeConsentRequired, Message: fmt.Sprintf(
+			"the decision's origin %s is of another institution (%s): its question comes only under a consent grant of its principal's for brain %s on this node, and the call carries none",
+			req.Origin, institution, c.Brain)}
+	}
+	level, err := policy.ParseLevel(req.Classification)
+	if err != nil {
+		return &invoke.Error{Code: invoke.CodeInvalidPayload, Message: err.Error()}
+	}
+	// A principal of another institution works here in its tenant qualified by its
+	// institution's root (fleetapi); the grant names the tenant at the origin.
+	err = g.Check(consent.Use{Institution: id.Cert.RootID, Node: id.ID(), From: req.Origin,
+		Tenant: strings.TrimSuffix(c.Principal.Tenant, "@"+institution), Action: consent.ActionInvoke, Brain: c.Brain,
+		Classification: level, Time: now})
+	if err == nil {
+		return nil
+	}
+	var ce *consent.Error
+	if errors.As(err, &ce) {
+		return &invoke.Error{Code: invoke.Code(ce.Code), Message: ce.Message}
+	}
+	return fmt.Errorf("checking the decision call's consent grant: %w", err)
+}
+
 // ballotDetail is the detail of a decision.ballot record.
 type ballotDetail struct {
 	Decision   string `json:"decision"`
@@ -151,6 +193,15 @@ type ballotDetail struct {
 	Brain      string `json:"brain"`
 	Choice     string `json:"choice"`
 	Abstention string `json:"abstention,omitempty"`
+	// Consent is the id of the consent grant a call from another institution came under.
+	Consent string `json:"consent,omitempty"`
+}
+
+func grantID(p *invoke.PeerCall) string {
+	if p == nil || p.Grant == nil {
+		return ""
+	}
+	return p.Grant.ID
 }
 
 // failure says why a brain gave no answer, as a failed abstention's rationale.

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/invoke"
@@ -42,6 +45,11 @@ type seat struct {
 	allowed  bool
 	policies []string // the policies that allowed or refused it
 	reason   string   // why it is not asked
+	code     string   // the refusal's code, when a consent grant is missing or may not be used
+	// grant is the principal's consent grant the question goes under to a peer of
+	// another institution: as found in plan, then as used (useGrants); nil otherwise.
+	grant *consent.Entry
+	use   string // the hash of the consent.use record of that use
 }
 
 // Decide runs one decision: the request is sealed, every member authorised and the
@@ -66,20 +74,31 @@ func (s *Service) Decide(ctx context.Context, pr *policy.Principal, ask Ask) (*R
 		return nil, fmt.Errorf("decision request sealed but does not parse: %w", err)
 	}
 	seats := s.plan(pr, req, level)
+	uses, err := s.useGrants(pr, req, level, seats)
+	if err != nil {
+		return nil, err
+	}
 
-	// The request record is durable before any member is asked.
+	// The request record, and the consent.use record of every grant a member is asked
+	// under, are durable before any member is asked.
 	reqRec := s.requestRecord(pr, req, len(ask.Question), seats)
-	rc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), reqRec)
+	rc, err := s.appendTogether(ctx, reqRec, uses)
 	if err != nil {
 		s.cfg.Log.Error("decision request record", "decision", req.Hash(), "err", err)
 		return nil, &invoke.Error{Code: invoke.CodeAuditFailed, Message: "the audit ledger could not record this decision, so no member was asked"}
 	}
 	if reqRec.Decision.Effect == "deny" {
+		// Refused for want of consent alone, the decision says so with the first
+		// member's code, as a remote call does.
+		code := invoke.Code(seats[0].code)
 		var why []string
 		for _, st := range seats {
 			why = append(why, st.member+": "+st.reason)
+			if st.code == "" {
+				code = invoke.CodePolicyDenied
+			}
 		}
-		return nil, &invoke.Error{Code: invoke.CodePolicyDenied, Receipt: rc,
+		return nil, &invoke.Error{Code: code, Receipt: rc,
 			Message: "no member of the panel may be asked: " + strings.Join(why, "; ")}
 	}
 
@@ -191,9 +210,11 @@ func (s *Service) draft(ask Ask, now time.Time) (*decision.Request, policy.Level
 
 // plan decides, for every member, who is asked: this node's brain if the principal may
 // use it with this data; a peer's if policy lets the data go to that peer for that
-// brain; for BRAIN@*, of the peers offering it that policy allows, the one first in
-// the order Count fills such a seat by (decision.Count, step 3), so that the seat goes
-// to a peer no peer could choose before the request existed.
+// brain — and, for a peer of another institution, only under a consent grant of the
+// principal's that covers that brain there (as a remote call of the brain would be);
+// for BRAIN@*, of the peers offering it that policy allows, the one first in the order
+// Count fills such a seat by (decision.Count, step 3), so that the seat goes to a peer
+// no peer could choose before the request existed.
 func (s *Service) plan(pr *policy.Principal, req *decision.Request, level policy.Level) []*seat {
 	f := s.fleetOf()
 	seats := make([]*seat, len(req.Panel.Members))
@@ -229,8 +250,14 @@ func (s *Service) plan(pr *policy.Principal, req *decision.Request, level policy
 				st.reason = "the node does not offer the brain"
 				continue
 			}
-			d := s.cfg.Pipeline.MaySend(pr, b, peer, level)
-			st.node, st.peer, st.allowed, st.policies = peer.NodeID, &peer, d.Allow, d.Reasons
+			st.node = peer.NodeID
+			g, e := s.grantFor(pr, b, peer, level)
+			if e != nil {
+				st.refuse(e)
+				continue
+			}
+			d := s.cfg.Pipeline.MaySend(pr, b, peer, level, g)
+			st.peer, st.allowed, st.policies, st.grant = &peer, d.Allow, d.Reasons, g
 			if !d.Allow {
 				st.reason = invoke.DenialReason(d)
 			}
@@ -244,8 +271,10 @@ func (s *Service) plan(pr *policy.Principal, req *decision.Request, level policy
 // fillAny fills a BRAIN@* seat (see plan).
 func (s *Service) fillAny(pr *policy.Principal, req *decision.Request, level policy.Level, f Fleet, st *seat) {
 	var denied *policy.Decision
+	var missing *invoke.Error // why no grant covers the first peer of another institution
 	var allowed []fleet.Peer
 	policies := map[string][]string{}
+	grants := map[string]*consent.Entry{}
 	for _, peer := range f.Candidates(st.brain) {
 		if peer.NodeID == s.cfg.Identity.ID() {
 			continue
@@ -254,24 +283,90 @@ func (s *Service) fillAny(pr *policy.Principal, req *decision.Request, level pol
 		if !ok {
 			continue
 		}
-		d := s.cfg.Pipeline.MaySend(pr, b, peer, level)
+		g, e := s.grantFor(pr, b, peer, level)
+		if e != nil {
+			if missing == nil {
+				missing = e
+			}
+			continue
+		}
+		d := s.cfg.Pipeline.MaySend(pr, b, peer, level, g)
 		if !d.Allow {
 			if denied == nil {
 				denied = &d
 			}
 			continue
 		}
-		allowed, policies[peer.NodeID] = append(allowed, peer), d.Reasons
+		allowed, policies[peer.NodeID], grants[peer.NodeID] = append(allowed, peer), d.Reasons, g
 	}
 	switch {
 	case len(allowed) > 0:
 		best := firstToFill(req.Hash(), allowed)
-		st.node, st.peer, st.allowed, st.policies = best.NodeID, &best, true, policies[best.NodeID]
+		st.node, st.peer, st.allowed, st.policies, st.grant = best.NodeID, &best, true, policies[best.NodeID], grants[best.NodeID]
 	case denied != nil:
 		st.policies, st.reason = denied.Reasons, "no peer offering the brain may receive this data: "+invoke.DenialReason(*denied)
+	case missing != nil:
+		st.refuse(missing)
 	default:
 		st.reason = "no reachable peer offers the brain"
 	}
+}
+
+// grantFor is the principal's consent grant that lets the question go to brain b at
+// peer: none needed (nil, nil) for a peer of this node's institution; for one of another
+// institution, the grant the pipeline finds for a remote call of b there, or the
+// consent_required refusal saying what is missing.
+func (s *Service) grantFor(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, level policy.Level) (*consent.Entry, *invoke.Error) {
+	if peer.Institution == s.cfg.Identity.Cert.RootID {
+		return nil, nil
+	}
+	return s.cfg.Pipeline.MemberGrant(pr, b.ID, peer, level)
+}
+
+// refuse marks the seat refused for want of a consent grant it may use.
+func (st *seat) refuse(e *invoke.Error) {
+	st.allowed, st.grant = false, nil
+	st.policies, st.code, st.reason = []string{"consent"}, string(e.Code), string(e.Code)+": "+e.Message
+}
+
+// useGrants consumes one use of the consent grant of every seat asked under one (on
+// disk when it returns) and returns the consent.use records of those uses, for the
+// ledger. A grant revoked, expired or used up since plan found it refuses its seat with
+// its code; any other failure stops the decision, with nothing sent.
+func (s *Service) useGrants(pr *policy.Principal, req *decision.Request, level policy.Level, seats []*seat) ([]*oar.Record, error) {
+	var recs []*oar.Record
+	for _, st := range seats {
+		if !st.allowed || st.grant == nil {
+			continue
+		}
+		en, rec, h, err := s.cfg.Pipeline.UseMemberGrant(pr, st.grant, st.node, st.brain, req.Hash(), level)
+		var e *invoke.Error
+		switch {
+		case err == nil:
+			st.grant, st.use = en, h
+			recs = append(recs, rec)
+		case errors.As(err, &e) && strings.HasPrefix(string(e.Code), "consent_"):
+			st.refuse(e)
+		default:
+			s.cfg.Log.Error("decision: consent use", "decision", req.Hash(), "member", st.member, "err", err)
+			return nil, &invoke.Error{Code: invoke.CodeInternal, Message: "the use of a consent grant could not be recorded, so no member was asked"}
+		}
+	}
+	return recs, nil
+}
+
+// appendTogether appends the request record and the consent.use records it links to at
+// once, so that they share one seal, and returns the request record's receipt when all
+// are durable; an error if any is not (then nothing may be sent).
+func (s *Service) appendTogether(ctx context.Context, reqRec *oar.Record, uses []*oar.Record) (*oar.Receipt, error) {
+	errs := make([]error, len(uses))
+	var wg sync.WaitGroup
+	for i, rec := range uses {
+		wg.Go(func() { _, _, errs[i] = s.cfg.Ledger.Append(context.WithoutCancel(ctx), rec) })
+	}
+	rc, _, err := s.cfg.Ledger.Append(context.WithoutCancel(ctx), reqRec)
+	wg.Wait()
+	return rc, errors.Join(append(errs, err)...)
 }
 
 // firstToFill is, of the peers that may fill a BRAIN@* seat, the one whose ballot
@@ -348,11 +443,16 @@ func (s *Service) gather(ctx context.Context, pr *policy.Principal, req *decisio
 func (s *Service) requestRecord(pr *policy.Principal, req *decision.Request, questionLen int, seats []*seat) *oar.Record {
 	var members []memberDetail
 	var allowed, denied []string
+	var links []oar.Link
 	for _, st := range seats {
-		md := memberDetail{Member: st.member, Node: st.node, Effect: "deny", Policies: st.policies, Reason: st.reason}
+		md := memberDetail{Member: st.member, Node: st.node, Effect: "deny", Policies: st.policies, Reason: st.reason, Code: st.code}
 		if st.allowed {
 			md.Effect, md.Reason = "allow", ""
 			allowed = append(allowed, st.policies...)
+			if st.grant != nil {
+				md.Consent = &grantRef{Grant: st.grant.Grant.ID, GrantHash: consent.Hash(st.grant.Raw)}
+				links = append(links, oar.Link{Rel: "consent", RecordHash: st.use})
+			}
 		} else {
 			denied = append(denied, st.policies...)
 		}
@@ -367,6 +467,7 @@ func (s *Service) requestRecord(pr *policy.Principal, req *decision.Request, que
 		Action: oar.ActionDecisionRequest, Resource: "decision/" + req.Hash(), Classification: req.Classification,
 		Decision: d,
 		Inputs:   []oar.Digest{{Name: "question", SHA256: req.QuestionDigest, Size: int64(questionLen)}},
+		Links:    links,
 		Parties:  []json.RawMessage{req.Bytes()},
 		Detail:   mustJSON(requestDetail{Decision: req.Hash(), Panel: req.Panel.ID, Members: members}),
 	}
@@ -384,6 +485,16 @@ type memberDetail struct {
 	Effect   string   `json:"effect"`
 	Policies []string `json:"policies,omitempty"`
 	Reason   string   `json:"reason,omitempty"`
+	// Code is a refusal's code when a consent grant was missing or could not be used.
+	Code string `json:"code,omitempty"`
+	// Consent names the grant a member of another institution is asked under.
+	Consent *grantRef `json:"consent,omitempty"`
+}
+
+// grantRef names a consent grant, as the pipeline's records do: its id and hash.
+type grantRef struct {
+	Grant     string `json:"grant"`
+	GrantHash string `json:"grant_hash"`
 }
 
 // outcomeRecord is the decision.outcome record: the signed outcome, linked to the

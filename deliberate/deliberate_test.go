@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/identity"
@@ -112,15 +113,43 @@ func request(t *testing.T, origin, self *identity.Node, question string, edit fu
 	return b
 }
 
+// grant is origin's consent grant, for alice of tenant default, letting her data go to
+// brain at self's institution; edit changes it before it is signed.
+func grant(t *testing.T, origin, self *identity.Node, brainID string, edit func(*consent.Grant)) *consent.Grant {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	g := consent.Grant{ID: consent.NewID(), Grantor: consent.Grantor{Principal: "alice", Tenant: "default", Clearance: policy.Secret},
+		Origin:   consent.Origin{Node: origin.ID(), Institution: origin.Cert.RootID},
+		Audience: consent.Audience{Institution: self.Cert.RootID},
+		Scope:    consent.Scope{Action: consent.ActionInvoke, Brain: brainID, Max: policy.OfficialSensitive},
+		Purpose:  "a second opinion", Issued: oar.FormatTime(now), Expires: oar.FormatTime(now.Add(time.Hour))}
+	if edit != nil {
+		edit(&g)
+	}
+	raw, err := consent.Sign(origin.Key, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := consent.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed
+}
+
 // Every check a contributor makes before its brain runs refuses with its own code, and
 // nothing reaches the pipeline (this service has none: reaching it would panic).
 func TestContributeRefusesBeforeTheBrainRuns(t *testing.T) {
 	origin, self, stranger := testNode(t, 1, "origin"), testNode(t, 2, "self"), testNode(t, 3, "stranger")
 	s := service(t, self, origin)
-	pr := &policy.Principal{ID: "alice@" + origin.ID(), Tenant: "default", Clearance: policy.Secret}
+	// origin is of another institution than self: its principal works here in a tenant
+	// qualified by its root, and asks only under a grant.
+	pr := &policy.Principal{ID: "alice@" + origin.ID(), Tenant: "default@" + origin.Cert.RootID, Clearance: policy.Secret}
 	q := "Is it safe?"
 	good := request(t, origin, self, q, nil)
-	peer := &invoke.PeerCall{Origin: origin.ID()}
+	peer := &invoke.PeerCall{Origin: origin.ID(), Grant: grant(t, origin, self, "juror", nil)}
+	under := func(g *consent.Grant) *invoke.PeerCall { return &invoke.PeerCall{Origin: origin.ID(), Grant: g} }
+	secret := request(t, origin, self, q, func(r *decision.Request) { r.Classification = "SECRET" })
 	answeredReq := request(t, origin, self, q, nil)
 	parsed, _ := decision.ParseRequest(answeredReq)
 	s.answered.take(parsed.Hash(), "juror", time.Now().Add(time.Minute), time.Now())
@@ -156,6 +185,20 @@ func TestContributeRefusesBeforeTheBrainRuns(t *testing.T) {
 		{"a brain that may not sit", Contribution{Request: request(t, origin, self, q, func(r *decision.Request) { r.Panel.Members = []string{"juror", "bystander@*"} }),
 			Question: q, Brain: "bystander", Peer: peer}, invoke.CodePolicyDenied, "arbitration: true"},
 		{"answered already", Contribution{Request: answeredReq, Question: q, Brain: "juror", Peer: peer}, invoke.CodeEnvelopeRefused, "already answered"},
+		// A question from another institution comes only under its principal's grant
+		// for this node, this brain, her tenant and the request's classification.
+		{"no consent grant", Contribution{Request: good, Question: q, Brain: "juror", Peer: &invoke.PeerCall{Origin: origin.ID()}},
+			invoke.CodeConsentRequired, "carries none"},
+		{"a grant for another brain", Contribution{Request: good, Question: q, Brain: "juror", Peer: under(grant(t, origin, self, "bystander", nil))},
+			invoke.Code(consent.CodeOutOfScope), "covers brain bystander"},
+		{"a grant for another institution", Contribution{Request: good, Question: q, Brain: "juror", Peer: under(grant(t, origin, self, "juror",
+			func(g *consent.Grant) { g.Audience.Institution = stranger.Cert.RootID }))}, invoke.Code(consent.CodeWrongAudience), "is for institution"},
+		{"a grant of another tenant's", Contribution{Request: good, Question: q, Brain: "juror", Peer: under(grant(t, origin, self, "juror",
+			func(g *consent.Grant) { g.Grantor.Tenant = "research" }))}, invoke.Code(consent.CodeOutOfScope), "tenant research"},
+		{"a grant of another origin's", Contribution{Request: good, Question: q, Brain: "juror", Peer: under(grant(t, stranger, self, "juror", nil))},
+			invoke.Code(consent.CodeOutOfScope), "covers data from node " + stranger.ID()},
+		{"a question above the grant's maximum", Contribution{Request: secret, Question: q, Brain: "juror", Peer: peer},
+			invoke.Code(consent.CodeAboveMax), "not SECRET"},
 	}
 	for _, c := range cases {
 		c.c.Principal = pr

@@ -5,22 +5,28 @@
 //   - At the origin (Decide): the panel is resolved and the decision request sealed;
 //     every member is authorised before anything is sent — the principal may use the
 //     brain with this data, the data never flows to a brain, backend or peer
-//     accredited below it, and peer.send allows a remote member — and the refusals are
-//     recorded with the allowed members in the decision.request record, made durable
-//     before any member is asked. BRAIN@* seats are filled from the fleet's candidates.
-//     All members are asked at once, until the deadline: local ones through the
-//     invocation pipeline, remote ones by a decision call (CallPath) in a fed-call/1
-//     envelope. The ballots are counted (decision.Count), the outcome sealed and
-//     recorded in decision.outcome with every ballot's exact signed bytes.
-//   - At a contributor, local or remote alike (Contribute): the request is verified,
-//     the brain runs through the pipeline with a structured-output request, its answer
-//     is read into a ballot (an abstention when it does not parse), signed with the
-//     node's keys and recorded in decision.ballot, and returned with its receipt.
+//     accredited below it, peer.send allows a remote member, and a member at another
+//     institution is covered by a consent grant of the principal's (the question is
+//     her data, as a remote call's messages are) — and the refusals are recorded with
+//     the allowed members in the decision.request record, made durable with the
+//     consent.use record of every grant used before any member is asked. BRAIN@* seats
+//     are filled from the fleet's candidates. All members are asked at once, until the
+//     deadline: local ones through the invocation pipeline, remote ones by a decision
+//     call (CallPath) in a fed-call/1 envelope, or fed-call/2 carrying the grant. The
+//     ballots are counted (decision.Count), the outcome sealed and recorded in
+//     decision.outcome with every ballot's exact signed bytes.
+//   - At a contributor, local or remote alike (Contribute): the request is verified
+//     (and, from another institution, the grant it comes under), the brain runs through
+//     the pipeline with a structured-output request, its answer is read into a ballot
+//     (an abstention when it does not parse), signed with the node's keys and recorded
+//     in decision.ballot, and returned with its receipt.
 //
 // Guarantees: no member is asked before the request record is durable; a member the
-// principal may not use, or one accredited below the data, is never asked; a ballot
-// counts only after its signature verifies under its node's enrolled keys; the
-// outcome is a pure function of the ballots received by the deadline.
+// principal may not use, one accredited below the data, or one at another institution
+// that no usable grant of hers covers, is never asked; each grant's use is on disk and
+// recorded before the question goes under it; a ballot counts only after its signature
+// verifies under its node's enrolled keys; the outcome is a pure function of the
+// ballots received by the deadline.
 package deliberate
 
 import (

@@ -89,14 +89,18 @@ func (g *Guard) HTTPTransport() *http.Transport {
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true) // over TLS only; UnencryptedHTTP2 stays off
 	return &http.Transport{
-		Proxy:                  nil,
-		DialContext:            g.DialContext,
-		Protocols:              &protocols,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  1 * time.Second,
-		IdleConnTimeout:        90 * time.Second,
-		MaxIdleConns:           256,
-		MaxIdleConnsPerHost:    64, // a node calls one local model server from many requests at once
+		Proxy:                 nil,
+		DialContext:           g.DialContext,
+		Protocols:             &protocols,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		// A node calls one local model server from many requests at once: keep as many
+		// connections as requests can be in flight (api.MaxConnections), so that a burst
+		// does not close connections only to dial them again (measured at 2,000/s: 4.5 %
+		// of the node's CPU went to dialling with 64).
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    1024,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
 }

@@ -79,6 +79,9 @@ func decodeBody(kind string, raw json.RawMessage) (any, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, fmt.Errorf("body of a %q record must be a JSON object", short(kind))
 	}
+	if kind == KindRole || kind == KindKEM {
+		return decodeSuccession(kind, raw) // fleet/succession.go
+	}
 	var v any
 	switch kind {
 	case KindIdentity:

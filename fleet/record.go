@@ -55,8 +55,9 @@ const (
 	KindWithdraw  = "withdraw"
 )
 
-// Kinds lists the record kinds in the order they were defined.
-var Kinds = []string{KindIdentity, KindPosture, KindBrains, KindLimits, KindAudit, KindEndpoints, KindWithdraw}
+// Kinds lists the record kinds in the order they were defined (KindRole and KindKEM:
+// fleet/succession.go).
+var Kinds = []string{KindIdentity, KindPosture, KindBrains, KindLimits, KindAudit, KindEndpoints, KindWithdraw, KindRole, KindKEM}
 
 // Record is one federation record. Body holds the kind-specific object in canonical
 // form; Parse also decodes it, see Content.
@@ -74,7 +75,7 @@ type Record struct {
 }
 
 // Content is the decoded body: *IdentityBody, *PostureBody, *BrainsBody, *LimitsBody,
-// *AuditBody, *EndpointsBody or *WithdrawBody according to Kind.
+// *AuditBody, *EndpointsBody, *WithdrawBody or *SuccessionBody according to Kind.
 func (r *Record) Content() any { return r.content }
 
 // SignedBytes is the canonical encoding of the record without sig: what is signed.

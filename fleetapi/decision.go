@@ -21,8 +21,9 @@ import (
 // The envelope is checked exactly as a remote call's is (invoke.go) — the connecting
 // peer's own, signed by its enrolled key, over this payload, from an origin whose feed
 // has not forked, within the rate this node serves peers, never seen before — then the
-// payload's form (deliberate.ParseCallPayload), and the decision request itself by
-// Contribute, which runs the brain through this node's pipeline under this node's
+// payload's form (deliberate.ParseCallPayload), the consent grant a call from another
+// institution must carry (callGrant, as a remote call's), and the decision request
+// itself by Contribute, which runs the brain through this node's pipeline under this node's
 // policy, as an invocation from a peer. Refusals are audited (fleet.refuse-call) and
 // answered without a ballot; a ballot is signed and recorded by this node.
 
@@ -31,9 +32,9 @@ type Contributor interface {
 	Contribute(ctx context.Context, c deliberate.Contribution) (*deliberate.Contributed, error)
 }
 
-// maxDecideRequest bounds a decision call's body: the payload, the envelope and the
-// JSON around them.
-const maxDecideRequest = deliberate.MaxCallPayload + fleet.MaxEnvelopeSize + 1024
+// maxDecideRequest bounds a decision call's body: the payload, the envelope (fed-call/2
+// with its consent grant, the larger) and the JSON around them.
+const maxDecideRequest = deliberate.MaxCallPayload + fleet.MaxEnvelopeSize2 + 1024
 
 func (a *API) serveDecide(w http.ResponseWriter, r *http.Request) {
 	ans, refused, retry := a.decide(r)
@@ -106,6 +107,12 @@ func (a *API) decide(r *http.Request) (*deliberate.CallAnswer, *fleet.CallRespon
 		return nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodeOriginForked, "the origin's federation feed has forked: this node takes no work from it",
 			"the origin's federation feed has forked"), 0
 	}
+	// The question is the asking principal's data: from another institution, only under
+	// its grant for this node and this brain, as a remote call.
+	grant, refused := a.callGrant(cert, env, rq.Envelope)
+	if refused != nil {
+		return nil, refused, 0
+	}
 	perMin := a.cfg.PeerRequestsPerMinute
 	if ok, wait := a.limits.Take("fleet/peers", perMin, max(1, perMin/10)); !ok {
 		return nil, a.refusal(cert.NodeID, rq.Envelope, invoke.CodePeerRateLimited,
@@ -118,7 +125,7 @@ func (a *API) decide(r *http.Request) (*deliberate.CallAnswer, *fleet.CallRespon
 	}
 	got, err := a.cfg.Decisions.Contribute(r.Context(), deliberate.Contribution{
 		Request: p.Request, Question: p.Question, Brain: env.Brain, Principal: a.peerPrincipal(cert, env),
-		Peer:           &invoke.PeerCall{Origin: env.Origin, Envelope: rq.Envelope, Call: fleet.CallHash(rq.Envelope)},
+		Peer:           &invoke.PeerCall{Origin: env.Origin, Envelope: rq.Envelope, Call: fleet.CallHash(rq.Envelope), Grant: grant},
 		Classification: env.Classification,
 	})
 	if err != nil {

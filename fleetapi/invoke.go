@@ -73,19 +73,9 @@ func (a *API) invoke(r *http.Request) (*fleet.CallResponse, time.Duration) {
 	if refused := a.forked(cert, env, rq.Envelope); refused != nil {
 		return refused, 0
 	}
-	// A call from another institution carries its origin's grant for this node, this
-	// brain and this data; a call that carries one is held to it, whoever sent it.
-	var grant *consent.Grant
-	if env.Consent != nil || cert.RootID != a.cfg.Identity.Cert.RootID {
-		cl, _ := policy.ParseLevel(env.Classification)
-		g, err := a.verifyGrant(cert, env, func(*consent.Grant) consent.Use {
-			return consent.Use{Institution: a.cfg.Identity.Cert.RootID, Node: a.cfg.Identity.ID(), From: env.Origin, Tenant: env.Tenant,
-				Action: consent.ActionInvoke, Brain: env.Brain, Classification: cl, Time: time.Now()}
-		})
-		if err != nil {
-			return a.refusal(cert.NodeID, rq.Envelope, invoke.Code(consent.CodeOf(err)), oneLine(err), oneLine(err)), 0
-		}
-		grant = g
+	grant, refused := a.callGrant(cert, env, rq.Envelope)
+	if refused != nil {
+		return refused, 0
 	}
 	if refused, wait := a.peerRate(cert, rq.Envelope); refused != nil {
 		return refused, wait

@@ -291,15 +291,3 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// ReplaceFile is files.Replace, for the packages not yet moved to it.
-//
-// Deprecated: use files.Replace.
-func ReplaceFile(path string, data []byte, perm os.FileMode) error {
-	return files.Replace(path, data, perm)
-}
-
-// SyncDir is files.SyncDir, for the packages not yet moved to it.
-//
-// Deprecated: use files.SyncDir.
-func SyncDir(dir string) error { return files.SyncDir(dir) }

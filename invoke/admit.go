@@ -8,6 +8,7 @@ import (
 
 	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 )
 
 // The admit stage: the perimeter's rate limits (the principal's across all brains,
@@ -140,13 +141,7 @@ func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Ent
 		inv.note("consent", g.Grant.ID)
 		return p.refuse(ctx, inv, e)
 	}
-	hash := consent.Hash(en.Raw)
-	pr := inv.Principal
-	rec := &oar.Record{Tenant: pr.Tenant, Actor: actorOf(pr), Action: oar.ActionConsentUse, Resource: "consent/" + en.Grant.ID,
-		Classification: inv.data.String(), Decision: &oar.Decision{Effect: "allow", Policies: []string{"consent"}},
-		Detail: mustJSON(map[string]any{"grant": en.Grant.ID, "grant_hash": hash, "used": en.Used, "remaining": en.Remaining(),
-			"peer": inv.peers[0].peer.NodeID, "brain": inv.brainID()})}
-	h, err := p.prepare(rec)
+	rec, h, err := p.useRecord(inv.Principal, en, inv.data, map[string]any{"peer": inv.peers[0].peer.NodeID, "brain": inv.brainID()})
 	if err != nil {
 		return err
 	}
@@ -156,6 +151,23 @@ func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Ent
 	}
 	inv.used = en
 	inv.links = append(inv.links, oar.Link{Rel: "consent", RecordHash: h})
-	inv.noteAny("consent", map[string]string{"grant": en.Grant.ID, "grant_hash": hash})
+	inv.noteAny("consent", map[string]string{"grant": en.Grant.ID, "grant_hash": consent.Hash(en.Raw)})
 	return nil
+}
+
+// useRecord is the consent.use record of the use of grant en (as Store.Use returned it)
+// for pr's data of level data, with what the use was for (about: the peer, the brain,
+// …) in its detail, ready for the ledger, and its hash.
+func (p *Pipeline) useRecord(pr *policy.Principal, en *consent.Entry, data policy.Level, about map[string]any) (*oar.Record, string, error) {
+	detail := map[string]any{"grant": en.Grant.ID, "grant_hash": consent.Hash(en.Raw), "used": en.Used, "remaining": en.Remaining()}
+	for k, v := range about {
+		detail[k] = v
+	}
+	rec := &oar.Record{Tenant: pr.Tenant, Actor: actorOf(pr), Action: oar.ActionConsentUse, Resource: "consent/" + en.Grant.ID,
+		Classification: data.String(), Decision: &oar.Decision{Effect: "allow", Policies: []string{"consent"}}, Detail: mustJSON(detail)}
+	h, err := p.prepare(rec)
+	if err != nil {
+		return nil, "", err
+	}
+	return rec, h, nil
 }

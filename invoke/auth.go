@@ -68,13 +68,13 @@ func (p *Pipeline) Authenticate(ctx context.Context, bearer string) (*policy.Pri
 			return nil, err
 		}
 		pr := id.Principal
-		return &pr, nil
+		return p.withRoles(&pr), nil
 	}
 	pr, ok := p.authenticateKey(bearer)
 	if !ok {
 		return nil, &Error{Code: CodeInvalidKey, Message: "invalid API key"}
 	}
-	return pr, nil
+	return p.withRoles(pr), nil
 }
 
 // signedIn records the first request of each OIDC token: who, by which issuer and

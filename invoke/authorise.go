@@ -221,13 +221,19 @@ func (p *Pipeline) accreditation(b *brain.Brain, brainLvl policy.Level) policy.L
 // of another institution, for inv's brain at inv's classification: one that covers
 // the use and may still be used. None is consent_required, saying what is missing.
 func (p *Pipeline) findGrant(inv *Invocation, peer fleet.Peer) (*consent.Entry, *Error) {
-	pr, b := inv.Principal, inv.remote.brain
+	return p.grantFor(inv.Principal, inv.remote.brain.ID, peer, inv.data)
+}
+
+// grantFor finds the grant of pr's that lets its data of level data go to brain at peer,
+// a node of another institution (consent.Store.Find): one that covers the use and may
+// still be used. None is consent_required, saying what is missing.
+func (p *Pipeline) grantFor(pr *policy.Principal, brainID string, peer fleet.Peer, data policy.Level) (*consent.Entry, *Error) {
 	if p.cfg.Consent == nil {
-		return nil, errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", b.ID, peer.NodeID)
+		return nil, errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", brainID, peer.NodeID)
 	}
 	e, err := p.cfg.Consent.Find(pr.ID, consent.Use{
 		Institution: peer.Institution, Node: peer.NodeID, From: p.cfg.Identity.ID(), Tenant: pr.Tenant,
-		Action: consent.ActionInvoke, Brain: b.ID, Classification: inv.data, Time: time.Now(),
+		Action: consent.ActionInvoke, Brain: brainID, Classification: data, Time: time.Now(),
 	})
 	if err != nil {
 		if consent.CodeOf(err) == "" {

@@ -582,3 +582,60 @@ func TestDescentOnlyForLocalBrains(t *testing.T) {
 		t.Fatalf("%+v", e)
 	}
 }
+
+// A decision's member at another institution is authorised as a remote call of its
+// brain would be: MemberGrant finds the principal's grant (consent_required without
+// one), MaySend allows only with it, and UseMemberGrant makes the use durable in the
+// store and gives its consent.use record, naming the decision — or refuses a grant used
+// up since it was found.
+func TestDecisionMemberGrant(t *testing.T) {
+	h, ps := remoteHarnessOf(t, 1, false)
+	peer, b := ps[0].peer, ps[0].peer.Brains[0]
+	ctx := context.Background()
+	dr := principal("dr.okafor", policy.Secret)
+	if _, e := h.p.MemberGrant(dr, b.ID, peer, policy.Official); e == nil || e.Code != CodeConsentRequired || !strings.Contains(e.Message, "lab-brain") {
+		t.Fatalf("no grant: %v", e)
+	}
+	if d := h.p.MaySend(dr, b, peer, policy.Official, nil); d.Allow || !slices.Contains(d.Reasons, "forbid-cross-institution-without-grant") {
+		t.Fatalf("without a grant: %+v", d)
+	}
+	made := grantFor(t, h, NewGrant{To: peer.Institution, Action: consent.ActionInvoke, Brain: b.ID, Max: policy.OfficialSensitive, Uses: 1})
+	if _, e := h.p.MemberGrant(dr, b.ID, peer, policy.Secret); e == nil || e.Code != CodeConsentRequired {
+		t.Fatalf("SECRET data under an OFFICIAL-SENSITIVE grant: %v", e)
+	}
+	g, e := h.p.MemberGrant(dr, b.ID, peer, policy.Official)
+	if e != nil || g.Grant.ID != made.Grant.ID {
+		t.Fatalf("the grant: %v %v", g, e)
+	}
+	if d := h.p.MaySend(dr, b, peer, policy.Official, g); !d.Allow {
+		t.Fatalf("with the grant: %+v", d)
+	}
+	decision := strings.Repeat("d", 64)
+	used, rec, hash, err := h.p.UseMemberGrant(dr, g, peer.NodeID, b.ID, decision, policy.Official)
+	if err != nil || used.Used != 1 {
+		t.Fatalf("use: %v %v", used, err)
+	}
+	if en, _ := h.p.cfg.Consent.Get(g.Grant.ID); en.Used != 1 {
+		t.Fatalf("the use is not in the store: %d", en.Used)
+	}
+	d := detailOf(t, rec)
+	if rec.Action != oar.ActionConsentUse || d["decision"] != decision || d["peer"] != peer.NodeID || d["brain"] != b.ID || d["grant"] != g.Grant.ID {
+		t.Fatalf("consent.use record %+v", rec)
+	}
+	// The record is the caller's to append (with the decision.request record that
+	// links to it): the hash given is the one it has in the log.
+	if _, _, err := h.rec.Append(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := h.rec.byAction(oar.ActionConsentUse)[0].Encode(); sha256HexRecord(u) != hash {
+		t.Fatal("the hash returned is not the consent.use record's")
+	}
+	// Its one use is made: a second is refused with its code.
+	_, rec, _, err = h.p.UseMemberGrant(dr, g, peer.NodeID, b.ID, decision, policy.Official)
+	if e := outcome(t, err, CodeConsentUsedUp); e == nil || rec != nil {
+		t.Fatal("a used-up grant was used")
+	}
+	if len(ps[0].envelopes) != 0 {
+		t.Fatal("deciding about members sent something")
+	}
+}

@@ -42,6 +42,7 @@ import (
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/ratelimit"
+	"github.com/sios-project/sios/roles"
 	"github.com/sios-project/sios/sso"
 )
 
@@ -85,6 +86,9 @@ type Config struct {
 	OpenLog func() (*ledger.Reader, error)
 	// FleetLog holds the peers' verified identities.
 	FleetLog *fleet.Log
+	// Attestation is how this node's own key is held (fleet.AttestTPM when it is
+	// sealed to a TPM), as the route table shows it; default software.
+	Attestation string
 	// Metrics counts requests and their latencies (nil: none).
 	Metrics *metrics.Metrics
 	// SSO validates OpenID Connect tokens (nil: API keys only).
@@ -120,6 +124,9 @@ type Config struct {
 
 	// PrincipalPerMinute and PrincipalBurst bound each principal's requests.
 	PrincipalPerMinute, PrincipalBurst int
+
+	// Roles keeps the institution's chartered roles (nil: none; see roles.go).
+	Roles *roles.Keeper
 }
 
 // Pipeline runs invocations. It is safe for concurrent use.
@@ -202,9 +209,16 @@ func (p *Pipeline) observeChat(inv *Invocation, err error) {
 }
 
 // record is the skeleton of a record of inv: who asked, for what, with which data.
+// Every record of an invocation — its completion, tool calls and results as well as
+// its admission — carries the classification of the data it was made with: each says
+// as much about that data, and audit.read decides on it.
 func (inv *Invocation) record(action string) *oar.Record {
 	pr := inv.Principal
-	return &oar.Record{Tenant: pr.Tenant, Actor: oar.Actor{ID: pr.ID, Clearance: pr.Clearance.String()}, Action: action}
+	rec := &oar.Record{Tenant: pr.Tenant, Actor: oar.Actor{ID: pr.ID, Clearance: pr.Clearance.String()}, Action: action}
+	if inv.data.Valid() {
+		rec.Classification = inv.data.String()
+	}
+	return rec
 }
 
 // prepare fills the members Append would and returns the record's hash, so that later

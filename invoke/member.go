@@ -1,7 +1,10 @@
 package invoke
 
 import (
+	"time"
+
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
@@ -25,11 +28,47 @@ func (p *Pipeline) MayInvoke(pr *policy.Principal, id string, data policy.Level)
 
 // MaySend decides whether pr's data of level data may go to peer for its brain b: the
 // brain decision as if it were local, flowing down to the lower of the brain's ceiling
-// and the peer's posture, then peer.send. No consent grant goes with a decision's
-// question: a member of another institution is refused by the default policy
-// forbid-cross-institution-without-grant.
-func (p *Pipeline) MaySend(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, data policy.Level) policy.Decision {
-	return p.decidePeer(pr, b, peer, data, nil)
+// and the peer's posture, then peer.send. grant is the principal's grant the data would
+// go under (MemberGrant), seen by both decisions as context.grant; nil for a peer of
+// this node's institution. Without one, the default policy
+// forbid-cross-institution-without-grant refuses a peer of another institution.
+func (p *Pipeline) MaySend(pr *policy.Principal, b fleet.Brain, peer fleet.Peer, data policy.Level, grant *consent.Entry) policy.Decision {
+	return p.decidePeer(pr, b, peer, data, grant)
+}
+
+// MemberGrant finds the grant of pr's that lets its data of level data go to brain at
+// peer, a node of another institution, exactly as a remote call of that brain finds
+// one (consent.Store.Find): it covers the peer's institution and node, pr's tenant,
+// action invoke, the brain and the classification, and may still be used. None is an
+// *Error with code consent_required that says what is missing.
+func (p *Pipeline) MemberGrant(pr *policy.Principal, brainID string, peer fleet.Peer, data policy.Level) (*consent.Entry, *Error) {
+	return p.grantFor(pr, brainID, peer, data)
+}
+
+// UseMemberGrant consumes one use of grant g (as MemberGrant found it) for a decision's
+// question, pr's data of level data, to go to brain at peer, and returns the grant as
+// used with its consent.use record (detail: the grant, its hash, uses made and left,
+// the peer, the brain and the decision), ready for the ledger, and the record's hash.
+// The use is on disk when it returns; the caller makes the record durable before the
+// question goes under the grant (with the decision.request record that links to it,
+// so that both share one seal). A grant revoked, expired or used up since it was found
+// is an *Error with its consent code.
+func (p *Pipeline) UseMemberGrant(pr *policy.Principal, g *consent.Entry, peer, brainID, decisionHash string, data policy.Level) (*consent.Entry, *oar.Record, string, error) {
+	if p.cfg.Consent == nil {
+		return nil, nil, "", errorf(CodeConsentRequired, "brain %s is at %s, a node of another institution, and this node keeps no consent grants", brainID, peer)
+	}
+	en, err := p.cfg.Consent.Use(g.Grant.ID, time.Now())
+	if err != nil {
+		if consent.CodeOf(err) == "" {
+			p.cfg.Log.Error("consent store: use", "grant", g.Grant.ID, "err", err)
+		}
+		return nil, nil, "", consentOutcome(err)
+	}
+	rec, h, err := p.useRecord(pr, en, data, map[string]any{"peer": peer, "brain": brainID, "decision": decisionHash})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return en, rec, h, nil
 }
 
 // MayReadRecord decides whether pr may read record idx of this node's log (Cedar

@@ -30,7 +30,7 @@ func (p *Pipeline) memoryDecision(pr *policy.Principal, action, subject string, 
 	}
 	return p.cfg.Policy.Decide(policy.Request{
 		Principal: *pr, Action: action,
-		Resource: policy.Resource{Type: policy.ResourceMemory, ID: subject, Classification: lvl, Tenant: pr.Tenant},
+		Resource: policy.Resource{Type: policy.ResourceMemory, ID: subject, Classification: lvl, Tenant: pr.Tenant, Role: roleOfSubject(subject)},
 		Context:  policy.Context{Tenant: pr.Tenant, DataClassification: lvl, TargetAccreditation: lvl},
 	})
 }
@@ -110,8 +110,11 @@ func (p *Pipeline) readMemory(ctx context.Context, pr *policy.Principal, subject
 		return nil, nil, p.memoryRefusal(ctx, pr, oar.ActionMemorySearch, subject, dec,
 			errorf(CodePolicyDenied, "principal %s may not read memory: %s", pr.ID, denialReason(d)))
 	}
-	res, rc, err := p.cfg.Memory.Search(ctx, actorOf(pr), dec, memory.Query{Tenant: pr.Tenant, Subject: subject,
-		Clearance: lvl, Text: query, Limit: limit})
+	q := memory.Query{Tenant: pr.Tenant, Subject: subject, Clearance: lvl, Text: query, Limit: limit}
+	if subject == "" {
+		q.Hide = p.hideRoleMemories(pr, lvl) // roles.go
+	}
+	res, rc, err := p.cfg.Memory.Search(ctx, actorOf(pr), dec, q)
 	if err != nil {
 		return nil, nil, memoryError(err)
 	}

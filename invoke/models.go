@@ -78,9 +78,13 @@ type RouteCandidate struct {
 func (p *Pipeline) Routes() map[string][]RouteCandidate {
 	out := map[string][]RouteCandidate{}
 	id := p.cfg.Identity
+	attest := p.cfg.Attestation
+	if attest == "" {
+		attest = fleet.AttestSoftware
+	}
 	for _, b := range p.cfg.Brains.All() {
 		out[b.ID] = []RouteCandidate{{NodeID: id.ID(), Local: true, Institution: id.Cert.RootID, State: fleet.StateAlive,
-			Posture: p.cfg.Posture.String(), Attestation: fleet.AttestSoftware}}
+			Posture: p.cfg.Posture.String(), Attestation: attest}}
 	}
 	f := p.fleetOf()
 	if f == nil {

@@ -236,7 +236,7 @@ func (p *Pipeline) Release(ctx context.Context, rq *ReleaseRequest) (*Released, 
 	for _, s := range rq.Search.Subjects {
 		d := p.cfg.Policy.Decide(policy.Request{
 			Principal: *pr, Action: policy.ActionMemoryRead,
-			Resource: policy.Resource{Type: policy.ResourceMemory, ID: s, Classification: ceiling, Tenant: g.Grantor.Tenant},
+			Resource: policy.Resource{Type: policy.ResourceMemory, ID: s, Classification: ceiling, Tenant: g.Grantor.Tenant, Role: roleOfSubject(s)},
 			Context:  policy.Context{Tenant: g.Grantor.Tenant, DataClassification: ceiling, TargetAccreditation: rq.Posture, Grant: attrs},
 		})
 		if !d.Allow {

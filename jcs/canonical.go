@@ -6,10 +6,19 @@
 // whitespace, object members sorted by the UTF-16 code units of their names,
 // strings with only the mandatory escapes, and numbers formatted the way
 // ECMAScript's Number.prototype.toString formats an IEEE-754 double.
+//
+// Strict I-JSON here means: valid UTF-8 without lone surrogates or Unicode
+// noncharacters, no duplicate member names (compared after unescaping), numbers
+// that fit an IEEE-754 double, nesting at most MaxDepth deep, nothing after the
+// value. CheckCanonical says why bytes are not canonical, AppendNested places a
+// value inside a larger canonical document under the same depth rule, and
+// Unmarshal decodes outside bytes into Go values so strictly that no two readers
+// can see different values in one document.
 package jcs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -19,8 +28,26 @@ import (
 )
 
 // MaxDepth is the maximum nesting depth of arrays and objects accepted by
-// Canonicalize. A top-level array or object is at depth 1.
+// Canonicalize. A top-level array or object is at depth 1; each array or object
+// inside it adds one: {"a":{"b":[1]}} nests 3 deep. Scalars add nothing.
 const MaxDepth = 64
+
+// ErrDepth marks input rejected because it nests deeper than MaxDepth.
+var ErrDepth = errors.New("nesting depth exceeds MaxDepth")
+
+// ErrNotCanonical marks input that is valid strict I-JSON but not in its
+// canonical form.
+var ErrNotCanonical = errors.New("not in canonical form (RFC 8785)")
+
+// NotCanonicalError is CheckCanonical's error for valid input that is not in
+// canonical form: Offset is the first byte that differs from it.
+type NotCanonicalError struct{ Offset int }
+
+func (e *NotCanonicalError) Error() string {
+	return fmt.Sprintf("not in canonical form (RFC 8785) from byte offset %d", e.Offset)
+}
+
+func (e *NotCanonicalError) Unwrap() error { return ErrNotCanonical }
 
 // Canonicalize parses the JSON text in and returns its RFC 8785 canonical
 // form. Input must be strict I-JSON; any violation is reported as an error
@@ -36,17 +63,66 @@ func Canonicalize(in []byte) ([]byte, error) {
 // its spare capacity may have been overwritten. in must not overlap the
 // spare capacity of dst.
 func AppendCanonical(dst, in []byte) ([]byte, error) {
+	return appendCanonical(dst, in, 0, false)
+}
+
+// AppendNested is AppendCanonical for a value that will sit inside depth
+// enclosing arrays or objects of a larger canonical document: the value's own
+// arrays and objects count from depth+1, so that the whole document stays within
+// MaxDepth. It also refuses any number whose canonical form denotes another value
+// than its text (such as 12345678901234567890, which a double rounds, or 1e-400,
+// which underflows to 0), so that nothing a caller gave is silently changed;
+// spellings of the same value (2.50, 1E2) are accepted and rewritten.
+func AppendNested(dst, in []byte, depth int) ([]byte, error) {
+	return appendCanonical(dst, in, depth, true)
+}
+
+func appendCanonical(dst, in []byte, depth int, exact bool) ([]byte, error) {
 	p := jcsParserPool.Get().(*jcsParser)
 	p.in = in
 	p.pos = 0
 	p.out = dst
-	err := p.document()
+	p.exact = exact
+	err := p.document(depth)
 	out := p.out
 	p.release()
 	if err != nil {
 		return dst, err
 	}
 	return out, nil
+}
+
+// Validate reports whether in is strict I-JSON, in any spelling, naming the byte
+// offset and the reason when it is not.
+func Validate(in []byte) error {
+	bp := jcsBufPool.Get().(*[]byte)
+	out, err := AppendCanonical((*bp)[:0], in)
+	if cap(out) <= jcsMaxPooled {
+		*bp = out[:0]
+		jcsBufPool.Put(bp)
+	}
+	return err
+}
+
+// CheckCanonical is IsCanonical with the reason: nil when b is exactly its own
+// canonical form; the parse error (naming the offset and the rule, for instance
+// ErrDepth) when b is not strict I-JSON; else an error wrapping ErrNotCanonical
+// that names the first byte that differs from the canonical form.
+func CheckCanonical(b []byte) error {
+	bp := jcsBufPool.Get().(*[]byte)
+	out, err := AppendCanonical((*bp)[:0], b)
+	if err == nil && !bytes.Equal(out, b) {
+		i := 0
+		for i < len(out) && i < len(b) && out[i] == b[i] {
+			i++
+		}
+		err = &NotCanonicalError{Offset: i}
+	}
+	if cap(out) <= jcsMaxPooled {
+		*bp = out[:0]
+		jcsBufPool.Put(bp)
+	}
+	return err
 }
 
 // IsCanonical reports whether b is already exactly in canonical form, that
@@ -75,11 +151,14 @@ var (
 type jcsError struct {
 	Offset int // byte offset in the input
 	Reason string
+	kind   error // a sentinel the error matches with errors.Is, or nil
 }
 
 func (e *jcsError) Error() string {
 	return "jcs: invalid input at byte offset " + strconv.Itoa(e.Offset) + ": " + e.Reason
 }
+
+func (e *jcsError) Unwrap() error { return e.kind }
 
 // jcsMember records one object member already written to jcsParser.out, so that
 // an object can be re-sorted after all of its members have been parsed.
@@ -94,9 +173,10 @@ type jcsMember struct {
 // output as it goes; objects are reordered in place only when their members
 // arrive out of order, so already-canonical input costs one scan and one copy.
 type jcsParser struct {
-	in  []byte
-	pos int
-	out []byte
+	in    []byte
+	pos   int
+	out   []byte
+	exact bool // refuse numbers whose canonical form has another value
 
 	// Reused across calls through jcsParserPool; each is used as a stack by
 	// nested objects, which truncate back to their base on return.
@@ -141,8 +221,8 @@ func (p *jcsParser) badChar(off int, want string) error {
 	return p.fail(off, "invalid character %q, expected %s", c, want)
 }
 
-func (p *jcsParser) document() error {
-	if err := p.value(0); err != nil {
+func (p *jcsParser) document(depth int) error {
+	if err := p.value(depth); err != nil {
 		return err
 	}
 	p.skipWS()
@@ -208,9 +288,13 @@ func (p *jcsParser) literal(lit string) error {
 	return p.fail(p.pos, "invalid literal, expected %s", lit)
 }
 
+func (p *jcsParser) depthError(depth int) error {
+	return &jcsError{Offset: p.pos, Reason: fmt.Sprintf("nesting depth exceeds MaxDepth (%d): an array or object at depth %d", MaxDepth, depth), kind: ErrDepth}
+}
+
 func (p *jcsParser) array(depth int) error {
 	if depth > MaxDepth {
-		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
+		return p.depthError(depth)
 	}
 	p.pos++
 	p.out = append(p.out, '[')
@@ -244,7 +328,7 @@ func (p *jcsParser) array(depth int) error {
 
 func (p *jcsParser) object(depth int) error {
 	if depth > MaxDepth {
-		return p.fail(p.pos, "nesting depth exceeds MaxDepth (%d)", MaxDepth)
+		return p.depthError(depth)
 	}
 	p.pos++
 	p.out = append(p.out, '{')
@@ -698,8 +782,69 @@ func (p *jcsParser) number() error {
 		// (Underflow silently rounds to zero, as IEEE-754 parsing does.)
 		return p.fail(start, "number %.40s magnitude overflows float64", lit)
 	}
+	n := len(p.out)
 	p.out = jcsAppendNumber(p.out, f)
+	if p.exact && !sameDecimal(lit, p.out[n:]) {
+		return p.fail(start, "number %.40s does not survive as a double: its canonical form %s has another value", lit, p.out[n:])
+	}
 	return nil
+}
+
+// sameDecimal reports whether two JSON number literals denote the same decimal
+// value (so 2.50 and 2.5, or 1E2 and 100, do; 0.10000000000000000555 and 0.1 do not).
+func sameDecimal(a, b []byte) bool {
+	na, da, ea := decimalOf(a)
+	nb, db, eb := decimalOf(b)
+	if len(da) == 0 || len(db) == 0 {
+		return len(da) == len(db) // zero, whatever its sign
+	}
+	return na == nb && ea == eb && bytes.Equal(da, db)
+}
+
+// decimalOf reads a JSON number literal as ±0.d1d2…dk × 10^e with d1 and dk not
+// zero; zero has no digits. Exponents are clamped to ±2^40, far beyond any that
+// parse to a finite nonzero double, so clamping never makes two values equal.
+func decimalOf(lit []byte) (neg bool, digits []byte, exp int) {
+	i := 0
+	if i < len(lit) && lit[i] == '-' {
+		neg = true
+		i++
+	}
+	var ds []byte
+	point := -1
+	for ; i < len(lit) && (jcsIsDigit(lit[i]) || lit[i] == '.'); i++ {
+		if lit[i] == '.' {
+			point = len(ds)
+			continue
+		}
+		ds = append(ds, lit[i])
+	}
+	if point < 0 {
+		point = len(ds)
+	}
+	e := 0
+	if i < len(lit) && (lit[i] == 'e' || lit[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(lit) && (lit[i] == '+' || lit[i] == '-') {
+			eneg = lit[i] == '-'
+			i++
+		}
+		for ; i < len(lit); i++ {
+			if e < 1<<40 {
+				e = e*10 + int(lit[i]-'0')
+			}
+		}
+		if eneg {
+			e = -e
+		}
+	}
+	lead := 0
+	for lead < len(ds) && ds[lead] == '0' {
+		lead++
+	}
+	ds = bytes.TrimRight(ds[lead:], "0")
+	return neg, ds, point - lead + e
 }
 
 // jcsAppendNumber appends the ECMAScript Number.prototype.toString form of
@@ -773,6 +918,17 @@ func AppendString(dst []byte, s string) ([]byte, error) {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
+			// A run of printable ASCII that needs no escape is copied at once: hashes,
+			// ids and most text are nothing else.
+			j := i
+			for j < len(s) && s[j] >= 0x20 && s[j] < utf8.RuneSelf && s[j] != '"' && s[j] != '\\' {
+				j++
+			}
+			if j > i {
+				dst = append(dst, s[i:j]...)
+				i = j
+				continue
+			}
 			jcsAppendRune(&dst, rune(c))
 			i++
 			continue

@@ -16,10 +16,6 @@ import (
 
 // Errors of Unmarshal that callers may branch on.
 var (
-	// ErrNotCanonical marks input that is not I-JSON in RFC 8785 canonical form:
-	// whitespace, an escape or number spelling other than the canonical one, members out
-	// of order, or a duplicate member name.
-	ErrNotCanonical = errors.New("not in canonical form (RFC 8785)")
 	// ErrNotExact marks canonical input that the Go value does not hold exactly: a
 	// member that is unknown, misspelt, differently cased, missing, or null where a
 	// value is required, or a value with another spelling (a base64 string with line

@@ -121,3 +121,40 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*int(r.Size()))/b.Elapsed().Seconds(), "entries/s")
 }
+
+// BenchmarkAppendLikeTheNode is BenchmarkAppend with the serving node's seal delay and
+// the writers of 'sios bench audit': the path whose profile matters.
+func BenchmarkAppendLikeTheNode(b *testing.B) {
+	node := newTestNode(b)
+	l, err := Open(context.Background(), b.TempDir(), node, Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: 5 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	work := make(chan int, 1024)
+	for range 512 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, _, err := l.Append(context.Background(), testRecord(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := l.Sync(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(b.N)/float64(l.Size()-uint64(b.N)), "records/seal")
+	l.Close(context.Background())
+}

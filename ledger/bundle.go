@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
@@ -67,6 +68,9 @@ func (r *Reader) Export(ctx context.Context, cert identity.Certificate, from, to
 	// A seal's batch starts at its First, so from is widened back to it; when from is
 	// itself a seal, the bundle starts with the batch that seal covers.
 	start, end := first.First, last.Index()+1
+	if err := checkBundleLimits(int(min(end-start, MaxBundleEntries+1)), 0); err != nil {
+		return nil, fmt.Errorf("entries %d..%d: %v; export a narrower range", start, end-1, err)
+	}
 	entries, err := r.Entries(ctx, start, end)
 	if err != nil {
 		return nil, err
@@ -115,30 +119,82 @@ func ReadBundle(rd io.Reader) (*Bundle, error) {
 	return ParseBundle(data)
 }
 
-// ParseBundle decodes a bundle document without verifying it.
+// checkBundleLimits is the one rule on a bundle's size, applied by the writer
+// (Marshal) and the reader (ParseBundle) alike.
+func checkBundleLimits(entries, size int) error {
+	if size > MaxBundleSize {
+		return fmt.Errorf("bundle is %d bytes, more than the limit of %d (MaxBundleSize)", size, MaxBundleSize)
+	}
+	if entries < 1 || entries > MaxBundleEntries {
+		return fmt.Errorf("bundle holds %d entries; it must hold 1 to %d (MaxBundleEntries)", entries, MaxBundleEntries)
+	}
+	return nil
+}
+
+// Marshal writes the bundle document (indented JSON), refusing a bundle that
+// ParseBundle would refuse for its size.
+func (b *Bundle) Marshal() ([]byte, error) {
+	if err := checkBundleLimits(len(b.Entries), 0); err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(b, "", " ")
+	if err != nil {
+		return nil, err
+	}
+	data = append(data, '\n')
+	if err := checkBundleLimits(len(b.Entries), len(data)); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// ParseBundle decodes a bundle document without verifying it. It is strict, so that
+// no two verifiers read one bundle differently (jcs.DecodeStrict): a member given twice
+// or spelt in another case, an unknown member at any depth, and trailing data are
+// refused, and every member of the bundle but attestation is required and must not be
+// null.
 func ParseBundle(data []byte) (*Bundle, error) {
 	if len(data) > MaxBundleSize {
 		return nil, fmt.Errorf("bundle is larger than %d bytes (MaxBundleSize)", MaxBundleSize)
 	}
-	var b Bundle
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("bundle is not valid JSON: %v", err)
+	var w struct {
+		V           *string               `json:"v"`
+		Certificate *identity.Certificate `json:"certificate"`
+		Checkpoint  *string               `json:"checkpoint"`
+		Start       *uint64               `json:"start"`
+		Entries     *[]string             `json:"entries"`
+		Left        *[]string             `json:"left"`
+		Right       *[]string             `json:"right"`
+		// Attestation is optional: a node whose key is not sealed to a TPM has none.
+		Attestation json.RawMessage `json:"attestation"`
 	}
-	if dec.More() {
-		return nil, errors.New("bundle has trailing data after the document")
+	if err := jcs.DecodeStrict(data, &w); err != nil {
+		return nil, fmt.Errorf("bundle is not valid JSON as oar-bundle/1 requires: %v", err)
 	}
+	for _, m := range []struct {
+		name    string
+		missing bool
+	}{
+		{"v", w.V == nil}, {"certificate", w.Certificate == nil}, {"checkpoint", w.Checkpoint == nil},
+		{"start", w.Start == nil}, {"entries", w.Entries == nil || *w.Entries == nil},
+		{"left", w.Left == nil || *w.Left == nil}, {"right", w.Right == nil || *w.Right == nil},
+	} {
+		if m.missing {
+			return nil, fmt.Errorf("bundle member %q is missing or null", m.name)
+		}
+	}
+	b := &Bundle{V: *w.V, Certificate: *w.Certificate, Checkpoint: *w.Checkpoint, Start: *w.Start,
+		Entries: *w.Entries, Left: *w.Left, Right: *w.Right, Attestation: w.Attestation}
 	if b.V != BundleVersion {
 		return nil, fmt.Errorf("bundle v is %q, want %q", b.V, BundleVersion)
 	}
-	if len(b.Entries) == 0 || len(b.Entries) > MaxBundleEntries {
-		return nil, fmt.Errorf("bundle holds %d entries; it must hold 1 to %d (MaxBundleEntries)", len(b.Entries), MaxBundleEntries)
+	if err := checkBundleLimits(len(b.Entries), len(data)); err != nil {
+		return nil, err
 	}
 	if len(b.Left) > MaxRangeHashes || len(b.Right) > MaxRangeHashes {
 		return nil, fmt.Errorf("bundle compact ranges hold more than %d hashes (MaxRangeHashes)", MaxRangeHashes)
 	}
-	return &b, nil
+	return b, nil
 }
 
 // BundleResult says what a verified bundle proved.
@@ -225,8 +281,8 @@ func unhexAll(ss []string, what string) ([][]byte, error) {
 	out := make([][]byte, len(ss))
 	for i, s := range ss {
 		h, err := hex.DecodeString(s)
-		if err != nil || len(h) != oar.HashSize {
-			return nil, fmt.Errorf("bundle %s[%d] must be %d bytes of hex", what, i, oar.HashSize)
+		if err != nil || len(h) != oar.HashSize || hex.EncodeToString(h) != s {
+			return nil, fmt.Errorf("bundle %s[%d] must be %d bytes in lowercase hex", what, i, oar.HashSize)
 		}
 		out[i] = h
 	}

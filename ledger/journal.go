@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,7 +15,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -28,17 +29,38 @@ import (
 // so fdatasync flushes only data and never waits for a filesystem journal commit
 // shared with Tessera's many metadata updates: that is what keeps receipts fast.
 //
-// Frame: u32 payload length | u32 CRC-32C of payload | payload.
-// Payload: u64 index of the first entry | u32 entry count | count × (u32 length | bytes).
-// All integers big-endian. A zero length marks the end of a segment's frames.
-// Segments are named by the index of their first entry.
+// Frame (segments named <first index>.journal): it starts at a multiple of
+// sectorSize, and the zeros up to the next multiple follow it.
+//
+//	u32 payload length | u32 CRC-32C of payload | u32 CRC-32C of the 8 bytes before | payload
+//	payload: u64 index of the first entry | u32 entry count | count × (u32 length | bytes)
+//
+// All integers big-endian. A zero header marks the end of a segment's frames; nothing
+// but zeros follows it. Segments are named by the index of their first entry.
+//
+// A write cut by a power failure can leave only some sectors of the last frame on
+// disk; the others keep their zeros. Frames start on a sector, so the header is
+// either whole or zero, and the length in a header that checks is the length written.
+// A frame whose payload does not check is therefore a torn write (never acknowledged,
+// dropped) exactly when it is the last frame of the last segment and one of its
+// sectors is all zeros, as etcd's WAL decides; anything else that does not check is
+// damage, which Open refuses (acknowledged records would be lost) unless the damaged
+// segment holds only entries already integrated into the log. A process killed
+// (kill -9) never tears a write: the kernel completes it.
+//
+// Segments named <first index>.wal hold frames without the header check or sector
+// alignment, written by sios before this format; they are replayed, never written.
 
 const (
-	segmentSuffix   = ".wal"
+	segmentSuffix   = ".journal"
+	segmentSuffixV1 = ".wal"
 	spareName       = "spare.tmp"
-	frameHeaderSize = 8
-	// maxFrame bounds a frame read back: a batch of MaxSealCount full-size entries.
-	maxFrame = (oar.MaxSealCount + 1) * (oar.MaxEntrySize + 4)
+	frameHeaderSize = 12
+	sectorSize      = 512
+	// maxFrame bounds a frame's payload, written or read back: what its 4-byte length
+	// can say. (A batch of MaxSealCount+1 entries of MaxEntrySize would not fit; the
+	// writer refuses such a batch rather than write a length that wraps.)
+	maxFrame = 1<<32 - 1
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -83,48 +105,232 @@ func (b *batch) end() uint64 { return b.first + uint64(len(b.entries)) }
 
 func segmentName(first uint64) string { return fmt.Sprintf("%020d%s", first, segmentSuffix) }
 
-// openJournal reads every segment in dir, discarding a frame torn by a crash at the
-// tail of the last one, and returns the batches it holds in order.
-func openJournal(dir string, segSize int64) (*journal, []*batch, error) {
+// JournalDamage names a place in a journal segment that does not decode.
+type JournalDamage struct {
+	Path   string
+	Offset int64
+	Reason string
+}
+
+func (d *JournalDamage) Error() string {
+	return fmt.Sprintf("journal segment %s is damaged at byte offset %d: %s", d.Path, d.Offset, d.Reason)
+}
+
+// segmentFile is one segment as read from disk.
+type segmentFile struct {
+	path     string
+	first    uint64
+	v1       bool
+	gone     bool // removed while it was being read (a live writer released it)
+	batches  []*batch
+	validLen int64          // end of the last frame that decoded, with its padding
+	torn     *JournalDamage // a torn last frame, dropped
+	damage   *JournalDamage // frames from here on cannot be read
+}
+
+// end is the index after the last entry the segment's readable frames hold.
+func (s *segmentFile) end() uint64 {
+	if n := len(s.batches); n > 0 {
+		return s.batches[n-1].end()
+	}
+	return s.first
+}
+
+// readSegments reads every segment in dir, in order, without changing anything. With
+// live set, a writer may be appending to the last segment and releasing old ones: a
+// last frame that does not check is a write in flight, and a segment that vanished was
+// released after Tessera integrated it.
+func readSegments(dir string, live bool) ([]*segmentFile, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var segs []*segmentFile
+	for _, de := range des {
+		name, v1 := de.Name(), false
+		base, ok := strings.CutSuffix(name, segmentSuffix)
+		if !ok {
+			if base, ok = strings.CutSuffix(name, segmentSuffixV1); !ok {
+				continue // the spare segment being prepared
+			}
+			v1 = true
+		}
+		first, err := strconv.ParseUint(base, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("journal: unexpected file %s", filepath.Join(dir, name))
+		}
+		segs = append(segs, &segmentFile{path: filepath.Join(dir, name), first: first, v1: v1})
+	}
+	sort.Slice(segs, func(a, b int) bool { return segs[a].first < segs[b].first })
+	for i, s := range segs {
+		data, err := os.ReadFile(s.path)
+		if live && errors.Is(err, fs.ErrNotExist) {
+			s.gone = true
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		last := i == len(segs)-1
+		if s.v1 {
+			decodeSegmentV1(s, data, last)
+		} else {
+			decodeSegment(s, data, last, live)
+		}
+	}
+	return segs, nil
+}
+
+// decodeSegment reads the frames of a segment (see the format above).
+func decodeSegment(s *segmentFile, data []byte, last, live bool) {
+	bad := func(at int, format string, a ...any) {
+		s.damage = &JournalDamage{Path: s.path, Offset: int64(at), Reason: fmt.Sprintf(format, a...)}
+	}
+	off := 0
+	for {
+		s.validLen = int64(off)
+		if off+frameHeaderSize > len(data) || allZero(data[off:off+frameHeaderSize]) {
+			if i := firstNonZero(data[off:]); i >= 0 && !live {
+				bad(off+i, "a byte after the last frame is not zero")
+			}
+			return
+		}
+		b, n, err := decodeFrame(data[off:])
+		if err == nil {
+			s.batches = append(s.batches, b)
+			next := min(alignSector(off+n), len(data))
+			if i := firstNonZero(data[off+n : next]); i >= 0 {
+				bad(off+n+i, "a byte of the padding after a frame is not zero")
+				return
+			}
+			off = next
+			continue
+		}
+		if last && live {
+			return // a frame being written
+		}
+		var torn *frameTornError
+		if last && errors.As(err, &torn) && hasZeroSector(data[off:min(off+torn.size, len(data))]) &&
+			firstNonZero(data[min(alignSector(off+torn.size), len(data)):]) < 0 {
+			s.torn = &JournalDamage{Path: s.path, Offset: int64(off), Reason: "the last frame was torn by a power failure before it was durable (never acknowledged)"}
+			return
+		}
+		bad(off, "%v", err)
+		return
+	}
+}
+
+// decodeSegmentV1 reads a segment of the earlier format: frames back to back, an
+// 8-byte header without its own check, and any bad frame of the last segment taken
+// for a torn write.
+func decodeSegmentV1(s *segmentFile, data []byte, last bool) {
+	off := 0
+	for off < len(data) {
+		if len(data)-off >= 4 && binary.BigEndian.Uint32(data[off:]) == 0 {
+			break
+		}
+		b, n, err := decodeFrameV1(data[off:])
+		if err != nil {
+			if !last {
+				s.damage = &JournalDamage{Path: s.path, Offset: int64(off), Reason: err.Error()}
+			}
+			break
+		}
+		s.batches = append(s.batches, b)
+		off += n
+	}
+	s.validLen = int64(off)
+}
+
+func alignSector(n int) int { return (n + sectorSize - 1) / sectorSize * sectorSize }
+
+// hasZeroSector reports whether a frame that starts on a sector holds a whole sector,
+// or its last part of one, that is all zeros: sectors a torn write never reached.
+func hasZeroSector(frame []byte) bool {
+	for at := 0; at < len(frame); at += sectorSize {
+		if allZero(frame[at:min(at+sectorSize, len(frame))]) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstNonZero(b []byte) int {
+	for i, c := range b {
+		if c != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// collectBatches checks that the segments' frames continue one another and returns
+// their batches in order. A damaged segment stops it with the damage, unless the
+// segment is not the last and holds only entries below integrated (already in the
+// log), which a reader can do without.
+func collectBatches(segs []*segmentFile, integrated uint64) ([]*batch, error) {
+	var batches []*batch
+	for i, s := range segs {
+		if s.gone {
+			continue
+		}
+		if s.damage != nil {
+			if i+1 < len(segs) && segs[i+1].first <= integrated {
+				batches = nil // all of it, and all before it, is in the log
+				continue
+			}
+			return nil, s.damage
+		}
+		for k, b := range s.batches {
+			if k == 0 && b.first != s.first {
+				return nil, fmt.Errorf("journal: %s starts at entry %d, not %d", s.path, b.first, s.first)
+			}
+			if n := len(batches); n > 0 && b.first != batches[n-1].end() {
+				return nil, fmt.Errorf("journal: %s holds entries from %d where %d was expected", s.path, b.first, batches[n-1].end())
+			}
+			batches = append(batches, b)
+		}
+	}
+	return batches, nil
+}
+
+// openJournal reads every segment in dir, discarding a frame torn by a power failure
+// at the tail of the last one, and returns the batches it holds in order. Damage in a
+// segment that holds entries the log has not integrated (integrated is its size) stops
+// it: those records were acknowledged.
+func openJournal(dir string, segSize int64, integrated uint64) (*journal, []*batch, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
 	os.Remove(filepath.Join(dir, spareName)) // an unfinished spare from before a crash
-	names, err := filepath.Glob(filepath.Join(dir, "*"+segmentSuffix))
+	segs, err := readSegments(dir, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	sort.Strings(names)
+	batches, err := collectBatches(segs, integrated)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w (receipted records may be lost: compare with the receipts callers hold before moving the segment aside)", err)
+	}
 	// The first segment is small, so that a short-lived process (one CLI append) does
 	// not zero-fill a full segment; later ones double up to segSize.
 	j := &journal{dir: dir, segSize: segSize, spare: make(chan spareFile, 1), nextSize: min(1<<20, segSize)}
-	var batches []*batch
-	for i, name := range names {
-		first, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(name), segmentSuffix), 10, 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("journal: unexpected file %s", name)
-		}
-		last := i == len(names)-1
-		bs, validLen, err := readSegment(name, last)
-		if err != nil {
-			return nil, nil, err
-		}
-		seg := segment{first: first, end: first, path: name}
-		for k, b := range bs {
-			if k == 0 && b.first != first {
-				return nil, nil, fmt.Errorf("journal: %s starts at entry %d, not %d", name, b.first, first)
+	for i, s := range segs {
+		seg := segment{first: s.first, end: s.end(), path: s.path}
+		if i+1 < len(segs) {
+			if s.damage != nil {
+				seg.end = segs[i+1].first
 			}
-			if n := len(batches); n > 0 && b.first != batches[n-1].end() {
-				return nil, nil, fmt.Errorf("journal: %s holds entries from %d where %d was expected", name, b.first, batches[n-1].end())
-			}
-			seg.end = b.end()
-			batches = append(batches, b)
-		}
-		if !last {
 			j.closed = append(j.closed, seg)
 			continue
 		}
-		if err := j.reopen(seg, validLen); err != nil {
+		if s.v1 {
+			j.closed = append(j.closed, seg) // the next write starts a segment of the current format
+			continue
+		}
+		if err := j.reopen(seg, s.validLen); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -157,77 +363,96 @@ func (j *journal) reopen(seg segment, validLen int64) error {
 	return nil
 }
 
-// readSegment decodes a segment's frames up to the zeros that follow them. In the last
-// segment a short or corrupt frame is a write torn by a crash: it was never
-// acknowledged, so it is dropped. Anywhere else it is corruption.
-func readSegment(path string, last bool) ([]*batch, int64, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	var out []*batch
-	off := 0
-	for off < len(data) {
-		if len(data)-off >= 4 && binary.BigEndian.Uint32(data[off:]) == 0 {
-			break // the zero-filled rest of the segment
-		}
-		b, n, err := decodeFrame(data[off:])
-		if err != nil {
-			if last {
-				break
-			}
-			return nil, 0, fmt.Errorf("journal: %s is corrupt at offset %d: %v", path, off, err)
-		}
-		out = append(out, b)
-		off += n
-	}
-	return out, int64(off), nil
-}
+// frameTornError is a frame whose header checks but whose payload does not: torn if
+// the write never reached all of its size bytes.
+type frameTornError struct{ size int }
 
+func (e *frameTornError) Error() string { return "frame checksum mismatch" }
+
+// decodeFrame decodes the frame at the start of data and returns it with its size
+// (header and payload, without padding).
 func decodeFrame(data []byte) (*batch, int, error) {
 	if len(data) < frameHeaderSize {
 		return nil, 0, errors.New("short frame header")
 	}
+	if crc32.Checksum(data[:8], crcTable) != binary.BigEndian.Uint32(data[8:]) {
+		return nil, 0, errors.New("frame header checksum mismatch")
+	}
 	n := binary.BigEndian.Uint32(data)
 	if uint64(n) > maxFrame || int(n) > len(data)-frameHeaderSize {
-		return nil, 0, fmt.Errorf("frame length %d exceeds the data", n)
+		return nil, 0, fmt.Errorf("frame length %d exceeds the segment", n)
 	}
 	payload := data[frameHeaderSize : frameHeaderSize+int(n)]
 	if crc32.Checksum(payload, crcTable) != binary.BigEndian.Uint32(data[4:]) {
+		return nil, 0, &frameTornError{size: frameHeaderSize + int(n)}
+	}
+	b, err := decodePayload(payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, frameHeaderSize + int(n), nil
+}
+
+// decodeFrameV1 decodes a frame of the earlier format: u32 length | u32 CRC | payload.
+func decodeFrameV1(data []byte) (*batch, int, error) {
+	if len(data) < 8 {
+		return nil, 0, errors.New("short frame header")
+	}
+	n := binary.BigEndian.Uint32(data)
+	if uint64(n) > maxFrame || int(n) > len(data)-8 {
+		return nil, 0, fmt.Errorf("frame length %d exceeds the data", n)
+	}
+	payload := data[8 : 8+int(n)]
+	if crc32.Checksum(payload, crcTable) != binary.BigEndian.Uint32(data[4:]) {
 		return nil, 0, errors.New("frame checksum mismatch")
 	}
+	b, err := decodePayload(payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	return b, 8 + int(n), nil
+}
+
+func decodePayload(payload []byte) (*batch, error) {
 	if len(payload) < 12 {
-		return nil, 0, errors.New("short frame payload")
+		return nil, errors.New("short frame payload")
 	}
 	b := &batch{first: binary.BigEndian.Uint64(payload)}
 	count := binary.BigEndian.Uint32(payload[8:])
 	if count == 0 || count > oar.MaxSealCount+1 {
-		return nil, 0, fmt.Errorf("frame holds %d entries", count)
+		return nil, fmt.Errorf("frame holds %d entries", count)
 	}
 	p := payload[12:]
 	for i := uint32(0); i < count; i++ {
 		if len(p) < 4 {
-			return nil, 0, errors.New("truncated entry length")
+			return nil, errors.New("truncated entry length")
 		}
 		l := binary.BigEndian.Uint32(p)
 		if l > oar.MaxEntrySize || int(l) > len(p)-4 {
-			return nil, 0, fmt.Errorf("entry length %d exceeds the frame", l)
+			return nil, fmt.Errorf("entry length %d exceeds the frame", l)
 		}
 		b.entries = append(b.entries, p[4:4+l:4+l])
 		p = p[4+l:]
 	}
 	if len(p) != 0 {
-		return nil, 0, errors.New("trailing bytes in frame")
+		return nil, errors.New("trailing bytes in frame")
 	}
-	return b, frameHeaderSize + int(n), nil
+	return b, nil
+}
+
+// frameSize is the size of b's frame payload.
+func frameSize(b *batch) uint64 {
+	n := uint64(12)
+	for _, e := range b.entries {
+		n += 4 + uint64(len(e))
+	}
+	return n
 }
 
 func encodeFrame(buf []byte, b *batch) []byte {
-	n := 12
-	for _, e := range b.entries {
-		n += 4 + len(e)
-	}
+	n := frameSize(b)
 	buf = binary.BigEndian.AppendUint32(buf[:0], uint32(n))
+	buf = binary.BigEndian.AppendUint32(buf, 0)
 	buf = binary.BigEndian.AppendUint32(buf, 0)
 	buf = binary.BigEndian.AppendUint64(buf, b.first)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b.entries)))
@@ -236,14 +461,18 @@ func encodeFrame(buf []byte, b *batch) []byte {
 		buf = append(buf, e...)
 	}
 	binary.BigEndian.PutUint32(buf[4:], crc32.Checksum(buf[frameHeaderSize:], crcTable))
+	binary.BigEndian.PutUint32(buf[8:], crc32.Checksum(buf[:8], crcTable))
 	return buf
 }
 
 // write appends a batch as one frame and makes it durable. Called by one goroutine.
 func (j *journal) write(b *batch) error {
+	if n := frameSize(b); n > maxFrame {
+		return fmt.Errorf("journal: a batch of %d entries takes %d bytes, more than a frame holds (%d): lower SealMaxRecords", len(b.entries), n, maxFrame)
+	}
 	j.buf = encodeFrame(j.buf, b)
-	// Keep room for a zero length after the frame, which marks the end of the frames.
-	need := int64(len(j.buf)) + 4
+	// Keep room for the padding and a zero header after the frame, which marks the end.
+	need := int64(alignSector(len(j.buf))) + frameHeaderSize
 	if j.cur == nil || j.off+need > j.limit {
 		if err := j.rotate(b.first, need); err != nil {
 			return err
@@ -255,7 +484,7 @@ func (j *journal) write(b *batch) error {
 	if err := syscall.Fdatasync(int(j.cur.Fd())); err != nil {
 		return fmt.Errorf("journal sync: %v", err)
 	}
-	j.off += int64(len(j.buf))
+	j.off = int64(alignSector(int(j.off) + len(j.buf)))
 	j.mu.Lock()
 	j.curSeg.end = b.end()
 	j.mu.Unlock()
@@ -282,7 +511,7 @@ func (j *journal) rotate(first uint64, need int64) error {
 	if err := os.Rename(sp.path, path); err != nil {
 		return fmt.Errorf("journal: new segment: %v", err)
 	}
-	if err := identity.SyncDir(j.dir); err != nil {
+	if err := files.SyncDir(j.dir); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0o600)

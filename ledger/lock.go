@@ -52,12 +52,19 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// locked reports whether another process holds dir's lock right now.
-func locked(dir string) bool {
-	f, err := lockDir(dir)
+// WriterRunning reports whether a process holds the ledger in dir right now, without
+// changing anything: it opens dir/LOCK read-only (a ledger without one was never
+// opened for writing), takes a shared lock, which fails while a writer holds its
+// exclusive one, and lets it go at once.
+func WriterRunning(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "LOCK"))
 	if err != nil {
-		return errors.Is(err, ErrLocked)
+		return false
 	}
-	f.Close()
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
 }

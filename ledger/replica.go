@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/oar"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -401,11 +402,11 @@ func (r *Replica) commitLocked(s *session) error {
 		}
 	}
 	for d := range dirs {
-		if err := identity.SyncDir(d); err != nil {
+		if err := files.SyncDir(d); err != nil {
 			return err
 		}
 	}
-	if err := identity.ReplaceFile(filepath.Join(r.dir, layout.CheckpointPath), s.target.Raw, 0o644); err != nil {
+	if err := files.Replace(filepath.Join(r.dir, layout.CheckpointPath), s.target.Raw, 0o644); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -467,7 +468,7 @@ func (r *Replica) saveHalt(fe *ForkError) error {
 	rel, _ := filepath.Rel(r.dir, evDir)
 	data, err := json.MarshalIndent(haltRecord{Reason: fe.Reason, Old: string(fe.Old), New: string(fe.New), Evidence: rel}, "", "  ")
 	if err == nil {
-		err = identity.ReplaceFile(filepath.Join(state, haltFileName), data, 0o600)
+		err = files.Replace(filepath.Join(state, haltFileName), data, 0o600)
 	}
 	return errors.Join(everr, err)
 }
@@ -516,10 +517,10 @@ func (r *Replica) saveEvidence(fe *ForkError) (string, error) {
 	if err := write("new-checkpoint", fe.New); err != nil {
 		return dir, err
 	}
-	if err := identity.SyncDir(dir); err != nil {
+	if err := files.SyncDir(dir); err != nil {
 		return dir, err
 	}
-	return dir, identity.SyncDir(evDir)
+	return dir, files.SyncDir(evDir)
 }
 
 func loadHalt(state string) (*ForkError, error) {
@@ -550,7 +551,7 @@ func (r *Replica) Resume() error {
 	if err := os.Remove(filepath.Join(state, haltFileName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if err := identity.SyncDir(state); err != nil {
+	if err := files.SyncDir(state); err != nil {
 		return err
 	}
 	r.mu.Lock()

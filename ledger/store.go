@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -37,9 +36,9 @@ func (s *store) checkpoint() ([]byte, error) {
 }
 
 // readPartial reads the resource at path(p). Tessera writes a partial tile or bundle
-// only for the tree sizes it actually had, and removes partials once the full one
-// exists, so a resource for an older size may be missing: then a larger partial or
-// the full resource holds the same prefix, and exact reports false.
+// only for the tree sizes it actually had, and its garbage collection removes partials
+// once the full one exists, so a resource for an older size may be missing: then a
+// larger partial or the full resource holds the same prefix, and exact reports false.
 func (s *store) readPartial(path func(p uint8) string, p uint8) (data []byte, exact bool, err error) {
 	full := filepath.Join(s.root, path(p))
 	data, err = os.ReadFile(full)
@@ -52,7 +51,7 @@ func (s *store) readPartial(path func(p uint8) string, p uint8) (data []byte, ex
 	if names, _ := os.ReadDir(filepath.Dir(full)); len(names) > 0 {
 		best := 0
 		for _, n := range names {
-			if w, err := strconv.Atoi(n.Name()); err == nil && w > int(p) && (best == 0 || w < best) {
+			if w, ok := partialWidth(n.Name()); ok && w > int(p) && (best == 0 || w < best) {
 				best = w
 			}
 		}

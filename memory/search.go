@@ -21,6 +21,10 @@ type Query struct {
 	Clearance policy.Level // only memories classified at or below it are returned
 	Text      string       // words to look for, at most MaxQueryBytes
 	Limit     int          // 0 means DefaultLimit; above MaxLimit means MaxLimit
+	// Hide, if set, leaves out the memories of the subjects it returns true for (the
+	// memories of roles the searcher does not hold): they are neither decrypted nor
+	// returned, and the search may return fewer than Limit.
+	Hide func(subject string) bool
 }
 
 // Result is a memory found by Search, with its relevance (higher is better).
@@ -105,6 +109,9 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Result, error) {
 	out := make([]Result, 0, len(hits))
 	for _, h := range hits {
 		if h.Classification > q.Clearance || !h.Classification.Valid() || (q.Subject != "" && h.Subject != q.Subject) { // belt and braces
+			continue
+		}
+		if q.Hide != nil && q.Hide(h.Subject) {
 			continue
 		}
 		aead, ok := aeads[h.Subject]

@@ -105,6 +105,18 @@ const ActionReplicaFork = "audit.replica-fork"
 // ActionFleetAttest: a peer's TPM answered this node's challenge: attested now.
 const ActionFleetAttest = "fleet.attest"
 
+// ActionConsoleSignIn: a web console session began, signed in with an API key or by an
+// OIDC identity provider (never the key, the token or the session id).
+const ActionConsoleSignIn = "console.sign-in"
+
+// ActionConsoleSignOut: a web console session was ended (signed out, or replaced by a
+// newer sign-in of its principal).
+const ActionConsoleSignOut = "console.sign-out"
+
+// ActionAuditExport: an evidence bundle of this node's log was handed out through the
+// web console.
+const ActionAuditExport = "audit.export"
+
 // ActionConsentGrant: a principal made a consent grant (or was refused one).
 const ActionConsentGrant = "consent.grant"
 
@@ -130,3 +142,48 @@ const ActionDecisionBallot = "decision.ballot"
 // ActionDecisionOutcome: a decision's signed outcome: the request and every counted
 // ballot as signed.
 const ActionDecisionOutcome = "decision.outcome"
+
+// ActionRoleDefine: a role charter signed by this node and published to the fleet (or a
+// definition refused).
+const ActionRoleDefine = "role.define"
+
+// ActionRolePresence: this node saw a role's holder active and published a signed
+// presence.
+const ActionRolePresence = "role.presence"
+
+// ActionRoleCheckin: a holder's explicit check-in that published no presence (none was
+// due), or a refused one.
+const ActionRoleCheckin = "role.checkin"
+
+// ActionRoleSuspect: this node, an observer, signed a suspicion that the holder is gone.
+const ActionRoleSuspect = "role.suspect"
+
+// ActionRoleRefute: a holder's refutation signed by this node (or a refused one).
+const ActionRoleRefute = "role.refute"
+
+// ActionRoleAccept: a successor's acceptance signed by this node (or a refused one).
+const ActionRoleAccept = "role.accept"
+
+// ActionRoleRemove: an admin's removal of the holder signed by this node (or a refused one).
+const ActionRoleRemove = "role.remove"
+
+// ActionRoleHandover: this node's evaluation first showed a role handed over: the
+// certificate and its evidence.
+const ActionRoleHandover = "role.handover"
+
+// ActionRoleCascade: this node's evaluation first showed an offer pass to the next
+// successor.
+const ActionRoleCascade = "role.cascade"
+
+// ActionRoleReject: a succession document from the fleet that does not count: forged,
+// from outside the institution, or not valid for the charter.
+const ActionRoleReject = "role.reject"
+
+// ActionRoleLetterDeposit: a holder's sealed letter published (or a refused deposit).
+const ActionRoleLetterDeposit = "role.letter-deposit"
+
+// ActionRoleLetterRelease: this observer released its letter share to the successor's node.
+const ActionRoleLetterRelease = "role.letter-release"
+
+// ActionRoleLetterOpen: the successor opened the letter on this node (or was refused).
+const ActionRoleLetterOpen = "role.letter-open"

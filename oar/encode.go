@@ -1,6 +1,7 @@
 package oar
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -69,12 +70,38 @@ func (o *object) uint(n string, v uint64) {
 	o.b = strconv.AppendUint(o.b, v, 10)
 }
 
-func (o *object) raw(n string, v []byte) {
-	o.name(n)
+// Depths at which free-form values sit in an entry (the entry object is depth 1), so
+// that jcs.MaxDepth bounds the whole entry, as a reader applies it.
+const (
+	detailDepth = 1 // "detail" is a member of the entry
+	partyDepth  = 2 // each party is an element of the "parties" array
+)
+
+// detail writes the free-form detail object: canonicalized, its depth counted from
+// the entry's, and refused if a number in it would not keep its value.
+func (o *object) detail(v []byte) {
+	o.name("detail")
 	var err error
-	o.b, err = jcs.AppendCanonical(o.b, v)
+	o.b, err = jcs.AppendNested(o.b, v, detailDepth)
 	if err != nil && o.err == nil {
-		o.err = fmt.Errorf("%s: %v", n, err)
+		o.err = fmt.Errorf("detail: %w", err)
+	}
+}
+
+// party writes the i'th party's bytes exactly as given. A party signed its own bytes,
+// so they are never re-encoded: bytes that are not already canonical are refused.
+func (o *object) party(i int, p []byte) {
+	start := len(o.b)
+	var err error
+	o.b, err = jcs.AppendNested(o.b, p, partyDepth)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("parties[%d]: %w", i, err)
+	case !bytes.Equal(o.b[start:], p):
+		err = fmt.Errorf("parties[%d] is not in canonical form (RFC 8785): a party's bytes are logged exactly as given, so they must be canonical; carry other bytes as a string", i)
+	}
+	if err != nil && o.err == nil {
+		o.err = err
 	}
 }
 
@@ -127,7 +154,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		o.end(do)
 	}
 	if len(r.Detail) > 0 {
-		o.raw("detail", r.Detail)
+		o.detail(r.Detail)
 	}
 	appendDigests(o, "inputs", r.Inputs)
 	o.str("kind", r.Kind)
@@ -154,10 +181,7 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 			if i > 0 {
 				o.b = append(o.b, ',')
 			}
-			var err error
-			if o.b, err = jcs.AppendCanonical(o.b, p); err != nil && o.err == nil {
-				o.err = fmt.Errorf("parties[%d]: %v", i, err)
-			}
+			o.party(i, p)
 		}
 		o.b = append(o.b, ']')
 	}

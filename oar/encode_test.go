@@ -32,7 +32,7 @@ func TestHandEncoderMatchesGenericEncoding(t *testing.T) {
 			Inputs:   []Digest{DigestOf("p", []byte("x")), {Name: "q", SHA256: DigestOf("", nil).SHA256}},
 			Outputs:  []Digest{DigestOf("o", []byte("y"))},
 			Links:    []Link{{Rel: "admission", RecordHash: DigestOf("", nil).SHA256}},
-			Parties:  []json.RawMessage{json.RawMessage(`{"z":1,"a":[true,null,1.5e3]}`)},
+			Parties:  []json.RawMessage{json.RawMessage(`{"a":[true,null,1500],"z":1}`)},
 			Detail:   json.RawMessage(`{"k": "v", "n": 10}`)},
 	}
 	for i, r := range recs {

@@ -69,8 +69,8 @@ func FuzzParseEntry(f *testing.F) {
 	})
 }
 
-// FuzzReceipt: verifying an arbitrary receipt never panics, and never succeeds unless
-// the seal in it verifies under the vector node key.
+// FuzzReceipt: parsing and verifying an arbitrary receipt never panics, and never
+// succeeds unless the seal in it verifies under the vector node key.
 func FuzzReceipt(f *testing.F) {
 	v := vectorSeeds(f)
 	for _, r := range v.Receipts {
@@ -81,8 +81,8 @@ func FuzzReceipt(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, receipt, record []byte) {
-		var r oar.Receipt
-		if json.Unmarshal(receipt, &r) != nil {
+		r, err := oar.ParseReceipt(receipt)
+		if err != nil {
 			return
 		}
 		s, err := r.Verify(nodePub, record)

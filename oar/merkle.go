@@ -51,6 +51,47 @@ func MerkleProofs(leaves [][]byte) [][][]byte {
 	return proofs
 }
 
+// HexProofs returns, for a batch of leaves (a seal's record hashes), each leaf in hex
+// and its inclusion proof in hex, as receipts spell them: what MerkleProofs and
+// HexHashes give, but each tree node is encoded once and its string shared by every
+// proof that holds it, and all proofs share one backing array. A seal's receipts are
+// made together, so this is their cost: one encoding per node instead of one per
+// proof element.
+func HexProofs(leaves [][]byte) (hexLeaves []string, proofs [][]string) {
+	levels := merkleLevels(leaves)
+	var buf []byte
+	for _, level := range levels {
+		for _, h := range level {
+			buf = hex.AppendEncode(buf, h)
+		}
+	}
+	all := string(buf) // one string; every node's hex is a substring of it
+	hexLevels := make([][]string, len(levels))
+	off := 0
+	for l, level := range levels {
+		hexLevels[l] = make([]string, len(level))
+		for i := range level {
+			hexLevels[l][i] = all[off : off+2*HashSize]
+			off += 2 * HashSize
+		}
+	}
+	depth := len(levels) - 1
+	backing := make([]string, 0, len(leaves)*depth)
+	proofs = make([][]string, len(leaves))
+	for i := range leaves {
+		start := len(backing)
+		idx := i
+		for l := range depth {
+			if sib := idx ^ 1; sib < len(levels[l]) {
+				backing = append(backing, hexLevels[l][sib])
+			}
+			idx >>= 1
+		}
+		proofs[i] = backing[start:len(backing):len(backing)]
+	}
+	return hexLevels[0], proofs
+}
+
 // merkleLevels builds the tree bottom-up. An unpaired node at the right edge moves up a
 // level unhashed, which yields exactly the RFC 6962 tree for any number of leaves.
 func merkleLevels(leaves [][]byte) [][][]byte {

@@ -31,6 +31,45 @@ type Receipt struct {
 	Seal           json.RawMessage `json:"seal"`
 }
 
+// MaxReceiptSize bounds a receipt document read from outside: a seal (about 4.6 KiB in
+// canonical form, more when re-indented) and a proof of at most MaxProofLen hashes.
+const MaxReceiptSize = 64 << 10
+
+// ParseReceipt decodes a receipt document strictly (jcs.Unmarshal): every member of
+// the receipt is required and none may be null, no member may appear twice or be
+// spelt in another case, and no other member is allowed. It does not verify it.
+func ParseReceipt(data []byte) (*Receipt, error) {
+	if len(data) > MaxReceiptSize {
+		return nil, fmt.Errorf("receipt is %d bytes, more than the limit of %d (MaxReceiptSize)", len(data), MaxReceiptSize)
+	}
+	var w struct {
+		V              *string          `json:"v"`
+		Kind           *string          `json:"kind"`
+		Index          *uint64          `json:"index"`
+		RecordHash     *string          `json:"record_hash"`
+		SealIndex      *uint64          `json:"seal_index"`
+		InclusionProof *[]string        `json:"inclusion_proof"`
+		Seal           *json.RawMessage `json:"seal"`
+	}
+	if err := jcs.DecodeStrict(data, &w); err != nil {
+		return nil, fmt.Errorf("receipt: %v", err)
+	}
+	for _, m := range []struct {
+		name    string
+		missing bool
+	}{
+		{"v", w.V == nil}, {"kind", w.Kind == nil}, {"index", w.Index == nil}, {"record_hash", w.RecordHash == nil},
+		{"seal_index", w.SealIndex == nil}, {"inclusion_proof", w.InclusionProof == nil || *w.InclusionProof == nil},
+		{"seal", w.Seal == nil || string(*w.Seal) == "null"},
+	} {
+		if m.missing {
+			return nil, fmt.Errorf("receipt: member %q is missing or null", m.name)
+		}
+	}
+	return &Receipt{V: *w.V, Kind: *w.Kind, Index: *w.Index, RecordHash: *w.RecordHash, SealIndex: *w.SealIndex,
+		InclusionProof: *w.InclusionProof, Seal: *w.Seal}, nil
+}
+
 // NewReceipt assembles a receipt from the seal entry bytes and the record's proof.
 func NewReceipt(index uint64, recordHash []byte, sealIndex uint64, sealEntry []byte, path [][]byte) *Receipt {
 	return &Receipt{V: Version, Kind: KindReceipt, Index: index, RecordHash: hex.EncodeToString(recordHash),

@@ -243,8 +243,11 @@ func Parse(b []byte) (*Entry, error) {
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
 	}
-	if !jcs.IsCanonical(b) {
-		return nil, ErrNotCanonical
+	if err := jcs.CheckCanonical(b); err != nil {
+		if nc := (*jcs.NotCanonicalError)(nil); errors.As(err, &nc) {
+			return nil, fmt.Errorf("%w, from byte offset %d", ErrNotCanonical, nc.Offset)
+		}
+		return nil, fmt.Errorf("entry is not valid I-JSON (RFC 7493): %w", err)
 	}
 	// One decode into the union of both kinds' members; kind picks the result.
 	var w union

@@ -32,8 +32,20 @@ type Seal struct {
 
 // Body is the canonical encoding of the seal without its signature: what is signed.
 func (s Seal) Body() ([]byte, error) {
+	if err := s.checkIntegers(); err != nil {
+		return nil, err
+	}
 	s.Sig = nil
 	return encode(s)
+}
+
+// checkIntegers keeps the seal's integers within 2^53, where a JSON number's canonical
+// form is its value: beyond, the writer would log a seal that no reader finds canonical.
+func (s *Seal) checkIntegers() error {
+	if s.Seq > maxExactInt || s.First > maxExactInt || s.Count > maxExactInt || s.First+s.Count > maxExactInt {
+		return fmt.Errorf("seal %d: seq, first and first+count must not exceed 2^53", s.Seq)
+	}
+	return nil
 }
 
 // NewSeal builds and signs the seal over the given record hashes.
@@ -86,8 +98,8 @@ func (s *Seal) validate() error {
 	if s.Count == 0 || s.Count > MaxSealCount {
 		return fmt.Errorf("seal %d: count %d is outside 1..%d", s.Seq, s.Count, MaxSealCount)
 	}
-	if s.First+s.Count < s.First {
-		return fmt.Errorf("seal %d: first+count overflows", s.Seq)
+	if err := s.checkIntegers(); err != nil {
+		return err
 	}
 	if !isHash(s.Root) {
 		return fmt.Errorf("seal %d: root must be %d bytes of lowercase hex", s.Seq, HashSize)

@@ -42,9 +42,10 @@ func (e *Engine) decide(req *Request, explain bool) (Decision, []string) {
 		return Decision{Errors: []string{"request refused: " + err.Error()}}, nil
 	}
 	ents := &entities{principal: e.records.principal(&req.Principal), resource: e.records.resource(&req.Resource)}
+	action, _ := actionUID(req.Action) // checked by req.check
 	cr := cedar.Request{
 		Principal: ents.principal.UID,
-		Action:    actionUIDs[req.Action],
+		Action:    action,
 		Resource:  ents.resource.UID,
 		Context:   e.records.context(&req.Context),
 	}

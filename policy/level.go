@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sios-project/sios/oar"
 )
 
 // Level is a classification (UK Government Security Classifications), used for a
@@ -22,18 +24,22 @@ const (
 	TopSecret         Level = 4 // TOP-SECRET
 )
 
-var levelNames = [...]string{
-	Official:          "OFFICIAL",
-	OfficialSensitive: "OFFICIAL-SENSITIVE",
-	Secret:            "SECRET",
-	TopSecret:         "TOP-SECRET",
-}
+// levelNames are the markings by Level: the audit format's list (oar.Classifications),
+// which is the one place the scale is written down; a Level's rank is its position
+// there plus one.
+var levelNames = append([]string{""}, oar.Classifications...)
 
 // Levels returns every classification in ascending order.
-func Levels() []Level { return []Level{Official, OfficialSensitive, Secret, TopSecret} }
+func Levels() []Level {
+	out := make([]Level, 0, len(oar.Classifications))
+	for i := range oar.Classifications {
+		out = append(out, Level(i+1))
+	}
+	return out
+}
 
-// Valid reports whether l is one of the four classifications.
-func (l Level) Valid() bool { return l >= Official && l <= TopSecret }
+// Valid reports whether l is one of the classifications.
+func (l Level) Valid() bool { return l >= Official && int(l) < len(levelNames) }
 
 // String returns the marking, e.g. "OFFICIAL-SENSITIVE", or "Level(n)" for an invalid Level.
 func (l Level) String() string {

@@ -418,8 +418,8 @@ func TestWrittenDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Len() != 13 {
-		t.Errorf("loaded %d policies, want 13", e.Len())
+	if e.Len() != 20 {
+		t.Errorf("loaded %d policies, want 20", e.Len())
 	}
 	for _, c := range defaultCases() {
 		t.Run(c.name, func(t *testing.T) { check(t, e, c) })
@@ -788,5 +788,21 @@ func TestGrantContexts(t *testing.T) {
 	// A grant implies consent, as context.consent has always meant.
 	if !strings.Contains(e.Explain(covered), "consent yes") {
 		t.Fatal("a request with a grant is explained without consent")
+	}
+}
+
+// The scale is written down once, in the audit format: the named Levels are its ranks.
+func TestLevelsAreTheAuditFormatsClassifications(t *testing.T) {
+	named := map[Level]string{Official: "OFFICIAL", OfficialSensitive: "OFFICIAL-SENSITIVE", Secret: "SECRET", TopSecret: "TOP-SECRET"}
+	if len(Levels()) != len(oar.Classifications) || len(named) != len(oar.Classifications) {
+		t.Fatalf("%d levels, %d classifications", len(Levels()), len(oar.Classifications))
+	}
+	for l, name := range named {
+		if l.String() != name || oar.ClassificationRank(name) != int(l)-1 {
+			t.Fatalf("%d is %q; the audit format ranks %q at %d", l, l.String(), name, oar.ClassificationRank(name))
+		}
+	}
+	if Level(len(oar.Classifications) + 1).Valid() {
+		t.Fatal("a level beyond the scale is valid")
 	}
 }

@@ -175,24 +175,31 @@ func (p *Principals) Authenticate(apiKey string) (*Principal, bool) {
 	if !strings.HasPrefix(apiKey, APIKeyPrefix) || len(apiKey) > 256 {
 		return nil, false
 	}
-	h := sha256.Sum256([]byte(apiKey))
+	pr, _, ok := p.AuthenticateHash(sha256.Sum256([]byte(apiKey)))
+	return pr, ok
+}
+
+// AuthenticateHash is Authenticate for a key known only by its SHA-256 (a console
+// session keeps the hash, never the key), and also names the key. It fails once the
+// key is revoked or rotated, expires, or its principal is disabled or removed.
+func (p *Principals) AuthenticateHash(h [32]byte) (pr *Principal, keyName string, ok bool) {
 	p.mu.RLock()
 	sp, ok := p.byKey[h]
 	p.mu.RUnlock()
 	if !ok || sp.Disabled {
-		return nil, false
+		return nil, "", false
 	}
 	now := time.Now()
 	for _, k := range sp.Keys {
 		if b, err := hex.DecodeString(k.Hash); err == nil && subtle.ConstantTimeCompare(b, h[:]) == 1 {
 			if !k.live(now) {
-				return nil, false
+				return nil, "", false
 			}
 			pr, err := sp.Principal()
-			return pr, err == nil
+			return pr, k.Name, err == nil
 		}
 	}
-	return nil, false
+	return nil, "", false
 }
 
 // Find returns the stored principals with this id, in every tenant.

@@ -36,6 +36,9 @@ const (
 	// ResourceConsent is a consent grant being made: the grantor's tenant and the
 	// grant's maximum classification.
 	ResourceConsent = "Consent"
+	// ResourcePrincipal is a principal being administered (the console's principal
+	// changes): its tenant, and its clearance as its classification.
+	ResourcePrincipal = "Principal"
 )
 
 // Request is one question put to the engine: may Principal do Action to Resource in
@@ -72,6 +75,10 @@ type Resource struct {
 	Institution     string
 	Attestation     string
 	SameInstitution bool
+	// Role is the role a Memory is filed under (its subject is "role:NAME"); "" for
+	// none. RoleFacts are a Role's (policy/role.go).
+	Role      string
+	RoleFacts *RoleFacts
 }
 
 // Context is what is known about the request beyond its principal and resource.
@@ -125,6 +132,9 @@ var resourceTypes = map[string]types.EntityType{
 	ResourcePeer:    "Sios::Peer",
 	ResourceRecord:  "Sios::Record",
 	ResourceConsent: "Sios::Consent",
+	// A principal as the resource of an action: its id is "TENANT/ID", so that it is
+	// never the acting principal's entity (whose id is ID).
+	ResourcePrincipal: "Sios::Principal",
 }
 
 var actionUIDs = map[string]types.EntityUID{
@@ -150,16 +160,19 @@ func (r *Request) check() error {
 	case !p.Clearance.Valid():
 		return fmt.Errorf("principal %q: clearance %v is not a classification", p.ID, p.Clearance)
 	}
-	if _, ok := actionUIDs[r.Action]; !ok {
+	if _, ok := actionUID(r.Action); !ok {
 		return fmt.Errorf("unknown action %q", r.Action)
 	}
-	if _, ok := resourceTypes[res.Type]; !ok {
+	if _, ok := resourceType(res.Type); !ok {
 		return fmt.Errorf("unknown resource type %q", res.Type)
 	}
 	if res.ID == "" {
 		return fmt.Errorf("%s has no id", res.Type)
 	}
-	if res.Type != ResourceTool && !res.Classification.Valid() {
+	if err := checkRole(res); err != nil {
+		return err
+	}
+	if res.Type != ResourceTool && res.Type != ResourceRole && !res.Classification.Valid() {
 		return fmt.Errorf("%s %q: classification %v is not a classification", res.Type, res.ID, res.Classification)
 	}
 	if (res.Type == ResourceMemory || res.Type == ResourceConsent) && res.Tenant == "" {
@@ -276,7 +289,7 @@ func newResourceKey(r *Resource) resourceKey {
 		return resourceKey{typ: r.Type, classification: r.Classification, kind: r.Kind}
 	case ResourceTool:
 		return resourceKey{typ: r.Type, name: r.ID}
-	case ResourceMemory, ResourceRecord, ResourceConsent:
+	case ResourceMemory, ResourceRecord, ResourceConsent, ResourcePrincipal:
 		return resourceKey{typ: r.Type, classification: r.Classification, tenant: r.Tenant}
 	}
 	return resourceKey{typ: r.Type, classification: r.Classification, // a Peer
@@ -289,7 +302,7 @@ func (k resourceKey) record() types.Record {
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "kind": types.String(k.kind)})
 	case ResourceTool:
 		return types.NewRecord(types.RecordMap{"name": types.String(k.name)})
-	case ResourceMemory, ResourceRecord, ResourceConsent:
+	case ResourceMemory, ResourceRecord, ResourceConsent, ResourcePrincipal:
 		return types.NewRecord(types.RecordMap{"classification": types.Long(k.classification), "tenant": types.String(k.tenant)})
 	}
 	return types.NewRecord(types.RecordMap{ // a Peer
@@ -376,10 +389,17 @@ func (rc *records) principal(p *Principal) types.Entity {
 }
 
 func (rc *records) resource(r *Resource) types.Entity {
-	return types.Entity{
-		UID:        types.NewEntityUID(resourceTypes[r.Type], types.String(r.ID)),
-		Attributes: rc.resources.get(newResourceKey(r)),
+	typ, _ := resourceType(r.Type)
+	e := types.Entity{UID: types.NewEntityUID(typ, types.String(r.ID))}
+	switch {
+	case r.Type == ResourceRole:
+		e.Attributes = roleAttrs(r, types.Record{})
+	case r.Role != "":
+		e.Attributes = roleAttrs(r, rc.resources.get(newResourceKey(r)))
+	default:
+		e.Attributes = rc.resources.get(newResourceKey(r))
 	}
+	return e
 }
 
 // context builds the request's context record: from the cache, or, with a grant, anew

@@ -35,7 +35,7 @@ func cachePath(dir, name string) string {
 }
 
 // writeCache stores a fetched key set atomically: a temporary file, fsynced, renamed
-// over the old one, and the directory fsynced (identity.ReplaceFile), so that a crash
+// over the old one, and the directory fsynced (files.Replace), so that a crash
 // leaves the old cache or the new one, never a torn file.
 func writeCache(path string, c cacheFile) error {
 	var jwks bytes.Buffer

@@ -44,6 +44,9 @@ type Issuer struct {
 	Refresh string `json:"refresh,omitempty"`
 	// Claims maps a verified token's claims to a tenant, a clearance and roles.
 	Claims Claims `json:"claims"`
+	// Console, when set, lets the issuer's users sign in to the node's web console
+	// (the authorization code flow with PKCE; console.go, docs/console.md).
+	Console *ConsoleClient `json:"console,omitempty"`
 }
 
 // Claims is the mapping from a token's claims to what the node grants.
@@ -290,6 +293,11 @@ func compile(is Issuer) (*issuer, error) {
 	}
 	if err := compileClaims(c, is.Claims); err != nil {
 		return nil, fmt.Errorf("claims.%v", err)
+	}
+	if is.Console != nil {
+		if err := checkConsole(is.Console, c.audience); err != nil {
+			return nil, fmt.Errorf("console.%v", err)
+		}
 	}
 	return c, nil
 }

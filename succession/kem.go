@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/internal/files"
 )
 
 // A node receives sealed letter shares with an HPKE key pair of its own (RFC 9180, KEM
@@ -103,7 +104,7 @@ func SaveKEMKey(path string, k *KEMKey) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return identity.SyncDir(filepath.Dir(path))
+	return files.SyncDir(filepath.Dir(path))
 }
 
 // LoadKEMKey reads a KEM key file, refusing one that group or others may read.

@@ -6,6 +6,7 @@ import (
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/succession"
 )
 
 // A record's parties are other nodes' signed contributions, each a canonical JSON
@@ -21,6 +22,7 @@ type party struct {
 	ballot   *decision.Ballot
 	outcome  *decision.Outcome
 	verified *decision.Outcome // outcome, once VerifyOutcome has re-derived it
+	role     succession.Event  // a succession event (succession.go)
 	err      error             // the party is of a known format but does not parse
 }
 
@@ -33,7 +35,7 @@ func parseParty(raw []byte) *party {
 	json.Unmarshal(raw, &head)
 	p.v = head.V
 	switch p.v {
-	case fleet.EnvelopeVersion:
+	case fleet.EnvelopeVersion, fleet.EnvelopeVersion2: // fed-call/2 carries a consent grant
 		p.envelope, p.err = fleet.ParseEnvelope(raw)
 	case fleet.ReplyVersion:
 		p.reply, p.err = fleet.ParseReply(raw)
@@ -43,6 +45,8 @@ func parseParty(raw []byte) *party {
 		p.ballot, p.err = decision.ParseBallot(raw)
 	case decision.OutcomeVersion:
 		p.outcome, p.err = decision.ParseOutcome(raw)
+	default:
+		p.role, _, p.err = parseRoleEvent(p.v, raw)
 	}
 	return p
 }
@@ -60,6 +64,8 @@ func (p *party) signers() []string {
 		return []string{p.request.Origin}
 	case p.ballot != nil:
 		return []string{p.ballot.Node}
+	case p.role != nil:
+		return []string{p.role.Signer()}
 	case p.outcome != nil:
 		out := []string{p.outcome.ParsedRequest().Origin}
 		for _, b := range p.outcome.Ballots {

@@ -402,6 +402,8 @@ func (v *verifier) checkSignature(p *party, all []*party) error {
 		o, err := decision.VerifyOutcome(p.raw, v.directory)
 		p.verified = o
 		return err
+	case p.role != nil:
+		return v.checkRoleEvent(p.role)
 	}
 	v.chain.Unchecked = append(v.chain.Unchecked, fmt.Sprintf("a party of format %q (not a format this verifier knows)", short(p.v)))
 	return nil
@@ -454,6 +456,8 @@ func (v *verifier) checkRecord(i int, rec *oar.Record, ps []*party) error {
 				}
 			}
 		}
+	case oar.ActionRoleHandover:
+		return v.checkHandover(rec, ps) // succession.go
 	case oar.ActionBrainInvoke:
 		if env != nil && env.envelope.Target != node {
 			return fmt.Errorf("it holds an envelope addressed to %s", env.envelope.Target)

@@ -352,7 +352,7 @@ func (w *Witness) open(checkpoint []byte) (*logState, *note.Note, *flog.Checkpoi
 	l.mu.Lock()
 	vs, required := l.verifiers, l.required
 	l.mu.Unlock()
-	n, err := note.Open(checkpoint, vs)
+	n, err := OpenNote(checkpoint, vs)
 	var unverified *note.UnverifiedNoteError
 	var invalid *note.InvalidSignatureError
 	switch {

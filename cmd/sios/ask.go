@@ -68,18 +68,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 	}
 	receipt := decodeReceiptHeader(resp.Header.Get(api.FullReceiptHeader))
 	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error struct {
-				Message string `json:"message"`
-				Code    string `json:"code"`
-			} `json:"error"`
-		}
-		json.Unmarshal(data, &eb)
-		msg := fmt.Errorf("the node refused (%d %s): %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
-		if receipt != nil {
-			return withHint(msg, fmt.Sprintf("the refusal is audit record %d (seal %d)", receipt.Index, receipt.SealIndex))
-		}
-		return msg
+		return nodeRefusal(resp, data)
 	}
 	var out struct {
 		Model   string `json:"model"`

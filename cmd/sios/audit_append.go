@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 )
@@ -144,10 +145,10 @@ func appendStream(ctx context.Context, appendFn appendFunc, in io.Reader, out io
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
+		// Strictly: a member given twice or spelt in another case would let two readers
+		// of the input disagree on what was logged.
 		var rec oar.Record
-		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rec); err != nil {
+		if err := jcs.DecodeStrict(sc.Bytes(), &rec); err != nil {
 			setErr(fmt.Errorf("line %d: not a JSON record: %v", n, err))
 			break
 		}

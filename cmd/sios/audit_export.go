@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sios-project/sios/identity"
@@ -56,9 +55,9 @@ func runAuditExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("the exported bundle does not verify: %w", err)
 	}
-	data, err := json.MarshalIndent(b, "", " ")
+	data, err := b.Marshal()
 	if err != nil {
-		return err
+		return withHint(err, "export a narrower range with --from and --to")
 	}
 	if err := files.Replace(*out, append(data, '\n'), 0o644); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -16,14 +17,28 @@ type shownEntry struct {
 	RecordHash string          `json:"record_hash"`
 	Kind       string          `json:"kind"`
 	Entry      json.RawMessage `json:"entry"`
+	// Pending is set for an entry beyond the checkpoint: "checkpoint" (in the log's
+	// tiles, awaiting a checkpoint) or "integration" (only in the journal).
+	Pending string `json:"pending,omitempty"`
 }
 
-func newShownEntry(i uint64, e []byte) shownEntry {
+func newShownEntry(i uint64, e []byte, pending string) shownEntry {
 	kind := "unknown"
 	if p, err := oar.Parse(e); err == nil {
 		kind = p.Kind
 	}
-	return shownEntry{Index: i, RecordHash: hex.EncodeToString(oar.RecordHash(e)), Kind: kind, Entry: e}
+	return shownEntry{Index: i, RecordHash: hex.EncodeToString(oar.RecordHash(e)), Kind: kind, Entry: e, Pending: pending}
+}
+
+// pendingNote is how text output marks an entry beyond the checkpoint.
+func pendingNote(state string) string {
+	switch state {
+	case ledger.PendingCheckpoint:
+		return "pending checkpoint (integrated, no checkpoint commits to it yet)"
+	case ledger.PendingIntegration:
+		return "pending integration (durable in the journal, not yet in the log)"
+	}
+	return ""
 }
 
 func runAuditShow(ctx context.Context, e *env, args []string) error {
@@ -44,11 +59,25 @@ func runAuditShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	entry, err := r.Entry(ctx, i)
-	if err != nil {
-		return err
+	var s shownEntry
+	if i < r.Size() {
+		entry, err := r.Entry(ctx, i)
+		if err != nil {
+			return err
+		}
+		s = newShownEntry(i, entry, "")
+	} else {
+		pending, err := r.Pending(ctx)
+		if err != nil {
+			return err
+		}
+		k := i - r.Size()
+		if k >= uint64(len(pending)) {
+			return fmt.Errorf("index %d is beyond the log's %d entries", i, r.Size()+uint64(len(pending)))
+		}
+		s = newShownEntry(i, pending[k].Entry, pending[k].State)
 	}
-	s := newShownEntry(i, entry)
+	entry := []byte(s.Entry)
 	if *asJSON {
 		return printJSON(e.stdout, s)
 	}
@@ -57,6 +86,10 @@ func runAuditShow(ctx context.Context, e *env, args []string) error {
 		pretty.Reset()
 		pretty.Write(entry)
 	}
-	fmt.Fprintf(e.stdout, "index:        %d\nkind:         %s\nrecord_hash:  %s\n%s\n", s.Index, s.Kind, s.RecordHash, pretty.String())
+	fmt.Fprintf(e.stdout, "index:        %d\nkind:         %s\nrecord_hash:  %s\n", s.Index, s.Kind, s.RecordHash)
+	if s.Pending != "" {
+		fmt.Fprintf(e.stdout, "state:        %s\n", pendingNote(s.Pending))
+	}
+	fmt.Fprintf(e.stdout, "%s\n", pretty.String())
 	return nil
 }

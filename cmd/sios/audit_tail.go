@@ -23,31 +23,52 @@ func runAuditTail(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	size := r.Size()
-	from := size - min(*n, size)
-	entries, err := r.Entries(ctx, from, size)
+	// Records are receipted before a checkpoint commits to them: show those too, so
+	// that every record a caller holds a receipt for is here, marked as pending.
+	pending, err := r.Pending(ctx)
 	if err != nil {
 		return err
 	}
-	shown := make([]shownEntry, len(entries))
-	for k, entry := range entries {
-		shown[k] = newShownEntry(from+uint64(k), entry)
+	size := r.Size()
+	total := size + uint64(len(pending))
+	from := total - min(*n, total)
+	var shown []shownEntry
+	if from < size {
+		entries, err := r.Entries(ctx, from, size)
+		if err != nil {
+			return err
+		}
+		for k, entry := range entries {
+			shown = append(shown, newShownEntry(from+uint64(k), entry, ""))
+		}
+	}
+	for _, p := range pending {
+		if p.Index >= from {
+			shown = append(shown, newShownEntry(p.Index, p.Entry, p.State))
+		}
 	}
 	if *asJSON {
+		if shown == nil {
+			shown = []shownEntry{}
+		}
 		return printJSON(e.stdout, shown)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tACTION\tACTOR\tRESOURCE")
-	for k, s := range shown {
-		p, err := oar.Parse(entries[k])
+	fmt.Fprintln(tw, "INDEX\tTIME\tKIND\tACTION\tACTOR\tRESOURCE\tSTATE")
+	for _, s := range shown {
+		state := "checkpointed"
+		if s.Pending != "" {
+			state = "pending " + s.Pending
+		}
+		p, err := oar.Parse(s.Entry)
 		switch {
 		case err != nil:
-			fmt.Fprintf(tw, "%d\t-\tinvalid\t%v\t\t\n", s.Index, err)
+			fmt.Fprintf(tw, "%d\t-\tinvalid\t%v\t\t\t%s\n", s.Index, err, state)
 		case p.Seal != nil:
-			fmt.Fprintf(tw, "%d\t%s\tseal\tseal %d of %d..%d\t\t\n", s.Index, p.Seal.Time, p.Seal.Seq, p.Seal.First, p.Seal.Index()-1)
+			fmt.Fprintf(tw, "%d\t%s\tseal\tseal %d of %d..%d\t\t\t%s\n", s.Index, p.Seal.Time, p.Seal.Seq, p.Seal.First, p.Seal.Index()-1, state)
 		default:
 			rec := p.Record
-			fmt.Fprintf(tw, "%d\t%s\trecord\t%s\t%s\t%s\n", s.Index, rec.Time, rec.Action, rec.Actor.ID, rec.Resource)
+			fmt.Fprintf(tw, "%d\t%s\trecord\t%s\t%s\t%s\t%s\n", s.Index, rec.Time, rec.Action, rec.Actor.ID, rec.Resource, state)
 		}
 	}
 	return tw.Flush()

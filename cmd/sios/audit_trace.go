@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -134,4 +135,31 @@ func traceEvidence(node string, cert identity.Certificate, evidence []byte) (str
 		return "", err
 	}
 	return "tpm: its keys are bound to the TPM whose EK has SHA-256 " + v.EKSHA256, nil
+}
+
+// recoverLedger completes a log left by a crash, so that a trace can prove its records
+// under a checkpoint: when no other process holds the ledger, opening and closing it
+// replays the journal into the log and publishes a checkpoint (what the node does at
+// its next start). It reports whether another process holds the ledger (a live writer).
+func recoverLedger(ctx context.Context, e *env) (live bool, err error) {
+	if _, err := os.Stat(e.ledgerDir()); err != nil {
+		return false, nil
+	}
+	n, err := e.loadNode()
+	var held *ledger.LockedError
+	if errors.As(err, &held) {
+		return true, nil // a running node holds the TPM the key is sealed to
+	}
+	if err != nil {
+		return false, nil // verification needs only the public identity
+	}
+	l, err := ledger.Open(ctx, e.ledgerDir(), n, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
+	var le *ledger.LockedError
+	if errors.As(err, &le) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("the audit log cannot be opened: %w", err)
+	}
+	return false, l.Close(ctx)
 }

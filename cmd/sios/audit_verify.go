@@ -6,15 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/sios-project/sios/ledger"
 )
 
 func runAuditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "audit verify", "audit verify [--bundle FILE | --trace FILE] [--json]")
+	fs := newFlags(e, "audit verify", "audit verify [--json]\n"+
+		"       sios [--data DIR] audit verify --trace FILE [--json]\n"+
+		"       sios [--data DIR] audit verify --bundle FILE [--json]\n"+
+		"       sios [--data DIR] audit verify --receipt FILE [--cert FILE] [--record FILE] [--json]")
 	bundle := fs.String("bundle", "", "verify this evidence bundle offline instead of the node's log")
 	traceFile := fs.String("trace", "", "verify this trace ('sios audit trace') offline instead of the node's log")
+	receipt := fs.String("receipt", "", "verify the receipts in FILE offline: receipt JSON (audit append --json, one or more), audit prove --json output, or X-Sios-Receipt header values, one per line")
+	certPath := fs.String("cert", "", "with --receipt: the node's enrolment certificate (default: DIR/node.cert)")
+	record := fs.String("record", "", "with --receipt: the record (JSON, e.g. the entry of 'audit show --json'), to check that the receipt is for it")
 	asJSON := fs.Bool("json", false, "print JSON")
 	args, err := parseFlags(fs, args)
 	if err != nil {
@@ -23,15 +28,22 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usageError("audit verify takes no arguments, got %q", args[0])
 	}
-	if *traceFile != "" {
+	switch {
+	case *traceFile != "" && (*bundle != "" || *receipt != ""):
+		return usageError("audit verify takes one of --bundle, --receipt and --trace")
+	case *traceFile != "":
 		return verifyTrace(e, *traceFile, *asJSON)
-	}
-	if *bundle != "" {
+	case *bundle != "" && *receipt != "":
+		return usageError("audit verify takes --bundle or --receipt, not both")
+	case *receipt == "" && (*certPath != "" || *record != ""):
+		return usageError("--cert and --record go with --receipt")
+	case *bundle != "":
 		return verifyBundle(e, *bundle, *asJSON)
+	case *receipt != "":
+		return verifyReceipts(e, *receipt, *certPath, *record, *asJSON)
 	}
-	// A recovery failure is reported only if verification itself finds nothing: its
-	// own report names the first bad entry, which is what the operator needs.
-	live, recoverErr := recoverLedger(ctx, e)
+	// Verification only reads: it never opens the ledger, replays the journal or
+	// records a checkpoint, so that a copy verifies without a byte changing.
 	r, _, err := e.openReader()
 	if errors.Is(err, ledger.ErrEmpty) {
 		return withHint(err, "the log is created by 'sios init'")
@@ -39,62 +51,49 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("audit log verification failed: %w", err)
 	}
-	res, err := r.Verify(ctx, live)
+	res, err := r.Verify(ctx, false)
 	if err != nil {
 		return fmt.Errorf("audit log verification failed: %w", err)
-	}
-	if recoverErr != nil {
-		return recoverErr
-	}
-	if !live {
-		if n, err := e.loadNode(); err == nil {
-			if err := r.NoteSeen(n); err != nil {
-				return err
-			}
-		}
 	}
 	if *asJSON {
 		return printJSON(e.stdout, map[string]any{
 			"verified": true, "records": res.Records, "seals": res.Seals, "entries": res.Entries,
 			"pending": res.Pending, "checkpoint_size": res.Size, "checkpoint_root": hex.EncodeToString(res.Root),
-			"consistent_with_size": res.SeenSize,
+			"consistent_with_size": res.SeenSize, "files": res.Files, "writer_running": res.Live,
+			"integrated": res.Integrated, "journal_end": res.JournalEnd, "beyond_checkpoint_records": res.BeyondRecords,
+			"torn_journal": res.TornJournal, "ignored_journal": res.IgnoredJournal,
 		})
 	}
 	fmt.Fprintf(e.stdout, "verified %d records under %d seals (%d entries; checkpoint root %s)\n",
 		res.Records, res.Seals, res.Entries, hex.EncodeToString(res.Root))
+	fmt.Fprintf(e.stdout, "checked %d entry bundles and hash tiles at every level, kept partial ones included\n", res.Files)
 	if res.SeenSize > 0 {
 		fmt.Fprintf(e.stdout, "consistent with the checkpoint this node saw at size %d\n", res.SeenSize)
 	}
-	if res.Pending > 0 {
-		fmt.Fprintf(e.stdout, "%d newer records await their seal from the running node\n", res.Pending)
+	if res.Live {
+		fmt.Fprintf(e.stdout, "a running node holds the ledger: entries beyond the checkpoint are changing and were not read\n")
+		if res.Pending > 0 {
+			fmt.Fprintf(e.stdout, "%d newer records await their seal from the running node\n", res.Pending)
+		}
+	}
+	if end := max(res.Integrated, res.JournalEnd); end > res.Entries {
+		fmt.Fprintf(e.stdout, "beyond the checkpoint: %d records (entries %d..%d), each under a verified seal, that no checkpoint commits to yet:\n",
+			res.BeyondRecords, res.Entries, end-1)
+		if res.Integrated > res.Entries {
+			fmt.Fprintf(e.stdout, "  entries %d..%d are in the log's tiles, awaiting a checkpoint\n", res.Entries, res.Integrated-1)
+		}
+		if res.JournalEnd > res.Integrated {
+			fmt.Fprintf(e.stdout, "  the journal holds %d entries (%d..%d) not yet in the log\n", res.JournalEnd-res.Integrated, res.Integrated, res.JournalEnd-1)
+		}
+		fmt.Fprintf(e.stdout, "  the node integrates and checkpoints them when it next runs\n")
+	}
+	if res.TornJournal != "" {
+		fmt.Fprintf(e.stdout, "note: %s; the node drops it\n", res.TornJournal)
+	}
+	if res.IgnoredJournal != "" {
+		fmt.Fprintf(e.stdout, "note: %s\n", res.IgnoredJournal)
 	}
 	return nil
-}
-
-// recoverLedger completes a log left by a crash: when no other process holds the
-// ledger, opening and closing it replays the journal into the log and publishes a
-// checkpoint. It reports whether another process holds the ledger (a live writer).
-func recoverLedger(ctx context.Context, e *env) (live bool, err error) {
-	if _, err := os.Stat(e.ledgerDir()); err != nil {
-		return false, nil
-	}
-	n, err := e.loadNode()
-	var held *ledger.LockedError
-	if errors.As(err, &held) {
-		return true, nil // a running node holds the TPM the key is sealed to
-	}
-	if err != nil {
-		return false, nil // verification needs only the public identity
-	}
-	l, err := ledger.Open(ctx, e.ledgerDir(), n, ledger.Options{CheckpointInterval: 100 * time.Millisecond})
-	var le *ledger.LockedError
-	if errors.As(err, &le) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("audit log verification failed: %w", err)
-	}
-	return false, l.Close(ctx)
 }
 
 func verifyBundle(e *env, path string, asJSON bool) error {

@@ -39,20 +39,27 @@ rate_limit: {requests_per_minute: 6000000, burst: 100000}
 `
 
 type decideBenchResult struct {
-	ServiceMS          float64 `json:"model_service_ms"`
-	Decisions          int     `json:"decisions"`
-	DecisionP50MS      float64 `json:"decision_p50_ms"`
-	DecisionP99MS      float64 `json:"decision_p99_ms"`
-	OverheadP50MS      float64 `json:"overhead_over_slowest_member_p50_ms"`
-	OverheadP99MS      float64 `json:"overhead_over_slowest_member_p99_ms"`
-	OverModelP50MS     float64 `json:"overhead_over_model_p50_ms"`
-	OverModelP99MS     float64 `json:"overhead_over_model_p99_ms"`
-	Clients            int     `json:"saturation_clients"`
-	DecisionsPerSecond float64 `json:"decisions_per_second"`
-	TraceRecords       int     `json:"trace_records"`
-	TraceBytes         int     `json:"trace_bytes"`
-	VerifyP50MS        float64 `json:"verify_trace_p50_ms"`
-	VerifyP99MS        float64 `json:"verify_trace_p99_ms"`
+	ServiceMS      float64 `json:"model_service_ms"`
+	Decisions      int     `json:"decisions"`
+	DecisionP50MS  float64 `json:"decision_p50_ms"`
+	DecisionP99MS  float64 `json:"decision_p99_ms"`
+	OverheadP50MS  float64 `json:"overhead_over_slowest_member_p50_ms"`
+	OverheadP99MS  float64 `json:"overhead_over_slowest_member_p99_ms"`
+	OverModelP50MS float64 `json:"overhead_over_model_p50_ms"`
+	OverModelP99MS float64 `json:"overhead_over_model_p99_ms"`
+	// The same, measured in the same run, for the panel without its member at another
+	// institution (four members, one institution: no consent grant found, used or
+	// carried), and the difference the cross-institution member makes at p50.
+	WithinDecisionP50MS float64 `json:"within_institution_decision_p50_ms"`
+	WithinOverheadP50MS float64 `json:"within_institution_overhead_over_slowest_member_p50_ms"`
+	WithinOverheadP99MS float64 `json:"within_institution_overhead_over_slowest_member_p99_ms"`
+	CrossCostP50MS      float64 `json:"cross_institution_member_added_overhead_p50_ms"`
+	Clients             int     `json:"saturation_clients"`
+	DecisionsPerSecond  float64 `json:"decisions_per_second"`
+	TraceRecords        int     `json:"trace_records"`
+	TraceBytes          int     `json:"trace_bytes"`
+	VerifyP50MS         float64 `json:"verify_trace_p50_ms"`
+	VerifyP99MS         float64 `json:"verify_trace_p99_ms"`
 }
 
 func runBenchDecide(ctx context.Context, e *env, args []string) error {
@@ -83,11 +90,16 @@ func runBenchDecide(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer f.stop()
-	body, _ := json.Marshal(map[string]any{
-		"question": "Approve the purchase order?", "options": []string{"approve", "reject", "escalate"},
-		"members": []string{"triage", "pharmacy", "radiology", "coding@" + f.idA, "opinion@*"}, "deadline": "30s"})
+	panel := func(members ...string) []byte {
+		b, _ := json.Marshal(map[string]any{"question": "Approve the purchase order?", "options": []string{"approve", "reject", "escalate"},
+			"members": members, "deadline": "30s"})
+		return b
+	}
+	// opinion@* is B's, of another institution: asked under the principal's grant.
+	body := panel("triage", "pharmacy", "radiology", "coding@"+f.idA, "opinion@*")
+	within := panel("triage", "pharmacy", "radiology", "coding@"+f.idA)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	decide := func() (wall, members time.Duration, outIndex uint64, err error) {
+	decideWith := func(body []byte, ballots int) (wall, members time.Duration, outIndex uint64, err error) {
 		req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+f.api+"/v1/decisions", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+f.key)
 		req.Header.Set("Content-Type", "application/json")
@@ -108,11 +120,12 @@ func runBenchDecide(ctx context.Context, e *env, args []string) error {
 				MembersMS float64 `json:"members_ms"`
 			} `json:"timing"`
 		}
-		if resp.StatusCode != http.StatusOK || json.Unmarshal(data, &out) != nil || len(out.Ballots) != 5 {
-			return 0, 0, 0, fmt.Errorf("a decision did not get five ballots: %d %.300s", resp.StatusCode, data)
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(data, &out) != nil || len(out.Ballots) != ballots {
+			return 0, 0, 0, fmt.Errorf("a decision did not get %d ballots: %d %.300s", ballots, resp.StatusCode, data)
 		}
 		return wall, time.Duration(out.Timing.MembersMS * float64(time.Millisecond)), out.Record.Index, nil
 	}
+	decide := func() (time.Duration, time.Duration, uint64, error) { return decideWith(body, 5) }
 
 	progress(e, *asJSON, "%d decisions of a five-member panel (two remote), one at a time", res.Decisions)
 	for range 10 { // warm connections, caches and the route to each peer
@@ -136,6 +149,21 @@ func runBenchDecide(ctx context.Context, e *env, args []string) error {
 	res.DecisionP50MS, res.DecisionP99MS = ms(percentile(walls, 50)), ms(percentile(walls, 99))
 	res.OverheadP50MS, res.OverheadP99MS = ms(percentile(overSlowest, 50)), ms(percentile(overSlowest, 99))
 	res.OverModelP50MS, res.OverModelP99MS = ms(percentile(overModel, 50)), ms(percentile(overModel, 99))
+
+	progress(e, *asJSON, "%d decisions of the panel without its member at another institution, one at a time", res.Decisions)
+	var withinWalls, withinOver []time.Duration
+	for range res.Decisions {
+		wall, members, _, err := decideWith(within, 4)
+		if err != nil {
+			return err
+		}
+		withinWalls, withinOver = append(withinWalls, wall), append(withinOver, wall-members)
+	}
+	sortDurations(withinWalls)
+	sortDurations(withinOver)
+	res.WithinDecisionP50MS = ms(percentile(withinWalls, 50))
+	res.WithinOverheadP50MS, res.WithinOverheadP99MS = ms(percentile(withinOver, 50)), ms(percentile(withinOver, 99))
+	res.CrossCostP50MS = res.OverheadP50MS - res.WithinOverheadP50MS
 
 	progress(e, *asJSON, "%d clients deciding as fast as the node lets them for %ds", res.Clients, *seconds)
 	var done atomic.Int64
@@ -187,6 +215,9 @@ func runBenchDecide(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "decision p50 / p99\t%.1f / %.1f ms\t%d decisions, one at a time\n", res.DecisionP50MS, res.DecisionP99MS, res.Decisions)
 	fmt.Fprintf(tw, "overhead over the slowest member's answer p50 / p99\t%.1f / %.1f ms\ttarget p50 ≤ 10 (request record, authorisation, count, signed outcome and its record, HTTP)\n", res.OverheadP50MS, res.OverheadP99MS)
 	fmt.Fprintf(tw, "overhead over the model's answer p50 / p99\t%.1f / %.1f ms\tthe above plus the members' own records, signatures and the fleet's round trips\n", res.OverModelP50MS, res.OverModelP99MS)
+	fmt.Fprintf(tw, "without the member at another institution: decision p50, overhead p50 / p99\t%.1f ms, %.1f / %.1f ms\tfour members of one institution: no consent grant found, used (fsync, consent.use record) or carried\n",
+		res.WithinDecisionP50MS, res.WithinOverheadP50MS, res.WithinOverheadP99MS)
+	fmt.Fprintf(tw, "overhead the member at another institution adds, p50\t%.1f ms\t\n", res.CrossCostP50MS)
 	fmt.Fprintf(tw, "decisions per second at saturation\t%.0f\t%d clients\n", res.DecisionsPerSecond, res.Clients)
 	fmt.Fprintf(tw, "audit verify --trace p50 / p99\t%.1f / %.1f ms\ttarget < 50 (%d records, %d bytes, five contributors on three nodes)\n", res.VerifyP50MS, res.VerifyP99MS, res.TraceRecords, res.TraceBytes)
 	return tw.Flush()
@@ -282,6 +313,22 @@ func startDecideFleet(ctx context.Context, dir string, latency time.Duration) (*
 		return len(fl.Candidates("coding")) > 0 && len(fl.Candidates("opinion")) > 0
 	}); err != nil {
 		return nil, fmt.Errorf("the fleet did not form: %v", err)
+	}
+	// The question goes to B's opinion, of another institution, only under a consent
+	// grant of the principal's (docs/consent.md section 10.8).
+	grant, _ := json.Marshal(map[string]any{"to": certB.RootID, "action": "invoke", "brain": "opinion", "max_classification": "OFFICIAL",
+		"purpose": "sios bench decide", "expires_in": 86400})
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+f.api+"/v1/consents", bytes.NewReader(grant))
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("consent grant: %v", err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("consent grant: %d %.300s", resp.StatusCode, out)
 	}
 	return f, nil
 }

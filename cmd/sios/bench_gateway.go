@@ -76,13 +76,14 @@ type rated struct {
 }
 
 func runBenchGateway(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench gateway", "bench gateway [--rps N] [--duration D] [--backend-latency D] [--find-max] [--full-receipts] [--node-gomaxprocs N] [--cpuprofile FILE] [--json]")
+	fs := newFlags(e, "bench gateway", "bench gateway [--rps N] [--duration D] [--backend-latency D] [--find-max] [--full-receipts] [--node-gomaxprocs N] [--node-binary PATH] [--cpuprofile FILE] [--json]")
 	rps := fs.Int("rps", 2000, "fixed request rate, in both phases")
 	duration := fs.Duration("duration", 5*time.Second, "length of each phase")
 	latency := fs.Duration("backend-latency", 20*time.Millisecond, "the mock backend's fixed service time")
 	findMax := fs.Bool("find-max", false, "then raise the rate step by step to find the highest with p99 overhead ≤ 5 ms and no errors")
 	fullReceipts := fs.Bool("full-receipts", false, "ask for the full receipt inline in every answer (X-Sios-Receipt: full)")
 	procs := fs.Int("node-gomaxprocs", 0, "GOMAXPROCS of the node process (0: the node's own choice)")
+	nodeBinary := fs.String("node-binary", "", "run the node with this sios binary instead of this one (to compare builds in one run)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the node process during the node phase to FILE")
 	rest, err := parseFlags(fs, args)
@@ -112,7 +113,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	nd, err := startBenchNode(dir, mockURL, *rps, *procs)
+	nd, err := startBenchNode(dir, mockURL, *rps, *procs, *nodeBinary)
 	if err != nil {
 		return err
 	}
@@ -250,8 +251,8 @@ var (
 )
 
 // startBenchNode initialises dir with the benchmark brain and room for the rate, and
-// starts 'sios up' on it with this binary.
-func startBenchNode(dir, backendURL string, rps, procs int) (*benchNode, error) {
+// starts 'sios up' on it with exe (this binary when empty).
+func startBenchNode(dir, backendURL string, rps, procs int, exe string) (*benchNode, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "brains"), 0o700); err != nil {
 		return nil, err
 	}
@@ -262,9 +263,11 @@ func startBenchNode(dir, backendURL string, rps, procs int) (*benchNode, error) 
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	cmd := exec.Command(exe, "--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "10s")
 	cmd.Env = os.Environ()

@@ -102,18 +102,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var eb struct {
-			Error struct {
-				Message string `json:"message"`
-				Code    string `json:"code"`
-			} `json:"error"`
-		}
-		json.Unmarshal(data, &eb)
-		msg := fmt.Errorf("the node refused (%d %s): %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
-		if idx, seal, _, err := api.ParseCompactReceipt(resp.Header.Get(api.ReceiptHeader)); err == nil {
-			return withHint(msg, fmt.Sprintf("the refusal is audit record %d (seal %d)", idx, seal))
-		}
-		return msg
+		return nodeRefusal(resp, data)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("the node's answer is not what %s %s returns: %v", method, path, err)

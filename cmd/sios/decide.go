@@ -156,18 +156,7 @@ func callAPI(ctx context.Context, nodeURL, key, method, path string, body []byte
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error struct {
-				Message string `json:"message"`
-				Code    string `json:"code"`
-			} `json:"error"`
-		}
-		json.Unmarshal(data, &eb)
-		msg := fmt.Errorf("the node refused (%d %s): %s", resp.StatusCode, eb.Error.Code, eb.Error.Message)
-		if rc := decodeReceiptHeader(resp.Header.Get("X-Sios-Receipt")); rc != nil {
-			return nil, withHint(msg, fmt.Sprintf("the refusal is audit record %d (seal %d)", rc.Index, rc.SealIndex))
-		}
-		return nil, msg
+		return nil, nodeRefusal(resp, data)
 	}
 	return data, nil
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,9 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sios-project/sios/backend/mock"
+	"github.com/sios-project/sios/consent"
 	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/deliberate"
+	"github.com/sios-project/sios/fleet"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
+	"github.com/sios-project/sios/policy"
 	"github.com/sios-project/sios/trace"
 )
 
@@ -26,15 +33,20 @@ import (
 // O (the origin) holds clinical-triage, pharmacology and radiology-reporting; A, of
 // O's institution, holds clinical-coding; B, of another institution, holds
 // second-opinion, the brain of the BRAIN@* seat (the docs' evaluator@*: no other node
-// offers it, so the seat is B's).
+// offers it, so the seat is B's). The question is alice's data: it goes to B, of another
+// institution, only under her consent grant for second-opinion there.
 
 const secondOpinion = "second-opinion"
 
 type decisionFleet struct {
 	o, a, b          *runningNode
 	idO, idA, idB    string
+	rootB            string
 	sc               *script
-	key              string // alice at O, SECRET
+	modelB           *mock.Server // B's model server
+	key              string       // alice at O, SECRET
+	grant            string       // the file of her grant for second-opinion at B's institution
+	grantID          string
 	members, vetoers []string
 	weights          map[string]int
 }
@@ -55,8 +67,9 @@ func newDecisionFleet(t *testing.T) *decisionFleet {
 	f := &decisionFleet{sc: newScript()}
 	f.o = startNode(t, dirO, "--fleet-listen", "127.0.0.1:0", "--backend", modelServer(t, f.sc.mock()), "--model", "unused")
 	f.a = startNode(t, dirA, "--fleet-listen", "127.0.0.1:0", "--join", f.o.fleetAddr, "--backend", modelServer(t, f.sc.mock()), "--model", "unused")
-	f.b = startNode(t, dirB, "--fleet-listen", "127.0.0.1:0", "--join", f.a.fleetAddr, "--backend", modelServer(t, f.sc.mock()), "--model", "unused")
-	f.idO, f.idA, f.idB = nodeIDOf(t, dirO), nodeIDOf(t, dirA), nodeIDOf(t, dirB)
+	f.modelB = f.sc.mock()
+	f.b = startNode(t, dirB, "--fleet-listen", "127.0.0.1:0", "--join", f.a.fleetAddr, "--backend", modelServer(t, f.modelB), "--model", "unused")
+	f.idO, f.idA, f.idB, f.rootB = nodeIDOf(t, dirO), nodeIDOf(t, dirA), nodeIDOf(t, dirB), institutionOf(t, dirB)
 	seesAlive(t, dirO, f.idA, f.idB)
 	eventually(t, 20*time.Second, "O routes to clinical-coding on A and second-opinion on B", func() (bool, string) {
 		routes := decode[map[string][]map[string]any](t, ok(t, dirO, "fleet", "routes", "--json"))
@@ -66,6 +79,8 @@ func newDecisionFleet(t *testing.T) *decisionFleet {
 		return has("clinical-coding", f.idA) && has(secondOpinion, f.idB), fmt.Sprint(routes[secondOpinion])
 	})
 	f.key = f.o.addPrincipal(t, "default", "alice", "SECRET")
+	f.grant, f.grantID = grantFile(t, f.o.url, f.key, "--to", f.rootB, "--action", "invoke", "--brain", secondOpinion,
+		"--max", "OFFICIAL-SENSITIVE", "--purpose", "direct care: a second opinion on the panel's decisions", "--expires", "1d")
 	f.members = []string{"clinical-triage", "pharmacology", "radiology-reporting", "clinical-coding@" + f.idA, secondOpinion + "@*"}
 	f.vetoers = []string{"pharmacology", secondOpinion + "@*"}
 	f.weights = map[string]int{f.members[0]: 3, f.members[1]: 1, f.members[2]: 1, f.members[3]: 2, f.members[4]: 2}
@@ -309,6 +324,112 @@ func TestDecisionsAcrossTheFleet(t *testing.T) {
 		}
 	})
 
+	t.Run("a member at another institution is asked only under a grant", func(t *testing.T) {
+		f.script([]string{"admit", "admit", "admit", "admit", "refer"}, nil)
+		// Under alice's grant B's ballot counts: the request record names the grant for
+		// B's member and links to the grant's use, recorded before anything was sent,
+		// and B's record of its ballot names the grant too.
+		status, res, body := f.o.decide(t, f.key, map[string]any{"question": "Under her grant: discharge?", "options": []string{"discharge", "admit", "refer"},
+			"members": []string{"clinical-triage", secondOpinion + "@" + f.idB}, "classification": "OFFICIAL-SENSITIVE"})
+		if status != 200 || len(res.Ballots) != 2 || len(res.Absent) != 0 {
+			t.Fatalf("under the grant: %d %.500s", status, body)
+		}
+		reqRec := f.decisionRecord(t, f.o.dir, oar.ActionDecisionRequest, res.DecisionID)
+		m := memberOf(t, reqRec, secondOpinion+"@"+f.idB)
+		if m["effect"] != "allow" || m["consent"] == nil || m["consent"].(map[string]any)["grant"] != f.grantID {
+			t.Fatalf("the request record's member: %v", m)
+		}
+		use := slices.IndexFunc(reqRec.Links, func(l oar.Link) bool { return l.Rel == "consent" })
+		if use < 0 {
+			t.Fatalf("the request record links to no consent.use: %+v", reqRec.Links)
+		}
+		used := slices.IndexFunc(recordsWith(ledgerRecords(t, f.o.dir), oar.ActionConsentUse), func(r *oar.Record) bool {
+			d := detailMap(t, r)
+			return recordHash(r) == reqRec.Links[use].RecordHash && d["decision"] == res.DecisionID && d["grant"] == f.grantID && d["peer"] == f.idB
+		})
+		if used < 0 {
+			t.Fatal("the consent.use record the request links to is not O's record of this decision's use of the grant")
+		}
+		waitRecord(t, f.b.dir, func(r *oar.Record) bool {
+			return r.Action == oar.ActionDecisionBallot && r.Resource == "decision/"+res.DecisionID && strings.Contains(string(r.Detail), f.grantID)
+		})
+
+		// bob has made no grant: B's member is absent, consent_required, never asked.
+		bob := f.o.addPrincipal(t, "default", "bob", "SECRET")
+		chats := f.modelB.Chats()
+		for _, member := range []string{secondOpinion + "@*", secondOpinion + "@" + f.idB} {
+			q := "Without a grant, asking " + member + ": discharge?"
+			status, res, body := f.o.decide(t, bob, map[string]any{"question": q, "options": []string{"discharge", "admit", "refer"},
+				"members": []string{"clinical-triage", member}, "classification": "OFFICIAL-SENSITIVE"})
+			if status != 200 || len(res.Ballots) != 1 || len(res.Absent) != 1 || res.Absent[0].Member != member ||
+				!strings.Contains(res.Absent[0].Reason, "not asked: consent_required") || !strings.Contains(res.Absent[0].Reason, secondOpinion) {
+				t.Fatalf("%s without a grant: %d %.500s", member, status, body)
+			}
+			m := memberOf(t, f.decisionRecord(t, f.o.dir, oar.ActionDecisionRequest, res.DecisionID), member)
+			if m["effect"] != "deny" || m["code"] != "consent_required" || fmt.Sprint(m["policies"]) != "[consent]" || m["consent"] != nil {
+				t.Fatalf("the request record's member %s: %v", member, m)
+			}
+			for _, b := range f.modelB.Received() {
+				if bytes.Contains(b, []byte(q)) {
+					t.Fatalf("the question reached B's model without a grant")
+				}
+			}
+		}
+		// A panel all of whose members want a grant is refused as a remote call is.
+		status, _, body = f.o.decide(t, bob, map[string]any{"question": "Nobody may be asked", "options": []string{"discharge", "admit"},
+			"members": []string{secondOpinion + "@*", secondOpinion + "@" + f.idB}, "classification": "OFFICIAL-SENSITIVE"})
+		if status != 403 || !strings.Contains(body, `"consent_required"`) {
+			t.Fatalf("a panel of members without a grant: %d %.300s", status, body)
+		}
+		if n := f.modelB.Chats(); n != chats {
+			t.Fatalf("B's model server answered %d requests while only members without a grant were at B", n-chats)
+		}
+
+		// Sent straight to B by O's node, a decision call is refused at B's door without
+		// the grant, with an altered one, or with one made for another institution, and
+		// B records each refusal with its code; with alice's own grant it is served.
+		_, rootB := publicKeyOf(t, f.b.dir)
+		pc := newPeerClient(t, f.o.dir, f.b.fleetAddr, fleet.NewTrust(rootB))
+		real := grantBytes(t, f.grant)
+		altered := bytes.Replace(real, []byte(`"purpose":"direct care:`), []byte(`"purpose":"research:`), 1)
+		elsewhere, err := consent.Sign(pc.node.Key, consent.Grant{ID: consent.NewID(),
+			Grantor:  consent.Grantor{Principal: "alice", Tenant: "default", Clearance: policy.Secret},
+			Origin:   consent.Origin{Node: f.idO, Institution: pc.node.Cert.RootID},
+			Audience: consent.Audience{Institution: pc.node.Cert.RootID},
+			Scope:    consent.Scope{Action: consent.ActionInvoke, Brain: secondOpinion, Max: policy.Secret},
+			Purpose:  "made for another institution", Issued: oar.FormatTime(time.Now().Truncate(time.Second)),
+			Expires: oar.FormatTime(time.Now().Truncate(time.Second).Add(time.Hour))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chats = f.modelB.Chats()
+		for _, c := range []struct {
+			name  string
+			grant []byte
+			code  string
+		}{
+			{"no grant", nil, "consent_required"},
+			{"an altered grant", altered, "consent_forged"},
+			{"a grant for another institution", elsewhere, "consent_wrong_audience"},
+		} {
+			env, out := f.decisionCall(t, pc, "Sent straight to B with "+c.name+": discharge?", c.grant)
+			if !refusedWith(out, c.code) {
+				t.Fatalf("%s: %v", c.name, out)
+			}
+			digest := oar.DigestOf("envelope", env).SHA256
+			waitRecord(t, f.b.dir, func(r *oar.Record) bool {
+				return r.Action == oar.ActionFleetRefuseCall && len(r.Inputs) == 1 && r.Inputs[0].SHA256 == digest &&
+					detailMap(t, r)["code"] == c.code && slices.Equal(r.Decision.Policies, []string{"consent"})
+			})
+		}
+		if n := f.modelB.Chats(); n != chats {
+			t.Fatalf("B's model answered %d refused decision calls", n-chats)
+		}
+		if _, out := f.decisionCall(t, pc, "Sent straight to B under her grant: discharge?", real); out["ballot"] == nil {
+			t.Fatalf("under her grant: %v", out)
+		}
+	})
+
 	// A decision every member answers, to trace.
 	ex := docExamples(t)[0] // P1
 	f.script(ex.choices, nil)
@@ -446,6 +567,74 @@ func TestDecisionsAcrossTheFleet(t *testing.T) {
 	if n := len(recordsWith(ledgerRecords(t, f.a.dir), oar.ActionDecisionBallot)); n < 20 {
 		t.Fatalf("A recorded %d ballots", n)
 	}
+}
+
+// decisionRecord is dir's record of action for decision id, once it is checkpointed.
+func (f *decisionFleet) decisionRecord(t *testing.T, dir, action, id string) *oar.Record {
+	t.Helper()
+	is := func(r *oar.Record) bool { return r.Action == action && r.Resource == "decision/"+id }
+	waitRecord(t, dir, is)
+	recs := ledgerRecords(t, dir)
+	return recs[slices.IndexFunc(recs, is)]
+}
+
+// memberOf is the member of a decision.request record's detail.
+func memberOf(t *testing.T, rec *oar.Record, member string) map[string]any {
+	t.Helper()
+	var d struct {
+		Members []map[string]any `json:"members"`
+	}
+	if err := json.Unmarshal(rec.Detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range d.Members {
+		if m["member"] == member {
+			return m
+		}
+	}
+	t.Fatalf("the request record names no member %s: %s", member, rec.Detail)
+	return nil
+}
+
+func detailMap(t *testing.T, rec *oar.Record) map[string]any {
+	t.Helper()
+	var d map[string]any
+	if err := json.Unmarshal(rec.Detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// decisionCall sends B a decision call as O's node would, for alice, with question to a
+// panel of O's clinical-triage and B's second-opinion, carrying grant (fed-call/2)
+// unless it is nil. It returns the envelope and B's answer.
+func (f *decisionFleet) decisionCall(t *testing.T, pc *peerClient, question string, grant []byte) ([]byte, map[string]any) {
+	t.Helper()
+	now := time.Now()
+	req, err := decision.SealRequest(pc.node.Key, decision.Request{Origin: f.idO, Issued: oar.FormatTime(now), Deadline: oar.FormatTime(now.Add(time.Minute)),
+		Classification: "OFFICIAL-SENSITIVE", QuestionDigest: decision.QuestionDigest(question), Options: []string{"discharge", "admit", "refer"},
+		Rule: decision.Rule{Name: decision.RulePlurality}, Panel: decision.Panel{Members: []string{"clinical-triage", secondOpinion + "@" + f.idB}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jcs.Marshal(deliberate.CallPayload{Question: question, Request: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(payload)
+	env, err := fleet.SealEnvelope(pc.node.Key, fleet.Envelope{Origin: f.idO, Target: f.idB, Issued: oar.FormatTime(now), Expires: oar.FormatTime(now.Add(time.Minute)),
+		Principal: "alice", Tenant: "default", Clearance: "SECRET", Classification: "OFFICIAL-SENSITIVE", Brain: secondOpinion,
+		PayloadDigest: hex.EncodeToString(sum[:]), Consent: grant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]json.RawMessage{"envelope": env, "payload": payload})
+	_, _, b := pc.post(t, deliberate.CallPath, body)
+	var out map[string]any
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("decision call answer: %s", b)
+	}
+	return env, out
 }
 
 // waitRecord waits until a stopped or running node's checkpointed log holds a record

@@ -101,6 +101,7 @@ func commands() []command {
 		{"root", "export the institution root's public key for other operators", runRoot},
 		{"trust", "pin other institutions' roots and TPM endorsement keys (trust add-root, add-ek, remove, list)", runTrust},
 		{"fleet", "the fleet as this node sees it (fleet peers|routes|records)", runFleet},
+		{"role", "chartered roles and their succession (role list|show|define|checkin|refute|accept|remove|letter)", runRole},
 		{"audit", "append to, inspect, prove, export, verify, compare and replicate the signed audit log", runAudit},
 		{"demo", "see a fleet of two institutions work (demo fleet)", runDemo},
 		{"bench", "measure performance (bench audit|gateway|memory|fleet|replication)", runBench},

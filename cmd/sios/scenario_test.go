@@ -34,6 +34,8 @@ import (
 //	jsonenv VAR PATH       set VAR to the member at PATH (a.b.0.c) of the JSON that the
 //	                       last command printed
 //	waitpeers NAME N       wait until NAME sees N peers alive (sios fleet peers)
+//	waitrole NAME ROLE STATE
+//	                       wait until NAME shows ROLE in STATE (sios role show --json)
 func TestScenarios(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: filepath.Join("testdata", "scenarios"),
@@ -50,6 +52,7 @@ func TestScenarios(t *testing.T) {
 			"api":       cmdAPI,
 			"jsonenv":   cmdJSONEnv,
 			"waitpeers": cmdWaitPeers,
+			"waitrole":  cmdWaitRole, // role_test.go
 		},
 	})
 }

@@ -114,6 +114,10 @@ func TestTPMNodeStartsSignsAndFederates(t *testing.T) {
 	if out := ok(t, b, "fleet", "peers"); !strings.Contains(out, "ATTESTATION") || !strings.Contains(out, " tpm ") {
 		t.Errorf("fleet peers does not show a's attestation:\n%s", out)
 	}
+	// Its own route table says its brains run on a TPM-attested node.
+	if out := ok(t, a, "fleet", "routes", "--json"); !strings.Contains(out, `"local": true`) || !strings.Contains(out, `"attestation": "tpm"`) {
+		t.Errorf("a's route table does not show itself as tpm:\n%.600s", out)
+	}
 	nb.stop(t)
 	na.stop(t)
 

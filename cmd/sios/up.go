@@ -146,6 +146,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "runtime: GOMAXPROCS=%d on %d CPUs\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 		fmt.Fprintf(e.stdout, "sios node %s serving the OpenAI-compatible API on http://%s/v1 (backend: %s)\n",
 			n.ID(), ln.Addr(), n.Config().Backend)
+		fmt.Fprintf(e.stdout, "console: http://%s/console/\n", ln.Addr())
 		if a := n.MetricsAddr(); a != "" {
 			fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", a)
 		}

@@ -490,7 +490,7 @@ func TestUpPublishesTheNodesFederationFeed(t *testing.T) {
 	for _, r := range recs {
 		kinds = append(kinds, r["kind"].(string))
 	}
-	if strings.Join(kinds, ",") != "identity,posture,brains,audit,limits" {
+	if strings.Join(kinds, ",") != "identity,posture,brains,audit,limits,kem" { // kem: the role keeper states its KEM key
 		t.Fatalf("feed kinds: %v", kinds)
 	}
 	// A restart with nothing changed appends nothing.

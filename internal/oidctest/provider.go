@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"maps"
 	"net"
 	"net/http"
@@ -66,6 +67,7 @@ func Start(t testing.TB, users map[string]map[string]any) *Provider {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/login", p.loginPage)
 	mux.Handle("/", o)
 	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/keys" {
@@ -182,6 +184,7 @@ type storage struct {
 	keys     []*signingKey           // guarded by mu; the last signs
 	keepOld  bool                    // guarded by mu
 	seq      int                     // guarded by mu
+	redirect []string                // guarded by mu; redirect URIs allowed besides redirectURI
 }
 
 var (
@@ -191,15 +194,14 @@ var (
 
 func newStorage(t testing.TB, users map[string]map[string]any) *storage {
 	s := &storage{
-		users: users,
-		clients: map[string]*client{
-			"sios-console": {id: "sios-console"},
-			"other-app":    {id: "other-app"},
-		},
+		users:    users,
+		clients:  map[string]*client{},
 		requests: map[string]*authRequest{},
 		codes:    map[string]string{},
 		keepOld:  true,
 	}
+	s.clients["sios-console"] = &client{id: "sios-console", s: s}
+	s.clients["other-app"] = &client{id: "other-app", s: s}
 	s.rotate(t, true)
 	return s
 }
@@ -220,16 +222,52 @@ func (s *storage) rotate(t testing.TB, keepOld bool) string {
 
 func (s *storage) login(t testing.TB, id, user string) {
 	t.Helper()
+	if err := s.authenticate(id, user); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// authenticate marks the auth request id as signed in by user.
+func (s *storage) authenticate(id, user string) error {
 	if _, ok := s.users[user]; !ok {
-		t.Fatalf("no user %q at the provider", user)
+		return fmt.Errorf("no user %q at the provider", user)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.requests[id]
 	if !ok {
-		t.Fatalf("no auth request %q", id)
+		return fmt.Errorf("no auth request %q", id)
 	}
 	r.subject, r.done, r.authTime = user, true, time.Now()
+	return nil
+}
+
+// AllowRedirect lets the clients send users back to uri as well (a node's console
+// callback on loopback).
+func (p *Provider) AllowRedirect(uri string) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.redirect = append(p.store.redirect, uri)
+}
+
+// loginPage is the provider's login page for a browser: a form asking who signs in
+// (the test provider has no passwords); posting it completes the auth request and
+// sends the browser on to the provider's callback, as a real login UI does.
+func (p *Provider) loginPage(w http.ResponseWriter, r *http.Request) {
+	id := r.FormValue("authRequestID")
+	if r.Method == http.MethodPost {
+		if err := p.store.authenticate(id, r.PostFormValue("username")); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		http.Redirect(w, r, "/authorize/callback?id="+url.QueryEscape(id), http.StatusFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprintf(w, `<!doctype html><title>Test provider sign-in</title>
+<form method="post" action="/login"><input type="hidden" name="authRequestID" value="%s">
+<label>User <input id="username" name="username"></label> <button id="login" type="submit">Sign in</button></form>`,
+		html.EscapeString(id))
 }
 
 func (s *storage) CreateAuthRequest(_ context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
@@ -238,6 +276,9 @@ func (s *storage) CreateAuthRequest(_ context.Context, req *oidc.AuthRequest, _ 
 	s.seq++
 	r := &authRequest{id: fmt.Sprintf("req-%d", s.seq), clientID: req.ClientID, redirectURI: req.RedirectURI,
 		scopes: req.Scopes, state: req.State, nonce: req.Nonce, responseType: req.ResponseType}
+	if req.CodeChallenge != "" {
+		r.challenge = &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod}
+	}
 	s.requests[r.id] = r
 	return r, nil
 }
@@ -402,6 +443,7 @@ type authRequest struct {
 	subject                                 string
 	done                                    bool
 	authTime                                time.Time
+	challenge                               *oidc.CodeChallenge // PKCE, when the client sent one
 }
 
 func (r *authRequest) GetID() string                         { return r.id }
@@ -410,7 +452,7 @@ func (r *authRequest) GetAMR() []string                      { return []string{"
 func (r *authRequest) GetAudience() []string                 { return []string{r.clientID} }
 func (r *authRequest) GetAuthTime() time.Time                { return r.authTime }
 func (r *authRequest) GetClientID() string                   { return r.clientID }
-func (r *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return nil }
+func (r *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return r.challenge }
 func (r *authRequest) GetNonce() string                      { return r.nonce }
 func (r *authRequest) GetRedirectURI() string                { return r.redirectURI }
 func (r *authRequest) GetResponseType() oidc.ResponseType    { return r.responseType }
@@ -421,10 +463,17 @@ func (r *authRequest) GetSubject() string                    { return r.subject 
 func (r *authRequest) Done() bool                            { return r.done }
 
 // client is a confidential web client that receives JWT access tokens.
-type client struct{ id string }
+type client struct {
+	id string
+	s  *storage
+}
 
-func (c *client) GetID() string                       { return c.id }
-func (c *client) RedirectURIs() []string              { return []string{redirectURI} }
+func (c *client) GetID() string { return c.id }
+func (c *client) RedirectURIs() []string {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return append([]string{redirectURI}, c.s.redirect...)
+}
 func (c *client) PostLogoutRedirectURIs() []string    { return nil }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeWeb }
 func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
