@@ -25,6 +25,12 @@ import (
 // since the checkpoint (whose newest version the file does not show yet); it reads
 // each of those pages as SQLite has it and writes it back, through sqlite_dbpage, with
 // exactly its unused bytes zeroed. It returns how many pages it rewrote.
+//
+// The database file is read through s.db, which stays open as long as the store:
+// closing any descriptor of a file drops every POSIX lock the process holds on it,
+// including the locks of SQLite's own connections, after which another process could
+// take the database as unused (https://www.sqlite.org/howtocorrupt.html, 2.2). The WAL
+// file carries no locks (SQLite locks the -shm file), so it is opened per scrub.
 func (s *Store) scrub(ctx context.Context) (int, error) {
 	var pageSize int
 	if err := s.w.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
@@ -70,7 +76,7 @@ func (s *Store) scrub(ctx context.Context) (int, error) {
 		return nil
 	}
 	seen := make(map[int]bool)
-	if usable, err = dirtyPages(path, pageSize, func(pgno int, page []byte) error {
+	if usable, err = dirtyPages(s.db, pageSize, func(pgno int, page []byte) error {
 		seen[pgno] = true
 		return fix(pgno, page)
 	}); err != nil {
@@ -129,21 +135,16 @@ func walPages(path string, pageSize int) (map[int]bool, error) {
 	}
 }
 
-// dirtyPages reads the database file at path and calls dirty with each b-tree page
-// whose unused space holds a byte that is not zero. It returns the usable size of a
-// page: the page size less the reserved bytes the header names. dirty may change the
-// page it is given.
-func dirtyPages(path string, pageSize int, dirty func(pgno int, page []byte) error) (usable int, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("scrub: %w", err)
-	}
-	defer f.Close()
+// dirtyPages reads the database file db from its start (without moving its offset,
+// and without closing it) and calls dirty with each b-tree page whose unused space
+// holds a byte that is not zero. It returns the usable size of a page: the page size
+// less the reserved bytes the header names. dirty may change the page it is given.
+func dirtyPages(db *os.File, pageSize int, dirty func(pgno int, page []byte) error) (usable int, err error) {
 	const chunkPages = 256
 	buf := make([]byte, chunkPages*pageSize)
 	usable = pageSize
-	for pgno := 1; ; {
-		n, err := io.ReadFull(f, buf)
+	for pgno, off := 1, int64(0); ; off += int64(len(buf)) {
+		n, err := db.ReadAt(buf, off)
 		if pgno == 1 && n > 20 {
 			usable -= int(buf[20]) // reserved bytes at the end of every page
 		}
@@ -159,11 +160,11 @@ func dirtyPages(path string, pageSize int, dirty func(pgno int, page []byte) err
 			}
 			pgno++
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if errors.Is(err, io.EOF) {
 			return usable, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("scrub: read %s: %w", path, err)
+			return 0, fmt.Errorf("scrub: read %s: %w", db.Name(), err)
 		}
 	}
 }

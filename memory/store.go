@@ -33,9 +33,10 @@ type Options struct {
 // Store is a tenant-partitioned, encrypted memory store. It is safe for concurrent use,
 // and other processes may open the same store: SQLite's locking keeps the file consistent.
 type Store struct {
-	dir     string  // <dataDir>/memory
-	w       *sql.DB // one connection: every write transaction, the purge
-	r       *sql.DB // reads; WAL lets them run beside the writer
+	dir     string   // <dataDir>/memory
+	db      *os.File // the database file, for scrub; open until Close (see scrub)
+	w       *sql.DB  // one connection: every write transaction, the purge
+	r       *sql.DB  // reads; WAL lets them run beside the writer
 	kek     []byte
 	kekAEAD cipher.AEAD
 	now     func() time.Time
@@ -100,22 +101,24 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(s.dir, "memory.db")
 	// SQLite creates -wal and -shm with the database file's mode, so creating it
-	// 0600 here makes all three private.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	// 0600 here makes all three private. The descriptor stays open until Close, after
+	// SQLite's: closing it earlier would drop their locks (see scrub).
+	var err error
+	if s.db, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
-	f.Close()
 	if err := os.Chmod(path, 0o600); err != nil {
+		s.db.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 
 	if s.w, err = sql.Open("sqlite", dsn(path, "immediate")); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
 	if s.r, err = sql.Open("sqlite", dsn(path, "deferred")); err != nil {
-		s.w.Close()
+		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
@@ -188,6 +191,9 @@ func (s *Store) Close() error {
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
 	}
 	clear(s.kek)
 	return errors.Join(errs...)
