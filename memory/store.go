@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,9 +73,12 @@ CREATE INDEX IF NOT EXISTS memories_created ON memories(created);
 `
 
 // dsn gives every connection the same settings: SQLite's secure_delete is a
-// per-connection setting, so it must be in the DSN, not run once.
+// per-connection setting, so it must be in the DSN, not run once. The path is
+// percent-encoded: SQLite reads the name as a URI, where a '#' or '?' ends the path
+// and '%' starts an escape, so a data directory holding one of them would otherwise
+// open another database, silently — an empty store beside the real one.
 func dsn(path, txlock string) string {
-	return "file:" + path +
+	return (&url.URL{Scheme: "file", Path: path}).String() +
 		"?_pragma=busy_timeout(10000)" +
 		"&_pragma=secure_delete(ON)" +
 		"&_pragma=journal_mode(WAL)" +
