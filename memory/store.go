@@ -76,7 +76,8 @@ CREATE INDEX IF NOT EXISTS memories_created ON memories(created);
 // per-connection setting, so it must be in the DSN, not run once. The path is
 // percent-encoded: SQLite reads the name as a URI, where a '#' or '?' ends the path
 // and '%' starts an escape, so a data directory holding one of them would otherwise
-// open another database, silently — an empty store beside the real one.
+// open another database, silently — an empty store beside the real one. path must
+// be absolute.
 func dsn(path, txlock string) string {
 	return (&url.URL{Scheme: "file", Path: path}).String() +
 		"?_pragma=busy_timeout(10000)" +
@@ -116,12 +117,18 @@ func Open(dataDir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 
-	if s.w, err = sql.Open("sqlite", dsn(path, "immediate")); err != nil {
+	// An absolute path: in a URI, a relative one's first element would read as a host.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	if s.w, err = sql.Open("sqlite", dsn(abs, "immediate")); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
-	if s.r, err = sql.Open("sqlite", dsn(path, "deferred")); err != nil {
+	if s.r, err = sql.Open("sqlite", dsn(abs, "deferred")); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}

@@ -348,10 +348,14 @@ func TestConcurrentUse(t *testing.T) {
 // found again after a reopen, the files SQLite writes are in the directory, and
 // nothing is created beside it.
 func TestOpenInADirectoryWithURICharacters(t *testing.T) {
-	for _, name := range []string{"node#01", "node?mode=ro", "node%23x", "node with spaces&x=1"} {
+	for _, name := range []string{"node#01", "node?mode=ro", "node%23x", "node with spaces&x=1", "relative"} {
 		t.Run(name, func(t *testing.T) {
 			parent := t.TempDir()
 			dir := filepath.Join(parent, name)
+			if name == "relative" { // as `sios --data node-a` gives it
+				t.Chdir(parent)
+				dir = name
+			}
 			ctx := context.Background()
 			s := openStore(t, dir)
 			if _, err := s.Add(ctx, NewMemory{Tenant: "t", Subject: "s", Classification: policy.Official, Source: "src", Text: "the harbour survey"}); err != nil {
