@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,28 +125,67 @@ func BenchmarkSearch(b *testing.B) {
 
 // BenchmarkForget forgets a subject of 1,000 memories in a store of 100,000.
 func BenchmarkForget(b *testing.B) {
+	benchmarkForget(b, false)
+}
+
+// BenchmarkExpire expires 1,000 memories (one subject's) in a store of 100,000: the
+// retention path, which deletes and purges as Forget does.
+func BenchmarkExpire(b *testing.B) {
+	benchmarkForget(b, true)
+}
+
+func benchmarkForget(b *testing.B, expire bool) {
 	dir := bigStore(b, 100_000)
-	s := openStore(b, dir)
+	now := time.Now()
+	clock := now
+	s, err := Open(dir, Options{Now: func() time.Time { return clock }})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer s.Close()
 	g := newTextGen(5)
 	ctx := context.Background()
-	var total time.Duration
+	var total, cpu time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		batch := make([]NewMemory, 1000)
 		for j := range batch {
 			batch[j] = NewMemory{Tenant: "bench", Subject: "forget-me", Classification: policy.Secret, Source: "bench", Text: g.text(30)}
 		}
+		clock = now.Add(-48 * time.Hour)
 		if _, err := s.AddBatch(ctx, batch); err != nil {
 			b.Fatal(err)
 		}
+		clock = now
 		b.StartTimer()
-		t0 := time.Now()
-		f, err := s.Forget(ctx, "bench", "forget-me")
-		total += time.Since(t0)
-		if err != nil || len(f.IDs) != 1000 {
-			b.Fatalf("Forget: %v", err)
+		t0, c0 := time.Now(), processCPU()
+		var n int
+		if expire {
+			var fs []Forgotten
+			fs, err = s.Expire(ctx, now, Retention{PerTenant: map[string]time.Duration{"bench": 24 * time.Hour}})
+			for _, f := range fs {
+				n += len(f.IDs)
+			}
+		} else {
+			var f *Forgotten
+			if f, err = s.Forget(ctx, "bench", "forget-me"); f != nil {
+				n = len(f.IDs)
+			}
+		}
+		total, cpu = total+time.Since(t0), cpu+processCPU()-c0
+		if err != nil || n != 1000 {
+			b.Fatalf("forgot %d memories: %v", n, err)
 		}
 	}
 	b.ReportMetric(float64(total)/1e6/float64(b.N), "forget-ms")
+	b.ReportMetric(float64(cpu)/1e6/float64(b.N), "forget-cpu-ms")
+}
+
+// processCPU is this process's CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -82,6 +82,7 @@ func TestForgetCrash(t *testing.T) {
 		{name: "after commit, before purge", at: "forget-committed", want: forgotten},
 		{name: "after optimize", at: "purge-optimized", want: forgotten},
 		{name: "after checkpoint", at: "purge-checkpointed", want: forgotten},
+		{name: "after scrub", at: "purge-scrubbed", want: forgotten},
 	}
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for i := 0; i < 6; i++ {
@@ -142,6 +143,15 @@ func TestForgetCrash(t *testing.T) {
 				t.Fatal(err)
 			}
 			e, expErr := s.Export(ctx, secretTenant, secretSubject)
+			// Whatever the outcome, every other subject's memories are there and readable.
+			var others int
+			if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM memories WHERE subject != ?", secretSubject).Scan(&others); err != nil || others != 2000 {
+				t.Fatalf("after crash and reopen: %d memories of other subjects (%v), want the 2000 added", others, err)
+			}
+			if o, err := s.Export(ctx, secretTenant, "subject-00007"); err != nil || len(o.Memories) != 2000/50 {
+				t.Fatalf("after crash and reopen: export of another subject: %v", err)
+			}
+			checkIntegrity(t, s)
 			got := untouched
 			switch {
 			case len(res) == 0 && errors.Is(expErr, ErrUnknownSubject):

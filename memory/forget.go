@@ -112,27 +112,70 @@ func (s *Store) ForgetRecorded(ctx context.Context, tenant, subject string, upTo
 	return f, nil
 }
 
-// deleteTx deletes memories by row id, with their index entries.
+// deleteTx deletes memories by row id, with their index entries. Each memory's entry
+// is made again from its decrypted text (its subject's data key must still be in the
+// store) and named in a 'delete', which writes delete markers that the purge's merge
+// drops together with the entries. If an entry cannot be made again — a text that does
+// not decrypt, or an index built another way — the index is rebuilt without the deleted
+// memories instead, which takes longer but leaves nothing behind either.
 func (s *Store) deleteTx(ctx context.Context, tx *sql.Tx, rids []int64) error {
-	delFTS, err := tx.PrepareContext(ctx, "DELETE FROM fts WHERE rowid = ?")
+	current, err := indexCurrentTx(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("memory: delete: %w", err)
+		return err
+	}
+	rebuild, err := s.deleteRowsTx(ctx, tx, rids, !current)
+	if err != nil {
+		return err
+	}
+	if rebuild {
+		return s.rebuildIndexTx(ctx, tx)
+	}
+	return nil
+}
+
+// deleteRowsTx deletes the memories and, unless skipIndex, writes the 'delete' of each
+// one's index entry. It reports whether the index must be rebuilt instead: skipIndex,
+// or an entry that could not be made again.
+func (s *Store) deleteRowsTx(ctx context.Context, tx *sql.Tx, rids []int64, skipIndex bool) (rebuild bool, err error) {
+	get, err := tx.PrepareContext(ctx, "SELECT id, tenant, subject, sealed FROM memories WHERE rid = ?")
+	if err != nil {
+		return false, fmt.Errorf("memory: delete: %w", err)
+	}
+	defer get.Close()
+	delFTS, err := tx.PrepareContext(ctx, "INSERT INTO fts(fts, rowid, scope, tokens) VALUES('delete', ?, ?, ?)")
+	if err != nil {
+		return false, fmt.Errorf("memory: delete: %w", err)
 	}
 	defer delFTS.Close()
 	delMem, err := tx.PrepareContext(ctx, "DELETE FROM memories WHERE rid = ?")
 	if err != nil {
-		return fmt.Errorf("memory: delete: %w", err)
+		return false, fmt.Errorf("memory: delete: %w", err)
 	}
 	defer delMem.Close()
+	em := newEntryMaker(s)
+	rebuild = skipIndex
 	for _, rid := range rids {
-		if _, err := delFTS.ExecContext(ctx, rid); err != nil {
-			return fmt.Errorf("memory: delete index entry: %w", err)
+		if !rebuild {
+			var id, tenant, subject string
+			var sealed []byte
+			if err := get.QueryRowContext(ctx, rid).Scan(&id, &tenant, &subject, &sealed); err != nil {
+				return false, fmt.Errorf("memory: delete: %w", err)
+			}
+			scope, doc, ok, err := em.entry(ctx, tx, tenant, subject, id, sealed)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				rebuild = true
+			} else if _, err := delFTS.ExecContext(ctx, rid, scope, doc); err != nil {
+				return false, fmt.Errorf("memory: delete index entry: %w", err)
+			}
 		}
 		if _, err := delMem.ExecContext(ctx, rid); err != nil {
-			return fmt.Errorf("memory: delete: %w", err)
+			return false, fmt.Errorf("memory: delete: %w", err)
 		}
 	}
-	return nil
+	return rebuild, nil
 }
 
 func markPurgeTx(ctx context.Context, tx *sql.Tx) error {
@@ -152,12 +195,15 @@ func (s *Store) purgePending(ctx context.Context) (bool, error) {
 
 // purge scrubs deleted content from the files after a committed delete:
 //
-//  1. FTS5 'optimize' merges the index into one segment, so no segment written
-//     before the delete survives (FTS5 secure-delete already removed the entries);
-//     the old segments' pages are freed and, with secure_delete, zeroed.
+//  1. FTS5 'optimize' merges the index into one segment, dropping the deleted
+//     entries with their delete markers, so no segment written before the delete
+//     survives; the old segments' pages are freed and, with secure_delete, zeroed.
 //  2. wal_checkpoint(TRUNCATE) copies the newest page versions into the database and
 //     truncates the WAL, which held earlier versions of the same pages.
-//  3. The marker is cleared, and the WAL checkpointed and truncated again.
+//  3. scrub zeroes what secure_delete misses: copies of cells that a rebalanced
+//     b-tree page kept in its unused space after the cells moved away; the pages it
+//     rewrote are checkpointed in turn.
+//  4. The marker is cleared, and the WAL checkpointed and truncated again.
 //
 // Each step is idempotent, so a purge interrupted by a crash is simply run again.
 func (s *Store) purge(ctx context.Context) error {
@@ -169,6 +215,16 @@ func (s *Store) purge(ctx context.Context) error {
 		return err
 	}
 	s.at("purge-checkpointed")
+	n, err := s.scrub(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		if err := s.checkpoint(ctx); err != nil {
+			return err
+		}
+	}
+	s.at("purge-scrubbed")
 	if _, err := s.w.ExecContext(ctx, "DELETE FROM meta WHERE k = 'purge_pending'"); err != nil {
 		return fmt.Errorf("clear purge marker: %w", err)
 	}

@@ -214,6 +214,7 @@ func TestForgetLeavesNoTrace(t *testing.T) {
 			if left := vocabHas(t, s, tokens); len(left) > 0 {
 				t.Errorf("index vocabulary still holds %d tokens of the forgotten subject", len(left))
 			}
+			checkIntegrity(t, s)
 			checkOthers(t, s)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
@@ -230,6 +231,20 @@ func TestForgetLeavesNoTrace(t *testing.T) {
 				t.Errorf("Search after forget: %d results, %v", len(res), err)
 			}
 		})
+	}
+}
+
+// checkIntegrity asserts that the database and its full-text index are consistent —
+// the purge rewrites pages and the index is kept by naming tokens again, so a mistake
+// in either shows here.
+func checkIntegrity(t *testing.T, s *Store) {
+	t.Helper()
+	var res string
+	if err := s.w.QueryRow("PRAGMA integrity_check").Scan(&res); err != nil || res != "ok" {
+		t.Errorf("database integrity: %q, %v", res, err)
+	}
+	if _, err := s.w.Exec("INSERT INTO fts(fts, rank) VALUES('integrity-check', 0)"); err != nil {
+		t.Errorf("index integrity: %v", err)
 	}
 }
 
@@ -268,5 +283,127 @@ func checkOthers(t *testing.T, s *Store) {
 	e, err := s.Export(ctx, "tenant-south", "subject-south")
 	if err != nil || len(e.Memories) != 1 || !bytes.Contains([]byte(e.Memories[0].Text), []byte("marmalade")) {
 		t.Errorf("export of the other tenant's subject: %+v, %v", e, err)
+	}
+}
+
+// TestForgetAfterBulkLoadLeavesNoTrace forgets a subject whose memories arrived inside
+// bulk loads, mixed with thousands of others and followed by more, so that SQLite and
+// FTS5 have split, merged and moved the pages and index segments that hold them (the
+// state in which a purge is cheapest to get wrong), and forgets it at once, with the
+// store still open. Then no run of anything the subject left — text, ciphertext,
+// subject, source, wrapped data key, index tokens, the subject's scope token — may be
+// in any file: the database (live pages, the unused space inside them, free pages),
+// the WAL or the shared-memory index.
+func TestForgetAfterBulkLoadLeavesNoTrace(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		expire bool
+	}{{"Forget", false}, {"Expire", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+			old := now.Add(-48 * time.Hour)
+			clock := now
+			s, err := Open(dir, Options{Now: func() time.Time { return clock }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { s.Close() }()
+			g := newTextGen(41)
+			// Each batch is a transaction and so a new index segment; the subject's
+			// memories go into the middle of five of them.
+			var secret []string
+			var kept NewMemory // a memory that stays, to search for afterwards
+			for b := 0; b < 8; b++ {
+				if tc.expire && b < 5 {
+					clock = old // Expire takes the subject's memories, which are older
+				} else {
+					clock = now
+				}
+				batch := make([]NewMemory, 0, 1000)
+				for i := 0; i < 1000; i++ {
+					nm := NewMemory{Tenant: secretTenant, Subject: fmt.Sprintf("subject-%05d", i%300),
+						Classification: policy.Levels()[i%4], Source: "filler", Text: g.text(30)}
+					if b < 5 && i%100 == 50 {
+						text := secretTexts[len(secret)%len(secretTexts)]
+						if len(secret) >= len(secretTexts) {
+							text = fmt.Sprintf("Bulk canary %d: Wendeline Okonkwo-Brightwater's ledger entry %d is Glorbifex-%d.", len(secret), len(secret)*7919, len(secret)*104729)
+						}
+						nm = NewMemory{Tenant: secretTenant, Subject: secretSubject, Classification: policy.Levels()[i%4], Source: secretSource, Text: text}
+						secret = append(secret, text)
+					}
+					if tc.expire && b < 5 && nm.Subject != secretSubject {
+						nm.Tenant = "tenant-kept" // only the subject's memories expire
+					}
+					if b == 6 && i == 7 {
+						kept = nm
+					}
+					batch = append(batch, nm)
+				}
+				if _, err := s.AddBatch(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock = now
+			var wrapped []byte
+			if err := s.r.QueryRow("SELECT wrapped FROM keys WHERE tenant = ? AND subject = ?", secretTenant, secretSubject).Scan(&wrapped); err != nil {
+				t.Fatal(err)
+			}
+			sealed, tokens := rawSecrets(t, s, nil)
+			h := newHasher(s.indexKey(secretTenant))
+			scope := h.scope(secretSubject)
+			for _, text := range secret {
+				for _, w := range words(text) {
+					if len(w) >= 6 && strings.ContainsAny(w, "0123456789") || w == "glorbifex" || w == "okonkwo" {
+						tokens = append(tokens, h.token(w))
+					}
+				}
+			}
+			if left := vocabHas(t, s, append(tokens, scope)); len(left) == 0 {
+				t.Fatal("before forget the index holds none of the subject's tokens; the check below would prove nothing")
+			}
+			needles := map[string][][]byte{
+				"plaintext run":  needlesFor(secret...),
+				"ciphertext run": runsOf(sealed, 16),
+				"wrapped key":    runs(wrapped, 16),
+				"subject":        {[]byte(secretSubject)},
+				"source":         {[]byte(secretSource)},
+				"index token":    tokenNeedles(tokens),
+				"scope token":    {[]byte(scope)},
+			}
+			if got := traces(t, dir, needles); len(got) == 0 {
+				t.Fatal("before forget nothing of the subject is found in the files; the check below would prove nothing")
+			}
+
+			if tc.expire {
+				fs, err := s.Expire(ctx, now, Retention{PerTenant: map[string]time.Duration{secretTenant: 24 * time.Hour}})
+				if err != nil {
+					t.Fatalf("Expire: %v", err)
+				}
+				if len(fs) != 1 || fs[0].Subject != secretSubject || len(fs[0].IDs) != len(secret) || !fs[0].KeyDestroyed {
+					t.Fatalf("Expire forgot %+v, want the %d memories of %s and its key", fs, len(secret), secretSubject)
+				}
+			} else {
+				f, err := s.Forget(ctx, secretTenant, secretSubject)
+				if err != nil {
+					t.Fatalf("Forget: %v", err)
+				}
+				if len(f.IDs) != len(secret) || !f.KeyDestroyed {
+					t.Fatalf("Forget: %+v, want %d memories and the key", f, len(secret))
+				}
+			}
+			for _, hit := range traces(t, dir, needles) {
+				t.Errorf("after forget: %s", hit)
+			}
+			if left := vocabHas(t, s, append(tokens, scope)); len(left) > 0 {
+				t.Errorf("index vocabulary still holds %d tokens of the forgotten subject", len(left))
+			}
+			checkIntegrity(t, s)
+			res, err := s.Search(ctx, Query{Tenant: kept.Tenant, Clearance: policy.TopSecret, Subject: kept.Subject, Text: kept.Text})
+			if err != nil || len(res) == 0 || res[0].Text != kept.Text {
+				t.Errorf("search for a memory of another subject after forget: %+v, %v", res, err)
+			}
+		})
 	}
 }

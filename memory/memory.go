@@ -127,6 +127,11 @@ func (s *Store) addBatch(ctx context.Context, ms []NewMemory, record func([]*Mem
 		return nil, fmt.Errorf("memory: add: %w", err)
 	}
 	defer tx.Rollback()
+	// Another build may have rebuilt the index since Open; entries added now must be
+	// made as the index's others were, or deleting them later would miss some.
+	if err := s.ensureIndexTx(ctx, tx); err != nil {
+		return nil, err
+	}
 	insMem, err := tx.PrepareContext(ctx, `INSERT INTO memories(id, tenant, subject, class, source, created, sealed) VALUES(?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("memory: add: %w", err)

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,9 +34,10 @@ type Options struct {
 // Store is a tenant-partitioned, encrypted memory store. It is safe for concurrent use,
 // and other processes may open the same store: SQLite's locking keeps the file consistent.
 type Store struct {
-	dir     string  // <dataDir>/memory
-	w       *sql.DB // one connection: every write transaction, the purge
-	r       *sql.DB // reads; WAL lets them run beside the writer
+	dir     string   // <dataDir>/memory
+	db      *os.File // the database file, for scrub; open until Close (see scrub)
+	w       *sql.DB  // one connection: every write transaction, the purge
+	r       *sql.DB  // reads; WAL lets them run beside the writer
 	kek     []byte
 	kekAEAD cipher.AEAD
 	now     func() time.Time
@@ -68,13 +70,16 @@ CREATE TABLE IF NOT EXISTS memories(
 );
 CREATE INDEX IF NOT EXISTS memories_subject ON memories(tenant, subject, created);
 CREATE INDEX IF NOT EXISTS memories_created ON memories(created);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(scope, tokens, content='', contentless_delete=1, tokenize='ascii');
 `
 
 // dsn gives every connection the same settings: SQLite's secure_delete is a
-// per-connection setting, so it must be in the DSN, not run once.
+// per-connection setting, so it must be in the DSN, not run once. The path is
+// percent-encoded: SQLite reads the name as a URI, where a '#' or '?' ends the path
+// and '%' starts an escape, so a data directory holding one of them would otherwise
+// open another database, silently — an empty store beside the real one. path must
+// be absolute.
 func dsn(path, txlock string) string {
-	return "file:" + path +
+	return (&url.URL{Scheme: "file", Path: path}).String() +
 		"?_pragma=busy_timeout(10000)" +
 		"&_pragma=secure_delete(ON)" +
 		"&_pragma=journal_mode(WAL)" +
@@ -101,22 +106,30 @@ func Open(dataDir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(s.dir, "memory.db")
 	// SQLite creates -wal and -shm with the database file's mode, so creating it
-	// 0600 here makes all three private.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	// 0600 here makes all three private. The descriptor stays open until Close, after
+	// SQLite's: closing it earlier would drop their locks (see scrub).
+	var err error
+	if s.db, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("memory: %w", err)
 	}
-	f.Close()
 	if err := os.Chmod(path, 0o600); err != nil {
+		s.db.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 
-	if s.w, err = sql.Open("sqlite", dsn(path, "immediate")); err != nil {
+	// An absolute path: in a URI, a relative one's first element would read as a host.
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("memory: %w", err)
+	}
+	if s.w, err = sql.Open("sqlite", dsn(abs, "immediate")); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.w.SetMaxOpenConns(1)
-	if s.r, err = sql.Open("sqlite", dsn(path, "deferred")); err != nil {
-		s.w.Close()
+	if s.r, err = sql.Open("sqlite", dsn(abs, "deferred")); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("memory: %w", err)
 	}
 	s.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
@@ -145,11 +158,6 @@ func (s *Store) init(dataDir, path string) error {
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("memory: create schema in %s: %w", path, err)
 	}
-	// FTS5's own secure-delete removes a deleted row's entries from the index pages
-	// at once instead of writing delete markers beside them (SQLite ≥ 3.42).
-	if _, err := tx.ExecContext(ctx, "INSERT INTO fts(fts, rank) VALUES('secure-delete', 1)"); err != nil {
-		return fmt.Errorf("memory: configure index in %s: %w", path, err)
-	}
 	var check []byte
 	err = tx.QueryRowContext(ctx, "SELECT v FROM meta WHERE k = 'kek_check'").Scan(&check)
 	fresh := errors.Is(err, sql.ErrNoRows)
@@ -167,10 +175,13 @@ func (s *Store) init(dataDir, path string) error {
 	} else if !hmac.Equal(check, kekCheck(s.kek)) {
 		return fmt.Errorf("memory: key file %s is not the key the memories in %s were sealed under; restore the right key file", kekPath, path)
 	}
+	s.kekAEAD = newGCM(s.kek)
+	if err := s.ensureIndexTx(ctx, tx); err != nil {
+		return fmt.Errorf("memory: open %s: %w", path, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("memory: open %s: %w", path, err)
 	}
-	s.kekAEAD = newGCM(s.kek)
 	pending, err := s.purgePending(ctx)
 	if err != nil {
 		return err
@@ -191,6 +202,9 @@ func (s *Store) Close() error {
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
+	}
+	if s.db != nil {
+		errs = append(errs, s.db.Close())
 	}
 	clear(s.kek)
 	return errors.Join(errs...)

@@ -341,3 +341,47 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The store's path reaches SQLite as a URI. A data directory whose name holds a
+// character a URI gives meaning to ('#' ends the path, '?' starts the query, '%' an
+// escape) must still open the database inside it, not another one: the memories are
+// found again after a reopen, the files SQLite writes are in the directory, and
+// nothing is created beside it.
+func TestOpenInADirectoryWithURICharacters(t *testing.T) {
+	for _, name := range []string{"node#01", "node?mode=ro", "node%23x", "node with spaces&x=1", "relative"} {
+		t.Run(name, func(t *testing.T) {
+			parent := t.TempDir()
+			dir := filepath.Join(parent, name)
+			if name == "relative" { // as `sios --data node-a` gives it
+				t.Chdir(parent)
+				dir = name
+			}
+			ctx := context.Background()
+			s := openStore(t, dir)
+			if _, err := s.Add(ctx, NewMemory{Tenant: "t", Subject: "s", Classification: policy.Official, Source: "src", Text: "the harbour survey"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "memory", "memory.db-wal")); err != nil {
+				t.Errorf("SQLite's WAL is not in the data directory: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openStore(t, dir)
+			defer s.Close()
+			e, err := s.Export(ctx, "t", "s")
+			if err != nil || len(e.Memories) != 1 || e.Memories[0].Text != "the harbour survey" {
+				t.Fatalf("after reopening %s: %+v, %v", dir, e, err)
+			}
+			entries, err := os.ReadDir(parent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ent := range entries {
+				if ent.Name() != name {
+					t.Errorf("%s was created beside the data directory", ent.Name())
+				}
+			}
+		})
+	}
+}
