@@ -179,9 +179,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	lopts := opts.Ledger
 	if lopts.SealMaxDelay == 0 {
 		// Under steady traffic, seal every few milliseconds instead of per request: far
-		// fewer ML-DSA-65 signatures, and the admission record's wait still hides
-		// behind the model's latency. Measured with 'sios bench gateway' at 2000/s:
-		// overhead p50 3 ms → 0.9 ms, p99 23–45 ms → 9–12 ms.
+		// fewer ML-DSA-65 signatures (each about 0.3 ms of CPU). The admission record
+		// waits only until it is durable (ledger.Write), not for its seal, and the
+		// receipt the answer carries is awaited after the model has answered, so the
+		// delay stays off the request's path while the model is slower than it.
 		lopts.SealMaxDelay = DefaultSealDelay
 	}
 	if lopts.TesseraBatchAge == 0 {
