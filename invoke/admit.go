@@ -163,7 +163,7 @@ func (p *Pipeline) useGrant(ctx context.Context, inv *Invocation, g *consent.Ent
 	if err != nil {
 		return err
 	}
-	if _, err := p.appendNow(ctx, rec); err != nil {
+	if err := p.writeNow(ctx, rec); err != nil {
 		p.cfg.Log.Error("audit consent use", "err", err)
 		return errAudit()
 	}

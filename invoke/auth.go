@@ -92,7 +92,7 @@ func (p *Pipeline) signedIn(ctx context.Context, id *sso.Identity) error {
 	if seen {
 		return nil
 	}
-	if _, err := p.appendNow(ctx, &oar.Record{
+	if err := p.writeNow(ctx, &oar.Record{
 		Tenant: id.Principal.Tenant, Actor: oar.Actor{ID: id.Principal.ID, Clearance: id.Principal.Clearance.String()},
 		Action: oar.ActionSSOSignIn, Resource: "issuer/" + oar.Bounded(id.Issuer, oar.MaxOutsideValue),
 		Decision: &oar.Decision{Effect: "allow", Policies: []string{fmt.Sprintf("oidc-rule-%d", id.Rule)}},
@@ -123,7 +123,7 @@ func (p *Pipeline) unmapped(ctx context.Context, bearer string, ue *sso.Unmapped
 	if seen {
 		return nil
 	}
-	if _, err := p.appendNow(ctx, &oar.Record{
+	if err := p.writeNow(ctx, &oar.Record{
 		Actor: oar.Actor{ID: "anonymous"}, Action: oar.ActionAuthRefuse, Resource: "issuer/" + oar.Bounded(ue.Issuer, oar.MaxOutsideValue),
 		Decision: &oar.Decision{Effect: "deny"},
 		Detail: mustJSON(map[string]any{"reason": "an identity provider's user no rule grants anything", "issuer": oar.Bounded(ue.Issuer, oar.MaxOutsideValue),
@@ -239,7 +239,7 @@ func (p *Pipeline) recordRefusals(ctx context.Context, r refusalRecord, reason s
 	if r.src.IsValid() {
 		resource = "address/" + r.src.String()
 	}
-	_, err := p.appendNow(ctx, &oar.Record{
+	err := p.writeNow(ctx, &oar.Record{
 		Actor: oar.Actor{ID: "anonymous"}, Action: oar.ActionAuthRefuse, Resource: resource,
 		Decision: &oar.Decision{Effect: "deny", Policies: []string{"api-key"}},
 		Detail:   mustJSON(map[string]any{"reason": reason, "refusals": r.n, "since": oar.FormatTime(r.since)}),

@@ -208,7 +208,7 @@ func (p *Pipeline) recordReceipt(ctx context.Context, inv *Invocation, res *remo
 		p.cfg.Log.Error("consent receive record", "err", err)
 		return errAudit()
 	}
-	if _, err := p.appendNow(ctx, rec); err != nil {
+	if err := p.writeNow(ctx, rec); err != nil {
 		p.cfg.Log.Error("audit consent receive", "err", err)
 		return errAudit()
 	}

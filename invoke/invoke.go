@@ -255,6 +255,14 @@ func (p *Pipeline) refuse(ctx context.Context, inv *Invocation, e *Error) error 
 	return e
 }
 
+// writeNow writes a record and waits until it is durable, even if the caller has
+// gone: what must hold before the act it records (a tool run, a release, a use of a
+// grant). Its seal follows within the ledger's seal delay.
+func (p *Pipeline) writeNow(ctx context.Context, rec *oar.Record) error {
+	_, err := p.cfg.Ledger.Write(context.WithoutCancel(ctx), rec)
+	return err
+}
+
 // appendNow appends a record and waits for its receipt, even if the caller has gone.
 func (p *Pipeline) appendNow(ctx context.Context, rec *oar.Record) (*oar.Receipt, error) {
 	rc, _, err := p.cfg.Ledger.Append(context.WithoutCancel(ctx), rec)

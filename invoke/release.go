@@ -295,7 +295,7 @@ func (p *Pipeline) Release(ctx context.Context, rq *ReleaseRequest) (*Released, 
 	if err != nil {
 		return out, err
 	}
-	if _, err := p.appendNow(ctx, rec); err != nil {
+	if err := p.writeNow(ctx, rec); err != nil {
 		// The use is spent, but nothing is released without its record.
 		p.cfg.Log.Error("audit consent release", "err", err)
 		return out, errAudit()

@@ -147,7 +147,7 @@ func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.Tool
 	rec.Detail = mustJSON(map[string]string{"brain": b.ID, "call_id": oar.Bounded(tc.ID, oar.MaxOutsideValue)})
 	if !listed || !known || !d.Allow {
 		out.Error = "not permitted"
-		if _, err := p.appendNow(ctx, rec); err != nil {
+		if err := p.writeNow(ctx, rec); err != nil {
 			p.cfg.Log.Error("audit tool call", "tool", shown, "err", err)
 			return "", out, errAudit()
 		}
@@ -157,7 +157,7 @@ func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.Tool
 	// record linked to the first.
 	h, err := p.prepare(rec)
 	if err == nil {
-		_, err = p.appendNow(ctx, rec)
+		err = p.writeNow(ctx, rec)
 	}
 	if err != nil {
 		p.cfg.Log.Error("audit tool call", "tool", shown, "err", err)
@@ -180,7 +180,7 @@ func (p *Pipeline) runTool(ctx context.Context, inv *Invocation, tc backend.Tool
 	if out.Error != "" {
 		done.Detail = mustJSON(map[string]string{"error": out.Error})
 	}
-	if _, err := p.appendNow(ctx, done); err != nil {
+	if err := p.writeNow(ctx, done); err != nil {
 		p.cfg.Log.Error("audit tool result", "tool", shown, "err", err)
 		return "", out, errAudit()
 	}

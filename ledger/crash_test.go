@@ -67,6 +67,7 @@ func crashHelper(args []string) int {
 		// Seal nothing more: the next records stay durable and unsealed. (The writer
 		// reads the option after receiving the next record, which orders the two.)
 		l.opts.SealMaxDelay, l.opts.SealMaxRecords = time.Hour, 4096
+		l.sealBudget, l.budgetAt = 0, time.Now()
 		unsealed, _ := strconv.Atoi(args[4])
 		for i := range unsealed {
 			if _, err := l.Write(ctx, testRecord(integrated+pending+i)); err != nil {

@@ -231,3 +231,27 @@ func TestReceiptRejectsTampering(t *testing.T) {
 	}
 	_ = filepath.Join
 }
+
+// Light traffic has its receipts after about one fdatasync, not after SealMaxDelay:
+// a seal is made as soon as the journal is free while the seal budget lasts.
+func TestLightTrafficIsSealedAtOnce(t *testing.T) {
+	node := newTestNode(t)
+	l, err := Open(context.Background(), t.TempDir(), node, Options{SealMaxDelay: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	for i := range sealBurst {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		rc, _, err := l.Append(ctx, testRecord(i))
+		cancel()
+		if err != nil {
+			t.Fatalf("record %d: no receipt within 5 s (it waited for the 10 s seal delay): %v", i, err)
+		}
+		if rc.SealIndex != rc.Index+1 {
+			t.Fatalf("record %d at %d sealed by %d: want a seal of its own", i, rc.Index, rc.SealIndex)
+		}
+		t.Logf("record %d receipted in %v", i, time.Since(start))
+	}
+}
