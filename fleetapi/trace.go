@@ -35,7 +35,7 @@ func (a *API) tracePart(w http.ResponseWriter, r *http.Request, peer *identity.C
 		http.Error(w, fmt.Sprintf("at most %d requests for parts of traces a minute from one peer", tracePartsPerMinute), http.StatusTooManyRequests)
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<10+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, trace.MaxPartRequest+1))
 	if err != nil {
 		return nil
 	}

@@ -129,12 +129,15 @@ func checkRequest(req PartRequest) error {
 	return nil
 }
 
+// MaxPartRequest bounds a peer's request for parts of a trace, read and parsed alike.
+const MaxPartRequest = 16 << 10
+
 // ParsePartRequest reads a part request strictly: at most 16 KiB of JSON with exactly
 // its members, 1 to MaxRecords record hashes.
 func ParsePartRequest(b []byte) (PartRequest, error) {
 	var req PartRequest
-	if len(b) > 16<<10 {
-		return req, errors.New("a part request is at most 16 KiB")
+	if len(b) > MaxPartRequest {
+		return req, fmt.Errorf("a part request is at most %d bytes (MaxPartRequest)", MaxPartRequest)
 	}
 	// jcs.DecodeStrict: a peer's unknown, differently cased or repeated member is
 	// refused naming it.

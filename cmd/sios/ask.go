@@ -6,13 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/sios-project/sios/api"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -62,7 +62,7 @@ func runAsk(ctx context.Context, e *env, args []string) error {
 		return withHint(fmt.Errorf("cannot reach the node at %s: %v", *nodeURL, err), "start it with 'sios up', or point --node at it")
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	data, err := files.ReadCapped(resp.Body, maxNodeAnswer, "maxNodeAnswer")
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/jcs"
 )
 
@@ -97,7 +98,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return withHint(fmt.Errorf("cannot reach the node at %s: %v", c.url, err), "start it with 'sios up', or point --node at it")
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	data, err := files.ReadCapped(resp.Body, maxNodeAnswer, "maxNodeAnswer")
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/deliberate"
+	"github.com/sios-project/sios/internal/files"
 )
 
 const decideUsage = `decide (--panel NAME | --members B1,B2@NODEID,…) --options a,b,c [--rule plurality|weighted|quorum|unanimity|veto] [--quorum K] [--vetoers M1,M2] [--deadline D] [--classification LEVEL] [--node URL] [--api-key K] [--json] QUESTION`
@@ -151,7 +152,7 @@ func callAPI(ctx context.Context, nodeURL, key, method, path string, body []byte
 		return nil, withHint(fmt.Errorf("cannot reach the node at %s: %v", nodeURL, err), "start it with 'sios up', or point --node at it")
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	data, err := files.ReadCapped(resp.Body, maxNodeAnswer, "maxNodeAnswer")
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,13 @@ import (
 	"net/http"
 
 	"github.com/sios-project/sios/api"
+	"github.com/sios-project/sios/backend"
 )
+
+// maxNodeAnswer bounds an answer of the node the CLI reads: room for a model's answer of
+// backend.DefaultMaxResponseBytes with every character escaped, and the JSON around it.
+// A longer one is refused naming this limit, not cut short into JSON that does not parse.
+const maxNodeAnswer = 6*backend.DefaultMaxResponseBytes + 1<<20
 
 // nodeRefusal is the error for an answer of the node's API that is not a success: its
 // status, code and message, with the audit record of the refusal (named by the answer's
