@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -44,13 +45,27 @@ type PanelDef struct {
 // Panels are the panels a data directory defines. They never change after
 // LoadPanels and are safe for concurrent use.
 type Panels struct {
-	byID map[string]PanelDef
-	ids  []string // sorted
+	mu   sync.RWMutex
+	byID map[string]PanelDef // guarded by mu
+	ids  []string            // guarded by mu; sorted
+}
+
+// Replace puts the panels of other in force in p (a reload), for every later Get and
+// IDs; other is not used after.
+func (p *Panels) Replace(other *Panels) {
+	other.mu.RLock()
+	byID, ids := other.byID, other.ids
+	other.mu.RUnlock()
+	p.mu.Lock()
+	p.byID, p.ids = byID, ids
+	p.mu.Unlock()
 }
 
 // Get returns (a copy of) the panel with the given id.
 func (p *Panels) Get(id string) (PanelDef, bool) {
+	p.mu.RLock()
 	d, ok := p.byID[id]
+	p.mu.RUnlock()
 	d.Panel.Members = slices.Clone(d.Panel.Members)
 	d.Panel.Weights = maps.Clone(d.Panel.Weights)
 	d.Rule.Vetoers = slices.Clone(d.Rule.Vetoers)
@@ -58,7 +73,11 @@ func (p *Panels) Get(id string) (PanelDef, bool) {
 }
 
 // IDs returns the ids of every panel, sorted.
-func (p *Panels) IDs() []string { return slices.Clone(p.ids) }
+func (p *Panels) IDs() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.Clone(p.ids)
+}
 
 // LoadPanels reads every panel file in dataDir/panels/ and checks every panel: the
 // panel and its rule (Panel.Validate, Rule.Validate), and that its members local to

@@ -9,7 +9,8 @@ import (
 )
 
 // newDecisions builds the decision service over the node's pipeline, ledger, brains
-// and panels (loaded at Open: a panel file that does not load stops start-up).
+// and panels (loaded at Open: a panel file that does not load stops start-up; re-read
+// with the brains on SIGHUP).
 func (n *Node) newDecisions() *deliberate.Service {
 	return deliberate.New(deliberate.Config{
 		Identity: n.id, Pipeline: n.pipeline, Ledger: n.ledger, Brains: n.brains, Panels: n.panels,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/brain"
+	"github.com/sios-project/sios/decision"
 	"github.com/sios-project/sios/fleet"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
@@ -25,12 +26,15 @@ type Reloaded struct {
 	BrainsAdded     []string `json:"brains_added"`
 	BrainsRemoved   []string `json:"brains_removed"`
 	BrainsChanged   []string `json:"brains_changed"`
+	Panels          int      `json:"panels"`
+	PanelsAdded     []string `json:"panels_added"`
+	PanelsRemoved   []string `json:"panels_removed"`
 	Roots           []string `json:"roots"`
 	Evicted         []string `json:"evicted"`
 }
 
-// Reload re-reads the policies, the brains and the trust store from the data
-// directory and puts them in force together, without a restart (SIGHUP): requests
+// Reload re-reads the policies, the brains, the panels and the trust store from the
+// data directory and puts them in force together, without a restart (SIGHUP): requests
 // already past authorisation finish under what they were decided by; every decision
 // after the swap sees the new set. What changes is recorded first (node.reload); if
 // anything does not load — a policy with a syntax error, a brain file with an unknown
@@ -69,10 +73,17 @@ func (n *Node) prepareReload() (*Reloaded, func() []string, error) {
 	if err := errors.Join(perr, berr, terr); err != nil {
 		return nil, nil, err
 	}
+	// Panels are checked against the brains that will be in force with them.
+	panels, err := decision.LoadPanels(n.dataDir, cat)
+	if err != nil {
+		return nil, nil, err
+	}
 	old := n.policy.Engine()
 	res := &Reloaded{PolicyDigest: eng.Digest(), Policies: eng.Len(), Brains: len(cat.All()), Roots: []string{}}
 	res.PoliciesAdded, res.PoliciesRemoved = difference(eng.IDs(), old.IDs()), difference(old.IDs(), eng.IDs())
 	res.BrainsAdded, res.BrainsRemoved, res.BrainsChanged = brainChanges(n.brains.Catalogue(), cat)
+	res.Panels = len(panels.IDs())
+	res.PanelsAdded, res.PanelsRemoved = difference(panels.IDs(), n.panels.IDs()), difference(n.panels.IDs(), panels.IDs())
 	for _, r := range roots {
 		res.Roots = append(res.Roots, r.RootID)
 	}
@@ -81,6 +92,7 @@ func (n *Node) prepareReload() (*Reloaded, func() []string, error) {
 	apply := func() []string {
 		n.policy.Replace(eng)
 		n.brains.Replace(cat)
+		n.panels.Replace(panels)
 		gone := n.setTrust(trust)
 		if brainsChanged {
 			n.publishBrains()

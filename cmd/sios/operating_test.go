@@ -206,8 +206,12 @@ func TestSIGHUPReloadsPoliciesAndBrains(t *testing.T) {
 forbid (principal, action == Sios::Action::"invoke", resource == Sios::Brain::"calculator");
 `)
 	writeFile(t, dir, "brains/tumour-board.yaml", tumourBrain)
+	writeFile(t, dir, "panels/ward.yaml", "id: ward\nmembers: [clinical-triage, pharmacology]\n")
 	if code, _ := chat(); code != 200 {
 		t.Fatal("an edited policy took effect before the reload")
+	}
+	if r, out := n.post(t, chief, "/v1/decisions", `{"panel":"ward","question":"Admit?","options":["yes","no"],"classification":"OFFICIAL"}`); r.StatusCode == 200 {
+		t.Fatalf("a panel file took effect before the reload: %s", out)
 	}
 	hangup := func() {
 		t.Helper()
@@ -223,6 +227,17 @@ forbid (principal, action == Sios::Action::"invoke", resource == Sios::Brain::"c
 	r, out := n.get(t, chief, "/v1/models")
 	if r.StatusCode != 200 || !strings.Contains(out, `"tumour-board"`) {
 		t.Fatalf("the new brain is not listed after the reload: %s", out)
+	}
+	// The new panel is asked: a decision of it is counted (the builtin members abstain).
+	r, out = n.post(t, chief, "/v1/decisions", `{"panel":"ward","question":"Admit?","options":["yes","no"],"classification":"OFFICIAL"}`)
+	var dec struct {
+		Ballots []struct {
+			Brain string `json:"brain"`
+		} `json:"ballots"`
+	}
+	json.Unmarshal([]byte(out), &dec)
+	if r.StatusCode != 200 || len(dec.Ballots) != 2 || dec.Ballots[0].Brain != "clinical-triage" || dec.Ballots[1].Brain != "pharmacology" {
+		t.Fatalf("the panel added by the reload was not asked: %d %s", r.StatusCode, out)
 	}
 	// A syntax error: refused, the node goes on with the set in force.
 	writeFile(t, dir, "policies/zz-broken.cedar", `@id("broken") permit (principal, action, resource`)
@@ -244,7 +259,8 @@ forbid (principal, action == Sios::Action::"invoke", resource == Sios::Brain::"c
 		var d map[string]any
 		json.Unmarshal(rec.Detail, &d)
 		switch {
-		case rec.Decision.Effect == "allow" && fmt.Sprint(d["policies_added"]) == "[forbid-calculator]" && fmt.Sprint(d["brains_added"]) == "[tumour-board]":
+		case rec.Decision.Effect == "allow" && fmt.Sprint(d["policies_added"]) == "[forbid-calculator]" && fmt.Sprint(d["brains_added"]) == "[tumour-board]" &&
+			fmt.Sprint(d["panels_added"]) == "[ward]":
 			allowed++
 		case rec.Decision.Effect == "deny" && strings.Contains(fmt.Sprint(d["error"]), "zz-broken.cedar"):
 			denied++
