@@ -45,6 +45,9 @@ type Deps struct {
 	// TrustChanged makes the running node re-read its trust store at once and evict
 	// the peers of institutions no longer pinned; it returns their ids.
 	TrustChanged func() []string
+	// AttestAgain makes the running node check again, under the EKs now pinned, the
+	// TPMs of an institution's peers (after remove-ek), and returns their ids.
+	AttestAgain func(institution string) []string
 	// SetReplica designates or withdraws a replica in the configuration and the
 	// running node.
 	SetReplica func(c replication.ReplicaConfig, remove bool) error

@@ -21,19 +21,21 @@ import (
 
 // Trust operations.
 const (
-	TrustAddRoot = "add-root"
-	TrustAddEK   = "add-ek"
-	TrustRemove  = "remove"
+	TrustAddRoot  = "add-root"
+	TrustAddEK    = "add-ek"
+	TrustRemoveEK = "remove-ek"
+	TrustRemove   = "remove"
 )
 
 // TrustChange is one change of the trust store.
 type TrustChange struct {
-	Op string `json:"op"` // TrustAddRoot, TrustAddEK or TrustRemove
+	Op string `json:"op"` // TrustAddRoot, TrustAddEK, TrustRemoveEK or TrustRemove
 	// Root is, for add-root, the root file ('sios root export').
 	Root json.RawMessage `json:"root,omitempty"`
-	// Institution is the root id, for add-ek and remove.
+	// Institution is the root id, for add-ek, remove-ek and remove.
 	Institution string `json:"institution,omitempty"`
-	// EKSHA256 or CA (PEM, or one DER certificate) is what add-ek pins.
+	// EKSHA256 or CA (PEM, or one DER certificate) is what add-ek pins or remove-ek
+	// un-pins.
 	EKSHA256 string `json:"ek_sha256,omitempty"`
 	CA       []byte `json:"ca,omitempty"`
 }
@@ -45,9 +47,13 @@ type TrustResult struct {
 	// Evicted are the peers of an un-pinned institution dropped from the running
 	// node's fleet (none when no node runs: they are not loaded at its next start).
 	Evicted []string `json:"evicted"`
-	// EKCAs is, after add-ek, how many EK CA certificates the institution has pinned.
-	EKCAs   int          `json:"ek_cas,omitempty"`
-	Receipt *oar.Receipt `json:"receipt,omitempty"`
+	// EKCAs is, after add-ek or remove-ek, how many EK CA certificates the institution
+	// has pinned.
+	EKCAs int `json:"ek_cas,omitempty"`
+	// AttestAgain are, after remove-ek through the running node, the institution's
+	// peers whose TPMs are checked again under the EKs still pinned.
+	AttestAgain []string     `json:"attest_again,omitempty"`
+	Receipt     *oar.Receipt `json:"receipt,omitempty"`
 }
 
 // ChangeTrust checks c, records it with appendFn as actor, then changes dataDir's trust
@@ -67,7 +73,7 @@ func ChangeTrust(ctx context.Context, dataDir string, own identity.Certificate,
 		}
 		res.RootID = rf.RootID
 		apply = func() error { _, err := fleet.AddRoot(dataDir, c.Root); return err }
-	case TrustAddEK:
+	case TrustAddEK, TrustRemoveEK:
 		res.RootID = c.Institution
 		_, list, err := fleet.LoadTrust(dataDir, own)
 		if err != nil {
@@ -100,8 +106,18 @@ func ChangeTrust(ctx context.Context, dataDir string, own identity.Certificate,
 			}
 			detail["ek_cas"] = cas
 		}
+		if c.Op == TrustRemoveEK {
+			// What is not pinned is refused before anything is recorded.
+			if _, err := fleet.CheckRemoveEK(dataDir, c.Institution, c.EKSHA256, c.CA); err != nil {
+				return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+			}
+		}
+		change := fleet.AddEK
+		if c.Op == TrustRemoveEK {
+			change = fleet.RemoveEK
+		}
 		apply = func() error {
-			et, err := fleet.AddEK(dataDir, c.Institution, c.EKSHA256, c.CA)
+			et, err := change(dataDir, c.Institution, c.EKSHA256, c.CA)
 			if err == nil {
 				res.EKCAs = len(et.CAs)
 			}
@@ -129,9 +145,10 @@ func ChangeTrust(ctx context.Context, dataDir string, own identity.Certificate,
 		detail["evict"] = members
 		apply = func() error { _, err := fleet.RemoveRoot(dataDir, own, c.Institution); return err }
 	default:
-		return nil, fmt.Errorf("%w: op %q: want add-root, add-ek or remove", errBadRequest, oar.Bounded(c.Op, 40))
+		return nil, fmt.Errorf("%w: op %q: want add-root, add-ek, remove-ek or remove", errBadRequest, oar.Bounded(c.Op, 40))
 	}
-	action := map[string]string{TrustAddRoot: oar.ActionTrustAddRoot, TrustAddEK: oar.ActionTrustAddEK, TrustRemove: oar.ActionTrustRemove}[c.Op]
+	action := map[string]string{TrustAddRoot: oar.ActionTrustAddRoot, TrustAddEK: oar.ActionTrustAddEK,
+		TrustRemoveEK: oar.ActionTrustRemoveEK, TrustRemove: oar.ActionTrustRemove}[c.Op]
 	b, _ := json.Marshal(detail)
 	rc, _, err := appendFn(ctx, &oar.Record{Actor: oar.Actor{ID: actor}, Action: action, Resource: "root/" + res.RootID,
 		Decision: &oar.Decision{Effect: "allow", Policies: []string{"operator"}}, Detail: b})
@@ -173,6 +190,9 @@ func (d Deps) changeTrust(r *http.Request) (any, error) {
 		if gone := d.TrustChanged(); len(gone) > 0 {
 			res.Evicted = gone
 		}
+	}
+	if c.Op == TrustRemoveEK && d.AttestAgain != nil {
+		res.AttestAgain = d.AttestAgain(c.Institution)
 	}
 	return res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/sios-project/sios/identity/tpm"
@@ -249,6 +250,26 @@ func (f *Fleet) maybeAttest(node string) {
 		defer f.wg.Done()
 		f.Attest(f.ctx, node)
 	}()
+}
+
+// AttestAgain drops what this node knows of the TPMs of institution's peers, after
+// the EKs pinned for it changed: each is reported as software until it attests again
+// under the EKs now pinned, which starts at once. It returns their ids.
+func (f *Fleet) AttestAgain(institution string) []string {
+	var nodes []string
+	f.mu.Lock()
+	for node := range f.attest {
+		if v, ok := f.cfg.Log.NodeView(node); ok && v.Institution == institution {
+			f.forgetAttestationLocked(node)
+			nodes = append(nodes, node)
+		}
+	}
+	f.mu.Unlock()
+	slices.Sort(nodes)
+	for _, node := range nodes {
+		f.maybeAttest(node)
+	}
+	return nodes
 }
 
 // forgetAttestation drops what this node knows of node's TPM: a peer that died must

@@ -338,6 +338,69 @@ func AddEK(dataDir, rootID, ekSHA256 string, caData []byte) (*EKTrust, error) {
 	return et, nil
 }
 
+// RemoveEK un-pins, for institution rootID's nodes, an endorsement key by its hash or
+// the EK CA certificates in caData, in dataDir's trust store, and returns the
+// institution's EK trust as it now stands. Un-pinning what is not pinned is an error
+// naming it.
+func RemoveEK(dataDir, rootID, ekSHA256 string, caData []byte) (*EKTrust, error) {
+	et, err := CheckRemoveEK(dataDir, rootID, ekSHA256, caData)
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.MarshalIndent(et, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := files.Replace(et.path, append(out, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return et, nil
+}
+
+// CheckRemoveEK is RemoveEK without writing: the institution's EK trust as it would
+// stand, or why the key or the CAs cannot be un-pinned.
+func CheckRemoveEK(dataDir, rootID, ekSHA256 string, caData []byte) (*EKTrust, error) {
+	if (ekSHA256 == "") == (caData == nil) {
+		return nil, errors.New("un-pin either an EK hash or EK CA certificates")
+	}
+	path := filepath.Join(eksDir(dataDir), rootID+".json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no TPM endorsement keys are pinned for institution %s ('sios trust list' shows them)", short(rootID))
+	}
+	if err != nil {
+		return nil, err
+	}
+	et, err := ParseEKTrust(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if ekSHA256 != "" {
+		i := slices.Index(et.EKSHA256, ekSHA256)
+		if i < 0 {
+			return nil, fmt.Errorf("EK %s is not pinned for institution %s ('sios trust list' shows the EKs pinned)", short(ekSHA256), short(rootID))
+		}
+		et.EKSHA256 = slices.Delete(et.EKSHA256, i, i+1)
+	} else {
+		_, certs, err := tpm.ParseEKCAs(caData)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			i := slices.IndexFunc(et.CAs, func(d []byte) bool { return bytes.Equal(d, c.Raw) })
+			if i < 0 {
+				return nil, fmt.Errorf("EK CA %q is not pinned for institution %s", short(c.Subject.String()), short(rootID))
+			}
+			et.CAs = slices.Delete(et.CAs, i, i+1)
+		}
+	}
+	if err := et.check(); err != nil {
+		return nil, err
+	}
+	et.path = path
+	return et, nil
+}
+
 // loadEKs reads every EK trust file of the store, by institution. A file that does not
 // verify is an error naming it.
 func loadEKs(dataDir string) (map[string]tpm.Policy, map[string]*EKTrust, error) {

@@ -118,6 +118,33 @@ func TestTrustStoreEKs(t *testing.T) {
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
 		}
 	}
+	// Un-pinning: what is pinned goes, what is not is refused naming it, and an
+	// institution may end with nothing pinned.
+	if et, err := RemoveEK(dir, rootA, ek1, nil); err != nil || len(et.EKSHA256) != 1 || et.EKSHA256[0] != ek2 {
+		t.Fatalf("un-pin %s: %v %+v", ek1, err, et)
+	}
+	if _, err := RemoveEK(dir, rootA, ek1, nil); err == nil || !strings.Contains(err.Error(), "is not pinned") {
+		t.Errorf("un-pin an EK not pinned: %v", err)
+	}
+	if _, err := RemoveEK(dir, rootB, "", testCA(t, "EK CA 2")); err == nil || !strings.Contains(err.Error(), "is not pinned") {
+		t.Errorf("un-pin an EK CA not pinned: %v", err)
+	}
+	if et, err := RemoveEK(dir, rootB, "", ca); err != nil || len(et.CAs) != 0 {
+		t.Fatalf("un-pin the EK CA: %v", err)
+	}
+	if _, err := RemoveEK(dir, "root_"+strings.Repeat("a", 26), ek1, nil); err == nil || !strings.Contains(err.Error(), "no TPM endorsement keys are pinned") {
+		t.Errorf("un-pin for an institution with none: %v", err)
+	}
+	trust, _, err = LoadTrust(dir, a.Node.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := trust.EKPolicy(rootA); len(p.EKSHA256) != 1 || p.EKSHA256[0] != ek2 {
+		t.Errorf("institution A's EK policy after un-pinning: %+v", p)
+	}
+	if p := trust.EKPolicy(rootB); len(p.EKSHA256) != 0 || p.CAs != nil {
+		t.Errorf("institution B's EK policy after un-pinning its CA: %+v", p)
+	}
 	// A tampered file in the store stops loading, naming the file.
 	p := filepath.Join(eksDir(dir), rootA+".json")
 	os.WriteFile(p, []byte(`{"v":"sios-ek-trust/1","institution":"`+rootA+`","ek_sha256":["xyz"],"ek_cas":[]}`), 0o644)

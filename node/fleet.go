@@ -155,6 +155,15 @@ func (n *Node) trustChanged() []string {
 	return gone
 }
 
+// attestAgain makes a joined node check again the TPMs of institution's peers, after
+// the EKs pinned for it changed.
+func (n *Node) attestAgain(institution string) []string {
+	if f := n.joined.Load(); f != nil {
+		return f.AttestAgain(institution)
+	}
+	return nil
+}
+
 // auditPeerRefusal records a peer refused admission to the fleet.
 func (n *Node) auditPeerRefusal(r fleet.Refusal) {
 	resource := "peer/" + r.Node

@@ -436,7 +436,7 @@ func (n *Node) adminDeps() admin.Deps {
 		DataDir: n.dataDir, NodeID: n.ID(), Listen: n.cfg.Listen, Ledger: n.ledger, Principals: n.principals,
 		Memory: n.memory, Fleet: n.fleet, FleetLog: n.fleetLog, Feed: n.feed, Replication: n.repl,
 		Routes: n.pipeline.Routes, SetReplica: n.setReplica, Cert: n.id.Cert, TrustChanged: n.trustChanged,
-		Roles: n.roles,
+		AttestAgain: n.attestAgain, Roles: n.roles,
 		Trace: func(ctx context.Context, record string) ([]byte, error) { return n.buildTrace(ctx, f, record) },
 	}
 }

@@ -25,6 +25,10 @@ const ActionTrustAddRoot = "trust.add-root"
 // institution's nodes.
 const ActionTrustAddEK = "trust.add-ek"
 
+// ActionTrustRemoveEK: TPM endorsement keys (by hash, or EK CAs) were un-pinned for an
+// institution's nodes, which attest again under the EKs still pinned.
+const ActionTrustRemoveEK = "trust.remove-ek"
+
 // ActionTrustRemove: an institution's root was un-pinned, and its nodes evicted.
 const ActionTrustRemove = "trust.remove"
 

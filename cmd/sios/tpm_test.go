@@ -295,6 +295,23 @@ func TestTPMRequiredForSecretWork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The operator un-pins a's EK on the running o: recorded, a's TPM is checked again
+	// at once, refused under the EKs still pinned, and SECRET work stops going to a.
+	fails(t, 1, o, []string{"trust", "remove-ek", "--institution", root, strings.Repeat("ab", 32)}, "is not pinned")
+	if out := ok(t, o, "trust", "remove-ek", "--institution", root, ek); !strings.Contains(out, "no longer accepting") || !strings.Contains(out, idA) {
+		t.Fatalf("trust remove-ek said: %s", out)
+	}
+	eventually(t, 20*time.Second, "o no longer sees a TPM-attested", func() (bool, string) {
+		for _, p := range peersOf(t, o) {
+			if p.NodeID == idA {
+				return p.Attestation == fleet.AttestSoftware, p.State + "/" + p.Attestation
+			}
+		}
+		return false, "a unknown"
+	})
+	if ae := apiError(t, chat("SECRET"), http.StatusForbidden); !strings.Contains(ae.Message, "forbid-peer-unattested-secret") {
+		t.Fatalf("after remove-ek, SECRET work is refused for another reason: %s", ae.Message)
+	}
 	for _, n := range []*runningNode{na, ns, no} {
 		n.stop(t)
 	}
@@ -305,6 +322,15 @@ func TestTPMRequiredForSecretWork(t *testing.T) {
 				served[filepath.Base(d)+"/"+r.Classification]++
 			}
 		}
+	}
+	if len(recordsWith(ledgerRecords(t, o), oar.ActionTrustRemoveEK)) != 1 {
+		var acts []string
+		for _, r := range ledgerRecords(t, o) {
+			if strings.HasPrefix(r.Action, "trust") {
+				acts = append(acts, r.Action+" "+r.Resource)
+			}
+		}
+		t.Fatalf("o's ledger does not hold the trust.remove-ek record: %v", acts)
 	}
 	if served["s/SECRET"] != 0 || served["a/SECRET"] != 3 || served["s/OFFICIAL"] != 1 {
 		t.Fatalf("work served: %v", served)

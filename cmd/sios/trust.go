@@ -47,7 +47,7 @@ func runRoot(ctx context.Context, e *env, args []string) error {
 }
 
 // trustUsage is the trust command's synopsis.
-const trustUsage = "usage: sios [--data DIR] trust add-root FILE | trust add-ek --institution ROOTID (SHA256 | --ca FILE) | trust remove ROOTID|FILE | trust list [--json]"
+const trustUsage = "usage: sios [--data DIR] trust add-root FILE | trust add-ek --institution ROOTID (SHA256 | --ca FILE) | trust remove-ek --institution ROOTID (SHA256 | --ca FILE) | trust remove ROOTID|FILE | trust list [--json]"
 
 // runTrust handles 'sios trust add-root FILE', 'sios trust add-ek --institution ROOTID
 // (SHA256 | --ca FILE)', 'sios trust remove ROOTID|FILE' and 'sios trust list [--json]'.
@@ -62,13 +62,13 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, strings.Replace(trustUsage, "usage", "Usage", 1))
 		return nil
 	}
-	if !slices.Contains([]string{"add-root", "add-ek", "remove", "list"}, args[0]) {
-		return usageError("unknown trust subcommand %q (add-root, add-ek, remove, list)", args[0])
+	if !slices.Contains([]string{"add-root", "add-ek", "remove-ek", "remove", "list"}, args[0]) {
+		return usageError("unknown trust subcommand %q (add-root, add-ek, remove-ek, remove, list)", args[0])
 	}
 	fs := newFlags(e, "trust "+args[0], strings.TrimPrefix(trustUsage, "usage: sios [--data DIR] "))
 	asJSON := fs.Bool("json", false, "print JSON")
-	institution := fs.String("institution", "", "add-ek: the root id of the institution whose nodes may show this TPM endorsement key")
-	caFile := fs.String("ca", "", "add-ek: accept every EK whose certificate chains to the EK CA certificates in FILE (PEM, or one DER certificate)")
+	institution := fs.String("institution", "", "add-ek, remove-ek: the root id of the institution whose nodes may show this TPM endorsement key")
+	caFile := fs.String("ca", "", "add-ek: accept every EK whose certificate chains to the EK CA certificates in FILE (PEM, or one DER certificate); remove-ek: no longer accept them")
 	rest, err := parseFlags(fs, args[1:])
 	if err != nil {
 		return err
@@ -95,8 +95,8 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "trusting institution root %s\n", res.RootID)
 		return nil
-	case "add-ek":
-		return trustAddEK(ctx, e, *cert, *institution, *caFile, rest, *asJSON)
+	case "add-ek", "remove-ek":
+		return trustChangeEK(ctx, e, *cert, args[0], *institution, *caFile, rest, *asJSON)
 	case "remove":
 		if len(rest) != 1 {
 			return usageError("trust remove needs exactly one ROOTID (as 'sios trust list' shows) or root FILE")
@@ -144,7 +144,7 @@ func runTrust(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	}
-	return usageError("unknown trust subcommand %q (add-root, add-ek, remove, list)", args[0])
+	return usageError("unknown trust subcommand %q (add-root, add-ek, remove-ek, remove, list)", args[0])
 }
 
 // changeTrust makes a recorded trust change through the running node, or on the data
@@ -166,13 +166,13 @@ func (e *env) changeTrust(ctx context.Context, own identity.Certificate, c admin
 	return res, err
 }
 
-// trustAddEK pins a TPM endorsement key (by hash) or EK CA certificates (from a file)
-// for an institution this node already trusts.
-func trustAddEK(ctx context.Context, e *env, own identity.Certificate, institution, caFile string, rest []string, asJSON bool) error {
+// trustChangeEK pins (add-ek) or un-pins (remove-ek) a TPM endorsement key (by hash)
+// or EK CA certificates (from a file) for an institution this node trusts.
+func trustChangeEK(ctx context.Context, e *env, own identity.Certificate, op, institution, caFile string, rest []string, asJSON bool) error {
 	if institution == "" || (len(rest) == 1) == (caFile != "") || len(rest) > 1 {
-		return usageError("trust add-ek needs --institution ROOTID and either one EK hash (SHA256) or --ca FILE")
+		return usageError("trust %s needs --institution ROOTID and either one EK hash (SHA256) or --ca FILE", op)
 	}
-	c := admin.TrustChange{Op: admin.TrustAddEK, Institution: institution}
+	c := admin.TrustChange{Op: op, Institution: institution}
 	if caFile != "" {
 		ca, err := files.ReadFileCapped(caFile, 1<<20, "1 MiB")
 		if err != nil {
@@ -191,6 +191,17 @@ func trustAddEK(ctx context.Context, e *env, own identity.Certificate, instituti
 	}
 	if asJSON {
 		return printJSON(e.stdout, res)
+	}
+	if op == admin.TrustRemoveEK {
+		what := "TPM endorsement key " + c.EKSHA256
+		if c.EKSHA256 == "" {
+			what = "TPM endorsement keys certified by the EK CAs in " + caFile
+		}
+		fmt.Fprintf(e.stdout, "no longer accepting %s for institution %s\n", what, institution)
+		if len(res.AttestAgain) > 0 {
+			fmt.Fprintf(e.stdout, "checking again the TPMs of its nodes %s\n", strings.Join(res.AttestAgain, ", "))
+		}
+		return nil
 	}
 	if c.EKSHA256 != "" {
 		fmt.Fprintf(e.stdout, "accepting TPM endorsement key %s for institution %s\n", c.EKSHA256, institution)
