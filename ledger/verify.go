@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
@@ -251,54 +250,10 @@ type parsedBundle struct {
 // parseBundles reads, hashes and parses the bundles of a log of the given size on all
 // cores, yielding them in order. It stops early at the first unreadable bundle.
 func (r *Reader) parseBundles(ctx context.Context, size uint64, c *chain, beyond func(uint64) []byte) iter.Seq[*parsedBundle] {
+	n := (size + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth
+	parse := func(_ context.Context, idx uint64) *parsedBundle { return r.parseBundle(idx, size, c, beyond) }
 	return func(yield func(*parsedBundle) bool) {
-		n := (size + layout.EntryBundleWidth - 1) / layout.EntryBundleWidth
-		workers := runtime.GOMAXPROCS(0)
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		// A window of futures, one per bundle, keeps the output in order while up to
-		// 4×workers bundles are in flight.
-		futures := make(chan chan *parsedBundle, 4*workers)
-		jobs := make(chan func())
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for job := range jobs {
-					job()
-				}
-			}()
-		}
-		go func() {
-			defer close(futures)
-			defer close(jobs)
-			for idx := uint64(0); idx < n; idx++ {
-				f := make(chan *parsedBundle, 1)
-				select {
-				case futures <- f:
-				case <-ctx.Done():
-					return
-				}
-				job := func() { f <- r.parseBundle(idx, size, c, beyond) }
-				select {
-				case jobs <- job:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-		defer wg.Wait()
-		defer cancel()
-		for f := range futures {
-			var b *parsedBundle
-			select {
-			case b = <-f:
-			case <-ctx.Done():
-				// The producer may have queued this future and then stopped before
-				// handing out its job: nothing will fill it.
-				return
-			}
+		for b := range inOrder(ctx, n, runtime.GOMAXPROCS(0), parse) {
 			if !yield(b) || b.err != nil {
 				return
 			}

@@ -103,18 +103,25 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// crashNode is a 'sios up' process that is killed, not stopped.
-type crashNode struct {
+// upProcess is a 'sios up' process a test started, killed at the test's end if it
+// still runs.
+type upProcess struct {
 	cmd           *exec.Cmd
 	url, adminKey string
 	stderr        *syncBuffer
 }
 
-func startCrashNode(t *testing.T, dir string) *crashNode {
+func startCrashNode(t *testing.T, dir string) *upProcess {
 	t.Helper()
-	cmd := exec.Command(siosBin, "--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "2s")
+	return startUp(t, exec.Command(siosBin, "--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "2s"))
+}
+
+// startUp starts cmd, a 'sios up', and waits until it serves, reading its admin key
+// and address from its output.
+func startUp(t *testing.T, cmd *exec.Cmd) *upProcess {
+	t.Helper()
 	stdout, _ := cmd.StdoutPipe()
-	n := &crashNode{cmd: cmd, stderr: &syncBuffer{}}
+	n := &upProcess{cmd: cmd, stderr: &syncBuffer{}}
 	cmd.Stderr = n.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,14 +150,14 @@ func startCrashNode(t *testing.T, dir string) *crashNode {
 	return n
 }
 
-func (n *crashNode) kill() {
+func (n *upProcess) kill() {
 	if n.cmd.ProcessState == nil {
 		n.cmd.Process.Signal(syscall.SIGKILL)
 		n.cmd.Wait()
 	}
 }
 
-func (n *crashNode) terminate(t *testing.T) {
+func (n *upProcess) terminate(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	if err := n.cmd.Wait(); err != nil {
 		t.Fatalf("sios up did not stop cleanly: %v\n%s", err, n.stderr)

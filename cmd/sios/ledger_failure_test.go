@@ -242,58 +242,19 @@ func shutdownExt4(t *testing.T, dir string) {
 	}
 }
 
-// nsNode is a 'sios up' process, in a mount namespace or not.
-type nsNode struct {
-	cmd           *exec.Cmd
-	url, adminKey string
-	stderr        *syncBuffer
-}
-
-func startNSNode(t *testing.T, ns *mountNS, dir string) *nsNode {
+// startNSNode starts 'sios up' on dir, in the mount namespace ns if not nil.
+func startNSNode(t *testing.T, ns *mountNS, dir string) *upProcess {
 	t.Helper()
 	args := []string{"--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "2s"}
-	cmd := exec.Command(siosBin, args...)
 	if ns != nil {
-		cmd = ns.command(siosBin, args...)
+		return startUp(t, ns.command(siosBin, args...))
 	}
-	stdout, _ := cmd.StdoutPipe()
-	n := &nsNode{cmd: cmd, stderr: &syncBuffer{}}
-	cmd.Stderr = n.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	found := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := keyLine.FindStringSubmatch(sc.Text()); m != nil {
-				n.adminKey = m[1]
-			}
-			if m := serveLine.FindStringSubmatch(sc.Text()); m != nil && n.url == "" {
-				n.url = m[1]
-				close(found)
-			}
-		}
-	}()
-	select {
-	case <-found:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("sios up did not serve within 60s: %s", n.stderr)
-	}
-	t.Cleanup(func() {
-		if n.cmd.ProcessState == nil {
-			n.cmd.Process.Kill()
-			n.cmd.Wait()
-		}
-	})
-	return n
+	return startUp(t, exec.Command(siosBin, args...))
 }
 
 // stop sends SIGTERM and waits; clean demands exit status 0 (a node whose ledger
 // failed exits 1: it cannot seal the ledger).
-func (n *nsNode) stop(t *testing.T, clean bool) {
+func (n *upProcess) stop(t *testing.T, clean bool) {
 	t.Helper()
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	err := n.cmd.Wait()
