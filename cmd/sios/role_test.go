@@ -326,8 +326,10 @@ func TestSuccessionFiveNodes(t *testing.T) {
 	eventually(t, 20*time.Second, "the courier's documents reach the live nodes", func() (bool, string) {
 		for i, n := range live {
 			st := roleOn(t, n, liveKeys[i], "caldicott-deputy")
-			if len(st.Rejected) < 2 {
-				return false, fmt.Sprintf("%s: %d rejected", filepath.Base(n.dir), len(st.Rejected))
+			// All four: the forged and the non-observer's rejected, n1's two duplicates
+			// received beside its own suspicion (they travel separately).
+			if len(st.Rejected) < 2 || countSteps(st, succession.StepSuspect, ids[1]) < 3 {
+				return false, fmt.Sprintf("%s: %d rejected, %d suspicions by n1", filepath.Base(n.dir), len(st.Rejected), countSteps(st, succession.StepSuspect, ids[1]))
 			}
 		}
 		return true, ""
