@@ -243,7 +243,7 @@ func TestTPMAttestationRefusals(t *testing.T) {
 			} else {
 				// a's altered identity record reaches b as records do (sync, gossip).
 				mb = startMemberWith(t, memberOptions{node: b, trust: func() Trust { return trust }})
-				if _, errs := mb.f.addRecords([][]byte{forged}); len(errs) != 1 || !errors.Is(errs[0], ErrAttestation) {
+				if _, _, errs := mb.f.addRecords([][]byte{forged}); len(errs) != 1 || !errors.Is(errs[0], ErrAttestation) {
 					t.Fatalf("b added a's altered identity record: %v", errs)
 				}
 			}

@@ -115,6 +115,7 @@ type peerState struct {
 	state string
 	since time.Time
 	rtt   time.Duration // smoothed probe round trip; 0 until measured
+	gap   time.Time     // when a gossiped record of this node last started a sync to fill a gap
 }
 
 // Peer states as `sios fleet peers` reports them.
@@ -464,11 +465,14 @@ func (b *recordBroadcast) Message() []byte                       { return b.msg 
 func (b *recordBroadcast) Finished()                             {}
 
 // addRecords adds records to the log, gossips the ones that were new, and reports
-// how many applied.
-func (f *Fleet) addRecords(recs [][]byte) (applied int, errs []error) {
+// how many applied and the nodes whose records it holds for want of a predecessor.
+func (f *Fleet) addRecords(recs [][]byte) (applied int, held []string, errs []error) {
 	trust := f.cfg.Trust()
 	for _, rec := range recs {
 		res, err := f.cfg.Log.Add(rec, trust)
+		if err == nil && res.Status == Held && !slices.Contains(held, res.Node) {
+			held = append(held, res.Node)
+		}
 		if err != nil {
 			if errors.Is(err, ErrAttestation) {
 				// Only the node itself signs its identity record: its TPM evidence, not a
@@ -488,7 +492,7 @@ func (f *Fleet) addRecords(recs [][]byte) (applied int, errs []error) {
 		f.notify()
 		f.admitPending()
 	}
-	return applied, errs
+	return applied, held, errs
 }
 
 // delegate is the Fleet as a memberlist.Delegate.
@@ -501,9 +505,39 @@ func (d *delegate) NotifyMsg(b []byte) {
 	if len(b) < 2 || b[0] != msgRecord {
 		return
 	}
-	if _, errs := f.addRecords([][]byte{b[1:]}); len(errs) > 0 {
+	_, held, errs := f.addRecords([][]byte{b[1:]})
+	if len(errs) > 0 {
 		f.log.Debug("fleet gossip record refused", "err", errs[0])
 	}
+	for _, node := range held {
+		f.fillGap(node)
+	}
+}
+
+// fillGap syncs at once with a node whose gossiped record arrived ahead of one that
+// gossip lost (packets are dropped when a peer's queue is full), rather than holding
+// it until the next push/pull, up to PushPullInterval later: a refutation or an
+// acceptance that waits behind a lost suspicion would otherwise be seen that much late.
+// At most one such sync per node and second.
+func (f *Fleet) fillGap(node string) {
+	f.mu.Lock()
+	p := f.peers[node]
+	if p == nil || p.state != StateAlive || p.addr == "" || time.Since(p.gap) < time.Second {
+		f.mu.Unlock()
+		return
+	}
+	p.gap = time.Now()
+	addr := p.addr
+	f.mu.Unlock()
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+		defer cancel()
+		if err := f.syncWith(ctx, node, addr); err != nil {
+			f.log.Debug("fleet gap sync", "peer", node, "err", err)
+		}
+	}()
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {

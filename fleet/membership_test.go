@@ -92,6 +92,8 @@ type memberOptions struct {
 	attestor Attestor
 	// handler, if set, wraps the fleet API handler.
 	handler func(http.Handler) http.Handler
+	// timing, if set, replaces fastTiming.
+	timing *Timing
 }
 
 func startMemberWith(t *testing.T, o memberOptions) *member {
@@ -102,13 +104,17 @@ func startMemberWith(t *testing.T, o memberOptions) *member {
 		t.Fatal(err)
 	}
 	m := &member{node: n, pub: pub, logs: &syncBuffer{}}
+	timing := fastTiming
+	if o.timing != nil {
+		timing = *o.timing
+	}
 	h := attestHandler(o.attestor)
 	if o.handler != nil {
 		h = o.handler(h)
 	}
 	f, err := Start(t.Context(), Config{
 		Node: n, Publisher: pub, Log: NewLog(), Trust: o.trust,
-		Listen: "127.0.0.1:0", Join: o.join, Refused: m.addRefusal, Attested: m.addAttested, Timing: fastTiming,
+		Listen: "127.0.0.1:0", Join: o.join, Refused: m.addRefusal, Attested: m.addAttested, Timing: timing,
 		Logger:  slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Handler: h,
 	})
@@ -295,6 +301,37 @@ func TestMembershipFormsAndConverges(t *testing.T) {
 			t.Errorf("%s refused peers of a trusted root: %+v", m.name(), r)
 		}
 	}
+}
+
+// A record that gossip lost is fetched as soon as its successor arrives, not at the
+// next push/pull (an hour away here).
+func TestMembershipFillsAGossipGap(t *testing.T) {
+	ids := newTestIDs(t)
+	slow := fastTiming
+	slow.PushPullInterval = time.Hour
+	a1 := startMemberWith(t, memberOptions{node: ids.a1, trust: func() Trust { return ids.both }, timing: &slow})
+	a2 := startMemberWith(t, memberOptions{node: ids.a2, trust: func() Trust { return ids.both }, timing: &slow, join: []string{a1.f.Addr()}})
+	waitUntil(t, fleetSettle, "both members see each other", func() bool {
+		_, ok := a2.f.Log().Feed(ids.a1.ID())
+		return a1.alive() == 1 && a2.alive() == 1 && ok
+	}, a1, a2)
+	// The first record is appended without gossip, as if every packet carrying it had
+	// been dropped; the second is gossiped.
+	lost, err := a1.pub.Publish(KindLimits, &LimitsBody{RequestsPerMinute: 1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a1.f.Log().Add(lost, ids.both); err != nil {
+		t.Fatal(err)
+	}
+	if err := a1.f.Publish(KindLimits, &LimitsBody{RequestsPerMinute: 2}); err != nil {
+		t.Fatal(err)
+	}
+	took := waitUntil(t, fleetSettle, "a2 holds both of a1's records", func() bool {
+		v, ok := a2.f.Log().NodeView(ids.a1.ID())
+		return ok && v.RequestsPerMinute == 2
+	}, a1, a2)
+	t.Logf("the lost record was fetched %v after its successor was gossiped", took)
 }
 
 func TestMembershipRefusesUntrustedRoot(t *testing.T) {

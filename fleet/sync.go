@@ -81,7 +81,7 @@ func (f *Fleet) syncWith(ctx context.Context, node, addr string) error {
 		if err != nil {
 			return err
 		}
-		applied, _ := f.addRecords(rawList(got.Records))
+		applied, _, _ := f.addRecords(rawList(got.Records))
 		f.rememberDigest(node, addr, got.Digest)
 		if len(f.cfg.Log.Missing(got.Digest)) == 0 && (applied == 0 || !f.lacks(got.Digest)) {
 			return nil
@@ -170,7 +170,7 @@ func (f *Fleet) handleSync(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("sync request names node %s but the connection is from %s", short(req.Node), peer.NodeID), http.StatusForbidden)
 		return
 	}
-	if _, errs := f.addRecords(rawList(req.Records)); len(errs) > 0 {
+	if _, _, errs := f.addRecords(rawList(req.Records)); len(errs) > 0 {
 		f.log.Debug("fleet sync: records refused", "peer", peer.NodeID, "count", len(errs), "first", errs[0])
 	}
 	if req.Addr != "" {
