@@ -56,6 +56,19 @@ func (r *recorder) Write(ctx context.Context, rec *oar.Record) (*ledger.Written,
 	return w, err
 }
 
+func (r *recorder) Add(ctx context.Context, rec *oar.Record) error {
+	if r.fail != nil {
+		return r.fail
+	}
+	err := r.l.Add(ctx, rec)
+	if err == nil {
+		r.mu.Lock()
+		r.recs = append(r.recs, rec)
+		r.mu.Unlock()
+	}
+	return err
+}
+
 func (r *recorder) Append(ctx context.Context, rec *oar.Record) (*oar.Receipt, []byte, error) {
 	if r.fail != nil {
 		return nil, nil, r.fail

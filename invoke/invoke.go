@@ -51,6 +51,8 @@ type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// Write returns once the record is durable, before its seal (its receipt) is.
 	Write(ctx context.Context, r *oar.Record) (*ledger.Written, error)
+	// Add returns once the record is durable, which it does not hurry.
+	Add(ctx context.Context, r *oar.Record) error
 	// Size is the number of entries written (journaled) so far.
 	Size() uint64
 }
@@ -269,12 +271,14 @@ func (p *Pipeline) appendNow(ctx context.Context, rec *oar.Record) (*oar.Receipt
 	return rc, err
 }
 
-// appendLater appends a record in the background (Wait waits for it).
+// appendLater adds a record in the background (Wait waits until it is durable). Nobody
+// waits for its receipt, so it neither costs an fdatasync of its own nor hurries a
+// seal: it goes into the journal with the next write.
 func (p *Pipeline) appendLater(ctx context.Context, rec *oar.Record, what string) {
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
-		if _, _, err := p.cfg.Ledger.Append(context.WithoutCancel(ctx), rec); err != nil {
+		if err := p.cfg.Ledger.Add(context.WithoutCancel(ctx), rec); err != nil {
 			p.cfg.Log.Error(what, "resource", rec.Resource, "err", err)
 		}
 	}()

@@ -42,13 +42,20 @@ const (
 type Options struct {
 	// SealMaxRecords caps the records under one seal (default 4096).
 	SealMaxRecords int
-	// SealMaxDelay is how long the sealer may wait for more records once one arrives,
-	// when records are arriving steadily (the previous seal is younger than the delay).
-	// A record arriving after a quiet spell is sealed at once. Waiting makes fewer,
-	// larger seals — each ML-DSA-65 signature costs ~0.3 ms of CPU — at the price of up
-	// to this much receipt latency under load. Default 0: a seal covers whatever queued
-	// while the previous one was being made.
+	// SealMaxDelay is the longest a record waits for its seal when nobody waits for
+	// its receipt. A record whose receipt is wanted (Append, or Written.Receipt) is
+	// sealed as soon as the journal is free, within the SealInterval budget; and when
+	// the receipts of written records are asked for some time after they were written
+	// (an answer's receipt, asked for once the model has answered), the open group is
+	// sealed a little ahead of that. Waiting makes fewer, larger seals — each
+	// ML-DSA-65 signature costs ~0.3–0.8 ms of CPU. Default 0: a seal covers whatever
+	// queued while the previous one was being made.
 	SealMaxDelay time.Duration
+	// SealInterval is how often, on average, seals may be made before SealMaxDelay
+	// (bursts of 8 back to back): light traffic has its receipts after about one
+	// fdatasync, and steady traffic shares each signature among the records of at
+	// least this long. Default SealMaxDelay.
+	SealInterval time.Duration
 	// TesseraBatchSize and TesseraBatchAge set Tessera's sequencing batches
 	// (defaults 4096 and 100ms).
 	TesseraBatchSize uint
@@ -98,6 +105,9 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.SealInterval <= 0 || o.SealInterval > o.SealMaxDelay {
+		o.SealInterval = o.SealMaxDelay
+	}
 }
 
 // ErrClosed is returned by Append after Close.
@@ -133,9 +143,18 @@ type Ledger struct {
 	openHashes [][]byte
 	openFirst  uint64
 	openSince  time.Time
-	sealBudget float64   // seals that may be made at once (sealDue), refilled one per SealMaxDelay
+	sealBudget float64   // seals that may be made at once (sealDue), refilled one per SealInterval
 	budgetAt   time.Time // when sealBudget was last refilled
 	held       *batch    // owned by the journaler: journaled entries not yet passed to Tessera
+
+	// Receipts asked for: wanted is one past the highest index whose receipt a caller
+	// waits for; poke wakes the sealer when it rises; lags are how long after Write
+	// returned recent receipts were asked for (a ring, guarded by lagMu).
+	wanted atomic.Uint64
+	poke   chan struct{}
+	lagMu  sync.Mutex
+	lags   [lagSamples]time.Duration
+	nlags  int
 
 	assigned   atomic.Uint64 // entries journaled so far: the log size once integrated
 	integrated atomic.Uint64
@@ -150,8 +169,10 @@ type pending struct {
 	done    chan result // one value: the receipt once sealed, or why not
 
 	queued time.Time
-	urgent bool // a Write: its caller waits for durability, not for the seal
-	acked  bool // durable has its value; owned by the journaler
+	urgent bool   // a Write: its caller waits for durability, not for the seal
+	wanted bool   // an Append: its caller waits for the receipt
+	index  uint64 // given by the sealer (take); read by others after durable
+	acked  bool   // durable has its value; owned by the journaler
 }
 
 type result struct {
@@ -254,6 +275,7 @@ func (l *Ledger) start(ctx context.Context) error {
 	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
 	l.frames = make(chan *frame, 2)
 	l.idle = make(chan struct{}, 1)
+	l.poke = make(chan struct{}, 1)
 	l.feed = make(chan *batch, 64)
 	l.futs = make(chan future, 1<<16)
 	l.done = make(chan struct{})
@@ -389,7 +411,7 @@ func (l *Ledger) Node() *identity.Node { return l.node }
 // Append logs the record and returns its receipt once the record and its seal are
 // durable. Members left empty are filled: v, kind, node and time.
 func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error) {
-	p, err := l.queue(ctx, r, false)
+	p, err := l.queue(ctx, r, forReceipt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -409,18 +431,27 @@ func (l *Ledger) Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byt
 // Written is a record the journal holds durably; its seal may still be on its way.
 type Written struct {
 	Entry []byte // the record as logged (canonical)
+	l     *Ledger
 	p     *pending
+	at    time.Time // when Write returned
+	asked bool
 	rc    *oar.Receipt
 	err   error
 	got   bool
 }
 
-// Receipt waits for the record's seal to be durable and returns its receipt: at most
-// about SealMaxDelay after Write returned. It may be called more than once (not
-// concurrently).
+// Receipt waits for the record's seal to be durable and returns its receipt. Asking
+// for it has the record sealed as soon as the journal is free and the seal budget
+// allows (see Options.SealInterval), and at most SealMaxDelay after it was written.
+// It may be called more than once (not concurrently).
 func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
 	if w.got {
 		return w.rc, w.err
+	}
+	if !w.asked {
+		w.asked = true
+		w.l.noteLag(time.Since(w.at))
+		w.l.want(w.p.index)
 	}
 	select {
 	case res := <-w.p.done:
@@ -437,7 +468,7 @@ func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
 // before sealing it (the node seals it when it next starts). Members left empty are
 // filled: v, kind, node and time.
 func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
-	p, err := l.queue(ctx, r, true)
+	p, err := l.queue(ctx, r, forDurability)
 	if err != nil {
 		return nil, err
 	}
@@ -446,15 +477,95 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Written{Entry: p.entry, p: p}, nil
+		return &Written{Entry: p.entry, l: l, p: p, at: time.Now()}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// queue encodes the record and queues it for the writer; urgent if its caller waits
-// for durability only.
-func (l *Ledger) queue(ctx context.Context, r *oar.Record, urgent bool) (*pending, error) {
+// Add logs the record and returns once it is durable, without hurrying it: it goes
+// into the journal with the next write (a Write's or a seal's, at most about
+// SealMaxDelay later), and its seal is not waited for. For records nobody waits on,
+// such as an answer's completion record.
+func (l *Ledger) Add(ctx context.Context, r *oar.Record) error {
+	p, err := l.queue(ctx, r, unhurried)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-p.durable:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// What a caller of queue waits for.
+type waitFor int
+
+const (
+	forReceipt    waitFor = iota // Append: the record sealed as soon as the budget allows
+	forDurability                // Write: the record journaled at the next fdatasync
+	unhurried                    // Add: the record journaled with whatever goes next
+)
+
+// lagSamples is how many recent receipt requests of written records the sealer looks
+// back over to seal ahead of the next ones.
+const lagSamples = 32
+
+// noteLag records how long after its Write a record's receipt was asked for.
+func (l *Ledger) noteLag(d time.Duration) {
+	l.lagMu.Lock()
+	l.lags[l.nlags%lagSamples] = d
+	l.nlags++
+	l.lagMu.Unlock()
+}
+
+// lead is how old the open group may grow before it is sealed ahead of the receipts
+// that will be asked for: three quarters of the shortest recent lag between a record's
+// Write and the request for its receipt, so that the seal is made and durable by then.
+// Zero without such requests (seal as soon as the budget allows).
+func (l *Ledger) lead() time.Duration {
+	l.lagMu.Lock()
+	defer l.lagMu.Unlock()
+	n := min(l.nlags, lagSamples)
+	if n == 0 {
+		return 0
+	}
+	least := l.lags[0]
+	for _, d := range l.lags[1:n] {
+		least = min(least, d)
+	}
+	return least * 3 / 4
+}
+
+// want asks for the seal of the record at index, waking the sealer if it is news.
+func (l *Ledger) want(index uint64) {
+	if !l.raiseWanted(index) {
+		return
+	}
+	select {
+	case l.poke <- struct{}{}:
+	default:
+	}
+}
+
+// raiseWanted notes that the receipt of the record at index is wanted; false if one at
+// or after it already was.
+func (l *Ledger) raiseWanted(index uint64) bool {
+	for {
+		cur := l.wanted.Load()
+		if cur > index {
+			return false
+		}
+		if l.wanted.CompareAndSwap(cur, index+1) {
+			return true
+		}
+	}
+}
+
+// queue encodes the record and queues it for the writer.
+func (l *Ledger) queue(ctx context.Context, r *oar.Record, wait waitFor) (*pending, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
@@ -463,7 +574,7 @@ func (l *Ledger) queue(ctx context.Context, r *oar.Record, urgent bool) (*pendin
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: urgent}
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -522,9 +633,9 @@ func (l *Ledger) fail(err error) {
 //     whose seal is not journaled.
 //
 // So a record written with Write is durable after about one fdatasync, while one
-// signature (about 0.3 ms of CPU) covers every record of a SealMaxDelay window; a
-// record appended for its receipt waits in the sealer for the frame of its seal (or
-// of a Write), so that it costs no fdatasync of its own.
+// signature (0.3–0.8 ms of CPU) covers every record of a window that is as long as
+// receipts allow (sealDue); a record appended for its receipt waits in the sealer for
+// the frame of its seal (or of a Write), so that it costs no fdatasync of its own.
 
 // frame is one journal write on its way from the sealer to the journaler.
 type frame struct {
@@ -560,7 +671,7 @@ func (l *Ledger) sealer() {
 	for !closing {
 		var wake <-chan time.Time
 		if len(l.open) > 0 {
-			timer.Reset(l.opts.SealMaxDelay - time.Since(l.openSince))
+			timer.Reset(l.nextSealCheck())
 			wake = timer.C
 		}
 		var ready <-chan struct{}
@@ -592,6 +703,7 @@ func (l *Ledger) sealer() {
 				break
 			}
 		case <-wake:
+		case <-l.poke:
 		case <-ready:
 			idle = true
 		}
@@ -622,6 +734,10 @@ func (l *Ledger) take(f *frame, p *pending) {
 	if len(l.open) == 0 {
 		l.openFirst, l.openSince = l.next, time.Now()
 	}
+	p.index = l.next
+	if p.wanted {
+		l.raiseWanted(p.index) // an Append: its caller waits for the receipt now
+	}
 	l.next++
 	f.b.entries = append(f.b.entries, p.entry)
 	f.fresh = append(f.fresh, p)
@@ -634,19 +750,21 @@ func (l *Ledger) take(f *frame, p *pending) {
 }
 
 // sealBurst is how many seals may be made back to back before sealing falls back to
-// one per SealMaxDelay (sealDue).
+// one per SealInterval (sealDue).
 const sealBurst = 8
 
 // sealDue says whether the open group is sealed now: at once without SealMaxDelay,
 // else once its first record has waited SealMaxDelay — or sooner, when the journaler
 // waits for work (idle) and either the group holds at least SealMaxRecords/16
-// records, enough that the signature costs little per record, or the seal budget
-// allows one: seals are made as soon as the journal is free while they average at
-// most one per SealMaxDelay (bursts of sealBurst), so light traffic has its
-// receipts after about one fdatasync and steady traffic still shares each signature
-// (about 0.3 ms of CPU) among the records of a SealMaxDelay.
+// records, enough that the signature costs little per record, or a receipt in it is
+// wanted (or will be soon: lead) and the seal budget allows one. Seals made early
+// average at most one per SealInterval (bursts of sealBurst), so light traffic has its
+// receipts after about one fdatasync and steady traffic shares each signature among
+// the records of at least a SealInterval — and, when receipts are asked for only after
+// the model answers, among the records of most of that wait.
 func (l *Ledger) sealDue(idle bool) bool {
-	if l.opts.SealMaxDelay <= 0 || time.Since(l.openSince) >= l.opts.SealMaxDelay {
+	age := time.Since(l.openSince)
+	if l.opts.SealMaxDelay <= 0 || age >= l.opts.SealMaxDelay {
 		return true
 	}
 	if !idle {
@@ -655,11 +773,26 @@ func (l *Ledger) sealDue(idle bool) bool {
 	if len(l.open) >= max(1, l.opts.SealMaxRecords/16) {
 		return true
 	}
+	if l.wanted.Load() <= l.openFirst && age < l.lead() {
+		return false
+	}
 	l.refillSealBudget()
 	return l.sealBudget >= 1
 }
 
-// refillSealBudget adds one seal per SealMaxDelay since the budget was last refilled,
+// nextSealCheck is how long the sealer may sleep before the open group may be due:
+// its SealMaxDelay, its lead, or — once its seal is wanted but the budget is spent —
+// the budget's next refill.
+func (l *Ledger) nextSealCheck() time.Duration {
+	age := time.Since(l.openSince)
+	d := l.opts.SealMaxDelay - age
+	if lead := l.lead(); l.wanted.Load() <= l.openFirst && age < lead {
+		return min(d, lead-age)
+	}
+	return min(d, l.opts.SealInterval)
+}
+
+// refillSealBudget adds one seal per SealInterval since the budget was last refilled,
 // up to sealBurst. Every seal spends one (sealInto), down to -sealBurst, so that
 // under steady traffic, where seals come from the delay, none is made early.
 func (l *Ledger) refillSealBudget() {
@@ -667,8 +800,8 @@ func (l *Ledger) refillSealBudget() {
 	switch {
 	case l.budgetAt.IsZero():
 		l.sealBudget = sealBurst
-	case l.opts.SealMaxDelay > 0:
-		l.sealBudget = min(sealBurst, l.sealBudget+float64(now.Sub(l.budgetAt))/float64(l.opts.SealMaxDelay))
+	case l.opts.SealInterval > 0:
+		l.sealBudget = min(sealBurst, l.sealBudget+float64(now.Sub(l.budgetAt))/float64(l.opts.SealInterval))
 	}
 	l.budgetAt = now
 }

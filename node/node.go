@@ -53,8 +53,16 @@ import (
 // which at 2,000 requests/s were 10 % of the node's CPU with 100 ms batches.
 const DefaultTesseraBatchAge = 500 * time.Millisecond
 
-// DefaultSealDelay is the node's ledger SealMaxDelay (see ledger.Options).
-const DefaultSealDelay = 5 * time.Millisecond
+// The node's ledger seal timing (see ledger.Options): a record whose receipt nobody
+// asks for is sealed within DefaultSealDelay; one whose receipt is asked for (or, from
+// how late recent receipts were asked for, will be soon) as soon as the journal is
+// free, at most one such seal per DefaultSealInterval on average. At 2,000 requests/s
+// with a 20 ms model, seals every ~15 ms instead of every 5 ms cut the node's CPU per
+// request by about a tenth (ML-DSA-65 signing).
+const (
+	DefaultSealDelay    = 100 * time.Millisecond
+	DefaultSealInterval = 5 * time.Millisecond
+)
 
 // Options builds a Node.
 type Options struct {
@@ -179,11 +187,11 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	lopts := opts.Ledger
 	if lopts.SealMaxDelay == 0 {
 		// Under steady traffic, seal every few milliseconds instead of per request: far
-		// fewer ML-DSA-65 signatures (each about 0.3 ms of CPU). The admission record
-		// waits only until it is durable (ledger.Write), not for its seal, and the
-		// receipt the answer carries is awaited after the model has answered, so the
-		// delay stays off the request's path while the model is slower than it.
-		lopts.SealMaxDelay = DefaultSealDelay
+		// fewer ML-DSA-65 signatures (each 0.3–0.8 ms of CPU). The admission record waits
+		// only until it is durable (ledger.Write), not for its seal, and the receipt the
+		// answer carries is asked for after the model has answered: the ledger seals
+		// ahead of that, so the delay stays off the request's path.
+		lopts.SealMaxDelay, lopts.SealInterval = DefaultSealDelay, DefaultSealInterval
 	}
 	if lopts.TesseraBatchAge == 0 {
 		lopts.TesseraBatchAge = DefaultTesseraBatchAge

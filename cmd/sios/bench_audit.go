@@ -22,7 +22,7 @@ import (
 // benchLedgerOptions are shared by the baseline and the ledger so that both batch alike;
 // the seal delay is the one a serving node uses.
 func benchLedgerOptions() ledger.Options {
-	return ledger.Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: node.DefaultSealDelay}
+	return ledger.Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: node.DefaultSealDelay, SealInterval: node.DefaultSealInterval}
 }
 
 type auditBenchResult struct {
