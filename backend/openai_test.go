@@ -33,7 +33,7 @@ func serve(t testing.TB, h http.Handler, opts backend.Options) (*backend.OpenAI,
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := g.HTTPTransport()
+	tr := &backend.Transport{Dial: g.DialContext, TLS: g.HTTPTransport()}
 	t.Cleanup(tr.CloseIdleConnections)
 	opts.HTTPClient = &http.Client{Transport: tr}
 	c, err := backend.NewOpenAI(ts.URL, opts)
@@ -545,7 +545,7 @@ func TestEgressGuardApplies(t *testing.T) {
 	defer ts.Close()
 	var refused atomic.Int64
 	g, _ := egress.New([]egress.Rule{{Host: "127.0.0.1", Port: 11434}}, func(egress.Refusal) { refused.Add(1) })
-	c, err := backend.NewOpenAI(ts.URL, backend.Options{HTTPClient: &http.Client{Transport: g.HTTPTransport()}})
+	c, err := backend.NewOpenAI(ts.URL, backend.Options{HTTPClient: &http.Client{Transport: &backend.Transport{Dial: g.DialContext}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,8 +622,18 @@ func TestNewOpenAI(t *testing.T) {
 	}
 }
 
-// After [DONE] the client reads the end of the body so the connection is reused.
+// After [DONE] the client reads the end of the body so the connection is reused, with
+// net/http's transport (https:// model servers) and the node's own (http://).
 func TestStreamReusesConnection(t *testing.T) {
+	t.Run("net/http", func(t *testing.T) {
+		testStreamReusesConnection(t, func(g *egress.Guard) http.RoundTripper { return g.HTTPTransport() })
+	})
+	t.Run("backend.Transport", func(t *testing.T) {
+		testStreamReusesConnection(t, func(g *egress.Guard) http.RoundTripper { return &backend.Transport{Dial: g.DialContext} })
+	})
+}
+
+func testStreamReusesConnection(t *testing.T, transport func(*egress.Guard) http.RoundTripper) {
 	var conns atomic.Int64
 	ts := httptest.NewUnstartedServer(&mock.Server{Reply: "a b"})
 	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -634,8 +644,8 @@ func TestStreamReusesConnection(t *testing.T) {
 	ts.Start()
 	defer ts.Close()
 	g, _ := egress.New([]egress.Rule{{Host: "127.0.0.1", Port: ts.Listener.Addr().(*net.TCPAddr).Port}}, nil)
-	tr := g.HTTPTransport()
-	defer tr.CloseIdleConnections()
+	tr := transport(g)
+	defer tr.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 	c, _ := backend.NewOpenAI(ts.URL, backend.Options{HTTPClient: &http.Client{Transport: tr}})
 	for range 10 {
 		if _, err := c.Chat(context.Background(), userMessage("x"), func(backend.Delta) error { return nil }); err != nil {

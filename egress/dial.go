@@ -2,9 +2,11 @@ package egress
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +72,16 @@ func (c *trackedConn) Close() error {
 	}
 	c.g.mu.Unlock()
 	return c.closeConn()
+}
+
+// SyscallConn gives the connection's descriptor (for a non-blocking peek at an idle
+// connection), when the dialled connection has one.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("the connection has no descriptor")
+	}
+	return sc.SyscallConn()
 }
 
 func (c *trackedConn) closeConn() error {

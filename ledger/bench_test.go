@@ -134,7 +134,7 @@ func BenchmarkVerify(b *testing.B) {
 // the writers of 'sios bench audit': the path whose profile matters.
 func BenchmarkAppendLikeTheNode(b *testing.B) {
 	node := newTestNode(b)
-	l, err := Open(context.Background(), b.TempDir(), node, Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: 5 * time.Millisecond})
+	l, err := Open(context.Background(), b.TempDir(), node, Options{CheckpointInterval: 100 * time.Millisecond, SealMaxDelay: 100 * time.Millisecond, SealInterval: 5 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -218,7 +218,10 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	if n.cfg.BackendAPIKeyEnv != "" {
 		key = os.Getenv(n.cfg.BackendAPIKeyEnv)
 	}
-	backends := backend.NewPool(n.guard.HTTPTransport(), key)
+	// Model servers on plain http:// are called on each request's own goroutine
+	// (backend.Transport); https:// ones through net/http's transport. Both dial only
+	// through the egress guard.
+	backends := backend.NewPool(&backend.Transport{Dial: n.guard.DialContext, TLS: n.guard.HTTPTransport()}, key)
 	n.memory = &memory.Ops{Store: store, Append: n.ledger.Append, Observe: n.metrics.Memory}
 	if n.cfg.Backend != brain.BackendBuiltin && n.cfg.EmbeddingModel != "" {
 		def, err := backends.Get(n.cfg.Backend)
