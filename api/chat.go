@@ -79,15 +79,58 @@ func (c *chatWriter) Start(brain string, receipt *oar.Receipt) error {
 	h.Set("X-Accel-Buffering", "no")
 	c.w.WriteHeader(http.StatusOK)
 	c.started = true
-	return c.event(c.chunk(map[string]any{"role": "assistant", "content": ""}, nil))
+	empty := ""
+	return c.event(c.chunk(&wireDelta{Role: "assistant", Content: &empty}, nil))
 }
 
-func (c *chatWriter) chunk(delta map[string]any, finish *string) map[string]any {
-	return map[string]any{
-		"id": c.id, "object": "chat.completion.chunk", "created": c.created, "model": c.model,
-		"system_fingerprint": c.fingerprint,
-		"choices":            []any{map[string]any{"index": 0, "delta": delta, "finish_reason": finish}},
-	}
+// completion is a chat completion or one chunk of its stream, as OpenAI sends them.
+type completion struct {
+	ID                string       `json:"id"`
+	Object            string       `json:"object"`
+	Created           int64        `json:"created"`
+	Model             string       `json:"model"`
+	SystemFingerprint string       `json:"system_fingerprint"`
+	Choices           []wireChoice `json:"choices"`
+	Usage             *Usage       `json:"usage,omitempty"`
+}
+
+type wireChoice struct {
+	Index        int          `json:"index"`
+	Message      *wireMessage `json:"message,omitempty"`
+	Delta        *wireDelta   `json:"delta,omitempty"`
+	FinishReason *string      `json:"finish_reason"`
+}
+
+// wireMessage is the answer of a completion: its content is null when the model
+// only called the caller's tools.
+type wireMessage struct {
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"`
+	ToolCalls []wireToolCall `json:"tool_calls,omitempty"`
+}
+
+// wireDelta is what one chunk of a stream adds ({} in the last).
+type wireDelta struct {
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []wireToolCall `json:"tool_calls,omitempty"`
+}
+
+type wireToolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function wireFunction `json:"function"`
+}
+
+type wireFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+func (c *chatWriter) chunk(delta *wireDelta, finish *string) *completion {
+	return &completion{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+		SystemFingerprint: c.fingerprint, Choices: []wireChoice{{Delta: delta, FinishReason: finish}}}
 }
 
 func (c *chatWriter) Delta(content string) error {
@@ -98,7 +141,7 @@ func (c *chatWriter) Delta(content string) error {
 	if content == "" {
 		return nil
 	}
-	return c.event(c.chunk(map[string]any{"content": content}, nil))
+	return c.event(c.chunk(&wireDelta{Content: &content}, nil))
 }
 
 func (c *chatWriter) Finish(r *invoke.Result) error {
@@ -111,34 +154,31 @@ func (c *chatWriter) Finish(r *invoke.Result) error {
 		if content == "" {
 			content = c.content.String()
 		}
-		msg := map[string]any{"role": "assistant", "content": content}
+		msg := &wireMessage{Role: "assistant", Content: &content}
 		if len(r.ToolCalls) > 0 {
-			msg["tool_calls"] = wireToolCalls(r.ToolCalls, false)
+			msg.ToolCalls = wireToolCalls(r.ToolCalls, false)
 			if content == "" {
-				msg["content"] = nil
+				msg.Content = nil
 			}
 		}
-		writeJSON(c.w, http.StatusOK, map[string]any{
-			"id": c.id, "object": "chat.completion", "created": c.created, "model": c.model,
-			"system_fingerprint": r.Fingerprint,
-			"choices":            []any{map[string]any{"index": 0, "message": msg, "finish_reason": finish}},
-			"usage":              usageOf(r),
-		})
+		u := usageOf(r)
+		writeJSON(c.w, http.StatusOK, &completion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
+			SystemFingerprint: r.Fingerprint, Choices: []wireChoice{{Message: msg, FinishReason: &finish}}, Usage: &u})
 		return nil
 	}
 	c.fingerprint = r.Fingerprint
 	if len(r.ToolCalls) > 0 {
-		if err := c.event(c.chunk(map[string]any{"tool_calls": wireToolCalls(r.ToolCalls, true)}, nil)); err != nil {
+		if err := c.event(c.chunk(&wireDelta{ToolCalls: wireToolCalls(r.ToolCalls, true)}, nil)); err != nil {
 			return err
 		}
 	}
-	if err := c.event(c.chunk(map[string]any{}, &finish)); err != nil {
+	if err := c.event(c.chunk(&wireDelta{}, &finish)); err != nil {
 		return err
 	}
 	if c.usage {
 		u := usageOf(r)
-		if err := c.event(map[string]any{"id": c.id, "object": "chat.completion.chunk", "created": c.created,
-			"model": c.model, "system_fingerprint": c.fingerprint, "choices": []any{}, "usage": u}); err != nil {
+		if err := c.event(&completion{ID: c.id, Object: "chat.completion.chunk", Created: c.created, Model: c.model,
+			SystemFingerprint: c.fingerprint, Choices: []wireChoice{}, Usage: &u}); err != nil {
 			return err
 		}
 	}
@@ -147,15 +187,13 @@ func (c *chatWriter) Finish(r *invoke.Result) error {
 
 // wireToolCalls is the model's calls of the caller's tools as OpenAI sends them; in a
 // stream each carries its index.
-func wireToolCalls(calls []backend.ToolCall, indexed bool) []any {
-	out := make([]any, len(calls))
+func wireToolCalls(calls []backend.ToolCall, indexed bool) []wireToolCall {
+	out := make([]wireToolCall, len(calls))
 	for i, tc := range calls {
-		m := map[string]any{"id": tc.ID, "type": "function",
-			"function": map[string]any{"name": tc.Function.Name, "arguments": tc.Function.Arguments}}
+		out[i] = wireToolCall{ID: tc.ID, Type: "function", Function: wireFunction{Name: tc.Function.Name, Arguments: tc.Function.Arguments}}
 		if indexed {
-			m["index"] = i
+			out[i].Index = &i
 		}
-		out[i] = m
 	}
 	return out
 }

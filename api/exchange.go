@@ -1,6 +1,7 @@
 package api
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -101,12 +102,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.log == nil {
 		return
 	}
-	attrs := []any{"method", r.Method, "route", route, "status", x.status, "duration_ms", float64(d.Microseconds()) / 1000, "bytes", x.bytes}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("method", r.Method), slog.String("route", route), slog.Int("status", x.status),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.Int64("bytes", x.bytes))
 	if x.principal != "" {
-		attrs = append(attrs, "principal", x.principal)
+		attrs = append(attrs, slog.String("principal", x.principal))
 	}
 	if x.record != "" {
-		attrs = append(attrs, "record", x.record, "index", x.index)
+		attrs = append(attrs, slog.String("record", x.record), slog.Uint64("index", x.index))
 	}
-	s.log.Info("request", attrs...)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }

@@ -56,17 +56,18 @@ func (r *recorder) Write(ctx context.Context, rec *oar.Record) (*ledger.Written,
 	return w, err
 }
 
-func (r *recorder) Add(ctx context.Context, rec *oar.Record) error {
+func (r *recorder) Add(ctx context.Context, rec *oar.Record, then func(error)) error {
 	if r.fail != nil {
 		return r.fail
 	}
-	err := r.l.Add(ctx, rec)
-	if err == nil {
-		r.mu.Lock()
-		r.recs = append(r.recs, rec)
-		r.mu.Unlock()
-	}
-	return err
+	return r.l.Add(ctx, rec, func(err error) {
+		if err == nil {
+			r.mu.Lock()
+			r.recs = append(r.recs, rec)
+			r.mu.Unlock()
+		}
+		then(err)
+	})
 }
 
 func (r *recorder) Append(ctx context.Context, rec *oar.Record) (*oar.Receipt, []byte, error) {

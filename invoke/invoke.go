@@ -51,8 +51,9 @@ type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// Write returns once the record is durable, before its seal (its receipt) is.
 	Write(ctx context.Context, r *oar.Record) (*ledger.Written, error)
-	// Add returns once the record is durable, which it does not hurry.
-	Add(ctx context.Context, r *oar.Record) error
+	// Add queues the record, which it does not hurry, and calls then once it is
+	// durable or cannot be (not if Add fails).
+	Add(ctx context.Context, r *oar.Record, then func(error)) error
 	// Size is the number of entries written (journaled) so far.
 	Size() uint64
 }
@@ -271,17 +272,21 @@ func (p *Pipeline) appendNow(ctx context.Context, rec *oar.Record) (*oar.Receipt
 	return rc, err
 }
 
-// appendLater adds a record in the background (Wait waits until it is durable). Nobody
-// waits for its receipt, so it neither costs an fdatasync of its own nor hurries a
-// seal: it goes into the journal with the next write.
+// appendLater adds a record without waiting for it (Wait waits until it is durable).
+// Nobody waits for its receipt, so it neither costs an fdatasync of its own nor hurries
+// a seal: it goes into the journal with the next write.
 func (p *Pipeline) appendLater(ctx context.Context, rec *oar.Record, what string) {
 	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
-		if err := p.cfg.Ledger.Add(context.WithoutCancel(ctx), rec); err != nil {
+	err := p.cfg.Ledger.Add(context.WithoutCancel(ctx), rec, func(err error) {
+		if err != nil {
 			p.cfg.Log.Error(what, "resource", rec.Resource, "err", err)
 		}
-	}()
+		p.bg.Done()
+	})
+	if err != nil {
+		p.cfg.Log.Error(what, "resource", rec.Resource, "err", err)
+		p.bg.Done()
+	}
 }
 
 // Audit appends a record of the node's own (a refusal at the fleet's door, an egress

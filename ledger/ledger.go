@@ -173,6 +173,18 @@ type pending struct {
 	wanted bool   // an Append: its caller waits for the receipt
 	index  uint64 // given by the sealer (take); read by others after durable
 	acked  bool   // durable has its value; owned by the journaler
+	// then, if set, is told instead of durable (an Add).
+	then func(error)
+}
+
+// ack tells the record's caller that it is durable (nil) or why it is not.
+func (p *pending) ack(err error) {
+	if p.then != nil {
+		p.then(err)
+	} else {
+		p.durable <- err
+	}
+	p.acked = true
 }
 
 type result struct {
@@ -483,21 +495,15 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 	}
 }
 
-// Add logs the record and returns once it is durable, without hurrying it: it goes
-// into the journal with the next write (a Write's or a seal's, at most about
-// SealMaxDelay later), and its seal is not waited for. For records nobody waits on,
-// such as an answer's completion record.
-func (l *Ledger) Add(ctx context.Context, r *oar.Record) error {
-	p, err := l.queue(ctx, r, unhurried)
-	if err != nil {
-		return err
-	}
-	select {
-	case err := <-p.durable:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// Add queues the record without hurrying it: it goes into the journal with the next
+// write (a Write's or a seal's, at most about SealMaxDelay later), and nobody waits for
+// its seal. For records nobody waits on, such as an answer's completion record. Once
+// the record is durable, or cannot be, then is called with nil or why not, on the
+// ledger's writer goroutine: it must not block. An error from Add itself (the record
+// could not be queued) means then is never called.
+func (l *Ledger) Add(ctx context.Context, r *oar.Record, then func(error)) error {
+	_, err := l.queueThen(ctx, r, unhurried, then)
+	return err
 }
 
 // What a caller of queue waits for.
@@ -566,6 +572,12 @@ func (l *Ledger) raiseWanted(index uint64) bool {
 
 // queue encodes the record and queues it for the writer.
 func (l *Ledger) queue(ctx context.Context, r *oar.Record, wait waitFor) (*pending, error) {
+	return l.queueThen(ctx, r, wait, nil)
+}
+
+// queueThen is queue with the function told when the record is durable (nil: the
+// pending's durable channel is).
+func (l *Ledger) queueThen(ctx context.Context, r *oar.Record, wait waitFor, then func(error)) (*pending, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
@@ -574,7 +586,7 @@ func (l *Ledger) queue(ctx context.Context, r *oar.Record, wait waitFor) (*pendi
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt}
+	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt, then: then}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -862,8 +874,7 @@ func (l *Ledger) journal(f *frame) {
 		l.assigned.Store(f.b.end())
 	}
 	for _, p := range f.fresh {
-		p.durable <- nil
-		p.acked = true
+		p.ack(nil)
 		if l.opts.Observe != nil {
 			l.opts.Observe(StageAppend, time.Since(p.queued))
 		}
@@ -896,13 +907,11 @@ func (l *Ledger) journal(f *frame) {
 // record not in one of the frame's groups is in a later frame's group or orphans.
 func (l *Ledger) abort(f *frame, err error) {
 	for _, p := range f.fresh {
-		p.durable <- err
-		p.acked = true
+		p.ack(err)
 	}
 	fail := func(p *pending) {
 		if !p.acked {
-			p.durable <- err
-			p.acked = true
+			p.ack(err)
 		}
 		p.done <- result{err: err}
 	}

@@ -3,9 +3,11 @@ package ledger
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +255,99 @@ func TestLightTrafficIsSealedAtOnce(t *testing.T) {
 			t.Fatalf("record %d at %d sealed by %d: want a seal of its own", i, rc.Index, rc.SealIndex)
 		}
 		t.Logf("record %d receipted in %v", i, time.Since(start))
+	}
+}
+
+// A record added with Add is durable once then is called, exactly once; after Close
+// Add fails and then is never called.
+func TestAddThen(t *testing.T) {
+	node := newTestNode(t)
+	dir := t.TempDir()
+	l, err := Open(context.Background(), dir, node, Options{SealMaxDelay: 20 * time.Millisecond, SealInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	var calls [n]atomic.Int32
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		if err := l.Add(context.Background(), testRecord(i), func(err error) {
+			if err != nil {
+				t.Errorf("record %d: %v", i, err)
+			}
+			calls[i].Add(1)
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if c := calls[i].Load(); c != 1 {
+			t.Fatalf("record %d: then called %d times", i, c)
+		}
+	}
+	if err := l.Add(context.Background(), testRecord(n), func(error) { t.Error("then called after Close") }); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil || res.Records != n {
+		t.Fatalf("the log after %d Adds: %+v %v", n, res, err)
+	}
+}
+
+// When receipts are asked for some time after their records were written (an answer's
+// receipt, once the model has answered), the open group is sealed ahead of that — not
+// at once, not at SealMaxDelay — and a receipt asked for sooner is sealed at once.
+func TestSealsAheadOfReceipts(t *testing.T) {
+	node := newTestNode(t)
+	l, err := Open(context.Background(), t.TempDir(), node, Options{SealMaxDelay: time.Minute, SealInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	for range lagSamples {
+		l.noteLag(2 * time.Second) // receipts are asked for 2 s after their Write: lead 1.5 s
+	}
+	ctx := context.Background()
+	w, err := l.Write(ctx, testRecord(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	journaled := l.assigned.Load()
+	time.Sleep(200 * time.Millisecond)
+	if got := l.assigned.Load(); got != journaled {
+		t.Fatalf("sealed within 200 ms although its receipt is expected 2 s after: %d entries, was %d", got, journaled)
+	}
+	for l.assigned.Load() == journaled {
+		if time.Since(written) > 30*time.Second {
+			t.Fatal("not sealed ahead of its receipt: waiting for SealMaxDelay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("sealed %v after its Write (lead 1.5 s)", time.Since(written).Round(time.Millisecond))
+	if _, err := w.Receipt(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	w, err = l.Write(ctx, testRecord(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := w.Receipt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a receipt asked for at once took %v: it waited for the lead", d)
 	}
 }
