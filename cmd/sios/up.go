@@ -108,7 +108,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if len(cfg.Join) > 0 && cfg.FleetListen == "" {
 		return usageError("--join needs --fleet-listen: the address this node gossips on")
 	}
-	log, err := newLogger(e.stderr, cfg.LogFormat)
+	lines := newLineWriter(e.stderr)
+	defer lines.Close()
+	log, err := newLogger(lines, cfg.LogFormat)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// lockedBuffer is a bytes.Buffer written by one goroutine at a time, counting writes.
+type lockedBuffer struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	writes int
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writes++
+	return l.b.Write(p)
+}
+
+// Lines written from many goroutines all arrive, whole, in fewer writes than lines;
+// a line written after Close still arrives.
+func TestLineWriter(t *testing.T) {
+	out := &lockedBuffer{}
+	lw := newLineWriter(out)
+	const writers, each = 16, 500
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				fmt.Fprintf(lw, "level=INFO msg=request writer=%d n=%d pad=%s\n", g, i, strings.Repeat("x", i%40+1))
+			}
+		}()
+	}
+	wg.Wait()
+	lw.Close()
+	fmt.Fprintf(lw, "level=INFO msg=stopped\n")
+	lines := strings.Split(strings.TrimSuffix(out.b.String(), "\n"), "\n")
+	if len(lines) != writers*each+1 || lines[len(lines)-1] != "level=INFO msg=stopped" {
+		t.Fatalf("%d lines, want %d; last %q", len(lines), writers*each+1, lines[len(lines)-1])
+	}
+	seen := map[string]bool{}
+	for _, l := range lines[:len(lines)-1] {
+		var g, i int
+		var pad string
+		if _, err := fmt.Sscanf(l, "level=INFO msg=request writer=%d n=%d pad=%s", &g, &i, &pad); err != nil || pad != strings.Repeat("x", i%40+1) {
+			t.Fatalf("a line arrived broken: %q (%v)", l, err)
+		}
+		seen[l] = true
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("%d distinct lines, want %d", len(seen), writers*each)
+	}
+	t.Logf("%d lines in %d writes", len(lines), out.writes)
+}
