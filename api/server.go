@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -158,7 +159,21 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(ReadBodyTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	data, err := io.ReadAll(body)
+	var data []byte
+	var err error
+	if n := r.ContentLength; n > 0 && n <= MaxBodyBytes {
+		// The length is known: read into a buffer of that size at once (and see EOF
+		// after it, so that a body longer than it said is an error, as net/http makes it).
+		data = make([]byte, n, n+1)
+		if _, err = io.ReadFull(body, data); err == nil {
+			var extra [1]byte
+			if m, rerr := body.Read(extra[:]); m > 0 || (rerr != nil && rerr != io.EOF) {
+				err = cmp.Or(rerr, io.ErrUnexpectedEOF)
+			}
+		}
+	} else {
+		data, err = io.ReadAll(body)
+	}
 	if err != nil {
 		// The connection cannot be reused: close it rather than wait for the rest.
 		w.Header().Set("Connection", "close")

@@ -2,6 +2,7 @@ package invoke
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -45,15 +46,15 @@ func (p *Pipeline) admit(ctx context.Context, inv *Invocation) error {
 	// The admission record is durable before anything leaves for a backend or a peer:
 	// a request whose record cannot be written is not served.
 	rec := inv.admissionRecord()
-	h, err := p.prepare(rec)
+	prep, err := p.cfg.Ledger.Prepare(rec)
 	if err != nil {
-		return err
+		return fmt.Errorf("audit record: %w", err)
 	}
-	inv.admission, inv.Record = rec, h
+	inv.admission, inv.Record = rec, hex.EncodeToString(prep.Hash)
 	// Durable, not yet sealed: the seal (a signature over every record of a few
 	// milliseconds) is made while the backend or the peer works, and the receipt is
 	// awaited only where it goes out (receipt).
-	w, err := p.cfg.Ledger.Write(context.WithoutCancel(ctx), rec)
+	w, err := p.cfg.Ledger.WritePrepared(context.WithoutCancel(ctx), prep)
 	if err != nil {
 		p.cfg.Log.Error("admission record", "err", err)
 		return errAudit()

@@ -56,6 +56,27 @@ func (r *recorder) Write(ctx context.Context, rec *oar.Record) (*ledger.Written,
 	return w, err
 }
 
+func (r *recorder) Prepare(rec *oar.Record) (*ledger.Prepared, error) { return r.l.Prepare(rec) }
+
+// WritePrepared keeps the record Prepare was given: the recorder holds the prepared
+// entry's record by its hash.
+func (r *recorder) WritePrepared(ctx context.Context, pr *ledger.Prepared) (*ledger.Written, error) {
+	if r.fail != nil {
+		return nil, r.fail
+	}
+	w, err := r.l.WritePrepared(ctx, pr)
+	if err == nil {
+		e, perr := oar.Parse(pr.Entry)
+		if perr != nil {
+			return nil, perr
+		}
+		r.mu.Lock()
+		r.recs = append(r.recs, e.Record)
+		r.mu.Unlock()
+	}
+	return w, err
+}
+
 func (r *recorder) Add(ctx context.Context, rec *oar.Record, then func(error)) error {
 	if r.fail != nil {
 		return r.fail

@@ -51,6 +51,10 @@ type Ledger interface {
 	Append(ctx context.Context, r *oar.Record) (*oar.Receipt, []byte, error)
 	// Write returns once the record is durable, before its seal (its receipt) is.
 	Write(ctx context.Context, r *oar.Record) (*ledger.Written, error)
+	// Prepare encodes a record once, so that it can be named before WritePrepared
+	// writes it.
+	Prepare(r *oar.Record) (*ledger.Prepared, error)
+	WritePrepared(ctx context.Context, pr *ledger.Prepared) (*ledger.Written, error)
 	// Add queues the record, which it does not hurry, and calls then once it is
 	// durable or cannot be (not if Add fails).
 	Add(ctx context.Context, r *oar.Record, then func(error)) error

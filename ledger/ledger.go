@@ -484,6 +484,11 @@ func (l *Ledger) Write(ctx context.Context, r *oar.Record) (*Written, error) {
 	if err != nil {
 		return nil, err
 	}
+	return l.written(ctx, p)
+}
+
+// written waits until a Write's record is durable.
+func (l *Ledger) written(ctx context.Context, p *pending) (*Written, error) {
 	select {
 	case err := <-p.durable:
 		if err != nil {
@@ -570,14 +575,16 @@ func (l *Ledger) raiseWanted(index uint64) bool {
 	}
 }
 
-// queue encodes the record and queues it for the writer.
-func (l *Ledger) queue(ctx context.Context, r *oar.Record, wait waitFor) (*pending, error) {
-	return l.queueThen(ctx, r, wait, nil)
+// Prepared is a record encoded for this ledger — its canonical entry and record hash —
+// that a later record (or a peer's reply) can name before it is written.
+type Prepared struct {
+	Entry []byte
+	Hash  []byte
 }
 
-// queueThen is queue with the function told when the record is durable (nil: the
-// pending's durable channel is).
-func (l *Ledger) queueThen(ctx context.Context, r *oar.Record, wait waitFor, then func(error)) (*pending, error) {
+// Prepare fills the members Append would (v, kind, node, and time if empty), and
+// encodes and hashes the record once, for WritePrepared.
+func (l *Ledger) Prepare(r *oar.Record) (*Prepared, error) {
 	r.V, r.Kind, r.Node = oar.Version, oar.KindRecord, l.node.ID()
 	if r.Time == "" {
 		r.Time = oar.FormatTime(l.opts.Now())
@@ -586,7 +593,36 @@ func (l *Ledger) queueThen(ctx context.Context, r *oar.Record, wait waitFor, the
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}
-	p := &pending{entry: entry, hash: oar.RecordHash(entry), durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt, then: then}
+	return &Prepared{Entry: entry, Hash: oar.RecordHash(entry)}, nil
+}
+
+// WritePrepared is Write for a record Prepare encoded.
+func (l *Ledger) WritePrepared(ctx context.Context, pr *Prepared) (*Written, error) {
+	p, err := l.enqueue(ctx, pr, forDurability, nil)
+	if err != nil {
+		return nil, err
+	}
+	return l.written(ctx, p)
+}
+
+// queue encodes the record and queues it for the writer.
+func (l *Ledger) queue(ctx context.Context, r *oar.Record, wait waitFor) (*pending, error) {
+	return l.queueThen(ctx, r, wait, nil)
+}
+
+// queueThen is queue with the function told when the record is durable (nil: the
+// pending's durable channel is).
+func (l *Ledger) queueThen(ctx context.Context, r *oar.Record, wait waitFor, then func(error)) (*pending, error) {
+	pr, err := l.Prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	return l.enqueue(ctx, pr, wait, then)
+}
+
+// enqueue queues a prepared record for the writer.
+func (l *Ledger) enqueue(ctx context.Context, pr *Prepared, wait waitFor, then func(error)) (*pending, error) {
+	p := &pending{entry: pr.Entry, hash: pr.Hash, durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt, then: then}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
