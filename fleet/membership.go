@@ -529,15 +529,11 @@ func (f *Fleet) fillGap(node string) {
 	p.gap = time.Now()
 	addr := p.addr
 	f.mu.Unlock()
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-		defer cancel()
-		if err := f.syncWith(ctx, node, addr); err != nil {
+	f.syncInBackground(node, addr, func(err error) {
+		if err != nil {
 			f.log.Debug("fleet gap sync", "peer", node, "err", err)
 		}
-	}()
+	})
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
@@ -563,15 +559,11 @@ func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	if !f.lacks(st.Digest) {
 		return
 	}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-		defer cancel()
-		if err := f.syncWith(ctx, st.Node, st.Addr); err != nil {
+	f.syncInBackground(st.Node, st.Addr, func(err error) {
+		if err != nil {
 			f.log.Debug("fleet anti-entropy", "peer", st.Node, "err", err)
 		}
-	}()
+	})
 }
 
 // lacks reports whether a peer's digest names records this log does not hold.
@@ -673,12 +665,7 @@ func (f *Fleet) checkIdentity(node, addr string) {
 	}
 	f.pending[node] = time.Now()
 	f.mu.Unlock()
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
-		defer cancel()
-		err := f.syncWith(ctx, node, addr)
+	f.syncInBackground(node, addr, func(err error) {
 		if _, ok := f.cfg.Log.Feed(node); ok {
 			f.admit(node, addr)
 			return
@@ -687,6 +674,18 @@ func (f *Fleet) checkIdentity(node, addr string) {
 			err = errors.New("it did not present an identity record")
 		}
 		f.refuse(Refusal{Node: node, Addr: addr, Reason: err.Error()}, "node "+node)
+	})
+}
+
+// syncInBackground exchanges records with node at addr on a goroutine of its own
+// (Close waits for it), for at most 10 s, and passes how it ended to done.
+func (f *Fleet) syncInBackground(node, addr string, done func(error)) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+		defer cancel()
+		done(f.syncWith(ctx, node, addr))
 	}()
 }
 
