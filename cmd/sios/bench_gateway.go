@@ -54,7 +54,13 @@ type gatewayBenchResult struct {
 	NodeCPU float64 `json:"node_cpu_us_per_req"`
 	// ClientCPU is this process's CPU per request of the node phase: the load generator
 	// and the mock backend, what every client pays too.
-	ClientCPU     float64 `json:"client_cpu_us_per_req"`
+	ClientCPU float64 `json:"client_cpu_us_per_req"`
+	// DirectCPU is this process's CPU per request of the direct phase (the load
+	// generator and the mock backend alone): the same run's measure of how fast the
+	// shared machine is, which swings by a fifth between runs. NodeCPURatio is NodeCPU
+	// over it, the figure to compare across runs and builds.
+	DirectCPU     float64 `json:"direct_cpu_us_per_req"`
+	NodeCPURatio  float64 `json:"node_cpu_ratio"`
 	NodeProcs     int     `json:"node_gomaxprocs"`
 	MaxSustained  int     `json:"max_sustained_rps"` // with --find-max; 0 otherwise
 	NodeErrors    int     `json:"node_errors"`
@@ -152,7 +158,9 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	progress(e, *asJSON, "warming up: %d requests at %d/s", *rps, *rps)
 	paced(*rps, *rps, call(nodeURL, nd.key))
 	progress(e, *asJSON, "direct: %d requests at %d/s to the mock backend (%s service time)", n, *rps, *latency)
+	directStart := selfCPU()
 	direct, _, _ := paced(n, *rps, call(mockURL+"/chat/completions", ""))
+	res.DirectCPU = float64((selfCPU() - directStart).Microseconds()) / float64(n)
 	progress(e, *asJSON, "node: %d requests at %d/s through auth, policy, routing, perimeter and audit", n, *rps)
 	var profile chan error
 	if *cpuProfile != "" {
@@ -163,6 +171,9 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	}
 	m := measure(nd, n, *rps, call(nodeURL, nd.key))
 	res.NodeErrors, res.FirstError, res.NodeCPU, res.ClientCPU = m.errors, m.first, m.nodeCPU, m.clientCPU
+	if res.DirectCPU > 0 {
+		res.NodeCPURatio = math.Round(res.NodeCPU/res.DirectCPU*100) / 100
+	}
 	if profile != nil {
 		if err := <-profile; err != nil {
 			return fmt.Errorf("profile the node: %v", err)
@@ -200,6 +211,8 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "node CPU per request\t%.0f µs\ttarget ≤ 200; every request authenticated, governed, audited and receipted\n", res.NodeCPU)
 	fmt.Fprintf(tw, "client CPU per request\t%.0f µs\tload generator and mock backend, this process\n", res.ClientCPU)
+	fmt.Fprintf(tw, "direct CPU per request\t%.0f µs\tthe same without the node: this run's measure of the machine's speed\n", res.DirectCPU)
+	fmt.Fprintf(tw, "node CPU ratio\t%.2f\tnode CPU per request over direct CPU per request: compare this across runs\n", res.NodeCPURatio)
 	fmt.Fprintf(tw, "direct p50 / p99\t%.0f / %.0f µs\t\n", res.DirectP50, res.DirectP99)
 	fmt.Fprintf(tw, "node p50 / p99\t%.0f / %.0f µs\t\n", res.NodeP50, res.NodeP99)
 	fmt.Fprintf(tw, "overhead p50\t%.0f µs\ttarget ≤ 300\n", res.OverheadP50)
