@@ -112,6 +112,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if gerr != nil {
 				return nil, err
 			}
+			req = req.Clone(req.Context()) // the caller's request is not changed
 			req.Body = b
 			continue
 		}

@@ -299,3 +299,60 @@ func FuzzTransportResponse(f *testing.F) {
 		}
 	})
 }
+
+// failingConn fails its writes once fail is set, as a connection the server reset
+// between two requests does.
+type failingConn struct {
+	net.Conn
+	fail *atomic.Bool
+}
+
+func (c *failingConn) Write(p []byte) (int, error) {
+	if c.fail.Load() {
+		return 0, errors.New("connection reset by peer")
+	}
+	return c.Conn.Write(p)
+}
+
+// A request that cannot be written on a kept connection goes out once more on a new
+// one; a request that cannot be written on a new connection fails.
+func TestTransportResendsWhatWasNotWritten(t *testing.T) {
+	s := newRawServer(t, func(int) (string, bool) { return okReply, false })
+	var failFirst atomic.Bool
+	var dials atomic.Int64
+	tr := &backend.Transport{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if dials.Add(1) == 1 {
+			return &failingConn{Conn: c, fail: &failFirst}, nil // the connection to be reset
+		}
+		return c, nil
+	}}
+	defer tr.CloseIdleConnections()
+	if code, _, err := post(context.Background(), tr, s.url()); err != nil || code != 200 {
+		t.Fatalf("first request: %d %v", code, err)
+	}
+	failFirst.Store(true)
+	if code, body, err := post(context.Background(), tr, s.url()); err != nil || code != 200 || body != "{}" {
+		t.Fatalf("after a reset of the kept connection: %d %q %v", code, body, err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d connections dialled, want 2", n)
+	}
+
+	// A new connection that cannot take the request: no second try.
+	var always atomic.Bool
+	always.Store(true)
+	tr2 := &backend.Transport{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &failingConn{Conn: c, fail: &always}, nil
+	}}
+	if _, _, err := post(context.Background(), tr2, s.url()); err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("a request no connection takes: %v", err)
+	}
+}
