@@ -186,11 +186,58 @@ func isObject(b json.RawMessage) bool {
 // checkTime requires the one spelling FormatTime produces: RFC 3339 in UTC with 'Z'
 // and no trailing zeros in the fraction.
 func checkTime(s string) error {
+	if canonicalTime(s) {
+		return nil
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || FormatTime(t) != s {
 		return fmt.Errorf("time %q is not RFC 3339 UTC as the format requires (e.g. %s)", s, FormatTime(time.Unix(0, 1).UTC()))
 	}
 	return nil
+}
+
+// canonicalTime accepts, without parsing into a time.Time, the times FormatTime makes
+// for years 0000–9999 — YYYY-MM-DDTHH:MM:SS, then a fraction of 1 to 9 digits without a
+// trailing zero, or none, then Z — with a real calendar date and a time of day. Every
+// record and seal is checked on writing and reading; this is the common case, and
+// anything it does not accept goes to the full parse (FuzzCanonicalTime holds the two
+// to the same answer).
+func canonicalTime(s string) bool {
+	const base = len("2006-01-02T15:04:05Z")
+	if len(s) < base || s[len(s)-1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return false
+	}
+	num := func(from, to int) int {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return -1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(0, 4), num(5, 7), num(8, 10)
+	hour, minute, second := num(11, 13), num(14, 16), num(17, 19)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 {
+		return false
+	}
+	days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month]
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		days = 29
+	}
+	if day > days {
+		return false
+	}
+	frac := s[19 : len(s)-1]
+	switch {
+	case frac == "":
+		return true
+	case len(frac) < 2 || len(frac) > 10 || frac[0] != '.' || frac[len(frac)-1] == '0':
+		return false
+	}
+	return num(20, len(s)-1) >= 0
 }
 
 // ClassificationRank is the position of c in Classifications, or -1.
