@@ -25,7 +25,7 @@ rate_limit: {requests_per_minute: 6000000, burst: 1000000}
 `
 
 // BenchmarkChat: one chat through every stage on a brain of a model server (scripted,
-// without HTTP, answering after 20 ms as 'sios bench gateway”s mock does), from 64
+// without HTTP, answering after 20 ms as the mock of 'sios bench gateway' does), from 64
 // goroutines at once, with the serving node's seal timing: the pipeline's own CPU and
 // allocations per request — policy, admission record durable, receipt, completion
 // record — without the API's or the model server's HTTP. Its ns/op is wall time over
