@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,11 +151,13 @@ type Ledger struct {
 	// Receipts asked for: wanted is one past the highest index whose receipt a caller
 	// waits for; poke wakes the sealer when it rises; lags are how long after Write
 	// returned recent receipts were asked for (a ring, guarded by lagMu).
-	wanted atomic.Uint64
-	poke   chan struct{}
-	lagMu  sync.Mutex
-	lags   [lagSamples]time.Duration
-	nlags  int
+	wanted   atomic.Uint64
+	poke     chan struct{}
+	lagMu    sync.Mutex
+	lags     [lagSamples]time.Duration
+	nlags    int
+	leadN    int           // nlags when leadLast was computed
+	leadLast time.Duration // lead() for leadN samples
 
 	assigned   atomic.Uint64 // entries journaled so far: the log size once integrated
 	integrated atomic.Uint64
@@ -533,21 +536,24 @@ func (l *Ledger) noteLag(d time.Duration) {
 }
 
 // lead is how old the open group may grow before it is sealed ahead of the receipts
-// that will be asked for: three quarters of the shortest recent lag between a record's
-// Write and the request for its receipt, so that the seal is made and durable by then.
-// Zero without such requests (seal as soon as the budget allows).
+// that will be asked for: three quarters of a low percentile (the 5th of the last 32,
+// the shortest while there are fewer than 8) of the lags between a record's Write and
+// the request for its receipt, so that the seal is made and durable by then. A few
+// callers that ask at once (a refusal, a ballot) do not take the lead away from the
+// rest: their records are sealed on demand. Zero without such requests (seal as soon
+// as the budget allows).
 func (l *Ledger) lead() time.Duration {
 	l.lagMu.Lock()
 	defer l.lagMu.Unlock()
+	if l.leadN == l.nlags {
+		return l.leadLast
+	}
 	n := min(l.nlags, lagSamples)
-	if n == 0 {
-		return 0
-	}
-	least := l.lags[0]
-	for _, d := range l.lags[1:n] {
-		least = min(least, d)
-	}
-	return least * 3 / 4
+	var sorted [lagSamples]time.Duration
+	copy(sorted[:n], l.lags[:n])
+	slices.Sort(sorted[:n])
+	l.leadN, l.leadLast = l.nlags, sorted[n/8]*3/4
+	return l.leadLast
 }
 
 // want asks for the seal of the record at index, waking the sealer if it is news.

@@ -351,3 +351,30 @@ func TestSealsAheadOfReceipts(t *testing.T) {
 		t.Fatalf("a receipt asked for at once took %v: it waited for the lead", d)
 	}
 }
+
+// The seal lead follows a low percentile of how long after their Write receipts are
+// asked for, not the shortest: a few callers that ask at once do not take it away.
+func TestSealLead(t *testing.T) {
+	l := &Ledger{}
+	if d := l.lead(); d != 0 {
+		t.Fatalf("lead without samples: %v", d)
+	}
+	for range 4 {
+		l.noteLag(0)
+	}
+	if d := l.lead(); d != 0 {
+		t.Fatalf("lead after 4 receipts asked at once: %v", d)
+	}
+	for range lagSamples - 4 {
+		l.noteLag(20 * time.Millisecond)
+	}
+	if d := l.lead(); d != 15*time.Millisecond {
+		t.Fatalf("lead with 28 of 32 receipts asked 20 ms after their Write: %v, want 15ms", d)
+	}
+	for range lagSamples {
+		l.noteLag(time.Millisecond)
+	}
+	if d := l.lead(); d != 750*time.Microsecond {
+		t.Fatalf("lead after the lags fell to 1 ms: %v", d)
+	}
+}
