@@ -138,7 +138,7 @@ func auditData(v *View) (any, error) {
 	if out.MayVerify {
 		out.Running = v.c.verifies.runningID()
 	}
-	r, err := v.openLog()
+	r, size, end, err := v.tailFrom(f.Before)
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +146,7 @@ func auditData(v *View) (any, error) {
 		out.Empty = true
 		return out, nil
 	}
-	out.Size = r.Size()
-	end := out.Size
-	if f.Before > 0 && f.Before < end {
-		end = f.Before
-	}
+	out.Size = size
 	out.Lowest, err = backwards(v.r.Context(), r, end, MaxTailScan, func(e entry) bool {
 		if e.Entry == nil {
 			return true // verification reports it; there is nothing to show

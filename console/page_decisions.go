@@ -76,7 +76,7 @@ func decisionsData(v *View) (any, error) {
 	if out.Before, _, err = parseIndex("before", before); err != nil {
 		return nil, err
 	}
-	r, err := v.openLog()
+	r, size, end, err := v.tailFrom(out.Before)
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +84,7 @@ func decisionsData(v *View) (any, error) {
 		out.Empty = true
 		return out, nil
 	}
-	out.Size = r.Size()
-	end := out.Size
-	if out.Before > 0 && out.Before < end {
-		end = out.Before
-	}
+	out.Size = size
 	out.Lowest, err = scan(v.r.Context(), r, end, MaxTailScan, false, func(e entry) bool {
 		if !maybeOutcome(e.Raw) {
 			return true

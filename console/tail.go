@@ -42,6 +42,20 @@ func (v *View) openLog() (*ledger.Reader, error) {
 	return r, err
 }
 
+// tailFrom opens the node's log for a page that reads back from before (0: from its
+// end): the reader (nil while the log is empty), its size, and the index to read
+// below.
+func (v *View) tailFrom(before uint64) (r *ledger.Reader, size, end uint64, err error) {
+	if r, err = v.openLog(); err != nil || r == nil {
+		return nil, 0, 0, err
+	}
+	size, end = r.Size(), r.Size()
+	if before > 0 && before < end {
+		end = before
+	}
+	return r, size, end, nil
+}
+
 // backwards calls each for entries end-1, end-2, … down to index 0 or until it has
 // examined max entries or each returns false, with each entry parsed. It returns the
 // lowest index examined.

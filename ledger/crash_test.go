@@ -153,14 +153,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 func TestVerifyAfterACrashIsReadOnlyAndCoversTheJournal(t *testing.T) {
 	dir, node, size, integrated := crashedLedger(t)
 	before := snapshot(t, dir)
-	r, err := OpenReader(dir, node.ID(), node.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Verify(context.Background(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := verifiedLog(t, dir, node)
 	after := snapshot(t, dir)
 	if len(before) != len(after) {
 		t.Fatalf("verification changed the file set: %d files before, %d after", len(before), len(after))
@@ -181,7 +174,7 @@ func TestVerifyAfterACrashIsReadOnlyAndCoversTheJournal(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err = OpenReader(dir, node.ID(), node.Public())
+	r, err := OpenReader(dir, node.ID(), node.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,14 +297,7 @@ func TestRecoveryRewritesFilesBeyondTesseraState(t *testing.T) {
 // anything leaves, while sealing overlaps the backend's work).
 func TestDurableRecordsACrashLeftUnsealedAreSealedAtStart(t *testing.T) {
 	dir, node, size, _ := crashedLedgerWith(t, 5)
-	r, err := OpenReader(dir, node.ID(), node.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Verify(context.Background(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res := verifiedLog(t, dir, node)
 	if res.Unsealed != 5 || res.JournalEnd != size || res.BeyondRecords != 118 {
 		t.Fatalf("result %+v: want 5 unsealed records at the end of a journal of %d entries, 118 beyond the checkpoint", res, size)
 	}
@@ -336,14 +322,7 @@ func TestDurableRecordsACrashLeftUnsealedAreSealedAtStart(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err = OpenReader(dir, node.ID(), node.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err = r.Verify(context.Background(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res = verifiedLog(t, dir, node)
 	if res.Unsealed != 0 || res.Pending != 0 || res.Records != records+1 || res.Entries != size+3 {
 		t.Fatalf("after the restart: %+v; want %d records, %d entries, nothing unsealed", res, records+1, size+3)
 	}

@@ -94,14 +94,7 @@ func TestConcurrentAppendsNoLossNoDuplicate(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	r, err := OpenReader(dir, node.ID(), node.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Verify(context.Background(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res := verifiedLog(t, dir, node)
 	if res.Records != n || res.Entries != n+res.Seals {
 		t.Fatalf("verify: %+v, want %d records", res, n)
 	}
@@ -129,14 +122,7 @@ func TestReopenContinuesTheSealChain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := OpenReader(dir, node.ID(), node.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := r.Verify(context.Background(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res := verifiedLog(t, dir, node)
 	if res.Records != 30 {
 		t.Fatalf("verified %d records, want 30", res.Records)
 	}
@@ -144,7 +130,7 @@ func TestReopenContinuesTheSealChain(t *testing.T) {
 	if err := r.NoteSeen(node); err != nil {
 		t.Fatal(err)
 	}
-	res, err = r.Verify(context.Background(), false)
+	res, err := r.Verify(context.Background(), false)
 	if err != nil || res.SeenSize != r.Size() {
 		t.Fatalf("second verify: %+v, %v", res, err)
 	}
@@ -377,4 +363,19 @@ func TestSealLead(t *testing.T) {
 	if d := l.lead(); d != 750*time.Microsecond {
 		t.Fatalf("lead after the lags fell to 1 ms: %v", d)
 	}
+}
+
+// verifiedLog opens the ledger in dir read-only and verifies all of it, failing the
+// test on any error.
+func verifiedLog(t *testing.T, dir string, node *identity.Node) (*Reader, *VerifyResult) {
+	t.Helper()
+	r, err := OpenReader(dir, node.ID(), node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Verify(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, res
 }
