@@ -64,18 +64,7 @@ type ImageURL struct {
 // MarshalJSON sends content as a string, or as parts when there are any. An assistant
 // message that only calls tools has null content, as servers expect.
 func (m Message) MarshalJSON() ([]byte, error) {
-	type plain Message
-	var content any = m.Content
-	switch {
-	case len(m.Parts) > 0:
-		content = m.Parts
-	case m.Content == "" && len(m.ToolCalls) > 0:
-		content = nil
-	}
-	return json.Marshal(struct {
-		plain
-		Content any `json:"content"`
-	}{plain(m), content})
+	return m.appendJSON(nil), nil
 }
 
 // ToolCall is a model's request to call a tool.

@@ -569,7 +569,13 @@ func decodeEmbedding(raw json.RawMessage) ([]float32, error) {
 // MaxResponseBytes. A non-2xx answer becomes an *Error; sent lists request text to
 // cut from the server's message.
 func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream bool, sent []string) (*http.Response, io.Reader, error) {
-	b, err := json.Marshal(body)
+	var b []byte
+	var err error
+	if w, ok := body.(*wireChatRequest); ok {
+		b, err = w.appendJSON(make([]byte, 0, 1024))
+	} else {
+		b, err = json.Marshal(body)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("backend: encoding the request: %v", err)
 	}
