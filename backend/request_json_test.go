@@ -149,7 +149,9 @@ func FuzzRequestJSON(f *testing.F) {
 	})
 }
 
-func isNaNOrInf(f float64) bool { return f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 }
+func isNaNOrInf(f float64) bool {
+	return f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308
+}
 
 // BenchmarkRequestJSON: a typical request (system prompt, a question, the brain's
 // two tools) written by appendJSON and, for comparison, by encoding/json.
