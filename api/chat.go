@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -162,9 +163,15 @@ func (c *chatWriter) Finish(r *invoke.Result) error {
 			}
 		}
 		u := usageOf(r)
-		writeJSON(c.w, http.StatusOK, &completion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
-			SystemFingerprint: r.Fingerprint, Choices: []wireChoice{{Message: msg, FinishReason: &finish}}, Usage: &u})
-		return nil
+		answer := &completion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
+			SystemFingerprint: r.Fingerprint, Choices: []wireChoice{{Message: msg, FinishReason: &finish}}, Usage: &u}
+		http.NewResponseController(c.w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
+		c.w.Header().Set("Content-Type", "application/json")
+		b := append(answer.appendJSON(make([]byte, 0, 512+len(content))), '\n')
+		c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		c.w.WriteHeader(http.StatusOK)
+		_, err := c.w.Write(b)
+		return err
 	}
 	c.fingerprint = r.Fingerprint
 	if len(r.ToolCalls) > 0 {
@@ -199,12 +206,19 @@ func wireToolCalls(calls []backend.ToolCall, indexed bool) []wireToolCall {
 }
 
 func (c *chatWriter) event(v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	b := append(make([]byte, 0, 256), "data: "...)
+	if cp, ok := v.(*completion); ok {
+		b = cp.appendJSON(b)
+	} else {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		b = append(b, j...)
 	}
+	b = append(b, "\n\n"...)
 	http.NewResponseController(c.w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
-	if _, err := fmt.Fprintf(c.w, "data: %s\n\n", b); err != nil {
+	if _, err := c.w.Write(b); err != nil {
 		return err
 	}
 	if f, ok := c.w.(http.Flusher); ok {
