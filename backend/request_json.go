@@ -127,22 +127,7 @@ func (m *Message) appendJSON(dst []byte) []byte {
 		dst = jcs.AppendQuoted(dst, m.Name, true)
 	}
 	if len(m.ToolCalls) > 0 {
-		dst = append(dst, `,"tool_calls":[`...)
-		for i, tc := range m.ToolCalls {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"id":`...)
-			dst = jcs.AppendQuoted(dst, tc.ID, true)
-			dst = append(dst, `,"type":`...)
-			dst = jcs.AppendQuoted(dst, tc.Type, true)
-			dst = append(dst, `,"function":{"name":`...)
-			dst = jcs.AppendQuoted(dst, tc.Function.Name, true)
-			dst = append(dst, `,"arguments":`...)
-			dst = jcs.AppendQuoted(dst, tc.Function.Arguments, true)
-			dst = append(dst, "}}"...)
-		}
-		dst = append(dst, ']')
+		dst = AppendToolCallsJSON(append(dst, `,"tool_calls":`...), m.ToolCalls)
 	}
 	if m.ToolCallID != "" {
 		dst = append(dst, `,"tool_call_id":`...)
@@ -151,35 +136,67 @@ func (m *Message) appendJSON(dst []byte) []byte {
 	dst = append(dst, `,"content":`...)
 	switch {
 	case len(m.Parts) > 0:
-		dst = append(dst, '[')
-		for i, p := range m.Parts {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"type":`...)
-			dst = jcs.AppendQuoted(dst, p.Type, true)
-			if p.Text != "" {
-				dst = append(dst, `,"text":`...)
-				dst = jcs.AppendQuoted(dst, p.Text, true)
-			}
-			if p.ImageURL != nil {
-				dst = append(dst, `,"image_url":{"url":`...)
-				dst = jcs.AppendQuoted(dst, p.ImageURL.URL, true)
-				if p.ImageURL.Detail != "" {
-					dst = append(dst, `,"detail":`...)
-					dst = jcs.AppendQuoted(dst, p.ImageURL.Detail, true)
-				}
-				dst = append(dst, '}')
-			}
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
+		dst = AppendPartsJSON(dst, m.Parts)
 	case m.Content == "" && len(m.ToolCalls) > 0:
 		dst = append(dst, "null"...)
 	default:
 		dst = jcs.AppendQuoted(dst, m.Content, true)
 	}
 	return append(dst, '}')
+}
+
+// AppendToolCallsJSON appends calls as encoding/json writes a []ToolCall (HTML
+// escapes on).
+func AppendToolCallsJSON(dst []byte, calls []ToolCall) []byte {
+	if calls == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, tc := range calls {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"id":`...)
+		dst = jcs.AppendQuoted(dst, tc.ID, true)
+		dst = append(dst, `,"type":`...)
+		dst = jcs.AppendQuoted(dst, tc.Type, true)
+		dst = append(dst, `,"function":{"name":`...)
+		dst = jcs.AppendQuoted(dst, tc.Function.Name, true)
+		dst = append(dst, `,"arguments":`...)
+		dst = jcs.AppendQuoted(dst, tc.Function.Arguments, true)
+		dst = append(dst, "}}"...)
+	}
+	return append(dst, ']')
+}
+
+// AppendPartsJSON appends parts as encoding/json writes a []Part (HTML escapes on).
+func AppendPartsJSON(dst []byte, parts []Part) []byte {
+	if parts == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":`...)
+		dst = jcs.AppendQuoted(dst, p.Type, true)
+		if p.Text != "" {
+			dst = append(dst, `,"text":`...)
+			dst = jcs.AppendQuoted(dst, p.Text, true)
+		}
+		if p.ImageURL != nil {
+			dst = append(dst, `,"image_url":{"url":`...)
+			dst = jcs.AppendQuoted(dst, p.ImageURL.URL, true)
+			if p.ImageURL.Detail != "" {
+				dst = append(dst, `,"detail":`...)
+				dst = jcs.AppendQuoted(dst, p.ImageURL.Detail, true)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
 }
 
 // appendRaw appends ,"name":raw (compacted, as encoding/json writes a RawMessage),

@@ -84,8 +84,7 @@ func (inv *Invocation) admissionRecord() *oar.Record {
 	if inv.data.Valid() {
 		rec.Classification = inv.data.String()
 	}
-	msgs, _ := json.Marshal(inv.Messages)
-	rec.Inputs = []oar.Digest{oar.DigestOf("messages", msgs)}
+	rec.Inputs = []oar.Digest{oar.DigestOf("messages", messagesJSON(inv.Messages))}
 	// Each image and each result of the caller's own tools, digested on its own.
 	var results []map[string]string
 	for i, m := range inv.Messages {

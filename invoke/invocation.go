@@ -7,6 +7,7 @@ import (
 	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/brain"
 	"github.com/sios-project/sios/consent"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/ledger"
 	"github.com/sios-project/sios/oar"
 	"github.com/sios-project/sios/policy"
@@ -86,16 +87,53 @@ type Message struct {
 
 // MarshalJSON writes content as a string, or as its parts when it holds images.
 func (m Message) MarshalJSON() ([]byte, error) {
-	type plain Message
-	var content any = m.Content
+	return m.appendJSON(nil), nil
+}
+
+// appendJSON appends the message's JSON: role, content, then name, tool_call_id and
+// tool_calls when set, as encoding/json wrote it by reflection (HTML escapes on), so
+// that the digest of a request's messages stays what it was
+// (TestMessagesJSONIsEncodingJSON).
+func (m *Message) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"role":`...)
+	dst = jcs.AppendQuoted(dst, m.Role, true)
+	dst = append(dst, `,"content":`...)
 	if len(m.Parts) > 0 {
-		content = m.Parts
+		dst = backend.AppendPartsJSON(dst, m.Parts)
+	} else {
+		dst = jcs.AppendQuoted(dst, m.Content, true)
 	}
-	return json.Marshal(struct {
-		Role    string `json:"role"`
-		Content any    `json:"content"`
-		plain
-	}{m.Role, content, plain(m)})
+	if m.Name != "" {
+		dst = append(dst, `,"name":`...)
+		dst = jcs.AppendQuoted(dst, m.Name, true)
+	}
+	if m.ToolCallID != "" {
+		dst = append(dst, `,"tool_call_id":`...)
+		dst = jcs.AppendQuoted(dst, m.ToolCallID, true)
+	}
+	if len(m.ToolCalls) > 0 {
+		dst = backend.AppendToolCallsJSON(append(dst, `,"tool_calls":`...), m.ToolCalls)
+	}
+	return append(dst, '}')
+}
+
+// messagesJSON is msgs as json.Marshal writes them.
+func messagesJSON(msgs []Message) []byte {
+	if msgs == nil {
+		return []byte("null")
+	}
+	n := 2
+	for i := range msgs {
+		n += len(msgs[i].Content) + 64
+	}
+	dst := append(make([]byte, 0, n), '[')
+	for i := range msgs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = msgs[i].appendJSON(dst)
+	}
+	return append(dst, ']')
 }
 
 // Params are a request's members beyond the messages: sampling and format settings
