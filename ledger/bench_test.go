@@ -3,7 +3,9 @@ package ledger
 import (
 	"context"
 	"crypto/rand"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,4 +172,78 @@ func BenchmarkAppendLikeTheNode(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(b.N)/float64(l.Size()-uint64(b.N)), "records/seal")
 	l.Close(context.Background())
+}
+
+// BenchmarkRequestsLikeTheGateway drives the ledger as the node's chat path does at
+// 2,000 requests/s: each request writes its admission record and waits until it is
+// durable, waits 20 ms (the model), asks for the receipt, and adds its completion
+// record without waiting. It reports the process's CPU per request (the figure to
+// compare across changes; the goroutines and timers of the load are in it alike) and
+// the median time for the admission record to be durable.
+func BenchmarkRequestsLikeTheGateway(b *testing.B) {
+	node := newTestNode(b)
+	opts := nodeOptions
+	opts.TesseraBatchAge = 500 * time.Millisecond
+	l, err := Open(context.Background(), b.TempDir(), node, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close(context.Background())
+	const rate = 2000
+	durable := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	// Requests are served by long-lived goroutines, as a server's connections are.
+	work := make(chan int)
+	for range 256 {
+		go func() {
+			for i := range work {
+				t0 := time.Now()
+				w, err := l.Write(ctx, testRecord(i))
+				if err != nil {
+					b.Error(err)
+					wg.Done()
+					continue
+				}
+				durable[i] = time.Since(t0)
+				time.Sleep(20 * time.Millisecond)
+				if _, err := w.Receipt(ctx); err != nil {
+					b.Error(err)
+					wg.Done()
+					continue
+				}
+				if err := l.Add(ctx, testRecord(b.N+i), func(error) { wg.Done() }); err != nil {
+					b.Error(err)
+					wg.Done()
+				}
+			}
+		}()
+	}
+	b.ResetTimer()
+	cpu0 := processCPU()
+	start := time.Now()
+	for i := range b.N {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+			time.Sleep(d)
+		}
+		wg.Add(1)
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	cpu := processCPU() - cpu0
+	b.StopTimer()
+	slices.Sort(durable)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
+	b.ReportMetric(float64(durable[b.N/2].Microseconds()), "durable-p50-µs")
+	b.ReportMetric(float64(durable[b.N*99/100].Microseconds()), "durable-p99-µs")
+}
+
+// processCPU is this process's CPU time so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
