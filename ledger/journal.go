@@ -79,7 +79,7 @@ type journal struct {
 	closed []segment // guarded by mu; finished segments, oldest first
 	curSeg segment   // guarded by mu
 
-	// Only the sealer goroutine uses these after open.
+	// Only the journaler goroutine uses these after open.
 	cur       *os.File
 	off       int64 // write offset in cur
 	limit     int64 // size of cur

@@ -129,14 +129,27 @@ type Ledger struct {
 	closeMu sync.RWMutex
 	closed  bool // guarded by closeMu
 
-	reqs   chan *pending
-	frames chan *frame
-	idle   chan struct{} // holds a token while the journaler waits for a frame
+	// Records queue in inbox (guarded by inMu; slots bounds it) until the writer's
+	// state takes them.
+	inMu   sync.Mutex
+	inbox  []*pending
+	slots  chan struct{}
+	stop   chan struct{} // closed by Close: the sealer writes what is left and stops
+	frames chan *frame   // to the journaler; holds at most the one frame it waits for
 	feed   chan *batch
 	futs   chan future
 	done   chan struct{} // closed when the waiter has drained
 
-	// owned by the sealer goroutine
+	// The writer's state, guarded by mu: whoever holds it (a caller that queued a
+	// record, the journaler between frames, the sealer) takes queued records into the
+	// frame being built, seals when due and hands the frame to the journaler when it
+	// is idle.
+	mu         sync.Mutex
+	idleCond   *sync.Cond // broadcast when the journaler becomes idle
+	cur        *frame
+	jIdle      bool // the journaler waits for a frame
+	closing    bool
+	taken      []*pending // drain's buffer
 	next       uint64
 	seq        uint64
 	prev       []byte
@@ -174,7 +187,7 @@ type pending struct {
 	queued time.Time
 	urgent bool   // a Write: its caller waits for durability, not for the seal
 	wanted bool   // an Append: its caller waits for the receipt
-	index  uint64 // given by the sealer (take); read by others after durable
+	index  uint64 // given under the writer's state (take); read by others after durable
 	acked  bool   // durable has its value; owned by the journaler
 	// then, if set, is told instead of durable (an Add).
 	then func(error)
@@ -287,10 +300,12 @@ func (l *Ledger) start(ctx context.Context) error {
 		batches = append(batches, sb)
 	}
 	l.assigned.Store(l.next)
-	l.reqs = make(chan *pending, 4*l.opts.SealMaxRecords)
-	l.frames = make(chan *frame, 2)
-	l.idle = make(chan struct{}, 1)
+	l.slots = make(chan struct{}, 4*l.opts.SealMaxRecords)
+	l.stop = make(chan struct{})
+	l.frames = make(chan *frame, 1)
 	l.poke = make(chan struct{}, 1)
+	l.idleCond = sync.NewCond(&l.mu)
+	l.cur, l.jIdle = &frame{b: &batch{first: l.next}}, true
 	l.feed = make(chan *batch, 64)
 	l.futs = make(chan future, 1<<16)
 	l.done = make(chan struct{})
@@ -463,6 +478,15 @@ func (w *Written) Receipt(ctx context.Context) (*oar.Receipt, error) {
 	if w.got {
 		return w.rc, w.err
 	}
+	select {
+	case res := <-w.p.done: // sealed already: nothing to ask for
+		w.rc, w.err, w.got = res.receipt, res.err, true
+		if !w.asked {
+			w.l.noteLag(time.Since(w.at))
+		}
+		return w.rc, w.err
+	default:
+	}
 	if !w.asked {
 		w.asked = true
 		w.l.noteLag(time.Since(w.at))
@@ -558,9 +582,13 @@ func (l *Ledger) lead() time.Duration {
 
 // want asks for the seal of the record at index, waking the sealer if it is news.
 func (l *Ledger) want(index uint64) {
-	if !l.raiseWanted(index) {
-		return
+	if l.raiseWanted(index) {
+		l.nudge()
 	}
+}
+
+// nudge wakes the sealer to look at the writer's state.
+func (l *Ledger) nudge() {
 	select {
 	case l.poke <- struct{}{}:
 	default:
@@ -639,12 +667,30 @@ func (l *Ledger) enqueue(ctx context.Context, pr *Prepared, wait waitFor, then f
 		return nil, err
 	}
 	select {
-	case l.reqs <- p:
+	case l.slots <- struct{}{}:
 	case <-ctx.Done():
 		l.closeMu.RUnlock()
 		return nil, ctx.Err()
 	}
+	l.inMu.Lock()
+	l.inbox = append(l.inbox, p)
+	l.inMu.Unlock()
 	l.closeMu.RUnlock()
+	// A caller that waits for durability sees its record into a frame itself: handed
+	// to the journaler at once if it is idle, else taken with the next one. Others
+	// leave theirs to whoever holds the writer's state, or to the sealer; neither
+	// signs a seal on a caller's goroutine that does not wait.
+	switch {
+	case p.urgent:
+		l.mu.Lock()
+		l.step(true)
+		l.mu.Unlock()
+	case l.mu.TryLock():
+		l.step(false)
+		l.mu.Unlock()
+	default:
+		l.nudge()
+	}
 	return p, nil
 }
 
@@ -674,24 +720,32 @@ func (l *Ledger) fail(err error) {
 	}
 }
 
-// The writing side is two goroutines, so that signing overlaps fdatasync:
+// The writing side is the writer's state (mu) and two goroutines, so that signing
+// overlaps fdatasync:
 //
-//   - the sealer takes records as they queue, gives them their indices and adds them
-//     to the frame it is building; they join the open seal group, whose seal it signs
-//     into the frame when the group is due (sealDue) or full. It hands the frame over
-//     whenever the journaler is idle, so records that queue during one fdatasync go
-//     together in the next (group commit).
+//   - records queue in the inbox. Whoever holds the writer's state takes them, gives
+//     them their indices and adds them to the frame being built; they join the open
+//     seal group, whose seal is signed into the frame when the group is due (sealDue)
+//     or full. The frame goes to the journaler whenever it is idle, so records that
+//     queue during one fdatasync go together in the next (group commit). A caller
+//     that waits for durability (Write) does this itself, so its record goes to an
+//     idle journaler without waking another goroutine first; a caller that does not
+//     wait takes the state only if it is free, and never signs.
+//   - the sealer seals groups that are due by time, asked for (a receipt wanted) or
+//     left when the ledger closes.
 //   - the journaler writes each frame and fdatasyncs it, after which its records are
-//     durable (Write returns) and the groups sealed in it have their receipts. It
-//     passes entries on to Tessera only up to a seal: the log never holds a record
-//     whose seal is not journaled.
+//     durable (Write returns) and the groups sealed in it have their receipts; then it
+//     takes the state to send itself the next frame, if one is worth it. It passes
+//     entries on to Tessera only up to a seal: the log never holds a record whose seal
+//     is not journaled.
 //
 // So a record written with Write is durable after about one fdatasync, while one
 // signature (0.3–0.8 ms of CPU) covers every record of a window that is as long as
-// receipts allow (sealDue); a record appended for its receipt waits in the sealer for
+// receipts allow (sealDue); a record appended for its receipt waits in the frame for
 // the frame of its seal (or of a Write), so that it costs no fdatasync of its own.
+// BenchmarkRequestsLikeTheGateway measures the pattern that matters most.
 
-// frame is one journal write on its way from the sealer to the journaler.
+// frame is one journal write, built under the writer's state for the journaler.
 type frame struct {
 	b       *batch
 	fresh   []*pending     // records this frame makes durable
@@ -714,68 +768,109 @@ type sealedGroup struct {
 	seal      []byte
 }
 
+// sealer seals when a group is due by time (SealMaxDelay, the lead of wanted
+// receipts, the seal budget) or asked for (want), and at Close writes what is left.
 func (l *Ledger) sealer() {
-	defer close(l.frames)
-	max := l.opts.SealMaxRecords
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	cur := &frame{b: &batch{first: l.next}}
-	idle, closing := true, false
-	for !closing {
+	for {
 		var wake <-chan time.Time
+		l.mu.Lock()
 		if len(l.open) > 0 {
 			timer.Reset(l.nextSealCheck())
 			wake = timer.C
 		}
-		var ready <-chan struct{}
-		if !idle {
-			ready = l.idle
-		}
-		reqs := l.reqs
-		if len(cur.fresh) >= 4*max {
-			reqs = nil // the journaler is behind: let the queue push back
-		}
+		l.mu.Unlock()
 		select {
-		case p, ok := <-reqs:
-			if !ok {
-				closing = true
-				break
-			}
-			l.take(cur, p)
-			for len(cur.fresh) < 4*max && !closing {
-				select {
-				case p, ok := <-l.reqs:
-					if ok {
-						l.take(cur, p)
-					} else {
-						closing = true
-					}
-					continue
-				default:
-				}
-				break
-			}
 		case <-wake:
 		case <-l.poke:
-		case <-ready:
-			idle = true
+		case <-l.stop:
+			l.finish()
+			return
 		}
 		timer.Stop()
-		if err := l.err(); err != nil {
-			cur.orphans = append(cur.orphans, l.open...)
-			l.open, l.openHashes = nil, nil
-		} else if len(l.open) > 0 && (closing || l.sealDue(idle)) {
-			l.sealInto(cur)
-		}
-		// A frame goes out when the journaler is free and it holds something worth an
-		// fdatasync: a seal, a record whose caller waits for durability alone, or
-		// orphans. Records appended for their receipt wait for their seal's frame.
-		if (idle || closing) && (len(cur.seals) > 0 || cur.urgent || len(cur.orphans) > 0 || closing && len(cur.b.entries) > 0) {
-			l.frames <- cur
-			cur, idle = &frame{b: &batch{first: l.next}}, false
+		l.mu.Lock()
+		l.step(true)
+		l.mu.Unlock()
+	}
+}
+
+// step (mu held) takes queued records into the frame, seals the open group if it is
+// due (and seal allows signing here), and hands the frame to the journaler if it is
+// idle and the frame holds something worth an fdatasync.
+func (l *Ledger) step(seal bool) {
+	l.drain()
+	if err := l.err(); err != nil {
+		l.cur.orphans = append(l.cur.orphans, l.open...)
+		l.open, l.openHashes = nil, nil
+	} else if len(l.open) > 0 && (l.closing || l.sealDue(l.jIdle)) {
+		if seal {
+			l.sealInto(l.cur)
+		} else {
+			l.nudge()
 		}
 	}
+	l.trySend()
+}
+
+// drain (mu held) takes queued records into the frame, as many as it has room for.
+func (l *Ledger) drain() {
+	room := 4*l.opts.SealMaxRecords - len(l.cur.fresh)
+	l.inMu.Lock()
+	n := min(room, len(l.inbox))
+	if n <= 0 {
+		l.inMu.Unlock()
+		return
+	}
+	l.taken = append(l.taken[:0], l.inbox[:n]...)
+	rest := copy(l.inbox, l.inbox[n:])
+	clear(l.inbox[rest:])
+	l.inbox = l.inbox[:rest]
+	l.inMu.Unlock()
+	for _, p := range l.taken {
+		<-l.slots
+		l.take(l.cur, p)
+	}
+	clear(l.taken)
+}
+
+// trySend (mu held) hands the frame to the journaler if it waits for one and the frame
+// holds something worth an fdatasync: a seal, a record whose caller waits for
+// durability, or orphans — or, when closing, anything. Records appended for their
+// receipt wait for their seal's frame.
+func (l *Ledger) trySend() {
+	f := l.cur
+	if !l.jIdle || !(len(f.seals) > 0 || f.urgent || len(f.orphans) > 0 || l.closing && len(f.b.entries) > 0) {
+		return
+	}
+	l.frames <- f // the journaler is idle: the channel is empty
+	l.cur, l.jIdle = &frame{b: &batch{first: l.next}}, false
+}
+
+// finish writes everything queued or open when the ledger closes, then stops the
+// journaler.
+func (l *Ledger) finish() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closing = true
+	for {
+		l.step(true)
+		l.inMu.Lock()
+		queued := len(l.inbox)
+		l.inMu.Unlock()
+		f := l.cur
+		if queued == 0 && len(l.open) == 0 && len(f.b.entries) == 0 && len(f.orphans) == 0 && len(f.seals) == 0 && len(f.fresh) == 0 {
+			break
+		}
+		for !l.jIdle {
+			l.idleCond.Wait()
+		}
+	}
+	for !l.jIdle {
+		l.idleCond.Wait()
+	}
+	close(l.frames)
 }
 
 // take gives a queued record its index and adds it to the frame and the open group,
@@ -787,6 +882,7 @@ func (l *Ledger) take(f *frame, p *pending) {
 	}
 	if len(l.open) == 0 {
 		l.openFirst, l.openSince = l.next, time.Now()
+		l.nudge() // the sealer times the new group
 	}
 	p.index = l.next
 	if p.wanted {
@@ -884,17 +980,19 @@ func (l *Ledger) sealInto(f *frame) {
 }
 
 // journaler writes each frame durably, answers its records and receipts, and passes
-// sealed entries on to Tessera. When no frame is queued, it leaves a token in idle.
+// sealed entries on to Tessera. Between frames it marks itself idle and sends itself
+// the next frame if one is worth an fdatasync (step).
 func (l *Ledger) journaler() {
 	defer close(l.feed)
 	for f := range l.frames {
 		l.journal(f)
-		if len(l.frames) == 0 {
-			select {
-			case l.idle <- struct{}{}:
-			default:
-			}
+		l.mu.Lock()
+		l.jIdle = true
+		l.step(true)
+		if l.jIdle {
+			l.idleCond.Broadcast()
 		}
+		l.mu.Unlock()
 	}
 }
 
@@ -1015,7 +1113,7 @@ func (l *Ledger) Close(ctx context.Context) error {
 		return nil
 	}
 	l.closed = true
-	close(l.reqs)
+	close(l.stop)
 	l.closeMu.Unlock()
 	<-l.done
 	err := l.err()
