@@ -181,8 +181,8 @@ type Ledger struct {
 type pending struct {
 	entry   []byte
 	hash    []byte
-	durable chan error  // one value: nil once journaled, or why not
-	done    chan result // one value: the receipt once sealed, or why not
+	durable chan error  // one value: nil once journaled, or why not (a Write's only)
+	done    chan result // one value: the receipt once sealed, or why not (nil for an Add)
 
 	queued time.Time
 	urgent bool   // a Write: its caller waits for durability, not for the seal
@@ -197,7 +197,7 @@ type pending struct {
 func (p *pending) ack(err error) {
 	if p.then != nil {
 		p.then(err)
-	} else {
+	} else if p.durable != nil {
 		p.durable <- err
 	}
 	p.acked = true
@@ -656,7 +656,14 @@ func (l *Ledger) queueThen(ctx context.Context, r *oar.Record, wait waitFor, the
 
 // enqueue queues a prepared record for the writer.
 func (l *Ledger) enqueue(ctx context.Context, pr *Prepared, wait waitFor, then func(error)) (*pending, error) {
-	p := &pending{entry: pr.Entry, hash: pr.Hash, durable: make(chan error, 1), done: make(chan result, 1), queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt, then: then}
+	p := &pending{entry: pr.Entry, hash: pr.Hash, queued: time.Now(), urgent: wait == forDurability, wanted: wait == forReceipt, then: then}
+	// Only what a caller will read is made: an Add's caller reads neither.
+	if wait == forDurability && then == nil {
+		p.durable = make(chan error, 1)
+	}
+	if wait != unhurried {
+		p.done = make(chan result, 1)
+	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -1022,6 +1029,9 @@ func (l *Ledger) journal(f *frame) {
 	for _, s := range f.seals {
 		hexHashes, proofs := oar.HexProofs(s.hashes)
 		for i, p := range s.pending {
+			if p.done == nil {
+				continue // added: nobody asks for its receipt
+			}
 			p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.first + uint64(i),
 				RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: s.seal}}
 		}
@@ -1053,7 +1063,9 @@ func (l *Ledger) abort(f *frame, err error) {
 		if !p.acked {
 			p.ack(err)
 		}
-		p.done <- result{err: err}
+		if p.done != nil {
+			p.done <- result{err: err}
+		}
 	}
 	for _, s := range f.seals {
 		for _, p := range s.pending {
