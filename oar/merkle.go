@@ -93,13 +93,28 @@ func HexProofs(leaves [][]byte) (hexLeaves []string, proofs [][]string) {
 }
 
 // merkleLevels builds the tree bottom-up. An unpaired node at the right edge moves up a
-// level unhashed, which yields exactly the RFC 6962 tree for any number of leaves.
+// level unhashed, which yields exactly the RFC 6962 tree for any number of leaves. The
+// inner nodes share one backing array and are hashed without a hash.Hash each: a seal
+// hashes a few thousand of them (TestMerkleRootIsRFC6962).
 func merkleLevels(leaves [][]byte) [][][]byte {
 	levels := [][][]byte{leaves}
+	nodes := make([]byte, 0, len(leaves)*HashSize) // a tree of n leaves has n-1 inner nodes
+	var in [1 + 2*HashSize]byte
+	in[0] = 1 // RFC 6962 inner node prefix
 	for cur := leaves; len(cur) > 1; {
 		next := make([][]byte, 0, (len(cur)+1)/2)
 		for i := 0; i+1 < len(cur); i += 2 {
-			next = append(next, rfc6962.DefaultHasher.HashChildren(cur[i], cur[i+1]))
+			l, r := cur[i], cur[i+1]
+			if len(l) != HashSize || len(r) != HashSize {
+				next = append(next, rfc6962.DefaultHasher.HashChildren(l, r))
+				continue
+			}
+			copy(in[1:], l)
+			copy(in[1+HashSize:], r)
+			h := sha256.Sum256(in[:])
+			start := len(nodes)
+			nodes = append(nodes, h[:]...)
+			next = append(next, nodes[start:len(nodes):len(nodes)])
 		}
 		if len(cur)%2 == 1 {
 			next = append(next, cur[len(cur)-1])

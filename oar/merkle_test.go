@@ -1,10 +1,14 @@
 package oar
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"reflect"
 	"testing"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
 )
 
 // HexProofs spells exactly what MerkleProofs and HexHashes give, for every batch size.
@@ -49,4 +53,43 @@ func BenchmarkReceiptProofs(b *testing.B) {
 			HexProofs(leaves)
 		}
 	})
+}
+
+// MerkleRoot is the RFC 6962 tree hash as transparency-dev/merkle computes it, for
+// every size up to 600 leaves, and for leaves that are not hashes.
+func TestMerkleRootIsRFC6962(t *testing.T) {
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r := rf.NewEmptyRange(0)
+	var leaves [][]byte
+	for n := 1; n <= 600; n++ {
+		h := sha256.Sum256(fmt.Appendf(nil, "leaf %d", n))
+		leaves = append(leaves, h[:])
+		if err := r.Append(h[:], nil); err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.GetRootHash(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := MerkleRoot(leaves); !bytes.Equal(got, want) {
+			t.Fatalf("%d leaves: root %x, want %x", n, got, want)
+		}
+	}
+	odd := [][]byte{[]byte("short"), bytes.Repeat([]byte{7}, 40), make([]byte, HashSize)}
+	want := rfc6962.DefaultHasher.HashChildren(rfc6962.DefaultHasher.HashChildren(odd[0], odd[1]), odd[2])
+	if got := MerkleRoot(odd); !bytes.Equal(got, want) {
+		t.Fatalf("leaves of other sizes: root %x, want %x", got, want)
+	}
+}
+
+func BenchmarkMerkleRoot(b *testing.B) {
+	leaves := make([][]byte, 4096)
+	for i := range leaves {
+		h := sha256.Sum256(fmt.Appendf(nil, "leaf %d", i))
+		leaves[i] = h[:]
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		MerkleRoot(leaves)
+	}
 }
