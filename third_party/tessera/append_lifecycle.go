@@ -278,13 +278,14 @@ func NewAppender(ctx context.Context, d Driver, opts *AppendOptions) (*Appender,
 		a.Add = opts.addDecorators[i](a.Add)
 	}
 	a.Add = entrySizeLimitDecorator(a.Add, opts.maxEntrySize)
-	sd := &integrationStats{}
-	a.Add = sd.statsDecorator(a.Add)
+	// sios: no per-entry telemetry. Upstream wraps every Add in integration statistics
+	// (OpenTelemetry attributes, counters and a histogram per entry) and a trace span;
+	// sios exports no OpenTelemetry, and they were a large part of the CPU and
+	// allocations per entry (see SIOS.md).
 	for _, f := range opts.followers {
 		go f.Follow(ctx, r)
 		go followerStats(ctx, f, r.IntegratedSize)
 	}
-	go sd.updateStats(ctx, r)
 	t := terminator{
 		delegate:        a.Add,
 		readCheckpoint:  r.ReadCheckpoint,
@@ -293,12 +294,6 @@ func NewAppender(ctx context.Context, d Driver, opts *AppendOptions) (*Appender,
 	}
 	// TODO(mhutchinson): move this into the decorators
 	a.Add = func(ctx context.Context, entry *Entry) IndexFuture {
-		if deadline, ok := ctx.Deadline(); ok {
-			appenderDeadlineRemaining.Record(ctx, time.Until(deadline).Milliseconds())
-		}
-		ctx, span := tracer.Start(ctx, "tessera.Appender.Add")
-		defer span.End()
-
 		// NOTE: We memoize the returned value here so that repeated calls to the returned
 		//		 future don't result in unexpected side-effects from inner AddFn functions
 		//		 being called multiple times.
