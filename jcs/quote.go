@@ -11,7 +11,6 @@ import (
 // and \u0026. For the node's own outputs that are not canonical (answers, requests to
 // model servers, the digest of a request's messages), written without reflection.
 func AppendQuoted(dst []byte, s string, html bool) []byte {
-	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -21,21 +20,10 @@ func AppendQuoted(dst []byte, s string, html bool) []byte {
 				continue
 			}
 			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			if c == '<' || c == '>' || c == '&' {
+				dst = append(dst, '\\', 'u', '0', '0', jcsHexDigits[c>>4], jcsHexDigits[c&0xF])
+			} else {
+				jcsAppendRune(&dst, rune(c)) // the same escapes as a canonical string's
 			}
 			i++
 			start = i
@@ -51,7 +39,7 @@ func AppendQuoted(dst []byte, s string, html bool) []byte {
 		}
 		if r == '\u2028' || r == '\u2029' {
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			dst = append(dst, '\\', 'u', '2', '0', '2', jcsHexDigits[r&0xF])
 			i += size
 			start = i
 			continue
