@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sios-project/sios/backend"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -14,42 +15,27 @@ import (
 // written in the background: the answer does not wait for it (Wait does).
 
 func (p *Pipeline) complete(ctx context.Context, inv *Invocation, cv *conversation, sink Sink, failure *Error) error {
-	detail := map[string]any{"latency_ms": time.Since(inv.started).Milliseconds()}
+	detail := completionDetail(inv, cv, failure)
 	rec := inv.record(oar.ActionBrainComplete)
 	rec.Resource = "brain/" + inv.brain.ID
 	rec.Links = []oar.Link{{Rel: "admission", RecordHash: inv.Record}}
-	if inv.Peer != nil && inv.Peer.Grant != nil {
-		detail["consent"] = inv.Peer.Grant.ID
-	}
 	if d := inv.descent; d != nil && d.record != "" {
 		// What the holder released for this answer, and through it the holder's record.
 		rec.Links = append(rec.Links, oar.Link{Rel: "consent", RecordHash: d.record})
-		detail["consent"] = d.grant.ID
 	}
 	if cv != nil {
-		detail["usage"], detail["finish_reason"], detail["tool_calls"], detail["backend"] = cv.usage, cv.finish, cv.toolCalls, cv.backend
-		detail["model"], detail["path"] = oar.Bounded(cv.model, oar.MaxOutsideValue), cv.path
 		switch {
 		case failure != nil && cv.streamed.bytes > 0:
 			// What the caller actually received before the answer broke off.
 			rec.Outputs = []oar.Digest{cv.streamed.digest()}
-			detail["streamed_bytes"] = cv.streamed.bytes
 		case failure == nil:
 			rec.Outputs = []oar.Digest{oar.DigestOf("completion", []byte(cv.content))}
 		}
-		if len(cv.clientCalls) > 0 {
-			var calls []map[string]string
-			for i, tc := range cv.clientCalls {
-				calls = append(calls, map[string]string{"name": oar.Bounded(tc.Function.Name, oar.MaxOutsideValue), "call_id": oar.Bounded(tc.ID, oar.MaxOutsideValue)})
-				if len(rec.Outputs) < oar.MaxDigests {
-					rec.Outputs = append(rec.Outputs, oar.DigestOf(fmt.Sprintf("tool_call[%d].arguments", i), []byte(tc.Function.Arguments)))
-				}
+		for i, tc := range cv.clientCalls {
+			if len(rec.Outputs) < oar.MaxDigests {
+				rec.Outputs = append(rec.Outputs, oar.DigestOf(fmt.Sprintf("tool_call[%d].arguments", i), []byte(tc.Function.Arguments)))
 			}
-			detail["client_tool_calls"] = calls
 		}
-	}
-	if failure != nil {
-		detail["error"] = failure.Code
 	}
 	rec.Detail = mustJSON(detail)
 	p.appendLater(ctx, rec, "completion record")
@@ -58,6 +44,48 @@ func (p *Pipeline) complete(ctx context.Context, inv *Invocation, cv *conversati
 	}
 	return sink.Finish(&Result{Content: cv.content, FinishReason: cv.finish, Usage: cv.usage, ToolCalls: cv.clientCalls,
 		Fingerprint: fingerprint(cv.backend, cv.model, inv.brain.ID)})
+}
+
+// completionDetails is a completion record's detail: how long the request took, and
+// what the conversation (if there was one) and the failure (if any) were. A struct,
+// not a map: it is encoded for every answer.
+type completionDetails struct {
+	Backend         *string             `json:"backend,omitempty"`
+	ClientToolCalls []map[string]string `json:"client_tool_calls,omitempty"`
+	Consent         string              `json:"consent,omitempty"`
+	Error           Code                `json:"error,omitempty"`
+	FinishReason    *string             `json:"finish_reason,omitempty"`
+	LatencyMS       int64               `json:"latency_ms"`
+	Model           *string             `json:"model,omitempty"`
+	Path            *string             `json:"path,omitempty"`
+	StreamedBytes   int                 `json:"streamed_bytes,omitempty"`
+	ToolCalls       *[]toolOutcome      `json:"tool_calls,omitempty"` // set (null when none) with a conversation
+	Usage           *backend.Usage      `json:"usage,omitempty"`
+}
+
+func completionDetail(inv *Invocation, cv *conversation, failure *Error) *completionDetails {
+	d := &completionDetails{LatencyMS: time.Since(inv.started).Milliseconds()}
+	if inv.Peer != nil && inv.Peer.Grant != nil {
+		d.Consent = inv.Peer.Grant.ID
+	}
+	if inv.descent != nil && inv.descent.record != "" {
+		d.Consent = inv.descent.grant.ID
+	}
+	if cv != nil {
+		model := oar.Bounded(cv.model, oar.MaxOutsideValue)
+		d.Usage, d.FinishReason, d.ToolCalls, d.Backend = &cv.usage, &cv.finish, &cv.toolCalls, &cv.backend
+		d.Model, d.Path = &model, &cv.path
+		if failure != nil && cv.streamed.bytes > 0 {
+			d.StreamedBytes = cv.streamed.bytes
+		}
+		for _, tc := range cv.clientCalls {
+			d.ClientToolCalls = append(d.ClientToolCalls, map[string]string{"name": oar.Bounded(tc.Function.Name, oar.MaxOutsideValue), "call_id": oar.Bounded(tc.ID, oar.MaxOutsideValue)})
+		}
+	}
+	if failure != nil {
+		d.Error = failure.Code
+	}
+	return d
 }
 
 // codeOf is the code of an outcome, "internal" for an error that is not one.
