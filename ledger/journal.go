@@ -99,6 +99,10 @@ type spareFile struct {
 type batch struct {
 	first   uint64
 	entries [][]byte
+	// hashes, when it holds one per entry, are the entries' record (leaf) hashes, so
+	// that Tessera need not hash them again; batches read back from the journal have
+	// none.
+	hashes [][]byte
 }
 
 func (b *batch) end() uint64 { return b.first + uint64(len(b.entries)) }

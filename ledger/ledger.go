@@ -896,7 +896,7 @@ func (l *Ledger) take(f *frame, p *pending) {
 		l.raiseWanted(p.index) // an Append: its caller waits for the receipt now
 	}
 	l.next++
-	f.b.entries = append(f.b.entries, p.entry)
+	f.b.entries, f.b.hashes = append(f.b.entries, p.entry), append(f.b.hashes, p.hash)
 	f.fresh = append(f.fresh, p)
 	f.urgent = f.urgent || p.urgent
 	l.open = append(l.open, p)
@@ -982,7 +982,7 @@ func (l *Ledger) sealInto(f *frame) {
 	l.sealBudget = max(l.sealBudget-1, -sealBurst)
 	sealIndex := l.next
 	l.next, l.seq, l.prev = l.next+1, l.seq+1, oar.RecordHash(sealEntry)
-	f.b.entries = append(f.b.entries, sealEntry)
+	f.b.entries, f.b.hashes = append(f.b.entries, sealEntry), append(f.b.hashes, l.prev)
 	f.seals = append(f.seals, &sealedGroup{group: g, sealIndex: sealIndex, seal: sealEntry})
 }
 
@@ -1043,11 +1043,11 @@ func (l *Ledger) journal(f *frame) {
 	if l.held == nil {
 		l.held = &batch{first: f.b.first}
 	}
-	l.held.entries = append(l.held.entries, f.b.entries...)
+	l.held.entries, l.held.hashes = append(l.held.entries, f.b.entries...), append(l.held.hashes, f.b.hashes...)
 	if n := len(f.seals); n > 0 {
 		cut := f.seals[n-1].sealIndex + 1 - l.held.first
-		l.feed <- &batch{first: l.held.first, entries: l.held.entries[:cut]}
-		l.held = &batch{first: l.held.first + cut, entries: append([][]byte(nil), l.held.entries[cut:]...)}
+		l.feed <- &batch{first: l.held.first, entries: l.held.entries[:cut], hashes: l.held.hashes[:cut]}
+		l.held = &batch{first: l.held.first + cut, entries: append([][]byte(nil), l.held.entries[cut:]...), hashes: append([][]byte(nil), l.held.hashes[cut:]...)}
 	}
 }
 
@@ -1089,8 +1089,14 @@ func (l *Ledger) feeder() {
 		if l.err() != nil {
 			continue
 		}
+		hashed := len(b.hashes) == len(b.entries)
 		for i, e := range b.entries {
-			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, tessera.NewEntry(e))}
+			entry := tessera.NewEntry
+			if hashed {
+				h := b.hashes[i]
+				entry = func(e []byte) *tessera.Entry { return tessera.NewEntryWithLeafHash(e, h) }
+			}
+			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, entry(e))}
 		}
 	}
 }

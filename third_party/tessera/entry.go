@@ -78,3 +78,20 @@ func NewEntry(data []byte) *Entry {
 	}
 	return e
 }
+
+// sios: NewEntryWithLeafHash is NewEntry for a caller that holds the entry's RFC 6962
+// leaf hash already (SHA-256(0x00 || data)), which it must be: it is not checked. The
+// identity is the leaf hash too; only antispam, which sios does not configure, reads it.
+func NewEntryWithLeafHash(data, leafHash []byte) *Entry {
+	e := &Entry{}
+	e.internal.Data = data
+	e.internal.Identity = leafHash
+	e.internal.LeafHash = leafHash
+	e.marshalForBundle = func(_ uint64) []byte {
+		r := make([]byte, 0, 2+len(e.internal.Data))
+		r = binary.BigEndian.AppendUint16(r, uint16(len(e.internal.Data)))
+		r = append(r, e.internal.Data...)
+		return r
+	}
+	return e
+}
