@@ -1091,12 +1091,13 @@ func (l *Ledger) feeder() {
 		}
 		hashed := len(b.hashes) == len(b.entries)
 		for i, e := range b.entries {
-			entry := tessera.NewEntry
+			var te *tessera.Entry
 			if hashed {
-				h := b.hashes[i]
-				entry = func(e []byte) *tessera.Entry { return tessera.NewEntryWithLeafHash(e, h) }
+				te = tessera.NewEntryWithLeafHash(e, b.hashes[i])
+			} else {
+				te = tessera.NewEntry(e)
 			}
-			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, entry(e))}
+			l.futs <- future{index: b.first + uint64(i), f: l.add(ctx, te)}
 		}
 	}
 }
