@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -165,13 +164,7 @@ func (c *chatWriter) Finish(r *invoke.Result) error {
 		u := usageOf(r)
 		answer := &completion{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
 			SystemFingerprint: r.Fingerprint, Choices: []wireChoice{{Message: msg, FinishReason: &finish}}, Usage: &u}
-		http.NewResponseController(c.w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
-		c.w.Header().Set("Content-Type", "application/json")
-		b := append(answer.appendJSON(make([]byte, 0, 512+len(content))), '\n')
-		c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		c.w.WriteHeader(http.StatusOK)
-		_, err := c.w.Write(b)
-		return err
+		return writeJSONBytes(c.w, http.StatusOK, append(answer.appendJSON(make([]byte, 0, 512+len(content))), '\n'))
 	}
 	c.fingerprint = r.Fingerprint
 	if len(r.ToolCalls) > 0 {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -212,10 +213,19 @@ func itoa(n int64) string {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer // encoding/json holds the whole value before writing anyway
+	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
+	writeJSONBytes(w, status, b.Bytes())
+}
+
+// writeJSONBytes writes b, a JSON body, with its Content-Type and Content-Length.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) error {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteStallTimeout))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, err := w.Write(b)
+	return err
 }
