@@ -118,9 +118,13 @@ func TestTileCheckerFullUpperTile(t *testing.T) {
 		leaves[i] = rfc6962.DefaultHasher.HashLeaf(e)
 		futs[i] = app.Add(ctx, tessera.NewEntry(e))
 	}
-	for _, f := range futs {
-		if _, err := f(); err != nil {
+	for i, f := range futs {
+		idx, err := f()
+		if err != nil {
 			t.Fatal(err)
+		}
+		if idx.Index != uint64(i) { // the leaves below assume it (SIOS.md change 7)
+			t.Fatalf("entry %d was given index %d", i, idx.Index)
 		}
 	}
 	if err := shutdown(ctx); err != nil {

@@ -37,6 +37,12 @@ type Queue struct {
 	timer *time.Timer
 	work  chan []queueItem
 
+	// sios: handing is held from taking a batch (under mu) until the batch is on work,
+	// so that batches reach the worker in the order they were taken. Upstream, a
+	// timer's flush could take its batch, release mu and be overtaken by an Add that
+	// filled and handed over the next batch; the later entries were then sequenced first.
+	handing sync.Mutex
+
 	mu    sync.Mutex
 	items []queueItem
 }
@@ -93,11 +99,7 @@ func (q *Queue) Add(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 	if len(q.items) >= int(q.maxSize) {
 		itemsToFlush = q.flushLocked()
 	}
-	q.mu.Unlock()
-
-	if itemsToFlush != nil {
-		q.work <- itemsToFlush
-	}
+	q.handOver(itemsToFlush)
 
 	return qi.f
 }
@@ -105,12 +107,20 @@ func (q *Queue) Add(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 // flush is called by the timer to flush the buffer.
 func (q *Queue) flush() {
 	q.mu.Lock()
-	itemsToFlush := q.flushLocked()
-	q.mu.Unlock()
+	q.handOver(q.flushLocked())
+}
 
-	if itemsToFlush != nil {
-		q.work <- itemsToFlush
+// sios: handOver releases mu, which the caller holds, and passes items (if any) to the
+// worker in the order batches were taken under mu.
+func (q *Queue) handOver(items []queueItem) {
+	if items == nil {
+		q.mu.Unlock()
+		return
 	}
+	q.handing.Lock()
+	q.mu.Unlock()
+	q.work <- items
+	q.handing.Unlock()
 }
 
 // flushLocked must be called with q.mu held.
