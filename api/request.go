@@ -299,6 +299,14 @@ func decodeChatRequest(body []byte) (*ChatRequest, *Error) {
 	bad := func(code, param, format string, a ...any) *Error {
 		return &Error{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: code, Param: param, Message: fmt.Sprintf(format, a...)}
 	}
+	// The usual request decodes at once. A body that does not is decoded again below,
+	// the top level first, so that the error is the one that explains it best. (Every
+	// member the strict decode takes is a member of chatMembers:
+	// TestChatRequestFieldsAreChatMembers; so a body it takes passes the check below.)
+	var req ChatRequest
+	if err := jcs.DecodeMembers(body, &req); err == nil {
+		return &req, nil
+	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(body, &members); err != nil {
 		return nil, bad("invalid_json", "", "the request body is not a JSON object: %s", jsonProblem(err))
@@ -313,7 +321,7 @@ func decodeChatRequest(body []byte) (*ChatRequest, *Error) {
 	// repeated or differently cased one is refused, which readers could take apart.
 	// Values as OpenAI takes them: a seed beyond 2^53 or a noncharacter in a message is
 	// the client's to send (the record holds digests of messages, never their text).
-	var req ChatRequest
+	req = ChatRequest{}
 	if err := jcs.DecodeMembers(body, &req); err != nil {
 		var pe *partError
 		if errors.As(err, &pe) {

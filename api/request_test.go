@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sios-project/sios/jcs"
 )
 
 // Bodies as the official SDKs and common clients send them. Each must be accepted: a
@@ -253,5 +257,90 @@ func TestValuesAsOpenAITakesThem(t *testing.T) {
 	}
 	if got := req.Messages[0].Content.Text; got != "a\uffff b \ufdd0" {
 		t.Fatalf("content read as %q", got)
+	}
+}
+
+// Every member the strict decode of a chat request takes is one chatMembers lists: the
+// decode that succeeds at once skips the top-level check (decodeChatRequest).
+func TestChatRequestFieldsAreChatMembers(t *testing.T) {
+	rt := reflect.TypeFor[ChatRequest]()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if name == "-" || !rt.Field(i).IsExported() {
+			continue
+		}
+		if name == "" {
+			name = rt.Field(i).Name
+		}
+		if !chatMemberNames[name] {
+			t.Errorf("ChatRequest.%s (%q) is not in chatMembers", rt.Field(i).Name, name)
+		}
+	}
+}
+
+// decodeChatRequestTwoPass is decodeChatRequest as it was before the body was first
+// decoded at once: the top level checked by encoding/json, then the strict decode.
+func decodeChatRequestTwoPass(body []byte) (*ChatRequest, *Error) {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil {
+		return nil, &Error{Status: 400, Type: "invalid_request_error", Code: "invalid_json", Message: "the request body is not a JSON object: " + jsonProblem(err)}
+	}
+	for _, name := range sortedKeys(members) {
+		if !chatMemberNames[name] {
+			return nil, &Error{Status: 400, Type: "invalid_request_error", Code: "unknown_parameter", Param: name,
+				Message: name + " is not a chat completions member this node knows; docs/api.md lists every member and what the node does with it"}
+		}
+	}
+	var req ChatRequest
+	if err := jcs.DecodeMembers(body, &req); err != nil {
+		var pe *partError
+		if errors.As(err, &pe) {
+			return nil, &Error{Status: 400, Type: "invalid_request_error", Code: "unsupported_content",
+				Param: fmt.Sprintf("messages[].content[%d]", pe.index), Message: pe.Error()}
+		}
+		return nil, strictProblem(err, "the request body is not valid JSON for this endpoint")
+	}
+	return &req, nil
+}
+
+// Decoding at once gives every body the answer the two passes gave: the same request,
+// or the same refusal.
+func FuzzDecodeChatRequestAsTwoPasses(f *testing.F) {
+	for _, b := range realBodies {
+		f.Add(b)
+	}
+	for _, b := range []string{`[]`, `null`, `{"model":"b","x":1}`, `{"zz":1,"messages":[{"Role":"u"}]}`, `{"model":1}`,
+		`{"model":"b","model":"c"}`, "{\"model\":\"\xff\"}", `{"messages":[{"role":"user","content":[{"type":"audio"}]}]}`, `{`} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		got, gerr := decodeChatRequest([]byte(body))
+		want, werr := decodeChatRequestTwoPass([]byte(body))
+		if !reflect.DeepEqual(gerr, werr) {
+			t.Fatalf("refusals differ:\n got %+v\nwant %+v", gerr, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("requests differ:\n got %+v\nwant %+v", got, want)
+		}
+	})
+}
+
+// BenchmarkDecodeChatRequest: a chat request as the SDKs send it, decoded at once
+// (now) and as it was, in two passes.
+func BenchmarkDecodeChatRequest(b *testing.B) {
+	body := []byte(`{"model":"clinical-triage","messages":[{"role":"system","content":"You are a careful assistant."},` +
+		`{"role":"user","content":"Summarise the discharge letter for the GP in three sentences."}],"temperature":0.2,"max_tokens":256}`)
+	for _, c := range []struct {
+		name   string
+		decode func([]byte) (*ChatRequest, *Error)
+	}{{"at-once", decodeChatRequest}, {"two-pass", decodeChatRequestTwoPass}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := c.decode(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
