@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,14 +42,17 @@ const maxOverheadP99 = 5 * time.Millisecond
 
 type gatewayBenchResult struct {
 	RPS            int     `json:"rps"`
-	Requests       int     `json:"requests"`
+	Requests       int     `json:"requests"` // per phase
+	Rounds         int     `json:"rounds"`
 	BackendLatency float64 `json:"backend_latency_ms"`
-	DirectP50      float64 `json:"direct_p50_us"`
-	DirectP99      float64 `json:"direct_p99_us"`
-	NodeP50        float64 `json:"node_p50_us"`
-	NodeP99        float64 `json:"node_p99_us"`
-	OverheadP50    float64 `json:"overhead_p50_us"`
-	OverheadP99    float64 `json:"overhead_p99_us"`
+	// With more than one round, every figure below is the median over the rounds
+	// (each overhead is taken within its round, then the median of those).
+	DirectP50   float64 `json:"direct_p50_us"`
+	DirectP99   float64 `json:"direct_p99_us"`
+	NodeP50     float64 `json:"node_p50_us"`
+	NodeP99     float64 `json:"node_p99_us"`
+	OverheadP50 float64 `json:"overhead_p50_us"`
+	OverheadP99 float64 `json:"overhead_p99_us"`
 	// NodeCPU is the node process's CPU time (user and system, every thread) per
 	// request of the node phase: the stable figure on a shared machine.
 	NodeCPU float64 `json:"node_cpu_us_per_req"`
@@ -59,17 +63,48 @@ type gatewayBenchResult struct {
 	// generator and the mock backend alone): the same run's measure of how fast the
 	// shared machine is, which swings by a fifth between runs. NodeCPURatio is NodeCPU
 	// over it, the figure to compare across runs and builds.
-	DirectCPU     float64 `json:"direct_cpu_us_per_req"`
-	NodeCPURatio  float64 `json:"node_cpu_ratio"`
-	NodeProcs     int     `json:"node_gomaxprocs"`
-	MaxSustained  int     `json:"max_sustained_rps"` // with --find-max; 0 otherwise
-	NodeErrors    int     `json:"node_errors"`
-	FirstError    string  `json:"first_error,omitempty"`
-	AuditRecords  uint64  `json:"audit_entries"`
-	FullReceipts  bool    `json:"full_receipts"`
-	ProfileFile   string  `json:"cpu_profile,omitempty"`
-	ReceiptHeader int     `json:"receipt_header_bytes"`
-	Steps         []rated `json:"steps,omitempty"`
+	DirectCPU    float64 `json:"direct_cpu_us_per_req"`
+	NodeCPURatio float64 `json:"node_cpu_ratio"`
+	NodeProcs    int     `json:"node_gomaxprocs"`
+	MaxSustained int     `json:"max_sustained_rps"` // with --find-max; 0 otherwise
+	NodeErrors   int     `json:"node_errors"`
+	FirstError   string  `json:"first_error,omitempty"`
+	AuditRecords uint64  `json:"audit_entries"`
+	FullReceipts bool    `json:"full_receipts"`
+	ProfileFile  string  `json:"cpu_profile,omitempty"`
+	// ReceiptHeader is the X-Sios-Receipt header's length in an answer.
+	ReceiptHeader int `json:"receipt_header_bytes"`
+	// Against is the node run from --against's binary, in the same rounds; CPUVsAgainst
+	// is the median over the rounds of NodeCPU over its CPU per request (below 1: the
+	// node under test uses less).
+	Against      *againstResult `json:"against,omitempty"`
+	CPUVsAgainst float64        `json:"node_cpu_vs_against,omitempty"`
+	PerRound     []roundResult  `json:"per_round,omitempty"`
+	Steps        []rated        `json:"steps,omitempty"`
+}
+
+// againstResult is the baseline build's node, measured in the same rounds.
+type againstResult struct {
+	Binary      string  `json:"binary"`
+	NodeCPU     float64 `json:"node_cpu_us_per_req"`
+	CPURatio    float64 `json:"node_cpu_ratio"`
+	OverheadP50 float64 `json:"overhead_p50_us"`
+	OverheadP99 float64 `json:"overhead_p99_us"`
+	Errors      int     `json:"node_errors"`
+}
+
+// roundResult is one round: the direct phase, then the node (and the --against node,
+// in turns first and second).
+type roundResult struct {
+	DirectCPU          float64 `json:"direct_cpu_us_per_req"`
+	NodeCPU            float64 `json:"node_cpu_us_per_req"`
+	NodeCPURatio       float64 `json:"node_cpu_ratio"`
+	OverheadP50        float64 `json:"overhead_p50_us"`
+	OverheadP99        float64 `json:"overhead_p99_us"`
+	AgainstCPU         float64 `json:"against_cpu_us_per_req,omitempty"`
+	AgainstCPURatio    float64 `json:"against_cpu_ratio,omitempty"`
+	AgainstOverheadP50 float64 `json:"against_overhead_p50_us,omitempty"`
+	AgainstOverheadP99 float64 `json:"against_overhead_p99_us,omitempty"`
 }
 
 // rated is one step of the search for the highest sustained rate.
@@ -82,25 +117,27 @@ type rated struct {
 }
 
 func runBenchGateway(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench gateway", "bench gateway [--rps N] [--duration D] [--backend-latency D] [--find-max] [--full-receipts] [--node-gomaxprocs N] [--node-binary PATH] [--cpuprofile FILE] [--json]")
-	rps := fs.Int("rps", 2000, "fixed request rate, in both phases")
+	fs := newFlags(e, "bench gateway", "bench gateway [--rps N] [--duration D] [--rounds N] [--backend-latency D] [--find-max] [--full-receipts] [--node-gomaxprocs N] [--node-binary PATH] [--against PATH] [--cpuprofile FILE] [--json]")
+	rps := fs.Int("rps", 2000, "fixed request rate, in every phase")
 	duration := fs.Duration("duration", 5*time.Second, "length of each phase")
+	rounds := fs.Int("rounds", 1, "rounds of direct and node phases, alternated; figures are the medians over the rounds")
 	latency := fs.Duration("backend-latency", 20*time.Millisecond, "the mock backend's fixed service time")
 	findMax := fs.Bool("find-max", false, "then raise the rate step by step to find the highest with p99 overhead ≤ 5 ms and no errors")
 	fullReceipts := fs.Bool("full-receipts", false, "ask for the full receipt inline in every answer (X-Sios-Receipt: full)")
 	procs := fs.Int("node-gomaxprocs", 0, "GOMAXPROCS of the node process (0: the node's own choice)")
 	nodeBinary := fs.String("node-binary", "", "run the node with this sios binary instead of this one (to compare builds in one run)")
+	against := fs.String("against", "", "also run a node with this sios binary (a baseline build) in every round, alternating with the node under test, and report both")
 	asJSON := fs.Bool("json", false, "print JSON")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the node process during the node phase to FILE")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the node process during the first round's node phase to FILE")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(rest) > 0 || *rps < 1 || *duration <= 0 || *procs < 0 {
-		return usageError("bench gateway takes --rps ≥ 1, --duration > 0, --node-gomaxprocs ≥ 0, and no arguments")
+	if len(rest) > 0 || *rps < 1 || *duration <= 0 || *procs < 0 || *rounds < 1 || *rounds > 100 {
+		return usageError("bench gateway takes --rps ≥ 1, --duration > 0, --rounds from 1 to 100, --node-gomaxprocs ≥ 0, and no arguments")
 	}
 	n := int(float64(*rps) * duration.Seconds())
-	res := gatewayBenchResult{RPS: *rps, Requests: n, BackendLatency: ms(*latency), FullReceipts: *fullReceipts}
+	res := gatewayBenchResult{RPS: *rps, Requests: n, Rounds: *rounds, BackendLatency: ms(*latency), FullReceipts: *fullReceipts}
 
 	// The mock model server, on loopback, in this process.
 	mockLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,18 +150,35 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	mockURL := "http://" + mockLn.Addr().String() + "/v1"
 
 	// A fresh node in its own process, whose default backend is the mock: the load
-	// generator's garbage collection never lands in the node's figures.
-	dir, err := os.MkdirTemp("", "sios-bench-gateway-")
+	// generator's garbage collection never lands in the node's figures. With --against,
+	// a second one from the baseline binary, on a data directory of its own.
+	newNode := func(exe string) (*benchNode, func(), error) {
+		dir, err := os.MkdirTemp("", "sios-bench-gateway-")
+		if err != nil {
+			return nil, nil, err
+		}
+		nd, err := startBenchNode(dir, mockURL, *rps, *procs, exe)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return nd, func() { nd.stop(); os.RemoveAll(dir) }, nil
+	}
+	nd, cleanup, err := newNode(*nodeBinary)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	nd, err := startBenchNode(dir, mockURL, *rps, *procs, *nodeBinary)
-	if err != nil {
-		return err
-	}
-	defer nd.stop()
+	defer cleanup()
 	res.NodeProcs = nd.procs
+	var base *benchNode
+	if *against != "" {
+		var cleanupBase func()
+		if base, cleanupBase, err = newNode(*against); err != nil {
+			return fmt.Errorf("the --against node: %v", err)
+		}
+		defer cleanupBase()
+		res.Against = &againstResult{Binary: *against}
+	}
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
 	body := []byte(`{"model":"bench","messages":[{"role":"user","content":"Code this discharge summary: community-acquired pneumonia, type 2 diabetes."}]}`)
@@ -154,37 +208,106 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 			return nil
 		}
 	}
-	nodeURL := nd.url + "/v1/chat/completions"
+	through := func(nd *benchNode) func(int) error { return call(nd.url+"/v1/chat/completions", nd.key) }
 	progress(e, *asJSON, "warming up: %d requests at %d/s", *rps, *rps)
-	paced(*rps, *rps, call(nodeURL, nd.key))
-	progress(e, *asJSON, "direct: %d requests at %d/s to the mock backend (%s service time)", n, *rps, *latency)
-	directStart := selfCPU()
-	direct, _, _ := paced(n, *rps, call(mockURL+"/chat/completions", ""))
-	res.DirectCPU = float64((selfCPU() - directStart).Microseconds()) / float64(n)
-	progress(e, *asJSON, "node: %d requests at %d/s through auth, policy, routing, perimeter and audit", n, *rps)
-	var profile chan error
-	if *cpuProfile != "" {
-		profile = make(chan error, 1)
-		secs := int(math.Ceil(duration.Seconds()))
-		go func() { profile <- nd.profile(ctx, *cpuProfile, secs) }()
-		res.ProfileFile = *cpuProfile
-	}
-	m := measure(nd, n, *rps, call(nodeURL, nd.key))
-	res.NodeErrors, res.FirstError, res.NodeCPU, res.ClientCPU = m.errors, m.first, m.nodeCPU, m.clientCPU
-	if res.DirectCPU > 0 {
-		res.NodeCPURatio = math.Round(res.NodeCPU/res.DirectCPU*100) / 100
-	}
-	if profile != nil {
-		if err := <-profile; err != nil {
-			return fmt.Errorf("profile the node: %v", err)
-		}
+	paced(*rps, *rps, through(nd))
+	if base != nil {
+		paced(*rps, *rps, through(base))
 	}
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
-	res.DirectP50, res.DirectP99 = us(percentile(direct, 50)), us(percentile(direct, 99))
-	res.NodeP50, res.NodeP99 = us(percentile(m.lat, 50)), us(percentile(m.lat, 99))
-	res.OverheadP50, res.OverheadP99 = res.NodeP50-res.DirectP50, res.NodeP99-res.DirectP99
+	ratio := func(a, b float64) float64 {
+		if b <= 0 {
+			return 0
+		}
+		return math.Round(a/b*100) / 100
+	}
+	var direct, node, baseRuns []phase
+	for r := range *rounds {
+		of := ""
+		if *rounds > 1 {
+			of = fmt.Sprintf("round %d/%d: ", r+1, *rounds)
+		}
+		progress(e, *asJSON, "%sdirect: %d requests at %d/s to the mock backend (%s service time)", of, n, *rps, *latency)
+		c0 := selfCPU()
+		lat, _, _ := paced(n, *rps, call(mockURL+"/chat/completions", ""))
+		d := phase{cpu: float64((selfCPU() - c0).Microseconds()) / float64(n), p50: us(percentile(lat, 50)), p99: us(percentile(lat, 99))}
+		direct = append(direct, d)
+		runNode := func() {
+			progress(e, *asJSON, "%snode: %d requests at %d/s through auth, policy, routing, perimeter and audit", of, n, *rps)
+			var profile chan error
+			if *cpuProfile != "" && r == 0 {
+				profile = make(chan error, 1)
+				secs := int(math.Ceil(duration.Seconds()))
+				go func() { profile <- nd.profile(ctx, *cpuProfile, secs) }()
+				res.ProfileFile = *cpuProfile
+			}
+			m := measure(nd, n, *rps, through(nd))
+			node = append(node, phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99))})
+			if res.NodeErrors += m.errors; res.FirstError == "" {
+				res.FirstError = m.first
+			}
+			if profile != nil {
+				if err := <-profile; err != nil {
+					progress(e, *asJSON, "no CPU profile: %v", err)
+					res.ProfileFile = ""
+				}
+			}
+		}
+		runBase := func() {
+			progress(e, *asJSON, "%snode from --against: %d requests at %d/s", of, n, *rps)
+			m := measure(base, n, *rps, through(base))
+			baseRuns = append(baseRuns, phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99))})
+			res.Against.Errors += m.errors
+		}
+		// The two nodes take turns going first, so that a machine slowing through
+		// the run weighs on both alike.
+		switch {
+		case base == nil:
+			runNode()
+		case r%2 == 0:
+			runNode()
+			runBase()
+		default:
+			runBase()
+			runNode()
+		}
+		rr := roundResult{DirectCPU: d.cpu, NodeCPU: node[r].cpu, NodeCPURatio: ratio(node[r].cpu, d.cpu),
+			OverheadP50: node[r].p50 - d.p50, OverheadP99: node[r].p99 - d.p99}
+		if base != nil {
+			b := baseRuns[r]
+			rr.AgainstCPU, rr.AgainstCPURatio = b.cpu, ratio(b.cpu, d.cpu)
+			rr.AgainstOverheadP50, rr.AgainstOverheadP99 = b.p50-d.p50, b.p99-d.p99
+		}
+		res.PerRound = append(res.PerRound, rr)
+	}
+	pick := func(f func(roundResult) float64) float64 {
+		v := make([]float64, len(res.PerRound))
+		for i, r := range res.PerRound {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	res.DirectCPU = pick(func(r roundResult) float64 { return r.DirectCPU })
+	res.NodeCPU = pick(func(r roundResult) float64 { return r.NodeCPU })
+	res.NodeCPURatio = pick(func(r roundResult) float64 { return r.NodeCPURatio })
+	res.OverheadP50 = pick(func(r roundResult) float64 { return r.OverheadP50 })
+	res.OverheadP99 = pick(func(r roundResult) float64 { return r.OverheadP99 })
+	res.DirectP50, res.DirectP99 = medianOf(direct, phase.P50), medianOf(direct, phase.P99)
+	res.NodeP50, res.NodeP99 = medianOf(node, phase.P50), medianOf(node, phase.P99)
+	res.ClientCPU = medianOf(node, func(p phase) float64 { return p.client })
+	if base != nil {
+		res.Against.NodeCPU = pick(func(r roundResult) float64 { return r.AgainstCPU })
+		res.Against.CPURatio = pick(func(r roundResult) float64 { return r.AgainstCPURatio })
+		res.Against.OverheadP50 = pick(func(r roundResult) float64 { return r.AgainstOverheadP50 })
+		res.Against.OverheadP99 = pick(func(r roundResult) float64 { return r.AgainstOverheadP99 })
+		res.CPUVsAgainst = pick(func(r roundResult) float64 { return ratio(r.NodeCPU, r.AgainstCPU) })
+	}
+	if *rounds == 1 {
+		res.PerRound = nil
+	}
 
 	if *findMax {
+		nodeURL := nd.url + "/v1/chat/completions"
 		steps := min(int(math.Ceil(duration.Seconds())), 3)
 		for rate := *rps; len(res.Steps) < 10; rate = rate * 5 / 4 {
 			k := rate * steps
@@ -204,10 +327,18 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	if err := nd.stop(); err != nil {
 		return err
 	}
+	if base != nil {
+		if err := base.stop(); err != nil {
+			return fmt.Errorf("the --against node: %v", err)
+		}
+	}
 	if *asJSON {
 		return printJSON(e.stdout, res)
 	}
-	fmt.Fprintf(e.stdout, "%d requests at %d/s; mock backend service time %s; node in its own process (GOMAXPROCS %d)\n", n, *rps, *latency, res.NodeProcs)
+	fmt.Fprintf(e.stdout, "%d requests at %d/s per phase; mock backend service time %s; node in its own process (GOMAXPROCS %d)\n", n, *rps, *latency, res.NodeProcs)
+	if *rounds > 1 {
+		fmt.Fprintf(e.stdout, "%d rounds, alternated; each figure is the median over the rounds\n", *rounds)
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "node CPU per request\t%.0f µs\ttarget ≤ 200; every request authenticated, governed, audited and receipted\n", res.NodeCPU)
 	fmt.Fprintf(tw, "client CPU per request\t%.0f µs\tload generator and mock backend, this process\n", res.ClientCPU)
@@ -217,6 +348,19 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "node p50 / p99\t%.0f / %.0f µs\t\n", res.NodeP50, res.NodeP99)
 	fmt.Fprintf(tw, "overhead p50\t%.0f µs\ttarget ≤ 300\n", res.OverheadP50)
 	fmt.Fprintf(tw, "overhead p99\t%.0f µs\ttarget ≤ 2000\n", res.OverheadP99)
+	if a := res.Against; a != nil {
+		fmt.Fprintf(tw, "--against CPU per request\t%.0f µs\tratio %.2f; %s\n", a.NodeCPU, a.CPURatio, a.Binary)
+		fmt.Fprintf(tw, "--against overhead p50 / p99\t%.0f / %.0f µs\t\n", a.OverheadP50, a.OverheadP99)
+		fmt.Fprintf(tw, "node CPU vs --against\t%.2f\tmedian of the rounds' ratios; below 1: the node under test uses less\n", res.CPUVsAgainst)
+		fmt.Fprintf(tw, "--against errors\t%d\t\n", a.Errors)
+	}
+	for i, r := range res.PerRound {
+		line := fmt.Sprintf("ratio %.2f, overhead p50 %.0f µs, p99 %.0f µs", r.NodeCPURatio, r.OverheadP50, r.OverheadP99)
+		if base != nil {
+			line += fmt.Sprintf("; --against %.0f µs (ratio %.2f)", r.AgainstCPU, r.AgainstCPURatio)
+		}
+		fmt.Fprintf(tw, "  round %d\t%.0f µs\t%s\n", i+1, r.NodeCPU, line)
+	}
 	fmt.Fprintf(tw, "receipt header\t%d bytes\t%s\n", res.ReceiptHeader, map[bool]string{true: "full receipts inline", false: "compact; full receipt at /v1/receipts/INDEX"}[res.FullReceipts])
 	if *findMax {
 		fmt.Fprintf(tw, "max sustained rate\t%d/s\ttarget ≥ 3500; p99 overhead ≤ 5 ms, no errors\n", res.MaxSustained)
@@ -230,6 +374,35 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "cpu profile\t%s\tgo tool pprof %s\n", res.ProfileFile, res.ProfileFile)
 	}
 	return tw.Flush()
+}
+
+// phase is one phase's figures: CPU per request (the node's; the direct phase's is
+// this process's) and latency percentiles, in µs.
+type phase struct{ cpu, client, p50, p99 float64 }
+
+func (p phase) P50() float64 { return p.p50 }
+func (p phase) P99() float64 { return p.p99 }
+
+// medianOf is the median of f over the phases.
+func medianOf(ps []phase, f func(phase) float64) float64 {
+	v := make([]float64, len(ps))
+	for i, p := range ps {
+		v[i] = f(p)
+	}
+	return median(v)
+}
+
+// median is the middle value (the mean of the middle two for an even count); 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // measured is one phase through the node.
