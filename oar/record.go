@@ -8,6 +8,7 @@ package oar
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -290,12 +291,99 @@ func Parse(b []byte) (*Entry, error) {
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("entry is %d bytes, more than the limit of %d (MaxEntrySize)", len(b), MaxEntrySize)
 	}
+	// Most entries are exactly what the encoder writes for the record or seal they
+	// decode to (sameEncoding), and the encoder writes canonical I-JSON: the members in
+	// order, strings escaped as RFC 8785 says, detail and parties checked whole
+	// (AppendNested, with the entry's depth). What it passes through unchecked — bytes
+	// beyond ASCII, integers a double would round — plainEntry sends down the full
+	// path, which checks the canonical form first and explains any refusal. Both paths
+	// accept the same entries (FuzzParseIsTheCheckedParse); verification reads every
+	// entry, and this one skips a second parse of each.
+	if plainEntry(b) {
+		if e, err := parseDecoded(b); err == nil {
+			return e, nil
+		}
+	}
+	return parseChecked(b)
+}
+
+// plainEntry reports whether b is all ASCII and holds no number outside a string of
+// more than 15 digits (every integer of up to 15 digits is exact as a double). It
+// looks at each byte once, and jumps over strings (most of a seal is its signatures).
+func plainEntry(b []byte) bool {
+	if !isASCII(b) {
+		return false
+	}
+	digits := 0
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			end, ok := stringEnd(b, i+1)
+			if !ok {
+				return false
+			}
+			i, digits = end, 0
+		case c >= '0' && c <= '9':
+			if digits++; digits > 15 {
+				return false
+			}
+		default:
+			digits = 0
+		}
+	}
+	return true
+}
+
+// stringEnd is the index of the quote that ends the string whose text starts at from:
+// the first quote not escaped by an odd run of backslashes.
+func stringEnd(b []byte, from int) (int, bool) {
+	for {
+		k := bytes.IndexByte(b[from:], '"')
+		if k < 0 {
+			return 0, false
+		}
+		end := from + k
+		n := 0
+		for p := end - 1; p >= from && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return end, true
+		}
+		from = end + 1
+	}
+}
+
+// isASCII reports whether every byte of b is below 0x80, eight at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// parseChecked is Parse with the canonical form checked first.
+func parseChecked(b []byte) (*Entry, error) {
 	if err := jcs.CheckCanonical(b); err != nil {
 		if nc := (*jcs.NotCanonicalError)(nil); errors.As(err, &nc) {
 			return nil, fmt.Errorf("%w, from byte offset %d", ErrNotCanonical, nc.Offset)
 		}
 		return nil, fmt.Errorf("entry is not valid I-JSON (RFC 7493): %w", err)
 	}
+	return parseDecoded(b)
+}
+
+// parseDecoded decodes b and requires that it is a valid record or seal whose encoding
+// is b.
+func parseDecoded(b []byte) (*Entry, error) {
 	// One decode into the union of both kinds' members; kind picks the result.
 	var w union
 	if err := decodeUnion(b, &w); err != nil {
