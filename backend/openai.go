@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -45,6 +46,11 @@ type OpenAI struct {
 	client   *http.Client
 	apiKey   string
 	maxBytes int64
+
+	// direct, when not nil, carries posts to a plain http:// server straight through
+	// the node's Transport (see directPosts); chat, chatStream and embed are the heads.
+	direct                  *Transport
+	chat, chatStream, embed *directPost
 }
 
 var _ Backend = (*OpenAI)(nil)
@@ -71,14 +77,16 @@ func NewOpenAI(baseURL string, opts Options) (*OpenAI, error) {
 	if opts.MaxResponseBytes == 0 {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes
 	}
-	return &OpenAI{
+	o := &OpenAI{
 		base:     base,
 		chatURL:  base + "/chat/completions",
 		embedURL: base + "/embeddings",
 		client:   opts.HTTPClient,
 		apiKey:   opts.APIKey,
 		maxBytes: opts.MaxResponseBytes,
-	}, nil
+	}
+	o.directPosts()
+	return o, nil
 }
 
 func normBaseURL(raw string) (string, error) {
@@ -565,6 +573,53 @@ func decodeEmbedding(raw json.RawMessage) ([]float32, error) {
 	return v, err
 }
 
+// directPosts sets o.direct and the heads of its posts when every request o makes can
+// skip net/http's client and request writer and be the same bytes on the wire: the
+// client is the node's *Transport with no timeout, cookie jar or redirect rule of its
+// own (a redirect is followed by the client, below), the base URL is plain http://
+// whose host, path and the API key are printable ASCII that Request.Write writes as
+// they are.
+func (o *OpenAI) directPosts() {
+	t, ok := o.client.Transport.(*Transport)
+	if !ok || o.client.Timeout != 0 || o.client.Jar != nil || o.client.CheckRedirect != nil {
+		return
+	}
+	plain := func(v string, extra string) bool {
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(extra, c) >= 0) {
+				return false
+			}
+		}
+		return true
+	}
+	if !plain(o.apiKey, "-._~+/=") {
+		return
+	}
+	head := func(endpoint, accept string) *directPost {
+		u, err := url.Parse(endpoint)
+		if err != nil || u.Scheme != "http" || u.Host == "" || !plain(u.Host, "-.:[]") || !plain(u.RequestURI(), "-._~/") {
+			return nil
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "80")
+		}
+		p := &directPost{URL: u, Host: host}
+		p.Pre = []byte("POST " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: ")
+		post := "\r\nAccept: " + accept + "\r\n"
+		if o.apiKey != "" {
+			post += "Authorization: Bearer " + o.apiKey + "\r\n"
+		}
+		p.Rest = []byte(post + "Content-Type: application/json\r\n\r\n")
+		return p
+	}
+	o.chat, o.chatStream, o.embed = head(o.chatURL, "application/json"), head(o.chatURL, "text/event-stream"), head(o.embedURL, "application/json")
+	if o.chat != nil && o.chatStream != nil && o.embed != nil {
+		o.direct = t
+	}
+}
+
 // post sends body as JSON and returns the response with its body capped at
 // MaxResponseBytes. A non-2xx answer becomes an *Error; sent lists request text to
 // cut from the server's message.
@@ -578,6 +633,25 @@ func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream boo
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("backend: encoding the request: %v", err)
+	}
+	if o.direct != nil {
+		p := o.embed
+		if endpoint == o.chatURL {
+			p = map[bool]*directPost{false: o.chat, true: o.chatStream}[stream]
+		}
+		resp, err := o.direct.post(ctx, p, b)
+		if err != nil {
+			// As net/http's client reports it: Post "URL": the cause.
+			err = &url.Error{Op: "Post", URL: endpoint, Err: err}
+		}
+		switch {
+		case err == nil && isRedirect(resp.StatusCode):
+			// Followed by net/http's client, as before: sent again below.
+			io.Copy(io.Discard, io.LimitReader(resp.Body, MaxErrorBytes))
+			resp.Body.Close()
+		default:
+			return o.answer(ctx, endpoint, resp, err, sent)
+		}
 	}
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(b))
 	if err != nil {
@@ -593,6 +667,20 @@ func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream boo
 		hreq.Header.Set("Authorization", "Bearer "+o.apiKey)
 	}
 	resp, err := o.client.Do(hreq)
+	return o.answer(ctx, endpoint, resp, err, sent)
+}
+
+// isRedirect reports the statuses net/http's client follows for a POST with a body.
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// answer is post's outcome from the response (or the error) of sending it.
+func (o *OpenAI) answer(ctx context.Context, endpoint string, resp *http.Response, err error, sent []string) (*http.Response, io.Reader, error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("backend: POST %s: %w", endpoint, ctx.Err())
