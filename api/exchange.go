@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -78,6 +79,13 @@ func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h
 // SetMetrics makes the server count every request in m. Call it before serving.
 func (s *Server) SetMetrics(m *metrics.Metrics) { s.metrics = m }
 
+// SetRequestLog makes the server write its request lines straight to w, each with one
+// Write, as the log's handler would write them — slog's JSONHandler when json is set,
+// its TextHandler otherwise, with level INFO and no other options — instead of through
+// the log given to NewServer, whose level and options it then does not consult. Call
+// it before serving.
+func (s *Server) SetRequestLog(w io.Writer, json bool) { s.requests = &requestLog{w: w, json: json} }
+
 // SetFullReceipts makes every answer carry its full receipt inline (config
 // full_receipts), not only those whose request asks with 'X-Sios-Receipt: full'.
 func (s *Server) SetFullReceipts(on bool) { s.fullReceipts = on }
@@ -99,17 +107,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.status = http.StatusOK
 	}
 	s.metrics.HTTPRequest(route, x.status, d)
-	if s.log == nil {
+	line := &requestLine{time: start.Add(d), method: r.Method, route: route, status: x.status,
+		durationMS: float64(d.Microseconds()) / 1000, bytes: x.bytes, principal: x.principal, record: x.record, index: x.index}
+	if s.requests != nil {
+		s.requests.write(line)
 		return
 	}
+	if s.log != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", line.attrs()...)
+	}
+}
+
+// attrs are the line's attributes for a slog handler.
+func (l *requestLine) attrs() []slog.Attr {
 	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("method", r.Method), slog.String("route", route), slog.Int("status", x.status),
-		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.Int64("bytes", x.bytes))
-	if x.principal != "" {
-		attrs = append(attrs, slog.String("principal", x.principal))
+	attrs = append(attrs, slog.String("method", l.method), slog.String("route", l.route), slog.Int("status", l.status),
+		slog.Float64("duration_ms", l.durationMS), slog.Int64("bytes", l.bytes))
+	if l.principal != "" {
+		attrs = append(attrs, slog.String("principal", l.principal))
 	}
-	if x.record != "" {
-		attrs = append(attrs, slog.String("record", x.record), slog.Uint64("index", x.index))
+	if l.record != "" {
+		attrs = append(attrs, slog.String("record", l.record), slog.Uint64("index", l.index))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	return attrs
 }

@@ -27,6 +27,8 @@ type Server struct {
 	// fullReceipts puts the full receipt in every answer (SetFullReceipts).
 	fullReceipts bool
 	ready        func() []Check // nil: ready whenever serving
+	// requests, when set, writes the request lines in place of log (SetRequestLog).
+	requests *requestLog
 }
 
 // NewServer builds the API's handler. log receives one line per request (ServeHTTP),

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,6 +70,11 @@ type Options struct {
 	DataDir string
 	Config  Config
 	Logger  *slog.Logger
+	// RequestLog, when set, is where the API writes its request lines itself, in the
+	// form Logger's handler (slog's, text or JSON as Config.LogFormat says, level INFO)
+	// would write them, without going through it (api.Server.SetRequestLog): the
+	// writer Logger writes to.
+	RequestLog io.Writer
 	// Ledger tunes the audit ledger (zero: defaults).
 	Ledger ledger.Options
 	// FleetTiming tunes fleet membership (zero: fleet.DefaultTiming).
@@ -85,6 +91,8 @@ type Node struct {
 	dataDir string
 	cfg     Config
 	log     *slog.Logger
+	// requestLog is Options.RequestLog.
+	requestLog io.Writer
 
 	id         *identity.Node
 	tpm        *tpm.Node // nil unless the node's key is sealed to a TPM
@@ -128,7 +136,7 @@ type Node struct {
 // lock). A policy or brain file that does not load is an error naming the file: the
 // node never starts with a partial configuration.
 func Open(ctx context.Context, opts Options) (*Node, error) {
-	n := &Node{dataDir: opts.DataDir, cfg: opts.Config.withDefaults(), log: opts.Logger, fleetLog: fleet.NewLog(), fleetTiming: opts.FleetTiming}
+	n := &Node{dataDir: opts.DataDir, cfg: opts.Config.withDefaults(), log: opts.Logger, requestLog: opts.RequestLog, fleetLog: fleet.NewLog(), fleetTiming: opts.FleetTiming}
 	if n.log == nil {
 		n.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -346,6 +354,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener, grace time.Duration, 
 	handler.SetMetrics(n.metrics)
 	handler.SetReadiness(n.readiness)
 	handler.SetFullReceipts(n.cfg.FullReceipts)
+	if n.requestLog != nil {
+		handler.SetRequestLog(n.requestLog, n.cfg.LogFormat == "json")
+	}
 	handler.Mount(console.Prefix, con) // the web console, on the same listener
 	apiSrv := &http.Server{
 		Handler:           handler,

@@ -114,7 +114,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log, TPM: bound})
+	n, err := node.Open(ctx, node.Options{DataDir: e.dataDir, Config: cfg, Logger: log, RequestLog: lines, TPM: bound})
 	if err != nil {
 		return err
 	}
