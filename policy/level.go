@@ -49,10 +49,20 @@ func (l Level) String() string {
 	return levelNames[l]
 }
 
+// levelSpelling turns the separators a marking may be typed with into "-".
+var levelSpelling = strings.NewReplacer("_", "-", " ", "-")
+
 // ParseLevel parses a marking such as "SECRET". Case is ignored and "_" or a space may
 // stand for "-" ("top_secret"), so that markings typed on a command line parse.
 func ParseLevel(s string) (Level, error) {
-	norm := strings.NewReplacer("_", "-", " ", "-").Replace(strings.ToUpper(strings.TrimSpace(s)))
+	// A marking as the node writes it (stored principals, brains, records) is matched
+	// as it is; only another spelling is normalised.
+	for l := Official; int(l) < len(levelNames); l++ {
+		if s == levelNames[l] {
+			return l, nil
+		}
+	}
+	norm := levelSpelling.Replace(strings.ToUpper(strings.TrimSpace(s)))
 	for _, l := range Levels() {
 		if norm == levelNames[l] {
 			return l, nil
