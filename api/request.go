@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -207,6 +209,19 @@ func (c *Content) UnmarshalJSON(b []byte) error {
 	*c = Content{}
 	if string(b) == "null" {
 		return nil
+	}
+	if len(b) >= 2 && b[0] == '"' {
+		// A string: its text, unescaped where it has escapes, is what encoding/json
+		// gives; anything unusual (invalid UTF-8, a lone surrogate) is left to it
+		// (TestContentStringIsEncodingJSONs, FuzzParseChatRequest).
+		if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+			c.Text = string(b[1 : len(b)-1])
+			return nil
+		}
+		if t, err := jsontext.AppendUnquote(nil, b); err == nil {
+			c.Text = string(t)
+			return nil
+		}
 	}
 	if err := json.Unmarshal(b, &c.Text); err == nil {
 		return nil

@@ -344,3 +344,35 @@ func BenchmarkDecodeChatRequest(b *testing.B) {
 		})
 	}
 }
+
+// A string content reads as encoding/json reads the string, whatever it holds.
+func TestContentStringIsEncodingJSONs(t *testing.T) {
+	for _, in := range []string{`"plain"`, `""`, `"line\nbreak and \"quotes\" \\ \/ \t"`, `"\u00e9t\u00E9"`, "\"\xff\xfe raw\"",
+		`"\ud800 lone"`, `"\ud83d\ude00 pair"`, `"\udc00\ud800"`, `"\u0000nul"`, "\"caf\xc3\xa9\"", "\"\xed\xa0\x80\"", `"\uFFFF\uFDD0"`} {
+		var c Content
+		cerr := c.UnmarshalJSON([]byte(in))
+		var want string
+		werr := json.Unmarshal([]byte(in), &want)
+		if (cerr == nil) != (werr == nil) || c.Text != want {
+			t.Errorf("%q: content %q (%v), encoding/json %q (%v)", in, c.Text, cerr, want, werr)
+		}
+	}
+}
+
+// FuzzContentStringIsEncodingJSONs: any quoted input reads as encoding/json reads it.
+func FuzzContentStringIsEncodingJSONs(f *testing.F) {
+	for _, s := range []string{"plain", `a\nb`, `\ud800`, "\xff", `\u00e9`, `\"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		in := []byte(`"` + s + `"`)
+		var want string
+		if json.Unmarshal(in, &want) != nil {
+			return // not a JSON string: the decoder around Content refuses it first
+		}
+		var c Content
+		if err := c.UnmarshalJSON(in); err != nil || c.Text != want {
+			t.Fatalf("%q: content %q (%v), encoding/json %q", in, c.Text, err, want)
+		}
+	})
+}
