@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sios-project/sios/backend"
+	"github.com/sios-project/sios/jcs"
 	"github.com/sios-project/sios/oar"
 )
 
@@ -37,7 +39,7 @@ func (p *Pipeline) complete(ctx context.Context, inv *Invocation, cv *conversati
 			}
 		}
 	}
-	rec.Detail = mustJSON(detail)
+	rec.Detail = detail.appendJSON(make([]byte, 0, 256))
 	p.appendLater(ctx, rec, "completion record")
 	if failure != nil {
 		return failure
@@ -61,6 +63,71 @@ type completionDetails struct {
 	StreamedBytes   int                 `json:"streamed_bytes,omitempty"`
 	ToolCalls       *[]toolOutcome      `json:"tool_calls,omitempty"` // set (null when none) with a conversation
 	Usage           *backend.Usage      `json:"usage,omitempty"`
+}
+
+// appendJSON appends d as encoding/json writes it (TestCompletionDetailJSONIsEncodingJSON,
+// FuzzCompletionDetailJSON), without reflection; the tool-call lists, rare, are
+// written by encoding/json.
+func (d *completionDetails) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	str := func(name, v string) {
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		b = jcs.AppendQuoted(b, v, true)
+		b = append(b, ',')
+	}
+	if d.Backend != nil {
+		str("backend", *d.Backend)
+	}
+	if len(d.ClientToolCalls) > 0 {
+		b = append(b, `"client_tool_calls":`...)
+		b = append(b, mustJSON(d.ClientToolCalls)...)
+		b = append(b, ',')
+	}
+	if d.Consent != "" {
+		str("consent", d.Consent)
+	}
+	if d.Error != "" {
+		str("error", string(d.Error))
+	}
+	if d.FinishReason != nil {
+		str("finish_reason", *d.FinishReason)
+	}
+	b = append(b, `"latency_ms":`...)
+	b = strconv.AppendInt(b, d.LatencyMS, 10)
+	b = append(b, ',')
+	if d.Model != nil {
+		str("model", *d.Model)
+	}
+	if d.Path != nil {
+		str("path", *d.Path)
+	}
+	if d.StreamedBytes != 0 {
+		b = append(b, `"streamed_bytes":`...)
+		b = strconv.AppendInt(b, int64(d.StreamedBytes), 10)
+		b = append(b, ',')
+	}
+	if d.ToolCalls != nil {
+		b = append(b, `"tool_calls":`...)
+		if *d.ToolCalls == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, mustJSON(*d.ToolCalls)...)
+		}
+		b = append(b, ',')
+	}
+	if u := d.Usage; u != nil {
+		b = append(b, `"usage":{"prompt_tokens":`...)
+		b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
+		b = append(b, `,"completion_tokens":`...)
+		b = strconv.AppendInt(b, int64(u.CompletionTokens), 10)
+		b = append(b, `,"total_tokens":`...)
+		b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+		b = append(b, "},"...)
+	}
+	b[len(b)-1] = '}' // latency_ms is always there: the last byte is a comma
+	return b
 }
 
 func completionDetail(inv *Invocation, cv *conversation, failure *Error) *completionDetails {

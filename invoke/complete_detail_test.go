@@ -66,7 +66,10 @@ func TestCompletionDetailIsTheMapItReplaced(t *testing.T) {
 		{&Invocation{started: time.Now(), descent: &descent{grant: &consent.Grant{ID: "unreleased"}}}, nil, &Error{Code: CodePolicyDenied}},
 	} {
 		d := completionDetail(c.inv, c.cv, c.failure)
-		got, err := jcs.Canonicalize(mustJSON(d))
+		if a, m := d.appendJSON(nil), mustJSON(d); !bytes.Equal(a, m) {
+			t.Errorf("case %d: appendJSON\n%s\nencoding/json\n%s", i, a, m)
+		}
+		got, err := jcs.Canonicalize(d.appendJSON(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,6 +99,35 @@ func BenchmarkCompletionDetail(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			mustJSON(completionDetail(inv, cv, nil))
+		}
+	})
+	b.Run("appendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			completionDetail(inv, cv, nil).appendJSON(make([]byte, 0, 256))
+		}
+	})
+}
+
+// FuzzCompletionDetailJSON: appendJSON writes what encoding/json writes, whatever the
+// strings and numbers.
+func FuzzCompletionDetailJSON(f *testing.F) {
+	f.Add("http://127.0.0.1:1/v1", "m", "tools", "stop", "grant-1", "backend_error", int64(20), 3, 7, 0, true, false)
+	f.Add("<&>\u2028\xff", "", "", "", "", "", int64(-1), -5, 0, 12, false, true)
+	f.Fuzz(func(t *testing.T, be, model, path, finish, consent, code string, latency int64, prompt, total, streamedBytes int, withConversation, withTools bool) {
+		d := &completionDetails{LatencyMS: latency, Consent: consent, Error: Code(code), StreamedBytes: streamedBytes}
+		if withConversation {
+			d.Backend, d.Model, d.Path, d.FinishReason = &be, &model, &path, &finish
+			d.Usage = &backend.Usage{PromptTokens: prompt, CompletionTokens: total - prompt, TotalTokens: total}
+			var calls []toolOutcome
+			if withTools {
+				calls = []toolOutcome{{Name: model, Allowed: true}, {Name: path, Error: finish}}
+				d.ClientToolCalls = []map[string]string{{"name": be, "call_id": consent}}
+			}
+			d.ToolCalls = &calls
+		}
+		if a, m := d.appendJSON(nil), mustJSON(d); !bytes.Equal(a, m) {
+			t.Fatalf("appendJSON\n%s\nencoding/json\n%s", a, m)
 		}
 	})
 }
