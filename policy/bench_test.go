@@ -98,7 +98,7 @@ func BenchmarkDecidePreloaded(b *testing.B) {
 	for i := range b.N {
 		r := &reqs[i%len(reqs)]
 		t0 := time.Now()
-		e.authorize(store, cedar.Request{
+		e.authorize(e.set, store, cedar.Request{
 			Principal: types.NewEntityUID(typePrincipal, types.String(r.Principal.ID)),
 			Action:    actionUIDs[r.Action],
 			Resource:  types.NewEntityUID(resourceTypes[r.Resource.Type], types.String(r.Resource.ID)),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	"github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 // Engine decides requests against a loaded policy set. It is immutable once loaded (but
@@ -13,9 +14,14 @@ import (
 type Engine struct {
 	set     *cedar.PolicySet // every policy, keyed by @id
 	permits *cedar.PolicySet // the permits alone, for Explain
-	info    map[types.PolicyID]policyInfo
-	records records // memo of request records; does not change decisions
-	digest  string  // of the policy files' names and text, as loaded
+	// byAction holds, for each action the node asks about, the policies whose action
+	// scope can match it: all of them but those scoped "action == " another action,
+	// which Cedar would find not to apply without evaluating anything else (no
+	// decision, reason or error changes; TestPoliciesByActionDecideAlike).
+	byAction map[types.EntityUID]*cedar.PolicySet
+	info     map[types.PolicyID]policyInfo
+	records  records // memo of request records; does not change decisions
+	digest   string  // of the policy files' names and text, as loaded
 }
 
 type policyInfo struct {
@@ -49,7 +55,11 @@ func (e *Engine) decide(req *Request, explain bool) (Decision, []string) {
 		Resource:  ents.resource.UID,
 		Context:   e.records.context(&req.Context),
 	}
-	d := e.authorize(ents, cr)
+	set := e.set
+	if s, ok := e.byAction[action]; ok {
+		set = s
+	}
+	d := e.authorize(set, ents, cr)
 	var permitted []string
 	if explain {
 		_, diag := cedar.Authorize(e.permits, ents, cr)
@@ -61,8 +71,8 @@ func (e *Engine) decide(req *Request, explain bool) (Decision, []string) {
 // authorize runs Cedar and turns its answer into a Decision. Cedar skips a policy whose
 // evaluation fails; for a forbid that would let a permit through, so such a forbid
 // counts as fired.
-func (e *Engine) authorize(ents types.EntityGetter, cr cedar.Request) Decision {
-	decision, diag := cedar.Authorize(e.set, ents, cr)
+func (e *Engine) authorize(set *cedar.PolicySet, ents types.EntityGetter, cr cedar.Request) Decision {
+	decision, diag := cedar.Authorize(set, ents, cr)
 	ok := decision == cedar.Allow
 	var d Decision
 	var broken []string // forbids that failed to evaluate
@@ -121,4 +131,27 @@ func (e *Engine) IDs() []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// indexByAction fills e.byAction from e.set for every action of the node.
+func (e *Engine) indexByAction() {
+	e.byAction = map[types.EntityUID]*cedar.PolicySet{}
+	var actions []types.EntityUID
+	for _, uid := range actionUIDs {
+		actions = append(actions, uid)
+	}
+	for _, a := range roleActions {
+		uid, _ := actionUID(a)
+		actions = append(actions, uid)
+	}
+	for _, a := range actions {
+		set := cedar.NewPolicySet()
+		for id, p := range e.set.All() {
+			if eq, ok := p.AST().Action.(ast.ScopeTypeEq); ok && eq.Entity != a {
+				continue
+			}
+			set.Add(id, p)
+		}
+		e.byAction[a] = set
+	}
 }

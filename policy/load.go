@@ -178,6 +178,7 @@ func newEngine(srcs []source) (*Engine, error) {
 		}
 	}
 	e.digest = hex.EncodeToString(h.Sum(nil))
+	e.indexByAction()
 	return e, nil
 }
 

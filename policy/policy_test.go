@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -804,5 +805,63 @@ func TestLevelsAreTheAuditFormatsClassifications(t *testing.T) {
 	}
 	if Level(len(oar.Classifications) + 1).Valid() {
 		t.Fatal("a level beyond the scale is valid")
+	}
+}
+
+// Deciding against the policies indexed by action (Engine.byAction) gives every request
+// the decision, reasons, errors and explanation the whole set gives: the requests of
+// these tests and of the benchmark fleet, each under every action and with the
+// administrator role too.
+func TestPoliciesByActionDecideAlike(t *testing.T) {
+	e, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.byAction = nil
+	var reqs []Request
+	for _, a := range Levels() {
+		for _, b := range Levels() {
+			reqs = append(reqs, invoke(a, b), peerSend(a, b), consentGrant(a, b), release(a, grantFor(ActionMemoryRead, "root_partner", "nhs", b)))
+		}
+	}
+	reqs = append(reqs, toolCall(true), toolCall(false))
+	_, _, fleet := benchFleet()
+	reqs = append(reqs, fleet[:512]...)
+	var actions []string
+	for a := range actionUIDs {
+		actions = append(actions, a)
+	}
+	actions = append(actions, roleActions...)
+	checked, allowed := 0, 0
+	for _, r := range reqs {
+		for _, a := range actions {
+			for _, admin := range []bool{false, true} {
+				q := with(r, func(q *Request) { q.Action = a })
+				if admin {
+					q.Principal.Roles = append(slices.Clone(q.Principal.Roles), "admin")
+				}
+				got, gotWhy := e.decide(&q, true)
+				want, wantWhy := whole.decide(&q, true)
+				if !reflect.DeepEqual(got, want) || !slices.Equal(gotWhy, wantWhy) {
+					t.Fatalf("%+v:\nby action: %+v %v\nwhole set: %+v %v", q, got, gotWhy, want, wantWhy)
+				}
+				if q.check() == nil {
+					checked++
+				}
+				if got.Allow {
+					allowed++
+				}
+			}
+		}
+	}
+	if checked < 1000 || allowed < 100 {
+		t.Fatalf("only %d requests reached the policies, %d allowed", checked, allowed)
+	}
+	if len(e.byAction) != len(actionUIDs)+len(roleActions) {
+		t.Fatalf("%d actions indexed", len(e.byAction))
 	}
 }
