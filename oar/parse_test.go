@@ -8,13 +8,11 @@ import (
 	"testing"
 )
 
-// Parse takes an entry whose bytes are what the encoder writes without the canonical
-// check first (plainEntry); parseChecked checks first. For every input both must give
-// the same entry or the same error.
-func FuzzParseIsTheCheckedParse(f *testing.F) {
+// vectorEntries are the published vector records and seal (testdata/vectors.json).
+func vectorEntries(tb testing.TB) [][]byte {
 	raw, err := os.ReadFile(filepath.Join("testdata", "vectors.json"))
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
 	var v struct {
 		Records []struct {
@@ -25,12 +23,22 @@ func FuzzParseIsTheCheckedParse(f *testing.F) {
 		} `json:"seal"`
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
+	var entries [][]byte
 	for _, r := range v.Records {
-		f.Add([]byte(r.Canonical))
+		entries = append(entries, []byte(r.Canonical))
 	}
-	f.Add([]byte(v.Seal.Canonical))
+	return append(entries, []byte(v.Seal.Canonical))
+}
+
+// Parse takes an entry whose bytes are what the encoder writes without the canonical
+// check first (plainEntry); parseChecked checks first. For every input both must give
+// the same entry or the same error.
+func FuzzParseIsTheCheckedParse(f *testing.F) {
+	for _, e := range vectorEntries(f) {
+		f.Add(e)
+	}
 	for _, s := range []string{
 		`{"kind":"record","v":"oar/1"}`,
 		`{"action":"brain.invoke","actor":{"id":"a"},"detail":{"n":12345678901234567},"kind":"record","node":"n","time":"2026-01-01T00:00:00Z","v":"oar/1"}`,
@@ -78,26 +86,7 @@ func TestPlainEntry(t *testing.T) {
 // every entry (Parse), and with the canonical form checked first (parseChecked, as Parse
 // did before).
 func BenchmarkParse(b *testing.B) {
-	raw, err := os.ReadFile(filepath.Join("testdata", "vectors.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var v struct {
-		Records []struct {
-			Canonical string `json:"canonical"`
-		} `json:"records"`
-		Seal struct {
-			Canonical string `json:"canonical"`
-		} `json:"seal"`
-	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		b.Fatal(err)
-	}
-	var entries [][]byte
-	for _, r := range v.Records {
-		entries = append(entries, []byte(r.Canonical))
-	}
-	entries = append(entries, []byte(v.Seal.Canonical))
+	entries := vectorEntries(b)
 	for _, c := range []struct {
 		name  string
 		parse func([]byte) (*Entry, error)
