@@ -10,7 +10,6 @@ import (
 	"github.com/sios-project/sios/identity"
 	"github.com/sios-project/sios/oar"
 	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api/layout"
 )
 
@@ -141,7 +140,7 @@ func (r *Reader) ConsistencyProof(ctx context.Context, from uint64) ([][]byte, e
 	return pb.ConsistencyProof(ctx, from, r.cp.Size)
 }
 
-var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+var rangeFactory = compact.RangeFactory{Hash: oar.HashChildren}
 
 // NoteSeen records the reader's checkpoint as seen by this node, after a verification.
 func (r *Reader) NoteSeen(node *identity.Node) error {

@@ -905,7 +905,7 @@ func subtreeRoot(hashes [][]byte) []byte {
 	row := slices.Clone(hashes)
 	for len(row) > 1 {
 		for i := 0; i < len(row); i += 2 {
-			row[i/2] = rfc6962.DefaultHasher.HashChildren(row[i], row[i+1])
+			row[i/2] = oar.HashChildren(row[i], row[i+1])
 		}
 		row = row[:len(row)/2]
 	}

@@ -3,6 +3,8 @@ package oar
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
+	"sync"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -14,7 +16,38 @@ const HashSize = sha256.Size
 
 // RecordHash is the RFC 6962 leaf hash of an entry: SHA-256(0x00 || entry). It is both
 // the record hash named in receipts and links, and the leaf hash in the log's tree.
-func RecordHash(entry []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(entry) }
+// Every record is hashed when written and when verified: the hash state is reused
+// rather than made for each (rfc6962's hasher makes one per call; the same hash,
+// TestHashesAreRFC6962).
+func RecordHash(entry []byte) []byte {
+	h := leafHashers.Get().(hash.Hash)
+	h.Reset()
+	h.Write(leafPrefix)
+	h.Write(entry)
+	out := h.Sum(make([]byte, 0, HashSize))
+	leafHashers.Put(h)
+	return out
+}
+
+var (
+	leafPrefix  = []byte{0} // RFC 6962 leaf prefix
+	leafHashers = sync.Pool{New: func() any { return sha256.New() }}
+)
+
+// HashChildren is the RFC 6962 inner node hash, SHA-256(0x01 || l || r), without the
+// hash state rfc6962's hasher makes for each call (the same hash, TestHashesAreRFC6962).
+// Verification computes one for every 256 entries' tile and for every seal's tree.
+func HashChildren(l, r []byte) []byte {
+	if len(l) != HashSize || len(r) != HashSize {
+		return rfc6962.DefaultHasher.HashChildren(l, r)
+	}
+	var in [1 + 2*HashSize]byte
+	in[0] = 1
+	copy(in[1:], l)
+	copy(in[1+HashSize:], r)
+	h := sha256.Sum256(in[:])
+	return h[:]
+}
 
 // HexHashes spells hashes the way the format does: lowercase hex.
 func HexHashes(hs [][]byte) []string {

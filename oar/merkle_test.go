@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 
@@ -91,5 +92,33 @@ func BenchmarkMerkleRoot(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		MerkleRoot(leaves)
+	}
+}
+
+// RecordHash and HashChildren are rfc6962's leaf and inner hashes, for entries of every
+// size up to a few kilobytes and for any pair of children (including ones not 32 bytes
+// long, which take rfc6962's own path).
+func TestHashesAreRFC6962(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	buf := make([]byte, 5000)
+	for n := 0; n <= len(buf); n += 1 + n/7 {
+		for i := range n {
+			buf[i] = byte(rng.Uint32())
+		}
+		if got, want := RecordHash(buf[:n]), rfc6962.DefaultHasher.HashLeaf(buf[:n]); !bytes.Equal(got, want) {
+			t.Fatalf("RecordHash of %d bytes: %x, want %x", n, got, want)
+		}
+	}
+	for _, sizes := range [][2]int{{32, 32}, {32, 32}, {31, 32}, {32, 33}, {0, 0}} {
+		l, r := make([]byte, sizes[0]), make([]byte, sizes[1])
+		for i := range l {
+			l[i] = byte(rng.Uint32())
+		}
+		for i := range r {
+			r[i] = byte(rng.Uint32())
+		}
+		if got, want := HashChildren(l, r), rfc6962.DefaultHasher.HashChildren(l, r); !bytes.Equal(got, want) {
+			t.Fatalf("HashChildren of %d and %d bytes: %x, want %x", len(l), len(r), got, want)
+		}
 	}
 }
