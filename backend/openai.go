@@ -636,8 +636,11 @@ func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream boo
 	}
 	if o.direct != nil {
 		p := o.embed
-		if endpoint == o.chatURL {
-			p = map[bool]*directPost{false: o.chat, true: o.chatStream}[stream]
+		switch {
+		case endpoint == o.chatURL && stream:
+			p = o.chatStream
+		case endpoint == o.chatURL:
+			p = o.chat
 		}
 		resp, err := o.direct.post(ctx, p, b)
 		if err != nil {

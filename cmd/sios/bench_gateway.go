@@ -292,8 +292,10 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	res.NodeCPURatio = pick(func(r roundResult) float64 { return r.NodeCPURatio })
 	res.OverheadP50 = pick(func(r roundResult) float64 { return r.OverheadP50 })
 	res.OverheadP99 = pick(func(r roundResult) float64 { return r.OverheadP99 })
-	res.DirectP50, res.DirectP99 = medianOf(direct, phase.P50), medianOf(direct, phase.P99)
-	res.NodeP50, res.NodeP99 = medianOf(node, phase.P50), medianOf(node, phase.P99)
+	p50 := func(p phase) float64 { return p.p50 }
+	p99 := func(p phase) float64 { return p.p99 }
+	res.DirectP50, res.DirectP99 = medianOf(direct, p50), medianOf(direct, p99)
+	res.NodeP50, res.NodeP99 = medianOf(node, p50), medianOf(node, p99)
 	res.ClientCPU = medianOf(node, func(p phase) float64 { return p.client })
 	if base != nil {
 		res.Against.NodeCPU = pick(func(r roundResult) float64 { return r.AgainstCPU })
@@ -379,9 +381,6 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 // phase is one phase's figures: CPU per request (the node's; the direct phase's is
 // this process's) and latency percentiles, in µs.
 type phase struct{ cpu, client, p50, p99 float64 }
-
-func (p phase) P50() float64 { return p.p50 }
-func (p phase) P99() float64 { return p.p99 }
 
 // medianOf is the median of f over the phases.
 func medianOf(ps []phase, f func(phase) float64) float64 {
