@@ -14,9 +14,11 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/sios-project/sios/internal/files"
 	"github.com/sios-project/sios/oar"
+	"golang.org/x/sys/unix"
 )
 
 // The journal is a group-commit write-ahead log in front of Tessera. A sealed batch
@@ -26,8 +28,13 @@ import (
 //
 // Segments are zero-filled to their full size before use and frames overwrite the
 // zeros in place. The file's size and extents then never change while it is written,
-// so fdatasync flushes only data and never waits for a filesystem journal commit
-// shared with Tessera's many metadata updates: that is what keeps receipts fast.
+// so making a frame durable flushes only data and never waits for a filesystem journal
+// commit shared with Tessera's many metadata updates: that is what keeps receipts fast.
+// Where the file system takes direct I/O, a frame (padded to its sectors, with the
+// zeros already there) goes to the disk by one pwritev2(RWF_DSYNC) on a descriptor
+// opened O_DIRECT, past the page cache, instead of a pwrite and an fdatasync; elsewhere
+// (tmpfs, a disk whose logical sectors are larger than sectorSize) it is written
+// through the page cache and fdatasynced.
 //
 // Frame (segments named <first index>.journal): it starts at a multiple of
 // sectorSize, and the zeros up to the next multiple follow it.
@@ -81,9 +88,10 @@ type journal struct {
 
 	// Only the journaler goroutine uses these after open.
 	cur       *os.File
-	off       int64 // write offset in cur
-	limit     int64 // size of cur
-	buf       []byte
+	direct    *os.File       // cur opened again with O_DIRECT for frame writes, or nil
+	off       int64          // write offset in cur
+	limit     int64          // size of cur
+	buf       []byte         // the frame being written; aligned for direct I/O (frameBuffer)
 	spare     chan spareFile // a zero-filled segment prepared in the background
 	preparing bool           // a spare is on its way to the spare channel
 	nextSize  int64          // size of the next segment: small at first, doubling up to segSize
@@ -364,6 +372,7 @@ func (j *journal) reopen(seg segment, validLen int64) error {
 		}
 	}
 	j.cur, j.curSeg, j.off, j.limit = f, seg, validLen, st.Size()
+	j.direct = openDirect(seg.path)
 	return nil
 }
 
@@ -474,7 +483,8 @@ func (j *journal) write(b *batch) error {
 	if n := frameSize(b); n > maxFrame {
 		return fmt.Errorf("journal: a batch of %d entries takes %d bytes, more than a frame holds (%d): lower SealMaxRecords", len(b.entries), n, maxFrame)
 	}
-	j.buf = encodeFrame(j.buf, b)
+	size := frameHeaderSize + int(frameSize(b))
+	j.buf = encodeFrame(frameBuffer(j.buf, alignSector(size)), b)
 	// Keep room for the padding and a zero header after the frame, which marks the end.
 	need := int64(alignSector(len(j.buf))) + frameHeaderSize
 	if j.cur == nil || j.off+need > j.limit {
@@ -482,11 +492,8 @@ func (j *journal) write(b *batch) error {
 			return err
 		}
 	}
-	if _, err := j.cur.WriteAt(j.buf, j.off); err != nil {
-		return fmt.Errorf("journal write: %v", err)
-	}
-	if err := syscall.Fdatasync(int(j.cur.Fd())); err != nil {
-		return fmt.Errorf("journal sync: %v", err)
+	if err := j.writeDurably(j.buf, j.off); err != nil {
+		return err
 	}
 	j.off = int64(alignSector(int(j.off) + len(j.buf)))
 	j.mu.Lock()
@@ -528,6 +535,10 @@ func (j *journal) rotate(first uint64, need int64) error {
 	j.mu.Lock()
 	if j.cur != nil {
 		j.cur.Close()
+		if j.direct != nil {
+			j.direct.Close()
+			j.direct = nil
+		}
 		if j.curSeg.end > j.curSeg.first {
 			j.closed = append(j.closed, j.curSeg)
 		} else {
@@ -537,7 +548,66 @@ func (j *journal) rotate(first uint64, need int64) error {
 	j.curSeg = segment{first: first, end: first, path: path}
 	j.mu.Unlock()
 	j.cur, j.off, j.limit = f, 0, sp.size
+	j.direct = openDirect(path)
 	return nil
+}
+
+// writeDurably writes the frame in frame at off and returns once it is durable: by
+// direct I/O where the segment was opened for it, else through the page cache and
+// fdatasync. A direct write the kernel refuses for its alignment (EINVAL: the disk's
+// logical sectors are larger than sectorSize) gives up direct I/O for the segment and
+// writes the frame the other way; so does a kernel without RWF_DSYNC.
+func (j *journal) writeDurably(frame []byte, off int64) error {
+	if j.direct != nil {
+		padded := frame[:alignSector(len(frame))] // the zeros after it are on disk already
+		_, err := unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+			return fmt.Errorf("journal write: %v", err)
+		}
+		j.direct.Close()
+		j.direct = nil
+	}
+	if _, err := j.cur.WriteAt(frame, off); err != nil {
+		return fmt.Errorf("journal write: %v", err)
+	}
+	if err := syscall.Fdatasync(int(j.cur.Fd())); err != nil {
+		return fmt.Errorf("journal sync: %v", err)
+	}
+	return nil
+}
+
+// openDirect opens a segment again for direct I/O (O_DIRECT), or returns nil where the
+// file system does not take it.
+func openDirect(path string) *os.File {
+	f, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// directAlign is the memory alignment of frame buffers: direct I/O needs at least the
+// disk's logical sector size, and no disk asks for more than a page.
+const directAlign = 4096
+
+// frameBuffer returns buf emptied, or a new buffer in its place, that holds n bytes
+// starting at an address aligned for direct I/O and is zero from its length to n, so a
+// frame encoded into it (appending, within its capacity) can be written padded to its
+// sectors.
+func frameBuffer(buf []byte, n int) []byte {
+	if cap(buf) < n {
+		raw := make([]byte, n+directAlign)
+		skip := 0
+		if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(raw))) % directAlign); r != 0 {
+			skip = directAlign - r
+		}
+		return raw[skip : skip : skip+n]
+	}
+	clear(buf[:n])
+	return buf[:0]
 }
 
 // makeSpare writes a zero-filled file of the given size and makes it durable.
@@ -594,6 +664,10 @@ func (j *journal) close(integrated uint64) error {
 		return nil
 	}
 	err := j.cur.Close()
+	if j.direct != nil {
+		j.direct.Close()
+		j.direct = nil
+	}
 	if j.curSeg.end <= integrated && len(j.closed) == 0 {
 		os.Remove(j.curSeg.path)
 	}

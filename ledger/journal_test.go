@@ -47,6 +47,9 @@ func writeJournal(t *testing.T, dir string, bs []*batch, segSize int64) {
 		os.Remove(sp.path)
 	}
 	j.cur.Close()
+	if j.direct != nil {
+		j.direct.Close()
+	}
 }
 
 func segmentPaths(t *testing.T, dir string) []string {
@@ -226,5 +229,94 @@ func TestJournalRefusesABatchBeyondItsFrame(t *testing.T) {
 	defer j.close(0)
 	if err := j.write(b); err == nil || !strings.Contains(err.Error(), "more than a frame holds") {
 		t.Fatalf("write of a %d-byte frame: %v", frameSize(b), err)
+	}
+}
+
+// TestJournalWritesDirectlyWhereItCan: where the file system takes O_DIRECT, frames go
+// to the disk by direct I/O (one pwritev2 with RWF_DSYNC each), in every segment, and
+// the journal reads every frame back when it opens again.
+func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
+	dir := t.TempDir()
+	bs := testBatches(600, 6) // 2 KiB a frame: the 1 MiB first segment and more
+	j, _, err := openJournal(dir, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.write(bs[0]); err != nil {
+		t.Fatal(err)
+	}
+	probe := openDirect(segmentPaths(t, dir)[0])
+	if probe == nil {
+		t.Skipf("the file system of %s takes no direct I/O; frames go through the page cache", dir)
+	}
+	probe.Close()
+	for _, b := range bs[1:] {
+		if j.direct == nil {
+			t.Fatalf("the file system takes O_DIRECT, but segment %s is not written directly", j.curSeg.path)
+		}
+		if err := j.write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(segmentPaths(t, dir)); n < 2 {
+		t.Fatalf("the frames fit in %d segment; the test means to cross into a second", n)
+	}
+	if err := j.close(0); err != nil {
+		t.Fatal(err)
+	}
+	j, got, err := openJournal(dir, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close(0)
+	var want, have [][]byte
+	for _, b := range bs {
+		want = append(want, b.entries...)
+	}
+	for _, b := range got {
+		have = append(have, b.entries...)
+	}
+	if len(have) != len(want) {
+		t.Fatalf("read back %d entries, wrote %d", len(have), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(have[i], want[i]) {
+			t.Fatalf("entry %d read back as %q, written as %q", i, have[i], want[i])
+		}
+	}
+}
+
+// TestJournalFallsBackFromDirectWrites: a direct write the kernel refuses (EINVAL: an
+// offset off the disk's logical sectors, as a disk with sectors larger than the
+// journal's would refuse every frame) is made through the page cache and fdatasync
+// instead, and the segment is written that way from then on.
+func TestJournalFallsBackFromDirectWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "segment")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := zeroFill(f, 0, 1<<16); err != nil {
+		t.Fatal(err)
+	}
+	j := &journal{cur: f, direct: openDirect(path)}
+	if j.direct == nil {
+		t.Skipf("the file system of %s takes no direct I/O", path)
+	}
+	frame := encodeFrame(frameBuffer(nil, sectorSize), testBatches(1, 1)[0])
+	const off = sectorSize + 100 // a direct write must start on a sector
+	if err := j.writeDurably(frame, off); err != nil {
+		t.Fatalf("a write direct I/O refuses: %v", err)
+	}
+	if j.direct != nil {
+		t.Fatal("after the kernel refused a direct write, the segment is still written directly")
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[off:off+len(frame)], frame) || !allZero(got[:off]) || !allZero(got[off+len(frame):]) {
+		t.Fatal("the frame is not where it was written, or other bytes changed")
 	}
 }
