@@ -560,11 +560,16 @@ func (j *journal) rotate(first uint64, need int64) error {
 func (j *journal) writeDurably(frame []byte, off int64) error {
 	if j.direct != nil {
 		padded := frame[:alignSector(len(frame))] // the zeros after it are on disk already
-		_, err := unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
-		if err == nil {
-			return nil
+		n, err := unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
+		for errors.Is(err, unix.EINTR) {
+			n, err = unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
 		}
-		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		switch {
+		case err == nil && n == len(padded):
+			return nil
+		case err == nil:
+			return fmt.Errorf("journal write: %d of a frame's %d bytes written", n, len(padded))
+		case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS):
 			return fmt.Errorf("journal write: %v", err)
 		}
 		j.direct.Close()
