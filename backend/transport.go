@@ -196,7 +196,7 @@ func (t *Transport) exchange(ctx context.Context, req *http.Request, closeAfter 
 	var resp *http.Response
 	for {
 		pc.cap.left = t.maxHeaderBytes()
-		r, err := http.ReadResponse(pc.br, req)
+		r, err := readResponse(pc.br, req)
 		pc.cap.left = -1
 		if err != nil {
 			return fail(err)
@@ -219,6 +219,22 @@ func (t *Transport) exchange(ctx context.Context, req *http.Request, closeAfter 
 	}
 	resp.Body = body
 	return resp, nil
+}
+
+// readResponse reads a response head and readies its body: a plain one without
+// net/http (readPlainResponse) once the first bytes are in, anything else with
+// http.ReadResponse.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	if _, err := br.Peek(1); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // as http.ReadResponse reports a response cut before its first line
+		}
+		return nil, err
+	}
+	if resp, ok := readPlainResponse(br, req); ok {
+		return resp, nil
+	}
+	return http.ReadResponse(br, req)
 }
 
 // connBody is a response body that returns its connection to the pool when read to
