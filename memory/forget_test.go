@@ -3,6 +3,7 @@ package memory
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -73,18 +74,28 @@ func rawSecrets(t *testing.T, s *Store, others []string) (sealed [][]byte, token
 	return sealed, tokens
 }
 
-// vocabHas reports whether the index's vocabulary still holds any of the tokens.
-func vocabHas(t *testing.T, s *Store, tokens []string) []string {
+// vocabConn is a read connection to the store with temp.vocab, the index's vocabulary
+// (fts5vocab, one row per term).
+func vocabConn(t *testing.T, s *Store) *sql.Conn {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := s.r.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)"); err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
+	return conn
+}
+
+// vocabHas reports whether the index's vocabulary still holds any of the tokens.
+func vocabHas(t *testing.T, s *Store, tokens []string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn := vocabConn(t, s)
+	defer conn.Close()
 	var left []string
 	for _, tok := range tokens {
 		var n int
@@ -109,14 +120,8 @@ func vocabHas(t *testing.T, s *Store, tokens []string) []string {
 func staleSeparators(t *testing.T, s *Store) []string {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := s.r.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := vocabConn(t, s)
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)"); err != nil {
-		t.Fatal(err)
-	}
 	var vocab []string
 	rows, err := conn.QueryContext(ctx, "SELECT term FROM temp.vocab ORDER BY term")
 	if err != nil {
