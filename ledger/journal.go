@@ -553,13 +553,14 @@ func (j *journal) rotate(first uint64, need int64) error {
 }
 
 // writeDurably writes the frame in frame at off and returns once it is durable: by
-// direct I/O where the segment was opened for it, else through the page cache and
-// fdatasync. A direct write the kernel refuses for its alignment (EINVAL: the disk's
+// direct I/O where the segment was opened for it (padded with zeros to its sectors,
+// within frame's capacity: frameBuffer), else through the page cache and fdatasync. A direct write the kernel refuses for its alignment (EINVAL: the disk's
 // logical sectors are larger than sectorSize) gives up direct I/O for the segment and
 // writes the frame the other way; so does a kernel without RWF_DSYNC.
 func (j *journal) writeDurably(frame []byte, off int64) error {
-	if j.direct != nil {
+	if j.direct != nil && cap(frame) >= alignSector(len(frame)) {
 		padded := frame[:alignSector(len(frame))] // the zeros after it are on disk already
+		clear(padded[len(frame):])
 		n, err := unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
 		for errors.Is(err, unix.EINTR) {
 			n, err = unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
@@ -598,10 +599,9 @@ func openDirect(path string) *os.File {
 // disk's logical sector size, and no disk asks for more than a page.
 const directAlign = 4096
 
-// frameBuffer returns buf emptied, or a new buffer in its place, that holds n bytes
-// starting at an address aligned for direct I/O and is zero from its length to n, so a
-// frame encoded into it (appending, within its capacity) can be written padded to its
-// sectors.
+// frameBuffer returns buf emptied, or a new buffer in its place, with room for n bytes
+// starting at an address aligned for direct I/O, so that a frame encoded into it
+// (appending, within its capacity) can be written padded to its sectors.
 func frameBuffer(buf []byte, n int) []byte {
 	if cap(buf) < n {
 		raw := make([]byte, n+directAlign)
@@ -611,7 +611,6 @@ func frameBuffer(buf []byte, n int) []byte {
 		}
 		return raw[skip : skip : skip+n]
 	}
-	clear(buf[:n])
 	return buf[:0]
 }
 

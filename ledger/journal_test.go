@@ -237,7 +237,18 @@ func TestJournalRefusesABatchBeyondItsFrame(t *testing.T) {
 // the journal reads every frame back when it opens again.
 func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
 	dir := t.TempDir()
-	bs := testBatches(600, 6) // 2 KiB a frame: the 1 MiB first segment and more
+	// Frames of 0.3 to 2 KiB, a short one after a long one, so that a padding written
+	// from a buffer that held a longer frame must still be zeros: the 1 MiB first
+	// segment and more.
+	var bs []*batch
+	for i, next := 0, uint64(0); i < 900; i++ {
+		b := testBatches(1, 1+5*(i%2))[0]
+		for e := range b.entries {
+			b.entries[e] = fmt.Appendf(nil, `{"entry":%d,"pad":"%s"}`, next+uint64(e), strings.Repeat("x", 280))
+		}
+		b.first, next = next, next+uint64(len(b.entries))
+		bs = append(bs, b)
+	}
 	j, _, err := openJournal(dir, 1<<20, 0)
 	if err != nil {
 		t.Fatal(err)
