@@ -17,8 +17,9 @@ import (
 
 // Transport is the http.RoundTripper a node calls its model servers through. Plain
 // http:// exchanges run on the caller's goroutine over kept-alive HTTP/1.1
-// connections: the request is written, the response read and parsed by net/http's
-// own http.ReadResponse, and the connection goes back to the pool once its body has
+// connections: the request is written, the response read and parsed (a plain head by
+// readPlainResponse, any other by net/http's own http.ReadResponse), and the
+// connection goes back to the pool once its body has
 // been read to the end. net/http's Transport runs a reader and a writer goroutine per
 // connection, and handing every request and response between them and the caller was
 // about a fifth of a node's CPU at 2,000 requests/s (three goroutine wake-ups per
