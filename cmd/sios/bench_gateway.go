@@ -53,6 +53,12 @@ type gatewayBenchResult struct {
 	NodeP99     float64 `json:"node_p99_us"`
 	OverheadP50 float64 `json:"overhead_p50_us"`
 	OverheadP99 float64 `json:"overhead_p99_us"`
+	// InNodeP50 and InNodeP99 are from the node's own histogram of the time a chat
+	// spends in it (sios_chat_node_seconds: authentication to answer, less the model
+	// server's time), interpolated within its buckets: the overhead without the
+	// loopback hops and the load generator.
+	InNodeP50 float64 `json:"in_node_p50_us"`
+	InNodeP99 float64 `json:"in_node_p99_us"`
 	// NodeCPU is the node process's CPU time (user and system, every thread) per
 	// request of the node phase: the stable figure on a shared machine.
 	NodeCPU float64 `json:"node_cpu_us_per_req"`
@@ -90,6 +96,8 @@ type againstResult struct {
 	CPURatio    float64 `json:"node_cpu_ratio"`
 	OverheadP50 float64 `json:"overhead_p50_us"`
 	OverheadP99 float64 `json:"overhead_p99_us"`
+	InNodeP50   float64 `json:"in_node_p50_us"`
+	InNodeP99   float64 `json:"in_node_p99_us"`
 	Errors      int     `json:"node_errors"`
 }
 
@@ -101,10 +109,14 @@ type roundResult struct {
 	NodeCPURatio       float64 `json:"node_cpu_ratio"`
 	OverheadP50        float64 `json:"overhead_p50_us"`
 	OverheadP99        float64 `json:"overhead_p99_us"`
+	InNodeP50          float64 `json:"in_node_p50_us"`
+	InNodeP99          float64 `json:"in_node_p99_us"`
 	AgainstCPU         float64 `json:"against_cpu_us_per_req,omitempty"`
 	AgainstCPURatio    float64 `json:"against_cpu_ratio,omitempty"`
 	AgainstOverheadP50 float64 `json:"against_overhead_p50_us,omitempty"`
 	AgainstOverheadP99 float64 `json:"against_overhead_p99_us,omitempty"`
+	AgainstInNodeP50   float64 `json:"against_in_node_p50_us,omitempty"`
+	AgainstInNodeP99   float64 `json:"against_in_node_p99_us,omitempty"`
 }
 
 // rated is one step of the search for the highest sustained rate.
@@ -242,7 +254,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 				res.ProfileFile = *cpuProfile
 			}
 			m := measure(nd, n, *rps, through(nd))
-			node = append(node, phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99))})
+			node = append(node, m.phase())
 			if res.NodeErrors += m.errors; res.FirstError == "" {
 				res.FirstError = m.first
 			}
@@ -256,7 +268,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		runBase := func() {
 			progress(e, *asJSON, "%snode from --against: %d requests at %d/s", of, n, *rps)
 			m := measure(base, n, *rps, through(base))
-			baseRuns = append(baseRuns, phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99))})
+			baseRuns = append(baseRuns, m.phase())
 			res.Against.Errors += m.errors
 		}
 		// The two nodes take turns going first, so that a machine slowing through
@@ -272,11 +284,12 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 			runNode()
 		}
 		rr := roundResult{DirectCPU: d.cpu, NodeCPU: node[r].cpu, NodeCPURatio: ratio(node[r].cpu, d.cpu),
-			OverheadP50: node[r].p50 - d.p50, OverheadP99: node[r].p99 - d.p99}
+			OverheadP50: node[r].p50 - d.p50, OverheadP99: node[r].p99 - d.p99, InNodeP50: node[r].inP50, InNodeP99: node[r].inP99}
 		if base != nil {
 			b := baseRuns[r]
 			rr.AgainstCPU, rr.AgainstCPURatio = b.cpu, ratio(b.cpu, d.cpu)
 			rr.AgainstOverheadP50, rr.AgainstOverheadP99 = b.p50-d.p50, b.p99-d.p99
+			rr.AgainstInNodeP50, rr.AgainstInNodeP99 = b.inP50, b.inP99
 		}
 		res.PerRound = append(res.PerRound, rr)
 	}
@@ -292,6 +305,8 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	res.NodeCPURatio = pick(func(r roundResult) float64 { return r.NodeCPURatio })
 	res.OverheadP50 = pick(func(r roundResult) float64 { return r.OverheadP50 })
 	res.OverheadP99 = pick(func(r roundResult) float64 { return r.OverheadP99 })
+	res.InNodeP50 = pick(func(r roundResult) float64 { return r.InNodeP50 })
+	res.InNodeP99 = pick(func(r roundResult) float64 { return r.InNodeP99 })
 	p50 := func(p phase) float64 { return p.p50 }
 	p99 := func(p phase) float64 { return p.p99 }
 	res.DirectP50, res.DirectP99 = medianOf(direct, p50), medianOf(direct, p99)
@@ -302,6 +317,8 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		res.Against.CPURatio = pick(func(r roundResult) float64 { return r.AgainstCPURatio })
 		res.Against.OverheadP50 = pick(func(r roundResult) float64 { return r.AgainstOverheadP50 })
 		res.Against.OverheadP99 = pick(func(r roundResult) float64 { return r.AgainstOverheadP99 })
+		res.Against.InNodeP50 = pick(func(r roundResult) float64 { return r.AgainstInNodeP50 })
+		res.Against.InNodeP99 = pick(func(r roundResult) float64 { return r.AgainstInNodeP99 })
 		res.CPUVsAgainst = pick(func(r roundResult) float64 { return ratio(r.NodeCPU, r.AgainstCPU) })
 	}
 	if *rounds == 1 {
@@ -350,9 +367,11 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(tw, "node p50 / p99\t%.0f / %.0f µs\t\n", res.NodeP50, res.NodeP99)
 	fmt.Fprintf(tw, "overhead p50\t%.0f µs\ttarget ≤ 300\n", res.OverheadP50)
 	fmt.Fprintf(tw, "overhead p99\t%.0f µs\ttarget ≤ 2000\n", res.OverheadP99)
+	fmt.Fprintf(tw, "in the node p50 / p99\t%.0f / %.0f µs\tthe node's own histogram of a chat's time in it, less the model's (sios_chat_node_seconds, interpolated): no loopback hops, no load generator\n", res.InNodeP50, res.InNodeP99)
 	if a := res.Against; a != nil {
 		fmt.Fprintf(tw, "--against CPU per request\t%.0f µs\tratio %.2f; %s\n", a.NodeCPU, a.CPURatio, a.Binary)
 		fmt.Fprintf(tw, "--against overhead p50 / p99\t%.0f / %.0f µs\t\n", a.OverheadP50, a.OverheadP99)
+		fmt.Fprintf(tw, "--against in the node p50 / p99\t%.0f / %.0f µs\t\n", a.InNodeP50, a.InNodeP99)
 		fmt.Fprintf(tw, "node CPU vs --against\t%.2f\tmedian of the rounds' ratios; below 1: the node under test uses less\n", res.CPUVsAgainst)
 		fmt.Fprintf(tw, "--against errors\t%d\t\n", a.Errors)
 	}
@@ -379,8 +398,9 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 }
 
 // phase is one phase's figures: CPU per request (the node's; the direct phase's is
-// this process's) and latency percentiles, in µs.
-type phase struct{ cpu, client, p50, p99 float64 }
+// this process's), latency percentiles and, through the node, the percentiles of the
+// node's own histogram of its time (0 when it could not be read), in µs.
+type phase struct{ cpu, client, p50, p99, inP50, inP99 float64 }
 
 // medianOf is the median of f over the phases.
 func medianOf(ps []phase, f func(phase) float64) float64 {
@@ -409,21 +429,35 @@ type measured struct {
 	lat                []time.Duration
 	errors             int
 	first              string
-	nodeCPU, clientCPU float64 // µs per request
+	nodeCPU, clientCPU float64   // µs per request
+	inNode             nodeTimes // the node's histogram over the phase; empty if unread
 }
 
 // measure runs n calls at rate and the CPU the node process and this one spent.
 func measure(nd *benchNode, n, rate int, call func(int) error) measured {
+	t0, terr := nd.nodeTimes()
 	n0, c0 := nd.cpu(), selfCPU()
 	lat, errs, first := paced(n, rate, call)
 	n1, c1 := nd.cpu(), selfCPU()
 	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-	return measured{lat: lat, errors: errs, first: first, nodeCPU: perReq(n1 - n0), clientCPU: perReq(c1 - c0)}
+	m := measured{lat: lat, errors: errs, first: first, nodeCPU: perReq(n1 - n0), clientCPU: perReq(c1 - c0)}
+	if t1, err := nd.nodeTimes(); err == nil && terr == nil {
+		m.inNode = t1.since(t0)
+	}
+	return m
+}
+
+// phase is m's figures.
+func (m measured) phase() phase {
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+	return phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99)),
+		inP50: us(m.inNode.quantile(0.5)), inP99: us(m.inNode.quantile(0.99))}
 }
 
 // benchNode is a 'sios up' process the gateway benchmark drives.
 type benchNode struct {
 	dir, url, key string
+	metrics       string // the node's metrics URL ("" if it serves none)
 	procs         int
 	cmd           *exec.Cmd
 	stopped       bool
@@ -433,6 +467,10 @@ var (
 	benchKeyLine   = regexp.MustCompile(`bootstrap admin API key \(shown once; store it now\): (sios_[a-z0-9]+)`)
 	benchServeLine = regexp.MustCompile(`serving the OpenAI-compatible API on (http://\S+)/v1`)
 	benchProcsLine = regexp.MustCompile(`GOMAXPROCS=(\d+)`)
+	// 'sios up' names its metrics listener, when it has one, on the line after the
+	// console's.
+	benchConsoleLine = regexp.MustCompile(`^console: `)
+	benchMetricsLine = regexp.MustCompile(`^metrics: (http://\S+/metrics)$`)
 )
 
 // startBenchNode initialises dir with the benchmark brain and room for the rate, and
@@ -454,7 +492,7 @@ func startBenchNode(dir, backendURL string, rps, procs int, exe string) (*benchN
 			return nil, err
 		}
 	}
-	cmd := exec.Command(exe, "--data", dir, "up", "--listen", "127.0.0.1:0", "--grace", "10s")
+	cmd := exec.Command(exe, "--data", dir, "up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--grace", "10s")
 	cmd.Env = os.Environ()
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
@@ -471,7 +509,7 @@ func startBenchNode(dir, backendURL string, rps, procs int, exe string) (*benchN
 	nd := &benchNode{dir: dir, cmd: cmd}
 	sc := bufio.NewScanner(stdout)
 	deadline := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
-	for nd.url == "" && sc.Scan() {
+	for sc.Scan() {
 		l := sc.Text()
 		if m := benchKeyLine.FindStringSubmatch(l); m != nil {
 			nd.key = m[1]
@@ -481,6 +519,14 @@ func startBenchNode(dir, backendURL string, rps, procs int, exe string) (*benchN
 		}
 		if m := benchProcsLine.FindStringSubmatch(l); m != nil {
 			nd.procs, _ = strconv.Atoi(m[1])
+		}
+		if benchConsoleLine.MatchString(l) {
+			if sc.Scan() {
+				if m := benchMetricsLine.FindStringSubmatch(sc.Text()); m != nil {
+					nd.metrics = m[1]
+				}
+			}
+			break
 		}
 	}
 	deadline.Stop()

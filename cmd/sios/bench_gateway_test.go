@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // bench gateway, briefly, as an operator comparing two builds runs it: two rounds,
@@ -50,6 +51,14 @@ func TestBenchGatewayRoundsAgainst(t *testing.T) {
 	within("overhead p50", res.OverheadP50, func(r roundResult) float64 { return r.OverheadP50 })
 	within("overhead p99", res.OverheadP99, func(r roundResult) float64 { return r.OverheadP99 })
 	within("--against CPU", res.Against.NodeCPU, func(r roundResult) float64 { return r.AgainstCPU })
+	within("in-node p50", res.InNodeP50, func(r roundResult) float64 { return r.InNodeP50 })
+	within("in-node p99", res.InNodeP99, func(r roundResult) float64 { return r.InNodeP99 })
+	within("--against in-node p50", res.Against.InNodeP50, func(r roundResult) float64 { return r.AgainstInNodeP50 })
+	for _, r := range res.PerRound {
+		if r.InNodeP50 > r.InNodeP99 {
+			t.Errorf("in-node p50 %v above its p99 %v", r.InNodeP50, r.InNodeP99)
+		}
+	}
 	if res.CPUVsAgainst <= 0 {
 		t.Errorf("node CPU vs --against is %v", res.CPUVsAgainst)
 	}
@@ -61,6 +70,54 @@ func TestBenchGatewayRefusesBadRounds(t *testing.T) {
 		r := sios(t, t.TempDir(), append([]string{"bench", "gateway"}, args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, "--rounds from 1 to 100") {
 			t.Errorf("bench gateway %v: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
+
+// The node's histogram of its own time is read from the Prometheus text the node
+// serves, and its quantiles are interpolated within buckets as Prometheus's
+// histogram_quantile does.
+func TestNodeTimesQuantiles(t *testing.T) {
+	text := `# HELP sios_chat_node_seconds Time a chat completion spent in the node itself.
+# TYPE sios_chat_node_seconds histogram
+sios_chat_node_seconds_bucket{le="0.0001"} 0
+sios_chat_node_seconds_bucket{le="0.00025"} 50
+sios_chat_node_seconds_bucket{le="0.0005"} 90
+sios_chat_node_seconds_bucket{le="0.001"} 99
+sios_chat_node_seconds_bucket{le="+Inf"} 100
+sios_chat_node_seconds_sum 0.03
+sios_chat_node_seconds_count 100
+sios_chats_total{brain="bench",code="ok"} 100
+`
+	before, err := readNodeTimes(strings.NewReader(strings.NewReplacer(" 50\n", " 10\n", " 90\n", " 10\n", " 99\n", " 10\n", " 100\n", " 10\n").Replace(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := readNodeTimes(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		h    nodeTimes
+		q    float64
+		want time.Duration
+	}{
+		{now, 0.5, 250 * time.Microsecond},    // the 50th of 100: the top of the second bucket
+		{now, 0.25, 175 * time.Microsecond},   // halfway through the second bucket
+		{now, 0.9, 500 * time.Microsecond},    // the top of the third
+		{now, 0.995, 1000 * time.Microsecond}, // beyond every bound: the highest finite one
+		// Since before: 0, 40, 80, 89, 90. The 45th of 90 is 5 into the 40 in (250, 500] µs.
+		{now.since(before), 0.5, 281250 * time.Nanosecond},
+		{now.since(before), 0.75, 421875 * time.Nanosecond},
+		{nodeTimes{}, 0.5, 0},
+	} {
+		if got := c.h.quantile(c.q); got != c.want {
+			t.Errorf("quantile %v of %v: %v, want %v", c.q, c.h.counts, got, c.want)
+		}
+	}
+	for _, bad := range []string{"", "sios_chat_node_seconds_bucket{le=\"0.1\"} 1\n", "sios_chat_node_seconds_bucket{le=\"0.1\"} 1\nsios_chat_node_seconds_bucket{le=\"0.05\"} 2\n"} {
+		if _, err := readNodeTimes(strings.NewReader(bad)); err == nil {
+			t.Errorf("readNodeTimes(%q) took it", bad)
 		}
 	}
 }
