@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/sios-project/sios/admin"
+	"github.com/sios-project/sios/api"
 	"github.com/sios-project/sios/backend/mock"
 )
 
@@ -192,7 +193,12 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		res.Against = &againstResult{Binary: *against}
 	}
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+	// The load generator opens at most three quarters of the node's connection cap:
+	// through a stall, requests beyond that wait here for a connection, their time
+	// counted from when they were due, instead of meeting a full accept queue whose
+	// dropped SYNs a client retries only after 1, 3, 7 … 63 s.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
+		MaxConnsPerHost: api.MaxConnections * 3 / 4}}
 	body := []byte(`{"model":"bench","messages":[{"role":"user","content":"Code this discharge summary: community-acquired pneumonia, type 2 diabetes."}]}`)
 	var headerBytes sync.Once
 	call := func(url, key string) func(int) error {
