@@ -812,16 +812,9 @@ func TestLevelsAreTheAuditFormatsClassifications(t *testing.T) {
 // the decision, reasons, errors and explanation the whole set gives: the requests of
 // these tests and of the benchmark fleet, each under every action and with the
 // administrator role too.
-func TestPoliciesByActionDecideAlike(t *testing.T) {
-	e, err := Load(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole, err := Load(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole.byAction = nil
+// everyActionRequests is the requests of the policy tests and 512 of the benchmark
+// fleet, each under every action, with and without the admin role.
+func everyActionRequests() []Request {
 	var reqs []Request
 	for _, a := range Levels() {
 		for _, b := range Levels() {
@@ -836,7 +829,7 @@ func TestPoliciesByActionDecideAlike(t *testing.T) {
 		actions = append(actions, a)
 	}
 	actions = append(actions, roleActions...)
-	checked, allowed := 0, 0
+	var out []Request
 	for _, r := range reqs {
 		for _, a := range actions {
 			for _, admin := range []bool{false, true} {
@@ -844,18 +837,35 @@ func TestPoliciesByActionDecideAlike(t *testing.T) {
 				if admin {
 					q.Principal.Roles = append(slices.Clone(q.Principal.Roles), "admin")
 				}
-				got, gotWhy := e.decide(&q, true)
-				want, wantWhy := whole.decide(&q, true)
-				if !reflect.DeepEqual(got, want) || !slices.Equal(gotWhy, wantWhy) {
-					t.Fatalf("%+v:\nby action: %+v %v\nwhole set: %+v %v", q, got, gotWhy, want, wantWhy)
-				}
-				if q.check() == nil {
-					checked++
-				}
-				if got.Allow {
-					allowed++
-				}
+				out = append(out, q)
 			}
+		}
+	}
+	return out
+}
+
+func TestPoliciesByActionDecideAlike(t *testing.T) {
+	e, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := Load(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.byAction = nil
+	checked, allowed := 0, 0
+	for _, q := range everyActionRequests() {
+		got, gotWhy := e.decide(&q, true)
+		want, wantWhy := whole.decide(&q, true)
+		if !reflect.DeepEqual(got, want) || !slices.Equal(gotWhy, wantWhy) {
+			t.Fatalf("%+v:\nby action: %+v %v\nwhole set: %+v %v", q, got, gotWhy, want, wantWhy)
+		}
+		if q.check() == nil {
+			checked++
+		}
+		if got.Allow {
+			allowed++
 		}
 	}
 	if checked < 1000 || allowed < 100 {

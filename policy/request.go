@@ -336,55 +336,50 @@ func (k contextKey) attrs() types.RecordMap {
 
 func (k contextKey) record() types.Record { return types.NewRecord(k.attrs()) }
 
-// recordKey is the fields a Cedar record is built from.
-type recordKey interface {
-	comparable
-	record() types.Record
-}
-
-// recordCache memoizes Cedar records by the request fields they are built from.
-// Building a record (cedar-go hashes and copies it) is over half the cost of a decision,
-// and requests repeat the same few tenants, clearances and brains. Records are
-// immutable, so one may serve many requests at once; a cached record is the one the
-// request would have built, so decisions do not depend on what is cached. When it holds
-// MaxCachedRecords records it starts over: its size does not follow its input, and a
-// flood of one-off requests cannot keep the usual ones out for good.
-type recordCache[K recordKey] struct {
+// memo keeps values built from keys that hold everything the value is built from: the
+// Cedar records of requests (building one, which cedar-go hashes and copies, was over
+// half the cost of a decision) and the decisions themselves. Requests repeat the same
+// few tenants, clearances and brains. The values are immutable, so one may serve many
+// requests at once, and a memoized value is the one the request would have built, so
+// nothing depends on what is memoized. When it holds MaxCachedRecords values it starts
+// over: its size does not follow its input, and a flood of one-off requests cannot keep
+// the usual ones out for good.
+type memo[K comparable, V any] struct {
 	mu sync.RWMutex
-	m  map[K]types.Record // guarded by mu
+	m  map[K]V // guarded by mu
 }
 
-func (c *recordCache[K]) get(k K) types.Record {
+func (c *memo[K, V]) get(k K, build func(K) V) V {
 	c.mu.RLock()
-	r, ok := c.m[k]
+	v, ok := c.m[k]
 	c.mu.RUnlock()
 	if ok {
-		return r
+		return v
 	}
-	r = k.record()
+	v = build(k)
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = make(map[K]types.Record)
+		c.m = make(map[K]V)
 	}
 	if len(c.m) >= MaxCachedRecords {
 		clear(c.m)
 	}
-	c.m[k] = r
+	c.m[k] = v
 	c.mu.Unlock()
-	return r
+	return v
 }
 
 // records builds the Cedar records of requests, memoized.
 type records struct {
-	principals recordCache[principalKey]
-	resources  recordCache[resourceKey]
-	contexts   recordCache[contextKey]
+	principals memo[principalKey, types.Record]
+	resources  memo[resourceKey, types.Record]
+	contexts   memo[contextKey, types.Record]
 }
 
 func (rc *records) principal(p *Principal) types.Entity {
 	return types.Entity{
 		UID:        types.NewEntityUID(typePrincipal, types.String(p.ID)),
-		Attributes: rc.principals.get(newPrincipalKey(p)),
+		Attributes: rc.principals.get(newPrincipalKey(p), principalKey.record),
 	}
 }
 
@@ -395,9 +390,9 @@ func (rc *records) resource(r *Resource) types.Entity {
 	case r.Type == ResourceRole:
 		e.Attributes = roleAttrs(r, types.Record{})
 	case r.Role != "":
-		e.Attributes = roleAttrs(r, rc.resources.get(newResourceKey(r)))
+		e.Attributes = roleAttrs(r, rc.resources.get(newResourceKey(r), resourceKey.record))
 	default:
-		e.Attributes = rc.resources.get(newResourceKey(r))
+		e.Attributes = rc.resources.get(newResourceKey(r), resourceKey.record)
 	}
 	return e
 }
@@ -409,7 +404,7 @@ func (rc *records) context(c *Context) types.Record {
 	k := contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification, TargetAccreditation: c.TargetAccreditation,
 		Consent: c.Consent || c.Grant != nil, ToolAllowed: c.ToolAllowed}
 	if c.Grant == nil {
-		return rc.contexts.get(k)
+		return rc.contexts.get(k, contextKey.record)
 	}
 	attrs := k.attrs()
 	grant := make(types.RecordMap, len(c.Grant))
@@ -418,4 +413,37 @@ func (rc *records) context(c *Context) types.Record {
 	}
 	attrs["grant"] = types.NewRecord(grant)
 	return types.NewRecord(attrs)
+}
+
+// decisionKey is everything a decision reads, for a request without a grant that names
+// no role (one with either is decided anew each time: grants differ, and a role's facts
+// are a pointer): the action; the principal's id and the fields its record is built
+// from; the resource's type, id and record fields; the context's record fields. The
+// policies are the engine's, which never change. Equal keys give equal Cedar requests
+// and entities (TestDecisionKeyHoldsWhatCedarReads), so a memoized decision is the one
+// Cedar would give.
+type decisionKey struct {
+	action      string
+	principalID string
+	principal   principalKey
+	resourceID  string
+	resource    resourceKey
+	context     contextKey
+}
+
+// newDecisionKey is req's decision key, or false if req is decided anew each time.
+func newDecisionKey(req *Request) (decisionKey, bool) {
+	c, r := &req.Context, &req.Resource
+	if c.Grant != nil || r.Role != "" || r.RoleFacts != nil || r.Type == ResourceRole {
+		return decisionKey{}, false
+	}
+	return decisionKey{
+		action:      req.Action,
+		principalID: req.Principal.ID,
+		principal:   newPrincipalKey(&req.Principal),
+		resourceID:  r.ID,
+		resource:    newResourceKey(r),
+		context: contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification,
+			TargetAccreditation: c.TargetAccreditation, Consent: c.Consent, ToolAllowed: c.ToolAllowed},
+	}, true
 }
