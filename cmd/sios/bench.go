@@ -71,6 +71,9 @@ func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { retu
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// us is d in microseconds, with its fraction.
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+
 // serveInProcess serves an opened node on a loopback port until the returned stop is
 // called; stop also closes the node. On failure the node is closed.
 func serveInProcess(ctx context.Context, n *node.Node) (addr string, stop func() error, err error) {

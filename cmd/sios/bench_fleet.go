@@ -314,7 +314,6 @@ func benchRemoteCalls(ctx context.Context, e *env, dir string, res *fleetBenchRe
 	}
 	sortDurations(local)
 	sortDurations(remote)
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	res.LocalP50US, res.RemoteP50US = us(percentile(local, 50)), us(percentile(remote, 50))
 	res.RemoteOverheadP50US = res.RemoteP50US - res.LocalP50US
 	return nil

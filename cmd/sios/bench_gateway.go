@@ -232,7 +232,6 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	if base != nil {
 		paced(*rps, *rps, through(base))
 	}
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	ratio := func(a, b float64) float64 {
 		if b <= 0 {
 			return 0
@@ -455,7 +454,6 @@ func measure(nd *benchNode, n, rate int, call func(int) error) measured {
 
 // phase is m's figures.
 func (m measured) phase() phase {
-	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 	return phase{cpu: m.nodeCPU, client: m.clientCPU, p50: us(percentile(m.lat, 50)), p99: us(percentile(m.lat, 99)),
 		inP50: us(m.inNode.quantile(0.5)), inP99: us(m.inNode.quantile(0.99))}
 }
