@@ -31,10 +31,11 @@ import (
 // so making a frame durable flushes only data and never waits for a filesystem journal
 // commit shared with Tessera's many metadata updates: that is what keeps receipts fast.
 // Where the file system takes direct I/O, a frame (padded to its sectors, with the
-// zeros already there) goes to the disk by one pwritev2(RWF_DSYNC) on a descriptor
-// opened O_DIRECT, past the page cache, instead of a pwrite and an fdatasync; elsewhere
-// (tmpfs, a disk whose logical sectors are larger than sectorSize) it is written
-// through the page cache and fdatasynced.
+// zeros already there) goes to the disk by one RWF_DSYNC write on a descriptor opened
+// O_DIRECT, past the page cache, instead of a pwrite and an fdatasync: submitted by
+// Linux AIO where the kernel has it (asyncWriter; the journaler waits in Go's poller,
+// not in the kernel), else by pwritev2; elsewhere (tmpfs, a disk whose logical sectors
+// are larger than sectorSize) it is written through the page cache and fdatasynced.
 //
 // Frame (segments named <first index>.journal): it starts at a multiple of
 // sectorSize, and the zeros up to the next multiple follow it.
@@ -89,6 +90,7 @@ type journal struct {
 	// Only the journaler goroutine uses these after open.
 	cur       *os.File
 	direct    *os.File       // cur opened again with O_DIRECT for frame writes, or nil
+	aio       *asyncWriter   // makes direct writes without blocking a thread, or nil: pwritev2
 	off       int64          // write offset in cur
 	limit     int64          // size of cur
 	buf       []byte         // the frame being written; aligned for direct I/O (frameBuffer)
@@ -346,6 +348,7 @@ func openJournal(dir string, segSize int64, integrated uint64) (*journal, []*bat
 			return nil, nil, err
 		}
 	}
+	j.aio, _ = newAsyncWriter() // without it, direct writes block a thread in pwritev2
 	return j, batches, nil
 }
 
@@ -561,10 +564,7 @@ func (j *journal) writeDurably(frame []byte, off int64) error {
 	if j.direct != nil && cap(frame) >= alignSector(len(frame)) {
 		padded := frame[:alignSector(len(frame))] // the zeros after it are on disk already
 		clear(padded[len(frame):])
-		n, err := unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
-		for errors.Is(err, unix.EINTR) {
-			n, err = unix.Pwritev2(int(j.direct.Fd()), [][]byte{padded}, off, unix.RWF_DSYNC)
-		}
+		n, err := j.writeDirect(padded, off)
 		switch {
 		case err == nil && n == len(padded):
 			return nil
@@ -583,6 +583,38 @@ func (j *journal) writeDurably(frame []byte, off int64) error {
 		return fmt.Errorf("journal sync: %v", err)
 	}
 	return nil
+}
+
+// writeDirect writes b at off through the direct descriptor and returns once it is
+// durable (RWF_DSYNC): by Linux AIO where the journal has it, else by pwritev2. An AIO
+// write refused as invalid or unsupported is made again by pwritev2; if that takes it
+// (a kernel that takes RWF_DSYNC in pwritev2 but not in AIO), the journal stops using
+// AIO. A refusal of both is writeDurably's to handle.
+func (j *journal) writeDirect(b []byte, off int64) (int, error) {
+	fd := int(j.direct.Fd())
+	if j.aio == nil {
+		return pwritev2DSync(fd, b, off)
+	}
+	n, err := j.aio.pwriteDSync(fd, b, off)
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, errors.ErrUnsupported) {
+		return n, err
+	}
+	if n, err = pwritev2DSync(fd, b, off); err == nil {
+		j.aio.close()
+		j.aio = nil
+	}
+	return n, err
+}
+
+// pwritev2DSync writes b at off in fd by one pwritev2(RWF_DSYNC), again if a signal
+// interrupts it.
+func pwritev2DSync(fd int, b []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pwritev2(fd, [][]byte{b}, off, unix.RWF_DSYNC)
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
+	}
 }
 
 // openDirect opens a segment again for direct I/O (O_DIRECT), or returns nil where the
@@ -661,6 +693,10 @@ func (j *journal) close(integrated uint64) error {
 		sp := <-j.spare
 		os.Remove(sp.path)
 		j.preparing = false
+	}
+	if j.aio != nil {
+		j.aio.close()
+		j.aio = nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -236,6 +236,20 @@ func TestJournalRefusesABatchBeyondItsFrame(t *testing.T) {
 // to the disk by direct I/O (one pwritev2 with RWF_DSYNC each), in every segment, and
 // the journal reads every frame back when it opens again.
 func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
+	t.Run("aio", func(t *testing.T) { testJournalWritesDirectly(t, true) })
+	t.Run("pwritev2", func(t *testing.T) { testJournalWritesDirectly(t, false) })
+}
+
+// testJournalWritesDirectly writes the frames with Linux AIO (the journal's way where
+// the kernel has it) or, with aio false, by pwritev2.
+func testJournalWritesDirectly(t *testing.T, aio bool) {
+	if aio {
+		w, err := newAsyncWriter()
+		if err != nil {
+			t.Skipf("this kernel refuses Linux AIO (%v); the journal writes by pwritev2", err)
+		}
+		w.close()
+	}
 	dir := t.TempDir()
 	// Frames of 0.3 to 2 KiB, a short one after a long one, so that a padding written
 	// from a buffer that held a longer frame must still be zeros: the 1 MiB first
@@ -252,6 +266,10 @@ func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
 	j, _, err := openJournal(dir, 1<<20, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !aio {
+		j.aio.close()
+		j.aio = nil
 	}
 	if err := j.write(bs[0]); err != nil {
 		t.Fatal(err)
@@ -271,6 +289,9 @@ func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
 	}
 	if n := len(segmentPaths(t, dir)); n < 2 {
 		t.Fatalf("the frames fit in %d segment; the test means to cross into a second", n)
+	}
+	if aio && j.aio == nil {
+		t.Fatal("the journal gave up Linux AIO although this kernel has it")
 	}
 	if err := j.close(0); err != nil {
 		t.Fatal(err)
@@ -300,8 +321,13 @@ func TestJournalWritesDirectlyWhereItCan(t *testing.T) {
 // TestJournalFallsBackFromDirectWrites: a direct write the kernel refuses (EINVAL: an
 // offset off the disk's logical sectors, as a disk with sectors larger than the
 // journal's would refuse every frame) is made through the page cache and fdatasync
-// instead, and the segment is written that way from then on.
+// instead, and the segment is written that way from then on; the journal keeps Linux
+// AIO for later segments, since pwritev2 refused the write too.
 func TestJournalFallsBackFromDirectWrites(t *testing.T) {
+	aio, err := newAsyncWriter()
+	if err != nil {
+		t.Logf("this kernel refuses Linux AIO (%v): only pwritev2 is tried", err)
+	}
 	path := filepath.Join(t.TempDir(), "segment")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -311,10 +337,15 @@ func TestJournalFallsBackFromDirectWrites(t *testing.T) {
 	if err := zeroFill(f, 0, 1<<16); err != nil {
 		t.Fatal(err)
 	}
-	j := &journal{cur: f, direct: openDirect(path)}
+	j := &journal{cur: f, direct: openDirect(path), aio: aio}
 	if j.direct == nil {
 		t.Skipf("the file system of %s takes no direct I/O", path)
 	}
+	defer func() {
+		if j.aio != nil {
+			j.aio.close()
+		}
+	}()
 	frame := encodeFrame(frameBuffer(nil, sectorSize), testBatches(1, 1)[0])
 	const off = sectorSize + 100 // a direct write must start on a sector
 	if err := j.writeDurably(frame, off); err != nil {
@@ -322,6 +353,9 @@ func TestJournalFallsBackFromDirectWrites(t *testing.T) {
 	}
 	if j.direct != nil {
 		t.Fatal("after the kernel refused a direct write, the segment is still written directly")
+	}
+	if aio != nil && j.aio == nil {
+		t.Fatal("the journal gave up Linux AIO for a write pwritev2 refused as well")
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {

@@ -1,0 +1,97 @@
+//go:build linux && (amd64 || arm64)
+
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestAsyncWriterIsPwritev2: a Linux AIO write answers as pwritev2(RWF_DSYNC) does on
+// the same descriptor — the bytes written and where they land, and each refusal
+// (an offset or a length off the sectors, a descriptor not open for writing, no
+// descriptor) with the same errno, so that the journal's fallbacks see the same errors.
+func TestAsyncWriterIsPwritev2(t *testing.T) {
+	w, err := newAsyncWriter()
+	if err != nil {
+		t.Skipf("this kernel refuses Linux AIO (%v); the journal writes by pwritev2", err)
+	}
+	defer w.close()
+	dir := t.TempDir()
+	open := func(name string, flag int) *os.File {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := zeroFill(f, 0, 1<<16); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if f, err = os.OpenFile(path, flag, 0); err != nil {
+			t.Skipf("the file system of %s takes no direct I/O: %v", dir, err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	buf := frameBuffer(nil, 5*sectorSize)[:5*sectorSize]
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	for _, c := range []struct {
+		name string
+		flag int
+		fd   int // when not 0, write to this descriptor instead
+		b    []byte
+		off  int64
+	}{
+		{name: "one sector", flag: os.O_WRONLY | unix.O_DIRECT, b: buf[:sectorSize], off: 0},
+		{name: "four sectors further in", flag: os.O_WRONLY | unix.O_DIRECT, b: buf[:4*sectorSize], off: 8 * sectorSize},
+		{name: "offset off a sector", flag: os.O_WRONLY | unix.O_DIRECT, b: buf[:sectorSize], off: sectorSize + 100},
+		{name: "length off a sector", flag: os.O_WRONLY | unix.O_DIRECT, b: buf[:sectorSize+1], off: 0},
+		{name: "buffer off a sector", flag: os.O_WRONLY | unix.O_DIRECT, b: buf[1 : sectorSize+1], off: 0},
+		{name: "descriptor read-only", flag: os.O_RDONLY | unix.O_DIRECT, b: buf[:sectorSize], off: 0},
+		{name: "no descriptor", fd: -1, b: buf[:sectorSize], off: 0},
+		{name: "through the page cache", flag: os.O_WRONLY, b: buf[:sectorSize+1], off: 100},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fa, fp := c.fd, c.fd
+			var pathA, pathP string
+			if c.fd == 0 {
+				a, p := open(c.name+".aio", c.flag), open(c.name+".pwritev2", c.flag)
+				fa, fp, pathA, pathP = int(a.Fd()), int(p.Fd()), a.Name(), p.Name()
+			}
+			na, errA := w.pwriteDSync(fa, c.b, c.off)
+			np, errP := pwritev2DSync(fp, c.b, c.off)
+			if !errors.Is(errA, errP) || errA == nil && na != np {
+				t.Fatalf("AIO wrote %d bytes (%v), pwritev2 %d (%v)", na, errA, np, errP)
+			}
+			if errA != nil {
+				t.Logf("both refuse: %v", errA)
+			}
+			if pathA == "" {
+				return
+			}
+			ga, err := os.ReadFile(pathA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gp, err := os.ReadFile(pathP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ga, gp) {
+				t.Fatal("the files differ after the same write")
+			}
+			if errA == nil && !bytes.Equal(ga[c.off:c.off+int64(na)], c.b[:na]) {
+				t.Fatal("the bytes written are not where they were written")
+			}
+		})
+	}
+}
