@@ -105,7 +105,7 @@ func (w *asyncWriter) pwriteDSync(fd int, b []byte, off int64) (int, error) {
 			continue
 		}
 		if e != 0 {
-			return 0, e // not submitted: the kernel holds nothing of b
+			return 0, submitError{e} // the kernel holds nothing of b
 		}
 		break
 	}
@@ -144,6 +144,13 @@ func (w *asyncWriter) await() (int64, error) {
 		}
 	}
 }
+
+// submitError is an io_submit that failed: the write was not made, and the same write
+// may be made another way.
+type submitError struct{ errno syscall.Errno }
+
+func (e submitError) Error() string { return "io_submit: " + e.errno.Error() }
+func (e submitError) Unwrap() error { return e.errno }
 
 // close releases the AIO context and the eventfd. No write may be in flight.
 func (w *asyncWriter) close() {

@@ -13,7 +13,10 @@ func newAsyncWriter() (*asyncWriter, error) {
 }
 
 func (w *asyncWriter) pwriteDSync(fd int, b []byte, off int64) (int, error) {
-	return 0, errors.ErrUnsupported
+	return 0, submitError{errors.ErrUnsupported}
 }
 
 func (w *asyncWriter) close() {}
+
+// submitError is aio.go's; nothing is submitted here.
+type submitError struct{ error }

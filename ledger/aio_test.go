@@ -96,6 +96,57 @@ func TestAsyncWriterIsPwritev2(t *testing.T) {
 	}
 }
 
+// TestJournalLeavesAIOThatStopsWorking: when the kernel stops taking AIO writes (the
+// context is gone, so io_submit fails), each frame is written by pwritev2 instead —
+// nothing is lost and the ledger does not fail — and the journal gives AIO up.
+func TestJournalLeavesAIOThatStopsWorking(t *testing.T) {
+	dir := t.TempDir()
+	j, _, err := openJournal(dir, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.aio == nil {
+		t.Skip("this kernel refuses Linux AIO; the journal writes by pwritev2")
+	}
+	bs := testBatches(20, 3)
+	if err := j.write(bs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if j.direct == nil {
+		t.Skipf("the file system of %s takes no direct I/O", dir)
+	}
+	unix.Syscall(unix.SYS_IO_DESTROY, uintptr(j.aio.ctx), 0, 0)
+	for _, b := range bs[1:] {
+		if err := j.write(b); err != nil {
+			t.Fatalf("a write after AIO stopped working: %v", err)
+		}
+	}
+	if j.aio != nil {
+		t.Fatal("the journal kept an AIO context whose writes fail")
+	}
+	if j.direct == nil {
+		t.Fatal("the journal gave up direct I/O, not just AIO")
+	}
+	if err := j.close(0); err != nil {
+		t.Fatal(err)
+	}
+	j, got, err := openJournal(dir, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close(0)
+	if len(got) != len(bs) {
+		t.Fatalf("read back %d frames, wrote %d", len(got), len(bs))
+	}
+	for i := range bs {
+		for e := range bs[i].entries {
+			if !bytes.Equal(got[i].entries[e], bs[i].entries[e]) {
+				t.Fatalf("frame %d entry %d differs after reopening", i, e)
+			}
+		}
+	}
+}
+
 // BenchmarkDirectWrite: one journal frame of 1.5 KiB written durably to a zero-filled
 // file opened O_DIRECT, one after another, by Linux AIO (waiting in Go's poller) and by
 // pwritev2 (waiting in the kernel): the process's CPU per write and the time per write.

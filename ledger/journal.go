@@ -587,16 +587,19 @@ func (j *journal) writeDurably(frame []byte, off int64) error {
 
 // writeDirect writes b at off through the direct descriptor and returns once it is
 // durable (RWF_DSYNC): by Linux AIO where the journal has it, else by pwritev2. An AIO
-// write refused as invalid or unsupported is made again by pwritev2; if that takes it
+// write that could not be submitted (EAGAIN, a seccomp filter's EPERM, …) or that the
+// kernel refused as invalid or unsupported is made again by pwritev2; if that takes it
 // (a kernel that takes RWF_DSYNC in pwritev2 but not in AIO), the journal stops using
-// AIO. A refusal of both is writeDurably's to handle.
+// AIO. A refusal of both is writeDurably's to handle; an AIO write that failed on the
+// disk (EIO) is not made again.
 func (j *journal) writeDirect(b []byte, off int64) (int, error) {
 	fd := int(j.direct.Fd())
 	if j.aio == nil {
 		return pwritev2DSync(fd, b, off)
 	}
 	n, err := j.aio.pwriteDSync(fd, b, off)
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, errors.ErrUnsupported) {
+	var notSubmitted submitError
+	if !errors.As(err, &notSubmitted) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
 		return n, err
 	}
 	if n, err = pwritev2DSync(fd, b, off); err == nil {
