@@ -127,6 +127,9 @@ func TestJournalLeavesAIOThatStopsWorking(t *testing.T) {
 	if j.direct == nil {
 		t.Fatal("the journal gave up direct I/O, not just AIO")
 	}
+	if j.writesNow() != WritesPwritev2 {
+		t.Fatalf("the journal reports its writes as %q, want %q", j.writesNow(), WritesPwritev2)
+	}
 	if err := j.close(0); err != nil {
 		t.Fatal(err)
 	}

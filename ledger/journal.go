@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -91,6 +92,7 @@ type journal struct {
 	cur       *os.File
 	direct    *os.File       // cur opened again with O_DIRECT for frame writes, or nil
 	aio       *asyncWriter   // makes direct writes without blocking a thread, or nil: pwritev2
+	writes    atomic.Value   // string: how frames are made durable now (noteWrites), for any goroutine
 	off       int64          // write offset in cur
 	limit     int64          // size of cur
 	buf       []byte         // the frame being written; aligned for direct I/O (frameBuffer)
@@ -349,6 +351,9 @@ func openJournal(dir string, segSize int64, integrated uint64) (*journal, []*bat
 		}
 	}
 	j.aio, _ = newAsyncWriter() // without it, direct writes block a thread in pwritev2
+	if j.cur != nil {
+		j.noteWrites()
+	}
 	return j, batches, nil
 }
 
@@ -376,6 +381,7 @@ func (j *journal) reopen(seg segment, validLen int64) error {
 	}
 	j.cur, j.curSeg, j.off, j.limit = f, seg, validLen, st.Size()
 	j.direct = openDirect(seg.path)
+	j.noteWrites()
 	return nil
 }
 
@@ -552,6 +558,7 @@ func (j *journal) rotate(first uint64, need int64) error {
 	j.mu.Unlock()
 	j.cur, j.off, j.limit = f, 0, sp.size
 	j.direct = openDirect(path)
+	j.noteWrites()
 	return nil
 }
 
@@ -575,6 +582,7 @@ func (j *journal) writeDurably(frame []byte, off int64) error {
 		}
 		j.direct.Close()
 		j.direct = nil
+		j.noteWrites()
 	}
 	if _, err := j.cur.WriteAt(frame, off); err != nil {
 		return fmt.Errorf("journal write: %v", err)
@@ -605,6 +613,7 @@ func (j *journal) writeDirect(b []byte, off int64) (int, error) {
 	if n, err = pwritev2DSync(fd, b, off); err == nil {
 		j.aio.close()
 		j.aio = nil
+		j.noteWrites()
 	}
 	return n, err
 }
@@ -618,6 +627,32 @@ func pwritev2DSync(fd int, b []byte, off int64) (int, error) {
 			return n, err
 		}
 	}
+}
+
+// How the journal makes frames durable (Ledger.JournalWrites).
+const (
+	WritesAIO       = "aio"       // direct I/O (O_DIRECT, RWF_DSYNC) submitted by Linux AIO
+	WritesPwritev2  = "pwritev2"  // direct I/O by pwritev2, a thread waiting in the kernel
+	WritesFdatasync = "fdatasync" // through the page cache, then fdatasync
+)
+
+// noteWrites records, for other goroutines, how the current segment's frames are
+// written. Only the goroutine that writes frames calls it, after changing direct or aio.
+func (j *journal) noteWrites() {
+	w := WritesFdatasync
+	switch {
+	case j.direct != nil && j.aio != nil:
+		w = WritesAIO
+	case j.direct != nil:
+		w = WritesPwritev2
+	}
+	j.writes.Store(w)
+}
+
+// writesNow is what noteWrites last recorded, or "" before the first segment.
+func (j *journal) writesNow() string {
+	w, _ := j.writes.Load().(string)
+	return w
 }
 
 // openDirect opens a segment again for direct I/O (O_DIRECT), or returns nil where the

@@ -293,6 +293,9 @@ func testJournalWritesDirectly(t *testing.T, aio bool) {
 	if aio && j.aio == nil {
 		t.Fatal("the journal gave up Linux AIO although this kernel has it")
 	}
+	if want := map[bool]string{true: WritesAIO, false: WritesPwritev2}[aio]; j.writesNow() != want {
+		t.Fatalf("the journal reports its writes as %q, want %q", j.writesNow(), want)
+	}
 	if err := j.close(0); err != nil {
 		t.Fatal(err)
 	}
@@ -356,6 +359,9 @@ func TestJournalFallsBackFromDirectWrites(t *testing.T) {
 	}
 	if aio != nil && j.aio == nil {
 		t.Fatal("the journal gave up Linux AIO for a write pwritev2 refused as well")
+	}
+	if j.writesNow() != WritesFdatasync {
+		t.Fatalf("the journal reports its writes as %q, want %q", j.writesNow(), WritesFdatasync)
 	}
 	got, err := os.ReadFile(path)
 	if err != nil {

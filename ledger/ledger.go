@@ -1164,6 +1164,11 @@ func (l *Ledger) Pending() uint64 {
 	return a - i
 }
 
+// JournalWrites says how the journal makes its frames durable now: WritesAIO,
+// WritesPwritev2 or WritesFdatasync ("" before its first segment). A journal moves
+// down that list where the kernel or the file system refuses the way before.
+func (l *Ledger) JournalWrites() string { return l.jrnl.writesNow() }
+
 // Size is the number of entries journaled so far (records and seals); Tessera may
 // still be integrating the last of them.
 func (l *Ledger) Size() uint64 { return l.assigned.Load() }

@@ -17,7 +17,8 @@ func TestDocumentedSeriesAreExactlyTheExposedOnes(t *testing.T) {
 	m := New()
 	if err := m.Register(NewStateCollector(State{
 		LogSize: func() uint64 { return 10 }, Pending: func() uint64 { return 1 },
-		Brains: func() int { return 50 }, Policies: func() int { return 12 },
+		JournalWrites: func() string { return "aio" },
+		Brains:        func() int { return 50 }, Policies: func() int { return 12 },
 		Peers: func() []Peer { return []Peer{{Node: "n1", Institution: "root_a", State: "alive"}} },
 		Replicas: func() []Replica {
 			return []Replica{{Node: "n1", Role: "replica", State: "ok", Lag: 3, CosignedSize: 7}}

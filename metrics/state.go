@@ -11,6 +11,9 @@ type State struct {
 	// durable and receipted, not yet integrated into the log).
 	LogSize func() uint64
 	Pending func() uint64
+	// JournalWrites is how the journal makes its frames durable ("aio", "pwritev2",
+	// "fdatasync"; "" before its first segment: not reported).
+	JournalWrites func() string
 	// Peers are the fleet's other nodes with their membership state.
 	Peers func() []Peer
 	// Replicas are this node's replication relations.
@@ -40,6 +43,7 @@ var (
 	lagDesc      = prometheus.NewDesc("sios_replication_lag_records", "Records a replication relation is behind, by peer node and role (replica: this node's log there; source: a log copied here).", []string{"node", "role"}, nil)
 	cosignedDesc = prometheus.NewDesc("sios_replication_cosigned_size", "The log size the latest cosignature of a replication relation is over.", []string{"node", "role"}, nil)
 	replUpDesc   = prometheus.NewDesc("sios_replication_up", "1 when a replication relation's state is ok, 0 otherwise (starting, unreachable, refused, error, forked, resumed: the state label says which).", []string{"node", "role", "state"}, nil)
+	writesDesc   = prometheus.NewDesc("sios_ledger_journal_writes", "1 for how the journal makes its frames durable now: aio (direct I/O submitted by Linux AIO), pwritev2 (direct I/O, a thread waiting in the kernel) or fdatasync (through the page cache).", []string{"mode"}, nil)
 	brainsDesc   = prometheus.NewDesc("sios_brains", "Brains loaded.", nil, nil)
 	policiesDesc = prometheus.NewDesc("sios_policies", "Cedar policies in force.", nil, nil)
 )
@@ -51,7 +55,7 @@ type stateCollector struct{ s State }
 func NewStateCollector(s State) prometheus.Collector { return stateCollector{s} }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{logSizeDesc, pendingDesc, peersDesc, lagDesc, cosignedDesc, replUpDesc, brainsDesc, policiesDesc} {
+	for _, d := range []*prometheus.Desc{logSizeDesc, pendingDesc, writesDesc, peersDesc, lagDesc, cosignedDesc, replUpDesc, brainsDesc, policiesDesc} {
 		ch <- d
 	}
 }
@@ -63,6 +67,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.Pending != nil {
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending()))
+	}
+	if s.JournalWrites != nil {
+		if w := s.JournalWrites(); w != "" {
+			ch <- prometheus.MustNewConstMetric(writesDesc, prometheus.GaugeValue, 1, w)
+		}
 	}
 	if s.Brains != nil {
 		ch <- prometheus.MustNewConstMetric(brainsDesc, prometheus.GaugeValue, float64(s.Brains()))

@@ -35,10 +35,11 @@ func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 // and — once Serve has started them — the fleet's peers and the replication relations.
 func (n *Node) registerState() error {
 	return n.metrics.Register(metrics.NewStateCollector(metrics.State{
-		LogSize:  n.ledger.Size,
-		Pending:  n.ledger.Pending,
-		Brains:   func() int { return len(n.brains.All()) },
-		Policies: n.policy.Len,
+		LogSize:       n.ledger.Size,
+		Pending:       n.ledger.Pending,
+		JournalWrites: n.ledger.JournalWrites,
+		Brains:        func() int { return len(n.brains.All()) },
+		Policies:      n.policy.Len,
 		Peers: func() []metrics.Peer {
 			f := n.joined.Load()
 			if f == nil {

@@ -15,8 +15,11 @@ func (n *Node) readiness() []api.Check {
 	if err := n.ledger.Err(); err != nil {
 		checks = append(checks, api.Check{Name: "ledger", Detail: err.Error()})
 	} else {
-		checks = append(checks, api.Check{Name: "ledger", OK: true,
-			Detail: fmt.Sprintf("taking records: %d entries, journal depth %d", n.ledger.Size(), n.ledger.Pending())})
+		detail := fmt.Sprintf("taking records: %d entries, journal depth %d", n.ledger.Size(), n.ledger.Pending())
+		if w := n.ledger.JournalWrites(); w != "" {
+			detail += ", journal writes by " + w
+		}
+		checks = append(checks, api.Check{Name: "ledger", OK: true, Detail: detail})
 	}
 	np := n.policy.Len()
 	checks = append(checks, api.Check{Name: "policies", OK: np > 0, Detail: fmt.Sprintf("%d in force", np)})

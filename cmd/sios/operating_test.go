@@ -105,6 +105,10 @@ func TestMetricsReadinessAndRequestLog(t *testing.T) {
 	if err := json.Unmarshal(body, &ready); err != nil || resp.StatusCode != 200 || ready.Status != "ready" || len(ready.Checks) != 3 {
 		t.Fatalf("/readyz: %d %s", resp.StatusCode, body)
 	}
+	writes := regexp.MustCompile(`journal writes by (aio|pwritev2|fdatasync)$`).FindStringSubmatch(ready.Checks[0].Detail)
+	if ready.Checks[0].Name != "ledger" || writes == nil {
+		t.Fatalf("/readyz's ledger check does not say how the journal writes: %s", body)
+	}
 	before := scrape(t, n.metricsURL)
 	clerk := n.addPrincipal(t, "default", "clerk", "OFFICIAL")
 	const secretPrompt = "the patient's name is Jane Example"
@@ -145,6 +149,9 @@ func TestMetricsReadinessAndRequestLog(t *testing.T) {
 	grew("sios_ledger_entries", 6)
 	grew("sios_memory_operations_total", 1, `op="add"`, `outcome="ok"`)
 	grew("sios_memory_operations_total", 1, `op="search"`, `outcome="ok"`)
+	if got := sum(after, "sios_ledger_journal_writes", `mode="`+writes[1]+`"`); got != 1 {
+		t.Errorf("sios_ledger_journal_writes{mode=%q} = %v, want 1 as /readyz says", writes[1], got)
+	}
 	if got := sum(after, "sios_brains"); got < 40 {
 		t.Errorf("sios_brains = %v", got)
 	}
