@@ -29,6 +29,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usageError("audit verify takes no arguments, got %q", args[0])
 	}
+	defer tuneForVerifying()()
 	switch {
 	case *traceFile != "" && (*bundle != "" || *receipt != ""):
 		return usageError("audit verify takes one of --bundle, --receipt and --trace")
