@@ -130,24 +130,7 @@ func TestJournalLeavesAIOThatStopsWorking(t *testing.T) {
 	if j.writesNow() != WritesPwritev2 {
 		t.Fatalf("the journal reports its writes as %q, want %q", j.writesNow(), WritesPwritev2)
 	}
-	if err := j.close(0); err != nil {
-		t.Fatal(err)
-	}
-	j, got, err := openJournal(dir, 1<<20, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.close(0)
-	if len(got) != len(bs) {
-		t.Fatalf("read back %d frames, wrote %d", len(got), len(bs))
-	}
-	for i := range bs {
-		for e := range bs[i].entries {
-			if !bytes.Equal(got[i].entries[e], bs[i].entries[e]) {
-				t.Fatalf("frame %d entry %d differs after reopening", i, e)
-			}
-		}
-	}
+	checkReadBack(t, j, dir, bs)
 }
 
 // BenchmarkDirectWrite: one journal frame of 1.5 KiB written durably to a zero-filled

@@ -296,6 +296,13 @@ func testJournalWritesDirectly(t *testing.T, aio bool) {
 	if want := map[bool]string{true: WritesAIO, false: WritesPwritev2}[aio]; j.writesNow() != want {
 		t.Fatalf("the journal reports its writes as %q, want %q", j.writesNow(), want)
 	}
+	checkReadBack(t, j, dir, bs)
+}
+
+// checkReadBack closes j, opens its directory again and fails unless the journal gives
+// back exactly the entries of bs, in order.
+func checkReadBack(t *testing.T, j *journal, dir string, bs []*batch) {
+	t.Helper()
 	if err := j.close(0); err != nil {
 		t.Fatal(err)
 	}
