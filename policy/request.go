@@ -324,6 +324,12 @@ type contextKey struct {
 	ToolAllowed         bool
 }
 
+// newContextKey is c's key; a context with a grant has consent.
+func newContextKey(c *Context) contextKey {
+	return contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification, TargetAccreditation: c.TargetAccreditation,
+		Consent: c.Consent || c.Grant != nil, ToolAllowed: c.ToolAllowed}
+}
+
 func (k contextKey) attrs() types.RecordMap {
 	return types.RecordMap{
 		"tenant":               types.String(k.Tenant),
@@ -401,8 +407,7 @@ func (rc *records) resource(r *Resource) types.Entity {
 // (grants are rare and each differs, so caching them would only evict the usual
 // contexts), with the grant as context.grant and consent set.
 func (rc *records) context(c *Context) types.Record {
-	k := contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification, TargetAccreditation: c.TargetAccreditation,
-		Consent: c.Consent || c.Grant != nil, ToolAllowed: c.ToolAllowed}
+	k := newContextKey(c)
 	if c.Grant == nil {
 		return rc.contexts.get(k, contextKey.record)
 	}
@@ -443,7 +448,6 @@ func newDecisionKey(req *Request) (decisionKey, bool) {
 		principal:   newPrincipalKey(&req.Principal),
 		resourceID:  r.ID,
 		resource:    newResourceKey(r),
-		context: contextKey{Tenant: c.Tenant, DataClassification: c.DataClassification,
-			TargetAccreditation: c.TargetAccreditation, Consent: c.Consent, ToolAllowed: c.ToolAllowed},
+		context:     newContextKey(c),
 	}, true
 }

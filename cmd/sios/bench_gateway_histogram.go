@@ -1,14 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"regexp"
-	"strconv"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // nodeTimes is a reading of the node's own histogram of the time a chat spends in it
@@ -21,30 +22,27 @@ type nodeTimes struct {
 	counts []float64
 }
 
-var benchNodeTimeBucket = regexp.MustCompile(`^sios_chat_node_seconds_bucket\{le="([^"]+)"\} (\S+)$`)
-
-// readNodeTimes parses the histogram out of a Prometheus text exposition.
+// readNodeTimes takes the histogram out of a Prometheus text exposition.
 func readNodeTimes(r io.Reader) (nodeTimes, error) {
-	var t nodeTimes
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		m := benchNodeTimeBucket.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		le, err1 := strconv.ParseFloat(m[1], 64)
-		n, err2 := strconv.ParseFloat(m[2], 64)
-		if err1 != nil || err2 != nil || len(t.bounds) > 0 && le <= t.bounds[len(t.bounds)-1] {
-			return nodeTimes{}, fmt.Errorf("metrics: bucket line %q", sc.Text())
-		}
-		t.bounds, t.counts = append(t.bounds, le), append(t.counts, n)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nodeTimes{}, fmt.Errorf("metrics: %v", err)
 	}
-	if err := sc.Err(); err != nil {
-		return nodeTimes{}, err
+	f := fams["sios_chat_node_seconds"]
+	if f == nil || f.GetType() != dto.MetricType_HISTOGRAM || len(f.Metric) != 1 {
+		return nodeTimes{}, fmt.Errorf("metrics: no sios_chat_node_seconds histogram")
+	}
+	h := f.Metric[0].GetHistogram()
+	var t nodeTimes
+	for _, b := range h.GetBucket() {
+		if le := b.GetUpperBound(); len(t.bounds) > 0 && le <= t.bounds[len(t.bounds)-1] {
+			return nodeTimes{}, fmt.Errorf("metrics: sios_chat_node_seconds buckets out of order at le=%v", le)
+		}
+		t.bounds, t.counts = append(t.bounds, b.GetUpperBound()), append(t.counts, float64(b.GetCumulativeCount()))
 	}
 	if len(t.bounds) == 0 || !math.IsInf(t.bounds[len(t.bounds)-1], 1) {
-		return nodeTimes{}, fmt.Errorf("metrics: no sios_chat_node_seconds histogram ending in +Inf")
+		t.bounds, t.counts = append(t.bounds, math.Inf(1)), append(t.counts, float64(h.GetSampleCount()))
 	}
 	return t, nil
 }
