@@ -1027,10 +1027,14 @@ func (l *Ledger) journal(f *frame) {
 		}
 	}
 	for _, s := range f.seals {
-		hexHashes, proofs := oar.HexProofs(s.hashes)
+		var hexHashes []string
+		var proofs [][]string
 		for i, p := range s.pending {
 			if p.done == nil {
 				continue // added: nobody asks for its receipt
+			}
+			if proofs == nil {
+				hexHashes, proofs = oar.HexProofs(s.hashes)
 			}
 			p.done <- result{receipt: &oar.Receipt{V: oar.Version, Kind: oar.KindReceipt, Index: s.first + uint64(i),
 				RecordHash: hexHashes[i], SealIndex: s.sealIndex, InclusionProof: proofs[i], Seal: s.seal}}

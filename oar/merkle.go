@@ -92,7 +92,11 @@ func MerkleProofs(leaves [][]byte) [][][]byte {
 // proof element.
 func HexProofs(leaves [][]byte) (hexLeaves []string, proofs [][]string) {
 	levels := merkleLevels(leaves)
-	var buf []byte
+	nodes := 0
+	for _, level := range levels {
+		nodes += len(level)
+	}
+	buf := make([]byte, 0, nodes*2*HashSize)
 	for _, level := range levels {
 		for _, h := range level {
 			buf = hex.AppendEncode(buf, h)
