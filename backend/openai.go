@@ -147,33 +147,39 @@ func decodeAnswer(b []byte, v any) error {
 
 // completion is a non-streamed chat completion.
 type completion struct {
-	ID      string `json:"id"`
-	Model   string `json:"model"`
-	Choices []struct {
-		Message struct {
-			Content   string         `json:"content"`
-			ToolCalls []wireToolCall `json:"tool_calls"`
-		} `json:"message"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *Usage          `json:"usage"`
-	Error json.RawMessage `json:"error"`
+	ID      string             `json:"id"`
+	Model   string             `json:"model"`
+	Choices []completionChoice `json:"choices"`
+	Usage   *Usage             `json:"usage"`
+	Error   json.RawMessage    `json:"error"`
+}
+
+// completionChoice is one of a completion's choices.
+type completionChoice struct {
+	Message struct {
+		Content   string         `json:"content"`
+		ToolCalls []wireToolCall `json:"tool_calls"`
+	} `json:"message"`
+	FinishReason string `json:"finish_reason"`
 }
 
 // streamChunk is one chat.completion.chunk.
 type streamChunk struct {
-	ID      string `json:"id"`
-	Model   string `json:"model"`
-	Choices []struct {
-		Index int `json:"index"`
-		Delta struct {
-			Content   string         `json:"content"`
-			ToolCalls []wireToolCall `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *Usage          `json:"usage"`
-	Error json.RawMessage `json:"error"`
+	ID      string          `json:"id"`
+	Model   string          `json:"model"`
+	Choices []streamChoice  `json:"choices"`
+	Usage   *Usage          `json:"usage"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// streamChoice is one of a chunk's choices.
+type streamChoice struct {
+	Index int `json:"index"`
+	Delta struct {
+		Content   string         `json:"content"`
+		ToolCalls []wireToolCall `json:"tool_calls"`
+	} `json:"delta"`
+	FinishReason string `json:"finish_reason"`
 }
 
 // wireToolCall is a tool call or a fragment of one as servers send it.
@@ -248,7 +254,7 @@ func (o *OpenAI) readCompletion(ctx context.Context, body io.Reader, req *ChatRe
 		return nil, o.readErr(ctx, o.chatURL, err)
 	}
 	var c completion
-	if err := decodeAnswer(raw, &c); err != nil {
+	if err := decodeCompletion(raw, &c); err != nil {
 		return nil, fmt.Errorf("backend: POST %s: response is not a chat completion: %v", o.chatURL, err)
 	}
 	if len(c.Error) > 0 && string(c.Error) != "null" {
@@ -303,7 +309,7 @@ func (o *OpenAI) readStream(ctx context.Context, resp *http.Response, body io.Re
 			break
 		}
 		var chunk streamChunk
-		if err := decodeAnswer(ev.data, &chunk); err != nil {
+		if err := decodeChunk(ev.data, &chunk); err != nil {
 			return nil, fmt.Errorf("backend: POST %s: malformed stream chunk: %v", o.chatURL, err)
 		}
 		if len(chunk.Error) > 0 && string(chunk.Error) != "null" {
