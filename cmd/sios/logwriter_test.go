@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // lockedBuffer is a bytes.Buffer written by one goroutine at a time, counting writes.
@@ -58,4 +60,36 @@ func TestLineWriter(t *testing.T) {
 		t.Fatalf("%d distinct lines, want %d", len(seen), writers*each)
 	}
 	t.Logf("%d lines in %d writes", len(lines), out.writes)
+}
+
+// The first line goes out at once; lines that follow within the batch interval wait
+// for it and go out together; Close writes them without waiting for the interval.
+func TestLineWriterBatchesWithinItsInterval(t *testing.T) {
+	out := &lockedBuffer{}
+	lw := newLineWriter(out)
+	lw.interval = time.Hour
+	fmt.Fprintf(lw, "level=INFO msg=first\n")
+	if err := waitFor(context.Background(), 5*time.Second, func() bool { out.mu.Lock(); defer out.mu.Unlock(); return out.writes == 1 }); err != nil {
+		t.Fatalf("the first line did not go out at once: %v", err)
+	}
+	for i := range 200 {
+		fmt.Fprintf(lw, "level=INFO msg=request n=%d\n", i)
+	}
+	time.Sleep(20 * time.Millisecond)
+	out.mu.Lock()
+	writes := out.writes
+	out.mu.Unlock()
+	if writes != 1 {
+		t.Fatalf("%d writes within the interval, want the first line's alone", writes)
+	}
+	closed := make(chan struct{})
+	go func() { lw.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for the batch interval")
+	}
+	if n := strings.Count(out.b.String(), "\n"); n != 201 || out.writes != 2 {
+		t.Fatalf("%d lines in %d writes, want 201 in 2", n, out.writes)
+	}
 }
