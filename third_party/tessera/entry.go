@@ -36,6 +36,9 @@ type Entry struct {
 
 	// marshalForBundle knows how to convert this entry's Data into a marshalled bundle entry.
 	marshalForBundle func(index uint64) []byte
+	// sios: tiles marks an entry bundled as https://c2sp.org/tlog-tiles says, without
+	// a marshalForBundle (NewEntryWithLeafHash).
+	tiles bool
 }
 
 // Data returns the raw entry bytes which will form the entry in the log.
@@ -57,8 +60,23 @@ func (e Entry) Index() *uint64 { return e.internal.Index }
 // (e.g. if there's a failure in the storage when trying to persist the assignment), so index should not
 // be considered final until the storage Add method has returned successfully with the durably assigned index.
 func (e *Entry) MarshalBundleData(index uint64) []byte {
+	if e.tiles {
+		return e.AppendBundleData(nil, index)
+	}
 	e.internal.Index = &index
 	return e.marshalForBundle(index)
+}
+
+// sios: AppendBundleData is MarshalBundleData appending to dst: an entry of
+// NewEntryWithLeafHash is appended without a slice of its own.
+func (e *Entry) AppendBundleData(dst []byte, index uint64) []byte {
+	if !e.tiles {
+		return append(dst, e.MarshalBundleData(index)...)
+	}
+	assigned := index // only this branch keeps an index of its own
+	e.internal.Index = &assigned
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(e.internal.Data)))
+	return append(dst, e.internal.Data...)
 }
 
 // NewEntry creates a new Entry object with leaf data.
@@ -87,11 +105,6 @@ func NewEntryWithLeafHash(data, leafHash []byte) *Entry {
 	e.internal.Data = data
 	e.internal.Identity = leafHash
 	e.internal.LeafHash = leafHash
-	e.marshalForBundle = func(_ uint64) []byte {
-		r := make([]byte, 0, 2+len(e.internal.Data))
-		r = binary.BigEndian.AppendUint16(r, uint16(len(e.internal.Data)))
-		r = append(r, e.internal.Data...)
-		return r
-	}
+	e.tiles = true
 	return e
 }

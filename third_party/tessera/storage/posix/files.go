@@ -326,7 +326,8 @@ func (a *appender) sequenceBatch(ctx context.Context, entries []*tessera.Entry) 
 	leafHashes := make([][]byte, 0, len(entries))
 	// Add new entries to the bundle
 	for i, e := range entries {
-		bundleData := e.MarshalBundleData(seq + uint64(i))
+		// sios: appended in place where the buffer has room (change 10).
+		bundleData := e.AppendBundleData(currTile.AvailableBuffer(), seq+uint64(i))
 		if _, err := currTile.Write(bundleData); err != nil {
 			return fmt.Errorf("failed to write entry %d to currTile: %v", i, err)
 		}
