@@ -249,12 +249,13 @@ func (o *OpenAI) Chat(ctx context.Context, req ChatRequest, onDelta func(Delta) 
 }
 
 func (o *OpenAI) readCompletion(ctx context.Context, body io.Reader, req *ChatRequest) (*ChatResponse, error) {
-	raw, err := io.ReadAll(body)
-	if err != nil {
+	buf := getBuf()
+	defer putBuf(buf)
+	if _, err := buf.ReadFrom(body); err != nil {
 		return nil, o.readErr(ctx, o.chatURL, err)
 	}
 	var c completion
-	if err := decodeCompletion(raw, &c); err != nil {
+	if err := decodeCompletion(buf.Bytes(), &c); err != nil {
 		return nil, fmt.Errorf("backend: POST %s: response is not a chat completion: %v", o.chatURL, err)
 	}
 	if len(c.Error) > 0 && string(c.Error) != "null" {
@@ -632,8 +633,9 @@ func (o *OpenAI) directPosts() {
 func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream bool, sent []string) (*http.Response, io.Reader, error) {
 	var b []byte
 	var err error
+	pooled := getBuf()
 	if w, ok := body.(*wireChatRequest); ok {
-		b, err = w.appendJSON(make([]byte, 0, 1024))
+		b, err = w.appendJSON(pooled.AvailableBuffer())
 	} else {
 		b, err = json.Marshal(body)
 	}
@@ -649,6 +651,13 @@ func (o *OpenAI) post(ctx context.Context, endpoint string, body any, stream boo
 			p = o.chat
 		}
 		resp, err := o.direct.post(ctx, p, b)
+		if err != nil || !isRedirect(resp.StatusCode) {
+			// Sent, and not to be sent again: its buffer serves another request.
+			if cap(b) > pooled.Cap() {
+				pooled = bytes.NewBuffer(b[:0])
+			}
+			putBuf(pooled)
+		}
 		if err != nil {
 			// As net/http's client reports it: Post "URL": the cause.
 			err = &url.Error{Op: "Post", URL: endpoint, Err: err}
