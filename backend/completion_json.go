@@ -4,6 +4,8 @@ import (
 	"math"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/sios-project/sios/jcs"
 )
 
 // decodeCompletion reads a non-streamed chat completion as decodeAnswer does. Answers
@@ -315,43 +317,32 @@ func (s *fastScan) str() (string, bool) {
 		if j+1 >= len(s.b) {
 			return "", false
 		}
-		switch s.b[j+1] {
-		case '"', '\\', '/':
-			out = append(out, s.b[j+1])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, ok := hex4(s.b[j+2:])
-			if !ok {
-				return "", false
-			}
-			if utf16.IsSurrogate(r) {
-				if r >= 0xDC00 || j+12 > len(s.b) || s.b[j+6] != '\\' || s.b[j+7] != 'u' {
-					return "", false
-				}
-				lo, ok := hex4(s.b[j+8:])
-				if !ok || lo < 0xDC00 || lo > 0xDFFF {
-					return "", false
-				}
-				out = utf8.AppendRune(out, utf16.DecodeRune(r, lo))
-				j += 12
-				continue
-			}
-			out = utf8.AppendRune(out, r)
-			j += 6
+		if e, ok := jcs.ShortEscape(s.b[j+1]); ok {
+			out = append(out, e)
+			j += 2
 			continue
-		default:
+		}
+		if s.b[j+1] != 'u' {
 			return "", false
 		}
-		j += 2
+		r, ok := hex4(s.b[j+2:])
+		if !ok {
+			return "", false
+		}
+		if utf16.IsSurrogate(r) {
+			if r >= 0xDC00 || j+12 > len(s.b) || s.b[j+6] != '\\' || s.b[j+7] != 'u' {
+				return "", false
+			}
+			lo, ok := hex4(s.b[j+8:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return "", false
+			}
+			out = utf8.AppendRune(out, utf16.DecodeRune(r, lo))
+			j += 12
+			continue
+		}
+		out = utf8.AppendRune(out, r)
+		j += 6
 	}
 	return "", false
 }

@@ -609,19 +609,10 @@ func (p *jcsParser) escape(i int) (rune, int, error) {
 	if i+1 >= len(in) {
 		return 0, 0, p.eof("in string escape")
 	}
+	if b, ok := ShortEscape(in[i+1]); ok {
+		return rune(b), 2, nil
+	}
 	switch c := in[i+1]; c {
-	case '"', '\\', '/':
-		return rune(c), 2, nil
-	case 'b':
-		return '\b', 2, nil
-	case 'f':
-		return '\f', 2, nil
-	case 'n':
-		return '\n', 2, nil
-	case 'r':
-		return '\r', 2, nil
-	case 't':
-		return '\t', 2, nil
 	case 'u':
 		r, err := p.hex4(i)
 		if err != nil {

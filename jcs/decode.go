@@ -48,3 +48,24 @@ func DecodeMembers(data []byte, v any) error {
 	}
 	return nil
 }
+
+// ShortEscape is the byte a two-character JSON string escape stands for (RFC 8259
+// section 7): c is the character after the backslash. It is false for 'u', whose four
+// hex digits the caller reads, and for anything that is no escape.
+func ShortEscape(c byte) (byte, bool) {
+	switch c {
+	case '"', '\\', '/':
+		return c, true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	case 'n':
+		return '\n', true
+	case 'r':
+		return '\r', true
+	case 't':
+		return '\t', true
+	}
+	return 0, false
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/sios-project/sios/identity"
+	"github.com/sios-project/sios/jcs"
 )
 
 // A decoder for entries that have already passed jcs.IsCanonical: no whitespace, the
@@ -94,19 +95,11 @@ func (d *decoder) str() (string, error) {
 		}
 		e := d.b[d.i+1]
 		d.i += 2
+		if b, ok := jcs.ShortEscape(e); ok {
+			out = append(out, b)
+			continue
+		}
 		switch e {
-		case '"', '\\', '/':
-			out = append(out, e)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
 		case 'u':
 			if d.i+4 > len(d.b) {
 				return "", errSyntax
