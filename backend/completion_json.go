@@ -58,20 +58,14 @@ type fastScan struct {
 func readCompletionFast(b []byte, c *completion) bool {
 	s := fastScan{b: b}
 	return s.answer(&c.ID, &c.Model, &c.Usage, func() bool {
-		// An empty array is an empty slice, as decodeAnswer makes it.
-		c.Choices = []completionChoice{}
-		return s.array(func() bool {
-			c.Choices = append(c.Choices, completionChoice{})
-			ch := &c.Choices[len(c.Choices)-1]
-			return s.object(func(name []byte) bool {
-				switch string(name) {
-				case "message":
-					return s.message(&ch.Message.Content, &ch.Message.ToolCalls)
-				case "finish_reason":
-					return s.nullableString(&ch.FinishReason)
-				}
-				return s.skip(1)
-			})
+		return readChoices(&s, &c.Choices, func(ch *completionChoice, name []byte) bool {
+			switch string(name) {
+			case "message":
+				return s.message(&ch.Message.Content, &ch.Message.ToolCalls)
+			case "finish_reason":
+				return s.nullableString(&ch.FinishReason)
+			}
+			return s.skip(1)
 		})
 	})
 }
@@ -80,22 +74,29 @@ func readCompletionFast(b []byte, c *completion) bool {
 func readChunkFast(b []byte, c *streamChunk) bool {
 	s := fastScan{b: b}
 	return s.answer(&c.ID, &c.Model, &c.Usage, func() bool {
-		c.Choices = []streamChoice{}
-		return s.array(func() bool {
-			c.Choices = append(c.Choices, streamChoice{})
-			ch := &c.Choices[len(c.Choices)-1]
-			return s.object(func(name []byte) bool {
-				switch string(name) {
-				case "index":
-					return s.count(&ch.Index)
-				case "delta":
-					return s.message(&ch.Delta.Content, &ch.Delta.ToolCalls)
-				case "finish_reason":
-					return s.nullableString(&ch.FinishReason)
-				}
-				return s.skip(1)
-			})
+		return readChoices(&s, &c.Choices, func(ch *streamChoice, name []byte) bool {
+			switch string(name) {
+			case "index":
+				return s.count(&ch.Index)
+			case "delta":
+				return s.message(&ch.Delta.Content, &ch.Delta.ToolCalls)
+			case "finish_reason":
+				return s.nullableString(&ch.FinishReason)
+			}
+			return s.skip(1)
 		})
+	})
+}
+
+// readChoices reads the array of choices into dst, each an object whose members
+// member reads (an empty array is an empty slice, as decodeAnswer makes it).
+func readChoices[T any](s *fastScan, dst *[]T, member func(ch *T, name []byte) bool) bool {
+	*dst = []T{}
+	return s.array(func() bool {
+		var zero T
+		*dst = append(*dst, zero)
+		ch := &(*dst)[len(*dst)-1]
+		return s.object(func(name []byte) bool { return member(ch, name) })
 	})
 }
 
@@ -469,19 +470,14 @@ func (s *fastScan) number() bool {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
+		i = digits(b, i)
 	default:
 		return false
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if d := digits(b, i+1); d > i+1 {
+			i = d
+		} else {
 			return false
 		}
 	}
@@ -490,11 +486,9 @@ func (s *fastScan) number() bool {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if d := digits(b, i); d > i {
+			i = d
+		} else {
 			return false
 		}
 	}
@@ -503,6 +497,14 @@ func (s *fastScan) number() bool {
 	}
 	s.i = i
 	return true
+}
+
+// digits returns the index of the first byte from i on that is not a decimal digit.
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 func (s *fastScan) ws() {
