@@ -103,6 +103,9 @@ func readChoices[T any](s *fastScan, dst *[]T, member func(ch *T, name []byte) b
 // answer reads a completion or a chunk: the object, its id, model and usage, its
 // choices by choices (once the array's null is ruled out), and nothing after it.
 func (s *fastScan) answer(id, model *string, usage **Usage, choices func() bool) bool {
+	if len(s.b) > math.MaxInt32 { // object keeps names' offsets as int32
+		return false
+	}
 	ok := s.object(func(name []byte) bool {
 		switch string(name) {
 		case "id":
@@ -201,7 +204,7 @@ func (s *fastScan) object(member func(name []byte) bool) bool {
 	n := 0
 	for {
 		name, ok := s.name()
-		if !ok || n == maxFastMembers || len(s.b) > math.MaxInt32 {
+		if !ok || n == maxFastMembers {
 			return false
 		}
 		for _, prev := range seen[:n] {
