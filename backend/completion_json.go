@@ -329,7 +329,7 @@ func (s *fastScan) str() (string, bool) {
 		if s.b[j+1] != 'u' {
 			return "", false
 		}
-		r, ok := hex4(s.b[j+2:])
+		r, ok := jcs.Hex4(s.b[j+2:])
 		if !ok {
 			return "", false
 		}
@@ -337,7 +337,7 @@ func (s *fastScan) str() (string, bool) {
 			if r >= 0xDC00 || j+12 > len(s.b) || s.b[j+6] != '\\' || s.b[j+7] != 'u' {
 				return "", false
 			}
-			lo, ok := hex4(s.b[j+8:])
+			lo, ok := jcs.Hex4(s.b[j+8:])
 			if !ok || lo < 0xDC00 || lo > 0xDFFF {
 				return "", false
 			}
@@ -349,28 +349,6 @@ func (s *fastScan) str() (string, bool) {
 		j += 6
 	}
 	return "", false
-}
-
-// hex4 reads the four hex digits of a \u escape.
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	return r, true
 }
 
 // count reads a token count: digits without a sign, fraction or exponent, or null.

@@ -69,3 +69,20 @@ func ShortEscape(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// Hex4 reads the four hex digits of a \u escape from the start of b (RFC 8259
+// section 7); false if b is shorter or holds anything else there.
+func Hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		v := jcsUnhex(c)
+		if v == 0xff {
+			return 0, false
+		}
+		r = r<<4 | rune(v)
+	}
+	return r, true
+}

@@ -104,8 +104,8 @@ func (d *decoder) str() (string, error) {
 			if d.i+4 > len(d.b) {
 				return "", errSyntax
 			}
-			v, err := strconv.ParseUint(string(d.b[d.i:d.i+4]), 16, 16)
-			if err != nil || v >= 0x20 {
+			v, ok := jcs.Hex4(d.b[d.i:])
+			if !ok || v >= 0x20 {
 				return "", fmt.Errorf("%w: escape at byte %d", errSyntax, d.i)
 			}
 			out = append(out, byte(v))
