@@ -61,7 +61,7 @@ func readCompletionFast(b []byte, c *completion) bool {
 		return readChoices(&s, &c.Choices, func(ch *completionChoice, name []byte) bool {
 			switch string(name) {
 			case "message":
-				return s.message(&ch.Message.Content, &ch.Message.ToolCalls)
+				return s.message(&ch.Message)
 			case "finish_reason":
 				return s.nullableString(&ch.FinishReason)
 			}
@@ -79,7 +79,7 @@ func readChunkFast(b []byte, c *streamChunk) bool {
 			case "index":
 				return s.count(&ch.Index)
 			case "delta":
-				return s.message(&ch.Delta.Content, &ch.Delta.ToolCalls)
+				return s.message(&ch.Delta)
 			case "finish_reason":
 				return s.nullableString(&ch.FinishReason)
 			}
@@ -130,14 +130,14 @@ func (s *fastScan) answer(id, model *string, usage **Usage, choices func() bool)
 
 // message reads a message or a delta: its content, and tool calls only if there are
 // none (tool calls go to decodeAnswer).
-func (s *fastScan) message(content *string, toolCalls *[]wireToolCall) bool {
+func (s *fastScan) message(m *wireMessage) bool {
 	if s.null() {
 		return true
 	}
 	return s.object(func(name []byte) bool {
 		switch string(name) {
 		case "content":
-			return s.nullableString(content)
+			return s.nullableString(&m.Content)
 		case "tool_calls":
 			if s.null() {
 				return true
@@ -145,7 +145,7 @@ func (s *fastScan) message(content *string, toolCalls *[]wireToolCall) bool {
 			if !s.consume('[') || !s.consume(']') {
 				return false
 			}
-			*toolCalls = []wireToolCall{}
+			m.ToolCalls = []wireToolCall{}
 			return true
 		}
 		return s.skip(2)

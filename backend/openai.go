@@ -156,11 +156,15 @@ type completion struct {
 
 // completionChoice is one of a completion's choices.
 type completionChoice struct {
-	Message struct {
-		Content   string         `json:"content"`
-		ToolCalls []wireToolCall `json:"tool_calls"`
-	} `json:"message"`
-	FinishReason string `json:"finish_reason"`
+	Message      wireMessage `json:"message"`
+	FinishReason string      `json:"finish_reason"`
+}
+
+// wireMessage is a choice's message, or a chunk's delta of one: what the node reads
+// of it.
+type wireMessage struct {
+	Content   string         `json:"content"`
+	ToolCalls []wireToolCall `json:"tool_calls"`
 }
 
 // streamChunk is one chat.completion.chunk.
@@ -174,12 +178,9 @@ type streamChunk struct {
 
 // streamChoice is one of a chunk's choices.
 type streamChoice struct {
-	Index int `json:"index"`
-	Delta struct {
-		Content   string         `json:"content"`
-		ToolCalls []wireToolCall `json:"tool_calls"`
-	} `json:"delta"`
-	FinishReason string `json:"finish_reason"`
+	Index        int         `json:"index"`
+	Delta        wireMessage `json:"delta"`
+	FinishReason string      `json:"finish_reason"`
 }
 
 // wireToolCall is a tool call or a fragment of one as servers send it.
