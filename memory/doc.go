@@ -16,14 +16,18 @@
 // classification and creation time are stored in clear so that tenancy, clearance and
 // retention can be enforced without keys.
 //
-// What the index holds. Search uses an FTS5 table (contentless: it keeps no copy of
+// What the index holds. Search uses an FTS5 index (contentless: it keeps no copy of
 // what it indexes) whose tokens are not words but keyed hashes of them: the text is
 // lowercased and split on everything that is not a letter, mark or digit, and each
 // word becomes the first 16 hex digits of HMAC-SHA256(tenant index key, word), where
 // the tenant index key is HMAC-SHA256(KEK, "sios-memory-index/1\n" ‖ tenant). A second
 // column holds a keyed token of the subject. Queries hash their words the same way, so
 // BM25 ranks as usual while the index never holds a word, and one tenant's tokens
-// never match another's. Search returns only the tenant's memories classified at or
+// never match another's. The index is eight FTS5 tables (parts, fts0 … fts7); all of a
+// subject's memories are in the part its subject token names, so that forgetting a
+// subject rewrites one part (below). A search of a subject reads its part; a search of
+// a tenant reads all eight and ranks their matches together, each scored by its own
+// part's BM25 (see Search). Search returns only the tenant's memories classified at or
 // below the caller's clearance (no read up). Ranking is BM25 over the query's rarer
 // words; see Search for how common words are treated to keep a search's cost bounded.
 //
@@ -38,9 +42,11 @@
 // whenever a store meets a build that tokenizes differently (and, once, to leave the
 // contentless_delete table of earlier versions, whose tombstones made the merge below
 // check every entry of the index). A memory that does not decrypt makes Forget rebuild
-// the index without it. After commit the purge runs: FTS5 'optimize' merges the index
-// into one new segment, dropping the deleted entries with their markers, so no page
-// written before the delete is still in use; PRAGMA secure_delete has zeroed every
+// the index without it. After commit the purge runs: FTS5 'optimize' merges each part
+// the delete wrote to into one new segment, dropping the deleted entries with their
+// markers, so no page of the part written before the delete is still in use (the
+// other parts never held the entries; which parts are to be merged is recorded with
+// the purge-pending marker); PRAGMA secure_delete has zeroed every
 // freed page and every deleted cell; wal_checkpoint(TRUNCATE) copies the newest pages
 // into the database and truncates the WAL, which held older copies. secure_delete does
 // not reach one place: when SQLite rebalances a b-tree it may rebuild a page leaving
@@ -54,10 +60,13 @@
 // index tokens, its subject or its source remains in any file under the data
 // directory; the tests check every 8-byte run, in live pages, free pages, unused
 // space and the WAL, including after bulk loads. The merge costs time in proportion to
-// the whole index, not to what is forgotten: about 0.5 s of CPU of the 0.75 s a forget
-// of 1,000 memories takes in a store of 100,000 on a two-core machine. FTS5's own
+// the part, not to what is forgotten: a forget of 1,000 memories in a store of
+// 100,000 took 170–220 ms on a two-core machine, against 380–430 ms when the index
+// was one table (most of it the merge); the rest is the deletes, the checkpoints and
+// the scrub, which reads the whole file. FTS5's own
 // 'secure-delete' option, which removes entries in place instead, is not used: it took
-// longer (1.9 s for the same forget) and leaves a leaf page's separator in fts_idx when
+// longer (1.9 s for the same forget) and leaves a leaf page's separator in the part's
+// %_idx table when
 // it deletes the page's first term — a few hex digits of a forgotten token, which with
 // the tenant's index key narrow a dictionary to a word or two (the tests check that
 // every separator begins a term that remains). Temporary

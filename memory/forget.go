@@ -84,7 +84,8 @@ func (s *Store) ForgetRecorded(ctx context.Context, tenant, subject string, upTo
 	if err != nil {
 		return nil, err
 	}
-	if err := s.deleteTx(ctx, tx, rids); err != nil {
+	parts, err := s.deleteTx(ctx, tx, rids)
+	if err != nil {
 		return nil, err
 	}
 	if kept == 0 {
@@ -93,7 +94,7 @@ func (s *Store) ForgetRecorded(ctx context.Context, tenant, subject string, upTo
 		}
 		f.KeyDestroyed = true
 	}
-	if err := markPurgeTx(ctx, tx); err != nil {
+	if err := markPurgeTx(ctx, tx, parts); err != nil {
 		return nil, err
 	}
 	if record != nil {
@@ -112,44 +113,42 @@ func (s *Store) ForgetRecorded(ctx context.Context, tenant, subject string, upTo
 	return f, nil
 }
 
-// deleteTx deletes memories by row id, with their index entries. Each memory's entry
-// is made again from its decrypted text (its subject's data key must still be in the
-// store) and named in a 'delete', which writes delete markers that the purge's merge
-// drops together with the entries. If an entry cannot be made again — a text that does
-// not decrypt, or an index built another way — the index is rebuilt without the deleted
-// memories instead, which takes longer but leaves nothing behind either.
-func (s *Store) deleteTx(ctx context.Context, tx *sql.Tx, rids []int64) error {
+// deleteTx deletes memories by row id, with their index entries, and returns the
+// index parts it wrote to (bit k: part k). Each memory's entry is made again from its
+// decrypted text (its subject's data key must still be in the store) and named in a
+// 'delete', which writes delete markers that the purge's merge drops together with the
+// entries. If an entry cannot be made again — a text that does not decrypt, or an index
+// built another way — the index is rebuilt without the deleted memories instead, which
+// takes longer but leaves nothing behind either.
+func (s *Store) deleteTx(ctx context.Context, tx *sql.Tx, rids []int64) (parts uint64, err error) {
 	current, err := indexCurrentTx(ctx, tx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	rebuild, err := s.deleteRowsTx(ctx, tx, rids, !current)
+	parts, rebuild, err := s.deleteRowsTx(ctx, tx, rids, !current)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if rebuild {
-		return s.rebuildIndexTx(ctx, tx)
+		return allParts, s.rebuildIndexTx(ctx, tx)
 	}
-	return nil
+	return parts, nil
 }
 
 // deleteRowsTx deletes the memories and, unless skipIndex, writes the 'delete' of each
-// one's index entry. It reports whether the index must be rebuilt instead: skipIndex,
-// or an entry that could not be made again.
-func (s *Store) deleteRowsTx(ctx context.Context, tx *sql.Tx, rids []int64, skipIndex bool) (rebuild bool, err error) {
+// one's index entry, reporting the parts it wrote to. It reports whether the index must
+// be rebuilt instead: skipIndex, or an entry that could not be made again.
+func (s *Store) deleteRowsTx(ctx context.Context, tx *sql.Tx, rids []int64, skipIndex bool) (parts uint64, rebuild bool, err error) {
 	get, err := tx.PrepareContext(ctx, "SELECT id, tenant, subject, sealed FROM memories WHERE rid = ?")
 	if err != nil {
-		return false, fmt.Errorf("memory: delete: %w", err)
+		return 0, false, fmt.Errorf("memory: delete: %w", err)
 	}
 	defer get.Close()
-	delFTS, err := tx.PrepareContext(ctx, "INSERT INTO fts(fts, rowid, scope, tokens) VALUES('delete', ?, ?, ?)")
-	if err != nil {
-		return false, fmt.Errorf("memory: delete: %w", err)
-	}
+	delFTS := prepareEntries(tx, &deleteEntry)
 	defer delFTS.Close()
 	delMem, err := tx.PrepareContext(ctx, "DELETE FROM memories WHERE rid = ?")
 	if err != nil {
-		return false, fmt.Errorf("memory: delete: %w", err)
+		return 0, false, fmt.Errorf("memory: delete: %w", err)
 	}
 	defer delMem.Close()
 	em := newEntryMaker(s)
@@ -159,45 +158,62 @@ func (s *Store) deleteRowsTx(ctx context.Context, tx *sql.Tx, rids []int64, skip
 			var id, tenant, subject string
 			var sealed []byte
 			if err := get.QueryRowContext(ctx, rid).Scan(&id, &tenant, &subject, &sealed); err != nil {
-				return false, fmt.Errorf("memory: delete: %w", err)
+				return 0, false, fmt.Errorf("memory: delete: %w", err)
 			}
 			scope, doc, ok, err := em.entry(ctx, tx, tenant, subject, id, sealed)
 			if err != nil {
-				return false, err
+				return 0, false, err
 			}
 			if !ok {
 				rebuild = true
-			} else if _, err := delFTS.ExecContext(ctx, rid, scope, doc); err != nil {
-				return false, fmt.Errorf("memory: delete index entry: %w", err)
+			} else if err := delFTS.exec(ctx, rid, scope, doc); err != nil {
+				return 0, false, fmt.Errorf("memory: delete index entry: %w", err)
+			} else {
+				parts |= 1 << partOf(scope)
 			}
 		}
 		if _, err := delMem.ExecContext(ctx, rid); err != nil {
-			return false, fmt.Errorf("memory: delete: %w", err)
+			return 0, false, fmt.Errorf("memory: delete: %w", err)
 		}
 	}
-	return rebuild, nil
+	return parts, rebuild, nil
 }
 
-func markPurgeTx(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO meta(k, v) VALUES('purge_pending', 1)"); err != nil {
+// markPurgeTx records in tx that the index parts in parts (bit k: part k) must be
+// merged and the files scrubbed, adding them to any purge already pending.
+func markPurgeTx(ctx context.Context, tx *sql.Tx, parts uint64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(k, v) VALUES('purge_pending', ?1)
+		ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) | ?1`, int64(parts)); err != nil {
 		return fmt.Errorf("memory: mark purge: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) purgePending(ctx context.Context) (bool, error) {
-	var n int
-	if err := s.w.QueryRowContext(ctx, "SELECT count(*) FROM meta WHERE k = 'purge_pending'").Scan(&n); err != nil {
-		return false, fmt.Errorf("memory: read purge marker: %w", err)
+// purgePending returns the index parts a pending purge must merge (bit k: part k), or
+// 0 if no purge is pending. A marker that names no part this build has (one written
+// by another build) names them all.
+func (s *Store) purgePending(ctx context.Context) (uint64, error) {
+	var parts int64
+	err := s.w.QueryRowContext(ctx, "SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'purge_pending'").Scan(&parts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
 	}
-	return n > 0, nil
+	if err != nil {
+		return 0, fmt.Errorf("memory: read purge marker: %w", err)
+	}
+	if p := uint64(parts) & allParts; p != 0 {
+		return p, nil
+	}
+	return allParts, nil
 }
 
 // purge scrubs deleted content from the files after a committed delete:
 //
-//  1. FTS5 'optimize' merges the index into one segment, dropping the deleted
-//     entries with their delete markers, so no segment written before the delete
-//     survives; the old segments' pages are freed and, with secure_delete, zeroed.
+//  1. FTS5 'optimize' merges each index part the marker names into one segment,
+//     dropping the deleted entries with their delete markers, so no segment of the
+//     part written before the delete survives; the old segments' pages are freed and,
+//     with secure_delete, zeroed. Parts no delete wrote to are left as they are: they
+//     never held the deleted entries.
 //  2. wal_checkpoint(TRUNCATE) copies the newest page versions into the database and
 //     truncates the WAL, which held earlier versions of the same pages.
 //  3. scrub zeroes what secure_delete misses: copies of cells that a rebalanced
@@ -207,8 +223,18 @@ func (s *Store) purgePending(ctx context.Context) (bool, error) {
 //
 // Each step is idempotent, so a purge interrupted by a crash is simply run again.
 func (s *Store) purge(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, "INSERT INTO fts(fts) VALUES('optimize')"); err != nil {
-		return fmt.Errorf("optimize index: %w", err)
+	parts, err := s.purgePending(ctx)
+	if err != nil || parts == 0 {
+		return err
+	}
+	for k := range indexParts {
+		if parts&(1<<k) == 0 {
+			continue
+		}
+		t := partTable(k)
+		if _, err := s.w.ExecContext(ctx, "INSERT INTO "+t+"("+t+") VALUES('optimize')"); err != nil {
+			return fmt.Errorf("optimize index part %d: %w", k, err)
+		}
 	}
 	s.at("purge-optimized")
 	if err := s.checkpoint(ctx); err != nil {
@@ -335,7 +361,8 @@ func (s *Store) ExpireRecorded(ctx context.Context, now time.Time, r Retention, 
 	if len(rids) == 0 {
 		return nil, nil
 	}
-	if err := s.deleteTx(ctx, tx, rids); err != nil {
+	parts, err := s.deleteTx(ctx, tx, rids)
+	if err != nil {
 		return nil, err
 	}
 	// A subject with no memories left loses its data key.
@@ -354,7 +381,7 @@ func (s *Store) ExpireRecorded(ctx context.Context, now time.Time, r Retention, 
 			f.KeyDestroyed = true
 		}
 	}
-	if err := markPurgeTx(ctx, tx); err != nil {
+	if err := markPurgeTx(ctx, tx, parts); err != nil {
 		return nil, err
 	}
 	if record != nil {

@@ -74,8 +74,8 @@ func rawSecrets(t *testing.T, s *Store, others []string) (sealed [][]byte, token
 	return sealed, tokens
 }
 
-// vocabConn is a read connection to the store with temp.vocab, the index's vocabulary
-// (fts5vocab, one row per term).
+// vocabConn is a read connection to the store with temp.vocab0 … temp.vocab7, the
+// vocabularies of the index's parts (fts5vocab, one row per term).
 func vocabConn(t *testing.T, s *Store) *sql.Conn {
 	t.Helper()
 	ctx := context.Background()
@@ -83,14 +83,17 @@ func vocabConn(t *testing.T, s *Store) *sql.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.ExecContext(ctx, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)"); err != nil {
-		conn.Close()
-		t.Fatal(err)
+	for k := range indexParts {
+		q := fmt.Sprintf("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab%d USING fts5vocab(main, %s, row)", k, partTable(k))
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			conn.Close()
+			t.Fatal(err)
+		}
 	}
 	return conn
 }
 
-// vocabHas reports whether the index's vocabulary still holds any of the tokens.
+// vocabHas reports which of the tokens the vocabulary of any index part still holds.
 func vocabHas(t *testing.T, s *Store, tokens []string) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -98,66 +101,72 @@ func vocabHas(t *testing.T, s *Store, tokens []string) []string {
 	defer conn.Close()
 	var left []string
 	for _, tok := range tokens {
-		var n int
-		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM temp.vocab WHERE term = ?", tok).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			left = append(left, tok)
+		for k := range indexParts {
+			var n int
+			if err := conn.QueryRowContext(ctx, fmt.Sprintf("SELECT count(*) FROM temp.vocab%d WHERE term = ?", k), tok).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				left = append(left, tok)
+				break
+			}
 		}
 	}
 	return left
 }
 
-// staleSeparators returns the index's page separators that begin no term of its
-// vocabulary. FTS5 finds a term's leaf page by a separator in fts_idx: a prefix of the
-// page's first term, as short as tells it from the previous page's last. A separator
-// made from a term that is gone is a prefix of that term — a few hex digits of a
-// forgotten token, too short for the 8-byte runs traces looks for, but enough, for
-// whoever holds the tenant's index key, to narrow a dictionary to a word or two. The
-// purge's merge makes every separator again from the terms that remain; FTS5's own
-// 'secure-delete' leaves a page's separator when it deletes the page's first term.
+// staleSeparators returns the page separators of the index's parts that begin no term
+// of their part's vocabulary. FTS5 finds a term's leaf page by a separator in the
+// part's %_idx table: a prefix of the page's first term, as short as tells it from the
+// previous page's last. A separator made from a term that is gone is a prefix of that
+// term — a few hex digits of a forgotten token, too short for the 8-byte runs traces
+// looks for, but enough, for whoever holds the tenant's index key, to narrow a
+// dictionary to a word or two. The purge's merge makes every separator of a part again
+// from the terms that remain; FTS5's own 'secure-delete' leaves a page's separator
+// when it deletes the page's first term.
 func staleSeparators(t *testing.T, s *Store) []string {
 	t.Helper()
 	ctx := context.Background()
 	conn := vocabConn(t, s)
 	defer conn.Close()
-	var vocab []string
-	rows, err := conn.QueryContext(ctx, "SELECT term FROM temp.vocab ORDER BY term")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			t.Fatal(err)
-		}
-		vocab = append(vocab, v)
-	}
-	rows.Close()
-	rows, err = conn.QueryContext(ctx, "SELECT term FROM fts_idx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var stale []string
 	n := 0
-	for rows.Next() {
-		var sep []byte
-		if err := rows.Scan(&sep); err != nil {
+	for k := range indexParts {
+		var vocab []string
+		rows, err := conn.QueryContext(ctx, fmt.Sprintf("SELECT term FROM temp.vocab%d ORDER BY term", k))
+		if err != nil {
 			t.Fatal(err)
 		}
-		n++
-		// Terms of the main index carry the prefix byte '0'; an empty separator
-		// (a segment's first page) begins every term.
-		p := string(bytes.TrimPrefix(sep, []byte("0")))
-		i, _ := slices.BinarySearch(vocab, p)
-		if i == len(vocab) || !strings.HasPrefix(vocab[i], p) {
-			stale = append(stale, p)
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			vocab = append(vocab, v)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+		rows.Close()
+		rows, err = conn.QueryContext(ctx, "SELECT term FROM "+partTable(k)+"_idx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var sep []byte
+			if err := rows.Scan(&sep); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			// Terms of the main index carry the prefix byte '0'; an empty separator
+			// (a segment's first page) begins every term.
+			p := string(bytes.TrimPrefix(sep, []byte("0")))
+			i, _ := slices.BinarySearch(vocab, p)
+			if i == len(vocab) || !strings.HasPrefix(vocab[i], p) {
+				stale = append(stale, p)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
 	}
 	if n == 0 {
 		t.Fatal("the index has no page separators; the check would prove nothing")
@@ -314,8 +323,11 @@ func checkIntegrity(t *testing.T, s *Store) {
 	if err := s.w.QueryRow("PRAGMA integrity_check").Scan(&res); err != nil || res != "ok" {
 		t.Errorf("database integrity: %q, %v", res, err)
 	}
-	if _, err := s.w.Exec("INSERT INTO fts(fts, rank) VALUES('integrity-check', 0)"); err != nil {
-		t.Errorf("index integrity: %v", err)
+	for k := range indexParts {
+		q := fmt.Sprintf("INSERT INTO %[1]s(%[1]s, rank) VALUES('integrity-check', 0)", partTable(k))
+		if _, err := s.w.Exec(q); err != nil {
+			t.Errorf("index part %d integrity: %v", k, err)
+		}
 	}
 }
 

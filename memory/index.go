@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -92,21 +93,89 @@ func (h *hasher) scope(subject string) string {
 	return h.token("\x00subject\x00" + subject)
 }
 
-// indexTable is the full-text index. It is contentless: it holds tokens, never text.
+// The full-text index is split into indexParts parts, each its own FTS5 table
+// (fts0 … fts7), and a subject's memories are all in one part: the one its scope
+// token's first byte names (modulo indexParts). Forgetting a subject then merges only its part (see
+// purge), which is what makes a forget's cost follow the part and not the whole index.
+// A search of one subject reads its part; a search of a whole tenant reads every part
+// and ranks their matches together by each part's BM25 (see Search).
+const indexParts = 8
+
+// partOf is the index part that holds the entries of the subject whose scope token is
+// scope.
+func partOf(scope string) int {
+	b, _ := strconv.ParseUint(scope[:2], 16, 8) // a token is lowercase hex (hasher.token)
+	return int(b) % indexParts
+}
+
+// partTable names index part k's table.
+func partTable(k int) string { return "fts" + strconv.Itoa(k) }
+
+// indexTable is index part k's table. It is contentless: it holds tokens, never text.
 // A memory's entries are deleted by naming its tokens again ('delete'), which writes
 // delete markers; the purge's merge then drops the markers with the entries they
 // cancel. (A contentless_delete table deletes without the tokens, by tombstones, but
 // the merge then checks every entry of the index against them: after a bulk load that
 // was most of the time a forget took.)
-const indexTable = `CREATE VIRTUAL TABLE fts USING fts5(scope, tokens, content='', tokenize='ascii')`
+func indexTable(k int) string {
+	return "CREATE VIRTUAL TABLE " + partTable(k) + " USING fts5(scope, tokens, content='', tokenize='ascii')"
+}
 
-// indexVersion names how the index is built: indexTable, and the tokens that words,
-// hasher.document and hasher.scope make, which depend on Go's Unicode tables. Deleting
-// a memory names the tokens its text makes now; that removes its entries only if they
-// are the tokens its text made when it was added. So an index built another way is
+// The statements that add and delete a memory's entry in each part.
+var insertEntry, deleteEntry [indexParts]string
+
+func init() {
+	for k := range indexParts {
+		insertEntry[k] = "INSERT INTO " + partTable(k) + "(rowid, scope, tokens) VALUES(?, ?, ?)"
+		deleteEntry[k] = "INSERT INTO " + partTable(k) + "(" + partTable(k) + ", rowid, scope, tokens) VALUES('delete', ?, ?, ?)"
+	}
+}
+
+// allParts is the set of every index part, as a purge marker holds it (bit k: part k).
+const allParts = 1<<indexParts - 1
+
+// entryStatements runs one of insertEntry or deleteEntry in tx, preparing each part's
+// statement when it is first used.
+type entryStatements struct {
+	tx      *sql.Tx
+	queries *[indexParts]string
+	st      [indexParts]*sql.Stmt
+}
+
+func prepareEntries(tx *sql.Tx, queries *[indexParts]string) *entryStatements {
+	return &entryStatements{tx: tx, queries: queries}
+}
+
+// exec runs the statement of scope's part with the entry's row id, scope and tokens.
+func (e *entryStatements) exec(ctx context.Context, rid int64, scope, doc string) error {
+	k := partOf(scope)
+	if e.st[k] == nil {
+		st, err := e.tx.PrepareContext(ctx, e.queries[k])
+		if err != nil {
+			return err
+		}
+		e.st[k] = st
+	}
+	_, err := e.st[k].ExecContext(ctx, rid, scope, doc)
+	return err
+}
+
+func (e *entryStatements) Close() {
+	for _, st := range e.st {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// indexVersion names how the index is built: indexParts, partOf, indexTable, and the
+// tokens that words, hasher.document and hasher.scope make, which depend on Go's
+// Unicode tables. Deleting a memory names the tokens its text makes now, in the part
+// its subject's scope names now; that removes its entries only if they are the tokens
+// its text made when it was added, in that part. So an index built another way is
 // rebuilt (ensureIndexTx) before the store writes to it. Change this whenever any of
 // them changes what it produces.
-const indexVersion = "sios-memory-fts/2 unicode/" + unicode.Version
+var indexVersion = "sios-memory-fts/3 parts/" + strconv.Itoa(indexParts) + " unicode/" + unicode.Version
 
 // ensureIndexTx rebuilds the index in tx unless it was built as this build builds it.
 func (s *Store) ensureIndexTx(ctx context.Context, tx *sql.Tx) error {
@@ -135,21 +204,21 @@ func indexCurrentTx(ctx context.Context, tx *sql.Tx) (bool, error) {
 // nothing to find in it. The old index's pages are freed and, with secure_delete,
 // zeroed; a purge is marked so that the copies the WAL holds go too.
 func (s *Store) rebuildIndexTx(ctx context.Context, tx *sql.Tx) error {
-	var old int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE name = 'fts'").Scan(&old); err != nil {
-		return fmt.Errorf("memory: rebuild index: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS fts"); err != nil {
-		return fmt.Errorf("memory: rebuild index: drop the old one: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, indexTable); err != nil {
-		return fmt.Errorf("memory: rebuild index: %w", err)
-	}
-
-	ins, err := tx.PrepareContext(ctx, "INSERT INTO fts(rowid, scope, tokens) VALUES(?, ?, ?)")
+	old, err := indexTablesTx(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("memory: rebuild index: %w", err)
 	}
+	for _, name := range old {
+		if _, err := tx.ExecContext(ctx, `DROP TABLE "`+strings.ReplaceAll(name, `"`, `""`)+`"`); err != nil {
+			return fmt.Errorf("memory: rebuild index: drop the old %s: %w", name, err)
+		}
+	}
+	for k := range indexParts {
+		if _, err := tx.ExecContext(ctx, indexTable(k)); err != nil {
+			return fmt.Errorf("memory: rebuild index: %w", err)
+		}
+	}
+	ins := prepareEntries(tx, &insertEntry)
 	defer ins.Close()
 	type stored struct {
 		rid                 int64
@@ -188,7 +257,7 @@ func (s *Store) rebuildIndexTx(ctx context.Context, tx *sql.Tx) error {
 			if !ok {
 				continue
 			}
-			if _, err := ins.ExecContext(ctx, m.rid, scope, doc); err != nil {
+			if err := ins.exec(ctx, m.rid, scope, doc); err != nil {
 				return fmt.Errorf("memory: rebuild index: %w", err)
 			}
 		}
@@ -197,10 +266,31 @@ func (s *Store) rebuildIndexTx(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO meta(k, v) VALUES('index', ?)", indexVersion); err != nil {
 		return fmt.Errorf("memory: rebuild index: %w", err)
 	}
-	if old == 0 {
+	if len(old) == 0 {
 		return nil // a new store: there was nothing to scrub
 	}
-	return markPurgeTx(ctx, tx)
+	return markPurgeTx(ctx, tx, allParts)
+}
+
+// indexTablesTx names the full-text tables in the database: the parts this build
+// makes, the one table (fts) of earlier builds, and the parts of a build that split
+// the index another way. Their shadow tables (fts0_data, …) go with them.
+func indexTablesTx(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_schema
+		WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' AND (name = 'fts' OR name GLOB 'fts[0-9]*')`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
 }
 
 // entryMaker makes stored memories' index entries again from their sealed texts,

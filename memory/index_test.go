@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/sios-project/sios/policy"
 )
@@ -51,6 +52,7 @@ func TestIndexRebuiltWhenBuiltAnotherWay(t *testing.T) {
 		op    string                       // "open", "add" or "forget": what meets it first
 	}{
 		{"earlier contentless_delete table, at Open", oldIndexTable, "open"},
+		{"the last version's one table, at Open", oneIndexTable, "open"},
 		{"another tokenizer version, at Open", otherIndexVersion, "open"},
 		{"another tokenizer version, at Add", otherIndexVersion, "add"},
 		{"another tokenizer version, at Forget", otherIndexVersion, "forget"},
@@ -123,18 +125,39 @@ func TestIndexRebuiltWhenBuiltAnotherWay(t *testing.T) {
 // built, holding the same entries, and forgets which version built it.
 func oldIndexTable(t *testing.T, s *Store) {
 	t.Helper()
+	legacyIndex(t, s, []string{
+		"CREATE VIRTUAL TABLE fts USING fts5(scope, tokens, content='', contentless_delete=1, tokenize='ascii')",
+		"INSERT INTO fts(fts, rank) VALUES('secure-delete', 1)",
+		"DELETE FROM meta WHERE k = 'index'",
+	})
+}
+
+// oneIndexTable replaces the index with the one table of the version before the index
+// had parts, holding the same entries, as that version recorded it.
+func oneIndexTable(t *testing.T, s *Store) {
+	t.Helper()
+	legacyIndex(t, s, []string{
+		"CREATE VIRTUAL TABLE fts USING fts5(scope, tokens, content='', tokenize='ascii')",
+		"UPDATE meta SET v = 'sios-memory-fts/2 unicode/" + unicode.Version + "' WHERE k = 'index'",
+	})
+}
+
+// legacyIndex replaces the index's parts with the table that setup makes, holding the
+// same entries.
+func legacyIndex(t *testing.T, s *Store, setup []string) {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	for _, q := range []string{
-		"DROP TABLE fts",
-		"CREATE VIRTUAL TABLE fts USING fts5(scope, tokens, content='', contentless_delete=1, tokenize='ascii')",
-		"INSERT INTO fts(fts, rank) VALUES('secure-delete', 1)",
-		"DELETE FROM meta WHERE k = 'index'",
-	} {
+	for k := range indexParts {
+		if _, err := tx.Exec("DROP TABLE " + partTable(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range setup {
 		if _, err := tx.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -182,14 +205,32 @@ func otherIndexVersion(t *testing.T, s *Store) {
 
 func indexCurrent(t *testing.T, s *Store) bool {
 	t.Helper()
-	var v, table string
+	var v string
 	if err := s.r.QueryRow("SELECT v FROM meta WHERE k = 'index'").Scan(&v); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.r.QueryRow("SELECT sql FROM sqlite_schema WHERE name = 'fts'").Scan(&table); err != nil {
+	var tables []string
+	rows, err := s.r.Query("SELECT sql FROM sqlite_schema WHERE (name = 'fts' OR name GLOB 'fts[0-9]*') AND sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY length(name), name")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return v == indexVersion && table == indexTable
+	defer rows.Close()
+	for rows.Next() {
+		var table string
+		if err := rows.Scan(&table); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, table)
+	}
+	if len(tables) != indexParts {
+		return false
+	}
+	for k, table := range tables {
+		if table != indexTable(k) {
+			return false
+		}
+	}
+	return v == indexVersion
 }
 
 // A memory whose text no longer decrypts cannot have its index entry named again; its

@@ -137,10 +137,7 @@ func (s *Store) addBatch(ctx context.Context, ms []NewMemory, record func([]*Mem
 		return nil, fmt.Errorf("memory: add: %w", err)
 	}
 	defer insMem.Close()
-	insFTS, err := tx.PrepareContext(ctx, `INSERT INTO fts(rowid, scope, tokens) VALUES(?, ?, ?)`)
-	if err != nil {
-		return nil, fmt.Errorf("memory: add: %w", err)
-	}
+	insFTS := prepareEntries(tx, &insertEntry)
 	defer insFTS.Close()
 
 	type subjectKey struct{ tenant, subject string }
@@ -173,7 +170,7 @@ func (s *Store) addBatch(ctx context.Context, ms []NewMemory, record func([]*Mem
 		if err != nil {
 			return nil, fmt.Errorf("memory: add: %w", err)
 		}
-		if _, err := insFTS.ExecContext(ctx, rid, h.scope(m.Subject), h.document(m.Text)); err != nil {
+		if err := insFTS.exec(ctx, rid, h.scope(m.Subject), h.document(m.Text)); err != nil {
 			return nil, fmt.Errorf("memory: add: index: %w", err)
 		}
 		out[i] = &Memory{ID: id, Tenant: m.Tenant, Subject: m.Subject, Classification: m.Classification,

@@ -34,7 +34,7 @@ type Result struct {
 }
 
 // Search returns the tenant's memories that contain any of the query's words, ranked by
-// BM25, best first, with their text decrypted. It never returns another tenant's memory
+// BM25 (each index part's; see searchStatements), best first, with their text decrypted. It never returns another tenant's memory
 // or one classified above q.Clearance. A query with no words returns no results.
 //
 // Words held by many memories (probeCap or more, in the subject if one is named) carry
@@ -67,9 +67,10 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Result, error) {
 	if len(terms) == 0 {
 		return []Result{}, nil
 	}
-	scope := ""
+	scope, sq := "", &s.tenantSearch
 	if q.Subject != "" {
-		scope = "scope : " + hx.scope(q.Subject) + " AND "
+		st := hx.scope(q.Subject)
+		scope, sq = "scope : "+st+" AND ", &s.partSearch[partOf(st)]
 	}
 
 	// One read transaction: the plan, the rows and the keys see one snapshot.
@@ -78,26 +79,21 @@ func (s *Store) Search(ctx context.Context, q Query) ([]Result, error) {
 		return nil, fmt.Errorf("memory: search: %w", err)
 	}
 	defer tx.Rollback()
-	selective, err := s.selective(ctx, tx, scope, terms)
+	selective, err := s.selective(ctx, tx, sq, scope, terms)
 	if err != nil {
 		return nil, err
 	}
 
-	// Tokens are keyed by the tenant, so another tenant's index entries cannot match;
-	// the tenant and clearance filters hold regardless.
-	const cols = `SELECT m.id, m.subject, m.class, m.source, m.created, m.sealed, bm25(fts, 0.0, 1.0)
-		FROM fts JOIN memories m ON m.rid = fts.rowid
-		WHERE fts MATCH ?1 AND m.tenant = ?2 AND m.class <= ?3`
 	var hits []hit
 	if len(selective) > 0 {
-		hits, err = s.hits(ctx, tx, cols+" ORDER BY 7 LIMIT ?4", q, scope+"tokens : ("+strings.Join(selective, " OR ")+")", limit)
+		hits, err = s.hits(ctx, tx, sq.best, q, scope+"tokens : ("+strings.Join(selective, " OR ")+")", limit)
 	} else {
 		// Every word is common: BM25 gives such words almost no weight, and ranking
 		// every memory holding them would cost a scan of most of the tenant. Take
 		// the newest memories holding all the words (or, failing that, any), ranked.
-		hits, err = s.hits(ctx, tx, cols+" ORDER BY fts.rowid DESC LIMIT ?4", q, scope+"tokens : ("+strings.Join(terms, " AND ")+")", limit)
+		hits, err = s.hits(ctx, tx, sq.newest, q, scope+"tokens : ("+strings.Join(terms, " AND ")+")", limit)
 		if err == nil && len(hits) == 0 && len(terms) > 1 {
-			hits, err = s.hits(ctx, tx, cols+" ORDER BY fts.rowid DESC LIMIT ?4", q, scope+"tokens : ("+strings.Join(terms, " OR ")+")", limit)
+			hits, err = s.hits(ctx, tx, sq.newest, q, scope+"tokens : ("+strings.Join(terms, " OR ")+")", limit)
 		}
 		slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(b.Score, a.Score) })
 	}
@@ -160,7 +156,7 @@ const (
 // stay within matchBudget (always at least the rarest, if it is not common). Common
 // words carry little weight in BM25, so leaving them out barely changes the order of
 // the results while keeping the cost of a search bounded.
-func (s *Store) selective(ctx context.Context, tx *sql.Tx, scope string, terms []string) ([]string, error) {
+func (s *Store) selective(ctx context.Context, tx *sql.Tx, sq *searchStatements, scope string, terms []string) ([]string, error) {
 	type df struct {
 		t string
 		n int
@@ -168,7 +164,7 @@ func (s *Store) selective(ctx context.Context, tx *sql.Tx, scope string, terms [
 	var dfs []df
 	for _, t := range terms {
 		var n int
-		err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)", scope+"tokens : "+t, probeCap).Scan(&n)
+		err := tx.StmtContext(ctx, sq.count).QueryRowContext(ctx, scope+"tokens : "+t, probeCap).Scan(&n)
 		if err != nil {
 			return nil, fmt.Errorf("memory: search: %w", err)
 		}
@@ -194,9 +190,9 @@ func (s *Store) selective(ctx context.Context, tx *sql.Tx, scope string, terms [
 	return out, nil
 }
 
-func (s *Store) hits(ctx context.Context, tx *sql.Tx, query string, q Query, match string, limit int) ([]hit, error) {
+func (s *Store) hits(ctx context.Context, tx *sql.Tx, query *sql.Stmt, q Query, match string, limit int) ([]hit, error) {
 	args := []any{match, q.Tenant, int(q.Clearance), limit}
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := tx.StmtContext(ctx, query).QueryContext(ctx, args...)
 	if err != nil {
 		return nil, fmt.Errorf("memory: search: %w", err)
 	}
@@ -206,7 +202,8 @@ func (s *Store) hits(ctx context.Context, tx *sql.Tx, query string, q Query, mat
 		var h hit
 		var class int
 		var created int64
-		if err := rows.Scan(&h.ID, &h.Subject, &class, &h.Source, &created, &h.sealed, &h.Score); err != nil {
+		var rid int64
+		if err := rows.Scan(&h.ID, &h.Subject, &class, &h.Source, &created, &h.sealed, &h.Score, &rid); err != nil {
 			return nil, fmt.Errorf("memory: search: %w", err)
 		}
 		h.Tenant, h.Classification, h.Created = q.Tenant, policy.Level(class), time.Unix(0, created).UTC()
@@ -217,4 +214,61 @@ func (s *Store) hits(ctx context.Context, tx *sql.Tx, query string, q Query, mat
 		return nil, fmt.Errorf("memory: search: %w", err)
 	}
 	return hits, nil
+}
+
+// searchStatements are the statements of a search over some of the index's parts:
+// count (?1 a match, ?2 a cap) counts the matches in the parts, one part after another,
+// and stops at the cap; best and newest (?1 a match, ?2 the tenant, ?3 the clearance, ?4 the limit) return
+// the best-ranked or the newest matches of all the parts together. They are prepared
+// once, at Open, on the read connections: parsing a search of eight parts took a
+// quarter of the time of running it.
+//
+// Each part ranks its matches by its own BM25, whose weight for a word follows how
+// many of the part's memories hold it. A subject's search reads one part; a tenant's
+// reads all eight, whose memories are spread over them by a keyed hash of their
+// subjects, so each part holds a like share of the tenant and a word's weight differs
+// between parts only as its occurrences happen to fall among them.
+type searchStatements struct {
+	count, best, newest *sql.Stmt
+}
+
+// prepareSearch prepares the search statements of the tenant and of each part.
+func (s *Store) prepareSearch(ctx context.Context) error {
+	all := make([]int, indexParts)
+	for k := range indexParts {
+		all[k] = k
+		if err := s.prepareSearchOf(ctx, &s.partSearch[k], []int{k}); err != nil {
+			return err
+		}
+	}
+	return s.prepareSearchOf(ctx, &s.tenantSearch, all)
+}
+
+func (s *Store) prepareSearchOf(ctx context.Context, st *searchStatements, parts []int) error {
+	var count, best, newest []string
+	for _, k := range parts {
+		t := partTable(k)
+		// Tokens are keyed by the tenant, so another tenant's index entries cannot
+		// match; the tenant and clearance filters hold regardless.
+		cols := `SELECT m.id, m.subject, m.class, m.source, m.created, m.sealed, bm25(` + t + `, 0.0, 1.0), m.rid
+		FROM ` + t + ` JOIN memories m ON m.rid = ` + t + `.rowid
+		WHERE ` + t + ` MATCH ?1 AND m.tenant = ?2 AND m.class <= ?3`
+		count = append(count, "SELECT 1 FROM "+t+" WHERE "+t+" MATCH ?1")
+		best = append(best, "SELECT * FROM ("+cols+" ORDER BY 7 LIMIT ?4)")
+		newest = append(newest, "SELECT * FROM ("+cols+" ORDER BY "+t+".rowid DESC LIMIT ?4)")
+	}
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&st.count, "SELECT count(*) FROM (" + strings.Join(count, " UNION ALL ") + " LIMIT ?2)"},
+		{&st.best, strings.Join(best, " UNION ALL ") + " ORDER BY 7 LIMIT ?4"},
+		{&st.newest, strings.Join(newest, " UNION ALL ") + " ORDER BY 8 DESC LIMIT ?4"},
+	} {
+		var err error
+		if *p.st, err = s.r.PrepareContext(ctx, p.q); err != nil {
+			return fmt.Errorf("memory: prepare search: %w", err)
+		}
+	}
+	return nil
 }

@@ -42,6 +42,10 @@ type Store struct {
 	kekAEAD cipher.AEAD
 	now     func() time.Time
 
+	// The search's statements, prepared on r (see searchStatements).
+	tenantSearch searchStatements
+	partSearch   [indexParts]searchStatements
+
 	// hook, when set (tests only), is called at named points of Forget and the purge
 	// so a crash test can kill the process there.
 	hook func(point string)
@@ -186,12 +190,12 @@ func (s *Store) init(dataDir, path string) error {
 	if err != nil {
 		return err
 	}
-	if pending {
+	if pending != 0 {
 		if err := s.purge(ctx); err != nil {
 			return fmt.Errorf("memory: finishing an interrupted forget in %s: %w", path, err)
 		}
 	}
-	return nil
+	return s.prepareSearch(ctx)
 }
 
 // Close closes the database. The key stays in the key file.
