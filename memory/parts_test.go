@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -77,7 +78,7 @@ func TestSearchAcrossParts(t *testing.T) {
 		if len(all) < 20 {
 			t.Fatalf("%q: %d matches in all; the comparison would prove little", text, len(all))
 		}
-		slices.SortStableFunc(all, func(a, b Result) int { return -cmpFloat(a.Score, b.Score) })
+		slices.SortStableFunc(all, func(a, b Result) int { return cmp.Compare(b.Score, a.Score) })
 		if len(got) != 15 {
 			t.Fatalf("%q: %d results, want 15", text, len(got))
 		}
@@ -140,16 +141,6 @@ func TestSearchAcrossParts(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Errorf("common words: got %v, want the newest holding both %v", ids, want)
 	}
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func hasWords(text string, ws ...string) bool {

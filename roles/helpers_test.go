@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,7 +145,7 @@ func (n *net) institution(count int) []*member {
 		n.keys[res.Node.ID()] = res.Node.Public()
 		ms = append(ms, &member{id: res.Node.ID(), node: res.Node, dir: filepath.Join(dir, string(rune('a'+i)), "roles")})
 	}
-	slices.SortFunc(ms, func(a, b *member) int { return compareStrings(a.id, b.id) })
+	slices.SortFunc(ms, func(a, b *member) int { return strings.Compare(a.id, b.id) })
 	for _, m := range ms {
 		n.start(m)
 		if err := m.keeper.StateKEM(); err != nil {
@@ -166,16 +167,6 @@ func (n *net) start(m *member) {
 		n.t.Fatal(err)
 	}
 	m.keeper = k
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // settle runs every keeper's Step until none publishes anything more.
