@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/sios-project/sios/internal/files"
@@ -684,7 +685,11 @@ func frameBuffer(buf []byte, n int) []byte {
 	return buf[:0]
 }
 
-// makeSpare writes a zero-filled file of the given size and makes it durable.
+// makeSpare writes a zero-filled file of the given size and makes it durable. Where the
+// file system takes direct I/O it writes the zeros by zeroFillDirect, a chunk at a time;
+// through the page cache the zeros of a whole segment would reach the disk in one burst
+// at the fsync, and the frames the journal writes meanwhile would queue behind it (frame
+// writes of 10–18 ms at 3,500 requests/s, when a 32 or 64 MiB spare was made so).
 func (j *journal) makeSpare(size int64) spareFile {
 	path := filepath.Join(j.dir, spareName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -692,16 +697,58 @@ func (j *journal) makeSpare(size int64) spareFile {
 		return spareFile{err: err}
 	}
 	defer f.Close()
-	if err := zeroFill(f, 0, size); err != nil {
+	done, err := zeroFillDirect(path, size)
+	if err != nil {
+		return spareFile{err: err}
+	}
+	if err := zeroFill(f, done, size); err != nil {
 		return spareFile{err: err}
 	}
 	return spareFile{path: path, size: size}
 }
 
+// spareChunk is how many zeros zeroFillDirect writes at a time.
+const spareChunk = 1 << 20
+
+// zeroFillDirect writes zeros over the file at path from its start, by direct I/O in
+// chunks of spareChunk, each durable (RWF_DSYNC) before the next, resting after each as
+// long as it took, so that a frame written to the same disk meanwhile waits behind one
+// chunk at most and the disk is the journal's half the time. It returns how far it
+// wrote: a whole number of sectors up to size, or less — 0 where the file system takes
+// no direct I/O — for zeroFill to finish through the page cache. Only a failed write
+// is an error.
+func zeroFillDirect(path string, size int64) (int64, error) {
+	d := openDirect(path)
+	if d == nil {
+		return 0, nil
+	}
+	defer d.Close()
+	zeros := frameBuffer(nil, spareChunk)[:spareChunk]
+	end := size / sectorSize * sectorSize
+	off := int64(0)
+	for off < end {
+		n := min(int64(spareChunk), end-off)
+		t := time.Now()
+		w, err := pwritev2DSync(int(d.Fd()), zeros[:n], off)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+			return off, nil // refused (sectors larger than ours, no RWF_DSYNC): zeroFill goes on
+		}
+		if err != nil {
+			return off, fmt.Errorf("journal: prepare segment: %v", err)
+		}
+		if int64(w) != n {
+			return off, fmt.Errorf("journal: prepare segment: %d of %d bytes written", w, n)
+		}
+		off += n
+		time.Sleep(time.Since(t))
+	}
+	return off, nil
+}
+
 // zeroFill writes zeros over [from, to) and fsyncs, so the extents are allocated and
 // written and later in-place writes change no metadata.
 func zeroFill(f *os.File, from, to int64) error {
-	zeros := make([]byte, 1<<20)
+	zeros := make([]byte, min(1<<20, max(to-from, 0)))
 	for off := from; off < to; {
 		n := min(int64(len(zeros)), to-off)
 		if _, err := f.WriteAt(zeros[:n], off); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sios-project/sios/oar"
@@ -376,5 +377,51 @@ func TestJournalFallsBackFromDirectWrites(t *testing.T) {
 	}
 	if !bytes.Equal(got[off:off+len(frame)], frame) || !allZero(got[:off]) || !allZero(got[off+len(frame):]) {
 		t.Fatal("the frame is not where it was written, or other bytes changed")
+	}
+}
+
+// TestSpareSegmentIsZeros: a spare segment is all zeros, written (not a hole) and exactly its size, whether
+// the size is whole chunks, ends inside a sector, or is smaller than one, and whatever
+// a spare left before held; where the file system takes direct I/O, every whole sector
+// of it is written directly, a chunk at a time (zeroFillDirect), and only the rest
+// through the page cache.
+func TestSpareSegmentIsZeros(t *testing.T) {
+	dir := t.TempDir()
+	j := &journal{dir: dir}
+	if err := os.WriteFile(filepath.Join(dir, spareName), bytes.Repeat([]byte{0xA5}, 5<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{1 << 20, 3<<20 + 700, 100} {
+		sp := j.makeSpare(size)
+		if sp.err != nil {
+			t.Fatalf("makeSpare(%d): %v", size, sp.err)
+		}
+		got, err := os.ReadFile(sp.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(got)) != size || sp.size != size || !allZero(got) {
+			t.Fatalf("makeSpare(%d): %d bytes (reported %d), all zeros %v", size, len(got), sp.size, allZero(got))
+		}
+		// Written, not a hole: a frame written into it later changes no metadata.
+		fi, err := os.Stat(sp.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512; blocks < size {
+			t.Fatalf("makeSpare(%d): %d bytes allocated; the rest is a hole", size, blocks)
+		}
+	}
+	path := filepath.Join(dir, "probe")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	probe := openDirect(path)
+	if probe == nil {
+		t.Skipf("the file system of %s takes no direct I/O; spares are zeroed through the page cache", dir)
+	}
+	probe.Close()
+	if done, err := zeroFillDirect(path, 3<<20+700); err != nil || done != 3<<20+512 {
+		t.Fatalf("zeroFillDirect wrote %d bytes directly (%v), want the whole sectors, %d", done, err, 3<<20+512)
 	}
 }
