@@ -761,13 +761,18 @@ func zeroFill(f *os.File, from, to int64) error {
 
 func allZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
 
-// release deletes finished segments whose entries Tessera has all integrated.
+// release deletes finished segments whose entries Tessera has all integrated. It
+// removes them after letting go of mu, which the journaler takes after every frame: a
+// 64 MiB file took up to 3.5 ms to remove here.
 func (j *journal) release(integrated uint64) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
+	var done []segment
 	for len(j.closed) > 0 && j.closed[0].end <= integrated {
-		os.Remove(j.closed[0].path)
-		j.closed = j.closed[1:]
+		done, j.closed = append(done, j.closed[0]), j.closed[1:]
+	}
+	j.mu.Unlock()
+	for _, seg := range done {
+		os.Remove(seg.path)
 	}
 }
 
