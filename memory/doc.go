@@ -61,7 +61,7 @@
 // directory; the tests check every 8-byte run, in live pages, free pages, unused
 // space and the WAL, including after bulk loads. The merge costs time in proportion to
 // the part, not to what is forgotten: a forget of 1,000 memories in a store of
-// 100,000 took 170–220 ms on a two-core machine, against 380–430 ms when the index
+// 100,000 took 163–219 ms on a two-core machine, against 382–466 ms when the index
 // was one table (most of it the merge); the rest is the deletes, the checkpoints and
 // the scrub, which reads the whole file. FTS5's own
 // 'secure-delete' option, which removes entries in place instead, is not used: it took
