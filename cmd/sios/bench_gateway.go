@@ -38,6 +38,52 @@ timeout: 30s
 rate_limit: {requests_per_minute: 6000000, burst: 100000}
 `
 
+// nextFindMaxRate is the rate --find-max tries after steps (at least one), or false
+// when it is done. It raises the rate by a quarter while every step is sustained (at
+// most findMaxRaises steps); after the first that is not, it tries the midpoint of the
+// highest sustained rate and the lowest rate that was not, rounded to 25/s, while they
+// are more than 5 % apart (at most findMaxHalvings times) — so that a target between two
+// quarter steps (3,500/s between 3,125 and 3,906) is tried rather than skipped.
+func nextFindMaxRate(steps []rated) (int, bool) {
+	last := steps[len(steps)-1]
+	if last.Sustained && !anyFailed(steps) {
+		return last.RPS * 5 / 4, len(steps) < findMaxRaises
+	}
+	pass, fail := 0, 0
+	halvings := 0
+	for i, st := range steps {
+		switch {
+		case st.Sustained:
+			pass = max(pass, st.RPS)
+		case fail == 0 || st.RPS < fail:
+			fail = st.RPS
+		}
+		if i > 0 && anyFailed(steps[:i]) {
+			halvings++
+		}
+	}
+	mid := (pass + fail) / 2 / 25 * 25
+	if pass == 0 || halvings >= findMaxHalvings || fail-pass <= pass/20 || mid <= pass || mid >= fail {
+		return 0, false
+	}
+	return mid, true
+}
+
+func anyFailed(steps []rated) bool {
+	for _, st := range steps {
+		if !st.Sustained {
+			return true
+		}
+	}
+	return false
+}
+
+// --find-max's limits: steps raising the rate by a quarter, then steps halving the gap.
+const (
+	findMaxRaises   = 10
+	findMaxHalvings = 2
+)
+
 // maxOverheadP99 is the p99 overhead a rate must stay within to count as sustained.
 const maxOverheadP99 = 5 * time.Millisecond
 
@@ -135,7 +181,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	duration := fs.Duration("duration", 5*time.Second, "length of each phase")
 	rounds := fs.Int("rounds", 1, "rounds of direct and node phases, alternated; figures are the medians over the rounds")
 	latency := fs.Duration("backend-latency", 20*time.Millisecond, "the mock backend's fixed service time")
-	findMax := fs.Bool("find-max", false, "then raise the rate step by step to find the highest with p99 overhead ≤ 5 ms and no errors")
+	findMax := fs.Bool("find-max", false, "then raise the rate by quarters, and halve the gap after the first miss, to find the highest with p99 overhead ≤ 5 ms and no errors")
 	fullReceipts := fs.Bool("full-receipts", false, "ask for the full receipt inline in every answer (X-Sios-Receipt: full)")
 	procs := fs.Int("node-gomaxprocs", 0, "GOMAXPROCS of the node process (0: the node's own choice)")
 	nodeBinary := fs.String("node-binary", "", "run the node with this sios binary instead of this one (to compare builds in one run)")
@@ -333,7 +379,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 	if *findMax {
 		nodeURL := nd.url + "/v1/chat/completions"
 		steps := min(int(math.Ceil(duration.Seconds())), 3)
-		for rate := *rps; len(res.Steps) < 10; rate = rate * 5 / 4 {
+		for rate, ok := *rps, true; ok; rate, ok = nextFindMaxRate(res.Steps) {
 			k := rate * steps
 			progress(e, *asJSON, "find-max: %d/s for %ds, direct then through the node", rate, steps)
 			d, _, _ := paced(k, rate, call(mockURL+"/chat/completions", ""))
@@ -341,10 +387,9 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 			st := rated{RPS: rate, OverheadP99: us(percentile(sm.lat, 99)) - us(percentile(d, 99)), NodeCPU: sm.nodeCPU, Errors: sm.errors}
 			st.Sustained = st.Errors == 0 && st.OverheadP99 <= us(maxOverheadP99)
 			res.Steps = append(res.Steps, st)
-			if !st.Sustained {
-				break
+			if st.Sustained {
+				res.MaxSustained = max(res.MaxSustained, rate)
 			}
-			res.MaxSustained = rate
 		}
 	}
 	res.AuditRecords = nd.logSize(ctx)

@@ -121,3 +121,41 @@ sios_chats_total{brain="bench",code="ok"} 100
 		}
 	}
 }
+
+// --find-max raises the rate by quarters until a step misses, then halves the gap
+// between the highest rate held and the lowest missed, twice at most and not below a
+// 5 % gap, so that 3,500/s is tried between 3,125 and 3,906.
+func TestFindMaxSteps(t *testing.T) {
+	run := func(start int, holds func(int) bool) []int {
+		var steps []rated
+		for rate, ok := start, true; ok; rate, ok = nextFindMaxRate(steps) {
+			steps = append(steps, rated{RPS: rate, Sustained: holds(rate)})
+			if len(steps) > 20 {
+				t.Fatal("find-max does not stop")
+			}
+		}
+		var rates []int
+		for _, s := range steps {
+			rates = append(rates, s.RPS)
+		}
+		return rates
+	}
+	for _, tc := range []struct {
+		start int
+		limit int // the highest rate that holds
+		want  []int
+	}{
+		{2000, 3600, []int{2000, 2500, 3125, 3906, 3500, 3700}},
+		{2000, 3400, []int{2000, 2500, 3125, 3906, 3500, 3300}},
+		{2000, 1000, []int{2000}},
+		{2000, 2100, []int{2000, 2500, 2250, 2125}},
+		{2000, 2050, []int{2000, 2500, 2250, 2125}},
+		{2800, 4000, []int{2800, 3500, 4375, 3925, 4150}},
+		{100, 1 << 30, []int{100, 125, 156, 195, 243, 303, 378, 472, 590, 737}},
+	} {
+		got := run(tc.start, func(r int) bool { return r <= tc.limit })
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("from %d/s, holding up to %d/s: steps %v, want %v", tc.start, tc.limit, got, tc.want)
+		}
+	}
+}
