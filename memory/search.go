@@ -34,8 +34,9 @@ type Result struct {
 }
 
 // Search returns the tenant's memories that contain any of the query's words, ranked by
-// BM25 (each index part's; see searchStatements), best first, with their text decrypted. It never returns another tenant's memory
-// or one classified above q.Clearance. A query with no words returns no results.
+// BM25 (each index part's; see searchStatements), best first, with their text decrypted.
+// It never returns another tenant's memory or one classified above q.Clearance. A query
+// with no words returns no results.
 //
 // Words held by many memories (probeCap or more, in the subject if one is named) carry
 // little weight in BM25 and would make ranking cost a scan of most of the tenant, so
@@ -202,7 +203,7 @@ func (s *Store) hits(ctx context.Context, tx *sql.Tx, query *sql.Stmt, q Query, 
 		var h hit
 		var class int
 		var created int64
-		var rid int64
+		var rid int64 // only for the statement's order
 		if err := rows.Scan(&h.ID, &h.Subject, &class, &h.Source, &created, &h.sealed, &h.Score, &rid); err != nil {
 			return nil, fmt.Errorf("memory: search: %w", err)
 		}
@@ -218,10 +219,11 @@ func (s *Store) hits(ctx context.Context, tx *sql.Tx, query *sql.Stmt, q Query, 
 
 // searchStatements are the statements of a search over some of the index's parts:
 // count (?1 a match, ?2 a cap) counts the matches in the parts, one part after another,
-// and stops at the cap; best and newest (?1 a match, ?2 the tenant, ?3 the clearance, ?4 the limit) return
-// the best-ranked or the newest matches of all the parts together. They are prepared
-// once, at Open, on the read connections: parsing a search of eight parts took a
-// quarter of the time of running it.
+// and stops at the cap; best and newest (?1 a match, ?2 the tenant, ?3 the clearance,
+// ?4 the limit) return the best-ranked or the newest matches of all the parts together
+// (the last column, a memory's row id, orders the newest). They are prepared once, at
+// Open, on the read connections: parsing a search of eight parts took a quarter of the
+// time of running it.
 //
 // Each part ranks its matches by its own BM25, whose weight for a word follows how
 // many of the part's memories hold it. A subject's search reads one part; a tenant's
@@ -271,4 +273,15 @@ func (s *Store) prepareSearchOf(ctx context.Context, st *searchStatements, parts
 		}
 	}
 	return nil
+}
+
+// closeSearch closes the search statements that were prepared.
+func (s *Store) closeSearch() {
+	for _, st := range append(s.partSearch[:], s.tenantSearch) {
+		for _, stmt := range []*sql.Stmt{st.count, st.best, st.newest} {
+			if stmt != nil {
+				stmt.Close()
+			}
+		}
+	}
 }

@@ -201,6 +201,7 @@ func (s *Store) init(dataDir, path string) error {
 // Close closes the database. The key stays in the key file.
 func (s *Store) Close() error {
 	var errs []error
+	s.closeSearch()
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
