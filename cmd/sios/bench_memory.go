@@ -15,17 +15,17 @@ import (
 )
 
 type memoryBenchResult struct {
-	Memories    int     `json:"memories"`
-	AddPerS     float64 `json:"add_per_s"`
-	SearchP50   float64 `json:"search_p50_ms"` // across the tenant: every part of the index
-	SearchP99   float64 `json:"search_p99_ms"`
+	Memories  int     `json:"memories"`
+	AddPerS   float64 `json:"add_per_s"`
+	SearchP50 float64 `json:"search_p50_ms"` // across the tenant: every part of the index
+	SearchP99 float64 `json:"search_p99_ms"`
 	// A search of one subject (100 memories), which reads one part of the index.
 	SubjectSearchP50 float64 `json:"subject_search_p50_ms"`
 	SubjectSearchP99 float64 `json:"subject_search_p99_ms"`
-	Searches    int     `json:"searches"`
-	ForgetMS    float64 `json:"forget_ms"`
-	ForgetCPUMS float64 `json:"forget_cpu_ms"` // this process's CPU time during the forget
-	ForgetCount int     `json:"forget_memories"`
+	Searches         int     `json:"searches"`
+	ForgetMS         float64 `json:"forget_ms"`
+	ForgetCPUMS      float64 `json:"forget_cpu_ms"` // this process's CPU time during the forget
+	ForgetCount      int     `json:"forget_memories"`
 }
 
 // Forget targets: the bound the benchmark holds forget to, and the time it aims for.
