@@ -578,7 +578,7 @@ func (j *journal) writeDurably(frame []byte, off int64) error {
 			return nil
 		case err == nil:
 			return fmt.Errorf("journal write: %d of a frame's %d bytes written", n, len(padded))
-		case !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS):
+		case !refusedDirect(err):
 			return fmt.Errorf("journal write: %v", err)
 		}
 		j.direct.Close()
@@ -608,7 +608,7 @@ func (j *journal) writeDirect(b []byte, off int64) (int, error) {
 	}
 	n, err := j.aio.pwriteDSync(fd, b, off)
 	var notSubmitted submitError
-	if !errors.As(err, &notSubmitted) && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+	if !errors.As(err, &notSubmitted) && !refusedDirect(err) {
 		return n, err
 	}
 	if n, err = pwritev2DSync(fd, b, off); err == nil {
@@ -707,6 +707,13 @@ func (j *journal) makeSpare(size int64) spareFile {
 	return spareFile{path: path, size: size}
 }
 
+// refusedDirect says whether a direct write failed because the kernel or the file
+// system refuses it (its alignment, RWF_DSYNC unknown, no such call), not the disk: the
+// write is then made another way.
+func refusedDirect(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS)
+}
+
 // spareChunk is how many zeros zeroFillDirect writes at a time.
 const spareChunk = 1 << 20
 
@@ -730,7 +737,7 @@ func zeroFillDirect(path string, size int64) (int64, error) {
 		n := min(int64(spareChunk), end-off)
 		t := time.Now()
 		w, err := pwritev2DSync(int(d.Fd()), zeros[:n], off)
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		if refusedDirect(err) {
 			return off, nil // refused (sectors larger than ours, no RWF_DSYNC): zeroFill goes on
 		}
 		if err != nil {

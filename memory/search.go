@@ -163,9 +163,10 @@ func (s *Store) selective(ctx context.Context, tx *sql.Tx, sq *searchStatements,
 		n int
 	}
 	var dfs []df
+	count := tx.StmtContext(ctx, sq.count)
 	for _, t := range terms {
 		var n int
-		err := tx.StmtContext(ctx, sq.count).QueryRowContext(ctx, scope+"tokens : "+t, probeCap).Scan(&n)
+		err := count.QueryRowContext(ctx, scope+"tokens : "+t, probeCap).Scan(&n)
 		if err != nil {
 			return nil, fmt.Errorf("memory: search: %w", err)
 		}

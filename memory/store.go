@@ -186,14 +186,9 @@ func (s *Store) init(dataDir, path string) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("memory: open %s: %w", path, err)
 	}
-	pending, err := s.purgePending(ctx)
-	if err != nil {
-		return err
-	}
-	if pending != 0 {
-		if err := s.purge(ctx); err != nil {
-			return fmt.Errorf("memory: finishing an interrupted forget in %s: %w", path, err)
-		}
+	// A purge left pending by a crash is finished (purge does nothing when none is).
+	if err := s.purge(ctx); err != nil {
+		return fmt.Errorf("memory: finishing an interrupted forget in %s: %w", path, err)
 	}
 	return s.prepareSearch(ctx)
 }

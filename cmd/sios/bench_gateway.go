@@ -45,37 +45,25 @@ rate_limit: {requests_per_minute: 6000000, burst: 100000}
 // are more than 5 % apart (at most findMaxHalvings times) — so that a target between two
 // quarter steps (3,500/s between 3,125 and 3,906) is tried rather than skipped.
 func nextFindMaxRate(steps []rated) (int, bool) {
-	last := steps[len(steps)-1]
-	if last.Sustained && !anyFailed(steps) {
-		return last.RPS * 5 / 4, len(steps) < findMaxRaises
+	firstMiss := slices.IndexFunc(steps, func(st rated) bool { return !st.Sustained })
+	if firstMiss < 0 {
+		return steps[len(steps)-1].RPS * 5 / 4, len(steps) < findMaxRaises
 	}
 	pass, fail := 0, 0
-	halvings := 0
-	for i, st := range steps {
+	for _, st := range steps {
 		switch {
 		case st.Sustained:
 			pass = max(pass, st.RPS)
 		case fail == 0 || st.RPS < fail:
 			fail = st.RPS
 		}
-		if i > 0 && anyFailed(steps[:i]) {
-			halvings++
-		}
 	}
+	halvings := len(steps) - 1 - firstMiss
 	mid := (pass + fail) / 2 / 25 * 25
 	if pass == 0 || halvings >= findMaxHalvings || fail-pass <= pass/20 || mid <= pass || mid >= fail {
 		return 0, false
 	}
 	return mid, true
-}
-
-func anyFailed(steps []rated) bool {
-	for _, st := range steps {
-		if !st.Sustained {
-			return true
-		}
-	}
-	return false
 }
 
 // --find-max's limits: steps raising the rate by a quarter, then steps halving the gap.
