@@ -178,12 +178,18 @@ func overwrite(name string, d []byte) error {
 // Ths file data is written with O_SYNC, however the containing directory is NOT sync'd on the assumption
 // that this temporary file will be linked/renamed by the caller who will also sync the directory.
 func createTemp(prefix string, d []byte) (name string, err error) {
+	return writeTemp(prefix, d, os.O_SYNC)
+}
+
+// writeTemp is createTemp opening the file with flags added to O_WRONLY|O_CREATE|O_EXCL
+// (sios: os.O_SYNC, or 0 for a file staged under Config.SyncBatches).
+func writeTemp(prefix string, d []byte, flags int) (name string, err error) {
 	try := 0
 	var f *os.File
 
 	for {
 		name = prefix + strconv.Itoa(int(rand.Int32()))
-		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_SYNC, filePerm)
+		f, err = os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|flags, filePerm)
 		if err == nil {
 			break
 		} else if errors.Is(err, os.ErrExist) {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -70,7 +71,16 @@ const (
 type Storage struct {
 	mu  sync.Mutex
 	cfg Config
+
+	// sios: under Config.SyncBatches, the batch's files written so far, each to a
+	// temporary file beside its target, and the file system they are on, opened
+	// before the first of them was written (guarded by mu).
+	staged []stagedFile
+	fs     *os.File
 }
+
+// stagedFile is a batch file written to tmp, to be renamed to target.
+type stagedFile struct{ tmp, target string }
 
 // appender implements the Tessera append lifecycle.
 type appender struct {
@@ -105,6 +115,18 @@ type Config struct {
 
 	// Path is the path to a directory in which the log should be stored.
 	Path string
+
+	// sios: SyncBatches makes a batch's entry bundles and tiles durable together
+	// instead of one by one. Each is written to a temporary file beside its target
+	// without O_SYNC; before the tree state moves on, the file system is synced
+	// (syncfs), every file renamed into place, and the file system synced again. A
+	// file at its target path is therefore always whole, as upstream, where every
+	// file is written with O_SYNC, renamed and its directory synced: ~100 synced
+	// operations for a batch of 4,096 entries against two. The tree state and the
+	// checkpoint are written as upstream. Where syncfs(2) cannot be relied on (not
+	// Linux, or Linux before 5.8, where it did not report write-back errors), every
+	// file is written as upstream.
+	SyncBatches bool
 }
 
 // New creates a new POSIX storage.
@@ -286,6 +308,8 @@ func (a *appender) sequenceBatch(ctx context.Context, entries []*tessera.Entry) 
 			err = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
 		}
 	}()
+	// sios: files a failed batch staged are not this batch's.
+	defer a.s.dropStaged()
 
 	size, _, err := a.s.readTreeState(ctx)
 	if err != nil {
@@ -463,7 +487,7 @@ func (lrs *logResourceStorage) writeTile(ctx context.Context, level, index uint6
 
 	tPath := layout.TilePath(level, index, partial)
 
-	if err := lrs.s.createOverwrite(tPath, t); err != nil {
+	if err := lrs.s.createBatchFile(tPath, t); err != nil {
 		return err
 	}
 
@@ -474,7 +498,7 @@ func (lrs *logResourceStorage) writeTile(ctx context.Context, level, index uint6
 // writeBundle takes care of writing out the serialised entry bundle file.
 func (lrs *logResourceStorage) writeBundle(_ context.Context, index uint64, partial uint8, bundle []byte) error {
 	bf := lrs.entriesPath(index, partial)
-	if err := lrs.s.createOverwrite(bf, bundle); err != nil {
+	if err := lrs.s.createBatchFile(bf, bundle); err != nil {
 		if !errors.Is(err, os.ErrExist) {
 			return err
 		}
@@ -572,6 +596,13 @@ func (s *Storage) writeTreeState(ctx context.Context, size uint64, root []byte) 
 	raw, err := json.Marshal(treeState{Size: size, Root: root})
 	if err != nil {
 		return fmt.Errorf("error in Marshal: %v", err)
+	}
+	// sios: the batch files staged under Config.SyncBatches are durable and in place
+	// before the tree state says they exist.
+	if len(s.staged) > 0 {
+		if err := s.commitStaged(); err != nil {
+			return err
+		}
 	}
 
 	if err := s.createOverwrite(filepath.Join(stateDir, treeStateFile), raw); err != nil {
@@ -845,6 +876,72 @@ func (s *Storage) createExclusive(p string, d []byte) error {
 	return createEx(filepath.Join(s.cfg.Path, p), d)
 }
 
+// createBatchFile writes one of a batch's entry bundles or tiles: at once, as
+// createOverwrite does, or (sios) under Config.SyncBatches to a temporary file that
+// writeTreeState makes durable and renames into place.
+func (s *Storage) createBatchFile(p string, d []byte) error {
+	if !s.cfg.SyncBatches || !canSyncFS() {
+		return s.createOverwrite(p, d)
+	}
+	if s.fs == nil {
+		// Opened before the batch writes anything, so that syncfs reports any
+		// write-back error of what it writes (errors are reported to the file
+		// descriptors open when they happen).
+		f, err := os.Open(s.cfg.Path)
+		if err != nil {
+			return err
+		}
+		s.fs = f
+	}
+	// Directories too are made durable by the sync before the renames.
+	target := filepath.Join(s.cfg.Path, p)
+	if err := os.MkdirAll(filepath.Dir(target), dirPerm); err != nil {
+		return fmt.Errorf("failed to make directory structure: %w", err)
+	}
+	tmp, err := writeTemp(target, d, 0)
+	if err != nil {
+		return fmt.Errorf("failed to create temp file: %v", err)
+	}
+	s.staged = append(s.staged, stagedFile{tmp: tmp, target: target})
+	return nil
+}
+
+// commitStaged (sios) makes the staged batch files durable and renames them into
+// place, durably: syncfs, rename each, syncfs.
+func (s *Storage) commitStaged() error {
+	defer s.dropStaged()
+	if err := syncFS(s.fs); err != nil {
+		return fmt.Errorf("sync the log's file system: %w", err)
+	}
+	for i, f := range s.staged {
+		if err := os.Rename(f.tmp, f.target); err != nil {
+			return fmt.Errorf("failed to rename temporary file to target %q: %w", f.target, err)
+		}
+		s.staged[i].tmp = ""
+	}
+	if err := syncFS(s.fs); err != nil {
+		return fmt.Errorf("sync the log's file system: %w", err)
+	}
+	return nil
+}
+
+// dropStaged (sios) forgets the staged batch files, removing those not renamed into
+// place, and closes the file system's descriptor.
+func (s *Storage) dropStaged() {
+	for _, f := range s.staged {
+		if f.tmp != "" {
+			if err := os.Remove(f.tmp); err != nil {
+				slog.WarnContext(context.Background(), "Failed to remove temporary file", slog.String("tmpname", f.tmp), slog.Any("error", err))
+			}
+		}
+	}
+	s.staged = s.staged[:0]
+	if s.fs != nil {
+		s.fs.Close()
+		s.fs = nil
+	}
+}
+
 // createOverwrite atomically creates or overwrites a file at the given path with the provided data.
 func (s *Storage) createOverwrite(p string, d []byte) error {
 	return overwrite(filepath.Join(s.cfg.Path, p), d)
@@ -987,6 +1084,8 @@ func (m *MigrationStorage) buildTree(ctx context.Context, targetSize uint64) (re
 			rerr = fmt.Errorf("unlock %s: %w", treeStateLock, uerr)
 		}
 	}()
+	// sios: files a failed build staged are not this build's.
+	defer m.s.dropStaged()
 
 	size, _, err := m.s.readTreeState(ctx)
 	if err != nil {
