@@ -5,9 +5,11 @@ package posix
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -136,5 +138,39 @@ func TestWithoutSyncBatchesFilesAreWrittenAtOnce(t *testing.T) {
 	}
 	if len(s.staged) != 0 {
 		t.Fatal("a file was staged without SyncBatches")
+	}
+}
+
+// A sync that fails (a write-back error the file system reports) fails the tree state's
+// write: it does not move, no file of the batch is at its path, and no temporary file is
+// left.
+func TestSyncBatchesFailedSyncLeavesTheTreeStateAlone(t *testing.T) {
+	if !canSyncFS() {
+		t.Skip("syncfs(2) does not report write-back errors on this system: every file is written as upstream")
+	}
+	dir := t.TempDir()
+	s := &Storage{cfg: Config{Path: dir, SyncBatches: true}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeTreeState(context.Background(), 10, bytes.Repeat([]byte{1}, 32)); err != nil {
+		t.Fatal(err)
+	}
+	real := syncFS
+	defer func() { syncFS = real }()
+	syncFS = func(*os.File) error { return syscall.EIO }
+	for _, p := range []string{"tile/entries/000.p/20", "tile/0/000.p/20"} {
+		if err := s.createBatchFile(p, []byte("batch")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.writeTreeState(context.Background(), 20, bytes.Repeat([]byte{2}, 32))
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "sync the log's file system") {
+		t.Fatalf("tree state written over a failed sync: %v", err)
+	}
+	if files := filesUnder(t, dir); len(files) != 1 || files[0] != stateDir+"/"+treeStateFile {
+		t.Fatalf("files after the failed sync: %v, want the old tree state only", files)
+	}
+	if size, _, err := s.readTreeState(context.Background()); err != nil || size != 10 {
+		t.Fatalf("tree state size %d, %v: want 10, as before the failed batch", size, err)
 	}
 }

@@ -38,7 +38,7 @@ func kernelAtLeast(release string, major, minor int) bool {
 
 // syncFS makes everything written to the file system that holds f durable: file data,
 // metadata and directory entries alike. It reports write-back errors that happened
-// since f was opened.
-func syncFS(f *os.File) error {
+// since f was opened. (A variable so that tests can make it fail.)
+var syncFS = func(f *os.File) error {
 	return unix.Syncfs(int(f.Fd()))
 }
