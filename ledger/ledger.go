@@ -235,7 +235,7 @@ func Open(ctx context.Context, dir string, node *identity.Node, opts Options) (*
 func (l *Ledger) start(ctx context.Context) error {
 	// The journal holds every entry until Tessera's tree state covers it, so Tessera
 	// may make a batch's files durable together (SyncBatches: two syncs of the file
-	// system per batch instead of ~100 synced operations; third_party/tessera/SIOS.md).
+	// system per batch instead of ~70 synced operations; third_party/tessera/SIOS.md).
 	driver, err := posix.New(ctx, posix.Config{Path: filepath.Join(l.dir, logDirName), HTTPClient: noNetwork, SyncBatches: true})
 	if err != nil {
 		return err

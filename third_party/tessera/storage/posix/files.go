@@ -121,7 +121,7 @@ type Config struct {
 	// without O_SYNC; before the tree state moves on, the file system is synced
 	// (syncfs), every file renamed into place, and the file system synced again. A
 	// file at its target path is therefore always whole, as upstream, where every
-	// file is written with O_SYNC, renamed and its directory synced: ~100 synced
+	// file is written with O_SYNC, renamed and its directory synced: ~70 synced
 	// operations for a batch of 4,096 entries against two. The tree state and the
 	// checkpoint are written as upstream. Where syncfs(2) cannot be relied on (not
 	// Linux, or Linux before 5.8, where it did not report write-back errors), every
