@@ -71,6 +71,11 @@ func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { retu
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// usPer is d per item, in µs.
+func usPer(d time.Duration, n int) float64 {
+	return float64(d.Microseconds()) / float64(max(n, 1))
+}
+
 // us is d in microseconds, with its fraction.
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 

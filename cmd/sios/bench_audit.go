@@ -188,11 +188,6 @@ func benchBaseline(ctx context.Context, dir string, n, size int) (float64, float
 	return float64(n) / elapsed.Seconds(), usPer(cpu, n), nil
 }
 
-// usPer is d per item, in µs.
-func usPer(d time.Duration, n int) float64 {
-	return float64(d.Microseconds()) / float64(max(n, 1))
-}
-
 // benchSigned appends n records through the ledger from w writers, measuring each
 // receipt's latency and the rate until everything is integrated, then verifies.
 func benchSigned(ctx context.Context, dir string, n, w int, verify bool, res *auditBenchResult) error {

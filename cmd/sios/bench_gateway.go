@@ -281,7 +281,7 @@ func runBenchGateway(ctx context.Context, e *env, args []string) error {
 		progress(e, *asJSON, "%sdirect: %d requests at %d/s to the mock backend (%s service time)", of, n, *rps, *latency)
 		c0 := selfCPU()
 		lat, _, _ := paced(n, *rps, call(mockURL+"/chat/completions", ""))
-		d := phase{cpu: float64((selfCPU() - c0).Microseconds()) / float64(n), p50: us(percentile(lat, 50)), p99: us(percentile(lat, 99))}
+		d := phase{cpu: usPer(selfCPU()-c0, n), p50: us(percentile(lat, 50)), p99: us(percentile(lat, 99))}
 		direct = append(direct, d)
 		runNode := func() {
 			progress(e, *asJSON, "%snode: %d requests at %d/s through auth, policy, routing, perimeter and audit", of, n, *rps)
@@ -477,8 +477,7 @@ func measure(nd *benchNode, n, rate int, call func(int) error) measured {
 	n0, c0 := nd.cpu(), selfCPU()
 	lat, errs, first := paced(n, rate, call)
 	n1, c1 := nd.cpu(), selfCPU()
-	perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-	m := measured{lat: lat, errors: errs, first: first, nodeCPU: perReq(n1 - n0), clientCPU: perReq(c1 - c0)}
+	m := measured{lat: lat, errors: errs, first: first, nodeCPU: usPer(n1-n0, n), clientCPU: usPer(c1-c0, n)}
 	if t1, err := nd.nodeTimes(); err == nil && terr == nil {
 		m.inNode = t1.since(t0)
 	}
